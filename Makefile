@@ -1,0 +1,154 @@
+# keybroker: build, test, install. See README.md.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR = $(PREFIX)/bin
+SBINDIR = $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR = $(PREFIX)/include
+PKGCONFIGDIR = $(LIBDIR)/pkgconfig
+VERSION = 0.1.0
+
+B ?= build
+CC ?= cc
+PKGS = p11-kit-1 openssl libconfig jansson
+CPPFLAGS += -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED \
+	-Icommon -Iconfig -Ipkcs11 -Ibroker -Iclient
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes \
+	-Wmissing-prototypes -Wno-unused-parameter -Werror=implicit \
+	-fstack-protector-strong -fPIC \
+	$(shell pkg-config --cflags $(PKGS))
+SANITIZE ?=
+ifneq ($(SANITIZE),)
+CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+CPPFLAGS += -D_FORTIFY_SOURCE=2
+endif
+LDFLAGS += -Wl,-z,relro,-z,now
+LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
+
+COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
+	common/kb_oaep.c
+CONFIG = config/kb_config.c
+PKCS11 = pkcs11/p11_token.c pkcs11/p11_keystore.c
+BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
+	broker/kb_conn.c broker/kb_server.c
+CLIENTLIB = client/libkeybroker.c common/kb_b64.c
+
+obj = $(patsubst %.c,$(B)/%.o,$(1))
+
+DAEMON_OBJS = $(call obj,$(COMMON) $(CONFIG) $(PKCS11) $(BROKER))
+CLIENT_OBJS = $(call obj,$(CLIENTLIB))
+
+PROGS = $(B)/keybrokerd $(B)/keybroker $(B)/keybrokerctl
+LIBKB = $(B)/libkeybroker.so.0 $(B)/libkeybroker.a
+
+all: $(PROGS) $(LIBKB) $(B)/keybroker.pc
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/keybrokerd: $(DAEMON_OBJS) $(B)/broker/keybrokerd.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/keybrokerctl: $(call obj,$(COMMON) $(CONFIG) $(PKCS11)) \
+		$(B)/client/keybrokerctl.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/keybroker: $(B)/client/keybroker.o $(B)/libkeybroker.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson) -lpthread
+
+$(B)/libkeybroker.a: $(CLIENT_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/libkeybroker.so.0: $(CLIENT_OBJS)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libkeybroker.so.0 \
+		-Wl,--version-script=client/libkeybroker.map -o $@ $^ \
+		$(shell pkg-config --libs jansson) -lpthread
+
+$(B)/keybroker.pc: client/keybroker.pc.in
+	@mkdir -p $(B)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    $< > $@
+
+# ---- tests ----
+UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep
+UNIT_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
+
+$(B)/tests/test_b64: $(B)/tests/unit/test_b64.o $(call obj,common/kb_b64.c)
+$(B)/tests/test_kid: $(B)/tests/unit/test_kid.o $(call obj,common/kb_kid.c)
+$(B)/tests/test_config: $(B)/tests/unit/test_config.o \
+	$(call obj,$(CONFIG) common/kb_kid.c common/kb_log.c)
+$(B)/tests/test_proto: $(B)/tests/unit/test_proto.o \
+	$(call obj,broker/kb_proto.c common/kb_kid.c common/kb_b64.c \
+	common/kb_secret.c)
+$(B)/tests/test_oaep: $(B)/tests/unit/test_oaep.o \
+	$(call obj,common/kb_oaep.c common/kb_secret.c)
+
+$(UNIT_BINS):
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
+
+$(B)/tests/kb_bench: $(B)/tests/bench/kb_bench.o \
+		$(call obj,$(COMMON) $(CONFIG) $(PKCS11)) $(B)/libkeybroker.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+unit: $(UNIT_BINS)
+	@tests/run-unit.sh $(UNIT_BINS)
+
+integration: all
+	@tests/integration/run.sh $(B)
+
+# The whole suite: unit, integration and interop tests, plain and then
+# under AddressSanitizer + UBSan.
+check: unit integration
+
+check-asan:
+	$(MAKE) B=build-asan SANITIZE=1 check
+
+test: check check-asan
+
+bench: all $(B)/tests/kb_bench
+	@tests/bench/run.sh $(B)
+
+# ---- lint ----
+SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || \
+	find . -name '*.[ch]' -not -path './build*')
+lint:
+	clang-format --dry-run -Werror $(SOURCES)
+	cppcheck --quiet --error-exitcode=1 --std=c11 --inline-suppr \
+		--enable=warning,portability,performance \
+		--suppress=missingIncludeSystem -D__GNUC__ \
+		-Icommon -Iconfig -Ipkcs11 -Ibroker -Iclient $(SOURCES)
+
+format:
+	clang-format -i $(SOURCES)
+
+# ---- install ----
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+		$(DESTDIR)$(PKGCONFIGDIR)
+	install -m 0755 $(B)/keybrokerd $(DESTDIR)$(SBINDIR)/keybrokerd
+	install -m 0755 $(B)/keybrokerctl $(DESTDIR)$(SBINDIR)/keybrokerctl
+	install -m 0755 $(B)/keybroker $(DESTDIR)$(BINDIR)/keybroker
+	install -m 0644 $(B)/libkeybroker.a $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(B)/libkeybroker.so.0 $(DESTDIR)$(LIBDIR)/
+	ln -sf libkeybroker.so.0 $(DESTDIR)$(LIBDIR)/libkeybroker.so
+	install -m 0644 client/keybroker.h $(DESTDIR)$(INCLUDEDIR)/keybroker.h
+	install -m 0644 $(B)/keybroker.pc $(DESTDIR)$(PKGCONFIGDIR)/
+
+clean:
+	rm -rf build build-asan
+
+.PHONY: all unit integration check check-asan test bench lint format \
+	install clean
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: MIT
+/*
+ * keybrokerctl: provisioning of the broker's token. Works on the token
+ * directly with the module, token URI and PIN file of the broker's config.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kb_config.h"
+#include "kb_kid.h"
+#include "kb_log.h"
+#include "kb_secret.h"
+#include "p11_keystore.h"
+
+#define DEFAULT_CONFIG "/etc/keybroker/keybroker.conf"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: keybrokerctl [--config FILE] COMMAND [ARGS]\n"
+		"\n"
+		"Provisions the PKCS#11 token named in the broker's config.\n"
+		"\n"
+		"commands:\n"
+		"  init-token --so-pin-file FILE\n"
+		"        initialise a fresh token: label from the config's token\n"
+		"        URI (token=...), SO PIN from FILE, user PIN from the\n"
+		"        config's pin_file\n"
+		"  create-key NAME [--size 2048|3072|4096]\n"
+		"        generate a new RSA-HSM key, or a new version of NAME,\n"
+		"        inside the token (non-extractable); prints its kid\n"
+		"  list-keys\n"
+		"        list every key version in the token\n"
+		"\n"
+		"options:\n"
+		"  -c, --config FILE   broker config (default %s)\n"
+		"  -h, --help          this text\n"
+		"\n"
+		"exit status: 0 success, 1 operation failed, 2 usage error\n",
+		DEFAULT_CONFIG);
+}
+
+static void print_version(const struct p11_key_info *info, void *arg)
+{
+	const struct kb_config *cfg = arg;
+	char kid[KB_KID_MAX], when[32];
+	time_t t = (time_t)info->created;
+	struct tm tm;
+
+	kb_kid_format(kid, sizeof(kid), cfg->instance, info->name,
+		      info->version);
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	printf("%s  RSA-HSM %u  created %s  %s\n", kid, info->bits, when,
+	       info->enabled ? "enabled" : "disabled");
+}
+
+static int open_keystore(const struct kb_config *cfg, const char *so_pin,
+			 struct p11_keystore **ks)
+{
+	struct p11_keystore_params p = {
+		.module = cfg->pkcs11_module,
+		.token_uri = cfg->pkcs11_token,
+		.pin_file = cfg->pkcs11_pin_file,
+		.allow_rsa1_5 = cfg->allow_rsa1_5,
+	};
+	char err[512];
+
+	if (p11_keystore_open(&p, so_pin, ks, err, sizeof(err)) != P11_OK) {
+		fprintf(stderr, "keybrokerctl: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "so-pin-file", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct p11_keystore *ks;
+	const char *so_pin = NULL;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
+		if (c != 's')
+			return 2;
+		so_pin = optarg;
+	}
+	if (so_pin == NULL || optind != argc) {
+		fprintf(stderr, "keybrokerctl: init-token needs "
+			"--so-pin-file FILE\n");
+		return 2;
+	}
+	if (open_keystore(cfg, so_pin, &ks) != 0)
+		return 1;
+	printf("initialised token '%s'\n", p11_keystore_token_label(ks));
+	p11_keystore_free(ks);
+	return 0;
+}
+
+static int cmd_create_key(const struct kb_config *cfg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "size", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct p11_keystore *ks;
+	struct p11_key_info info;
+	char err[256], *end;
+	unsigned long bits = 2048;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
+		if (c != 's')
+			return 2;
+		bits = strtoul(optarg, &end, 10);
+		if (*end != '\0' || (bits != 2048 && bits != 3072 &&
+				     bits != 4096)) {
+			fprintf(stderr, "keybrokerctl: --size must be 2048, "
+				"3072 or 4096\n");
+			return 2;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "keybrokerctl: create-key needs one NAME\n");
+		return 2;
+	}
+	if (open_keystore(cfg, NULL, &ks) != 0)
+		return 1;
+	r = p11_keystore_create_key(ks, argv[optind], (unsigned int)bits,
+				    &info, err, sizeof(err));
+	if (r != P11_OK)
+		fprintf(stderr, "keybrokerctl: create-key %s: %s\n",
+			argv[optind], err);
+	else
+		print_version(&info, (void *)cfg);
+	p11_keystore_free(ks);
+	return r == P11_OK ? 0 : 1;
+}
+
+static int cmd_list_keys(const struct kb_config *cfg, int argc, char **argv)
+{
+	struct p11_keystore *ks;
+
+	if (argc != 1) {
+		fprintf(stderr, "keybrokerctl: list-keys takes no arguments\n");
+		return 2;
+	}
+	if (open_keystore(cfg, NULL, &ks) != 0)
+		return 1;
+	p11_keystore_foreach(ks, print_version, (void *)cfg);
+	p11_keystore_free(ks);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = DEFAULT_CONFIG, *cmd;
+	struct kb_config *cfg;
+	char err[512];
+	int c, r;
+
+	kb_log_init("keybrokerctl", KB_LOG_WARN);
+	kb_secret_harden_process();
+	while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[optind];
+	argc -= optind;
+	argv += optind;
+	optind = 0; /* full re-initialisation of getopt for the command */
+	if (strcmp(cmd, "init-token") != 0 && strcmp(cmd, "create-key") != 0 &&
+	    strcmp(cmd, "list-keys") != 0) {
+		fprintf(stderr, "keybrokerctl: unknown command '%.64s' "
+			"(see --help)\n", cmd);
+		return 2;
+	}
+	if (kb_config_load(path, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "keybrokerctl: %s\n", err);
+		return 1;
+	}
+	if (strcmp(cmd, "init-token") == 0)
+		r = cmd_init_token(cfg, argc, argv);
+	else if (strcmp(cmd, "create-key") == 0)
+		r = cmd_create_key(cfg, argc, argv);
+	else
+		r = cmd_list_keys(cfg, argc, argv);
+	kb_config_free(cfg);
+	return r;
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The key catalogue held in a token, and the RSA operations on it.
+ *
+ * Each key version is one RSA key pair whose CKA_LABEL is the key name and
+ * whose CKA_ID is the 16-byte version, plus one CKO_DATA object
+ * (CKA_APPLICATION "keybroker:key-version") holding that version's
+ * metadata as JSON. The token is the only store: the catalogue is an
+ * immutable snapshot read from it (handles, public keys as EVP_PKEYs,
+ * metadata), swapped whole when the token changes. Wraps use the cached
+ * public key and never touch the token; unwraps run in the token on the
+ * calling worker's own session.
+ */
+#ifndef P11_KEYSTORE_H
+#define P11_KEYSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kb_kid.h"
+#include "p11_token.h"
+
+#define P11_MODULUS_MAX 512 /* 4096-bit keys */
+
+enum p11_alg {
+	P11_ALG_RSA_OAEP,	/* OAEP, SHA-1 and MGF1-SHA-1 */
+	P11_ALG_RSA_OAEP_256,	/* OAEP, SHA-256 and MGF1-SHA-256 */
+	P11_ALG_RSA1_5,		/* PKCS#1 v1.5 */
+	P11_ALG_COUNT,
+};
+
+/* How the token performs an unwrap with one algorithm. */
+enum p11_path {
+	P11_PATH_NONE,		/* not available (refused or disabled) */
+	P11_PATH_NATIVE,	/* the token's own mechanism */
+	P11_PATH_RAW_OAEP,	/* CKM_RSA_X_509 + constant-time OAEP decode */
+};
+
+/* Everything a caller may learn about one key version (no secrets). */
+struct p11_key_info {
+	char name[KB_NAME_MAX + 1];
+	char version[KB_VERSION_LEN + 1];
+	unsigned int bits;
+	unsigned char n[P11_MODULUS_MAX];
+	size_t nlen;
+	unsigned char e[8];
+	size_t elen;
+	int64_t created, updated;
+	int64_t nbf, exp; /* 0: not set */
+	bool enabled;
+	char recovery_level[32];
+	int recoverable_days;
+	enum p11_path path[P11_ALG_COUNT];
+};
+
+struct p11_keystore_params {
+	const char *module;
+	const char *token_uri;
+	const char *pin_file;
+	bool allow_rsa1_5;
+};
+
+struct p11_keystore;
+struct p11_worker;
+
+/*
+ * Loads the module, selects and logs in to the token and reads the
+ * catalogue. If initialise_with_so_pin is set, the token is provisioned
+ * first (see p11_token_initialise).
+ */
+int p11_keystore_open(const struct p11_keystore_params *params,
+		      const char *initialise_with_so_pin,
+		      struct p11_keystore **out, char *err, size_t errlen);
+void p11_keystore_free(struct p11_keystore *ks);
+
+const char *p11_keystore_token_label(const struct p11_keystore *ks);
+const char *p11_path_name(enum p11_path path);
+const char *p11_alg_name(enum p11_alg alg);
+
+/* A token session owned by one thread. */
+int p11_worker_new(struct p11_keystore *ks, struct p11_worker **out);
+void p11_worker_free(struct p11_worker *w);
+
+/*
+ * Looks up name (and version, or the current version if version is "").
+ * P11_ERR_NOT_FOUND if absent.
+ */
+int p11_keystore_describe(struct p11_keystore *ks, const char *name,
+			  const char *version, struct p11_key_info *info);
+
+/*
+ * Wraps in[0..inlen) with the public key of name/version. out needs
+ * P11_MODULUS_MAX bytes. P11_ERR_PARAM if in is too long for the key.
+ */
+int p11_keystore_wrap(struct p11_keystore *ks, const char *name,
+		      const char *version, enum p11_alg alg,
+		      const unsigned char *in, size_t inlen, unsigned char *out,
+		      size_t *outlen, struct p11_key_info *info);
+
+/*
+ * Unwraps in the token on w's session. out needs P11_MODULUS_MAX bytes and
+ * holds a secret on success: the caller wipes it. Every failure caused by
+ * the input is P11_ERR_CIPHERTEXT.
+ */
+int p11_worker_unwrap(struct p11_worker *w, const char *name,
+		      const char *version, enum p11_alg alg,
+		      const unsigned char *in, size_t inlen, unsigned char *out,
+		      size_t *outlen, struct p11_key_info *info);
+
+/*
+ * Generates a new version of key name (creating the key if needed) as an
+ * RSA key pair of bits (2048, 3072 or 4096) in the token. Admin writes are
+ * serialised. Fills info with the new version.
+ */
+int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
+			    unsigned int bits, struct p11_key_info *info,
+			    char *err, size_t errlen);
+
+/* Calls fn for each key version, in name then creation order. */
+int p11_keystore_foreach(struct p11_keystore *ks,
+			 void (*fn)(const struct p11_key_info *, void *),
+			 void *arg);
+
+#endif

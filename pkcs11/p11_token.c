@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
+#include <p11-kit/p11-kit.h>
+#include <p11-kit/uri.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kb_secret.h"
+#include "p11_token.h"
+
+#define PIN_MAX 256
+
+struct p11_token {
+	CK_FUNCTION_LIST *fn;
+	P11KitUri *uri;
+	CK_SLOT_ID slot;
+	bool selected;
+	char label[33];
+	unsigned char *pin; /* kb_secure_alloc'ed, PIN_MAX + 1 */
+	size_t pinlen;
+};
+
+const char *p11_rv_name(CK_RV rv)
+{
+	switch (rv) {
+	case CKR_OK: return "CKR_OK";
+	case CKR_HOST_MEMORY: return "CKR_HOST_MEMORY";
+	case CKR_SLOT_ID_INVALID: return "CKR_SLOT_ID_INVALID";
+	case CKR_GENERAL_ERROR: return "CKR_GENERAL_ERROR";
+	case CKR_FUNCTION_FAILED: return "CKR_FUNCTION_FAILED";
+	case CKR_ARGUMENTS_BAD: return "CKR_ARGUMENTS_BAD";
+	case CKR_DEVICE_ERROR: return "CKR_DEVICE_ERROR";
+	case CKR_DEVICE_MEMORY: return "CKR_DEVICE_MEMORY";
+	case CKR_DEVICE_REMOVED: return "CKR_DEVICE_REMOVED";
+	case CKR_ENCRYPTED_DATA_INVALID: return "CKR_ENCRYPTED_DATA_INVALID";
+	case CKR_ENCRYPTED_DATA_LEN_RANGE:
+		return "CKR_ENCRYPTED_DATA_LEN_RANGE";
+	case CKR_KEY_HANDLE_INVALID: return "CKR_KEY_HANDLE_INVALID";
+	case CKR_MECHANISM_INVALID: return "CKR_MECHANISM_INVALID";
+	case CKR_MECHANISM_PARAM_INVALID: return "CKR_MECHANISM_PARAM_INVALID";
+	case CKR_OBJECT_HANDLE_INVALID: return "CKR_OBJECT_HANDLE_INVALID";
+	case CKR_OPERATION_ACTIVE: return "CKR_OPERATION_ACTIVE";
+	case CKR_PIN_INCORRECT: return "CKR_PIN_INCORRECT";
+	case CKR_PIN_LOCKED: return "CKR_PIN_LOCKED";
+	case CKR_SESSION_CLOSED: return "CKR_SESSION_CLOSED";
+	case CKR_SESSION_HANDLE_INVALID: return "CKR_SESSION_HANDLE_INVALID";
+	case CKR_TOKEN_NOT_PRESENT: return "CKR_TOKEN_NOT_PRESENT";
+	case CKR_TOKEN_NOT_RECOGNIZED: return "CKR_TOKEN_NOT_RECOGNIZED";
+	case CKR_USER_NOT_LOGGED_IN: return "CKR_USER_NOT_LOGGED_IN";
+	case CKR_USER_ALREADY_LOGGED_IN: return "CKR_USER_ALREADY_LOGGED_IN";
+	case CKR_USER_PIN_NOT_INITIALIZED:
+		return "CKR_USER_PIN_NOT_INITIALIZED";
+	case CKR_CRYPTOKI_NOT_INITIALIZED:
+		return "CKR_CRYPTOKI_NOT_INITIALIZED";
+	case CKR_BUFFER_TOO_SMALL: return "CKR_BUFFER_TOO_SMALL";
+	case CKR_TEMPLATE_INCONSISTENT: return "CKR_TEMPLATE_INCONSISTENT";
+	case CKR_ATTRIBUTE_VALUE_INVALID: return "CKR_ATTRIBUTE_VALUE_INVALID";
+	default: return "CKR_(other)";
+	}
+}
+
+bool p11_rv_is_token_lost(CK_RV rv)
+{
+	switch (rv) {
+	case CKR_DEVICE_ERROR:
+	case CKR_DEVICE_REMOVED:
+	case CKR_DEVICE_MEMORY:
+	case CKR_TOKEN_NOT_PRESENT:
+	case CKR_TOKEN_NOT_RECOGNIZED:
+	case CKR_SESSION_CLOSED:
+	case CKR_SESSION_HANDLE_INVALID:
+	case CKR_USER_NOT_LOGGED_IN:
+	case CKR_CRYPTOKI_NOT_INITIALIZED:
+	case CKR_SLOT_ID_INVALID:
+	case CKR_KEY_HANDLE_INVALID:
+	case CKR_OBJECT_HANDLE_INVALID:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Finds a registered module by its p11-kit name; unloads the others. */
+static CK_FUNCTION_LIST *load_registered(const char *name)
+{
+	CK_FUNCTION_LIST **mods, *found = NULL;
+	char *mname;
+	size_t i;
+
+	mods = p11_kit_modules_load(NULL, P11_KIT_MODULE_UNMANAGED);
+	if (mods == NULL)
+		return NULL;
+	for (i = 0; mods[i] != NULL; i++) {
+		mname = p11_kit_module_get_name(mods[i]);
+		if (found == NULL && mname != NULL && strcmp(mname, name) == 0)
+			found = mods[i];
+		else
+			p11_kit_module_release(mods[i]);
+		free(mname);
+	}
+	free(mods);
+	return found;
+}
+
+int p11_token_load(const char *module, const char *uri,
+		   struct p11_token **out, char *err, size_t errlen)
+{
+	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+	struct p11_token *tok;
+	CK_RV rv;
+	int r;
+
+	*out = NULL;
+	if ((tok = calloc(1, sizeof(*tok))) == NULL)
+		return P11_ERR_NOMEM;
+	tok->pin = kb_secure_alloc(PIN_MAX + 1);
+	tok->uri = p11_kit_uri_new();
+	if (tok->pin == NULL || tok->uri == NULL) {
+		r = P11_ERR_NOMEM;
+		goto out_free;
+	}
+	if (p11_kit_uri_parse(uri, P11_KIT_URI_FOR_TOKEN, tok->uri) !=
+	    P11_KIT_URI_OK) {
+		snprintf(err, errlen, "token URI is not a valid PKCS#11 URI "
+			 "(RFC 7512)");
+		r = P11_ERR_PARAM;
+		goto out_free;
+	}
+	if (module[0] == '/')
+		tok->fn = p11_kit_module_load(module, P11_KIT_MODULE_UNMANAGED);
+	else
+		tok->fn = load_registered(module);
+	if (tok->fn == NULL) {
+		snprintf(err, errlen, "cannot load PKCS#11 module '%s': %s",
+			 module, module[0] == '/' ? p11_kit_message()
+				: "no p11-kit registered module of that name");
+		r = P11_ERR_HSM;
+		goto out_free;
+	}
+	rv = tok->fn->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		snprintf(err, errlen, "C_Initialize of module '%s' failed: %s",
+			 module, p11_rv_name(rv));
+		p11_kit_module_release(tok->fn);
+		tok->fn = NULL;
+		r = P11_ERR_HSM;
+		goto out_free;
+	}
+	*out = tok;
+	return P11_OK;
+out_free:
+	p11_token_free(tok);
+	return r;
+}
+
+void p11_token_free(struct p11_token *tok)
+{
+	if (tok == NULL)
+		return;
+	if (tok->fn != NULL) {
+		tok->fn->C_Finalize(NULL);
+		p11_kit_module_release(tok->fn);
+	}
+	if (tok->uri != NULL)
+		p11_kit_uri_free(tok->uri);
+	kb_secure_free(tok->pin, PIN_MAX + 1);
+	free(tok);
+}
+
+int p11_token_read_pin(struct p11_token *tok, const char *path, char *err,
+		       size_t errlen)
+{
+	struct stat st;
+	ssize_t n;
+	size_t len = 0;
+	int fd, r = P11_ERR_PIN;
+
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "PIN file %s: %s", path, strerror(errno));
+		return P11_ERR_PIN;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "PIN file %s: not a regular file", path);
+		goto out_close;
+	}
+	if ((st.st_mode & (S_IRWXO | S_IWGRP)) != 0) {
+		snprintf(err, errlen, "PIN file %s: mode %04o is too open; "
+			 "it must not be accessible to others nor "
+			 "group-writable (chmod 600)",
+			 path, (unsigned int)(st.st_mode & 07777));
+		goto out_close;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(err, errlen, "PIN file %s: owned by uid %u, must be "
+			 "owned by root or by uid %u", path,
+			 (unsigned int)st.st_uid, (unsigned int)geteuid());
+		goto out_close;
+	}
+	while ((n = read(fd, tok->pin + len, PIN_MAX + 1 - len)) > 0)
+		len += (size_t)n;
+	if (n < 0) {
+		snprintf(err, errlen, "PIN file %s: %s", path, strerror(errno));
+		goto out_wipe;
+	}
+	while (len > 0 && (tok->pin[len - 1] == '\n' ||
+			   tok->pin[len - 1] == '\r'))
+		len--;
+	if (len == 0 || len > PIN_MAX) {
+		snprintf(err, errlen, "PIN file %s: PIN must be 1-%d bytes",
+			 path, PIN_MAX);
+		goto out_wipe;
+	}
+	tok->pinlen = len;
+	r = P11_OK;
+	goto out_close;
+out_wipe:
+	kb_wipe(tok->pin, PIN_MAX + 1);
+	tok->pinlen = 0;
+out_close:
+	close(fd);
+	return r;
+}
+
+/* Lists slots that have a token; *slots is malloc'ed. */
+static int list_slots(struct p11_token *tok, CK_SLOT_ID **slots,
+		      CK_ULONG *count)
+{
+	CK_RV rv;
+
+	*slots = NULL;
+	if ((rv = tok->fn->C_GetSlotList(CK_TRUE, NULL, count)) != CKR_OK)
+		return P11_ERR_HSM;
+	if ((*slots = calloc(*count + 1, sizeof(**slots))) == NULL)
+		return P11_ERR_NOMEM;
+	if ((rv = tok->fn->C_GetSlotList(CK_TRUE, *slots, count)) != CKR_OK) {
+		free(*slots);
+		*slots = NULL;
+		return P11_ERR_HSM;
+	}
+	return P11_OK;
+}
+
+int p11_token_select(struct p11_token *tok, char *err, size_t errlen)
+{
+	CK_TOKEN_INFO info;
+	CK_SLOT_ID *slots;
+	CK_ULONG count, i, matches = 0;
+	int r;
+
+	tok->selected = false;
+	if ((r = list_slots(tok, &slots, &count)) != P11_OK) {
+		snprintf(err, errlen, "cannot list PKCS#11 slots");
+		return r;
+	}
+	for (i = 0; i < count; i++) {
+		if (tok->fn->C_GetTokenInfo(slots[i], &info) != CKR_OK ||
+		    !(info.flags & CKF_TOKEN_INITIALIZED) ||
+		    p11_kit_uri_match_token_info(tok->uri, &info) != 1)
+			continue;
+		if (matches++ == 0) {
+			tok->slot = slots[i];
+			memcpy(tok->label, info.label, 32);
+			tok->label[32] = '\0';
+		}
+	}
+	free(slots);
+	if (matches != 1) {
+		snprintf(err, errlen, matches == 0
+			 ? "no initialised token matches the configured URI"
+			 : "several tokens match the configured URI; make it "
+			   "more specific (e.g. add serial=)");
+		return matches == 0 ? P11_ERR_HSM : P11_ERR_PARAM;
+	}
+	for (i = 32; i > 0 && tok->label[i - 1] == ' '; i--)
+		tok->label[i - 1] = '\0';
+	tok->selected = true;
+	return P11_OK;
+}
+
+int p11_token_open_session(struct p11_token *tok, bool rw,
+			   CK_SESSION_HANDLE *out, char *err, size_t errlen)
+{
+	CK_FLAGS flags = CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0);
+	CK_RV rv;
+
+	if (!tok->selected) {
+		snprintf(err, errlen, "no token selected");
+		return P11_ERR_HSM;
+	}
+	rv = tok->fn->C_OpenSession(tok->slot, flags, NULL, NULL, out);
+	if (rv != CKR_OK) {
+		snprintf(err, errlen, "C_OpenSession on token '%s': %s",
+			 tok->label, p11_rv_name(rv));
+		return P11_ERR_HSM;
+	}
+	rv = tok->fn->C_Login(*out, CKU_USER, tok->pin, tok->pinlen);
+	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
+		return P11_OK;
+	snprintf(err, errlen, "login to token '%s' failed: %s%s", tok->label,
+		 p11_rv_name(rv),
+		 rv == CKR_PIN_INCORRECT ? " (wrong PIN in the PIN file)" : "");
+	tok->fn->C_CloseSession(*out);
+	return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ? P11_ERR_PIN
+							       : P11_ERR_HSM;
+}
+
+void p11_token_close_session(struct p11_token *tok, CK_SESSION_HANDLE h)
+{
+	tok->fn->C_CloseSession(h);
+}
+
+static int read_so_pin(const char *path, unsigned char *pin, size_t *len,
+		       char *err, size_t errlen)
+{
+	struct p11_token tmp = { .pin = pin };
+	int r;
+
+	r = p11_token_read_pin(&tmp, path, err, errlen);
+	*len = tmp.pinlen;
+	return r;
+}
+
+int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
+			 char *err, size_t errlen)
+{
+	CK_TOKEN_INFO info, *want = p11_kit_uri_get_token_info(tok->uri);
+	unsigned char *so_pin, label[32];
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID *slots;
+	CK_ULONG count, i;
+	size_t so_len = 0;
+	CK_RV rv;
+	int r;
+
+	if (tok->pinlen == 0) {
+		snprintf(err, errlen, "no user PIN read");
+		return P11_ERR_PIN;
+	}
+	if (p11_token_select(tok, err, errlen) == P11_OK) {
+		snprintf(err, errlen, "token '%s' is already initialised",
+			 tok->label);
+		return P11_ERR_CONFLICT;
+	}
+	memcpy(label, want->label, sizeof(label));
+	if (label[0] == ' ' || label[0] == '\0') {
+		snprintf(err, errlen, "the token URI must name the token "
+			 "label to create (pkcs11:token=NAME)");
+		return P11_ERR_PARAM;
+	}
+	if ((so_pin = kb_secure_alloc(PIN_MAX + 1)) == NULL)
+		return P11_ERR_NOMEM;
+	if ((r = read_so_pin(so_pin_file, so_pin, &so_len, err, errlen)) != 0)
+		goto out_pin;
+	if ((r = list_slots(tok, &slots, &count)) != P11_OK) {
+		snprintf(err, errlen, "cannot list PKCS#11 slots");
+		goto out_pin;
+	}
+	for (i = 0; i < count; i++)
+		if (tok->fn->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
+		    !(info.flags & CKF_TOKEN_INITIALIZED))
+			break;
+	if (i == count) {
+		snprintf(err, errlen, "no uninitialised token slot available");
+		r = P11_ERR_HSM;
+		goto out_slots;
+	}
+	r = P11_ERR_HSM;
+	rv = tok->fn->C_InitToken(slots[i], so_pin, so_len, label);
+	if (rv != CKR_OK) {
+		snprintf(err, errlen, "C_InitToken: %s", p11_rv_name(rv));
+		goto out_slots;
+	}
+	rv = tok->fn->C_OpenSession(slots[i], CKF_SERIAL_SESSION |
+				    CKF_RW_SESSION, NULL, NULL, &h);
+	if (rv != CKR_OK) {
+		snprintf(err, errlen, "C_OpenSession: %s", p11_rv_name(rv));
+		goto out_slots;
+	}
+	if ((rv = tok->fn->C_Login(h, CKU_SO, so_pin, so_len)) != CKR_OK ||
+	    (rv = tok->fn->C_InitPIN(h, tok->pin, tok->pinlen)) != CKR_OK) {
+		snprintf(err, errlen, "setting the user PIN: %s",
+			 p11_rv_name(rv));
+		goto out_session;
+	}
+	tok->fn->C_Logout(h);
+	r = p11_token_select(tok, err, errlen);
+out_session:
+	tok->fn->C_CloseSession(h);
+out_slots:
+	free(slots);
+out_pin:
+	kb_secure_free(so_pin, PIN_MAX + 1);
+	return r;
+}
+
+CK_FUNCTION_LIST *p11_token_functions(const struct p11_token *tok)
+{
+	return tok->fn;
+}
+
+const char *p11_token_label(const struct p11_token *tok)
+{
+	return tok->label;
+}
+
+CK_SLOT_ID p11_token_slot(const struct p11_token *tok)
+{
+	return tok->slot;
+}

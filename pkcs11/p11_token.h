@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One PKCS#11 token: the module that serves it (loaded through p11-kit and
+ * initialised for multi-threaded use), the slot selected by an RFC 7512
+ * URI, and the user PIN kept in locked, non-dumpable memory for
+ * re-login after the token comes back.
+ */
+#ifndef P11_TOKEN_H
+#define P11_TOKEN_H
+
+#include <p11-kit/pkcs11.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct p11_token;
+
+/* Status codes of the pkcs11/ layer; callers map them to protocol codes. */
+enum p11_status {
+	P11_OK = 0,
+	P11_ERR_HSM = -1,	 /* token absent, session lost, device error */
+	P11_ERR_NOT_FOUND = -2,	 /* no such key or version */
+	P11_ERR_CIPHERTEXT = -3, /* unwrap input rejected */
+	P11_ERR_UNSUPPORTED = -4,
+	P11_ERR_PARAM = -5,	/* caller input out of range */
+	P11_ERR_NOMEM = -6,
+	P11_ERR_CONFLICT = -7,	/* already exists / already initialised */
+	P11_ERR_PIN = -8,	/* PIN file refused or PIN wrong */
+	P11_ERR_DISABLED = -9,	/* key version disabled, not yet valid or expired */
+};
+
+/*
+ * Loads module (a p11-kit registered module name such as "softhsm2", or an
+ * absolute path), initialises it with CKF_OS_LOCKING_OK and parses uri.
+ */
+int p11_token_load(const char *module, const char *uri,
+		   struct p11_token **out, char *err, size_t errlen);
+void p11_token_free(struct p11_token *tok);
+
+/*
+ * Reads the user PIN from path. Refuses a file that is not a regular
+ * file, is a symlink, is accessible to others, or is group-writable.
+ */
+int p11_token_read_pin(struct p11_token *tok, const char *path, char *err,
+		       size_t errlen);
+
+/* Selects the initialised token that matches the URI (exactly one). */
+int p11_token_select(struct p11_token *tok, char *err, size_t errlen);
+
+/* Opens a session on the selected token and makes sure it is logged in. */
+int p11_token_open_session(struct p11_token *tok, bool rw,
+			   CK_SESSION_HANDLE *out, char *err, size_t errlen);
+void p11_token_close_session(struct p11_token *tok, CK_SESSION_HANDLE h);
+
+/*
+ * Provisions a fresh token: takes the first uninitialised slot, labels the
+ * token with the URI's token= attribute, sets the SO PIN from so_pin_file
+ * and the user PIN from the PIN already read.
+ */
+int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
+			 char *err, size_t errlen);
+
+CK_FUNCTION_LIST *p11_token_functions(const struct p11_token *tok);
+const char *p11_token_label(const struct p11_token *tok);
+CK_SLOT_ID p11_token_slot(const struct p11_token *tok);
+
+/* True if rv means the token or session is gone, not a bad request. */
+bool p11_rv_is_token_lost(CK_RV rv);
+const char *p11_rv_name(CK_RV rv);
+
+#endif
