@@ -49,7 +49,8 @@ all: $(PROGS) $(LIBKB) $(B)/keybroker.pc
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(B)/keybrokerd: $(DAEMON_OBJS) $(B)/broker/keybrokerd.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

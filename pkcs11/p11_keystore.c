@@ -997,6 +997,16 @@ out_unlock:
 	return r;
 }
 
+int p11_keystore_reload(struct p11_keystore *ks)
+{
+	int r;
+
+	pthread_mutex_lock(&ks->admin_lock);
+	r = reload_locked(ks);
+	pthread_mutex_unlock(&ks->admin_lock);
+	return r;
+}
+
 int p11_keystore_foreach(struct p11_keystore *ks,
 			 void (*fn)(const struct p11_key_info *, void *),
 			 void *arg)

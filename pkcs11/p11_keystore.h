@@ -117,6 +117,9 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 			    unsigned int bits, struct p11_key_info *info,
 			    char *err, size_t errlen);
 
+/* Re-reads the catalogue from the token now; the old one stays on failure. */
+int p11_keystore_reload(struct p11_keystore *ks);
+
 /* Calls fn for each key version, in name then creation order. */
 int p11_keystore_foreach(struct p11_keystore *ks,
 			 void (*fn)(const struct p11_key_info *, void *),

@@ -17,6 +17,7 @@
 struct p11_token {
 	CK_FUNCTION_LIST *fn;
 	P11KitUri *uri;
+	char *uri_text; /* for messages */
 	CK_SLOT_ID slot;
 	bool selected;
 	char label[33];
@@ -119,7 +120,8 @@ int p11_token_load(const char *module, const char *uri,
 		return P11_ERR_NOMEM;
 	tok->pin = kb_secure_alloc(PIN_MAX + 1);
 	tok->uri = p11_kit_uri_new();
-	if (tok->pin == NULL || tok->uri == NULL) {
+	tok->uri_text = strdup(uri);
+	if (tok->pin == NULL || tok->uri == NULL || tok->uri_text == NULL) {
 		r = P11_ERR_NOMEM;
 		goto out_free;
 	}
@@ -168,6 +170,7 @@ void p11_token_free(struct p11_token *tok)
 	if (tok->uri != NULL)
 		p11_kit_uri_free(tok->uri);
 	kb_secure_free(tok->pin, PIN_MAX + 1);
+	free(tok->uri_text);
 	free(tok);
 }
 
@@ -269,10 +272,15 @@ int p11_token_select(struct p11_token *tok, char *err, size_t errlen)
 	}
 	free(slots);
 	if (matches != 1) {
-		snprintf(err, errlen, matches == 0
-			 ? "no initialised token matches the configured URI"
-			 : "several tokens match the configured URI; make it "
-			   "more specific (e.g. add serial=)");
+		if (matches == 0)
+			snprintf(err, errlen, "no initialised token matches "
+				 "'%.200s' (is the module's token directory "
+				 "right? keybrokerctl init-token creates one)",
+				 tok->uri_text);
+		else
+			snprintf(err, errlen, "%lu tokens match '%.200s'; make "
+				 "the URI more specific (e.g. add serial=)",
+				 (unsigned long)matches, tok->uri_text);
 		return matches == 0 ? P11_ERR_HSM : P11_ERR_PARAM;
 	}
 	for (i = 32; i > 0 && tok->label[i - 1] == ' '; i--)

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One client connection: its input buffer cut into request lines, the
+ * requests it has in flight in arrival order, and its output buffer.
+ * Owned by the event loop thread; workers only touch the jobs.
+ */
+#ifndef KB_CONN_H
+#define KB_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "kb_queue.h"
+
+/* What the event loop's epoll data points at. */
+enum kb_watch_kind {
+	KB_WATCH_LISTEN,
+	KB_WATCH_SIGNAL,
+	KB_WATCH_DONE,
+	KB_WATCH_CONN,
+};
+
+struct kb_watch {
+	enum kb_watch_kind kind;
+};
+
+struct kb_conn {
+	struct kb_watch watch; /* first: epoll data points here */
+	struct kb_conn *prev, *next; /* server's list */
+	int fd;
+	struct ucred peer;
+	uint32_t events; /* epoll interest now registered */
+
+	char *in; /* kb_wipe_free'd: holds request lines */
+	size_t in_len, in_cap;
+
+	struct kb_job *first, *last; /* in request order */
+	unsigned int pending;	     /* jobs in the order list */
+	unsigned int in_workers;     /* of those, jobs not yet done */
+
+	char *out; /* response bytes not yet written */
+	size_t out_len, out_off;
+
+	int64_t last_activity_ms;
+	int64_t line_started_ms; /* when in[] became non-empty */
+	int64_t write_blocked_ms; /* when out[] last made no progress */
+
+	bool read_closed; /* peer shut its side, or we stopped reading */
+	bool close_after_flush;
+	bool dead; /* fd closed; waits for in_workers == 0 to be freed */
+};
+
+struct kb_conn *kb_conn_new(int fd, const struct ucred *peer, int64_t now);
+/* Wipes and frees everything; jobs must no longer be in workers. */
+void kb_conn_free(struct kb_conn *c);
+
+enum kb_io { KB_IO_OK, KB_IO_EOF, KB_IO_ERROR };
+
+/* Reads what is available (up to a full line's worth of buffer). */
+enum kb_io kb_conn_read(struct kb_conn *c, int64_t now);
+
+/*
+ * Cuts the next complete request line into a job and appends it to the
+ * order list. A line over KB_LINE_MAX becomes a done job carrying a
+ * BadRequest reply that closes the connection. Returns NULL if no line is
+ * complete or the connection takes no more requests.
+ */
+struct kb_job *kb_conn_next_line(struct kb_conn *c, int64_t now);
+
+/* Moves replies that are next in order into the output buffer. */
+int kb_conn_collect(struct kb_conn *c);
+
+/* Writes what it can of the output buffer. */
+enum kb_io kb_conn_write(struct kb_conn *c, int64_t now);
+
+/* True when no reply is owed and none is waiting to be written. */
+bool kb_conn_idle(const struct kb_conn *c);
+
+#endif

@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: MIT
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kb_b64.h"
+#include "kb_proto.h"
+
+#define SAFE_INT_MAX 9007199254740991LL /* 2^53 - 1 */
+
+/* A header in front of each jansson block remembers its size. */
+struct json_block {
+	size_t size;
+	size_t pad;
+};
+
+static void *wiping_malloc(size_t n)
+{
+	struct json_block *b;
+
+	if (n > SIZE_MAX - sizeof(*b) || (b = malloc(sizeof(*b) + n)) == NULL)
+		return NULL;
+	b->size = n;
+	return b + 1;
+}
+
+static void wiping_free(void *p)
+{
+	struct json_block *b;
+
+	if (p == NULL)
+		return;
+	b = (struct json_block *)p - 1;
+	OPENSSL_cleanse(p, b->size);
+	free(b);
+}
+
+void kb_proto_init(void)
+{
+	json_set_alloc_funcs(wiping_malloc, wiping_free);
+}
+
+static const char *const code_names[] = {
+	[KB_OK] = "OK",
+	[KB_BAD_REQUEST] = "BadRequest",
+	[KB_BAD_PARAMETER] = "BadParameter",
+	[KB_UNAUTHORIZED] = "Unauthorized",
+	[KB_FORBIDDEN] = "Forbidden",
+	[KB_KEY_NOT_FOUND] = "KeyNotFound",
+	[KB_KEY_DISABLED] = "KeyDisabled",
+	[KB_NOT_SUPPORTED] = "NotSupported",
+	[KB_CONFLICT] = "Conflict",
+	[KB_THROTTLED] = "Throttled",
+	[KB_HSM_UNAVAILABLE] = "HsmUnavailable",
+	[KB_INTERNAL] = "Internal",
+};
+
+const char *kb_code_name(enum kb_code code)
+{
+	return code <= KB_INTERNAL ? code_names[code] : "Internal";
+}
+
+static const struct {
+	const char *name;
+	enum kb_alg alg;
+} alg_table[] = {
+	{ "RSA-OAEP", KB_ALG_RSA_OAEP },
+	{ "RSA-OAEP-256", KB_ALG_RSA_OAEP_256 },
+	{ "RSA1_5", KB_ALG_RSA1_5 },
+};
+
+const char *kb_alg_name(enum kb_alg alg)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(alg_table) / sizeof(alg_table[0]); i++)
+		if (alg_table[i].alg == alg)
+			return alg_table[i].name;
+	return "?";
+}
+
+/* Data-plane ops and which fields each accepts. */
+#define F_KEY 1u   /* key, version, kid */
+#define F_ALG 2u
+#define F_VALUE 4u
+#define F_TOKEN 8u
+
+static const struct {
+	const char *name;
+	enum kb_op op;
+	unsigned int fields;
+} op_table[] = {
+	{ "getKey", KB_OP_GET_KEY, F_KEY },
+	{ "wrapKey", KB_OP_WRAP_KEY, F_KEY | F_ALG | F_VALUE },
+	{ "unwrapKey", KB_OP_UNWRAP_KEY, F_KEY | F_ALG | F_VALUE },
+	/* Part of protocol v1 but not offered by this broker yet. */
+	{ "authenticate", KB_OP_UNAVAILABLE, 0 },
+	{ "getToken", KB_OP_UNAVAILABLE, 0 },
+	{ "createKey", KB_OP_UNAVAILABLE, 0 },
+	{ "importKey", KB_OP_UNAVAILABLE, 0 },
+	{ "rotateKey", KB_OP_UNAVAILABLE, 0 },
+	{ "updateKey", KB_OP_UNAVAILABLE, 0 },
+	{ "getKeys", KB_OP_UNAVAILABLE, 0 },
+	{ "getKeyVersions", KB_OP_UNAVAILABLE, 0 },
+	{ "deleteKey", KB_OP_UNAVAILABLE, 0 },
+	{ "getDeletedKey", KB_OP_UNAVAILABLE, 0 },
+	{ "getDeletedKeys", KB_OP_UNAVAILABLE, 0 },
+	{ "recoverDeletedKey", KB_OP_UNAVAILABLE, 0 },
+	{ "purgeDeletedKey", KB_OP_UNAVAILABLE, 0 },
+	{ "getKeyRotationPolicy", KB_OP_UNAVAILABLE, 0 },
+	{ "updateKeyRotationPolicy", KB_OP_UNAVAILABLE, 0 },
+	{ "rewrapKey", KB_OP_UNAVAILABLE, 0 },
+};
+
+void kb_proto_quote(char *dst, size_t dstlen, const char *src, size_t max)
+{
+	size_t i, o = 0;
+
+	for (i = 0; src[i] != '\0' && i < max && o + 2 < dstlen; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		dst[o++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	if (src[i] != '\0' && o + 4 < dstlen) {
+		memcpy(dst + o, "...", 3);
+		o += 3;
+	}
+	dst[o] = '\0';
+}
+
+static int fail(struct kb_error *err, enum kb_code code, const char *fmt,
+		...) __attribute__((format(printf, 3, 4)));
+
+static int fail(struct kb_error *err, enum kb_code code, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int parse_id(struct kb_request *req, struct kb_error *err)
+{
+	json_t *id = json_object_get(req->root, "id");
+
+	if (id == NULL)
+		return fail(err, KB_BAD_REQUEST, "missing field 'id'");
+	if (json_is_integer(id)) {
+		if (json_integer_value(id) > SAFE_INT_MAX ||
+		    json_integer_value(id) < -SAFE_INT_MAX)
+			return fail(err, KB_BAD_REQUEST,
+				    "'id' must be an integer of at most 2^53");
+	} else if (json_is_string(id)) {
+		if (json_string_length(id) > KB_ID_STRING_MAX)
+			return fail(err, KB_BAD_REQUEST,
+				    "'id' string longer than %d bytes",
+				    KB_ID_STRING_MAX);
+	} else {
+		return fail(err, KB_BAD_REQUEST,
+			    "'id' must be an integer or a string");
+	}
+	req->id = id;
+	return 0;
+}
+
+static int check_fields(struct kb_request *req, unsigned int allowed,
+			struct kb_error *err)
+{
+	const char *k;
+	char q[48];
+	json_t *v;
+
+	json_object_foreach(req->root, k, v) {
+		if (strcmp(k, "id") == 0 || strcmp(k, "op") == 0)
+			continue;
+		if ((allowed & F_KEY) && (strcmp(k, "key") == 0 ||
+					  strcmp(k, "version") == 0 ||
+					  strcmp(k, "kid") == 0))
+			continue;
+		if ((allowed & F_ALG) && strcmp(k, "alg") == 0)
+			continue;
+		if ((allowed & F_VALUE) && strcmp(k, "value") == 0)
+			continue;
+		kb_proto_quote(q, sizeof(q), k, 32);
+		return fail(err, KB_BAD_PARAMETER,
+			    "unknown field '%s' for op '%s'", q, req->opname);
+	}
+	return 0;
+}
+
+static int parse_key(struct kb_request *req, const char *instance,
+		     struct kb_error *err)
+{
+	json_t *key = json_object_get(req->root, "key");
+	json_t *ver = json_object_get(req->root, "version");
+	json_t *kid = json_object_get(req->root, "kid");
+	enum kb_kid_status st;
+
+	if (kid != NULL) {
+		if (key != NULL || ver != NULL)
+			return fail(err, KB_BAD_PARAMETER,
+				    "give either 'kid' or 'key' (+ 'version'),"
+				    " not both");
+		if (!json_is_string(kid))
+			return fail(err, KB_BAD_PARAMETER,
+				    "'kid' must be a string");
+		st = kb_kid_parse(json_string_value(kid),
+				  json_string_length(kid), instance, &req->key);
+		if (st == KB_KID_OTHER_INSTANCE)
+			return fail(err, KB_BAD_PARAMETER,
+				    "'kid' names another broker instance; "
+				    "this one is '%s'", instance);
+		if (st != KB_KID_OK)
+			return fail(err, KB_BAD_PARAMETER,
+				    "'kid' must be keybroker://<instance>/keys/"
+				    "<name>[/<version>]");
+		return 0;
+	}
+	if (key == NULL)
+		return fail(err, KB_BAD_PARAMETER, "missing field 'key'");
+	if (!json_is_string(key) ||
+	    !kb_name_valid(json_string_value(key), json_string_length(key)))
+		return fail(err, KB_BAD_PARAMETER,
+			    "'key' must be a key name: 1-%d of A-Z a-z 0-9 -",
+			    KB_NAME_MAX);
+	memcpy(req->key.name, json_string_value(key),
+	       json_string_length(key) + 1);
+	if (ver == NULL)
+		return 0;
+	if (!json_is_string(ver) ||
+	    !kb_version_valid(json_string_value(ver), json_string_length(ver)))
+		return fail(err, KB_BAD_PARAMETER,
+			    "'version' must be 32 lowercase hex characters");
+	memcpy(req->key.version, json_string_value(ver), KB_VERSION_LEN + 1);
+	return 0;
+}
+
+static int parse_alg(struct kb_request *req, struct kb_error *err)
+{
+	json_t *alg = json_object_get(req->root, "alg");
+	size_t i;
+
+	req->alg = KB_ALG_RSA_OAEP_256;
+	if (alg == NULL)
+		return 0;
+	if (json_is_string(alg))
+		for (i = 0; i < sizeof(alg_table) / sizeof(alg_table[0]); i++)
+			if (strcmp(json_string_value(alg),
+				   alg_table[i].name) == 0) {
+				req->alg = alg_table[i].alg;
+				return 0;
+			}
+	return fail(err, KB_BAD_PARAMETER,
+		    "'alg' must be RSA-OAEP, RSA-OAEP-256 or RSA1_5");
+}
+
+static int parse_value(struct kb_request *req, struct kb_error *err)
+{
+	json_t *v = json_object_get(req->root, "value");
+
+	if (v == NULL)
+		return fail(err, KB_BAD_PARAMETER, "missing field 'value'");
+	if (!json_is_string(v))
+		return fail(err, KB_BAD_PARAMETER,
+			    "'value' must be a base64url string");
+	if (json_string_length(v) > kb_b64_encoded_len(KB_VALUE_MAX))
+		return fail(err, KB_BAD_PARAMETER,
+			    "'value' longer than %d bytes", KB_VALUE_MAX);
+	if (kb_b64_decode(req->value, sizeof(req->value), &req->value_len,
+			  json_string_value(v), json_string_length(v)) != 0)
+		return fail(err, KB_BAD_PARAMETER,
+			    "'value' is not base64url without padding");
+	if (req->value_len == 0)
+		return fail(err, KB_BAD_PARAMETER, "'value' is empty");
+	return 0;
+}
+
+int kb_proto_parse(const char *line, size_t len, const char *instance,
+		   struct kb_request *req, struct kb_error *err)
+{
+	json_error_t jerr;
+	json_t *op;
+	size_t i;
+	char q[48], *near;
+
+	memset(req, 0, sizeof(*req));
+	err->code = KB_OK;
+	err->msg[0] = '\0';
+	if (len > KB_LINE_MAX)
+		return fail(err, KB_BAD_REQUEST, "request line longer than %d "
+			    "bytes", KB_LINE_MAX);
+	req->root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (req->root == NULL) {
+		/* Never echo the input: it may carry a DEK. */
+		if ((near = strstr(jerr.text, " near ")) != NULL)
+			*near = '\0';
+		kb_proto_quote(q, sizeof(q), jerr.text, 40);
+		return fail(err, KB_BAD_REQUEST,
+			    "malformed JSON at column %d: %s", jerr.column, q);
+	}
+	if (!json_is_object(req->root))
+		return fail(err, KB_BAD_REQUEST,
+			    "request must be a JSON object");
+	if (parse_id(req, err) != 0)
+		return -1;
+	op = json_object_get(req->root, "op");
+	if (!json_is_string(op))
+		return fail(err, KB_BAD_REQUEST, "missing string field 'op'");
+	for (i = 0; i < sizeof(op_table) / sizeof(op_table[0]); i++)
+		if (strcmp(json_string_value(op), op_table[i].name) == 0)
+			break;
+	if (i == sizeof(op_table) / sizeof(op_table[0])) {
+		kb_proto_quote(q, sizeof(q), json_string_value(op), 32);
+		return fail(err, KB_BAD_REQUEST, "unknown op '%s'", q);
+	}
+	req->op = op_table[i].op;
+	snprintf(req->opname, sizeof(req->opname), "%s", op_table[i].name);
+	if (req->op == KB_OP_UNAVAILABLE)
+		return fail(err, KB_NOT_SUPPORTED,
+			    "op '%s' is not offered by this broker version",
+			    req->opname);
+	if (check_fields(req, op_table[i].fields, err) != 0 ||
+	    parse_key(req, instance, err) != 0)
+		return -1;
+	if ((op_table[i].fields & F_ALG) && parse_alg(req, err) != 0)
+		return -1;
+	if ((op_table[i].fields & F_VALUE) && parse_value(req, err) != 0)
+		return -1;
+	return 0;
+}
+
+void kb_request_uninit(struct kb_request *req)
+{
+	json_decref(req->root);
+	OPENSSL_cleanse(req->value, sizeof(req->value));
+	req->root = NULL;
+	req->id = NULL;
+}
+
+static char *finish_line(json_t *o, size_t *len)
+{
+	char *s, *line;
+	size_t n;
+
+	if (o == NULL)
+		return NULL;
+	s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(o);
+	if (s == NULL)
+		return NULL;
+	n = strlen(s);
+	if ((line = malloc(n + 2)) != NULL) {
+		memcpy(line, s, n);
+		line[n] = '\n';
+		line[n + 1] = '\0';
+		*len = n + 1;
+	}
+	/* Allocated by jansson, so through wiping_malloc. */
+	wiping_free(s);
+	return line;
+}
+
+char *kb_proto_result(const json_t *id, json_t *result, size_t *len)
+{
+	json_t *idc = id != NULL ? json_copy((json_t *)id) : json_null();
+
+	return finish_line(json_pack("{s:o, s:o}", "id", idc, "result", result),
+			   len);
+}
+
+char *kb_proto_error(const json_t *id, enum kb_code code, const char *msg,
+		     size_t *len)
+{
+	json_t *idc = id != NULL ? json_copy((json_t *)id) : json_null();
+
+	return finish_line(json_pack("{s:o, s:{s:s, s:s}}", "id", idc, "error",
+				     "code", kb_code_name(code), "message",
+				     msg),
+			   len);
+}

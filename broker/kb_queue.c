@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: MIT
+#include <stdlib.h>
+#include <string.h>
+
+#include "kb_queue.h"
+#include "kb_secret.h"
+
+struct kb_job *kb_job_new(struct kb_conn *conn, const char *line, size_t len)
+{
+	struct kb_job *job;
+
+	if ((job = calloc(1, sizeof(*job))) == NULL)
+		return NULL;
+	if ((job->line = malloc(len + 1)) == NULL) {
+		free(job);
+		return NULL;
+	}
+	memcpy(job->line, line, len);
+	job->line[len] = '\0';
+	job->line_len = len;
+	job->conn = conn;
+	return job;
+}
+
+void kb_job_free(struct kb_job *job)
+{
+	if (job == NULL)
+		return;
+	kb_wipe_free(job->line, job->line_len + 1);
+	kb_wipe_free(job->resp, job->resp_len);
+	free(job);
+}
+
+void kb_queue_init(struct kb_queue *q)
+{
+	memset(q, 0, sizeof(*q));
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->nonempty, NULL);
+}
+
+void kb_queue_uninit(struct kb_queue *q)
+{
+	struct kb_job *job, *next;
+
+	for (job = q->head; job != NULL; job = next) {
+		next = job->next;
+		kb_job_free(job);
+	}
+	pthread_cond_destroy(&q->nonempty);
+	pthread_mutex_destroy(&q->lock);
+}
+
+void kb_queue_push(struct kb_queue *q, struct kb_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&q->lock);
+	if (q->tail != NULL)
+		q->tail->next = job;
+	else
+		q->head = job;
+	q->tail = job;
+	pthread_cond_signal(&q->nonempty);
+	pthread_mutex_unlock(&q->lock);
+}
+
+struct kb_job *kb_queue_pop(struct kb_queue *q)
+{
+	struct kb_job *job;
+
+	pthread_mutex_lock(&q->lock);
+	while (q->head == NULL && !q->closed)
+		pthread_cond_wait(&q->nonempty, &q->lock);
+	if ((job = q->head) != NULL) {
+		q->head = job->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+		job->next = NULL;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return job;
+}
+
+struct kb_job *kb_queue_take_all(struct kb_queue *q)
+{
+	struct kb_job *list;
+
+	pthread_mutex_lock(&q->lock);
+	list = q->head;
+	q->head = q->tail = NULL;
+	pthread_mutex_unlock(&q->lock);
+	return list;
+}
+
+void kb_queue_close(struct kb_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->closed = true;
+	pthread_cond_broadcast(&q->nonempty);
+	pthread_mutex_unlock(&q->lock);
+}

@@ -1,0 +1,522 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kb_conn.h"
+#include "kb_log.h"
+#include "kb_ops.h"
+#include "kb_proto.h"
+#include "kb_server.h"
+
+#define MAX_EVENTS 64
+#define OUT_HIGH_WATER (256 * 1024) /* stop reading while this is owed */
+#define TICK_MS 500
+
+struct kb_server;
+
+struct kb_worker {
+	struct kb_server *srv;
+	pthread_t thread;
+	struct p11_worker *p11;
+	bool started;
+};
+
+struct kb_server {
+	const struct kb_config *cfg;
+	struct kb_ops ops;
+	int epfd, listen_fd, signal_fd, done_fd;
+	struct kb_watch listen_watch, signal_watch, done_watch;
+
+	struct kb_queue jobs; /* to workers */
+	struct kb_queue done; /* back from workers, signalled on done_fd */
+	struct kb_worker *workers;
+	int nworkers;
+
+	struct kb_conn *conns; /* live and dead-but-busy connections */
+	int nconns;	       /* live ones, against max_connections */
+	bool draining;
+	int64_t drain_deadline_ms;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *worker_main(void *arg)
+{
+	struct kb_worker *w = arg;
+	struct kb_server *srv = w->srv;
+	struct kb_job *job;
+	uint64_t one = 1;
+
+	while ((job = kb_queue_pop(&srv->jobs)) != NULL) {
+		job->resp = kb_ops_handle(&srv->ops, w->p11, job->line,
+					  job->line_len, &job->resp_len);
+		if (job->resp == NULL) { /* out of memory: drop the client */
+			job->close_after = true;
+			job->resp_len = 0;
+		}
+		kb_queue_push(&srv->done, job);
+		if (write(srv->done_fd, &one, sizeof(one)) < 0 &&
+		    errno != EAGAIN)
+			kb_err("worker: cannot signal the event loop: %s",
+			       strerror(errno));
+	}
+	return NULL;
+}
+
+/* ---- the listening socket ---- */
+
+static int open_listener(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	mode_t old;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -1;
+	strcpy(sa.sun_path, path);
+	/* Replace a stale socket, never any other kind of file. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			kb_err("%s exists and is not a socket; refusing to "
+			       "replace it", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	old = umask(0177);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r != 0 || chmod(path, 0600) != 0 || listen(fd, 128) != 0) {
+		kb_err("cannot listen on %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* ---- connections ---- */
+
+static void conn_set_events(struct kb_server *srv, struct kb_conn *c)
+{
+	struct epoll_event ev = { .data.ptr = c };
+	bool want_read = !c->read_closed && !c->close_after_flush &&
+			 !srv->draining &&
+			 c->pending < (unsigned int)srv->cfg->max_pipeline &&
+			 c->out_len < OUT_HIGH_WATER;
+
+	ev.events = (want_read ? EPOLLIN : 0) |
+		    (c->out_len > c->out_off ? EPOLLOUT : 0);
+	if (ev.events == c->events)
+		return;
+	if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->events = ev.events;
+}
+
+static void conn_unlink(struct kb_server *srv, struct kb_conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+}
+
+/* Closes the socket; the memory goes once no worker holds a job of it. */
+static void conn_close(struct kb_server *srv, struct kb_conn *c,
+		       const char *why)
+{
+	if (!c->dead) {
+		kb_debug("closing connection of uid %u pid %d: %s",
+			 (unsigned int)c->peer.uid, (int)c->peer.pid, why);
+		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+		c->fd = -1;
+		c->dead = true;
+		srv->nconns--;
+	}
+	if (c->in_workers == 0) {
+		conn_unlink(srv, c);
+		kb_conn_free(c);
+	}
+}
+
+/*
+ * Moves one connection forward: hands complete lines to the workers,
+ * queues finished replies, writes, and closes when it is done.
+ * Returns false if c was closed.
+ */
+static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
+{
+	struct kb_job *job;
+
+	while (!srv->draining &&
+	       c->pending < (unsigned int)srv->cfg->max_pipeline &&
+	       (job = kb_conn_next_line(c, now)) != NULL) {
+		if (job->done)
+			continue;
+		c->in_workers++;
+		kb_queue_push(&srv->jobs, job);
+	}
+	if (kb_conn_collect(c) != 0 || kb_conn_write(c, now) != KB_IO_OK) {
+		conn_close(srv, c, "write failed");
+		return false;
+	}
+	if (kb_conn_idle(c) && (c->close_after_flush || c->read_closed ||
+				srv->draining)) {
+		conn_close(srv, c, c->close_after_flush ? "protocol error"
+							: "finished");
+		return false;
+	}
+	conn_set_events(srv, c);
+	return true;
+}
+
+static void refuse(int fd, enum kb_code code, const char *msg)
+{
+	size_t len;
+	char *line = kb_proto_error(NULL, code, msg, &len);
+
+	if (line != NULL && send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) <
+				    0)
+		kb_debug("refusal not delivered: %s", strerror(errno));
+	free(line);
+	close(fd);
+}
+
+static void accept_all(struct kb_server *srv, int64_t now)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	socklen_t len = sizeof(struct ucred);
+	struct ucred peer;
+	struct kb_conn *c;
+	int fd;
+
+	while ((fd = accept4(srv->listen_fd, NULL, NULL,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		len = sizeof(peer);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+			close(fd);
+			continue;
+		}
+		if (!kb_config_uid_allowed(srv->cfg, peer.uid)) {
+			kb_warn("refused connection from uid %u pid %d: uid "
+				"not in allow_uids", (unsigned int)peer.uid,
+				(int)peer.pid);
+			refuse(fd, KB_UNAUTHORIZED,
+			       "this uid may not use the broker");
+			continue;
+		}
+		if (srv->nconns >= srv->cfg->max_connections) {
+			kb_warn("refused connection from uid %u pid %d: "
+				"max_connections (%d) reached",
+				(unsigned int)peer.uid, (int)peer.pid,
+				srv->cfg->max_connections);
+			refuse(fd, KB_THROTTLED, "too many connections");
+			continue;
+		}
+		if ((c = kb_conn_new(fd, &peer, now)) == NULL) {
+			close(fd);
+			continue;
+		}
+		ev.data.ptr = c;
+		if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+			kb_conn_free(c);
+			continue;
+		}
+		c->events = EPOLLIN;
+		c->next = srv->conns;
+		if (srv->conns != NULL)
+			srv->conns->prev = c;
+		srv->conns = c;
+		srv->nconns++;
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		kb_warn("accept: %s", strerror(errno));
+}
+
+static void conn_event(struct kb_server *srv, struct kb_conn *c,
+		       uint32_t events, int64_t now)
+{
+	enum kb_io io;
+
+	if (events & EPOLLERR) {
+		conn_close(srv, c, "socket error");
+		return;
+	}
+	if (events & (EPOLLIN | EPOLLHUP)) {
+		io = kb_conn_read(c, now);
+		if (io == KB_IO_ERROR) {
+			conn_close(srv, c, "read failed");
+			return;
+		}
+		if (io == KB_IO_EOF)
+			c->read_closed = true;
+	}
+	conn_service(srv, c, now);
+}
+
+/* Takes finished jobs back from the workers. */
+static void collect_done(struct kb_server *srv, int64_t now)
+{
+	struct kb_job *job, *next;
+	struct kb_conn *c;
+	uint64_t n;
+
+	if (read(srv->done_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		kb_warn("eventfd: %s", strerror(errno));
+	for (job = kb_queue_take_all(&srv->done); job != NULL; job = next) {
+		next = job->next;
+		c = job->conn;
+		job->done = true;
+		c->in_workers--;
+		if (c->dead) {
+			if (c->in_workers == 0)
+				conn_close(srv, c, "");
+			continue;
+		}
+		if (job->resp == NULL)
+			conn_close(srv, c, "out of memory");
+		else
+			conn_service(srv, c, now);
+	}
+}
+
+/* Closes idle, half-sent and stalled connections. */
+static void check_timeouts(struct kb_server *srv, int64_t now)
+{
+	const struct kb_config *cfg = srv->cfg;
+	struct kb_conn *c, *next;
+
+	for (c = srv->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->dead)
+			continue;
+		if (c->in_len > 0 &&
+		    now - c->line_started_ms > cfg->request_timeout_ms)
+			conn_close(srv, c, "request line not completed in "
+				   "time");
+		else if (c->out_len > 0 &&
+			 now - (c->write_blocked_ms > c->last_activity_ms
+					? c->write_blocked_ms
+					: c->last_activity_ms) >
+				 cfg->request_timeout_ms)
+			conn_close(srv, c, "client not reading replies");
+		else if (c->pending == 0 && c->in_len == 0 &&
+			 now - c->last_activity_ms > cfg->idle_timeout_ms)
+			conn_close(srv, c, "idle");
+	}
+}
+
+static void start_draining(struct kb_server *srv, int64_t now)
+{
+	struct kb_conn *c, *next;
+
+	kb_info("shutting down: no new connections; finishing requests in "
+		"flight");
+	srv->draining = true;
+	srv->drain_deadline_ms = now + srv->cfg->shutdown_grace_ms;
+	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, srv->listen_fd, NULL);
+	close(srv->listen_fd);
+	srv->listen_fd = -1;
+	unlink(srv->cfg->socket_path);
+	for (c = srv->conns; c != NULL; c = next) {
+		next = c->next;
+		if (!c->dead)
+			conn_service(srv, c, now);
+	}
+}
+
+static void handle_signal(struct kb_server *srv, int64_t now)
+{
+	struct signalfd_siginfo si;
+
+	while (read(srv->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			kb_info("SIGHUP: re-reading the key catalogue");
+			if (p11_keystore_reload(srv->ops.ks) != P11_OK)
+				kb_warn("re-reading the key catalogue failed; "
+					"the previous one stays");
+		} else if (!srv->draining) {
+			start_draining(srv, now);
+		}
+	}
+}
+
+static bool drained(struct kb_server *srv, int64_t now)
+{
+	struct kb_conn *c;
+
+	if (!srv->draining)
+		return false;
+	if (now >= srv->drain_deadline_ms) {
+		kb_warn("shutdown grace period over; dropping what is left");
+		return true;
+	}
+	for (c = srv->conns; c != NULL; c = c->next)
+		if (!c->dead || c->in_workers > 0)
+			return false;
+	return true;
+}
+
+static int watch(struct kb_server *srv, int fd, struct kb_watch *w,
+		 enum kb_watch_kind kind)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
+
+	w->kind = kind;
+	return epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static int server_setup(struct kb_server *srv, sigset_t *mask)
+{
+	int i;
+
+	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+	srv->signal_fd = signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	srv->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	srv->listen_fd = open_listener(srv->cfg->socket_path);
+	if (srv->epfd < 0 || srv->signal_fd < 0 || srv->done_fd < 0 ||
+	    srv->listen_fd < 0 ||
+	    watch(srv, srv->listen_fd, &srv->listen_watch, KB_WATCH_LISTEN) ||
+	    watch(srv, srv->signal_fd, &srv->signal_watch, KB_WATCH_SIGNAL) ||
+	    watch(srv, srv->done_fd, &srv->done_watch, KB_WATCH_DONE))
+		return -1;
+	if ((srv->workers = calloc((size_t)srv->cfg->workers,
+				   sizeof(*srv->workers))) == NULL)
+		return -1;
+	for (i = 0; i < srv->cfg->workers; i++) {
+		srv->workers[i].srv = srv;
+		if (p11_worker_new(srv->ops.ks, &srv->workers[i].p11) != 0 ||
+		    pthread_create(&srv->workers[i].thread, NULL, worker_main,
+				   &srv->workers[i]) != 0)
+			return -1;
+		srv->workers[i].started = true;
+		srv->nworkers++;
+	}
+	return 0;
+}
+
+static void server_teardown(struct kb_server *srv)
+{
+	struct kb_conn *c, *next;
+	struct kb_job *job, *jnext;
+	int i;
+
+	kb_queue_close(&srv->jobs);
+	for (i = 0; i < srv->cfg->workers && srv->workers != NULL; i++) {
+		if (srv->workers[i].started)
+			pthread_join(srv->workers[i].thread, NULL);
+		p11_worker_free(srv->workers[i].p11);
+	}
+	free(srv->workers);
+	/* Jobs left behind after the grace period. */
+	for (job = kb_queue_take_all(&srv->done); job != NULL; job = jnext) {
+		jnext = job->next;
+		job->done = true;
+		job->conn->in_workers--;
+	}
+	for (job = kb_queue_take_all(&srv->jobs); job != NULL; job = jnext) {
+		jnext = job->next;
+		job->done = true;
+		job->conn->in_workers--;
+	}
+	for (c = srv->conns; c != NULL; c = next) {
+		next = c->next;
+		kb_conn_free(c);
+	}
+	if (srv->listen_fd >= 0) {
+		close(srv->listen_fd);
+		unlink(srv->cfg->socket_path);
+	}
+	if (srv->epfd >= 0)
+		close(srv->epfd);
+	if (srv->signal_fd >= 0)
+		close(srv->signal_fd);
+	if (srv->done_fd >= 0)
+		close(srv->done_fd);
+	kb_queue_uninit(&srv->jobs);
+	kb_queue_uninit(&srv->done);
+}
+
+int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks)
+{
+	struct kb_server srv = {
+		.cfg = cfg,
+		.ops = { .cfg = cfg, .ks = ks },
+		.epfd = -1, .listen_fd = -1, .signal_fd = -1, .done_fd = -1,
+	};
+	struct epoll_event evs[MAX_EVENTS];
+	int64_t now, last_tick = 0;
+	struct kb_watch *w;
+	sigset_t mask;
+	int i, n, r = -1;
+
+	kb_queue_init(&srv.jobs);
+	kb_queue_init(&srv.done);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	/* Blocked before the workers start, so they inherit the mask. */
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (server_setup(&srv, &mask) != 0) {
+		kb_err("cannot start the server: %s", strerror(errno));
+		goto out;
+	}
+	kb_info("listening on %s with %d workers", cfg->socket_path,
+		cfg->workers);
+	for (;;) {
+		n = epoll_wait(srv.epfd, evs, MAX_EVENTS, TICK_MS);
+		if (n < 0 && errno != EINTR) {
+			kb_err("epoll_wait: %s", strerror(errno));
+			goto out;
+		}
+		now = now_ms();
+		for (i = 0; i < n; i++) {
+			w = evs[i].data.ptr;
+			if (w->kind == KB_WATCH_LISTEN && !srv.draining)
+				accept_all(&srv, now);
+			else if (w->kind == KB_WATCH_SIGNAL)
+				handle_signal(&srv, now);
+			else if (w->kind == KB_WATCH_DONE)
+				collect_done(&srv, now);
+			else if (w->kind == KB_WATCH_CONN)
+				conn_event(&srv, (struct kb_conn *)w,
+					   evs[i].events, now);
+		}
+		if (now - last_tick >= TICK_MS) {
+			check_timeouts(&srv, now);
+			last_tick = now;
+		}
+		if (drained(&srv, now))
+			break;
+	}
+	kb_info("stopped");
+	r = 0;
+out:
+	server_teardown(&srv);
+	return r;
+}

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * keybrokerd's server: the Unix socket, one epoll event loop that owns
+ * every connection, and a fixed pool of worker threads, each with its own
+ * token session, that handle requests. Replies go back in request order.
+ */
+#ifndef KB_SERVER_H
+#define KB_SERVER_H
+
+#include "kb_config.h"
+#include "p11_keystore.h"
+
+/*
+ * Serves until SIGTERM or SIGINT, then stops accepting, finishes in-flight
+ * requests (for at most cfg->shutdown_grace_ms) and returns 0. SIGHUP
+ * re-reads the key catalogue from the token. Returns -1 if it cannot start.
+ */
+int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks);
+
+#endif

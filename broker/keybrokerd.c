@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: MIT
+/* keybrokerd: the key broker daemon. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kb_config.h"
+#include "kb_log.h"
+#include "kb_proto.h"
+#include "kb_secret.h"
+#include "kb_server.h"
+#include "p11_keystore.h"
+
+#define DEFAULT_CONFIG "/etc/keybroker/keybroker.conf"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: keybrokerd [-c FILE] [-t]\n"
+		"\n"
+		"Serves wrapKey / unwrapKey / getKey on RSA keys held in a\n"
+		"PKCS#11 token to local services over a Unix socket. Runs in\n"
+		"the foreground and logs to stderr.\n"
+		"\n"
+		"  -c, --config FILE   configuration (default %s)\n"
+		"  -t, --check-config  validate the configuration and exit\n"
+		"  -h, --help          this text\n"
+		"\n"
+		"signals: SIGTERM/SIGINT finish requests in flight and exit 0;\n"
+		"         SIGHUP re-reads the key catalogue from the token\n",
+		DEFAULT_CONFIG);
+}
+
+static void log_key(const struct p11_key_info *info, void *arg)
+{
+	int *n = arg;
+
+	if ((*n)++ == 0)
+		kb_info("unwrap paths: RSA-OAEP via %s, RSA-OAEP-256 via %s, "
+			"RSA1_5 %s",
+			p11_path_name(info->path[P11_ALG_RSA_OAEP]),
+			p11_path_name(info->path[P11_ALG_RSA_OAEP_256]),
+			p11_path_name(info->path[P11_ALG_RSA1_5]));
+	kb_info("key %s version %s: RSA-HSM %u, %s", info->name, info->version,
+		info->bits, info->enabled ? "enabled" : "disabled");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = DEFAULT_CONFIG;
+	struct p11_keystore_params params;
+	struct p11_keystore *ks = NULL;
+	struct kb_config *cfg = NULL;
+	bool check_only = false;
+	char err[512];
+	int c, nkeys = 0, status = 1;
+
+	kb_log_init("keybrokerd", KB_LOG_INFO);
+	while ((c = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			check_only = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (kb_secret_harden_process() != 0)
+		kb_warn("cannot disable core dumps");
+	kb_proto_init();
+	if (kb_config_load(path, &cfg, err, sizeof(err)) != 0) {
+		kb_err("%s", err);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: configuration OK\n", path);
+		kb_config_free(cfg);
+		return 0;
+	}
+	kb_log_set_level(cfg->log_level);
+	params = (struct p11_keystore_params){
+		.module = cfg->pkcs11_module,
+		.token_uri = cfg->pkcs11_token,
+		.pin_file = cfg->pkcs11_pin_file,
+		.allow_rsa1_5 = cfg->allow_rsa1_5,
+	};
+	if (p11_keystore_open(&params, NULL, &ks, err, sizeof(err)) != 0) {
+		kb_err("%s", err);
+		goto out;
+	}
+	kb_info("token '%s' open (module %s)", p11_keystore_token_label(ks),
+		cfg->pkcs11_module);
+	p11_keystore_foreach(ks, log_key, &nkeys);
+	if (nkeys == 0)
+		kb_warn("the token holds no keys yet (keybrokerctl create-key)");
+	if (kb_server_run(cfg, ks) == 0)
+		status = 0;
+out:
+	p11_keystore_free(ks);
+	kb_config_free(cfg);
+	return status;
+}
