@@ -35,7 +35,7 @@ CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_keystore.c
 BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_conn.c broker/kb_server.c
-CLIENTLIB = client/libkeybroker.c common/kb_b64.c
+CLIENTLIB = client/libkeybroker.c common/kb_b64.c common/kb_kid.c
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
