@@ -267,6 +267,7 @@ int kb_config_load(const char *path, struct kb_config **out, char *err,
 	struct cfg_loader ld = { .path = path, .err = err, .errlen = errlen };
 	struct kb_config *cfg = NULL;
 	const char *slash;
+	char *dir;
 	config_t lc;
 	int r = -1;
 
@@ -281,8 +282,10 @@ int kb_config_load(const char *path, struct kb_config **out, char *err,
 		goto out_destroy;
 	}
 	slash = strrchr(path, '/');
-	ld.dir = slash == NULL ? strdup(".")
-			       : strndup(path, (size_t)(slash - path) + (slash == path));
+	dir = slash == NULL ? strdup(".")
+			    : strndup(path, (size_t)(slash - path) + (slash == path));
+	ld.dir = dir != NULL ? realpath(dir, NULL) : NULL;
+	free(dir);
 	if ((cfg = calloc(1, sizeof(*cfg))) == NULL || ld.dir == NULL ||
 	    (cfg->path = strdup(path)) == NULL) {
 		snprintf(err, errlen, "%s: out of memory", path);

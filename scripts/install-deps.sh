@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs the Debian packages keybroker needs to build, run and test.
+# Skips apt entirely when everything is already installed.
+set -eu
+
+PKGS="build-essential pkg-config git p11-kit libp11-kit-dev softhsm2 \
+libssl-dev openssl libconfig-dev libjansson-dev libcmocka-dev opensc socat \
+python3 clang-format cppcheck procps"
+
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing packages:$missing; run as root" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

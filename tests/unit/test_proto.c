@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: MIT
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kb_b64.h"
+#include "kb_proto.h"
+
+#define V "0123456789abcdef0123456789abcdef"
+
+static int parse(const char *line, struct kb_request *req,
+		 struct kb_error *err)
+{
+	return kb_proto_parse(line, strlen(line), "inst", req, err);
+}
+
+/* Parses line, expects failure with code and a message containing want. */
+static void expect_fail(const char *line, enum kb_code code, const char *want)
+{
+	struct kb_request req;
+	struct kb_error err;
+
+	assert_int_equal(parse(line, &req, &err), -1);
+	if (err.code != code || strstr(err.msg, want) == NULL)
+		fail_msg("%s: got %s '%s', want %s '%s'", line,
+			 kb_code_name(err.code), err.msg, kb_code_name(code),
+			 want);
+	kb_request_uninit(&req);
+}
+
+static void test_valid_requests(void **state)
+{
+	struct kb_request req;
+	struct kb_error err;
+
+	assert_int_equal(parse("{\"id\":7,\"op\":\"getKey\",\"key\":\"cmk\"}",
+			       &req, &err), 0);
+	assert_int_equal(req.op, KB_OP_GET_KEY);
+	assert_string_equal(req.key.name, "cmk");
+	assert_string_equal(req.key.version, "");
+	assert_int_equal(json_integer_value(req.id), 7);
+	kb_request_uninit(&req);
+
+	assert_int_equal(parse("{\"id\":\"a\",\"op\":\"unwrapKey\",\"kid\":"
+			       "\"keybroker://inst/keys/cmk/" V "\",\"alg\":"
+			       "\"RSA-OAEP\",\"value\":\"Zm9v\"}",
+			       &req, &err), 0);
+	assert_int_equal(req.op, KB_OP_UNWRAP_KEY);
+	assert_int_equal(req.alg, KB_ALG_RSA_OAEP);
+	assert_string_equal(req.key.version, V);
+	assert_int_equal(req.value_len, 3);
+	assert_memory_equal(req.value, "foo", 3);
+	kb_request_uninit(&req);
+
+	/* alg defaults to RSA-OAEP-256. */
+	assert_int_equal(parse("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"k\","
+			       "\"version\":\"" V "\",\"value\":\"AA\"}",
+			       &req, &err), 0);
+	assert_int_equal(req.alg, KB_ALG_RSA_OAEP_256);
+	kb_request_uninit(&req);
+}
+
+static void test_framing_errors(void **state)
+{
+	expect_fail("", KB_BAD_REQUEST, "malformed JSON");
+	expect_fail("{\"id\":1,", KB_BAD_REQUEST, "malformed JSON");
+	expect_fail("garbage", KB_BAD_REQUEST, "malformed JSON");
+	expect_fail("[1,2]", KB_BAD_REQUEST, "must be a JSON object");
+	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"a\"} x",
+		    KB_BAD_REQUEST, "malformed JSON");
+	expect_fail("{\"id\":1,\"id\":2,\"op\":\"getKey\",\"key\":\"a\"}",
+		    KB_BAD_REQUEST, "malformed JSON");
+	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"\xff\"}",
+		    KB_BAD_REQUEST, "malformed JSON");
+}
+
+static void test_malformed_json_is_not_echoed(void **state)
+{
+	struct kb_request req;
+	struct kb_error err;
+
+	assert_int_equal(parse("{\"id\":1,\"value\":SECRETDEK}", &req, &err),
+			 -1);
+	assert_null(strstr(err.msg, "SECRET"));
+	kb_request_uninit(&req);
+}
+
+static void test_id(void **state)
+{
+	char line[400], id[KB_ID_STRING_MAX + 2];
+
+	expect_fail("{\"op\":\"getKey\",\"key\":\"a\"}", KB_BAD_REQUEST,
+		    "missing field 'id'");
+	expect_fail("{\"id\":1.5,\"op\":\"getKey\",\"key\":\"a\"}",
+		    KB_BAD_REQUEST, "integer or a string");
+	expect_fail("{\"id\":null,\"op\":\"getKey\",\"key\":\"a\"}",
+		    KB_BAD_REQUEST, "integer or a string");
+	expect_fail("{\"id\":9007199254740992,\"op\":\"getKey\",\"key\":\"a\"}",
+		    KB_BAD_REQUEST, "2^53");
+	memset(id, 'x', sizeof(id));
+	id[KB_ID_STRING_MAX + 1] = '\0';
+	snprintf(line, sizeof(line),
+		 "{\"id\":\"%s\",\"op\":\"getKey\",\"key\":\"a\"}", id);
+	expect_fail(line, KB_BAD_REQUEST, "longer than 128");
+	id[KB_ID_STRING_MAX] = '\0'; /* exactly at the limit */
+	snprintf(line, sizeof(line),
+		 "{\"id\":\"%s\",\"op\":\"getKey\",\"key\":\"a\"}", id);
+	{
+		struct kb_request req;
+		struct kb_error err;
+
+		assert_int_equal(parse(line, &req, &err), 0);
+		kb_request_uninit(&req);
+	}
+}
+
+static void test_ops(void **state)
+{
+	expect_fail("{\"id\":1}", KB_BAD_REQUEST, "missing string field 'op'");
+	expect_fail("{\"id\":1,\"op\":7}", KB_BAD_REQUEST, "'op'");
+	expect_fail("{\"id\":1,\"op\":\"getkey\"}", KB_BAD_REQUEST,
+		    "unknown op 'getkey'");
+	expect_fail("{\"id\":1,\"op\":\"purgeDeletedKey\",\"key\":\"a\"}",
+		    KB_NOT_SUPPORTED, "not offered");
+	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"a\",\"value\":"
+		    "\"AA\"}", KB_BAD_PARAMETER, "unknown field 'value'");
+}
+
+static void test_key_selection(void **state)
+{
+	expect_fail("{\"id\":1,\"op\":\"getKey\"}", KB_BAD_PARAMETER,
+		    "missing field 'key'");
+	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"a/b\"}",
+		    KB_BAD_PARAMETER, "'key' must be a key name");
+	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":5}", KB_BAD_PARAMETER,
+		    "'key' must be a key name");
+	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"a\",\"version\":"
+		    "\"0123\"}", KB_BAD_PARAMETER, "32 lowercase hex");
+	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"a\",\"kid\":"
+		    "\"keybroker://inst/keys/a\"}", KB_BAD_PARAMETER,
+		    "not both");
+	expect_fail("{\"id\":1,\"op\":\"getKey\",\"kid\":"
+		    "\"keybroker://other/keys/a\"}", KB_BAD_PARAMETER,
+		    "another broker instance; this one is 'inst'");
+	expect_fail("{\"id\":1,\"op\":\"getKey\",\"kid\":\"cmk\"}",
+		    KB_BAD_PARAMETER, "'kid' must be keybroker://");
+}
+
+static void test_alg_and_value(void **state)
+{
+	char line[KB_LINE_MAX + 64], *b64;
+	unsigned char raw[KB_VALUE_MAX + 1];
+	struct kb_request req;
+	struct kb_error err;
+
+	expect_fail("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"a\",\"alg\":"
+		    "\"RSA-OAEP-384\",\"value\":\"AA\"}", KB_BAD_PARAMETER,
+		    "'alg' must be");
+	expect_fail("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"a\"}",
+		    KB_BAD_PARAMETER, "missing field 'value'");
+	expect_fail("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"a\",\"value\":"
+		    "\"Zg==\"}", KB_BAD_PARAMETER, "base64url");
+	expect_fail("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"a\",\"value\":"
+		    "\"\"}", KB_BAD_PARAMETER, "'value' is empty");
+	expect_fail("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"a\",\"value\":"
+		    "1}", KB_BAD_PARAMETER, "base64url string");
+
+	memset(raw, 0xa5, sizeof(raw));
+	b64 = malloc(kb_b64_encoded_len(sizeof(raw)) + 1);
+	assert_non_null(b64);
+	/* Exactly KB_VALUE_MAX bytes is accepted... */
+	kb_b64_encode(b64, raw, KB_VALUE_MAX);
+	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"unwrapKey\",\"key\":"
+		 "\"a\",\"value\":\"%s\"}", b64);
+	assert_int_equal(parse(line, &req, &err), 0);
+	assert_int_equal(req.value_len, KB_VALUE_MAX);
+	kb_request_uninit(&req);
+	/* ...one more byte is not. */
+	kb_b64_encode(b64, raw, KB_VALUE_MAX + 1);
+	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"unwrapKey\",\"key\":"
+		 "\"a\",\"value\":\"%s\"}", b64);
+	expect_fail(line, KB_BAD_PARAMETER, "longer than 1024");
+	free(b64);
+}
+
+static void test_line_limit(void **state)
+{
+	size_t n = KB_LINE_MAX + 1;
+	char *line = malloc(n + 1);
+	struct kb_request req;
+	struct kb_error err;
+
+	assert_non_null(line);
+	memset(line, ' ', n);
+	memcpy(line, "{\"id\":1,\"op\":\"getKey\",\"key\":\"a\"}", 32);
+	line[n] = '\0';
+	/* Exactly KB_LINE_MAX bytes (trailing blanks) is still parsed. */
+	assert_int_equal(kb_proto_parse(line, KB_LINE_MAX, "inst", &req, &err),
+			 0);
+	kb_request_uninit(&req);
+	assert_int_equal(kb_proto_parse(line, n, "inst", &req, &err), -1);
+	assert_int_equal(err.code, KB_BAD_REQUEST);
+	kb_request_uninit(&req);
+	free(line);
+}
+
+static void test_responses(void **state)
+{
+	json_t *id = json_integer(42), *o;
+	size_t len;
+	char *s;
+
+	s = kb_proto_error(id, KB_FORBIDDEN, "no \"way\"", &len);
+	assert_non_null(s);
+	assert_int_equal(s[len - 1], '\n');
+	assert_string_equal(s, "{\"id\":42,\"error\":{\"code\":\"Forbidden\","
+			       "\"message\":\"no \\\"way\\\"\"}}\n");
+	free(s);
+	s = kb_proto_error(NULL, KB_BAD_REQUEST, "x", &len);
+	assert_string_equal(s, "{\"id\":null,\"error\":{\"code\":"
+			       "\"BadRequest\",\"message\":\"x\"}}\n");
+	free(s);
+	o = json_pack("{s:s}", "value", "AA");
+	s = kb_proto_result(id, o, &len);
+	assert_string_equal(s, "{\"id\":42,\"result\":{\"value\":\"AA\"}}\n");
+	free(s);
+	json_decref(id);
+}
+
+static void test_quote(void **state)
+{
+	char q[16];
+
+	kb_proto_quote(q, sizeof(q), "ab\x01\xff", 10);
+	assert_string_equal(q, "ab??");
+	kb_proto_quote(q, sizeof(q), "abcdefghij", 4);
+	assert_string_equal(q, "abcd...");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_requests),
+		cmocka_unit_test(test_framing_errors),
+		cmocka_unit_test(test_malformed_json_is_not_echoed),
+		cmocka_unit_test(test_id),
+		cmocka_unit_test(test_ops),
+		cmocka_unit_test(test_key_selection),
+		cmocka_unit_test(test_alg_and_value),
+		cmocka_unit_test(test_line_limit),
+		cmocka_unit_test(test_responses),
+		cmocka_unit_test(test_quote),
+	};
+
+	kb_proto_init();
+	return cmocka_run_group_tests_name("protocol", tests, NULL, NULL);
+}
