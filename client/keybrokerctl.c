@@ -34,6 +34,8 @@ static void usage(FILE *f)
 		"        inside the token (non-extractable); prints its kid\n"
 		"  list-keys\n"
 		"        list every key version in the token\n"
+		"  enable-key NAME VERSION | disable-key NAME VERSION\n"
+		"        allow or refuse wrap/unwrap with one key version\n"
 		"\n"
 		"options:\n"
 		"  -c, --config FILE   broker config (default %s)\n"
@@ -158,6 +160,32 @@ static int cmd_list_keys(const struct kb_config *cfg, int argc, char **argv)
 	return 0;
 }
 
+static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
+			   bool enabled)
+{
+	struct p11_keystore *ks;
+	char err[256];
+	int r;
+
+	if (argc != 3 || !kb_name_valid(argv[1], strlen(argv[1])) ||
+	    !kb_version_valid(argv[2], strlen(argv[2]))) {
+		fprintf(stderr, "keybrokerctl: %s needs NAME and VERSION (32 "
+			"lowercase hex)\n", argv[0]);
+		return 2;
+	}
+	if (open_keystore(cfg, NULL, &ks) != 0)
+		return 1;
+	r = p11_keystore_set_enabled(ks, argv[1], argv[2], enabled, err,
+				     sizeof(err));
+	if (r != P11_OK)
+		fprintf(stderr, "keybrokerctl: %s: %s\n", argv[0], err);
+	else
+		printf("key %s version %s %s\n", argv[1], argv[2],
+		       enabled ? "enabled" : "disabled");
+	p11_keystore_free(ks);
+	return r == P11_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -194,7 +222,8 @@ int main(int argc, char **argv)
 	argv += optind;
 	optind = 0; /* full re-initialisation of getopt for the command */
 	if (strcmp(cmd, "init-token") != 0 && strcmp(cmd, "create-key") != 0 &&
-	    strcmp(cmd, "list-keys") != 0) {
+	    strcmp(cmd, "list-keys") != 0 && strcmp(cmd, "enable-key") != 0 &&
+	    strcmp(cmd, "disable-key") != 0) {
 		fprintf(stderr, "keybrokerctl: unknown command '%.64s' "
 			"(see --help)\n", cmd);
 		return 2;
@@ -207,8 +236,11 @@ int main(int argc, char **argv)
 		r = cmd_init_token(cfg, argc, argv);
 	else if (strcmp(cmd, "create-key") == 0)
 		r = cmd_create_key(cfg, argc, argv);
-	else
+	else if (strcmp(cmd, "list-keys") == 0)
 		r = cmd_list_keys(cfg, argc, argv);
+	else
+		r = cmd_set_enabled(cfg, argc, argv,
+				    strcmp(cmd, "enable-key") == 0);
 	kb_config_free(cfg);
 	return r;
 }

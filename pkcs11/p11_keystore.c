@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kb_log.h"
 #include "kb_oaep.h"
 #include "kb_secret.h"
 #include "p11_keystore.h"
@@ -49,6 +50,13 @@ struct p11_keystore {
 	/* Admin session: catalogue loads, key creation. */
 	pthread_mutex_t admin_lock;
 	CK_SESSION_HANDLE admin;
+
+	/*
+	 * Held shared around every call into the module, and exclusively
+	 * by recovery while it re-initialises the module. Taken after
+	 * admin_lock when both are needed.
+	 */
+	pthread_rwlock_t module_lock;
 };
 
 struct p11_worker {
@@ -584,23 +592,52 @@ static int keystore_recover(struct p11_keystore *ks, unsigned int seen_gen)
 		pthread_mutex_unlock(&ks->admin_lock);
 		return ok ? P11_OK : P11_ERR_HSM;
 	}
+	if (ks->available)
+		kb_warn("token '%s' failed; renewing sessions",
+			p11_token_label(ks->tok));
 	ks->last_recover = now;
 	pthread_mutex_unlock(&ks->lock);
 
+	/* No other thread is inside the module past this point. */
+	pthread_rwlock_wrlock(&ks->module_lock);
 	ks->fn->C_CloseAllSessions(p11_token_slot(ks->tok));
 	r = p11_token_select(ks->tok, err, sizeof(err));
+	if (r != P11_OK && (r = p11_token_reinitialise(ks->tok, err,
+						       sizeof(err))) == P11_OK)
+		r = p11_token_select(ks->tok, err, sizeof(err));
 	if (r == P11_OK)
 		r = p11_token_open_session(ks->tok, true, &ks->admin, err,
 					   sizeof(err));
-	if (r == P11_OK && (r = reload_locked(ks)) != P11_OK)
+	if (r == P11_OK && (r = reload_locked(ks)) != P11_OK) {
+		snprintf(err, sizeof(err), "cannot read the key catalogue");
 		p11_token_close_session(ks->tok, ks->admin);
+	}
+	pthread_rwlock_unlock(&ks->module_lock);
 
 	pthread_mutex_lock(&ks->lock);
+	if (r == P11_OK && !ks->available)
+		kb_info("token '%s' is back", p11_token_label(ks->tok));
+	else if (r != P11_OK && ks->available)
+		kb_err("token unavailable: %s; requests get HsmUnavailable "
+		       "until it returns", err);
 	ks->available = r == P11_OK;
 	ks->gen++;
 	pthread_mutex_unlock(&ks->lock);
 	pthread_mutex_unlock(&ks->admin_lock);
 	return r == P11_OK ? P11_OK : P11_ERR_HSM;
+}
+
+/* Serialises admin work and keeps recovery out of the module meanwhile. */
+static void admin_enter(struct p11_keystore *ks)
+{
+	pthread_mutex_lock(&ks->admin_lock);
+	pthread_rwlock_rdlock(&ks->module_lock);
+}
+
+static void admin_leave(struct p11_keystore *ks)
+{
+	pthread_rwlock_unlock(&ks->module_lock);
+	pthread_mutex_unlock(&ks->admin_lock);
 }
 
 /*
@@ -619,14 +656,14 @@ static int lookup(struct p11_keystore *ks, const char *name,
 		return P11_OK;
 	catalog_put(ks, *cat);
 	*cat = NULL;
-	pthread_mutex_lock(&ks->admin_lock);
+	admin_enter(ks);
 	pthread_mutex_lock(&ks->lock);
 	reload = ks->available &&
 		 time(NULL) - ks->last_reload >= MISS_RELOAD_INTERVAL_S;
 	pthread_mutex_unlock(&ks->lock);
 	if (reload)
 		reload_locked(ks);
-	pthread_mutex_unlock(&ks->admin_lock);
+	admin_leave(ks);
 	*cat = catalog_get(ks);
 	if (*cat != NULL && (*v = catalog_find(*cat, name, version)) != NULL)
 		return P11_OK;
@@ -661,6 +698,7 @@ int p11_keystore_open(const struct p11_keystore_params *params,
 		return P11_ERR_NOMEM;
 	pthread_mutex_init(&ks->lock, NULL);
 	pthread_mutex_init(&ks->admin_lock, NULL);
+	pthread_rwlock_init(&ks->module_lock, NULL);
 	ks->allow_rsa1_5 = params->allow_rsa1_5;
 	if ((r = p11_token_load(params->module, params->token_uri, &ks->tok,
 				err, errlen)) != P11_OK)
@@ -680,9 +718,9 @@ int p11_keystore_open(const struct p11_keystore_params *params,
 					errlen)) != P11_OK)
 		goto out_free;
 	ks->available = true;
-	pthread_mutex_lock(&ks->admin_lock);
+	admin_enter(ks);
 	r = reload_locked(ks);
-	pthread_mutex_unlock(&ks->admin_lock);
+	admin_leave(ks);
 	if (r != P11_OK) {
 		snprintf(err, errlen, "cannot read the key catalogue from "
 			 "token '%s'", p11_token_label(ks->tok));
@@ -703,6 +741,7 @@ void p11_keystore_free(struct p11_keystore *ks)
 	p11_token_free(ks->tok); /* C_Finalize closes every session */
 	pthread_mutex_destroy(&ks->lock);
 	pthread_mutex_destroy(&ks->admin_lock);
+	pthread_rwlock_destroy(&ks->module_lock);
 	free(ks);
 }
 
@@ -726,33 +765,48 @@ void p11_worker_free(struct p11_worker *w)
 {
 	if (w == NULL)
 		return;
-	if (w->open)
+	pthread_mutex_lock(&w->ks->lock);
+	if (w->open && w->gen == w->ks->gen)
 		p11_token_close_session(w->ks->tok, w->h);
+	pthread_mutex_unlock(&w->ks->lock);
 	free(w);
 }
 
-/* Makes sure w has a live session of the current generation. */
-static int worker_session(struct p11_worker *w)
+/* Tries to bring the token back if it is known to be gone. */
+static int ensure_available(struct p11_keystore *ks)
 {
-	struct p11_keystore *ks = w->ks;
 	unsigned int gen;
 	bool available;
-	char err[256];
 
 	pthread_mutex_lock(&ks->lock);
 	gen = ks->gen;
 	available = ks->available;
 	pthread_mutex_unlock(&ks->lock);
-	if (!available && keystore_recover(ks, gen) != P11_OK)
-		return P11_ERR_HSM;
+	return available ? P11_OK : keystore_recover(ks, gen);
+}
+
+/*
+ * Makes sure w has a live session of the current generation. Needs
+ * module_lock shared.
+ */
+static int worker_session(struct p11_worker *w)
+{
+	struct p11_keystore *ks = w->ks;
+	unsigned int gen;
+	char err[256];
+
+	pthread_mutex_lock(&ks->lock);
+	gen = ks->gen;
+	pthread_mutex_unlock(&ks->lock);
 	if (w->open && w->gen == gen)
 		return P11_OK;
-	if (w->open)
-		p11_token_close_session(ks->tok, w->h);
+	/*
+	 * A session of an older generation died with the recovery; its
+	 * handle may already name another thread's new session, so it is
+	 * forgotten, never closed.
+	 */
 	w->open = false;
-	pthread_mutex_lock(&ks->lock);
-	w->gen = ks->gen;
-	pthread_mutex_unlock(&ks->lock);
+	w->gen = gen;
 	if (p11_token_open_session(ks->tok, false, &w->h, err, sizeof(err)) !=
 	    P11_OK)
 		return P11_ERR_HSM;
@@ -832,8 +886,15 @@ int p11_worker_unwrap(struct p11_worker *w, const char *name,
 			r = P11_ERR_UNSUPPORTED;
 		if (r == P11_OK && inlen != v->info.nlen)
 			r = P11_ERR_CIPHERTEXT;
-		if (r == P11_OK && (r = worker_session(w)) == P11_OK)
-			r = unwrap_once(w, v, alg, in, inlen, out, outlen);
+		if (r == P11_OK)
+			r = ensure_available(w->ks);
+		if (r == P11_OK) {
+			pthread_rwlock_rdlock(&w->ks->module_lock);
+			if ((r = worker_session(w)) == P11_OK)
+				r = unwrap_once(w, v, alg, in, inlen, out,
+						outlen);
+			pthread_rwlock_unlock(&w->ks->module_lock);
+		}
 		catalog_put(w->ks, cat);
 		if (r != P11_ERR_HSM ||
 		    keystore_recover(w->ks, w->gen) != P11_OK)
@@ -971,7 +1032,7 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 		return P11_ERR_NOMEM;
 	kb_hex_encode(version, id, sizeof(id));
 
-	pthread_mutex_lock(&ks->admin_lock);
+	admin_enter(ks);
 	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub, 9, tpriv, 9,
 				       &pub, &priv);
 	if (rv != CKR_OK) {
@@ -990,10 +1051,88 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 	if ((r = reload_locked(ks)) != P11_OK)
 		snprintf(err, errlen, "re-reading the key catalogue failed");
 out_unlock:
-	pthread_mutex_unlock(&ks->admin_lock);
+	admin_leave(ks);
 	if (r == P11_OK && (r = p11_keystore_describe(ks, name, version,
 						      info)) != P11_OK)
 		snprintf(err, errlen, "new key version not in the catalogue");
+	return r;
+}
+
+/* Rewrites the metadata object of name/version. Needs admin_lock. */
+static int update_metadata(struct p11_keystore *ks, const char *name,
+			   const char *version, bool enabled)
+{
+	CK_OBJECT_CLASS cdata = CKO_DATA;
+	CK_ATTRIBUTE tmpl[] = {
+		{ CKA_CLASS, &cdata, sizeof(cdata) },
+		{ CKA_APPLICATION, META_APPLICATION,
+		  sizeof(META_APPLICATION) - 1 },
+		{ CKA_LABEL, (void *)name, strlen(name) },
+	};
+	CK_OBJECT_HANDLE *metas;
+	struct p11_key_info mi;
+	CK_ATTRIBUTE value = { CKA_VALUE, NULL, 0 };
+	size_t n, i, len;
+	char *text, *out = NULL;
+	json_t *o = NULL;
+	int r;
+
+	if ((r = find_all(ks, tmpl, 3, &metas, &n)) != P11_OK)
+		return r;
+	if ((text = malloc(META_MAX)) == NULL) {
+		free(metas);
+		return P11_ERR_NOMEM;
+	}
+	r = P11_ERR_NOT_FOUND;
+	for (i = 0; i < n; i++) {
+		memset(&mi, 0, sizeof(mi));
+		if (get_attr(ks, metas[i], CKA_VALUE, text, META_MAX, &len) !=
+			    P11_OK ||
+		    parse_metadata(text, len, &mi) != P11_OK ||
+		    strcmp(mi.version, version) != 0)
+			continue;
+		o = json_loadb(text, len, 0, NULL);
+		if (o == NULL ||
+		    json_object_set_new(o, "enabled", json_boolean(enabled)) ||
+		    json_object_set_new(o, "updated",
+					json_integer((json_int_t)time(NULL))) ||
+		    (out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)) ==
+			    NULL) {
+			r = P11_ERR_NOMEM;
+			break;
+		}
+		value.pValue = out;
+		value.ulValueLen = strlen(out);
+		r = ks->fn->C_SetAttributeValue(ks->admin, metas[i], &value,
+						1) == CKR_OK
+			    ? P11_OK
+			    : P11_ERR_HSM;
+		break;
+	}
+	json_decref(o);
+	free(out);
+	free(text);
+	free(metas);
+	return r;
+}
+
+int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
+			     const char *version, bool enabled, char *err,
+			     size_t errlen)
+{
+	int r;
+
+	admin_enter(ks);
+	r = update_metadata(ks, name, version, enabled);
+	if (r == P11_OK)
+		r = reload_locked(ks);
+	admin_leave(ks);
+	if (r == P11_ERR_NOT_FOUND)
+		snprintf(err, errlen, "key '%s' has no version '%s'", name,
+			 version);
+	else if (r != P11_OK)
+		snprintf(err, errlen, "updating the key metadata in the token "
+			 "failed");
 	return r;
 }
 
@@ -1001,9 +1140,9 @@ int p11_keystore_reload(struct p11_keystore *ks)
 {
 	int r;
 
-	pthread_mutex_lock(&ks->admin_lock);
+	admin_enter(ks);
 	r = reload_locked(ks);
-	pthread_mutex_unlock(&ks->admin_lock);
+	admin_leave(ks);
 	return r;
 }
 

@@ -117,6 +117,11 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 			    unsigned int bits, struct p11_key_info *info,
 			    char *err, size_t errlen);
 
+/* Enables or disables one key version (its metadata in the token). */
+int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
+			     const char *version, bool enabled, char *err,
+			     size_t errlen);
+
 /* Re-reads the catalogue from the token now; the old one stays on failure. */
 int p11_keystore_reload(struct p11_keystore *ks);
 

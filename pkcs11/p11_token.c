@@ -405,6 +405,21 @@ out_pin:
 	return r;
 }
 
+int p11_token_reinitialise(struct p11_token *tok, char *err, size_t errlen)
+{
+	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+	CK_RV rv;
+
+	tok->selected = false;
+	tok->fn->C_Finalize(NULL);
+	rv = tok->fn->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		snprintf(err, errlen, "C_Initialize: %s", p11_rv_name(rv));
+		return P11_ERR_HSM;
+	}
+	return P11_OK;
+}
+
 CK_FUNCTION_LIST *p11_token_functions(const struct p11_token *tok)
 {
 	return tok->fn;

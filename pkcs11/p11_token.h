@@ -59,6 +59,12 @@ void p11_token_close_session(struct p11_token *tok, CK_SESSION_HANDLE h);
 int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
 			 char *err, size_t errlen);
 
+/*
+ * Finalises and initialises the module again, for tokens that come back
+ * only to a fresh C_Initialize. No other thread may be in the module.
+ */
+int p11_token_reinitialise(struct p11_token *tok, char *err, size_t errlen);
+
 CK_FUNCTION_LIST *p11_token_functions(const struct p11_token *tok);
 const char *p11_token_label(const struct p11_token *tok);
 CK_SLOT_ID p11_token_slot(const struct p11_token *tok);
