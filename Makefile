@@ -45,7 +45,7 @@ CLIENT_OBJS = $(call obj,$(CLIENTLIB))
 PROGS = $(B)/keybrokerd $(B)/keybroker $(B)/keybrokerctl
 LIBKB = $(B)/libkeybroker.so.0 $(B)/libkeybroker.a
 
-all: $(PROGS) $(LIBKB) $(B)/keybroker.pc
+all: $(PROGS) $(LIBKB)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -70,12 +70,6 @@ $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libkeybroker.so.0 \
 		-Wl,--version-script=client/libkeybroker.map -o $@ $^ \
 		$(shell pkg-config --libs jansson) -lpthread
-
-$(B)/keybroker.pc: client/keybroker.pc.in
-	@mkdir -p $(B)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
-	    $< > $@
 
 # ---- tests ----
 UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep
@@ -144,7 +138,9 @@ install: all
 	install -m 0755 $(B)/libkeybroker.so.0 $(DESTDIR)$(LIBDIR)/
 	ln -sf libkeybroker.so.0 $(DESTDIR)$(LIBDIR)/libkeybroker.so
 	install -m 0644 client/keybroker.h $(DESTDIR)$(INCLUDEDIR)/keybroker.h
-	install -m 0644 $(B)/keybroker.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    client/keybroker.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/keybroker.pc
 
 clean:
 	rm -rf build build-asan

@@ -168,8 +168,8 @@ static int version_cmp(const void *a, const void *b)
 
 	if ((r = strcmp(x->name, y->name)) != 0)
 		return r;
-	if (x->created != y->created)
-		return x->created < y->created ? -1 : 1;
+	if (x->created_us != y->created_us)
+		return x->created_us < y->created_us ? -1 : 1;
 	return strcmp(x->version, y->version);
 }
 
@@ -337,6 +337,9 @@ static int parse_metadata(const char *text, size_t len,
 		goto out;
 	memcpy(info->version, json_string_value(v), KB_VERSION_LEN + 1);
 	info->created = json_time(o, "created");
+	info->created_us = json_time(o, "createdUs");
+	if (info->created_us == 0)
+		info->created_us = info->created * 1000000;
 	info->updated = json_time(o, "updated");
 	info->nbf = json_time(o, "nbf");
 	info->exp = json_time(o, "exp");
@@ -375,9 +378,11 @@ static int load_metadata(struct p11_keystore *ks, CK_OBJECT_HANDLE *metas,
 			continue;
 		memset(&mi, 0, sizeof(mi));
 		if (parse_metadata(text, len, &mi) != P11_OK ||
-		    strcmp(mi.version, v->info.version) != 0)
+		    strcmp(mi.version, v->info.version) != 0 ||
+		    (r == P11_OK && mi.updated <= v->info.updated))
 			continue;
 		v->info.created = mi.created;
+		v->info.created_us = mi.created_us;
 		v->info.updated = mi.updated;
 		v->info.nbf = mi.nbf;
 		v->info.exp = mi.exp;
@@ -386,7 +391,6 @@ static int load_metadata(struct p11_keystore *ks, CK_OBJECT_HANDLE *metas,
 		       sizeof(mi.recovery_level));
 		v->info.recoverable_days = mi.recoverable_days;
 		r = P11_OK;
-		break;
 	}
 	free(text);
 	return r;
@@ -945,42 +949,52 @@ out:
 	return r;
 }
 
-static int write_metadata(struct p11_keystore *ks, const char *name,
-			  const char *version, int64_t now,
-			  CK_OBJECT_HANDLE *obj)
+/* Stores metadata text for key name as a new private data object. */
+static int create_metadata_object(struct p11_keystore *ks, const char *name,
+				  const char *text, CK_OBJECT_HANDLE *obj)
 {
 	CK_OBJECT_CLASS cls = CKO_DATA;
 	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_APPLICATION, META_APPLICATION,
+		  sizeof(META_APPLICATION) - 1 },
+		{ CKA_LABEL, (void *)name, strlen(name) },
+		{ CKA_VALUE, (void *)text, strlen(text) },
+	};
+
+	return ks->fn->C_CreateObject(ks->admin, t, 6, obj) == CKR_OK
+		       ? P11_OK
+		       : P11_ERR_HSM;
+}
+
+static int write_metadata(struct p11_keystore *ks, const char *name,
+			  const char *version, CK_OBJECT_HANDLE *obj)
+{
+	struct timespec ts;
+	json_int_t now;
 	json_t *o;
 	char *text;
-	CK_RV rv;
+	int r;
 
-	o = json_pack("{s:s, s:s, s:I, s:I, s:b, s:n, s:n, s:s, s:i}", "name",
-		      name, "version", version, "created", (json_int_t)now,
-		      "updated", (json_int_t)now, "enabled", 1, "nbf", "exp",
-		      "recoveryLevel", "Recoverable+Purgeable",
-		      "recoverableDays", 90);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (json_int_t)ts.tv_sec;
+	o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:n, s:n, s:s, s:i}",
+		      "name", name, "version", version, "created", now,
+		      "createdUs", now * 1000000 + ts.tv_nsec / 1000, "updated",
+		      now, "enabled", 1, "nbf", "exp", "recoveryLevel",
+		      "Recoverable+Purgeable", "recoverableDays", 90);
 	if (o == NULL)
 		return P11_ERR_NOMEM;
 	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	if (text == NULL)
 		return P11_ERR_NOMEM;
-	{
-		CK_ATTRIBUTE t[] = {
-			{ CKA_CLASS, &cls, sizeof(cls) },
-			{ CKA_TOKEN, &yes, sizeof(yes) },
-			{ CKA_PRIVATE, &yes, sizeof(yes) },
-			{ CKA_APPLICATION, META_APPLICATION,
-			  sizeof(META_APPLICATION) - 1 },
-			{ CKA_LABEL, (void *)name, strlen(name) },
-			{ CKA_VALUE, text, strlen(text) },
-		};
-
-		rv = ks->fn->C_CreateObject(ks->admin, t, 6, obj);
-	}
+	r = create_metadata_object(ks, name, text, obj);
 	free(text);
-	return rv == CKR_OK ? P11_OK : P11_ERR_HSM;
+	return r;
 }
 
 int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
@@ -1040,8 +1054,7 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 		r = P11_ERR_HSM;
 		goto out_unlock;
 	}
-	if ((r = write_metadata(ks, name, version, (int64_t)time(NULL),
-				&meta)) != P11_OK) {
+	if ((r = write_metadata(ks, name, version, &meta)) != P11_OK) {
 		snprintf(err, errlen, "storing key metadata in the token "
 			 "failed; key pair removed");
 		ks->fn->C_DestroyObject(ks->admin, priv);
@@ -1069,9 +1082,8 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 		  sizeof(META_APPLICATION) - 1 },
 		{ CKA_LABEL, (void *)name, strlen(name) },
 	};
-	CK_OBJECT_HANDLE *metas;
+	CK_OBJECT_HANDLE *metas, obj;
 	struct p11_key_info mi;
-	CK_ATTRIBUTE value = { CKA_VALUE, NULL, 0 };
 	size_t n, i, len;
 	char *text, *out = NULL;
 	json_t *o = NULL;
@@ -1095,18 +1107,24 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 		if (o == NULL ||
 		    json_object_set_new(o, "enabled", json_boolean(enabled)) ||
 		    json_object_set_new(o, "updated",
-					json_integer((json_int_t)time(NULL))) ||
+					json_integer(time(NULL) > mi.updated
+							     ? time(NULL)
+							     : mi.updated + 1)) ||
 		    (out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)) ==
 			    NULL) {
 			r = P11_ERR_NOMEM;
 			break;
 		}
-		value.pValue = out;
-		value.ulValueLen = strlen(out);
-		r = ks->fn->C_SetAttributeValue(ks->admin, metas[i], &value,
-						1) == CKR_OK
-			    ? P11_OK
-			    : P11_ERR_HSM;
+		/*
+		 * Tokens may refuse to change CKA_VALUE (SoftHSMv2 does), so
+		 * the new metadata is a new object; the newest "updated"
+		 * wins if the old one cannot be removed.
+		 */
+		r = create_metadata_object(ks, name, out, &obj);
+		if (r == P11_OK &&
+		    ks->fn->C_DestroyObject(ks->admin, metas[i]) != CKR_OK)
+			kb_warn("key %s version %s: old metadata object not "
+				"removed", name, version);
 		break;
 	}
 	json_decref(o);

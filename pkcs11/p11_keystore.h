@@ -47,6 +47,7 @@ struct p11_key_info {
 	unsigned char e[8];
 	size_t elen;
 	int64_t created, updated;
+	int64_t created_us; /* orders versions made within one second */
 	int64_t nbf, exp; /* 0: not set */
 	bool enabled;
 	char recovery_level[32];

@@ -1,0 +1,191 @@
+# SPDX-License-Identifier: MIT
+"""Shared fixtures of the integration tests: a SoftHSMv2 token made in a
+temporary directory, keybrokerd processes started on it, and a small
+client that speaks protocol v1 over the socket."""
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, os.environ.get("KB_BUILD", "build"))
+SOFTHSM_LIB = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def b64e(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64d(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Token:
+    """A SoftHSMv2 token with keybroker keys, in its own directory."""
+
+    def __init__(self, keys):
+        self.dir = tempfile.mkdtemp(prefix="kb-it-")
+        subprocess.run(["sh", os.path.join(ROOT, "scripts/softhsm-token.sh"),
+                        self.dir], check=True)
+        self.env = dict(os.environ, SOFTHSM2_CONF=os.path.join(self.dir, "softhsm2.conf"))
+        self.ctl("init-token", "--so-pin-file", os.path.join(self.dir, "so.pin"))
+        self.versions = {}
+        for name, size in keys:
+            self.create(name, size)
+
+    def ctl(self, *args, check=True):
+        return subprocess.run([os.path.join(BUILD, "keybrokerctl"), "-c",
+                               os.path.join(self.dir, "keybroker.conf"), *args],
+                              env=self.env, capture_output=True, text=True,
+                              check=check)
+
+    def create(self, name, size=2048):
+        out = self.ctl("create-key", name, "--size", str(size)).stdout
+        version = out.split()[0].rsplit("/", 1)[1]
+        self.versions.setdefault(name, []).append(version)
+        return version
+
+    @property
+    def pin(self):
+        with open(os.path.join(self.dir, "user.pin")) as f:
+            return f.read().strip()
+
+    def tokens_dir(self):
+        return os.path.join(self.dir, "tokens")
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Broker:
+    """One keybrokerd on a token, with a config made from settings."""
+
+    def __init__(self, token, name="broker", **settings):
+        self.token = token
+        self.dir = os.path.join(token.dir, name)
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self.socket = os.path.join(self.dir, "kb.sock")
+        self.config = os.path.join(self.dir, "kb.conf")
+        self.log = os.path.join(self.dir, "kb.log")
+        base = {
+            "instance": '"it"',
+            "socket": '"%s"' % self.socket,
+            "log_level": '"debug"',
+            "workers": "4",
+            "allow_uids": "[ 0 ]",
+        }
+        base.update(settings)
+        algs = base.pop("algorithms", None)
+        pkcs11 = base.pop("pkcs11", None) or (
+            '{ module = "softhsm2"; token = "pkcs11:token=keybroker";'
+            ' pin_file = "%s"; }' % os.path.join(token.dir, "user.pin"))
+        with open(self.config, "w") as f:
+            for k, v in base.items():
+                f.write("%s = %s;\n" % (k, v))
+            f.write("pkcs11 = %s;\n" % pkcs11)
+            if algs:
+                f.write("algorithms = %s;\n" % algs)
+        self.proc = None
+
+    def start(self, wait=True):
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([os.path.join(BUILD, "keybrokerd"), "-c",
+                                      self.config], env=self.token.env,
+                                     stdout=logf, stderr=logf)
+        logf.close()
+        if not wait:
+            return self
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("keybrokerd exited: " + self.read_log())
+            if os.path.exists(self.socket):
+                try:
+                    self.connect().close()
+                    return self
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError("keybrokerd did not start: " + self.read_log())
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def read_log(self):
+        with open(self.log, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def connect(self):
+        return Client(self.socket)
+
+
+class Client:
+    def __init__(self, path, timeout=20):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        self.next_id = 1
+
+    def close(self):
+        self.sock.close()
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def read_line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def closed_by_peer(self):
+        """True if the broker closed the connection (EOF, nothing left)."""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def request(self, op, **fields):
+        rid = self.next_id
+        self.next_id += 1
+        msg = dict(id=rid, op=op, **fields)
+        self.send_raw((json.dumps(msg) + "\n").encode())
+        reply = self.read_line()
+        assert reply.get("id") == rid, reply
+        return reply
+
+    def ok(self, op, **fields):
+        reply = self.request(op, **fields)
+        if "error" in reply:
+            raise AssertionError("%s failed: %r" % (op, reply["error"]))
+        return reply["result"]
+
+    def wrap(self, key, value, **fields):
+        return self.ok("wrapKey", key=key, value=b64e(value), **fields)
+
+    def unwrap(self, key, value, **fields):
+        return self.ok("unwrapKey", key=key, value=b64e(value), **fields)
