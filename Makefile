@@ -19,10 +19,11 @@ CFLAGS += -std=c11 -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes \
 	-fstack-protector-strong -fPIC \
 	$(shell pkg-config --cflags $(PKGS))
 SANITIZE ?=
+SANFLAGS =
 ifneq ($(SANITIZE),)
-CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
-	-fno-sanitize-recover=undefined
-LDFLAGS += -fsanitize=address,undefined
+SANFLAGS = -fsanitize=address,undefined
+CFLAGS += $(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += $(SANFLAGS)
 else
 CPPFLAGS += -D_FORTIFY_SOURCE=2
 endif
@@ -99,7 +100,7 @@ unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
 integration: all
-	@tests/integration/run.sh $(B)
+	@KB_CLIENT_CFLAGS="$(SANFLAGS)" tests/integration/run.sh $(B)
 
 # The whole suite: unit, integration and interop tests, plain and then
 # under AddressSanitizer + UBSan.

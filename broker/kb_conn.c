@@ -172,7 +172,8 @@ int kb_conn_collect(struct kb_conn *c)
 		need = c->out_len - c->out_off + job->resp_len;
 		if ((p = malloc(need)) == NULL)
 			return -1;
-		memcpy(p, c->out + c->out_off, c->out_len - c->out_off);
+		if (c->out_len > c->out_off)
+			memcpy(p, c->out + c->out_off, c->out_len - c->out_off);
 		memcpy(p + c->out_len - c->out_off, job->resp, job->resp_len);
 		kb_wipe_free(c->out, c->out_len);
 		c->out = p;

@@ -544,7 +544,8 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 		}
 		c->n++;
 	}
-	qsort(c->v, c->n, sizeof(*c->v), version_cmp);
+	if (c->n > 1)
+		qsort(c->v, c->n, sizeof(*c->v), version_cmp);
 	probe_paths(ks, c);
 	for (i = 0; i < c->n; i++)
 		memcpy(c->v[i].info.path, c->path, sizeof(c->path));
