@@ -82,8 +82,8 @@ enum kb_io kb_conn_read(struct kb_conn *c, int64_t now)
 			return KB_IO_EOF;
 		if (errno == EINTR)
 			continue;
-		return errno == EAGAIN || errno == EWOULDBLOCK ? KB_IO_OK
-							       : KB_IO_ERROR;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? KB_IO_OK :
+								 KB_IO_ERROR;
 	}
 }
 
@@ -213,6 +213,11 @@ enum kb_io kb_conn_write(struct kb_conn *c, int64_t now)
 	c->out = NULL;
 	c->out_len = c->out_off = 0;
 	return KB_IO_OK;
+}
+
+bool kb_conn_line_incomplete(const struct kb_conn *c)
+{
+	return c->in_len > 0 && memchr(c->in, '\n', c->in_len) == NULL;
 }
 
 bool kb_conn_idle(const struct kb_conn *c)

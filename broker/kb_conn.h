@@ -37,8 +37,8 @@ struct kb_conn {
 	size_t in_len, in_cap;
 
 	struct kb_job *first, *last; /* in request order */
-	unsigned int pending;	     /* jobs in the order list */
-	unsigned int in_workers;     /* of those, jobs not yet done */
+	unsigned int pending; /* jobs in the order list */
+	unsigned int in_workers; /* of those, jobs not yet done */
 
 	char *out; /* response bytes not yet written */
 	size_t out_len, out_off;
@@ -74,6 +74,12 @@ int kb_conn_collect(struct kb_conn *c);
 
 /* Writes what it can of the output buffer. */
 enum kb_io kb_conn_write(struct kb_conn *c, int64_t now);
+
+/*
+ * True when the input holds the start of a line and no complete line: the
+ * client, not the broker, is the one behind.
+ */
+bool kb_conn_line_incomplete(const struct kb_conn *c);
 
 /* True when no reply is owed and none is waiting to be written. */
 bool kb_conn_idle(const struct kb_conn *c);

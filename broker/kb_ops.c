@@ -13,9 +13,12 @@
 static enum p11_alg to_p11_alg(enum kb_alg alg)
 {
 	switch (alg) {
-	case KB_ALG_RSA_OAEP: return P11_ALG_RSA_OAEP;
-	case KB_ALG_RSA1_5: return P11_ALG_RSA1_5;
-	default: return P11_ALG_RSA_OAEP_256;
+	case KB_ALG_RSA_OAEP:
+		return P11_ALG_RSA_OAEP;
+	case KB_ALG_RSA1_5:
+		return P11_ALG_RSA1_5;
+	default:
+		return P11_ALG_RSA_OAEP_256;
 	}
 }
 
@@ -41,8 +44,7 @@ static json_t *kid_string(const struct kb_ops *ops,
 }
 
 /* Maps a keystore status to a protocol error with a specific message. */
-static void status_error(const struct kb_ops *ops,
-			 const struct kb_request *req,
+static void status_error(const struct kb_ops *ops, const struct kb_request *req,
 			 const struct p11_key_info *info, int status,
 			 struct kb_error *err)
 {
@@ -64,10 +66,10 @@ static void status_error(const struct kb_ops *ops,
 		err->code = KB_KEY_DISABLED;
 		snprintf(err->msg, sizeof(err->msg),
 			 "key '%s' version %s is %s", info->name, info->version,
-			 !info->enabled ? "disabled"
-			 : info->nbf != 0 && time(NULL) < info->nbf
-				 ? "not yet valid (nbf)"
-				 : "expired (exp) and may only unwrap");
+			 !info->enabled ? "disabled" :
+			 info->nbf != 0 && time(NULL) < info->nbf ?
+					  "not yet valid (nbf)" :
+					  "expired (exp) and may only unwrap");
 		break;
 	case P11_ERR_CIPHERTEXT:
 		/* One code and message for every ciphertext problem. */
@@ -84,12 +86,13 @@ static void status_error(const struct kb_ops *ops,
 		break;
 	case P11_ERR_PARAM:
 		hlen = req->alg == KB_ALG_RSA_OAEP ? 20 : 32;
-		max = req->alg == KB_ALG_RSA1_5 ? info->nlen - 11
-						: info->nlen - 2 * hlen - 2;
+		max = req->alg == KB_ALG_RSA1_5 ? info->nlen - 11 :
+						  info->nlen - 2 * hlen - 2;
 		err->code = KB_BAD_PARAMETER;
 		snprintf(err->msg, sizeof(err->msg),
 			 "value too long for %s with a %u-bit key (at most %zu "
-			 "bytes)", alg, info->bits, max);
+			 "bytes)",
+			 alg, info->bits, max);
 		break;
 	case P11_ERR_HSM:
 		err->code = KB_HSM_UNAVAILABLE;
@@ -213,9 +216,9 @@ reply:
 		kb_debug("%s %s/%s: ok%s%s", req.opname, info.name,
 			 info.version,
 			 req.op == KB_OP_UNWRAP_KEY ? " via " : "",
-			 req.op == KB_OP_UNWRAP_KEY
-				 ? p11_path_name(info.path[to_p11_alg(req.alg)])
-				 : "");
+			 req.op == KB_OP_UNWRAP_KEY ?
+				 p11_path_name(info.path[to_p11_alg(req.alg)]) :
+				 "");
 		resp = kb_proto_result(req.id, result, resplen);
 	} else {
 		kb_info("%s %s%s%s: %s: %s",

@@ -83,7 +83,7 @@ const char *kb_alg_name(enum kb_alg alg)
 }
 
 /* Data-plane ops and which fields each accepts. */
-#define F_KEY 1u   /* key, version, kid */
+#define F_KEY 1u /* key, version, kid */
 #define F_ALG 2u
 #define F_VALUE 4u
 #define F_TOKEN 8u
@@ -119,7 +119,7 @@ void kb_proto_quote(char *dst, size_t dstlen, const char *src, size_t max)
 {
 	size_t i, o = 0;
 
-	for (i = 0; src[i] != '\0' && i < max && o + 2 < dstlen; i++) {
+	for (i = 0; i < max && src[i] != '\0' && o + 2 < dstlen; i++) {
 		unsigned char c = (unsigned char)src[i];
 
 		dst[o++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
@@ -131,8 +131,8 @@ void kb_proto_quote(char *dst, size_t dstlen, const char *src, size_t max)
 	dst[o] = '\0';
 }
 
-static int fail(struct kb_error *err, enum kb_code code, const char *fmt,
-		...) __attribute__((format(printf, 3, 4)));
+static int fail(struct kb_error *err, enum kb_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static int fail(struct kb_error *err, enum kb_code code, const char *fmt, ...)
 {
@@ -179,9 +179,9 @@ static int check_fields(struct kb_request *req, unsigned int allowed,
 	json_object_foreach(req->root, k, v) {
 		if (strcmp(k, "id") == 0 || strcmp(k, "op") == 0)
 			continue;
-		if ((allowed & F_KEY) && (strcmp(k, "key") == 0 ||
-					  strcmp(k, "version") == 0 ||
-					  strcmp(k, "kid") == 0))
+		if ((allowed & F_KEY) &&
+		    (strcmp(k, "key") == 0 || strcmp(k, "version") == 0 ||
+		     strcmp(k, "kid") == 0))
 			continue;
 		if ((allowed & F_ALG) && strcmp(k, "alg") == 0)
 			continue;
@@ -215,7 +215,8 @@ static int parse_key(struct kb_request *req, const char *instance,
 		if (st == KB_KID_OTHER_INSTANCE)
 			return fail(err, KB_BAD_PARAMETER,
 				    "'kid' names another broker instance; "
-				    "this one is '%s'", instance);
+				    "this one is '%s'",
+				    instance);
 		if (st != KB_KID_OK)
 			return fail(err, KB_BAD_PARAMETER,
 				    "'kid' must be keybroker://<instance>/keys/"
@@ -251,8 +252,8 @@ static int parse_alg(struct kb_request *req, struct kb_error *err)
 		return 0;
 	if (json_is_string(alg))
 		for (i = 0; i < sizeof(alg_table) / sizeof(alg_table[0]); i++)
-			if (strcmp(json_string_value(alg),
-				   alg_table[i].name) == 0) {
+			if (strcmp(json_string_value(alg), alg_table[i].name) ==
+			    0) {
 				req->alg = alg_table[i].alg;
 				return 0;
 			}
@@ -293,8 +294,10 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 	err->code = KB_OK;
 	err->msg[0] = '\0';
 	if (len > KB_LINE_MAX)
-		return fail(err, KB_BAD_REQUEST, "request line longer than %d "
-			    "bytes", KB_LINE_MAX);
+		return fail(err, KB_BAD_REQUEST,
+			    "request line longer than %d "
+			    "bytes",
+			    KB_LINE_MAX);
 	req->root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (req->root == NULL) {
 		/* Never echo the input: it may carry a DEK. */

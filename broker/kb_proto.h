@@ -14,8 +14,8 @@
 
 #include "kb_kid.h"
 
-#define KB_LINE_MAX 65536   /* bytes of one request line, without '\n' */
-#define KB_VALUE_MAX 1024   /* decoded bytes of a "value" */
+#define KB_LINE_MAX 65536 /* bytes of one request line, without '\n' */
+#define KB_VALUE_MAX 1024 /* decoded bytes of a "value" */
 #define KB_ID_STRING_MAX 128
 
 /* The closed set of error codes, in docs/protocol.md. */

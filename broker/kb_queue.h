@@ -13,7 +13,7 @@
 struct kb_conn;
 
 struct kb_job {
-	struct kb_job *next;	  /* link in a kb_queue */
+	struct kb_job *next; /* link in a kb_queue */
 	struct kb_job *conn_next; /* link in the connection's order list */
 	struct kb_conn *conn;
 	char *line; /* request line; may carry a DEK: wiped on free */
@@ -25,8 +25,7 @@ struct kb_job {
 };
 
 /* Takes a copy of line[0..len). */
-struct kb_job *kb_job_new(struct kb_conn *conn, const char *line,
-			  size_t len);
+struct kb_job *kb_job_new(struct kb_conn *conn, const char *line, size_t len);
 void kb_job_free(struct kb_job *job);
 
 struct kb_queue {

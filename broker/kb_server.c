@@ -44,7 +44,7 @@ struct kb_server {
 	int nworkers;
 
 	struct kb_conn *conns; /* live and dead-but-busy connections */
-	int nconns;	       /* live ones, against max_connections */
+	int nconns; /* live ones, against max_connections */
 	bool draining;
 	int64_t drain_deadline_ms;
 };
@@ -96,7 +96,8 @@ static int open_listener(const char *path)
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			kb_err("%s exists and is not a socket; refusing to "
-			       "replace it", path);
+			       "replace it",
+			       path);
 			return -1;
 		}
 		unlink(path);
@@ -171,6 +172,11 @@ static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
 {
 	struct kb_job *job;
 
+	/* Collect first: finished replies free pipeline slots for lines. */
+	if (kb_conn_collect(c) != 0) {
+		conn_close(srv, c, "out of memory");
+		return false;
+	}
 	while (!srv->draining &&
 	       c->pending < (unsigned int)srv->cfg->max_pipeline &&
 	       (job = kb_conn_next_line(c, now)) != NULL) {
@@ -183,10 +189,11 @@ static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
 		conn_close(srv, c, "write failed");
 		return false;
 	}
-	if (kb_conn_idle(c) && (c->close_after_flush || c->read_closed ||
-				srv->draining)) {
-		conn_close(srv, c, c->close_after_flush ? "protocol error"
-							: "finished");
+	if (kb_conn_idle(c) &&
+	    (c->close_after_flush || c->read_closed || srv->draining)) {
+		conn_close(srv, c,
+			   c->close_after_flush ? "protocol error" :
+						  "finished");
 		return false;
 	}
 	conn_set_events(srv, c);
@@ -198,8 +205,8 @@ static void refuse(int fd, enum kb_code code, const char *msg)
 	size_t len;
 	char *line = kb_proto_error(NULL, code, msg, &len);
 
-	if (line != NULL && send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) <
-				    0)
+	if (line != NULL &&
+	    send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		kb_debug("refusal not delivered: %s", strerror(errno));
 	free(line);
 	close(fd);
@@ -222,8 +229,8 @@ static void accept_all(struct kb_server *srv, int64_t now)
 		}
 		if (!kb_config_uid_allowed(srv->cfg, peer.uid)) {
 			kb_warn("refused connection from uid %u pid %d: uid "
-				"not in allow_uids", (unsigned int)peer.uid,
-				(int)peer.pid);
+				"not in allow_uids",
+				(unsigned int)peer.uid, (int)peer.pid);
 			refuse(fd, KB_UNAUTHORIZED,
 			       "this uid may not use the broker");
 			continue;
@@ -313,14 +320,15 @@ static void check_timeouts(struct kb_server *srv, int64_t now)
 		next = c->next;
 		if (c->dead)
 			continue;
-		if (c->in_len > 0 &&
+		if (kb_conn_line_incomplete(c) &&
 		    now - c->line_started_ms > cfg->request_timeout_ms)
-			conn_close(srv, c, "request line not completed in "
+			conn_close(srv, c,
+				   "request line not completed in "
 				   "time");
 		else if (c->out_len > 0 &&
-			 now - (c->write_blocked_ms > c->last_activity_ms
-					? c->write_blocked_ms
-					: c->last_activity_ms) >
+			 now - (c->write_blocked_ms > c->last_activity_ms ?
+					c->write_blocked_ms :
+					c->last_activity_ms) >
 				 cfg->request_timeout_ms)
 			conn_close(srv, c, "client not reading replies");
 		else if (c->pending == 0 && c->in_len == 0 &&
@@ -465,7 +473,10 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks)
 	struct kb_server srv = {
 		.cfg = cfg,
 		.ops = { .cfg = cfg, .ks = ks },
-		.epfd = -1, .listen_fd = -1, .signal_fd = -1, .done_fd = -1,
+		.epfd = -1,
+		.listen_fd = -1,
+		.signal_fd = -1,
+		.done_fd = -1,
 	};
 	struct epoll_event evs[MAX_EVENTS];
 	int64_t now, last_tick = 0;

@@ -21,12 +21,10 @@ static const struct {
 	const char *code;
 	int status;
 } exit_codes[] = {
-	{ "BadRequest", 4 },	 { "BadParameter", 5 },
-	{ "Unauthorized", 6 },	 { "Forbidden", 7 },
-	{ "KeyNotFound", 8 },	 { "KeyDisabled", 9 },
-	{ "NotSupported", 10 },	 { "Conflict", 11 },
-	{ "Throttled", 12 },	 { "HsmUnavailable", 13 },
-	{ "Internal", 14 },
+	{ "BadRequest", 4 },	  { "BadParameter", 5 }, { "Unauthorized", 6 },
+	{ "Forbidden", 7 },	  { "KeyNotFound", 8 },	 { "KeyDisabled", 9 },
+	{ "NotSupported", 10 },	  { "Conflict", 11 },	 { "Throttled", 12 },
+	{ "HsmUnavailable", 13 }, { "Internal", 14 },
 };
 
 static void usage(FILE *f)
@@ -101,8 +99,10 @@ static int read_input(const struct opts *o, enum fmt fmt, uint8_t *buf,
 	}
 	n = fread(text, 1, sizeof(text), f);
 	if (ferror(f) || n > INPUT_MAX) {
-		fprintf(stderr, "keybroker: input larger than %d bytes or "
-			"unreadable\n", INPUT_MAX);
+		fprintf(stderr,
+			"keybroker: input larger than %d bytes or "
+			"unreadable\n",
+			INPUT_MAX);
 		goto out;
 	}
 	if (fmt == FMT_RAW) {
@@ -116,7 +116,7 @@ static int read_input(const struct opts *o, enum fmt fmt, uint8_t *buf,
 		n--;
 	if (kb_b64_decode(buf, INPUT_MAX, len, text, n) != 0) {
 		fprintf(stderr, "keybroker: input is not base64url without "
-			"padding\n");
+				"padding\n");
 		goto out;
 	}
 	r = 0;
@@ -200,8 +200,7 @@ static int cmd_get(struct keybroker *kb, const struct opts *o)
 	return 0;
 }
 
-static int cmd_transform(struct keybroker *kb, const struct opts *o,
-			 bool wrap)
+static int cmd_transform(struct keybroker *kb, const struct opts *o, bool wrap)
 {
 	uint8_t in[INPUT_MAX], *out = NULL;
 	size_t in_len = 0, out_len = 0;
@@ -219,8 +218,8 @@ static int cmd_transform(struct keybroker *kb, const struct opts *o,
 		r = keybroker_wrap(kb, o->key, o->version, o->alg, in, in_len,
 				   &out, &out_len, &kid);
 	else
-		r = keybroker_unwrap(kb, o->key, o->version, o->alg, in,
-				     in_len, &out, &out_len, &kid);
+		r = keybroker_unwrap(kb, o->key, o->version, o->alg, in, in_len,
+				     &out, &out_len, &kid);
 	explicit_bzero(in, sizeof(in));
 	if (r != KEYBROKER_OK)
 		return broker_failure(kb, r);
@@ -253,19 +252,33 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "s:k:V:a:i:o:jh", lopts, NULL)) !=
 	       -1) {
 		switch (c) {
-		case 's': o.socket = optarg; break;
-		case 'k': o.key = optarg; break;
-		case 'V': o.version = optarg; break;
-		case 'a': o.alg = optarg; break;
-		case 'i': o.in = optarg; break;
-		case 'o': o.out = optarg; break;
-		case 'j': o.json = true; break;
+		case 's':
+			o.socket = optarg;
+			break;
+		case 'k':
+			o.key = optarg;
+			break;
+		case 'V':
+			o.version = optarg;
+			break;
+		case 'a':
+			o.alg = optarg;
+			break;
+		case 'i':
+			o.in = optarg;
+			break;
+		case 'o':
+			o.out = optarg;
+			break;
+		case 'j':
+			o.json = true;
+			break;
 		case 'I':
 		case 'O':
-			if (parse_fmt(optarg, c == 'I' ? &o.inform
-						       : &o.outform) != 0) {
+			if (parse_fmt(optarg,
+				      c == 'I' ? &o.inform : &o.outform) != 0) {
 				fprintf(stderr, "keybroker: format must be raw "
-					"or base64url\n");
+						"or base64url\n");
 				return EXIT_USAGE;
 			}
 			break;
@@ -284,13 +297,15 @@ int main(int argc, char **argv)
 	cmd = argv[optind];
 	if (strcmp(cmd, "get") != 0 && strcmp(cmd, "wrap") != 0 &&
 	    strcmp(cmd, "unwrap") != 0) {
-		fprintf(stderr, "keybroker: unknown command '%.32s' (see "
-			"--help)\n", cmd);
+		fprintf(stderr,
+			"keybroker: unknown command '%.32s' (see "
+			"--help)\n",
+			cmd);
 		return EXIT_USAGE;
 	}
 	if (o.key == NULL) {
 		fprintf(stderr, "keybroker: --key NAME or --key KID is "
-			"required\n");
+				"required\n");
 		return EXIT_USAGE;
 	}
 	if (o.socket == NULL)

@@ -22,8 +22,8 @@ extern "C" {
 
 enum keybroker_status {
 	KEYBROKER_OK = 0,
-	KEYBROKER_E_BROKER = -1,   /* the broker answered with an error */
-	KEYBROKER_E_IO = -2,	   /* cannot connect, send or receive */
+	KEYBROKER_E_BROKER = -1, /* the broker answered with an error */
+	KEYBROKER_E_IO = -2, /* cannot connect, send or receive */
 	KEYBROKER_E_PROTOCOL = -3, /* the reply is not protocol v1 */
 	KEYBROKER_E_ARGUMENT = -4, /* bad argument; nothing was sent */
 	KEYBROKER_E_NOMEM = -5,
@@ -51,10 +51,10 @@ int keybroker_wrap(struct keybroker *kb, const char *key, const char *version,
  * Unwraps in the broker's token. *dek is a secret: release it with
  * keybroker_free_secret(*dek, *dek_len).
  */
-int keybroker_unwrap(struct keybroker *kb, const char *key,
-		     const char *version, const char *alg,
-		     const uint8_t *wrapped, size_t wrapped_len, uint8_t **dek,
-		     size_t *dek_len, char **kid);
+int keybroker_unwrap(struct keybroker *kb, const char *key, const char *version,
+		     const char *alg, const uint8_t *wrapped,
+		     size_t wrapped_len, uint8_t **dek, size_t *dek_len,
+		     char **kid);
 
 /* Wipes and frees a secret returned by this library. */
 void keybroker_free_secret(void *p, size_t len);

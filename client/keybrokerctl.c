@@ -95,7 +95,7 @@ static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
 	}
 	if (so_pin == NULL || optind != argc) {
 		fprintf(stderr, "keybrokerctl: init-token needs "
-			"--so-pin-file FILE\n");
+				"--so-pin-file FILE\n");
 		return 2;
 	}
 	if (open_keystore(cfg, so_pin, &ks) != 0)
@@ -121,10 +121,10 @@ static int cmd_create_key(const struct kb_config *cfg, int argc, char **argv)
 		if (c != 's')
 			return 2;
 		bits = strtoul(optarg, &end, 10);
-		if (*end != '\0' || (bits != 2048 && bits != 3072 &&
-				     bits != 4096)) {
+		if (*end != '\0' ||
+		    (bits != 2048 && bits != 3072 && bits != 4096)) {
 			fprintf(stderr, "keybrokerctl: --size must be 2048, "
-				"3072 or 4096\n");
+					"3072 or 4096\n");
 			return 2;
 		}
 	}
@@ -134,8 +134,8 @@ static int cmd_create_key(const struct kb_config *cfg, int argc, char **argv)
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	r = p11_keystore_create_key(ks, argv[optind], (unsigned int)bits,
-				    &info, err, sizeof(err));
+	r = p11_keystore_create_key(ks, argv[optind], (unsigned int)bits, &info,
+				    err, sizeof(err));
 	if (r != P11_OK)
 		fprintf(stderr, "keybrokerctl: create-key %s: %s\n",
 			argv[optind], err);
@@ -169,8 +169,10 @@ static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 
 	if (argc != 3 || !kb_name_valid(argv[1], strlen(argv[1])) ||
 	    !kb_version_valid(argv[2], strlen(argv[2]))) {
-		fprintf(stderr, "keybrokerctl: %s needs NAME and VERSION (32 "
-			"lowercase hex)\n", argv[0]);
+		fprintf(stderr,
+			"keybrokerctl: %s needs NAME and VERSION (32 "
+			"lowercase hex)\n",
+			argv[0]);
 		return 2;
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
@@ -224,8 +226,10 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "init-token") != 0 && strcmp(cmd, "create-key") != 0 &&
 	    strcmp(cmd, "list-keys") != 0 && strcmp(cmd, "enable-key") != 0 &&
 	    strcmp(cmd, "disable-key") != 0) {
-		fprintf(stderr, "keybrokerctl: unknown command '%.64s' "
-			"(see --help)\n", cmd);
+		fprintf(stderr,
+			"keybrokerctl: unknown command '%.64s' "
+			"(see --help)\n",
+			cmd);
 		return 2;
 	}
 	if (kb_config_load(path, &cfg, err, sizeof(err)) != 0) {

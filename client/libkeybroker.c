@@ -49,13 +49,20 @@ void keybroker_free_secret(void *p, size_t len)
 const char *keybroker_strstatus(int status)
 {
 	switch (status) {
-	case KEYBROKER_OK: return "success";
-	case KEYBROKER_E_BROKER: return "the broker refused the request";
-	case KEYBROKER_E_IO: return "cannot talk to the broker";
-	case KEYBROKER_E_PROTOCOL: return "malformed reply from the broker";
-	case KEYBROKER_E_ARGUMENT: return "invalid argument";
-	case KEYBROKER_E_NOMEM: return "out of memory";
-	default: return "unknown status";
+	case KEYBROKER_OK:
+		return "success";
+	case KEYBROKER_E_BROKER:
+		return "the broker refused the request";
+	case KEYBROKER_E_IO:
+		return "cannot talk to the broker";
+	case KEYBROKER_E_PROTOCOL:
+		return "malformed reply from the broker";
+	case KEYBROKER_E_ARGUMENT:
+		return "invalid argument";
+	case KEYBROKER_E_NOMEM:
+		return "out of memory";
+	default:
+		return "unknown status";
 	}
 }
 
@@ -165,8 +172,8 @@ static int recv_line(struct keybroker *kb, char **line, size_t *len)
 		if (n <= 0)
 			return set_error(kb, KEYBROKER_E_IO, "",
 					 n == 0 ? "the broker closed the "
-						  "connection"
-						: "cannot receive from the "
+						  "connection" :
+						  "cannot receive from the "
 						  "broker");
 		kb->in_len += (size_t)n;
 	}
@@ -214,8 +221,10 @@ static int key_fields(char *buf, size_t size, const char *key,
 		     !kb_version_valid(version, strlen(version))))
 			return -1;
 		if (version != NULL)
-			n = snprintf(buf, size, "\"key\":\"%s\",\"version\":"
-				     "\"%s\"", key, version);
+			n = snprintf(buf, size,
+				     "\"key\":\"%s\",\"version\":"
+				     "\"%s\"",
+				     key, version);
 		else
 			n = snprintf(buf, size, "\"key\":\"%s\"", key);
 	}
@@ -271,10 +280,10 @@ static int call(struct keybroker *kb, const char *op, const char *keysel,
 		goto bad_reply;
 	if ((err = json_object_get(*reply, "error")) != NULL) {
 		set_error(kb, KEYBROKER_E_BROKER,
-			  json_string_value(json_object_get(err, "code"))
-				  ?: "Internal",
-			  json_string_value(json_object_get(err, "message"))
-				  ?: "");
+			  json_string_value(json_object_get(err, "code")) ?:
+				  "Internal",
+			  json_string_value(json_object_get(err, "message")) ?:
+				  "");
 		return KEYBROKER_E_BROKER;
 	}
 	if ((*result = json_object_get(*reply, "result")) == NULL ||
@@ -321,8 +330,7 @@ static int transform(struct keybroker *kb, const char *op, const char *key,
 	if (kid != NULL)
 		*kid = NULL;
 	if (key_fields(sel, sizeof(sel), key, version) != 0 ||
-	    !alg_valid(alg) || in == NULL || in_len == 0 ||
-	    in_len > VALUE_MAX)
+	    !alg_valid(alg) || in == NULL || in_len == 0 || in_len > VALUE_MAX)
 		return set_error(kb, KEYBROKER_E_ARGUMENT, "",
 				 "invalid key, version, alg or value");
 	pthread_mutex_lock(&kb->lock);
@@ -368,10 +376,10 @@ int keybroker_wrap(struct keybroker *kb, const char *key, const char *version,
 			 wrapped, wrapped_len, kid);
 }
 
-int keybroker_unwrap(struct keybroker *kb, const char *key,
-		     const char *version, const char *alg,
-		     const uint8_t *wrapped, size_t wrapped_len, uint8_t **dek,
-		     size_t *dek_len, char **kid)
+int keybroker_unwrap(struct keybroker *kb, const char *key, const char *version,
+		     const char *alg, const uint8_t *wrapped,
+		     size_t wrapped_len, uint8_t **dek, size_t *dek_len,
+		     char **kid)
 {
 	return transform(kb, "unwrapKey", key, version, alg, wrapped,
 			 wrapped_len, dek, dek_len, kid);

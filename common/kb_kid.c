@@ -82,8 +82,7 @@ enum kb_kid_status kb_kid_parse(const char *kid, size_t len,
 			return KB_KID_BAD_SYNTAX;
 		memcpy(ref->version, p, KB_VERSION_LEN);
 	}
-	if (strlen(instance) != ilen ||
-	    memcmp(kid + plen, instance, ilen) != 0)
+	if (strlen(instance) != ilen || memcmp(kid + plen, instance, ilen) != 0)
 		return KB_KID_OTHER_INSTANCE;
 	return KB_KID_OK;
 }

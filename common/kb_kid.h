@@ -17,7 +17,7 @@
 #define KB_VERSION_BYTES 16
 #define KB_KID_PREFIX "keybroker://"
 /* prefix + instance + "/keys/" + name + "/" + version + NUL */
-#define KB_KID_MAX                                                      \
+#define KB_KID_MAX                                                           \
 	(sizeof(KB_KID_PREFIX) - 1 + KB_INSTANCE_MAX + 6 + KB_NAME_MAX + 1 + \
 	 KB_VERSION_LEN + 1)
 

@@ -13,7 +13,8 @@ static unsigned int ct_eq(unsigned int a, unsigned int b)
 {
 	unsigned int x = a ^ b;
 
-	return 0u - (unsigned int)(((x | (0u - x)) >> (sizeof(x) * 8 - 1)) ^ 1u);
+	return 0u -
+	       (unsigned int)(((x | (0u - x)) >> (sizeof(x) * 8 - 1)) ^ 1u);
 }
 
 static unsigned int ct_is_zero(unsigned int a)
@@ -28,8 +29,7 @@ static unsigned int ct_select(unsigned int mask, unsigned int a, unsigned int b)
 
 /* mask ^= MGF1(seed, masklen) */
 static int mgf1_xor(unsigned char *mask, size_t masklen,
-		    const unsigned char *seed, size_t seedlen,
-		    const EVP_MD *md)
+		    const unsigned char *seed, size_t seedlen, const EVP_MD *md)
 {
 	unsigned char digest[EVP_MAX_MD_SIZE], ctr[4];
 	unsigned int mdlen = (unsigned int)EVP_MD_get_size(md), dl, i;

@@ -41,9 +41,10 @@ static int cfg_fail(struct cfg_loader *ld, const config_setting_t *s,
 
 /* Known settings: anything else is a typo and refused. */
 static const char *const top_keys[] = {
-	"instance", "socket",	       "log_level",	  "workers",
-	"max_connections", "max_pipeline", "idle_timeout", "request_timeout",
-	"shutdown_grace",  "allow_uids",   "pkcs11",	   "algorithms",
+	"instance",	"socket",	   "log_level",
+	"workers",	"max_connections", "max_pipeline",
+	"idle_timeout", "request_timeout", "shutdown_grace",
+	"allow_uids",	"pkcs11",	   "algorithms",
 	NULL,
 };
 static const char *const pkcs11_keys[] = { "module", "token", "pin_file",
@@ -130,9 +131,10 @@ static int get_group(struct cfg_loader *ld, const config_setting_t *parent,
 
 	*out = s;
 	if (s == NULL)
-		return required ? cfg_fail(ld, NULL,
-					   "missing required group '%s'", name)
-				: 0;
+		return required ?
+			       cfg_fail(ld, NULL, "missing required group '%s'",
+					name) :
+			       0;
 	if (config_setting_type(s) != CONFIG_TYPE_GROUP)
 		return cfg_fail(ld, s, "must be a group { ... }");
 	return 0;
@@ -155,17 +157,20 @@ static char *resolve_path(struct cfg_loader *ld, const char *p)
 static int load_uids(struct cfg_loader *ld, const config_setting_t *root,
 		     struct kb_config *cfg)
 {
-	const config_setting_t *s = config_setting_get_member(root,
-							      "allow_uids");
+	const config_setting_t *s =
+		config_setting_get_member(root, "allow_uids");
 	const config_setting_t *e;
 	unsigned int i;
 	long long v;
 
 	if (s == NULL)
-		return cfg_fail(ld, root, "missing required setting "
-				"'allow_uids' (list of uids allowed to connect)");
+		return cfg_fail(
+			ld, root,
+			"missing required setting "
+			"'allow_uids' (list of uids allowed to connect)");
 	if (!config_setting_is_array(s) && !config_setting_is_list(s))
-		return cfg_fail(ld, s, "must be a list of uids, e.g. [0, 1000]");
+		return cfg_fail(ld, s,
+				"must be a list of uids, e.g. [0, 1000]");
 	for (i = 0; (e = config_setting_get_elem(s, i)) != NULL; i++) {
 		if (config_setting_type(e) != CONFIG_TYPE_INT &&
 		    config_setting_type(e) != CONFIG_TYPE_INT64)
@@ -236,17 +241,17 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	    load_uids(ld, root, cfg) != 0 || load_pkcs11(ld, root, cfg) != 0 ||
 	    get_group(ld, root, "algorithms", false, &algs) != 0)
 		return -1;
-	if (algs != NULL && (check_known(ld, algs, alg_keys) != 0 ||
-			     get_bool(ld, algs, "rsa1_5", false,
-				      &cfg->allow_rsa1_5) != 0))
+	if (algs != NULL &&
+	    (check_known(ld, algs, alg_keys) != 0 ||
+	     get_bool(ld, algs, "rsa1_5", false, &cfg->allow_rsa1_5) != 0))
 		return -1;
 	if (!kb_instance_valid(instance, strlen(instance)))
 		return cfg_fail(ld, config_setting_get_member(root, "instance"),
 				"must be 1-%d characters of A-Z a-z 0-9 . -",
 				KB_INSTANCE_MAX);
 	if (kb_log_level_parse(level, &cfg->log_level) != 0)
-		return cfg_fail(ld, config_setting_get_member(root,
-							      "log_level"),
+		return cfg_fail(ld,
+				config_setting_get_member(root, "log_level"),
 				"must be one of error, warning, info, debug");
 	cfg->idle_timeout_ms = idle * 1000;
 	cfg->request_timeout_ms = req * 1000;
@@ -278,12 +283,14 @@ int kb_config_load(const char *path, struct kb_config **out, char *err,
 			snprintf(err, errlen, "%s: cannot read file", path);
 		else
 			snprintf(err, errlen, "%s:%d: syntax error: %s", path,
-				 config_error_line(&lc), config_error_text(&lc));
+				 config_error_line(&lc),
+				 config_error_text(&lc));
 		goto out_destroy;
 	}
 	slash = strrchr(path, '/');
-	dir = slash == NULL ? strdup(".")
-			    : strndup(path, (size_t)(slash - path) + (slash == path));
+	dir = slash == NULL ?
+		      strdup(".") :
+		      strndup(path, (size_t)(slash - path) + (slash == path));
 	ld.dir = dir != NULL ? realpath(dir, NULL) : NULL;
 	free(dir);
 	if ((cfg = calloc(1, sizeof(*cfg))) == NULL || ld.dir == NULL ||

@@ -23,16 +23,16 @@ struct kb_config {
 
 	int workers;
 	int max_connections;
-	int max_pipeline;	/* requests in flight per connection */
-	int idle_timeout_ms;	/* no request and no data for this long */
+	int max_pipeline; /* requests in flight per connection */
+	int idle_timeout_ms; /* no request and no data for this long */
 	int request_timeout_ms; /* a started line must complete in this */
-	int shutdown_grace_ms;	/* in-flight work allowed after SIGTERM */
+	int shutdown_grace_ms; /* in-flight work allowed after SIGTERM */
 
 	uid_t allow_uids[KB_CONFIG_MAX_UIDS];
 	size_t n_allow_uids;
 
-	char *pkcs11_module;	/* registered p11-kit name or absolute path */
-	char *pkcs11_token;	/* RFC 7512 URI selecting the token */
+	char *pkcs11_module; /* registered p11-kit name or absolute path */
+	char *pkcs11_token; /* RFC 7512 URI selecting the token */
 	char *pkcs11_pin_file;
 
 	bool allow_rsa1_5;

@@ -43,7 +43,7 @@ struct p11_keystore {
 
 	pthread_mutex_t lock; /* guards cat, gen, available, the times */
 	struct catalog *cat;
-	unsigned int gen;     /* bumped each time sessions are renewed */
+	unsigned int gen; /* bumped each time sessions are renewed */
 	bool available;
 	time_t last_recover, last_reload;
 
@@ -69,19 +69,26 @@ struct p11_worker {
 const char *p11_path_name(enum p11_path path)
 {
 	switch (path) {
-	case P11_PATH_NATIVE: return "token";
-	case P11_PATH_RAW_OAEP: return "token-raw-rsa+oaep-decode";
-	default: return "unavailable";
+	case P11_PATH_NATIVE:
+		return "token";
+	case P11_PATH_RAW_OAEP:
+		return "token-raw-rsa+oaep-decode";
+	default:
+		return "unavailable";
 	}
 }
 
 const char *p11_alg_name(enum p11_alg alg)
 {
 	switch (alg) {
-	case P11_ALG_RSA_OAEP: return "RSA-OAEP";
-	case P11_ALG_RSA_OAEP_256: return "RSA-OAEP-256";
-	case P11_ALG_RSA1_5: return "RSA1_5";
-	default: return "?";
+	case P11_ALG_RSA_OAEP:
+		return "RSA-OAEP";
+	case P11_ALG_RSA_OAEP_256:
+		return "RSA-OAEP-256";
+	case P11_ALG_RSA1_5:
+		return "RSA1_5";
+	default:
+		return "?";
 	}
 }
 
@@ -134,9 +141,8 @@ static void catalog_publish_locked(struct p11_keystore *ks, struct catalog *c)
 		catalog_free(old);
 }
 
-static const struct key_version *catalog_find(const struct catalog *c,
-					      const char *name,
-					      const char *version)
+static const struct key_version *
+catalog_find(const struct catalog *c, const char *name, const char *version)
 {
 	const struct key_version *cur = NULL;
 	size_t lo = 0, hi = c->n, mid;
@@ -175,8 +181,8 @@ static int version_cmp(const void *a, const void *b)
 
 /* ---- reading the token ---- */
 
-static int find_all(struct p11_keystore *ks, CK_ATTRIBUTE *tmpl,
-		    CK_ULONG ntmpl, CK_OBJECT_HANDLE **out, size_t *count)
+static int find_all(struct p11_keystore *ks, CK_ATTRIBUTE *tmpl, CK_ULONG ntmpl,
+		    CK_OBJECT_HANDLE **out, size_t *count)
 {
 	CK_OBJECT_HANDLE *objs = NULL, *grown;
 	CK_ULONG got;
@@ -243,8 +249,8 @@ static int get_name_version(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 	size_t len;
 	int r;
 
-	if ((r = get_attr(ks, obj, CKA_LABEL, info->name, KB_NAME_MAX,
-			  &len)) != P11_OK)
+	if ((r = get_attr(ks, obj, CKA_LABEL, info->name, KB_NAME_MAX, &len)) !=
+	    P11_OK)
 		return r;
 	info->name[len] = '\0';
 	if (!kb_name_valid(info->name, len))
@@ -306,8 +312,8 @@ static int load_public(struct p11_keystore *ks, CK_OBJECT_HANDLE *pubs,
 		memmove(v->info.n, v->info.n + len, v->info.nlen - len);
 		v->info.nlen -= len;
 		v->info.bits = (unsigned int)v->info.nlen * 8;
-		if (v->info.nlen < 256 || (v->pub = rsa_public_key(&v->info)) ==
-						  NULL)
+		if (v->info.nlen < 256 ||
+		    (v->pub = rsa_public_key(&v->info)) == NULL)
 			return P11_ERR_PARAM;
 		v->info.bits = (unsigned int)EVP_PKEY_get_bits(v->pub);
 		return P11_OK;
@@ -332,8 +338,8 @@ static int parse_metadata(const char *text, size_t len,
 	if ((o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL)) == NULL)
 		return P11_ERR_PARAM;
 	v = json_object_get(o, "version");
-	if (!json_is_string(v) || !kb_version_valid(json_string_value(v),
-						     json_string_length(v)))
+	if (!json_is_string(v) ||
+	    !kb_version_valid(json_string_value(v), json_string_length(v)))
 		goto out;
 	memcpy(info->version, json_string_value(v), KB_VERSION_LEN + 1);
 	info->created = json_time(o, "created");
@@ -348,8 +354,8 @@ static int parse_metadata(const char *text, size_t len,
 	s = json_is_string(v) ? json_string_value(v) : "Recoverable+Purgeable";
 	snprintf(info->recovery_level, sizeof(info->recovery_level), "%s", s);
 	v = json_object_get(o, "recoverableDays");
-	info->recoverable_days = json_is_integer(v)
-					 ? (int)json_integer_value(v) : 90;
+	info->recoverable_days =
+		json_is_integer(v) ? (int)json_integer_value(v) : 90;
 	r = P11_OK;
 out:
 	json_decref(o);
@@ -435,8 +441,8 @@ static int public_encrypt(EVP_PKEY *pub, enum p11_alg alg,
 		     EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1;
 	else
 		ok = EVP_PKEY_encrypt_init(ctx) == 1 &&
-		     EVP_PKEY_CTX_set_rsa_padding(ctx,
-						  RSA_PKCS1_OAEP_PADDING) == 1 &&
+		     EVP_PKEY_CTX_set_rsa_padding(
+			     ctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
 		     EVP_PKEY_CTX_set_rsa_oaep_md(ctx, alg_md(alg)) == 1 &&
 		     EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, alg_md(alg)) == 1;
 	ok = ok && EVP_PKEY_encrypt(ctx, out, outlen, in, inlen) == 1;
@@ -589,9 +595,8 @@ static int keystore_recover(struct p11_keystore *ks, unsigned int seen_gen)
 
 	pthread_mutex_lock(&ks->admin_lock);
 	pthread_mutex_lock(&ks->lock);
-	if (ks->gen != seen_gen || (!ks->available &&
-				    now - ks->last_recover <
-					    RECOVER_INTERVAL_S)) {
+	if (ks->gen != seen_gen ||
+	    (!ks->available && now - ks->last_recover < RECOVER_INTERVAL_S)) {
 		ok = ks->available;
 		pthread_mutex_unlock(&ks->lock);
 		pthread_mutex_unlock(&ks->admin_lock);
@@ -607,8 +612,8 @@ static int keystore_recover(struct p11_keystore *ks, unsigned int seen_gen)
 	pthread_rwlock_wrlock(&ks->module_lock);
 	ks->fn->C_CloseAllSessions(p11_token_slot(ks->tok));
 	r = p11_token_select(ks->tok, err, sizeof(err));
-	if (r != P11_OK && (r = p11_token_reinitialise(ks->tok, err,
-						       sizeof(err))) == P11_OK)
+	if (r != P11_OK &&
+	    (r = p11_token_reinitialise(ks->tok, err, sizeof(err))) == P11_OK)
 		r = p11_token_select(ks->tok, err, sizeof(err));
 	if (r == P11_OK)
 		r = p11_token_open_session(ks->tok, true, &ks->admin, err,
@@ -624,7 +629,8 @@ static int keystore_recover(struct p11_keystore *ks, unsigned int seen_gen)
 		kb_info("token '%s' is back", p11_token_label(ks->tok));
 	else if (r != P11_OK && ks->available)
 		kb_err("token unavailable: %s; requests get HsmUnavailable "
-		       "until it returns", err);
+		       "until it returns",
+		       err);
 	ks->available = r == P11_OK;
 	ks->gen++;
 	pthread_mutex_unlock(&ks->lock);
@@ -709,8 +715,8 @@ int p11_keystore_open(const struct p11_keystore_params *params,
 				err, errlen)) != P11_OK)
 		goto out_free;
 	ks->fn = p11_token_functions(ks->tok);
-	if ((r = p11_token_read_pin(ks->tok, params->pin_file, err,
-				    errlen)) != P11_OK)
+	if ((r = p11_token_read_pin(ks->tok, params->pin_file, err, errlen)) !=
+	    P11_OK)
 		goto out_free;
 	if (initialise_with_so_pin != NULL)
 		r = p11_token_initialise(ks->tok, initialise_with_so_pin, err,
@@ -727,8 +733,10 @@ int p11_keystore_open(const struct p11_keystore_params *params,
 	r = reload_locked(ks);
 	admin_leave(ks);
 	if (r != P11_OK) {
-		snprintf(err, errlen, "cannot read the key catalogue from "
-			 "token '%s'", p11_token_label(ks->tok));
+		snprintf(err, errlen,
+			 "cannot read the key catalogue from "
+			 "token '%s'",
+			 p11_token_label(ks->tok));
 		goto out_free;
 	}
 	*out = ks;
@@ -843,7 +851,8 @@ static int unwrap_once(struct p11_worker *w, const struct key_version *v,
 		mech.ulParameterLen = sizeof(params);
 	}
 	if ((rv = fn->C_DecryptInit(w->h, &mech, v->priv)) != CKR_OK) {
-		r = p11_rv_is_token_lost(rv) ? P11_ERR_HSM : P11_ERR_UNSUPPORTED;
+		r = p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
+					       P11_ERR_UNSUPPORTED;
 		goto out;
 	}
 	rv = fn->C_Decrypt(w->h, (unsigned char *)in, inlen, em, &n);
@@ -863,8 +872,8 @@ static int unwrap_once(struct p11_worker *w, const struct key_version *v,
 		goto out;
 	memmove(em + (k - n), em, n);
 	memset(em, 0, k - n);
-	if (kb_oaep_decode(out, P11_MODULUS_MAX, outlen, em, k,
-			   alg_md(alg)) == 0)
+	if (kb_oaep_decode(out, P11_MODULUS_MAX, outlen, em, k, alg_md(alg)) ==
+	    0)
 		r = P11_OK;
 out:
 	kb_wipe(em, sizeof(em));
@@ -935,8 +944,10 @@ int p11_keystore_wrap(struct p11_keystore *ks, const char *name,
 	if ((r = lookup(ks, name, version, &cat, &v)) != P11_OK)
 		return r;
 	*info = v->info;
-	max = alg == P11_ALG_RSA1_5 ? v->info.nlen - 11
-	      : v->info.nlen - 2 * (size_t)EVP_MD_get_size(alg_md(alg)) - 2;
+	max = alg == P11_ALG_RSA1_5 ?
+		      v->info.nlen - 11 :
+		      v->info.nlen - 2 * (size_t)EVP_MD_get_size(alg_md(alg)) -
+			      2;
 	if ((r = check_usable(&v->info, true)) != P11_OK)
 		goto out;
 	if (alg == P11_ALG_RSA1_5 && !ks->allow_rsa1_5)
@@ -966,9 +977,9 @@ static int create_metadata_object(struct p11_keystore *ks, const char *name,
 		{ CKA_VALUE, (void *)text, strlen(text) },
 	};
 
-	return ks->fn->C_CreateObject(ks->admin, t, 6, obj) == CKR_OK
-		       ? P11_OK
-		       : P11_ERR_HSM;
+	return ks->fn->C_CreateObject(ks->admin, t, 6, obj) == CKR_OK ?
+		       P11_OK :
+		       P11_ERR_HSM;
 }
 
 static int write_metadata(struct p11_keystore *ks, const char *name,
@@ -1035,8 +1046,10 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 	int r;
 
 	if (!kb_name_valid(name, strlen(name))) {
-		snprintf(err, errlen, "invalid key name: use 1-%d of "
-			 "A-Z a-z 0-9 -", KB_NAME_MAX);
+		snprintf(err, errlen,
+			 "invalid key name: use 1-%d of "
+			 "A-Z a-z 0-9 -",
+			 KB_NAME_MAX);
 		return P11_ERR_PARAM;
 	}
 	if (bits != 2048 && bits != 3072 && bits != 4096) {
@@ -1056,7 +1069,8 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 		goto out_unlock;
 	}
 	if ((r = write_metadata(ks, name, version, &meta)) != P11_OK) {
-		snprintf(err, errlen, "storing key metadata in the token "
+		snprintf(err, errlen,
+			 "storing key metadata in the token "
 			 "failed; key pair removed");
 		ks->fn->C_DestroyObject(ks->admin, priv);
 		ks->fn->C_DestroyObject(ks->admin, pub);
@@ -1066,8 +1080,8 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 		snprintf(err, errlen, "re-reading the key catalogue failed");
 out_unlock:
 	admin_leave(ks);
-	if (r == P11_OK && (r = p11_keystore_describe(ks, name, version,
-						      info)) != P11_OK)
+	if (r == P11_OK &&
+	    (r = p11_keystore_describe(ks, name, version, info)) != P11_OK)
 		snprintf(err, errlen, "new key version not in the catalogue");
 	return r;
 }
@@ -1108,9 +1122,9 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 		if (o == NULL ||
 		    json_object_set_new(o, "enabled", json_boolean(enabled)) ||
 		    json_object_set_new(o, "updated",
-					json_integer(time(NULL) > mi.updated
-							     ? time(NULL)
-							     : mi.updated + 1)) ||
+					json_integer(time(NULL) > mi.updated ?
+							     time(NULL) :
+							     mi.updated + 1)) ||
 		    (out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)) ==
 			    NULL) {
 			r = P11_ERR_NOMEM;
@@ -1125,7 +1139,8 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 		if (r == P11_OK &&
 		    ks->fn->C_DestroyObject(ks->admin, metas[i]) != CKR_OK)
 			kb_warn("key %s version %s: old metadata object not "
-				"removed", name, version);
+				"removed",
+				name, version);
 		break;
 	}
 	json_decref(o);
@@ -1150,7 +1165,8 @@ int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
 		snprintf(err, errlen, "key '%s' has no version '%s'", name,
 			 version);
 	else if (r != P11_OK)
-		snprintf(err, errlen, "updating the key metadata in the token "
+		snprintf(err, errlen,
+			 "updating the key metadata in the token "
 			 "failed");
 	return r;
 }

@@ -24,17 +24,17 @@
 #define P11_MODULUS_MAX 512 /* 4096-bit keys */
 
 enum p11_alg {
-	P11_ALG_RSA_OAEP,	/* OAEP, SHA-1 and MGF1-SHA-1 */
-	P11_ALG_RSA_OAEP_256,	/* OAEP, SHA-256 and MGF1-SHA-256 */
-	P11_ALG_RSA1_5,		/* PKCS#1 v1.5 */
+	P11_ALG_RSA_OAEP, /* OAEP, SHA-1 and MGF1-SHA-1 */
+	P11_ALG_RSA_OAEP_256, /* OAEP, SHA-256 and MGF1-SHA-256 */
+	P11_ALG_RSA1_5, /* PKCS#1 v1.5 */
 	P11_ALG_COUNT,
 };
 
 /* How the token performs an unwrap with one algorithm. */
 enum p11_path {
-	P11_PATH_NONE,		/* not available (refused or disabled) */
-	P11_PATH_NATIVE,	/* the token's own mechanism */
-	P11_PATH_RAW_OAEP,	/* CKM_RSA_X_509 + constant-time OAEP decode */
+	P11_PATH_NONE, /* not available (refused or disabled) */
+	P11_PATH_NATIVE, /* the token's own mechanism */
+	P11_PATH_RAW_OAEP, /* CKM_RSA_X_509 + constant-time OAEP decode */
 };
 
 /* Everything a caller may learn about one key version (no secrets). */

@@ -28,39 +28,66 @@ struct p11_token {
 const char *p11_rv_name(CK_RV rv)
 {
 	switch (rv) {
-	case CKR_OK: return "CKR_OK";
-	case CKR_HOST_MEMORY: return "CKR_HOST_MEMORY";
-	case CKR_SLOT_ID_INVALID: return "CKR_SLOT_ID_INVALID";
-	case CKR_GENERAL_ERROR: return "CKR_GENERAL_ERROR";
-	case CKR_FUNCTION_FAILED: return "CKR_FUNCTION_FAILED";
-	case CKR_ARGUMENTS_BAD: return "CKR_ARGUMENTS_BAD";
-	case CKR_DEVICE_ERROR: return "CKR_DEVICE_ERROR";
-	case CKR_DEVICE_MEMORY: return "CKR_DEVICE_MEMORY";
-	case CKR_DEVICE_REMOVED: return "CKR_DEVICE_REMOVED";
-	case CKR_ENCRYPTED_DATA_INVALID: return "CKR_ENCRYPTED_DATA_INVALID";
+	case CKR_OK:
+		return "CKR_OK";
+	case CKR_HOST_MEMORY:
+		return "CKR_HOST_MEMORY";
+	case CKR_SLOT_ID_INVALID:
+		return "CKR_SLOT_ID_INVALID";
+	case CKR_GENERAL_ERROR:
+		return "CKR_GENERAL_ERROR";
+	case CKR_FUNCTION_FAILED:
+		return "CKR_FUNCTION_FAILED";
+	case CKR_ARGUMENTS_BAD:
+		return "CKR_ARGUMENTS_BAD";
+	case CKR_DEVICE_ERROR:
+		return "CKR_DEVICE_ERROR";
+	case CKR_DEVICE_MEMORY:
+		return "CKR_DEVICE_MEMORY";
+	case CKR_DEVICE_REMOVED:
+		return "CKR_DEVICE_REMOVED";
+	case CKR_ENCRYPTED_DATA_INVALID:
+		return "CKR_ENCRYPTED_DATA_INVALID";
 	case CKR_ENCRYPTED_DATA_LEN_RANGE:
 		return "CKR_ENCRYPTED_DATA_LEN_RANGE";
-	case CKR_KEY_HANDLE_INVALID: return "CKR_KEY_HANDLE_INVALID";
-	case CKR_MECHANISM_INVALID: return "CKR_MECHANISM_INVALID";
-	case CKR_MECHANISM_PARAM_INVALID: return "CKR_MECHANISM_PARAM_INVALID";
-	case CKR_OBJECT_HANDLE_INVALID: return "CKR_OBJECT_HANDLE_INVALID";
-	case CKR_OPERATION_ACTIVE: return "CKR_OPERATION_ACTIVE";
-	case CKR_PIN_INCORRECT: return "CKR_PIN_INCORRECT";
-	case CKR_PIN_LOCKED: return "CKR_PIN_LOCKED";
-	case CKR_SESSION_CLOSED: return "CKR_SESSION_CLOSED";
-	case CKR_SESSION_HANDLE_INVALID: return "CKR_SESSION_HANDLE_INVALID";
-	case CKR_TOKEN_NOT_PRESENT: return "CKR_TOKEN_NOT_PRESENT";
-	case CKR_TOKEN_NOT_RECOGNIZED: return "CKR_TOKEN_NOT_RECOGNIZED";
-	case CKR_USER_NOT_LOGGED_IN: return "CKR_USER_NOT_LOGGED_IN";
-	case CKR_USER_ALREADY_LOGGED_IN: return "CKR_USER_ALREADY_LOGGED_IN";
+	case CKR_KEY_HANDLE_INVALID:
+		return "CKR_KEY_HANDLE_INVALID";
+	case CKR_MECHANISM_INVALID:
+		return "CKR_MECHANISM_INVALID";
+	case CKR_MECHANISM_PARAM_INVALID:
+		return "CKR_MECHANISM_PARAM_INVALID";
+	case CKR_OBJECT_HANDLE_INVALID:
+		return "CKR_OBJECT_HANDLE_INVALID";
+	case CKR_OPERATION_ACTIVE:
+		return "CKR_OPERATION_ACTIVE";
+	case CKR_PIN_INCORRECT:
+		return "CKR_PIN_INCORRECT";
+	case CKR_PIN_LOCKED:
+		return "CKR_PIN_LOCKED";
+	case CKR_SESSION_CLOSED:
+		return "CKR_SESSION_CLOSED";
+	case CKR_SESSION_HANDLE_INVALID:
+		return "CKR_SESSION_HANDLE_INVALID";
+	case CKR_TOKEN_NOT_PRESENT:
+		return "CKR_TOKEN_NOT_PRESENT";
+	case CKR_TOKEN_NOT_RECOGNIZED:
+		return "CKR_TOKEN_NOT_RECOGNIZED";
+	case CKR_USER_NOT_LOGGED_IN:
+		return "CKR_USER_NOT_LOGGED_IN";
+	case CKR_USER_ALREADY_LOGGED_IN:
+		return "CKR_USER_ALREADY_LOGGED_IN";
 	case CKR_USER_PIN_NOT_INITIALIZED:
 		return "CKR_USER_PIN_NOT_INITIALIZED";
 	case CKR_CRYPTOKI_NOT_INITIALIZED:
 		return "CKR_CRYPTOKI_NOT_INITIALIZED";
-	case CKR_BUFFER_TOO_SMALL: return "CKR_BUFFER_TOO_SMALL";
-	case CKR_TEMPLATE_INCONSISTENT: return "CKR_TEMPLATE_INCONSISTENT";
-	case CKR_ATTRIBUTE_VALUE_INVALID: return "CKR_ATTRIBUTE_VALUE_INVALID";
-	default: return "CKR_(other)";
+	case CKR_BUFFER_TOO_SMALL:
+		return "CKR_BUFFER_TOO_SMALL";
+	case CKR_TEMPLATE_INCONSISTENT:
+		return "CKR_TEMPLATE_INCONSISTENT";
+	case CKR_ATTRIBUTE_VALUE_INVALID:
+		return "CKR_ATTRIBUTE_VALUE_INVALID";
+	default:
+		return "CKR_(other)";
 	}
 }
 
@@ -107,8 +134,8 @@ static CK_FUNCTION_LIST *load_registered(const char *name)
 	return found;
 }
 
-int p11_token_load(const char *module, const char *uri,
-		   struct p11_token **out, char *err, size_t errlen)
+int p11_token_load(const char *module, const char *uri, struct p11_token **out,
+		   char *err, size_t errlen)
 {
 	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
 	struct p11_token *tok;
@@ -127,7 +154,8 @@ int p11_token_load(const char *module, const char *uri,
 	}
 	if (p11_kit_uri_parse(uri, P11_KIT_URI_FOR_TOKEN, tok->uri) !=
 	    P11_KIT_URI_OK) {
-		snprintf(err, errlen, "token URI is not a valid PKCS#11 URI "
+		snprintf(err, errlen,
+			 "token URI is not a valid PKCS#11 URI "
 			 "(RFC 7512)");
 		r = P11_ERR_PARAM;
 		goto out_free;
@@ -138,8 +166,10 @@ int p11_token_load(const char *module, const char *uri,
 		tok->fn = load_registered(module);
 	if (tok->fn == NULL) {
 		snprintf(err, errlen, "cannot load PKCS#11 module '%s': %s",
-			 module, module[0] == '/' ? p11_kit_message()
-				: "no p11-kit registered module of that name");
+			 module,
+			 module[0] == '/' ?
+				 p11_kit_message() :
+				 "no p11-kit registered module of that name");
 		r = P11_ERR_HSM;
 		goto out_free;
 	}
@@ -191,16 +221,19 @@ int p11_token_read_pin(struct p11_token *tok, const char *path, char *err,
 		goto out_close;
 	}
 	if ((st.st_mode & (S_IRWXO | S_IWGRP)) != 0) {
-		snprintf(err, errlen, "PIN file %s: mode %04o is too open; "
+		snprintf(err, errlen,
+			 "PIN file %s: mode %04o is too open; "
 			 "it must not be accessible to others nor "
 			 "group-writable (chmod 600)",
 			 path, (unsigned int)(st.st_mode & 07777));
 		goto out_close;
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		snprintf(err, errlen, "PIN file %s: owned by uid %u, must be "
-			 "owned by root or by uid %u", path,
-			 (unsigned int)st.st_uid, (unsigned int)geteuid());
+		snprintf(err, errlen,
+			 "PIN file %s: owned by uid %u, must be "
+			 "owned by root or by uid %u",
+			 path, (unsigned int)st.st_uid,
+			 (unsigned int)geteuid());
 		goto out_close;
 	}
 	while ((n = read(fd, tok->pin + len, PIN_MAX + 1 - len)) > 0)
@@ -209,8 +242,8 @@ int p11_token_read_pin(struct p11_token *tok, const char *path, char *err,
 		snprintf(err, errlen, "PIN file %s: %s", path, strerror(errno));
 		goto out_wipe;
 	}
-	while (len > 0 && (tok->pin[len - 1] == '\n' ||
-			   tok->pin[len - 1] == '\r'))
+	while (len > 0 &&
+	       (tok->pin[len - 1] == '\n' || tok->pin[len - 1] == '\r'))
 		len--;
 	if (len == 0 || len > PIN_MAX) {
 		snprintf(err, errlen, "PIN file %s: PIN must be 1-%d bytes",
@@ -273,12 +306,14 @@ int p11_token_select(struct p11_token *tok, char *err, size_t errlen)
 	free(slots);
 	if (matches != 1) {
 		if (matches == 0)
-			snprintf(err, errlen, "no initialised token matches "
+			snprintf(err, errlen,
+				 "no initialised token matches "
 				 "'%.200s' (is the module's token directory "
 				 "right? keybrokerctl init-token creates one)",
 				 tok->uri_text);
 		else
-			snprintf(err, errlen, "%lu tokens match '%.200s'; make "
+			snprintf(err, errlen,
+				 "%lu tokens match '%.200s'; make "
 				 "the URI more specific (e.g. add serial=)",
 				 (unsigned long)matches, tok->uri_text);
 		return matches == 0 ? P11_ERR_HSM : P11_ERR_PARAM;
@@ -312,8 +347,8 @@ int p11_token_open_session(struct p11_token *tok, bool rw,
 		 p11_rv_name(rv),
 		 rv == CKR_PIN_INCORRECT ? " (wrong PIN in the PIN file)" : "");
 	tok->fn->C_CloseSession(*out);
-	return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ? P11_ERR_PIN
-							       : P11_ERR_HSM;
+	return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ? P11_ERR_PIN :
+								 P11_ERR_HSM;
 }
 
 void p11_token_close_session(struct p11_token *tok, CK_SESSION_HANDLE h)
@@ -355,7 +390,8 @@ int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
 	}
 	memcpy(label, want->label, sizeof(label));
 	if (label[0] == ' ' || label[0] == '\0') {
-		snprintf(err, errlen, "the token URI must name the token "
+		snprintf(err, errlen,
+			 "the token URI must name the token "
 			 "label to create (pkcs11:token=NAME)");
 		return P11_ERR_PARAM;
 	}
@@ -382,8 +418,8 @@ int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
 		snprintf(err, errlen, "C_InitToken: %s", p11_rv_name(rv));
 		goto out_slots;
 	}
-	rv = tok->fn->C_OpenSession(slots[i], CKF_SERIAL_SESSION |
-				    CKF_RW_SESSION, NULL, NULL, &h);
+	rv = tok->fn->C_OpenSession(
+		slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
 	if (rv != CKR_OK) {
 		snprintf(err, errlen, "C_OpenSession: %s", p11_rv_name(rv));
 		goto out_slots;

@@ -17,23 +17,24 @@ struct p11_token;
 /* Status codes of the pkcs11/ layer; callers map them to protocol codes. */
 enum p11_status {
 	P11_OK = 0,
-	P11_ERR_HSM = -1,	 /* token absent, session lost, device error */
-	P11_ERR_NOT_FOUND = -2,	 /* no such key or version */
+	P11_ERR_HSM = -1, /* token absent, session lost, device error */
+	P11_ERR_NOT_FOUND = -2, /* no such key or version */
 	P11_ERR_CIPHERTEXT = -3, /* unwrap input rejected */
 	P11_ERR_UNSUPPORTED = -4,
-	P11_ERR_PARAM = -5,	/* caller input out of range */
+	P11_ERR_PARAM = -5, /* caller input out of range */
 	P11_ERR_NOMEM = -6,
-	P11_ERR_CONFLICT = -7,	/* already exists / already initialised */
-	P11_ERR_PIN = -8,	/* PIN file refused or PIN wrong */
-	P11_ERR_DISABLED = -9,	/* key version disabled, not yet valid or expired */
+	P11_ERR_CONFLICT = -7, /* already exists / already initialised */
+	P11_ERR_PIN = -8, /* PIN file refused or PIN wrong */
+	P11_ERR_DISABLED =
+		-9, /* key version disabled, not yet valid or expired */
 };
 
 /*
  * Loads module (a p11-kit registered module name such as "softhsm2", or an
  * absolute path), initialises it with CKF_OS_LOCKING_OK and parses uri.
  */
-int p11_token_load(const char *module, const char *uri,
-		   struct p11_token **out, char *err, size_t errlen);
+int p11_token_load(const char *module, const char *uri, struct p11_token **out,
+		   char *err, size_t errlen);
 void p11_token_free(struct p11_token *tok);
 
 /*

@@ -80,8 +80,7 @@ static void test_rejects_garbage(void **state)
 	assert_int_equal(decode("Zm9vY", out, sizeof(out), &len), -1);
 	/* Non-zero trailing bits: a second encoding of "f". */
 	assert_int_equal(decode("Zh", out, sizeof(out), &len), -1);
-	assert_int_equal(kb_b64_decode(out, sizeof(out), &len, "Zg\0g", 4),
-			 -1);
+	assert_int_equal(kb_b64_decode(out, sizeof(out), &len, "Zg\0g", 4), -1);
 }
 
 static void test_output_limit(void **state)

@@ -14,7 +14,7 @@
 static char dir[] = "/tmp/kb-config-test-XXXXXX";
 static char path[64];
 
-#define PKCS11 \
+#define PKCS11                                                            \
 	"pkcs11 = { module = \"softhsm2\"; token = \"pkcs11:token=t\";\n" \
 	"  pin_file = \"pin\"; };\n"
 #define MINIMAL \
@@ -140,10 +140,12 @@ static void test_missing_and_bad_values(void **state)
 		     "missing required setting 'instance'");
 	expect_error("instance = \"i\"; socket = \"s\";\n" PKCS11,
 		     "missing required setting 'allow_uids'");
-	expect_error("instance = \"i\"; socket = \"s\"; allow_uids = [];\n"
-		     PKCS11, "at least one uid");
-	expect_error("instance = \"i\"; socket = \"s\"; allow_uids = [-1];\n"
-		     PKCS11, "not a valid uid");
+	expect_error(
+		"instance = \"i\"; socket = \"s\"; allow_uids = [];\n" PKCS11,
+		"at least one uid");
+	expect_error(
+		"instance = \"i\"; socket = \"s\"; allow_uids = [-1];\n" PKCS11,
+		"not a valid uid");
 	expect_error("instance = \"i\"; socket = \"s\"; allow_uids = [0];\n",
 		     "missing required group 'pkcs11'");
 	expect_error("instance = \"i\"; socket = \"s\"; allow_uids = [0];\n"
@@ -166,7 +168,7 @@ static void test_missing_file(void **state)
 	char err[256];
 
 	assert_int_equal(kb_config_load("/nonexistent/kb.conf", &cfg, err,
-					 sizeof(err)),
+					sizeof(err)),
 			 -1);
 	assert_string_equal(err, "/nonexistent/kb.conf: cannot read file");
 }

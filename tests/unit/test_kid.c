@@ -23,8 +23,8 @@ static void test_valid(void **state)
 			 KB_KID_OK);
 	assert_string_equal(ref.name, "cmk");
 	assert_string_equal(ref.version, "");
-	assert_int_equal(parse("keybroker://host-1.example/keys/cmk/" V,
-			       &ref), KB_KID_OK);
+	assert_int_equal(parse("keybroker://host-1.example/keys/cmk/" V, &ref),
+			 KB_KID_OK);
 	assert_string_equal(ref.name, "cmk");
 	assert_string_equal(ref.version, V);
 }
@@ -118,7 +118,8 @@ static void test_hex(void **state)
 	assert_string_equal(hex, V);
 	assert_int_equal(kb_hex_decode(b, sizeof(b), V "0"), -1);
 	assert_int_equal(kb_hex_decode(b, sizeof(b),
-				       "0123456789ABCDEF0123456789abcdef"), -1);
+				       "0123456789ABCDEF0123456789abcdef"),
+			 -1);
 }
 
 int main(void)

@@ -41,8 +41,8 @@ static void encrypt_oaep(const EVP_MD *md, const unsigned char *m, size_t n,
 
 	assert_non_null(ctx);
 	assert_int_equal(EVP_PKEY_encrypt_init(ctx), 1);
-	assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(ctx,
-						      RSA_PKCS1_OAEP_PADDING), 1);
+	assert_int_equal(
+		EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING), 1);
 	assert_int_equal(EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md), 1);
 	assert_int_equal(EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md), 1);
 	assert_int_equal(EVP_PKEY_encrypt(ctx, ct, &len, m, n), 1);
@@ -110,10 +110,10 @@ static void damaged(size_t at)
 
 static void test_damaged_encodings(void **state)
 {
-	damaged(0);	 /* leading byte Y must be zero */
-	damaged(1);	 /* masked seed */
-	damaged(40);	 /* masked label hash */
-	damaged(100);	 /* masked padding string */
+	damaged(0); /* leading byte Y must be zero */
+	damaged(1); /* masked seed */
+	damaged(40); /* masked label hash */
+	damaged(100); /* masked padding string */
 	damaged(K - 33); /* 0x01 separator region */
 }
 
@@ -128,9 +128,8 @@ static void test_wrong_hash_and_sizes(void **state)
 					EVP_sha1()),
 			 -1);
 	/* Output buffer smaller than k: refused up front. */
-	assert_int_equal(kb_oaep_decode(out, K - 1, &outlen, em, K,
-					EVP_sha256()),
-			 -1);
+	assert_int_equal(
+		kb_oaep_decode(out, K - 1, &outlen, em, K, EVP_sha256()), -1);
 	/* A modulus too small for the hash. */
 	assert_int_equal(kb_oaep_decode(out, sizeof(out), &outlen, em, 65,
 					EVP_sha256()),

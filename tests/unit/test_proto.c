@@ -13,8 +13,7 @@
 
 #define V "0123456789abcdef0123456789abcdef"
 
-static int parse(const char *line, struct kb_request *req,
-		 struct kb_error *err)
+static int parse(const char *line, struct kb_request *req, struct kb_error *err)
 {
 	return kb_proto_parse(line, strlen(line), "inst", req, err);
 }
@@ -39,7 +38,8 @@ static void test_valid_requests(void **state)
 	struct kb_error err;
 
 	assert_int_equal(parse("{\"id\":7,\"op\":\"getKey\",\"key\":\"cmk\"}",
-			       &req, &err), 0);
+			       &req, &err),
+			 0);
 	assert_int_equal(req.op, KB_OP_GET_KEY);
 	assert_string_equal(req.key.name, "cmk");
 	assert_string_equal(req.key.version, "");
@@ -49,7 +49,8 @@ static void test_valid_requests(void **state)
 	assert_int_equal(parse("{\"id\":\"a\",\"op\":\"unwrapKey\",\"kid\":"
 			       "\"keybroker://inst/keys/cmk/" V "\",\"alg\":"
 			       "\"RSA-OAEP\",\"value\":\"Zm9v\"}",
-			       &req, &err), 0);
+			       &req, &err),
+			 0);
 	assert_int_equal(req.op, KB_OP_UNWRAP_KEY);
 	assert_int_equal(req.alg, KB_ALG_RSA_OAEP);
 	assert_string_equal(req.key.version, V);
@@ -60,7 +61,8 @@ static void test_valid_requests(void **state)
 	/* alg defaults to RSA-OAEP-256. */
 	assert_int_equal(parse("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"k\","
 			       "\"version\":\"" V "\",\"value\":\"AA\"}",
-			       &req, &err), 0);
+			       &req, &err),
+			 0);
 	assert_int_equal(req.alg, KB_ALG_RSA_OAEP_256);
 	kb_request_uninit(&req);
 }
@@ -128,7 +130,8 @@ static void test_ops(void **state)
 	expect_fail("{\"id\":1,\"op\":\"purgeDeletedKey\",\"key\":\"a\"}",
 		    KB_NOT_SUPPORTED, "not offered");
 	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"a\",\"value\":"
-		    "\"AA\"}", KB_BAD_PARAMETER, "unknown field 'value'");
+		    "\"AA\"}",
+		    KB_BAD_PARAMETER, "unknown field 'value'");
 }
 
 static void test_key_selection(void **state)
@@ -140,12 +143,14 @@ static void test_key_selection(void **state)
 	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":5}", KB_BAD_PARAMETER,
 		    "'key' must be a key name");
 	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"a\",\"version\":"
-		    "\"0123\"}", KB_BAD_PARAMETER, "32 lowercase hex");
+		    "\"0123\"}",
+		    KB_BAD_PARAMETER, "32 lowercase hex");
 	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"a\",\"kid\":"
-		    "\"keybroker://inst/keys/a\"}", KB_BAD_PARAMETER,
-		    "not both");
+		    "\"keybroker://inst/keys/a\"}",
+		    KB_BAD_PARAMETER, "not both");
 	expect_fail("{\"id\":1,\"op\":\"getKey\",\"kid\":"
-		    "\"keybroker://other/keys/a\"}", KB_BAD_PARAMETER,
+		    "\"keybroker://other/keys/a\"}",
+		    KB_BAD_PARAMETER,
 		    "another broker instance; this one is 'inst'");
 	expect_fail("{\"id\":1,\"op\":\"getKey\",\"kid\":\"cmk\"}",
 		    KB_BAD_PARAMETER, "'kid' must be keybroker://");
@@ -159,31 +164,38 @@ static void test_alg_and_value(void **state)
 	struct kb_error err;
 
 	expect_fail("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"a\",\"alg\":"
-		    "\"RSA-OAEP-384\",\"value\":\"AA\"}", KB_BAD_PARAMETER,
-		    "'alg' must be");
+		    "\"RSA-OAEP-384\",\"value\":\"AA\"}",
+		    KB_BAD_PARAMETER, "'alg' must be");
 	expect_fail("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"a\"}",
 		    KB_BAD_PARAMETER, "missing field 'value'");
 	expect_fail("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"a\",\"value\":"
-		    "\"Zg==\"}", KB_BAD_PARAMETER, "base64url");
+		    "\"Zg==\"}",
+		    KB_BAD_PARAMETER, "base64url");
 	expect_fail("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"a\",\"value\":"
-		    "\"\"}", KB_BAD_PARAMETER, "'value' is empty");
+		    "\"\"}",
+		    KB_BAD_PARAMETER, "'value' is empty");
 	expect_fail("{\"id\":1,\"op\":\"wrapKey\",\"key\":\"a\",\"value\":"
-		    "1}", KB_BAD_PARAMETER, "base64url string");
+		    "1}",
+		    KB_BAD_PARAMETER, "base64url string");
 
 	memset(raw, 0xa5, sizeof(raw));
 	b64 = malloc(kb_b64_encoded_len(sizeof(raw)) + 1);
 	assert_non_null(b64);
 	/* Exactly KB_VALUE_MAX bytes is accepted... */
 	kb_b64_encode(b64, raw, KB_VALUE_MAX);
-	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"unwrapKey\",\"key\":"
-		 "\"a\",\"value\":\"%s\"}", b64);
+	snprintf(line, sizeof(line),
+		 "{\"id\":1,\"op\":\"unwrapKey\",\"key\":"
+		 "\"a\",\"value\":\"%s\"}",
+		 b64);
 	assert_int_equal(parse(line, &req, &err), 0);
 	assert_int_equal(req.value_len, KB_VALUE_MAX);
 	kb_request_uninit(&req);
 	/* ...one more byte is not. */
 	kb_b64_encode(b64, raw, KB_VALUE_MAX + 1);
-	snprintf(line, sizeof(line), "{\"id\":1,\"op\":\"unwrapKey\",\"key\":"
-		 "\"a\",\"value\":\"%s\"}", b64);
+	snprintf(line, sizeof(line),
+		 "{\"id\":1,\"op\":\"unwrapKey\",\"key\":"
+		 "\"a\",\"value\":\"%s\"}",
+		 b64);
 	expect_fail(line, KB_BAD_PARAMETER, "longer than 1024");
 	free(b64);
 }
