@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: MIT
+/*
+ * kb_bench: throughput and latency of keybrokerd against a baseline
+ * measured in the same run on the same token.
+ *
+ *   kb_bench -c CONFIG -s SOCKET -k KEY [-t SECONDS]
+ *
+ * Baseline: in-process C_DecryptInit + C_Decrypt (RSA-OAEP) on one session
+ * per thread, 1 and 2 threads. Then unwrapKey and wrapKey through the
+ * broker with several concurrent clients, and the broker's resident memory
+ * with 1,000 idle connections. Prints figures and ratios; asserts nothing.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kb_config.h"
+#include "keybroker.h"
+#include "p11_keystore.h"
+
+#define MAX_SAMPLES 2000000
+#define IDLE_CONNECTIONS 1000
+
+struct run {
+	const char *what;
+	int threads;
+	double seconds;
+	/* baseline */
+	struct p11_keystore *ks;
+	/* broker */
+	const char *socket;
+	bool wrap;
+	/* shared */
+	const char *key;
+	const unsigned char *ct;
+	size_t ct_len;
+};
+
+struct result {
+	double ops_per_s, p50_us, p99_us;
+};
+
+struct worker {
+	struct run *run;
+	double *lat; /* microseconds */
+	size_t n;
+	int failed;
+	pthread_t th;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void *direct_worker(void *arg)
+{
+	struct worker *w = arg;
+	struct p11_worker *p11;
+	unsigned char out[P11_MODULUS_MAX];
+	struct p11_key_info info;
+	size_t outlen;
+	double end, t0, t1;
+
+	if (p11_worker_new(w->run->ks, &p11) != 0) {
+		w->failed++;
+		return NULL;
+	}
+	end = now_s() + w->run->seconds;
+	while ((t0 = now_s()) < end && w->n < MAX_SAMPLES) {
+		if (p11_worker_unwrap(p11, w->run->key, "", P11_ALG_RSA_OAEP,
+				      w->run->ct, w->run->ct_len, out, &outlen,
+				      &info) != P11_OK)
+			w->failed++;
+		t1 = now_s();
+		w->lat[w->n++] = (t1 - t0) * 1e6;
+	}
+	p11_worker_free(p11);
+	return NULL;
+}
+
+static void *broker_worker(void *arg)
+{
+	struct worker *w = arg;
+	static const unsigned char dek[32] = { 1, 2, 3 };
+	struct keybroker *kb;
+	uint8_t *out;
+	size_t outlen;
+	double end, t0, t1;
+	int r;
+
+	if (keybroker_connect(w->run->socket, &kb) != KEYBROKER_OK) {
+		w->failed++;
+		return NULL;
+	}
+	end = now_s() + w->run->seconds;
+	while ((t0 = now_s()) < end && w->n < MAX_SAMPLES) {
+		if (w->run->wrap)
+			r = keybroker_wrap(kb, w->run->key, NULL, "RSA-OAEP",
+					   dek, sizeof(dek), &out, &outlen,
+					   NULL);
+		else
+			r = keybroker_unwrap(kb, w->run->key, NULL, "RSA-OAEP",
+					     w->run->ct, w->run->ct_len, &out,
+					     &outlen, NULL);
+		t1 = now_s();
+		if (r != KEYBROKER_OK)
+			w->failed++;
+		else
+			keybroker_free_secret(out, outlen);
+		w->lat[w->n++] = (t1 - t0) * 1e6;
+	}
+	keybroker_close(kb);
+	return NULL;
+}
+
+static int measure(struct run *run, void *(*fn)(void *), struct result *res)
+{
+	struct worker *ws = calloc((size_t)run->threads, sizeof(*ws));
+	double *all, start, elapsed;
+	size_t total = 0, k = 0;
+	int i, failed = 0;
+
+	if (ws == NULL)
+		return -1;
+	start = now_s();
+	for (i = 0; i < run->threads; i++) {
+		ws[i].run = run;
+		ws[i].lat = malloc(MAX_SAMPLES * sizeof(double));
+		pthread_create(&ws[i].th, NULL, fn, &ws[i]);
+	}
+	for (i = 0; i < run->threads; i++) {
+		pthread_join(ws[i].th, NULL);
+		total += ws[i].n;
+		failed += ws[i].failed;
+	}
+	elapsed = now_s() - start;
+	all = malloc((total + 1) * sizeof(double));
+	for (i = 0; i < run->threads; i++) {
+		memcpy(all + k, ws[i].lat, ws[i].n * sizeof(double));
+		k += ws[i].n;
+		free(ws[i].lat);
+	}
+	qsort(all, total, sizeof(double), cmp_double);
+	res->ops_per_s = (double)total / elapsed;
+	res->p50_us = total ? all[total / 2] : 0;
+	res->p99_us = total ? all[total * 99 / 100] : 0;
+	printf("%-44s %2d %-7s %9.0f ops/s  p50 %7.0f us  p99 %7.0f us%s\n",
+	       run->what, run->threads, run->threads == 1 ? "thread" :
+	       "threads", res->ops_per_s, res->p50_us, res->p99_us,
+	       failed ? "  (FAILURES)" : "");
+	free(all);
+	free(ws);
+	return failed ? -1 : 0;
+}
+
+/* The broker's pid, from the peer credentials of a connection. */
+static pid_t broker_pid(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	pid_t pid = -1;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+		pid = cred.pid;
+	close(fd);
+	return pid;
+}
+
+static long rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+static void idle_connections(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct rlimit rl = { 4096, 4096 };
+	int fds[IDLE_CONNECTIONS], i, n = 0;
+	pid_t pid = broker_pid(path);
+	long before, after;
+
+	setrlimit(RLIMIT_NOFILE, &rl);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	before = rss_kib(pid);
+	for (i = 0; i < IDLE_CONNECTIONS; i++) {
+		fds[n] = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (connect(fds[n], (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			n++;
+		else
+			close(fds[n]);
+	}
+	usleep(500000);
+	after = rss_kib(pid);
+	printf("broker RSS: %.1f MiB before, %.1f MiB with %d idle "
+	       "connections (goal <= 16 MiB)\n",
+	       before / 1024.0, after / 1024.0, n);
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+int main(int argc, char **argv)
+{
+	const char *config = NULL, *sock = NULL, *key = NULL;
+	struct result d1, d2, b1, b2, b8, w8;
+	unsigned char ct[P11_MODULUS_MAX];
+	struct p11_keystore_params params;
+	struct p11_key_info info;
+	struct kb_config *cfg;
+	double seconds = 3;
+	char err[512];
+	size_t ct_len;
+	int c, bad = 0;
+
+	while ((c = getopt(argc, argv, "c:s:k:t:h")) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 's': sock = optarg; break;
+		case 'k': key = optarg; break;
+		case 't': seconds = atof(optarg); break;
+		default:
+			fprintf(stderr, "usage: kb_bench -c CONFIG -s SOCKET "
+				"-k KEY [-t SECONDS]\n");
+			return 2;
+		}
+	}
+	if (!config || !sock || !key) {
+		fprintf(stderr, "usage: kb_bench -c CONFIG -s SOCKET -k KEY "
+			"[-t SECONDS]\n");
+		return 2;
+	}
+	if (kb_config_load(config, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "kb_bench: %s\n", err);
+		return 1;
+	}
+	params = (struct p11_keystore_params){
+		.module = cfg->pkcs11_module,
+		.token_uri = cfg->pkcs11_token,
+		.pin_file = cfg->pkcs11_pin_file,
+	};
+	struct run run = { .seconds = seconds, .key = key, .socket = sock };
+
+	if (p11_keystore_open(&params, NULL, &run.ks, err, sizeof(err)) != 0 ||
+	    p11_keystore_wrap(run.ks, key, "", P11_ALG_RSA_OAEP,
+			      (const unsigned char *)"0123456789abcdef0123456789abcdef",
+			      32, ct, &ct_len, &info) != 0) {
+		fprintf(stderr, "kb_bench: %s\n", err);
+		return 1;
+	}
+	run.ct = ct;
+	run.ct_len = ct_len;
+	printf("key %s: RSA-%u, RSA-OAEP (SHA-1) unwrap, %.0f s per "
+	       "measurement, %ld cores\n", key, info.bits, seconds,
+	       sysconf(_SC_NPROCESSORS_ONLN));
+
+	run.what = "direct C_DecryptInit+C_Decrypt (baseline)";
+	run.threads = 1;
+	bad |= measure(&run, direct_worker, &d1);
+	run.threads = 2;
+	bad |= measure(&run, direct_worker, &d2);
+	p11_keystore_free(run.ks);
+	run.ks = NULL;
+
+	run.what = "broker unwrapKey";
+	run.threads = 1;
+	bad |= measure(&run, broker_worker, &b1);
+	run.threads = 2;
+	bad |= measure(&run, broker_worker, &b2);
+	run.threads = 8;
+	bad |= measure(&run, broker_worker, &b8);
+	run.what = "broker wrapKey";
+	run.wrap = true;
+	bad |= measure(&run, broker_worker, &w8);
+
+	printf("\nunwrapKey 1 client / direct 1 thread:    %.2f\n",
+	       b1.ops_per_s / d1.ops_per_s);
+	printf("unwrapKey 2 clients / direct 2 threads:  %.2f  (goal >= 0.90)\n",
+	       b2.ops_per_s / d2.ops_per_s);
+	printf("unwrapKey 8 clients / direct 2 threads:  %.2f  (goal >= 0.90)\n",
+	       b8.ops_per_s / d2.ops_per_s);
+	printf("p99 2 clients / direct p99 2 threads:    %.2f  (goal <= 2.00)\n",
+	       b2.p99_us / d2.p99_us);
+	printf("wrapKey 8 clients:                       %.0f ops/s  (goal >= "
+	       "20000)\n", w8.ops_per_s);
+	idle_connections(sock);
+	kb_config_free(cfg);
+	return bad ? 1 : 0;
+}
