@@ -18,6 +18,7 @@ struct kb_conn *kb_conn_new(int fd, const struct ucred *peer, int64_t now)
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
 	c->watch.kind = KB_WATCH_CONN;
+	pthread_mutex_init(&c->lock, NULL);
 	c->fd = fd;
 	c->peer = *peer;
 	c->last_activity_ms = now;
@@ -38,6 +39,7 @@ void kb_conn_free(struct kb_conn *c)
 		close(c->fd);
 	kb_wipe_free(c->in, c->in_cap);
 	kb_wipe_free(c->out, c->out_len);
+	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
 
@@ -76,6 +78,9 @@ enum kb_io kb_conn_read(struct kb_conn *c, int64_t now)
 				c->line_started_ms = now;
 			c->in_len += (size_t)n;
 			c->last_activity_ms = now;
+			/* A short read drained the socket; epoll says if not. */
+			if (c->in_len < c->in_cap)
+				return KB_IO_OK;
 			continue;
 		}
 		if (n == 0)
@@ -169,12 +174,13 @@ int kb_conn_collect(struct kb_conn *c)
 	char *p;
 
 	while ((job = c->first) != NULL && job->done) {
-		need = c->out_len - c->out_off + job->resp_len;
+		need = c->out_len - c->out_off + job->resp_len - job->resp_sent;
 		if ((p = malloc(need)) == NULL)
 			return -1;
 		if (c->out_len > c->out_off)
 			memcpy(p, c->out + c->out_off, c->out_len - c->out_off);
-		memcpy(p + c->out_len - c->out_off, job->resp, job->resp_len);
+		memcpy(p + c->out_len - c->out_off, job->resp + job->resp_sent,
+		       job->resp_len - job->resp_sent);
 		kb_wipe_free(c->out, c->out_len);
 		c->out = p;
 		c->out_len = need;
@@ -188,6 +194,41 @@ int kb_conn_collect(struct kb_conn *c)
 		kb_job_free(job);
 	}
 	return 0;
+}
+
+bool kb_conn_send_direct(struct kb_conn *c, struct kb_job *job,
+			 unsigned int max_pipeline, int64_t now)
+{
+	ssize_t n;
+
+	/*
+	 * Left to the event loop: a closed or closing connection, replies
+	 * owed before this one, unsent output, and a full pipeline (lines
+	 * may be waiting in the input buffer for the slot this frees).
+	 */
+	if (c->dead || c->read_closed || c->close_after_flush ||
+	    c->first != job || c->out_len != 0 || c->pending >= max_pipeline ||
+	    job->close_after)
+		return false;
+	while (job->resp_sent < job->resp_len) {
+		n = send(c->fd, job->resp + job->resp_sent,
+			 job->resp_len - job->resp_sent,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		job->resp_sent += (size_t)n;
+		c->write_blocked_ms = now;
+		c->last_activity_ms = now;
+	}
+	c->first = job->conn_next;
+	if (c->first == NULL)
+		c->last = NULL;
+	c->pending--;
+	c->in_workers--;
+	kb_job_free(job);
+	return true;
 }
 
 enum kb_io kb_conn_write(struct kb_conn *c, int64_t now)

@@ -2,7 +2,10 @@
 /*
  * One client connection: its input buffer cut into request lines, the
  * requests it has in flight in arrival order, and its output buffer.
- * Owned by the event loop thread; workers only touch the jobs.
+ * The event loop owns it; a worker may write its reply straight to the
+ * socket when that reply is next in order (kb_conn_send_direct). Both hold
+ * the connection's lock whenever they touch it; the input buffer is the
+ * event loop's alone.
  */
 #ifndef KB_CONN_H
 #define KB_CONN_H
@@ -11,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include <pthread.h>
 
 #include "kb_queue.h"
 
@@ -28,6 +33,7 @@ struct kb_watch {
 
 struct kb_conn {
 	struct kb_watch watch; /* first: epoll data points here */
+	pthread_mutex_t lock;
 	struct kb_conn *prev, *next; /* server's list */
 	int fd;
 	struct ucred peer;
@@ -71,6 +77,16 @@ struct kb_job *kb_conn_next_line(struct kb_conn *c, int64_t now);
 
 /* Moves replies that are next in order into the output buffer. */
 int kb_conn_collect(struct kb_conn *c);
+
+/*
+ * From a worker, with c->lock held: if job is the next reply owed, nothing
+ * else is waiting to be written, and the event loop has no reason to look
+ * at the connection, writes the reply to the socket and frees the job.
+ * Returns false (and keeps the job, with what was sent recorded) when the
+ * event loop must finish it.
+ */
+bool kb_conn_send_direct(struct kb_conn *c, struct kb_job *job,
+			 unsigned int max_pipeline, int64_t now);
 
 /* Writes what it can of the output buffer. */
 enum kb_io kb_conn_write(struct kb_conn *c, int64_t now);

@@ -31,11 +31,21 @@ void kb_job_free(struct kb_job *job)
 	free(job);
 }
 
+void kb_waiter_init(struct kb_waiter *w)
+{
+	memset(w, 0, sizeof(*w));
+	pthread_cond_init(&w->wake, NULL);
+}
+
+void kb_waiter_uninit(struct kb_waiter *w)
+{
+	pthread_cond_destroy(&w->wake);
+}
+
 void kb_queue_init(struct kb_queue *q)
 {
 	memset(q, 0, sizeof(*q));
 	pthread_mutex_init(&q->lock, NULL);
-	pthread_cond_init(&q->nonempty, NULL);
 }
 
 void kb_queue_uninit(struct kb_queue *q)
@@ -46,8 +56,19 @@ void kb_queue_uninit(struct kb_queue *q)
 		next = job->next;
 		kb_job_free(job);
 	}
-	pthread_cond_destroy(&q->nonempty);
 	pthread_mutex_destroy(&q->lock);
+}
+
+/* Needs q->lock. */
+static void wake_one(struct kb_queue *q)
+{
+	struct kb_waiter *w = q->idle;
+
+	if (w == NULL)
+		return;
+	q->idle = w->next;
+	w->idle = false;
+	pthread_cond_signal(&w->wake);
 }
 
 void kb_queue_push(struct kb_queue *q, struct kb_job *job)
@@ -59,17 +80,32 @@ void kb_queue_push(struct kb_queue *q, struct kb_job *job)
 	else
 		q->head = job;
 	q->tail = job;
-	pthread_cond_signal(&q->nonempty);
+	wake_one(q);
 	pthread_mutex_unlock(&q->lock);
 }
 
-struct kb_job *kb_queue_pop(struct kb_queue *q)
+struct kb_job *kb_queue_pop(struct kb_queue *q, struct kb_waiter *w)
 {
+	struct kb_waiter **pp;
 	struct kb_job *job;
 
 	pthread_mutex_lock(&q->lock);
-	while (q->head == NULL && !q->closed)
-		pthread_cond_wait(&q->nonempty, &q->lock);
+	while (q->head == NULL && !q->closed) {
+		if (!w->idle) {
+			w->next = q->idle;
+			q->idle = w;
+			w->idle = true;
+		}
+		pthread_cond_wait(&w->wake, &q->lock);
+	}
+	/* Woken spuriously or by close: leave the idle stack. */
+	for (pp = &q->idle; w->idle && *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			w->idle = false;
+			break;
+		}
+	}
 	if ((job = q->head) != NULL) {
 		q->head = job->next;
 		if (q->head == NULL)
@@ -95,6 +131,7 @@ void kb_queue_close(struct kb_queue *q)
 {
 	pthread_mutex_lock(&q->lock);
 	q->closed = true;
-	pthread_cond_broadcast(&q->nonempty);
+	while (q->idle != NULL)
+		wake_one(q);
 	pthread_mutex_unlock(&q->lock);
 }

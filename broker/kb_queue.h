@@ -20,6 +20,7 @@ struct kb_job {
 	size_t line_len;
 	char *resp; /* response line with '\n'; wiped on free */
 	size_t resp_len;
+	size_t resp_sent; /* bytes a worker already wrote to the socket */
 	bool done;
 	bool close_after; /* close the connection once resp is sent */
 };
@@ -28,18 +29,31 @@ struct kb_job {
 struct kb_job *kb_job_new(struct kb_conn *conn, const char *line, size_t len);
 void kb_job_free(struct kb_job *job);
 
+/*
+ * A thread that waits on a queue. Idle waiters form a stack, so the one
+ * that went idle last, whose caches are warmest, gets the next job.
+ */
+struct kb_waiter {
+	pthread_cond_t wake;
+	struct kb_waiter *next;
+	bool idle;
+};
+
 struct kb_queue {
 	pthread_mutex_t lock;
-	pthread_cond_t nonempty;
 	struct kb_job *head, *tail;
+	struct kb_waiter *idle; /* most recently idle first */
 	bool closed;
 };
+
+void kb_waiter_init(struct kb_waiter *w);
+void kb_waiter_uninit(struct kb_waiter *w);
 
 void kb_queue_init(struct kb_queue *q);
 void kb_queue_uninit(struct kb_queue *q);
 void kb_queue_push(struct kb_queue *q, struct kb_job *job);
 /* Blocks until a job arrives; NULL once the queue is closed and empty. */
-struct kb_job *kb_queue_pop(struct kb_queue *q);
+struct kb_job *kb_queue_pop(struct kb_queue *q, struct kb_waiter *w);
 /* Takes every queued job at once, without blocking (a linked list). */
 struct kb_job *kb_queue_take_all(struct kb_queue *q);
 void kb_queue_close(struct kb_queue *q);

@@ -29,6 +29,7 @@ struct kb_worker {
 	struct kb_server *srv;
 	pthread_t thread;
 	struct p11_worker *p11;
+	struct kb_waiter waiter;
 	bool started;
 };
 
@@ -61,16 +62,28 @@ static void *worker_main(void *arg)
 {
 	struct kb_worker *w = arg;
 	struct kb_server *srv = w->srv;
+	struct kb_conn *c;
 	struct kb_job *job;
 	uint64_t one = 1;
+	bool sent;
 
-	while ((job = kb_queue_pop(&srv->jobs)) != NULL) {
+	while ((job = kb_queue_pop(&srv->jobs, &w->waiter)) != NULL) {
 		job->resp = kb_ops_handle(&srv->ops, w->p11, job->line,
 					  job->line_len, &job->resp_len);
 		if (job->resp == NULL) { /* out of memory: drop the client */
 			job->close_after = true;
 			job->resp_len = 0;
 		}
+		c = job->conn;
+		pthread_mutex_lock(&c->lock);
+		sent = job->resp != NULL &&
+		       kb_conn_send_direct(c, job,
+					   (unsigned int)srv->cfg->max_pipeline,
+					   now_ms());
+		pthread_mutex_unlock(&c->lock);
+		/* c may be gone now: the event loop frees idle dead ones. */
+		if (sent)
+			continue;
 		kb_queue_push(&srv->done, job);
 		if (write(srv->done_fd, &one, sizeof(one)) < 0 &&
 		    errno != EAGAIN)
@@ -144,8 +157,11 @@ static void conn_unlink(struct kb_server *srv, struct kb_conn *c)
 		c->next->prev = c->prev;
 }
 
-/* Closes the socket; the memory goes once no worker holds a job of it. */
-static void conn_close(struct kb_server *srv, struct kb_conn *c,
+/*
+ * Closes the socket; the memory goes once no worker holds a job of it.
+ * Needs c->lock; returns false if c was freed (the lock with it).
+ */
+static bool conn_close(struct kb_server *srv, struct kb_conn *c,
 		       const char *why)
 {
 	if (!c->dead) {
@@ -157,26 +173,26 @@ static void conn_close(struct kb_server *srv, struct kb_conn *c,
 		c->dead = true;
 		srv->nconns--;
 	}
-	if (c->in_workers == 0) {
-		conn_unlink(srv, c);
-		kb_conn_free(c);
-	}
+	if (c->in_workers > 0)
+		return true;
+	conn_unlink(srv, c);
+	pthread_mutex_unlock(&c->lock);
+	kb_conn_free(c);
+	return false;
 }
 
 /*
  * Moves one connection forward: hands complete lines to the workers,
  * queues finished replies, writes, and closes when it is done.
- * Returns false if c was closed.
+ * Needs c->lock; returns false if c was freed.
  */
 static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
 {
 	struct kb_job *job;
 
 	/* Collect first: finished replies free pipeline slots for lines. */
-	if (kb_conn_collect(c) != 0) {
-		conn_close(srv, c, "out of memory");
-		return false;
-	}
+	if (kb_conn_collect(c) != 0)
+		return conn_close(srv, c, "out of memory");
 	while (!srv->draining &&
 	       c->pending < (unsigned int)srv->cfg->max_pipeline &&
 	       (job = kb_conn_next_line(c, now)) != NULL) {
@@ -185,19 +201,28 @@ static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
 		c->in_workers++;
 		kb_queue_push(&srv->jobs, job);
 	}
-	if (kb_conn_collect(c) != 0 || kb_conn_write(c, now) != KB_IO_OK) {
-		conn_close(srv, c, "write failed");
-		return false;
-	}
+	if (kb_conn_collect(c) != 0 || kb_conn_write(c, now) != KB_IO_OK)
+		return conn_close(srv, c, "write failed");
 	if (kb_conn_idle(c) &&
-	    (c->close_after_flush || c->read_closed || srv->draining)) {
-		conn_close(srv, c,
-			   c->close_after_flush ? "protocol error" :
-						  "finished");
-		return false;
-	}
+	    (c->close_after_flush || c->read_closed || srv->draining))
+		return conn_close(srv, c,
+				  c->close_after_flush ? "protocol error" :
+							 "finished");
 	conn_set_events(srv, c);
 	return true;
+}
+
+/* Takes c->lock for one step on c. */
+static void conn_lock(struct kb_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+}
+
+/* Drops c->lock unless the step freed c. */
+static void conn_unlock(struct kb_conn *c, bool alive)
+{
+	if (alive)
+		pthread_mutex_unlock(&c->lock);
 }
 
 static void refuse(int fd, enum kb_code code, const char *msg)
@@ -267,73 +292,84 @@ static void conn_event(struct kb_server *srv, struct kb_conn *c,
 		       uint32_t events, int64_t now)
 {
 	enum kb_io io;
+	bool alive;
 
+	conn_lock(c);
 	if (events & EPOLLERR) {
-		conn_close(srv, c, "socket error");
+		conn_unlock(c, conn_close(srv, c, "socket error"));
 		return;
 	}
 	if (events & (EPOLLIN | EPOLLHUP)) {
 		io = kb_conn_read(c, now);
 		if (io == KB_IO_ERROR) {
-			conn_close(srv, c, "read failed");
+			conn_unlock(c, conn_close(srv, c, "read failed"));
 			return;
 		}
 		if (io == KB_IO_EOF)
 			c->read_closed = true;
 	}
-	conn_service(srv, c, now);
+	alive = conn_service(srv, c, now);
+	conn_unlock(c, alive);
 }
 
-/* Takes finished jobs back from the workers. */
+/* Takes back the jobs whose replies the workers could not send. */
 static void collect_done(struct kb_server *srv, int64_t now)
 {
 	struct kb_job *job, *next;
 	struct kb_conn *c;
 	uint64_t n;
+	bool alive;
 
 	if (read(srv->done_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		kb_warn("eventfd: %s", strerror(errno));
 	for (job = kb_queue_take_all(&srv->done); job != NULL; job = next) {
 		next = job->next;
 		c = job->conn;
+		conn_lock(c);
 		job->done = true;
 		c->in_workers--;
-		if (c->dead) {
-			if (c->in_workers == 0)
-				conn_close(srv, c, "");
-			continue;
-		}
-		if (job->resp == NULL)
-			conn_close(srv, c, "out of memory");
+		if (c->dead)
+			alive = c->in_workers > 0 || conn_close(srv, c, "");
+		else if (job->resp == NULL)
+			alive = conn_close(srv, c, "out of memory");
 		else
-			conn_service(srv, c, now);
+			alive = conn_service(srv, c, now);
+		conn_unlock(c, alive);
 	}
+}
+
+/* Why c should be closed now, or NULL. Needs c->lock. */
+static const char *timeout_reason(const struct kb_config *cfg,
+				  const struct kb_conn *c, int64_t now)
+{
+	int64_t last_write = c->write_blocked_ms > c->last_activity_ms ?
+				     c->write_blocked_ms :
+				     c->last_activity_ms;
+
+	if (c->dead)
+		return NULL;
+	if (kb_conn_line_incomplete(c) &&
+	    now - c->line_started_ms > cfg->request_timeout_ms)
+		return "request line not completed in time";
+	if (c->out_len > 0 && now - last_write > cfg->request_timeout_ms)
+		return "client not reading replies";
+	if (c->pending == 0 && c->in_len == 0 &&
+	    now - c->last_activity_ms > cfg->idle_timeout_ms)
+		return "idle";
+	return NULL;
 }
 
 /* Closes idle, half-sent and stalled connections. */
 static void check_timeouts(struct kb_server *srv, int64_t now)
 {
-	const struct kb_config *cfg = srv->cfg;
 	struct kb_conn *c, *next;
+	const char *why;
 
 	for (c = srv->conns; c != NULL; c = next) {
 		next = c->next;
-		if (c->dead)
-			continue;
-		if (kb_conn_line_incomplete(c) &&
-		    now - c->line_started_ms > cfg->request_timeout_ms)
-			conn_close(srv, c,
-				   "request line not completed in "
-				   "time");
-		else if (c->out_len > 0 &&
-			 now - (c->write_blocked_ms > c->last_activity_ms ?
-					c->write_blocked_ms :
-					c->last_activity_ms) >
-				 cfg->request_timeout_ms)
-			conn_close(srv, c, "client not reading replies");
-		else if (c->pending == 0 && c->in_len == 0 &&
-			 now - c->last_activity_ms > cfg->idle_timeout_ms)
-			conn_close(srv, c, "idle");
+		conn_lock(c);
+		why = timeout_reason(srv->cfg, c, now);
+		conn_unlock(c, why == NULL || conn_close(srv, c, why));
 	}
 }
 
@@ -351,8 +387,8 @@ static void start_draining(struct kb_server *srv, int64_t now)
 	unlink(srv->cfg->socket_path);
 	for (c = srv->conns; c != NULL; c = next) {
 		next = c->next;
-		if (!c->dead)
-			conn_service(srv, c, now);
+		conn_lock(c);
+		conn_unlock(c, c->dead || conn_service(srv, c, now));
 	}
 }
 
@@ -375,6 +411,7 @@ static void handle_signal(struct kb_server *srv, int64_t now)
 static bool drained(struct kb_server *srv, int64_t now)
 {
 	struct kb_conn *c;
+	bool busy;
 
 	if (!srv->draining)
 		return false;
@@ -382,9 +419,13 @@ static bool drained(struct kb_server *srv, int64_t now)
 		kb_warn("shutdown grace period over; dropping what is left");
 		return true;
 	}
-	for (c = srv->conns; c != NULL; c = c->next)
-		if (!c->dead || c->in_workers > 0)
+	for (c = srv->conns; c != NULL; c = c->next) {
+		conn_lock(c);
+		busy = !c->dead || c->in_workers > 0;
+		conn_unlock(c, true);
+		if (busy)
 			return false;
+	}
 	return true;
 }
 
@@ -416,6 +457,7 @@ static int server_setup(struct kb_server *srv, sigset_t *mask)
 		return -1;
 	for (i = 0; i < srv->cfg->workers; i++) {
 		srv->workers[i].srv = srv;
+		kb_waiter_init(&srv->workers[i].waiter);
 		if (p11_worker_new(srv->ops.ks, &srv->workers[i].p11) != 0 ||
 		    pthread_create(&srv->workers[i].thread, NULL, worker_main,
 				   &srv->workers[i]) != 0)
@@ -437,6 +479,7 @@ static void server_teardown(struct kb_server *srv)
 		if (srv->workers[i].started)
 			pthread_join(srv->workers[i].thread, NULL);
 		p11_worker_free(srv->workers[i].p11);
+		kb_waiter_uninit(&srv->workers[i].waiter);
 	}
 	free(srv->workers);
 	/* Jobs left behind after the grace period. */

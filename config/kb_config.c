@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kb_config.h"
 #include "kb_kid.h"
@@ -230,7 +231,7 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	    get_string(ld, root, "instance", true, NULL, &instance) != 0 ||
 	    get_string(ld, root, "socket", true, NULL, &sock) != 0 ||
 	    get_string(ld, root, "log_level", false, "info", &level) != 0 ||
-	    get_int(ld, root, "workers", 4, 1, 64, &cfg->workers) != 0 ||
+	    get_int(ld, root, "workers", 0, 1, 64, &cfg->workers) != 0 ||
 	    get_int(ld, root, "max_connections", 1024, 1, 65536,
 		    &cfg->max_connections) != 0 ||
 	    get_int(ld, root, "max_pipeline", 64, 1, 4096,
@@ -253,6 +254,12 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 		return cfg_fail(ld,
 				config_setting_get_member(root, "log_level"),
 				"must be one of error, warning, info, debug");
+	/* Unset: one worker per online CPU, at least two. */
+	if (cfg->workers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		cfg->workers = n < 2 ? 2 : n > 64 ? 64 : (int)n;
+	}
 	cfg->idle_timeout_ms = idle * 1000;
 	cfg->request_timeout_ms = req * 1000;
 	cfg->shutdown_grace_ms = grace * 1000;

@@ -21,7 +21,7 @@ struct kb_config {
 	char *socket_path;
 	enum kb_log_level log_level;
 
-	int workers;
+	int workers; /* default: one per online CPU, at least 2 */
 	int max_connections;
 	int max_pipeline; /* requests in flight per connection */
 	int idle_timeout_ms; /* no request and no data for this long */

@@ -27,7 +27,6 @@ done
 instance = "demo";
 socket = "run/keybroker.sock";
 log_level = "info";
-workers = 4;
 allow_uids = [ $(id -u) ];
 pkcs11 = {
 	module = "softhsm2";

@@ -37,7 +37,7 @@ struct run {
 	struct p11_keystore *ks;
 	/* broker */
 	const char *socket;
-	bool wrap;
+	enum { OP_UNWRAP, OP_WRAP, OP_GET } op;
 	/* shared */
 	const char *key;
 	const unsigned char *ct;
@@ -47,6 +47,29 @@ struct run {
 struct result {
 	double ops_per_s, p50_us, p99_us;
 };
+
+static pid_t broker;
+
+static pid_t broker_pid(const char *path);
+
+/* CPU seconds used so far by pid (user + system), from /proc. */
+static double cpu_seconds(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) != NULL &&
+	    (p = strrchr(buf, ')')) != NULL)
+		sscanf(p + 2,
+		       "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+		       &ut, &st);
+	fclose(f);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
 
 struct worker {
 	struct run *run;
@@ -113,19 +136,23 @@ static void *broker_worker(void *arg)
 	}
 	end = now_s() + w->run->seconds;
 	while ((t0 = now_s()) < end && w->n < MAX_SAMPLES) {
-		if (w->run->wrap)
+		out = NULL;
+		outlen = 0;
+		if (w->run->op == OP_WRAP)
 			r = keybroker_wrap(kb, w->run->key, NULL, "RSA-OAEP",
 					   dek, sizeof(dek), &out, &outlen,
 					   NULL);
-		else
+		else if (w->run->op == OP_UNWRAP)
 			r = keybroker_unwrap(kb, w->run->key, NULL, "RSA-OAEP",
 					     w->run->ct, w->run->ct_len, &out,
 					     &outlen, NULL);
+		else
+			r = keybroker_get_key(kb, w->run->key, NULL,
+					      (char **)&out);
 		t1 = now_s();
 		if (r != KEYBROKER_OK)
 			w->failed++;
-		else
-			keybroker_free_secret(out, outlen);
+		keybroker_free_secret(out, outlen);
 		w->lat[w->n++] = (t1 - t0) * 1e6;
 	}
 	keybroker_close(kb);
@@ -135,13 +162,15 @@ static void *broker_worker(void *arg)
 static int measure(struct run *run, void *(*fn)(void *), struct result *res)
 {
 	struct worker *ws = calloc((size_t)run->threads, sizeof(*ws));
-	double *all, start, elapsed;
+	double *all, start, elapsed, cpu_self, cpu_broker;
 	size_t total = 0, k = 0;
 	int i, failed = 0;
 
 	if (ws == NULL)
 		return -1;
 	start = now_s();
+	cpu_self = cpu_seconds(getpid());
+	cpu_broker = broker > 0 ? cpu_seconds(broker) : 0;
 	for (i = 0; i < run->threads; i++) {
 		ws[i].run = run;
 		ws[i].lat = malloc(MAX_SAMPLES * sizeof(double));
@@ -153,6 +182,8 @@ static int measure(struct run *run, void *(*fn)(void *), struct result *res)
 		failed += ws[i].failed;
 	}
 	elapsed = now_s() - start;
+	cpu_self = cpu_seconds(getpid()) - cpu_self;
+	cpu_broker = broker > 0 ? cpu_seconds(broker) - cpu_broker : 0;
 	all = malloc((total + 1) * sizeof(double));
 	for (i = 0; i < run->threads; i++) {
 		memcpy(all + k, ws[i].lat, ws[i].n * sizeof(double));
@@ -163,10 +194,13 @@ static int measure(struct run *run, void *(*fn)(void *), struct result *res)
 	res->ops_per_s = (double)total / elapsed;
 	res->p50_us = total ? all[total / 2] : 0;
 	res->p99_us = total ? all[total * 99 / 100] : 0;
-	printf("%-44s %2d %-7s %9.0f ops/s  p50 %7.0f us  p99 %7.0f us%s\n",
-	       run->what, run->threads, run->threads == 1 ? "thread" :
-	       "threads", res->ops_per_s, res->p50_us, res->p99_us,
-	       failed ? "  (FAILURES)" : "");
+	printf("%-36s %2d %-7s %6.0f ops/s  p50 %5.0f us  p99 %5.0f us  "
+	       "cpu/op: %s %4.0f us, bench %4.0f us%s\n",
+	       run->what, run->threads,
+	       run->threads == 1 ? "thread" : "threads", res->ops_per_s,
+	       res->p50_us, res->p99_us, broker > 0 ? "broker" : "token ",
+	       broker > 0 ? cpu_broker * 1e6 / (double)total : 0.0,
+	       cpu_self * 1e6 / (double)total, failed ? "  (FAILURES)" : "");
 	free(all);
 	free(ws);
 	return failed ? -1 : 0;
@@ -235,7 +269,7 @@ static void idle_connections(const char *path)
 int main(int argc, char **argv)
 {
 	const char *config = NULL, *sock = NULL, *key = NULL;
-	struct result d1, d2, b1, b2, b8, w8;
+	struct result d1, d2, b1, b2, b8, w8, g1;
 	unsigned char ct[P11_MODULUS_MAX];
 	struct p11_keystore_params params;
 	struct p11_key_info info;
@@ -247,19 +281,27 @@ int main(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "c:s:k:t:h")) != -1) {
 		switch (c) {
-		case 'c': config = optarg; break;
-		case 's': sock = optarg; break;
-		case 'k': key = optarg; break;
-		case 't': seconds = atof(optarg); break;
+		case 'c':
+			config = optarg;
+			break;
+		case 's':
+			sock = optarg;
+			break;
+		case 'k':
+			key = optarg;
+			break;
+		case 't':
+			seconds = atof(optarg);
+			break;
 		default:
 			fprintf(stderr, "usage: kb_bench -c CONFIG -s SOCKET "
-				"-k KEY [-t SECONDS]\n");
+					"-k KEY [-t SECONDS]\n");
 			return 2;
 		}
 	}
 	if (!config || !sock || !key) {
 		fprintf(stderr, "usage: kb_bench -c CONFIG -s SOCKET -k KEY "
-			"[-t SECONDS]\n");
+				"[-t SECONDS]\n");
 		return 2;
 	}
 	if (kb_config_load(config, &cfg, err, sizeof(err)) != 0) {
@@ -274,19 +316,20 @@ int main(int argc, char **argv)
 	struct run run = { .seconds = seconds, .key = key, .socket = sock };
 
 	if (p11_keystore_open(&params, NULL, &run.ks, err, sizeof(err)) != 0 ||
-	    p11_keystore_wrap(run.ks, key, "", P11_ALG_RSA_OAEP,
-			      (const unsigned char *)"0123456789abcdef0123456789abcdef",
-			      32, ct, &ct_len, &info) != 0) {
+	    p11_keystore_wrap(
+		    run.ks, key, "", P11_ALG_RSA_OAEP,
+		    (const unsigned char *)"0123456789abcdef0123456789abcdef",
+		    32, ct, &ct_len, &info) != 0) {
 		fprintf(stderr, "kb_bench: %s\n", err);
 		return 1;
 	}
 	run.ct = ct;
 	run.ct_len = ct_len;
 	printf("key %s: RSA-%u, RSA-OAEP (SHA-1) unwrap, %.0f s per "
-	       "measurement, %ld cores\n", key, info.bits, seconds,
-	       sysconf(_SC_NPROCESSORS_ONLN));
+	       "measurement, %ld cores\n",
+	       key, info.bits, seconds, sysconf(_SC_NPROCESSORS_ONLN));
 
-	run.what = "direct C_DecryptInit+C_Decrypt (baseline)";
+	run.what = "direct C_Decrypt (baseline)";
 	run.threads = 1;
 	bad |= measure(&run, direct_worker, &d1);
 	run.threads = 2;
@@ -294,6 +337,7 @@ int main(int argc, char **argv)
 	p11_keystore_free(run.ks);
 	run.ks = NULL;
 
+	broker = broker_pid(sock);
 	run.what = "broker unwrapKey";
 	run.threads = 1;
 	bad |= measure(&run, broker_worker, &b1);
@@ -302,8 +346,12 @@ int main(int argc, char **argv)
 	run.threads = 8;
 	bad |= measure(&run, broker_worker, &b8);
 	run.what = "broker wrapKey";
-	run.wrap = true;
+	run.op = OP_WRAP;
 	bad |= measure(&run, broker_worker, &w8);
+	run.what = "broker getKey (round trip only)";
+	run.op = OP_GET;
+	run.threads = 1;
+	bad |= measure(&run, broker_worker, &g1);
 
 	printf("\nunwrapKey 1 client / direct 1 thread:    %.2f\n",
 	       b1.ops_per_s / d1.ops_per_s);
@@ -314,7 +362,8 @@ int main(int argc, char **argv)
 	printf("p99 2 clients / direct p99 2 threads:    %.2f  (goal <= 2.00)\n",
 	       b2.p99_us / d2.p99_us);
 	printf("wrapKey 8 clients:                       %.0f ops/s  (goal >= "
-	       "20000)\n", w8.ops_per_s);
+	       "20000)\n",
+	       w8.ops_per_s);
 	idle_connections(sock);
 	kb_config_free(cfg);
 	return bad ? 1 : 0;

@@ -69,7 +69,7 @@ static void test_minimal_and_defaults(void **state)
 	assert_string_equal(cfg->socket_path, want);
 	snprintf(want, sizeof(want), "%s/pin", dir);
 	assert_string_equal(cfg->pkcs11_pin_file, want);
-	assert_int_equal(cfg->workers, 4);
+	assert_true(cfg->workers >= 2);
 	assert_int_equal(cfg->max_connections, 1024);
 	assert_int_equal(cfg->idle_timeout_ms, 300000);
 	assert_false(cfg->allow_rsa1_5);
