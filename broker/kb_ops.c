@@ -140,13 +140,14 @@ static json_t *do_get_key(const struct kb_ops *ops, struct kb_request *req,
 	return *status == P11_OK ? key_bundle(ops, info) : NULL;
 }
 
-static json_t *do_wrap(const struct kb_ops *ops, struct kb_request *req,
-		       struct p11_key_info *info, int *status)
+static json_t *do_wrap(const struct kb_ops *ops, struct p11_worker *w,
+		       struct kb_request *req, struct p11_key_info *info,
+		       int *status)
 {
 	unsigned char out[P11_MODULUS_MAX];
 	size_t outlen;
 
-	*status = p11_keystore_wrap(ops->ks, req->key.name, req->key.version,
+	*status = p11_keystore_wrap(ops->ks, w, req->key.name, req->key.version,
 				    to_p11_alg(req->alg), req->value,
 				    req->value_len, out, &outlen, info);
 	if (*status != P11_OK)
@@ -198,7 +199,7 @@ char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
 		result = do_get_key(ops, &req, &info, &status);
 		break;
 	case KB_OP_WRAP_KEY:
-		result = do_wrap(ops, &req, &info, &status);
+		result = do_wrap(ops, w, &req, &info, &status);
 		break;
 	case KB_OP_UNWRAP_KEY:
 		result = do_unwrap(ops, w, &req, &info, &status);

@@ -64,6 +64,11 @@ struct p11_worker {
 	CK_SESSION_HANDLE h;
 	unsigned int gen;
 	bool open;
+	/* Last wrap context per alg; holds a reference on its key. */
+	struct {
+		EVP_PKEY *key;
+		EVP_PKEY_CTX *ctx;
+	} wrap[P11_ALG_COUNT];
 };
 
 const char *p11_path_name(enum p11_path path)
@@ -426,16 +431,14 @@ static const EVP_MD *alg_md(enum p11_alg alg)
 	return alg == P11_ALG_RSA_OAEP ? EVP_sha1() : EVP_sha256();
 }
 
-static int public_encrypt(EVP_PKEY *pub, enum p11_alg alg,
-			  const unsigned char *in, size_t inlen,
-			  unsigned char *out, size_t *outlen)
+/* A context that encrypts with pub and alg; reusable for many messages. */
+static EVP_PKEY_CTX *encrypt_ctx_new(EVP_PKEY *pub, enum p11_alg alg)
 {
 	EVP_PKEY_CTX *ctx;
 	int ok;
 
 	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL)) == NULL)
-		return P11_ERR_NOMEM;
-	*outlen = P11_MODULUS_MAX;
+		return NULL;
 	if (alg == P11_ALG_RSA1_5)
 		ok = EVP_PKEY_encrypt_init(ctx) == 1 &&
 		     EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1;
@@ -445,7 +448,24 @@ static int public_encrypt(EVP_PKEY *pub, enum p11_alg alg,
 			     ctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
 		     EVP_PKEY_CTX_set_rsa_oaep_md(ctx, alg_md(alg)) == 1 &&
 		     EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, alg_md(alg)) == 1;
-	ok = ok && EVP_PKEY_encrypt(ctx, out, outlen, in, inlen) == 1;
+	if (!ok) {
+		EVP_PKEY_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+static int public_encrypt(EVP_PKEY *pub, enum p11_alg alg,
+			  const unsigned char *in, size_t inlen,
+			  unsigned char *out, size_t *outlen)
+{
+	EVP_PKEY_CTX *ctx = encrypt_ctx_new(pub, alg);
+	int ok;
+
+	if (ctx == NULL)
+		return P11_ERR_NOMEM;
+	*outlen = P11_MODULUS_MAX;
+	ok = EVP_PKEY_encrypt(ctx, out, outlen, in, inlen) == 1;
 	EVP_PKEY_CTX_free(ctx);
 	return ok ? P11_OK : P11_ERR_PARAM;
 }
@@ -776,8 +796,14 @@ int p11_worker_new(struct p11_keystore *ks, struct p11_worker **out)
 
 void p11_worker_free(struct p11_worker *w)
 {
+	enum p11_alg a;
+
 	if (w == NULL)
 		return;
+	for (a = 0; a < P11_ALG_COUNT; a++) {
+		EVP_PKEY_CTX_free(w->wrap[a].ctx);
+		EVP_PKEY_free(w->wrap[a].key);
+	}
 	pthread_mutex_lock(&w->ks->lock);
 	if (w->open && w->gen == w->ks->gen)
 		p11_token_close_session(w->ks->tok, w->h);
@@ -931,8 +957,32 @@ int p11_keystore_describe(struct p11_keystore *ks, const char *name,
 	return P11_OK;
 }
 
-int p11_keystore_wrap(struct p11_keystore *ks, const char *name,
-		      const char *version, enum p11_alg alg,
+/* Encrypts with w's cached context for pub and alg, making it if needed. */
+static int worker_encrypt(struct p11_worker *w, EVP_PKEY *pub, enum p11_alg alg,
+			  const unsigned char *in, size_t inlen,
+			  unsigned char *out, size_t *outlen)
+{
+	EVP_PKEY_CTX *ctx = w->wrap[alg].ctx;
+
+	if (w->wrap[alg].key != pub) {
+		if ((ctx = encrypt_ctx_new(pub, alg)) == NULL ||
+		    EVP_PKEY_up_ref(pub) != 1) {
+			EVP_PKEY_CTX_free(ctx);
+			return P11_ERR_NOMEM;
+		}
+		EVP_PKEY_CTX_free(w->wrap[alg].ctx);
+		EVP_PKEY_free(w->wrap[alg].key);
+		w->wrap[alg].ctx = ctx;
+		w->wrap[alg].key = pub;
+	}
+	*outlen = P11_MODULUS_MAX;
+	return EVP_PKEY_encrypt(ctx, out, outlen, in, inlen) == 1 ?
+		       P11_OK :
+		       P11_ERR_PARAM;
+}
+
+int p11_keystore_wrap(struct p11_keystore *ks, struct p11_worker *w,
+		      const char *name, const char *version, enum p11_alg alg,
 		      const unsigned char *in, size_t inlen, unsigned char *out,
 		      size_t *outlen, struct p11_key_info *info)
 {
@@ -941,6 +991,8 @@ int p11_keystore_wrap(struct p11_keystore *ks, const char *name,
 	size_t max;
 	int r;
 
+	if (alg >= P11_ALG_COUNT)
+		return P11_ERR_UNSUPPORTED;
 	if ((r = lookup(ks, name, version, &cat, &v)) != P11_OK)
 		return r;
 	*info = v->info;
@@ -954,6 +1006,8 @@ int p11_keystore_wrap(struct p11_keystore *ks, const char *name,
 		r = P11_ERR_UNSUPPORTED;
 	else if (inlen == 0 || inlen > max)
 		r = P11_ERR_PARAM;
+	else if (w != NULL)
+		r = worker_encrypt(w, v->pub, alg, in, inlen, out, outlen);
 	else
 		r = public_encrypt(v->pub, alg, in, inlen, out, outlen);
 out:

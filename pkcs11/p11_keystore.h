@@ -93,9 +93,10 @@ int p11_keystore_describe(struct p11_keystore *ks, const char *name,
 /*
  * Wraps in[0..inlen) with the public key of name/version. out needs
  * P11_MODULUS_MAX bytes. P11_ERR_PARAM if in is too long for the key.
+ * With a worker, its encryption contexts are reused across calls.
  */
-int p11_keystore_wrap(struct p11_keystore *ks, const char *name,
-		      const char *version, enum p11_alg alg,
+int p11_keystore_wrap(struct p11_keystore *ks, struct p11_worker *w,
+		      const char *name, const char *version, enum p11_alg alg,
 		      const unsigned char *in, size_t inlen, unsigned char *out,
 		      size_t *outlen, struct p11_key_info *info);
 

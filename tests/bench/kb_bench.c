@@ -198,7 +198,7 @@ static int measure(struct run *run, void *(*fn)(void *), struct result *res)
 	       "cpu/op: %s %4.0f us, bench %4.0f us%s\n",
 	       run->what, run->threads,
 	       run->threads == 1 ? "thread" : "threads", res->ops_per_s,
-	       res->p50_us, res->p99_us, broker > 0 ? "broker" : "token ",
+	       res->p50_us, res->p99_us, broker > 0 ? "broker" : "(none)",
 	       broker > 0 ? cpu_broker * 1e6 / (double)total : 0.0,
 	       cpu_self * 1e6 / (double)total, failed ? "  (FAILURES)" : "");
 	free(all);
@@ -317,7 +317,7 @@ int main(int argc, char **argv)
 
 	if (p11_keystore_open(&params, NULL, &run.ks, err, sizeof(err)) != 0 ||
 	    p11_keystore_wrap(
-		    run.ks, key, "", P11_ALG_RSA_OAEP,
+		    run.ks, NULL, key, "", P11_ALG_RSA_OAEP,
 		    (const unsigned char *)"0123456789abcdef0123456789abcdef",
 		    32, ct, &ct_len, &info) != 0) {
 		fprintf(stderr, "kb_bench: %s\n", err);
