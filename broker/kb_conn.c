@@ -202,13 +202,16 @@ bool kb_conn_send_direct(struct kb_conn *c, struct kb_job *job,
 	ssize_t n;
 
 	/*
-	 * Left to the event loop: a closed or closing connection, replies
-	 * owed before this one, unsent output, and a full pipeline (lines
-	 * may be waiting in the input buffer for the slot this frees).
+	 * Left to the event loop: a closed or closing connection, unsent
+	 * output, a full pipeline (lines may be waiting in the input buffer
+	 * for the slot this frees), and any other reply owed on the
+	 * connection: one owed before this one must go first, and one after
+	 * it may already be finished and handed to the event loop, which
+	 * would not look at the connection again once this one is gone.
 	 */
 	if (c->dead || c->read_closed || c->close_after_flush ||
-	    c->first != job || c->out_len != 0 || c->pending >= max_pipeline ||
-	    job->close_after)
+	    c->first != job || job->conn_next != NULL || c->out_len != 0 ||
+	    c->pending >= max_pipeline || job->close_after)
 		return false;
 	while (job->resp_sent < job->resp_len) {
 		n = send(c->fd, job->resp + job->resp_sent,

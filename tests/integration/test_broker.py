@@ -338,6 +338,39 @@ class Connections(unittest.TestCase):
             self.assertEqual(c.read_line()["id"], 200 + i)
         c.close()
 
+    def test_pipelined_mixed_load(self):
+        """Slow unwraps and fast getKeys pipelined on several connections:
+        every reply arrives, in order, with no stall."""
+        w = BROKER.connect().wrap("k2048", b"d" * 32, alg="RSA-OAEP")["value"]
+        errors = []
+
+        def run(n):
+            try:
+                c = BROKER.connect()
+                for rnd in range(8):
+                    batch = b""
+                    for i in range(20):
+                        rid = rnd * 100 + i
+                        if i % 3 == 0:
+                            batch += b'{"id":%d,"op":"unwrapKey","key":"k2048","alg":"RSA-OAEP","value":"%s"}\n' % (rid, w.encode())
+                        else:
+                            batch += b'{"id":%d,"op":"getKey","key":"rot"}\n' % rid
+                    c.send_raw(batch)
+                    for i in range(20):
+                        got = c.read_line()
+                        if got["id"] != rnd * 100 + i or "result" not in got:
+                            errors.append((n, rnd, i, got))
+                c.close()
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+
     def test_idle_connection_times_out(self):
         c = BROKER.connect()
         c.ok("getKey", key="k2048")
