@@ -222,8 +222,9 @@ reply:
 				 "");
 		resp = kb_proto_result(req.id, result, resplen);
 	} else {
-		kb_info("%s %s%s%s: %s: %s",
-			req.opname[0] ? req.opname : "request", req.key.name,
+		kb_info("%s%s%s%s%s: %s: %s",
+			req.opname[0] ? req.opname : "request",
+			req.key.name[0] ? " " : "", req.key.name,
 			req.key.version[0] ? "/" : "", req.key.version,
 			kb_code_name(err.code), err.msg);
 		json_decref(result);
