@@ -96,6 +96,27 @@ $(B)/tests/kb_bench: $(B)/tests/bench/kb_bench.o \
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# ---- fuzzing (clang libFuzzer + ASan/UBSan), bounded runs ----
+FUZZ_SECONDS ?= 15
+FZ = build-fuzz
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined $(CPPFLAGS) -Wno-unused-command-line-argument \
+	$(shell pkg-config --cflags $(PKGS))
+FUZZ_BINS = $(FZ)/fuzz_proto $(FZ)/fuzz_kid $(FZ)/fuzz_b64 $(FZ)/fuzz_oaep
+
+$(FZ)/fuzz_proto: tests/fuzz/fuzz_proto.c broker/kb_proto.c common/kb_kid.c \
+	common/kb_b64.c
+$(FZ)/fuzz_kid: tests/fuzz/fuzz_kid.c common/kb_kid.c
+$(FZ)/fuzz_b64: tests/fuzz/fuzz_b64.c common/kb_b64.c
+$(FZ)/fuzz_oaep: tests/fuzz/fuzz_oaep.c common/kb_oaep.c common/kb_secret.c
+
+$(FUZZ_BINS):
+	@mkdir -p $(FZ)
+	clang $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+
+fuzz: $(FUZZ_BINS)
+	@tests/fuzz/run.sh $(FZ) $(FUZZ_SECONDS)
+
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
@@ -144,9 +165,9 @@ install: all
 	    client/keybroker.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/keybroker.pc
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
-.PHONY: all unit integration check check-asan test bench lint format \
+.PHONY: all unit integration check check-asan test bench fuzz lint format \
 	install clean
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
