@@ -22,9 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	kb_proto_parse((const char *)data, size, "fuzz", &req, &err);
 	/* Whatever the outcome, the reply must be formattable. */
-	resp = err.code == KB_OK ? kb_proto_result(req.id, json_object(), &len)
-				 : kb_proto_error(req.id, err.code, err.msg,
-						  &len);
+	resp = err.code == KB_OK ?
+		       kb_proto_result(req.id, json_object(), &len) :
+		       kb_proto_error(req.id, err.code, err.msg, &len);
 	if (resp == NULL || len == 0 || resp[len - 1] != '\n')
 		abort();
 	free(resp);
