@@ -73,7 +73,8 @@ $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 		$(shell pkg-config --libs jansson) -lpthread
 
 # ---- tests ----
-UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl
+UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl \
+	test_jwt
 UNIT_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 
@@ -85,6 +86,8 @@ $(B)/tests/test_proto: $(B)/tests/unit/test_proto.o \
 	$(call obj,broker/kb_proto.c common/kb_kid.c common/kb_b64.c \
 	common/kb_secret.c)
 $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o $(call obj,broker/kb_acl.c)
+$(B)/tests/test_jwt: $(B)/tests/unit/test_jwt.o \
+	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c)
 $(B)/tests/test_oaep: $(B)/tests/unit/test_oaep.o \
 	$(call obj,common/kb_oaep.c common/kb_secret.c)
 
@@ -104,13 +107,14 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined $(CPPFLAGS) -Wno-unused-command-line-argument \
 	$(shell pkg-config --cflags $(PKGS))
 FUZZ_BINS = $(FZ)/fuzz_proto $(FZ)/fuzz_kid $(FZ)/fuzz_b64 $(FZ)/fuzz_oaep \
-	$(FZ)/fuzz_acl
+	$(FZ)/fuzz_acl $(FZ)/fuzz_jwt
 
 $(FZ)/fuzz_proto: tests/fuzz/fuzz_proto.c broker/kb_proto.c common/kb_kid.c \
 	common/kb_b64.c
 $(FZ)/fuzz_kid: tests/fuzz/fuzz_kid.c common/kb_kid.c
 $(FZ)/fuzz_b64: tests/fuzz/fuzz_b64.c common/kb_b64.c
 $(FZ)/fuzz_acl: tests/fuzz/fuzz_acl.c broker/kb_acl.c
+$(FZ)/fuzz_jwt: tests/fuzz/fuzz_jwt.c broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c
 $(FZ)/fuzz_oaep: tests/fuzz/fuzz_oaep.c common/kb_oaep.c common/kb_secret.c
 
 $(FUZZ_BINS):

@@ -19,11 +19,16 @@ static const struct {
 	const char *name;
 	unsigned int perm;
 } perm_names[] = {
-	{ "get", KB_PERM_GET },		{ "wrapKey", KB_PERM_WRAP_KEY },
-	{ "unwrapKey", KB_PERM_UNWRAP_KEY }, { "list", KB_PERM_LIST },
-	{ "create", KB_PERM_CREATE },	{ "import", KB_PERM_IMPORT },
-	{ "update", KB_PERM_UPDATE },	{ "rotate", KB_PERM_ROTATE },
-	{ "delete", KB_PERM_DELETE },	{ "recover", KB_PERM_RECOVER },
+	{ "get", KB_PERM_GET },
+	{ "wrapKey", KB_PERM_WRAP_KEY },
+	{ "unwrapKey", KB_PERM_UNWRAP_KEY },
+	{ "list", KB_PERM_LIST },
+	{ "create", KB_PERM_CREATE },
+	{ "import", KB_PERM_IMPORT },
+	{ "update", KB_PERM_UPDATE },
+	{ "rotate", KB_PERM_ROTATE },
+	{ "delete", KB_PERM_DELETE },
+	{ "recover", KB_PERM_RECOVER },
 	{ "purge", KB_PERM_PURGE },
 };
 
@@ -142,8 +147,8 @@ void kb_acl_free(struct kb_acl *acl)
 	free(acl);
 }
 
-int kb_acl_grant(struct kb_acl *acl, const char *identity,
-		 const char *pattern, unsigned int perms)
+int kb_acl_grant(struct kb_acl *acl, const char *identity, const char *pattern,
+		 unsigned int perms)
 {
 	struct grant *g;
 	size_t cap;

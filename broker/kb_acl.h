@@ -46,8 +46,8 @@ struct kb_acl *kb_acl_new(void);
 void kb_acl_free(struct kb_acl *acl);
 
 /* Grants perms on keys matching pattern to identity. */
-int kb_acl_grant(struct kb_acl *acl, const char *identity,
-		 const char *pattern, unsigned int perms);
+int kb_acl_grant(struct kb_acl *acl, const char *identity, const char *pattern,
+		 unsigned int perms);
 
 /* True if some grant gives identity every bit of perm on key. */
 bool kb_acl_allows(const struct kb_acl *acl, const char *identity,

@@ -18,7 +18,8 @@ static bool reference(const char *p, const char *k)
 	if (*p == '\0')
 		return *k == '\0';
 	if (*p == '*')
-		return reference(p + 1, k) || (*k != '\0' && reference(p, k + 1));
+		return reference(p + 1, k) ||
+		       (*k != '\0' && reference(p, k + 1));
 	return *k == *p && reference(p + 1, k + 1);
 }
 

@@ -24,7 +24,8 @@ static void test_patterns(void **state)
 	assert_false(kb_acl_pattern_match("a*b*c", "aXXbYY"));
 	assert_true(kb_acl_pattern_match("a**b", "ab"));
 	assert_true(kb_acl_pattern_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaab"));
-	assert_false(kb_acl_pattern_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaa"));
+	assert_false(
+		kb_acl_pattern_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaa"));
 }
 
 static void test_pattern_validity(void **state)
@@ -54,8 +55,8 @@ static void test_perms_and_roles(void **state)
 	assert_string_equal(kb_perm_name(KB_PERM_PURGE), "purge");
 	assert_int_equal(kb_role_lookup("Crypto Service Encryption User", &p),
 			 0);
-	assert_int_equal(p, KB_PERM_GET | KB_PERM_WRAP_KEY |
-				    KB_PERM_UNWRAP_KEY);
+	assert_int_equal(p,
+			 KB_PERM_GET | KB_PERM_WRAP_KEY | KB_PERM_UNWRAP_KEY);
 	assert_int_equal(kb_role_lookup("Auditor", &p), 0);
 	assert_false(p & (KB_PERM_WRAP_KEY | KB_PERM_UNWRAP_KEY));
 	assert_int_equal(kb_role_lookup("Crypto Officer", &p), 0);
