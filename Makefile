@@ -87,7 +87,7 @@ $(B)/tests/test_proto: $(B)/tests/unit/test_proto.o \
 	common/kb_secret.c)
 $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o $(call obj,broker/kb_acl.c)
 $(B)/tests/test_jwt: $(B)/tests/unit/test_jwt.o \
-	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c)
+	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c common/kb_kid.c)
 $(B)/tests/test_oaep: $(B)/tests/unit/test_oaep.o \
 	$(call obj,common/kb_oaep.c common/kb_secret.c)
 
@@ -114,7 +114,8 @@ $(FZ)/fuzz_proto: tests/fuzz/fuzz_proto.c broker/kb_proto.c common/kb_kid.c \
 $(FZ)/fuzz_kid: tests/fuzz/fuzz_kid.c common/kb_kid.c
 $(FZ)/fuzz_b64: tests/fuzz/fuzz_b64.c common/kb_b64.c
 $(FZ)/fuzz_acl: tests/fuzz/fuzz_acl.c broker/kb_acl.c
-$(FZ)/fuzz_jwt: tests/fuzz/fuzz_jwt.c broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c
+$(FZ)/fuzz_jwt: tests/fuzz/fuzz_jwt.c broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c \
+	common/kb_kid.c
 $(FZ)/fuzz_oaep: tests/fuzz/fuzz_oaep.c common/kb_oaep.c common/kb_secret.c
 
 $(FUZZ_BINS):

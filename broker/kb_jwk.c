@@ -108,8 +108,8 @@ static EVP_PKEY *ec_key(const json_t *jwk)
 	return pkey;
 }
 
-static int parse_key(const json_t *jwk, size_t i, struct kb_jwk *out,
-		     char *err, size_t errlen)
+static int parse_key(const json_t *jwk, size_t i, struct kb_jwk *out, char *err,
+		     size_t errlen)
 {
 	const json_t *kty = json_object_get(jwk, "kty");
 	const json_t *kid = json_object_get(jwk, "kid");
@@ -147,8 +147,8 @@ static int parse_key(const json_t *jwk, size_t i, struct kb_jwk *out,
 	return 0;
 }
 
-int kb_jwks_parse(const char *text, size_t len, struct kb_jwks **out,
-		  char *err, size_t errlen)
+int kb_jwks_parse(const char *text, size_t len, struct kb_jwks **out, char *err,
+		  size_t errlen)
 {
 	struct kb_jwks *set = NULL;
 	json_t *root, *keys;
@@ -169,7 +169,8 @@ int kb_jwks_parse(const char *text, size_t len, struct kb_jwks **out,
 	keys = json_object_get(root, "keys");
 	if (!json_is_array(keys) || json_array_size(keys) == 0 ||
 	    json_array_size(keys) > KB_JWKS_MAX_KEYS) {
-		snprintf(err, errlen, "JWKS needs a \"keys\" array of 1-%d keys",
+		snprintf(err, errlen,
+			 "JWKS needs a \"keys\" array of 1-%d keys",
 			 KB_JWKS_MAX_KEYS);
 		goto out;
 	}
@@ -247,4 +248,45 @@ const struct kb_jwk *kb_jwks_find(const struct kb_jwks *set, const char *kid)
 		if (strcmp(set->keys[i].kid, kid) == 0)
 			return &set->keys[i];
 	return NULL;
+}
+
+struct kb_jwks *kb_jwks_from_ec(EVP_PKEY *pkey, const char *kid)
+{
+	struct kb_jwks *set = calloc(1, sizeof(*set));
+
+	if (set == NULL || strlen(kid) > KB_JWK_KID_MAX ||
+	    (set->keys = calloc(1, sizeof(*set->keys))) == NULL ||
+	    EVP_PKEY_up_ref(pkey) != 1) {
+		if (set != NULL)
+			free(set->keys);
+		free(set);
+		return NULL;
+	}
+	set->keys[0].pkey = pkey;
+	set->keys[0].type = KB_JWK_EC_P256;
+	strcpy(set->keys[0].kid, kid);
+	set->n = 1;
+	return set;
+}
+
+char *kb_jwk_ec_json(EVP_PKEY *pkey, const char *kid)
+{
+	unsigned char pt[65];
+	char x[64], y[64];
+	size_t len;
+	json_t *o;
+	char *text;
+
+	if (EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PUB_KEY, pt,
+					    sizeof(pt), &len) != 1 ||
+	    len != 65 || pt[0] != 0x04)
+		return NULL;
+	kb_b64_encode(x, pt + 1, 32);
+	kb_b64_encode(y, pt + 33, 32);
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "crv",
+		      "P-256", "x", x, "y", y, "kid", kid, "use", "sig", "alg",
+		      "ES256");
+	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return text;
 }

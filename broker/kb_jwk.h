@@ -34,11 +34,17 @@ struct kb_jwks {
  * not "sig", or that are private, malformed, of another type or too weak,
  * make the whole set invalid: a trust anchor is either right or refused.
  */
-int kb_jwks_parse(const char *text, size_t len, struct kb_jwks **out,
-		  char *err, size_t errlen);
+int kb_jwks_parse(const char *text, size_t len, struct kb_jwks **out, char *err,
+		  size_t errlen);
 int kb_jwks_load(const char *path, struct kb_jwks **out, char *err,
 		 size_t errlen);
 void kb_jwks_free(struct kb_jwks *set);
+
+/* A one-key set holding a new reference to an EC P-256 key. */
+struct kb_jwks *kb_jwks_from_ec(EVP_PKEY *pkey, const char *kid);
+
+/* The public JWK of an EC P-256 key as JSON text (malloc'ed), or NULL. */
+char *kb_jwk_ec_json(EVP_PKEY *pkey, const char *kid);
 
 /*
  * The key named kid, or with kid NULL the only key of the set. NULL if

@@ -2,6 +2,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 
 #include "kb_b64.h"
 #include "kb_jwt.h"
+#include "kb_kid.h"
 
 static const struct {
 	const char *name;
@@ -76,8 +78,8 @@ static json_t *segment_json(const char *seg, size_t len)
 }
 
 /* JWS ES256 signatures are r || s (32 bytes each); EVP wants DER. */
-static int es256_der(const unsigned char *sig, size_t len,
-		     unsigned char **der, int *derlen)
+static int es256_der(const unsigned char *sig, size_t len, unsigned char **der,
+		     int *derlen)
 {
 	ECDSA_SIG *s;
 	BIGNUM *r, *ss;
@@ -112,8 +114,7 @@ static bool signature_ok(unsigned int alg, const struct kb_jwk *key,
 		return false;
 	if ((alg == KB_JWS_ES256) != (key->type == KB_JWK_EC_P256))
 		goto out;
-	if (EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, key->pkey) !=
-	    1)
+	if (EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, key->pkey) != 1)
 		goto out;
 	if (alg == KB_JWS_PS256 &&
 	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
@@ -138,8 +139,8 @@ out:
 }
 
 static int check_header(const json_t *h, const struct kb_jwt_issuer *iss,
-			unsigned int *alg, const struct kb_jwk **key,
-			char *err, size_t errlen)
+			unsigned int *alg, const struct kb_jwk **key, char *err,
+			size_t errlen)
 {
 	static const char *const refused[] = { "jwk", "jku", "x5u", "x5c",
 					       "crit" };
@@ -150,25 +151,30 @@ static int check_header(const json_t *h, const struct kb_jwt_issuer *iss,
 
 	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
 		if (json_object_get(h, refused[i]) != NULL)
-			return fail(err, errlen, "token header carries \"%s\"; "
-				    "refused", refused[i]);
+			return fail(err, errlen,
+				    "token header carries \"%s\"; "
+				    "refused",
+				    refused[i]);
 	if (!json_is_string(a))
 		return fail(err, errlen, "token header has no \"alg\"");
 	if (kb_jws_alg_parse(json_string_value(a), alg) != 0 ||
 	    !(iss->algs & *alg))
-		return fail(err, errlen, "token algorithm is not accepted for "
-			    "issuer %s", iss->issuer);
-	if (typ != NULL &&
-	    (!json_is_string(typ) || strcasecmp(json_string_value(typ),
-						"JWT") != 0))
+		return fail(err, errlen,
+			    "token algorithm is not accepted for "
+			    "issuer %s",
+			    iss->issuer);
+	if (typ != NULL && (!json_is_string(typ) ||
+			    strcasecmp(json_string_value(typ), "JWT") != 0))
 		return fail(err, errlen, "token \"typ\" is not JWT");
-	if (kid != NULL && (!json_is_string(kid) ||
-			    json_string_length(kid) > KB_JWK_KID_MAX))
+	if (kid != NULL &&
+	    (!json_is_string(kid) || json_string_length(kid) > KB_JWK_KID_MAX))
 		return fail(err, errlen, "token \"kid\" is malformed");
 	*key = kb_jwks_find(iss->keys, kid ? json_string_value(kid) : NULL);
 	if (*key == NULL)
-		return fail(err, errlen, "token \"kid\" matches no key of "
-			    "issuer %s", iss->issuer);
+		return fail(err, errlen,
+			    "token \"kid\" matches no key of "
+			    "issuer %s",
+			    iss->issuer);
 	return 0;
 }
 
@@ -231,7 +237,8 @@ static int check_claims(const json_t *p, const struct kb_jwt_issuer *iss,
 	if ((has_exp = get_time(p, "exp", &c->exp)) < 0 ||
 	    (has_nbf = get_time(p, "nbf", &c->nbf)) < 0 ||
 	    (has_iat = get_time(p, "iat", &c->iat)) < 0)
-		return fail(err, errlen, "token exp, nbf or iat is not a "
+		return fail(err, errlen,
+			    "token exp, nbf or iat is not a "
 			    "NumericDate");
 	if (!has_exp)
 		return fail(err, errlen, "token has no \"exp\"");
@@ -242,11 +249,13 @@ static int check_claims(const json_t *p, const struct kb_jwt_issuer *iss,
 	if (has_iat && c->iat > now + KB_JWT_LEEWAY_S)
 		return fail(err, errlen, "token issued in the future (iat)");
 	if (!has_iat && !has_nbf)
-		return fail(err, errlen, "token has neither iat nor nbf, so "
+		return fail(err, errlen,
+			    "token has neither iat nor nbf, so "
 			    "its lifetime is unbounded");
 	start = has_iat ? c->iat : c->nbf;
 	if (c->exp - start > iss->max_lifetime_s)
-		return fail(err, errlen, "token lifetime exceeds the %lld s "
+		return fail(err, errlen,
+			    "token lifetime exceeds the %lld s "
 			    "allowed for issuer %s",
 			    (long long)iss->max_lifetime_s, iss->issuer);
 	if (copy_claim(p, iss->identity_claim, c->subject) != 1)
@@ -276,16 +285,18 @@ int kb_jwt_verify(const char *token, size_t len,
 		return fail(err, errlen, "token longer than %d bytes",
 			    KB_JWT_MAX);
 	dot1 = memchr(token, '.', len);
-	dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token))
-		    : NULL;
+	dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) :
+		      NULL;
 	if (dot1 == NULL || dot2 == NULL ||
 	    memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL)
-		return fail(err, errlen, "token is not three dot-separated "
+		return fail(err, errlen,
+			    "token is not three dot-separated "
 			    "parts");
 	h = segment_json(token, (size_t)(dot1 - token));
 	p = segment_json(dot1 + 1, (size_t)(dot2 - dot1 - 1));
 	if (h == NULL || p == NULL) {
-		fail(err, errlen, "token header or payload is not base64url "
+		fail(err, errlen,
+		     "token header or payload is not base64url "
 		     "JSON");
 		goto out;
 	}
@@ -320,6 +331,59 @@ int kb_jwt_verify(const char *token, size_t len,
 out:
 	if (r != 0)
 		memset(claims, 0, sizeof(*claims));
+	json_decref(h);
+	json_decref(p);
+	return r;
+}
+
+/* Appends the base64url of json text to out at *len; -1 if no room. */
+static int append_b64_json(json_t *o, char *out, size_t outmax, size_t *len)
+{
+	char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	size_t n;
+
+	if (text == NULL)
+		return -1;
+	n = strlen(text);
+	if (kb_b64_encoded_len(n) + 1 > outmax - *len) {
+		free(text);
+		return -1;
+	}
+	*len += kb_b64_encode(out + *len, (unsigned char *)text, n);
+	free(text);
+	return 0;
+}
+
+int kb_jwt_mint(const struct kb_jwt_mint *m, kb_jwt_sign_fn sign, void *arg,
+		char *out, size_t outmax, char *jti)
+{
+	unsigned char rnd[16], digest[32], sig[64];
+	json_t *h, *p;
+	size_t len = 0;
+	int r = -1;
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return -1;
+	kb_hex_encode(jti, rnd, sizeof(rnd));
+	h = json_pack("{s:s, s:s, s:s}", "alg", "ES256", "typ", "JWT", "kid",
+		      m->kid);
+	p = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "iss", m->issuer,
+		      "sub", m->subject, "aud", m->audience, "iat",
+		      (json_int_t)m->now, "nbf", (json_int_t)m->now, "exp",
+		      (json_int_t)(m->now + m->ttl_s), "jti", jti);
+	if (h == NULL || p == NULL || outmax < 2 ||
+	    append_b64_json(h, out, outmax, &len) != 0)
+		goto out;
+	out[len++] = '.';
+	if (append_b64_json(p, out, outmax, &len) != 0 ||
+	    EVP_Digest(out, len, digest, NULL, EVP_sha256(), NULL) != 1 ||
+	    sign(digest, sig, arg) != 0 ||
+	    kb_b64_encoded_len(sizeof(sig)) + 2 > outmax - len)
+		goto out;
+	out[len++] = '.';
+	len += kb_b64_encode(out + len, sig, sizeof(sig));
+	r = (int)len;
+out:
 	json_decref(h);
 	json_decref(p);
 	return r;

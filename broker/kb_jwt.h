@@ -30,18 +30,18 @@ enum kb_jws_alg {
 
 /* One trusted issuer and what its tokens must look like. */
 struct kb_jwt_issuer {
-	const char *issuer;	    /* exact "iss" */
-	const char *audience;	    /* must appear in "aud" */
-	unsigned int algs;	    /* accepted kb_jws_alg bits */
+	const char *issuer; /* exact "iss" */
+	const char *audience; /* must appear in "aud" */
+	unsigned int algs; /* accepted kb_jws_alg bits */
 	const struct kb_jwks *keys; /* verification keys */
-	int64_t max_lifetime_s;	    /* exp - iat (or nbf) at most this */
+	int64_t max_lifetime_s; /* exp - iat (or nbf) at most this */
 	const char *identity_claim; /* names the subject, e.g. "sub" */
 };
 
 struct kb_jwt_claims {
 	const struct kb_jwt_issuer *issuer;
 	char subject[KB_JWT_CLAIM_MAX + 1]; /* the identity_claim's value */
-	char jti[KB_JWT_CLAIM_MAX + 1];	    /* "" if none */
+	char jti[KB_JWT_CLAIM_MAX + 1]; /* "" if none */
 	int64_t iat, nbf, exp;
 };
 
@@ -59,5 +59,21 @@ int kb_jwt_verify(const char *token, size_t len,
 		  struct kb_jwt_claims *claims, char *err, size_t errlen);
 
 int kb_jws_alg_parse(const char *name, unsigned int *alg);
+
+/* Signs a SHA-256 digest with ES256 into r || s (64 bytes); 0 or < 0. */
+typedef int (*kb_jwt_sign_fn)(const unsigned char *digest, unsigned char *sig,
+			      void *arg);
+
+struct kb_jwt_mint {
+	const char *issuer, *subject, *audience, *kid;
+	int64_t now, ttl_s;
+};
+
+/*
+ * Makes an ES256 token with iss, sub, aud, iat, nbf (= iat), exp and a
+ * random jti (returned in jti, 33 bytes). Returns the token length, or -1.
+ */
+int kb_jwt_mint(const struct kb_jwt_mint *m, kb_jwt_sign_fn sign, void *arg,
+		char *out, size_t outmax, char *jti);
 
 #endif

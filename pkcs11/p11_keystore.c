@@ -34,6 +34,10 @@ struct catalog {
 	struct key_version *v; /* sorted by name, then created, then version */
 	size_t n;
 	enum p11_path path[P11_ALG_COUNT];
+	/* The token-signing key, if the token has one. */
+	CK_OBJECT_HANDLE issuer_priv;
+	EVP_PKEY *issuer_pub;
+	char issuer_kid[KB_VERSION_LEN + 1];
 };
 
 struct p11_keystore {
@@ -107,6 +111,7 @@ static void catalog_free(struct catalog *c)
 		return;
 	for (i = 0; i < c->n; i++)
 		EVP_PKEY_free(c->v[i].pub);
+	EVP_PKEY_free(c->issuer_pub);
 	free(c->v);
 	free(c);
 }
@@ -516,6 +521,87 @@ static void probe_paths(struct p11_keystore *ks, struct catalog *c)
 		c->path[P11_ALG_RSA1_5] = P11_PATH_NATIVE;
 }
 
+/* ---- the token-signing (issuer) key ---- */
+
+#define ISSUER_LABEL "keybroker-issuer"
+/* DER of the prime256v1 OID, as CKA_EC_PARAMS. */
+static const unsigned char p256_params[] = { 0x06, 0x08, 0x2a, 0x86, 0x48,
+					     0xce, 0x3d, 0x03, 0x01, 0x07 };
+
+/* An EVP_PKEY from CKA_EC_POINT: a DER OCTET STRING or the raw point. */
+static EVP_PKEY *ec_public_key(const unsigned char *pt, size_t len)
+{
+	OSSL_PARAM_BLD *bld;
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *pkey = NULL;
+
+	if (len == 67 && pt[0] == 0x04 && pt[1] == 65) {
+		pt += 2;
+		len -= 2;
+	}
+	if (len != 65 || pt[0] != 0x04 || (bld = OSSL_PARAM_BLD_new()) == NULL)
+		return NULL;
+	if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+					    "prime256v1", 0) == 1 &&
+	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt,
+					     len) == 1 &&
+	    (params = OSSL_PARAM_BLD_to_param(bld)) != NULL &&
+	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) != NULL &&
+	    EVP_PKEY_fromdata_init(ctx) == 1)
+		EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params);
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	return pkey;
+}
+
+/*
+ * Finds the issuer key pair (label ISSUER_LABEL, EC P-256) and caches its
+ * handle and public key in c. Needs admin_lock.
+ */
+static int load_issuer(struct p11_keystore *ks, struct catalog *c)
+{
+	CK_OBJECT_CLASS cpriv = CKO_PRIVATE_KEY, cpub = CKO_PUBLIC_KEY;
+	CK_KEY_TYPE kec = CKK_EC;
+	CK_ATTRIBUTE tpriv[] = {
+		{ CKA_CLASS, &cpriv, sizeof(cpriv) },
+		{ CKA_KEY_TYPE, &kec, sizeof(kec) },
+		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
+	};
+	CK_ATTRIBUTE tpub[] = {
+		{ CKA_CLASS, &cpub, sizeof(cpub) },
+		{ CKA_KEY_TYPE, &kec, sizeof(kec) },
+		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
+	};
+	unsigned char id[KB_VERSION_BYTES], pt[80];
+	CK_OBJECT_HANDLE *privs = NULL, *pubs = NULL;
+	size_t nprivs, npubs, idlen, ptlen;
+	int r;
+
+	if ((r = find_all(ks, tpriv, 3, &privs, &nprivs)) != P11_OK ||
+	    (r = find_all(ks, tpub, 3, &pubs, &npubs)) != P11_OK)
+		goto out;
+	r = P11_ERR_NOT_FOUND;
+	if (nprivs != 1 || npubs != 1)
+		goto out;
+	if (get_attr(ks, privs[0], CKA_ID, id, sizeof(id), &idlen) != P11_OK ||
+	    idlen != sizeof(id) ||
+	    get_attr(ks, pubs[0], CKA_EC_POINT, pt, sizeof(pt), &ptlen) !=
+		    P11_OK ||
+	    (c->issuer_pub = ec_public_key(pt, ptlen)) == NULL) {
+		r = P11_ERR_PARAM;
+		goto out;
+	}
+	c->issuer_priv = privs[0];
+	kb_hex_encode(c->issuer_kid, id, sizeof(id));
+	r = P11_OK;
+out:
+	free(privs);
+	free(pubs);
+	return r;
+}
+
 /* ---- loading the catalogue ---- */
 
 /* Reads every key version from the token. Needs admin_lock. */
@@ -573,6 +659,8 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 	if (c->n > 1)
 		qsort(c->v, c->n, sizeof(*c->v), version_cmp);
 	probe_paths(ks, c);
+	if ((r = load_issuer(ks, c)) != P11_OK && r != P11_ERR_NOT_FOUND)
+		goto out_free;
 	for (i = 0; i < c->n; i++)
 		memcpy(c->v[i].info.path, c->path, sizeof(c->path));
 	*out = c;
@@ -1248,4 +1336,119 @@ int p11_keystore_foreach(struct p11_keystore *ks,
 		fn(&c->v[i].info, arg);
 	catalog_put(ks, c);
 	return P11_OK;
+}
+
+/* ---- identity tokens: the issuer key ---- */
+
+int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
+			       size_t errlen)
+{
+	CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	unsigned char id[KB_VERSION_BYTES];
+	CK_OBJECT_HANDLE pub, priv;
+	CK_ATTRIBUTE tpub[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &no, sizeof(no) },
+		{ CKA_VERIFY, &yes, sizeof(yes) },
+		{ CKA_EC_PARAMS, (void *)p256_params, sizeof(p256_params) },
+		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
+		{ CKA_ID, id, sizeof(id) },
+	};
+	CK_ATTRIBUTE tpriv[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_DECRYPT, &no, sizeof(no) },
+		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
+		{ CKA_ID, id, sizeof(id) },
+	};
+	struct catalog *c;
+	bool exists;
+	CK_RV rv;
+	int r;
+
+	if ((c = catalog_get(ks)) == NULL)
+		return P11_ERR_HSM;
+	exists = c->issuer_pub != NULL;
+	catalog_put(ks, c);
+	if (exists) {
+		snprintf(err, errlen, "the token already has an issuer key");
+		return P11_ERR_CONFLICT;
+	}
+	if (RAND_bytes(id, sizeof(id)) != 1)
+		return P11_ERR_NOMEM;
+	admin_enter(ks);
+	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub, 6, tpriv, 8,
+				       &pub, &priv);
+	if (rv != CKR_OK) {
+		snprintf(err, errlen, "C_GenerateKeyPair (EC P-256): %s",
+			 p11_rv_name(rv));
+		r = P11_ERR_HSM;
+	} else if ((r = reload_locked(ks)) != P11_OK) {
+		snprintf(err, errlen, "re-reading the key catalogue failed");
+	}
+	admin_leave(ks);
+	return r;
+}
+
+EVP_PKEY *p11_keystore_issuer_key(struct p11_keystore *ks, char *kid)
+{
+	struct catalog *c = catalog_get(ks);
+	EVP_PKEY *pub = NULL;
+
+	if (c != NULL && c->issuer_pub != NULL &&
+	    EVP_PKEY_up_ref(c->issuer_pub) == 1) {
+		pub = c->issuer_pub;
+		memcpy(kid, c->issuer_kid, sizeof(c->issuer_kid));
+	}
+	catalog_put(ks, c);
+	return pub;
+}
+
+/* Signs a SHA-256 digest on session h; r || s into sig. */
+static int sign_es256(CK_FUNCTION_LIST *fn, CK_SESSION_HANDLE h,
+		      CK_OBJECT_HANDLE key, const unsigned char *digest,
+		      unsigned char *sig)
+{
+	CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
+	CK_ULONG n = 64;
+	CK_RV rv;
+
+	if ((rv = fn->C_SignInit(h, &mech, key)) != CKR_OK ||
+	    (rv = fn->C_Sign(h, (unsigned char *)digest, 32, sig, &n)) !=
+		    CKR_OK)
+		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
+						  P11_ERR_UNSUPPORTED;
+	return n == 64 ? P11_OK : P11_ERR_UNSUPPORTED;
+}
+
+int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
+			    const unsigned char *digest, unsigned char *sig)
+{
+	struct catalog *c = catalog_get(ks);
+	CK_OBJECT_HANDLE key;
+	int r;
+
+	if (c == NULL || c->issuer_pub == NULL) {
+		catalog_put(ks, c);
+		return P11_ERR_NOT_FOUND;
+	}
+	key = c->issuer_priv;
+	catalog_put(ks, c);
+	if (w == NULL) {
+		admin_enter(ks);
+		r = sign_es256(ks->fn, ks->admin, key, digest, sig);
+		admin_leave(ks);
+		return r;
+	}
+	if ((r = ensure_available(ks)) != P11_OK)
+		return r;
+	pthread_rwlock_rdlock(&ks->module_lock);
+	if ((r = worker_session(w)) == P11_OK)
+		r = sign_es256(ks->fn, w->h, key, digest, sig);
+	pthread_rwlock_unlock(&ks->module_lock);
+	return r;
 }

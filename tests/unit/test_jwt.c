@@ -58,9 +58,10 @@ static char *jwks_json(void)
 	char *x, *y, *out = malloc(4096);
 	size_t len;
 
-	assert_int_equal(EVP_PKEY_get_octet_string_param(
-				 ec, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt),
-				 &len), 1);
+	assert_int_equal(
+		EVP_PKEY_get_octet_string_param(ec, OSSL_PKEY_PARAM_PUB_KEY, pt,
+						sizeof(pt), &len),
+		1);
 	assert_int_equal(len, 65);
 	x = b64(pt + 1, 32);
 	y = b64(pt + 33, 32);
@@ -115,7 +116,8 @@ static int teardown(void **state)
 static char *sign(const char *alg, EVP_PKEY *key, const char *header,
 		  const char *payload)
 {
-	char *h = b64(header, strlen(header)), *p = b64(payload, strlen(payload));
+	char *h = b64(header, strlen(header)),
+	     *p = b64(payload, strlen(payload));
 	unsigned char sig[600], raw[64];
 	size_t siglen = sizeof(sig), n;
 	EVP_PKEY_CTX *pctx;
@@ -161,7 +163,8 @@ static char *claims(const char *extra)
 	char *p = malloc(512);
 
 	snprintf(p, 512,
-		 "{\"iss\":\"" ISS "\",\"sub\":\"system:serviceaccount:ns:etl\","
+		 "{\"iss\":\"" ISS
+		 "\",\"sub\":\"system:serviceaccount:ns:etl\","
 		 "\"aud\":\"keybroker\",\"iat\":%lld,\"exp\":%lld%s}",
 		 NOW - 10, NOW + 600, extra);
 	return p;
@@ -200,8 +203,8 @@ static void test_accepts_rs256_ps256_es256(void **state)
 		snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\",\"kid\":\"%s\"}",
 			 cases[i].alg, cases[i].kid);
 		t = sign(cases[i].alg, *cases[i].key, hdr, p);
-		if (kb_jwt_verify(t, strlen(t), &issuer, 1, NOW, NULL, NULL,
-				  &c, err, sizeof(err)) != 0)
+		if (kb_jwt_verify(t, strlen(t), &issuer, 1, NOW, NULL, NULL, &c,
+				  err, sizeof(err)) != 0)
 			fail_msg("%s: %s", cases[i].alg, err);
 		assert_string_equal(c.subject, "system:serviceaccount:ns:etl");
 		assert_string_equal(c.jti, "j-1");
@@ -226,8 +229,8 @@ static void test_refuses_alg_none(void **state)
 
 static void test_refuses_unpinned_alg(void **state)
 {
-	char *p = claims(""), *t = sign("ES256", ec,
-					"{\"alg\":\"ES256\",\"kid\":\"e1\"}", p);
+	char *p = claims(""),
+	     *t = sign("ES256", ec, "{\"alg\":\"ES256\",\"kid\":\"e1\"}", p);
 
 	issuer.algs = KB_JWS_RS256;
 	expect_refused(t, "algorithm is not accepted for issuer");
@@ -241,8 +244,7 @@ static void test_refuses_hs256_with_public_key_as_secret(void **state)
 	unsigned char pub[1024], mac[32];
 	unsigned char *q = pub;
 	char *h = b64("{\"alg\":\"HS256\",\"kid\":\"r1\"}", 26),
-	     *p0 = claims(""), *p = b64(p0, strlen(p0)), in[2048], t[2048],
-	     *s;
+	     *p0 = claims(""), *p = b64(p0, strlen(p0)), in[2048], t[2048], *s;
 	size_t maclen = sizeof(mac);
 	int publen = i2d_PUBKEY(rsa, &q);
 
@@ -340,23 +342,30 @@ static void test_issuer_and_audience(void **state)
 {
 	char p[512];
 
-	snprintf(p, sizeof(p), "{\"iss\":\"https://evil.example\",\"sub\":\"a\","
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"https://evil.example\",\"sub\":\"a\","
 		 "\"aud\":\"keybroker\",\"iat\":%lld,\"exp\":%lld}",
 		 NOW, NOW + 60);
 	with_claims(p, "issuer is not trusted");
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "x\",\"sub\":\"a\","
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "x\",\"sub\":\"a\","
 		 "\"aud\":\"keybroker\",\"iat\":%lld,\"exp\":%lld}",
 		 NOW, NOW + 60);
 	with_claims(p, "issuer is not trusted");
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"sub\":\"a\","
-		 "\"aud\":\"other\",\"iat\":%lld,\"exp\":%lld}", NOW, NOW + 60);
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "\",\"sub\":\"a\","
+		 "\"aud\":\"other\",\"iat\":%lld,\"exp\":%lld}",
+		 NOW, NOW + 60);
 	with_claims(p, "audience is not keybroker");
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"sub\":\"a\","
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "\",\"sub\":\"a\","
 		 "\"aud\":[\"x\",\"keybroker\"],\"iat\":%lld,\"exp\":%lld}",
 		 NOW, NOW + 60);
 	with_claims(p, NULL);
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"aud\":\"keybroker\","
-		 "\"iat\":%lld,\"exp\":%lld}", NOW, NOW + 60);
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "\",\"aud\":\"keybroker\","
+		 "\"iat\":%lld,\"exp\":%lld}",
+		 NOW, NOW + 60);
 	with_claims(p, "no usable \"sub\" claim");
 }
 
@@ -364,33 +373,46 @@ static void test_times(void **state)
 {
 	char p[512];
 
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
-		 "\"keybroker\",\"iat\":%lld,\"exp\":%lld}", NOW - 100, NOW);
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
+		 "\"keybroker\",\"iat\":%lld,\"exp\":%lld}",
+		 NOW - 100, NOW);
 	with_claims(p, "token expired");
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
 		 "\"keybroker\",\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld}",
 		 NOW, NOW + 61, NOW + 600);
 	with_claims(p, "not valid yet");
 	/* Within 60 s of leeway: fine. */
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
 		 "\"keybroker\",\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld}",
 		 NOW + 59, NOW + 59, NOW + 600);
 	with_claims(p, NULL);
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
-		 "\"keybroker\",\"iat\":%lld,\"exp\":%lld}", NOW + 61,
-		 NOW + 600);
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
+		 "\"keybroker\",\"iat\":%lld,\"exp\":%lld}",
+		 NOW + 61, NOW + 600);
 	with_claims(p, "issued in the future");
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
-		 "\"keybroker\",\"iat\":%lld,\"exp\":%lld}", NOW, NOW + 3601);
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
+		 "\"keybroker\",\"iat\":%lld,\"exp\":%lld}",
+		 NOW, NOW + 3601);
 	with_claims(p, "lifetime exceeds the 3600 s");
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
-		 "\"keybroker\",\"exp\":%lld}", NOW + 60);
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
+		 "\"keybroker\",\"exp\":%lld}",
+		 NOW + 60);
 	with_claims(p, "neither iat nor nbf");
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
-		 "\"keybroker\",\"iat\":%lld}", NOW);
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
+		 "\"keybroker\",\"iat\":%lld}",
+		 NOW);
 	with_claims(p, "no \"exp\"");
-	snprintf(p, sizeof(p), "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
-		 "\"keybroker\",\"iat\":\"now\",\"exp\":%lld}", NOW + 60);
+	snprintf(p, sizeof(p),
+		 "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":"
+		 "\"keybroker\",\"iat\":\"now\",\"exp\":%lld}",
+		 NOW + 60);
 	with_claims(p, "NumericDate");
 }
 
@@ -455,7 +477,8 @@ static void test_jwks_refusals(void **state)
 		{ "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}",
 		  "invalid key" },
 		{ "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\","
-		  "\"d\":\"AQAB\"}]}", "private key" },
+		  "\"d\":\"AQAB\"}]}",
+		  "private key" },
 		{ "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":"
 		  "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\",\"y\":"
 		  "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE\"}]}",
@@ -472,12 +495,68 @@ static void test_jwks_refusals(void **state)
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		assert_int_equal(kb_jwks_parse(cases[i].json,
-					       strlen(cases[i].json), &set,
-					       err, sizeof(err)),
+					       strlen(cases[i].json), &set, err,
+					       sizeof(err)),
 				 -1);
 		if (strstr(err, cases[i].want) == NULL)
 			fail_msg("%s: '%s'", cases[i].json, err);
 	}
+}
+
+static int ec_signer(const unsigned char *digest, unsigned char *sig, void *arg)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, arg, NULL);
+	unsigned char der[80];
+	const unsigned char *q = der;
+	size_t n = sizeof(der);
+	ECDSA_SIG *es;
+
+	if (ctx == NULL || EVP_PKEY_sign_init(ctx) != 1 ||
+	    EVP_PKEY_sign(ctx, der, &n, digest, 32) != 1)
+		return -1;
+	EVP_PKEY_CTX_free(ctx);
+	es = d2i_ECDSA_SIG(NULL, &q, (long)n);
+	BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32);
+	BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32);
+	ECDSA_SIG_free(es);
+	return 0;
+}
+
+static void test_mint_then_verify(void **state)
+{
+	struct kb_jwt_mint m = { .issuer = ISS,
+				 .subject = "etl",
+				 .audience = "keybroker",
+				 .kid = "e1",
+				 .now = NOW,
+				 .ttl_s = 600 };
+	struct kb_jwt_claims c;
+	char tok[2048], jti[33], err[256], *jwk;
+	struct kb_jwks *own;
+	int n;
+
+	n = kb_jwt_mint(&m, ec_signer, ec, tok, sizeof(tok), jti);
+	assert_true(n > 0);
+	assert_int_equal(kb_jwt_verify(tok, (size_t)n, &issuer, 1, NOW, NULL,
+				       NULL, &c, err, sizeof(err)),
+			 0);
+	assert_string_equal(c.subject, "etl");
+	assert_string_equal(c.jti, jti);
+	assert_int_equal(c.exp, NOW + 600);
+	/* The same key as a one-key set, and as an exported JWK. */
+	own = kb_jwks_from_ec(ec, "e1");
+	assert_non_null(own);
+	issuer.keys = own;
+	assert_int_equal(kb_jwt_verify(tok, (size_t)n, &issuer, 1, NOW, NULL,
+				       NULL, &c, err, sizeof(err)),
+			 0);
+	issuer.keys = keys;
+	kb_jwks_free(own);
+	jwk = kb_jwk_ec_json(ec, "e1");
+	assert_non_null(strstr(jwk, "\"crv\":\"P-256\""));
+	free(jwk);
+	/* Too small an output buffer fails cleanly. */
+	assert_int_equal(kb_jwt_mint(&m, ec_signer, ec, tok, 100, jti), -1);
 }
 
 int main(void)
@@ -495,6 +574,7 @@ int main(void)
 		cmocka_unit_test(test_revoked),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_jwks_refusals),
+		cmocka_unit_test(test_mint_then_verify),
 	};
 
 	return cmocka_run_group_tests_name("jwt", tests, setup, teardown);
