@@ -144,7 +144,7 @@ bench: all $(B)/tests/kb_bench
 	@tests/bench/run.sh $(B)
 
 # ---- lint ----
-SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || \
+SOURCES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null || \
 	find . -name '*.[ch]' -not -path './build*')
 lint:
 	clang-format --dry-run -Werror $(SOURCES)
