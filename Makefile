@@ -31,11 +31,12 @@ LDFLAGS += -Wl,-z,relro,-z,now
 LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 
 COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
-	common/kb_oaep.c
+	common/kb_oaep.c common/kb_json.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_keystore.c
 BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
-	broker/kb_conn.c broker/kb_server.c
+	broker/kb_conn.c broker/kb_server.c broker/kb_acl.c broker/kb_jwk.c \
+	broker/kb_jwt.c broker/kb_peer.c broker/kb_policy.c broker/kb_rate.c
 CLIENTLIB = client/libkeybroker.c common/kb_b64.c common/kb_kid.c
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
@@ -56,7 +57,8 @@ $(B)/%.o: %.c
 $(B)/keybrokerd: $(DAEMON_OBJS) $(B)/broker/keybrokerd.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/keybrokerctl: $(call obj,$(COMMON) $(CONFIG) $(PKCS11)) \
+$(B)/keybrokerctl: $(call obj,$(COMMON) $(CONFIG) $(PKCS11) broker/kb_acl.c \
+		broker/kb_jwt.c broker/kb_jwk.c) \
 		$(B)/client/keybrokerctl.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -81,13 +83,14 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 $(B)/tests/test_b64: $(B)/tests/unit/test_b64.o $(call obj,common/kb_b64.c)
 $(B)/tests/test_kid: $(B)/tests/unit/test_kid.o $(call obj,common/kb_kid.c)
 $(B)/tests/test_config: $(B)/tests/unit/test_config.o \
-	$(call obj,$(CONFIG) common/kb_kid.c common/kb_log.c)
+	$(call obj,$(CONFIG) common/kb_kid.c common/kb_log.c broker/kb_acl.c)
 $(B)/tests/test_proto: $(B)/tests/unit/test_proto.o \
 	$(call obj,broker/kb_proto.c common/kb_kid.c common/kb_b64.c \
-	common/kb_secret.c)
+	common/kb_secret.c common/kb_json.c)
 $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o $(call obj,broker/kb_acl.c)
 $(B)/tests/test_jwt: $(B)/tests/unit/test_jwt.o \
-	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c common/kb_kid.c)
+	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c common/kb_kid.c \
+	common/kb_json.c)
 $(B)/tests/test_oaep: $(B)/tests/unit/test_oaep.o \
 	$(call obj,common/kb_oaep.c common/kb_secret.c)
 
@@ -96,7 +99,8 @@ $(UNIT_BINS):
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
 
 $(B)/tests/kb_bench: $(B)/tests/bench/kb_bench.o \
-		$(call obj,$(COMMON) $(CONFIG) $(PKCS11)) $(B)/libkeybroker.a
+		$(call obj,$(COMMON) $(CONFIG) $(PKCS11) broker/kb_acl.c) \
+		$(B)/libkeybroker.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -110,12 +114,12 @@ FUZZ_BINS = $(FZ)/fuzz_proto $(FZ)/fuzz_kid $(FZ)/fuzz_b64 $(FZ)/fuzz_oaep \
 	$(FZ)/fuzz_acl $(FZ)/fuzz_jwt
 
 $(FZ)/fuzz_proto: tests/fuzz/fuzz_proto.c broker/kb_proto.c common/kb_kid.c \
-	common/kb_b64.c
+	common/kb_b64.c common/kb_json.c common/kb_secret.c
 $(FZ)/fuzz_kid: tests/fuzz/fuzz_kid.c common/kb_kid.c
 $(FZ)/fuzz_b64: tests/fuzz/fuzz_b64.c common/kb_b64.c
 $(FZ)/fuzz_acl: tests/fuzz/fuzz_acl.c broker/kb_acl.c
 $(FZ)/fuzz_jwt: tests/fuzz/fuzz_jwt.c broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c \
-	common/kb_kid.c
+	common/kb_kid.c common/kb_json.c
 $(FZ)/fuzz_oaep: tests/fuzz/fuzz_oaep.c common/kb_oaep.c common/kb_secret.c
 
 $(FUZZ_BINS):

@@ -11,7 +11,7 @@
 #define IN_MAX (KB_LINE_MAX + 1) /* a maximal line and its '\n' */
 #define IN_FIRST 4096
 
-struct kb_conn *kb_conn_new(int fd, const struct ucred *peer, int64_t now)
+struct kb_conn *kb_conn_new(int fd, const struct kb_peer *peer, int64_t now)
 {
 	struct kb_conn *c;
 
@@ -20,7 +20,7 @@ struct kb_conn *kb_conn_new(int fd, const struct ucred *peer, int64_t now)
 	c->watch.kind = KB_WATCH_CONN;
 	pthread_mutex_init(&c->lock, NULL);
 	c->fd = fd;
-	c->peer = *peer;
+	c->caller.peer = *peer;
 	c->last_activity_ms = now;
 	return c;
 }
@@ -209,9 +209,9 @@ bool kb_conn_send_direct(struct kb_conn *c, struct kb_job *job,
 	 * it may already be finished and handed to the event loop, which
 	 * would not look at the connection again once this one is gone.
 	 */
-	if (c->dead || c->read_closed || c->close_after_flush ||
+	if (c->dead || c->read_closed || c->close_after_flush || c->barrier ||
 	    c->first != job || job->conn_next != NULL || c->out_len != 0 ||
-	    c->pending >= max_pipeline || job->close_after)
+	    c->pending >= max_pipeline || job->close_after || job->barrier)
 		return false;
 	while (job->resp_sent < job->resp_len) {
 		n = send(c->fd, job->resp + job->resp_sent,

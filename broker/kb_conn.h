@@ -36,7 +36,7 @@ struct kb_conn {
 	pthread_mutex_t lock;
 	struct kb_conn *prev, *next; /* server's list */
 	int fd;
-	struct ucred peer;
+	struct kb_caller caller; /* peer, and the identity it authenticated */
 	uint32_t events; /* epoll interest now registered */
 
 	char *in; /* kb_wipe_free'd: holds request lines */
@@ -53,12 +53,13 @@ struct kb_conn {
 	int64_t line_started_ms; /* when in[] became non-empty */
 	int64_t write_blocked_ms; /* when out[] last made no progress */
 
+	bool barrier; /* an authenticate is in flight: take no lines */
 	bool read_closed; /* peer shut its side, or we stopped reading */
 	bool close_after_flush;
 	bool dead; /* fd closed; waits for in_workers == 0 to be freed */
 };
 
-struct kb_conn *kb_conn_new(int fd, const struct ucred *peer, int64_t now);
+struct kb_conn *kb_conn_new(int fd, const struct kb_peer *peer, int64_t now);
 /* Wipes and frees everything; jobs must no longer be in workers. */
 void kb_conn_free(struct kb_conn *c);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kb_b64.h"
+#include "kb_json.h"
 #include "kb_jwk.h"
 
 #define RSA_MIN_BITS 2048
@@ -286,7 +287,7 @@ char *kb_jwk_ec_json(EVP_PKEY *pkey, const char *kid)
 	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "crv",
 		      "P-256", "x", x, "y", y, "kid", kid, "use", "sig", "alg",
 		      "ES256");
-	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	text = o ? kb_json_text(o, JSON_COMPACT, NULL) : NULL;
 	json_decref(o);
 	return text;
 }

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "kb_b64.h"
+#include "kb_json.h"
 #include "kb_jwt.h"
 #include "kb_kid.h"
 
@@ -339,7 +340,7 @@ out:
 /* Appends the base64url of json text to out at *len; -1 if no room. */
 static int append_b64_json(json_t *o, char *out, size_t outmax, size_t *len)
 {
-	char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	char *text = kb_json_text(o, JSON_COMPACT | JSON_SORT_KEYS, NULL);
 	size_t n;
 
 	if (text == NULL)

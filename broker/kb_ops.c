@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -8,6 +9,7 @@
 #include "kb_log.h"
 #include "kb_ops.h"
 #include "kb_proto.h"
+#include "kb_jwt.h"
 #include "kb_secret.h"
 
 static enum p11_alg to_p11_alg(enum kb_alg alg)
@@ -38,7 +40,7 @@ static json_t *kid_string(const struct kb_ops *ops,
 {
 	char kid[KB_KID_MAX];
 
-	kb_kid_format(kid, sizeof(kid), ops->cfg->instance, info->name,
+	kb_kid_format(kid, sizeof(kid), ops->instance, info->name,
 		      info->version);
 	return json_string(kid);
 }
@@ -174,9 +176,181 @@ static json_t *do_unwrap(const struct kb_ops *ops, struct p11_worker *w,
 	return res;
 }
 
-char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
-		    const char *line, size_t len, size_t *resplen)
+static int64_t now_us(void)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int set_error(struct kb_error *err, enum kb_code code, const char *fmt,
+		     ...) __attribute__((format(printf, 3, 4)));
+
+static int set_error(struct kb_error *err, enum kb_code code, const char *fmt,
+		     ...)
+{
+	va_list ap;
+
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static void describe_peer(const struct kb_peer *p, char *buf, size_t size)
+{
+	snprintf(buf, size, "uid %u gid %u pid %d unit %.64s",
+		 (unsigned int)p->uid, (unsigned int)p->gid, (int)p->pid,
+		 p->unit[0] ? p->unit : "-");
+}
+
+static json_t *do_authenticate(const struct kb_ops *ops,
+			       const struct kb_policy *pol,
+			       struct kb_request *req, struct kb_caller *caller,
+			       struct kb_error *err)
+{
+	const struct kb_identity_cfg *id;
+	char why[256], peer[160];
+	int64_t expires;
+
+	if (kb_policy_authenticate(pol, ops->ks, req->token, req->token_len,
+				   now_us() / 1000000, &id, &expires, why,
+				   sizeof(why)) != 0) {
+		set_error(err, KB_UNAUTHORIZED, "%s", why);
+		return NULL;
+	}
+	if (!kb_policy_peer_bound(id, &caller->peer)) {
+		describe_peer(&caller->peer, peer, sizeof(peer));
+		set_error(err, KB_FORBIDDEN,
+			  "identity '%s' is not bound to this caller (%s)",
+			  id->name, peer);
+		return NULL;
+	}
+	snprintf(caller->identity, sizeof(caller->identity), "%s", id->name);
+	caller->expires = expires;
+	return json_pack("{s:s, s:I}", "identity", id->name, "expires",
+			 (json_int_t)expires);
+}
+
+struct signer {
+	struct p11_keystore *ks;
+	struct p11_worker *w;
+};
+
+static int sign_in_token(const unsigned char *digest, unsigned char *sig,
+			 void *arg)
+{
+	struct signer *s = arg;
+
+	return p11_keystore_sign_es256(s->ks, s->w, digest, sig) == P11_OK ? 0 :
+									     -1;
+}
+
+static json_t *do_get_token(const struct kb_ops *ops,
+			    const struct kb_policy *pol, struct p11_worker *w,
+			    const struct kb_caller *caller,
+			    struct kb_error *err)
+{
+	const struct kb_identity_cfg *id;
+	struct signer sg = { ops->ks, w };
+	struct kb_jwt_mint m;
+	char tok[2048], jti[33], peer[160];
+	json_t *res;
+	int n;
+
+	if ((id = kb_policy_system_identity(pol, &caller->peer)) == NULL) {
+		describe_peer(&caller->peer, peer, sizeof(peer));
+		set_error(err, KB_UNAUTHORIZED,
+			  "no system-assigned identity matches this caller "
+			  "(%s)",
+			  peer);
+		return NULL;
+	}
+	if (!pol->self_issuer) {
+		set_error(err, KB_NOT_SUPPORTED,
+			  "the token has no issuer key; see keybrokerctl "
+			  "issuer-key");
+		return NULL;
+	}
+	m = (struct kb_jwt_mint){
+		.issuer = pol->cfg->token_issuer,
+		.subject = id->name,
+		.audience = pol->cfg->token_audience,
+		.kid = pol->self_kid,
+		.now = now_us() / 1000000,
+		.ttl_s = pol->cfg->token_lifetime_s,
+	};
+	if ((n = kb_jwt_mint(&m, sign_in_token, &sg, tok, sizeof(tok), jti)) <
+	    0) {
+		set_error(err, KB_HSM_UNAVAILABLE,
+			  "the token could not sign; retry later");
+		return NULL;
+	}
+	kb_info("getToken: issued token %s for identity '%s' to %s", jti,
+		id->name,
+		(describe_peer(&caller->peer, peer, sizeof(peer)), peer));
+	res = json_pack("{s:s#, s:I, s:s}", "access_token", tok, (size_t)n,
+			"expires_on", (json_int_t)(m.now + m.ttl_s), "identity",
+			id->name);
+	kb_wipe(tok, sizeof(tok));
+	return res;
+}
+
+static unsigned int op_permission(enum kb_op op)
+{
+	switch (op) {
+	case KB_OP_GET_KEY:
+		return KB_PERM_GET;
+	case KB_OP_WRAP_KEY:
+		return KB_PERM_WRAP_KEY;
+	case KB_OP_UNWRAP_KEY:
+		return KB_PERM_UNWRAP_KEY;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Who may do this: an identity that has not expired, within its rate,
+ * holding the op's permission on the key. Never reveals whether a key the
+ * caller may not use exists.
+ */
+static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
+		     const struct kb_caller *caller,
+		     const struct kb_request *req, struct kb_error *err)
+{
+	unsigned int perm = op_permission(req->op);
+
+	if (caller->identity[0] == '\0')
+		return set_error(err, KB_UNAUTHORIZED,
+				 "no identity: send authenticate with a token "
+				 "first (getToken mints one for a "
+				 "system-assigned identity)");
+	if (now_us() / 1000000 >= caller->expires)
+		return set_error(err, KB_UNAUTHORIZED,
+				 "token expired: authenticate again");
+	if (pol->cfg->rate_per_s > 0 &&
+	    !kb_rate_take(ops->rate, caller->identity, pol->cfg->rate_per_s,
+			  pol->cfg->rate_burst, now_us()))
+		return set_error(err, KB_THROTTLED,
+				 "identity '%s' is over its rate limit of "
+				 "%g requests/s; retry later",
+				 caller->identity, pol->cfg->rate_per_s);
+	if (!kb_acl_allows(pol->acl, caller->identity, req->key.name, perm))
+		return set_error(err, KB_FORBIDDEN,
+				 "identity '%s' lacks %s on key '%s'",
+				 caller->identity, kb_perm_name(perm),
+				 req->key.name);
+	return 0;
+}
+
+char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
+		    struct kb_caller *caller, const char *line, size_t len,
+		    size_t *resplen)
+{
+	struct kb_policy *pol = kb_policy_get(ops->policy);
 	struct kb_request req;
 	struct kb_error err = { KB_OK, "" };
 	struct p11_key_info info;
@@ -185,13 +359,22 @@ char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
 	int status = P11_OK;
 
 	memset(&info, 0, sizeof(info));
-	if (kb_proto_parse(line, len, ops->cfg->instance, &req, &err) != 0)
+	if (kb_proto_parse(line, len, ops->instance, &req, &err) != 0)
 		goto reply;
-	if (req.alg == KB_ALG_RSA1_5 && !ops->cfg->allow_rsa1_5 &&
+	if (req.op == KB_OP_AUTHENTICATE) {
+		result = do_authenticate(ops, pol, &req, caller, &err);
+		goto reply;
+	}
+	if (req.op == KB_OP_GET_TOKEN) {
+		result = do_get_token(ops, pol, w, caller, &err);
+		goto reply;
+	}
+	if (authorise(ops, pol, caller, &req, &err) != 0)
+		goto reply;
+	if (req.alg == KB_ALG_RSA1_5 && !ops->allow_rsa1_5 &&
 	    req.op != KB_OP_GET_KEY) {
-		err.code = KB_NOT_SUPPORTED;
-		snprintf(err.msg, sizeof(err.msg),
-			 "RSA1_5 is disabled by the broker configuration");
+		set_error(&err, KB_NOT_SUPPORTED,
+			  "RSA1_5 is disabled by the broker configuration");
 		goto reply;
 	}
 	switch (req.op) {
@@ -213,8 +396,12 @@ char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
 	else if (result == NULL)
 		status_error(ops, &req, &info, P11_ERR_NOMEM, &err);
 reply:
+	if (err.code == KB_OK && result == NULL)
+		set_error(&err, KB_INTERNAL, "internal error");
 	if (err.code == KB_OK) {
-		kb_debug("%s %s/%s: ok%s%s", req.opname, info.name,
+		kb_debug("%s %s %s%s%s: ok%s%s",
+			 caller->identity[0] ? caller->identity : "-",
+			 req.opname, info.name, info.version[0] ? "/" : "",
 			 info.version,
 			 req.op == KB_OP_UNWRAP_KEY ? " via " : "",
 			 req.op == KB_OP_UNWRAP_KEY ?
@@ -222,7 +409,8 @@ reply:
 				 "");
 		resp = kb_proto_result(req.id, result, resplen);
 	} else {
-		kb_info("%s%s%s%s%s: %s: %s",
+		kb_info("%s %s%s%s%s%s: %s: %s",
+			caller->identity[0] ? caller->identity : "-",
 			req.opname[0] ? req.opname : "request",
 			req.key.name[0] ? " " : "", req.key.name,
 			req.key.version[0] ? "/" : "", req.key.version,
@@ -231,5 +419,6 @@ reply:
 		resp = kb_proto_error(req.id, err.code, err.msg, resplen);
 	}
 	kb_request_uninit(&req);
+	kb_policy_put(ops->policy, pol);
 	return resp;
 }

@@ -1,27 +1,36 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Request handling: one request line in, one response line out. Runs on a
- * worker thread with that worker's token session.
+ * worker thread with that worker's token session. Every key operation is
+ * checked against (identity, key, permission) under the policy in force.
  */
 #ifndef KB_OPS_H
 #define KB_OPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
-#include "kb_config.h"
+#include "kb_peer.h"
+#include "kb_policy.h"
+#include "kb_rate.h"
 #include "p11_keystore.h"
 
 struct kb_ops {
-	const struct kb_config *cfg;
 	struct p11_keystore *ks;
+	struct kb_policy_holder *policy;
+	struct kb_rate *rate;
+	const char *instance; /* fixed for the broker's life */
+	bool allow_rsa1_5;
 };
 
 /*
- * Handles line[0..len) and returns the response line (malloc'ed; it may
- * carry a DEK, so the caller frees it with kb_wipe_free), or NULL when out
- * of memory.
+ * Handles line[0..len) for caller and returns the response line
+ * (malloc'ed; it may carry a DEK, so the caller frees it with
+ * kb_wipe_free), or NULL when out of memory. A successful authenticate
+ * updates caller.
  */
 char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
-		    const char *line, size_t len, size_t *resplen);
+		    struct kb_caller *caller, const char *line, size_t len,
+		    size_t *resplen);
 
 #endif

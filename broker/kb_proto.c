@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "kb_b64.h"
+#include "kb_json.h"
 #include "kb_proto.h"
+#include "kb_secret.h"
 
 #define SAFE_INT_MAX 9007199254740991LL /* 2^53 - 1 */
 
@@ -93,12 +95,12 @@ static const struct {
 	enum kb_op op;
 	unsigned int fields;
 } op_table[] = {
+	{ "authenticate", KB_OP_AUTHENTICATE, F_TOKEN },
+	{ "getToken", KB_OP_GET_TOKEN, 0 },
 	{ "getKey", KB_OP_GET_KEY, F_KEY },
 	{ "wrapKey", KB_OP_WRAP_KEY, F_KEY | F_ALG | F_VALUE },
 	{ "unwrapKey", KB_OP_UNWRAP_KEY, F_KEY | F_ALG | F_VALUE },
 	/* Part of protocol v1 but not offered by this broker yet. */
-	{ "authenticate", KB_OP_UNAVAILABLE, 0 },
-	{ "getToken", KB_OP_UNAVAILABLE, 0 },
 	{ "createKey", KB_OP_UNAVAILABLE, 0 },
 	{ "importKey", KB_OP_UNAVAILABLE, 0 },
 	{ "rotateKey", KB_OP_UNAVAILABLE, 0 },
@@ -186,6 +188,8 @@ static int check_fields(struct kb_request *req, unsigned int allowed,
 		if ((allowed & F_ALG) && strcmp(k, "alg") == 0)
 			continue;
 		if ((allowed & F_VALUE) && strcmp(k, "value") == 0)
+			continue;
+		if ((allowed & F_TOKEN) && strcmp(k, "token") == 0)
 			continue;
 		kb_proto_quote(q, sizeof(q), k, 32);
 		return fail(err, KB_BAD_PARAMETER,
@@ -282,6 +286,35 @@ static int parse_value(struct kb_request *req, struct kb_error *err)
 	return 0;
 }
 
+static int parse_token(struct kb_request *req, struct kb_error *err)
+{
+	json_t *t = json_object_get(req->root, "token");
+
+	if (!json_is_string(t))
+		return fail(err, KB_BAD_PARAMETER,
+			    "'token' (a JWT) must be a string");
+	req->token = json_string_value(t);
+	req->token_len = json_string_length(t);
+	return 0;
+}
+
+bool kb_proto_is_barrier(const char *line, size_t len)
+{
+	json_t *root, *op;
+	bool barrier;
+
+	/* Cheap test first: most lines cannot be one. */
+	if (memmem(line, len, "authenticate", 12) == NULL)
+		return false;
+	if ((root = json_loadb(line, len, 0, NULL)) == NULL)
+		return false;
+	op = json_object_get(root, "op");
+	barrier = json_is_string(op) &&
+		  strcmp(json_string_value(op), "authenticate") == 0;
+	json_decref(root);
+	return barrier;
+}
+
 int kb_proto_parse(const char *line, size_t len, const char *instance,
 		   struct kb_request *req, struct kb_error *err)
 {
@@ -328,8 +361,13 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 		return fail(err, KB_NOT_SUPPORTED,
 			    "op '%s' is not offered by this broker version",
 			    req->opname);
-	if (check_fields(req, op_table[i].fields, err) != 0 ||
-	    parse_key(req, instance, err) != 0)
+	if (check_fields(req, op_table[i].fields, err) != 0)
+		return -1;
+	if ((op_table[i].fields & F_TOKEN) && parse_token(req, err) != 0)
+		return -1;
+	if (!(op_table[i].fields & F_KEY))
+		return 0;
+	if (parse_key(req, instance, err) != 0)
 		return -1;
 	if ((op_table[i].fields & F_ALG) && parse_alg(req, err) != 0)
 		return -1;
@@ -353,19 +391,17 @@ static char *finish_line(json_t *o, size_t *len)
 
 	if (o == NULL)
 		return NULL;
-	s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+	s = kb_json_text(o, JSON_COMPACT | JSON_ENSURE_ASCII, &n);
 	json_decref(o);
 	if (s == NULL)
 		return NULL;
-	n = strlen(s);
 	if ((line = malloc(n + 2)) != NULL) {
 		memcpy(line, s, n);
 		line[n] = '\n';
 		line[n + 1] = '\0';
 		*len = n + 1;
 	}
-	/* Allocated by jansson, so through wiping_malloc. */
-	wiping_free(s);
+	kb_wipe_free(s, n + 1);
 	return line;
 }
 

@@ -35,6 +35,8 @@ enum kb_code {
 };
 
 enum kb_op {
+	KB_OP_AUTHENTICATE,
+	KB_OP_GET_TOKEN,
 	KB_OP_GET_KEY,
 	KB_OP_WRAP_KEY,
 	KB_OP_UNWRAP_KEY,
@@ -61,6 +63,8 @@ struct kb_request {
 	enum kb_alg alg;
 	unsigned char value[KB_VALUE_MAX]; /* secret for wrapKey: wiped */
 	size_t value_len;
+	const char *token; /* authenticate: borrowed from root */
+	size_t token_len;
 };
 
 /*
@@ -81,6 +85,12 @@ const char *kb_alg_name(enum kb_alg alg);
 int kb_proto_parse(const char *line, size_t len, const char *instance,
 		   struct kb_request *req, struct kb_error *err);
 void kb_request_uninit(struct kb_request *req);
+
+/*
+ * True if line is an authenticate request: it changes who the connection
+ * is, so no later request may start before it has finished.
+ */
+bool kb_proto_is_barrier(const char *line, size_t len);
 
 /* Response lines, '\n'-terminated, malloc'ed; *len excludes nothing. */
 char *kb_proto_result(const json_t *id, json_t *result, size_t *len);

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "kb_peer.h"
+
 struct kb_conn;
 
 struct kb_job {
@@ -23,6 +25,8 @@ struct kb_job {
 	size_t resp_sent; /* bytes a worker already wrote to the socket */
 	bool done;
 	bool close_after; /* close the connection once resp is sent */
+	bool barrier; /* an authenticate: later lines wait for it */
+	struct kb_caller caller; /* as of dispatch; authenticate updates it */
 };
 
 /* Takes a copy of line[0..len). */

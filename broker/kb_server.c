@@ -68,14 +68,20 @@ static void *worker_main(void *arg)
 	bool sent;
 
 	while ((job = kb_queue_pop(&srv->jobs, &w->waiter)) != NULL) {
-		job->resp = kb_ops_handle(&srv->ops, w->p11, job->line,
-					  job->line_len, &job->resp_len);
+		job->resp = kb_ops_handle(&srv->ops, w->p11, &job->caller,
+					  job->line, job->line_len,
+					  &job->resp_len);
 		if (job->resp == NULL) { /* out of memory: drop the client */
 			job->close_after = true;
 			job->resp_len = 0;
 		}
 		c = job->conn;
 		pthread_mutex_lock(&c->lock);
+		if (job->barrier) {
+			/* Later lines may go now, as this caller. */
+			c->caller = job->caller;
+			c->barrier = false;
+		}
 		sent = job->resp != NULL &&
 		       kb_conn_send_direct(c, job,
 					   (unsigned int)srv->cfg->max_pipeline,
@@ -95,7 +101,7 @@ static void *worker_main(void *arg)
 
 /* ---- the listening socket ---- */
 
-static int open_listener(const char *path)
+static int open_listener(const char *path, unsigned int mode)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
@@ -121,7 +127,8 @@ static int open_listener(const char *path)
 	old = umask(0177);
 	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (r != 0 || chmod(path, 0600) != 0 || listen(fd, 128) != 0) {
+	/* Access is decided per identity; the mode only narrows who tries. */
+	if (r != 0 || chmod(path, (mode_t)mode) != 0 || listen(fd, 128) != 0) {
 		kb_err("cannot listen on %s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
@@ -166,7 +173,8 @@ static bool conn_close(struct kb_server *srv, struct kb_conn *c,
 {
 	if (!c->dead) {
 		kb_debug("closing connection of uid %u pid %d: %s",
-			 (unsigned int)c->peer.uid, (int)c->peer.pid, why);
+			 (unsigned int)c->caller.peer.uid,
+			 (int)c->caller.peer.pid, why);
 		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
 		c->fd = -1;
@@ -193,11 +201,14 @@ static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
 	/* Collect first: finished replies free pipeline slots for lines. */
 	if (kb_conn_collect(c) != 0)
 		return conn_close(srv, c, "out of memory");
-	while (!srv->draining &&
+	while (!srv->draining && !c->barrier &&
 	       c->pending < (unsigned int)srv->cfg->max_pipeline &&
 	       (job = kb_conn_next_line(c, now)) != NULL) {
 		if (job->done)
 			continue;
+		job->caller = c->caller;
+		job->barrier = c->barrier =
+			kb_proto_is_barrier(job->line, job->line_len);
 		c->in_workers++;
 		kb_queue_push(&srv->jobs, job);
 	}
@@ -240,24 +251,14 @@ static void refuse(int fd, enum kb_code code, const char *msg)
 static void accept_all(struct kb_server *srv, int64_t now)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	socklen_t len = sizeof(struct ucred);
-	struct ucred peer;
+	struct kb_peer peer;
 	struct kb_conn *c;
 	int fd;
 
 	while ((fd = accept4(srv->listen_fd, NULL, NULL,
 			     SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-		len = sizeof(peer);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+		if (kb_peer_from_socket(fd, &peer) != 0) {
 			close(fd);
-			continue;
-		}
-		if (!kb_config_uid_allowed(srv->cfg, peer.uid)) {
-			kb_warn("refused connection from uid %u pid %d: uid "
-				"not in allow_uids",
-				(unsigned int)peer.uid, (int)peer.pid);
-			refuse(fd, KB_UNAUTHORIZED,
-			       "this uid may not use the broker");
 			continue;
 		}
 		if (srv->nconns >= srv->cfg->max_connections) {
@@ -392,16 +393,52 @@ static void start_draining(struct kb_server *srv, int64_t now)
 	}
 }
 
+/*
+ * SIGHUP: a new configuration and policy, published whole or not at all,
+ * and a fresh look at the token's keys and revocations.
+ */
+static void reload(struct kb_server *srv)
+{
+	struct kb_config *cfg;
+	struct kb_policy *pol;
+	char err[512];
+
+	kb_info("SIGHUP: reloading %s and the key catalogue", srv->cfg->path);
+	if (p11_keystore_reload(srv->ops.ks) != P11_OK)
+		kb_warn("re-reading the key catalogue failed; the previous "
+			"one stays");
+	if (kb_config_load(srv->cfg->path, &cfg, err, sizeof(err)) != 0) {
+		kb_err("reload refused, the running configuration stays: %s",
+		       err);
+		return;
+	}
+	if ((pol = kb_policy_new(cfg, srv->ops.ks, err, sizeof(err))) == NULL) {
+		kb_err("reload refused, the running configuration stays: %s",
+		       err);
+		kb_config_free(cfg);
+		return;
+	}
+	if (strcmp(cfg->socket_path, srv->cfg->socket_path) != 0 ||
+	    strcmp(cfg->instance, srv->cfg->instance) != 0 ||
+	    strcmp(cfg->pkcs11_token, srv->cfg->pkcs11_token) != 0 ||
+	    cfg->workers != srv->cfg->workers ||
+	    cfg->allow_rsa1_5 != srv->cfg->allow_rsa1_5)
+		kb_warn("reload: instance, socket, workers, pkcs11 and "
+			"algorithms take effect only at restart");
+	kb_log_set_level(cfg->log_level);
+	kb_policy_replace(srv->ops.policy, pol);
+	kb_info("reload: %zu identities, %zu issuers, %zu access entries in "
+		"force",
+		cfg->n_identities, cfg->n_issuers, cfg->n_grants);
+}
+
 static void handle_signal(struct kb_server *srv, int64_t now)
 {
 	struct signalfd_siginfo si;
 
 	while (read(srv->signal_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			kb_info("SIGHUP: re-reading the key catalogue");
-			if (p11_keystore_reload(srv->ops.ks) != P11_OK)
-				kb_warn("re-reading the key catalogue failed; "
-					"the previous one stays");
+			reload(srv);
 		} else if (!srv->draining) {
 			start_draining(srv, now);
 		}
@@ -445,7 +482,8 @@ static int server_setup(struct kb_server *srv, sigset_t *mask)
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	srv->signal_fd = signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	srv->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	srv->listen_fd = open_listener(srv->cfg->socket_path);
+	srv->listen_fd =
+		open_listener(srv->cfg->socket_path, srv->cfg->socket_mode);
 	if (srv->epfd < 0 || srv->signal_fd < 0 || srv->done_fd < 0 ||
 	    srv->listen_fd < 0 ||
 	    watch(srv, srv->listen_fd, &srv->listen_watch, KB_WATCH_LISTEN) ||
@@ -511,11 +549,16 @@ static void server_teardown(struct kb_server *srv)
 	kb_queue_uninit(&srv->done);
 }
 
-int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks)
+int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
+		  struct kb_policy_holder *policy)
 {
 	struct kb_server srv = {
 		.cfg = cfg,
-		.ops = { .cfg = cfg, .ks = ks },
+		.ops = { .ks = ks,
+			 .policy = policy,
+			 .rate = kb_rate_new(),
+			 .instance = cfg->instance,
+			 .allow_rsa1_5 = cfg->allow_rsa1_5 },
 		.epfd = -1,
 		.listen_fd = -1,
 		.signal_fd = -1,
@@ -536,7 +579,7 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks)
 	/* Blocked before the workers start, so they inherit the mask. */
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (server_setup(&srv, &mask) != 0) {
+	if (srv.ops.rate == NULL || server_setup(&srv, &mask) != 0) {
 		kb_err("cannot start the server: %s", strerror(errno));
 		goto out;
 	}
@@ -572,5 +615,6 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks)
 	r = 0;
 out:
 	server_teardown(&srv);
+	kb_rate_free(srv.ops.rate);
 	return r;
 }

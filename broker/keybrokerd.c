@@ -6,6 +6,7 @@
 
 #include "kb_config.h"
 #include "kb_log.h"
+#include "kb_policy.h"
 #include "kb_proto.h"
 #include "kb_secret.h"
 #include "kb_server.h"
@@ -27,7 +28,8 @@ static void usage(FILE *f)
 		"  -h, --help          this text\n"
 		"\n"
 		"signals: SIGTERM/SIGINT finish requests in flight and exit 0;\n"
-		"         SIGHUP re-reads the key catalogue from the token\n",
+		"         SIGHUP reloads the configuration (identities, issuers,\n"
+		"         access) atomically and re-reads the token's keys\n",
 		DEFAULT_CONFIG);
 }
 
@@ -45,6 +47,25 @@ static void log_key(const struct p11_key_info *info, void *arg)
 		info->bits, info->enabled ? "enabled" : "disabled");
 }
 
+/* Identity tokens need the token-signing key: made once per token. */
+static int ensure_issuer_key(struct p11_keystore *ks)
+{
+	char kid[KB_VERSION_LEN + 1], err[256];
+	EVP_PKEY *pub = p11_keystore_issuer_key(ks, kid);
+
+	if (pub == NULL) {
+		if (p11_keystore_create_issuer(ks, err, sizeof(err)) != 0) {
+			kb_err("creating the token-signing key: %s", err);
+			return -1;
+		}
+		pub = p11_keystore_issuer_key(ks, kid);
+		kb_info("created the token-signing key (EC P-256, kid %s)",
+			kid);
+	}
+	EVP_PKEY_free(pub);
+	return pub != NULL ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -56,7 +77,9 @@ int main(int argc, char **argv)
 	const char *path = DEFAULT_CONFIG;
 	struct p11_keystore_params params;
 	struct p11_keystore *ks = NULL;
-	struct kb_config *cfg = NULL;
+	struct kb_config *cfg = NULL, *policy_cfg = NULL;
+	struct kb_policy_holder holder;
+	struct kb_policy *pol;
 	bool check_only = false;
 	char err[512];
 	int c, nkeys = 0, status = 1;
@@ -110,8 +133,20 @@ int main(int argc, char **argv)
 	p11_keystore_foreach(ks, log_key, &nkeys);
 	if (nkeys == 0)
 		kb_warn("the token holds no keys yet (keybrokerctl create-key)");
-	if (kb_server_run(cfg, ks) == 0)
+	if (ensure_issuer_key(ks) != 0 ||
+	    kb_config_load(path, &policy_cfg, err, sizeof(err)) != 0 ||
+	    (pol = kb_policy_new(policy_cfg, ks, err, sizeof(err))) == NULL) {
+		kb_err("%s", err);
+		kb_config_free(policy_cfg);
+		goto out;
+	}
+	kb_info("%zu identities, %zu external issuers, %zu access entries",
+		policy_cfg->n_identities, policy_cfg->n_issuers,
+		policy_cfg->n_grants);
+	kb_policy_holder_init(&holder, pol);
+	if (kb_server_run(cfg, ks, &holder) == 0)
 		status = 0;
+	kb_policy_holder_uninit(&holder);
 out:
 	p11_keystore_free(ks);
 	kb_config_free(cfg);

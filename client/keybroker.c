@@ -51,6 +51,9 @@ static void usage(FILE *f)
 		"  -o, --out FILE       write output to FILE (default stdout)\n"
 		"      --inform FMT     input format: raw or base64url\n"
 		"      --outform FMT    output format: raw or base64url\n"
+		"  -t, --token-file F   authenticate with the token (JWT) in F;\n"
+		"                       default: getToken for this process's\n"
+		"                       system-assigned identity\n"
 		"  -j, --json           print the result as one JSON object\n"
 		"  -h, --help           this text\n"
 		"\n"
@@ -67,7 +70,7 @@ static void usage(FILE *f)
 enum fmt { FMT_DEFAULT, FMT_RAW, FMT_B64 };
 
 struct opts {
-	const char *socket, *key, *version, *alg, *in, *out;
+	const char *socket, *key, *version, *alg, *in, *out, *token_file;
 	enum fmt inform, outform;
 	bool json;
 };
@@ -229,6 +232,34 @@ static int cmd_transform(struct keybroker *kb, const struct opts *o, bool wrap)
 	return r;
 }
 
+/* Binds the connection to an identity: from a token file, or getToken. */
+static int authenticate(struct keybroker *kb, const struct opts *o)
+{
+	char token[8200];
+	size_t n;
+	FILE *f;
+	int r;
+
+	if (o->token_file == NULL) {
+		r = keybroker_authenticate_self(kb, NULL);
+		return r == KEYBROKER_OK ? 0 : broker_failure(kb, r);
+	}
+	if ((f = fopen(o->token_file, "r")) == NULL) {
+		fprintf(stderr, "keybroker: %s: %s\n", o->token_file,
+			strerror(errno));
+		return EXIT_LOCAL;
+	}
+	n = fread(token, 1, sizeof(token) - 1, f);
+	fclose(f);
+	while (n > 0 && (token[n - 1] == '\n' || token[n - 1] == '\r' ||
+			 token[n - 1] == ' '))
+		n--;
+	token[n] = '\0';
+	r = keybroker_authenticate(kb, token, NULL);
+	explicit_bzero(token, sizeof(token));
+	return r == KEYBROKER_OK ? 0 : broker_failure(kb, r);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -241,6 +272,7 @@ int main(int argc, char **argv)
 		{ "inform", required_argument, NULL, 'I' },
 		{ "outform", required_argument, NULL, 'O' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "token-file", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -249,7 +281,7 @@ int main(int argc, char **argv)
 	const char *cmd;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "s:k:V:a:i:o:jh", lopts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "s:k:V:a:i:o:t:jh", lopts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 's':
@@ -315,9 +347,10 @@ int main(int argc, char **argv)
 			o.socket, strerror(errno));
 		return r == KEYBROKER_E_IO ? EXIT_CONNECT : EXIT_USAGE;
 	}
-	if (strcmp(cmd, "get") == 0)
+	r = authenticate(kb, &o);
+	if (r == 0 && strcmp(cmd, "get") == 0)
 		r = cmd_get(kb, &o);
-	else
+	else if (r == 0)
 		r = cmd_transform(kb, &o, strcmp(cmd, "wrap") == 0);
 	keybroker_close(kb);
 	return r;

@@ -35,6 +35,24 @@ struct keybroker;
 int keybroker_connect(const char *socket_path, struct keybroker **out);
 void keybroker_close(struct keybroker *kb);
 
+/*
+ * Binds the connection to the identity a token (a JWT) names, until the
+ * token expires. *identity (free() it; may be NULL if not wanted) is set on
+ * success.
+ */
+int keybroker_authenticate(struct keybroker *kb, const char *token,
+			   char **identity);
+
+/*
+ * Asks the broker for a token of the caller's system-assigned identity
+ * (recognised from the connection's peer credentials). *token is a
+ * secret: release it with keybroker_free_secret(*token, strlen(*token)).
+ */
+int keybroker_get_token(struct keybroker *kb, char **token);
+
+/* getToken then authenticate: the usual start for a local service. */
+int keybroker_authenticate_self(struct keybroker *kb, char **identity);
+
 /* The key bundle (JSON text of getKey's result); free() it. */
 int keybroker_get_key(struct keybroker *kb, const char *key,
 		      const char *version, char **bundle_json);

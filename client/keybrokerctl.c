@@ -3,13 +3,20 @@
  * keybrokerctl: provisioning of the broker's token. Works on the token
  * directly with the module, token URI and PIN file of the broker's config.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "kb_config.h"
+#include "kb_jwk.h"
+#include "kb_jwt.h"
 #include "kb_kid.h"
 #include "kb_log.h"
 #include "kb_secret.h"
@@ -36,6 +43,18 @@ static void usage(FILE *f)
 		"        list every key version in the token\n"
 		"  enable-key NAME VERSION | disable-key NAME VERSION\n"
 		"        allow or refuse wrap/unwrap with one key version\n"
+		"  token IDENTITY [--ttl SECONDS]\n"
+		"        issue a token for a configured identity (default ttl:\n"
+		"        tokens.lifetime; at most tokens.max_lifetime), signed\n"
+		"        by the token-signing key; prints it, and its id (jti)\n"
+		"        on stderr\n"
+		"  revoke JTI\n"
+		"        revoke a token by its id, in the token (survives\n"
+		"        restarts), and tell a running broker to reload\n"
+		"  jwks\n"
+		"        print the broker's token-signing key as a JWKS\n"
+		"  reload\n"
+		"        make the running broker reload its configuration\n"
 		"\n"
 		"options:\n"
 		"  -c, --config FILE   broker config (default %s)\n"
@@ -86,6 +105,7 @@ static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
 	};
 	struct p11_keystore *ks;
 	const char *so_pin = NULL;
+	char err[256];
 	int c;
 
 	while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
@@ -101,6 +121,12 @@ static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
 	if (open_keystore(cfg, so_pin, &ks) != 0)
 		return 1;
 	printf("initialised token '%s'\n", p11_keystore_token_label(ks));
+	if (p11_keystore_create_issuer(ks, err, sizeof(err)) != P11_OK) {
+		fprintf(stderr, "keybrokerctl: %s\n", err);
+		p11_keystore_free(ks);
+		return 1;
+	}
+	printf("created the token-signing key for identity tokens\n");
 	p11_keystore_free(ks);
 	return 0;
 }
@@ -188,6 +214,161 @@ static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 	return r == P11_OK ? 0 : 1;
 }
 
+static int sign_admin(const unsigned char *digest, unsigned char *sig,
+		      void *arg)
+{
+	return p11_keystore_sign_es256(arg, NULL, digest, sig) == P11_OK ? 0 :
+									   -1;
+}
+
+static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "ttl", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct kb_jwt_mint m = { .ttl_s = cfg->token_lifetime_s };
+	char tok[2048], jti[33], kid[KB_VERSION_LEN + 1], *end;
+	struct p11_keystore *ks;
+	EVP_PKEY *pub;
+	int c, n;
+
+	while ((c = getopt_long(argc, argv, "t:", opts, NULL)) != -1) {
+		if (c != 't')
+			return 2;
+		m.ttl_s = strtoll(optarg, &end, 10);
+		if (*end != '\0' || m.ttl_s < 60 ||
+		    m.ttl_s > cfg->token_max_lifetime_s) {
+			fprintf(stderr,
+				"keybrokerctl: --ttl must be 60-%lld "
+				"seconds (tokens.max_lifetime)\n",
+				cfg->token_max_lifetime_s);
+			return 2;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "keybrokerctl: token needs one IDENTITY\n");
+		return 2;
+	}
+	if (kb_config_identity(cfg, argv[optind]) == NULL) {
+		fprintf(stderr, "keybrokerctl: no identity '%.64s' in %s\n",
+			argv[optind], cfg->path);
+		return 1;
+	}
+	if (open_keystore(cfg, NULL, &ks) != 0)
+		return 1;
+	if ((pub = p11_keystore_issuer_key(ks, kid)) == NULL) {
+		fprintf(stderr, "keybrokerctl: the token has no token-signing "
+				"key yet (keybrokerd makes it at start)\n");
+		p11_keystore_free(ks);
+		return 1;
+	}
+	EVP_PKEY_free(pub);
+	m.issuer = cfg->token_issuer;
+	m.audience = cfg->token_audience;
+	m.subject = argv[optind];
+	m.kid = kid;
+	m.now = (int64_t)time(NULL);
+	n = kb_jwt_mint(&m, sign_admin, ks, tok, sizeof(tok), jti);
+	p11_keystore_free(ks);
+	if (n < 0) {
+		fprintf(stderr, "keybrokerctl: signing the token failed\n");
+		return 1;
+	}
+	printf("%s\n", tok);
+	explicit_bzero(tok, sizeof(tok));
+	fprintf(stderr, "token %s for identity '%s', expires in %lld s\n", jti,
+		argv[optind], (long long)m.ttl_s);
+	return 0;
+}
+
+static int cmd_jwks(const struct kb_config *cfg, int argc, char **argv)
+{
+	char kid[KB_VERSION_LEN + 1], *jwk;
+	struct p11_keystore *ks;
+	EVP_PKEY *pub;
+
+	if (argc != 1) {
+		fprintf(stderr, "keybrokerctl: jwks takes no arguments\n");
+		return 2;
+	}
+	if (open_keystore(cfg, NULL, &ks) != 0)
+		return 1;
+	pub = p11_keystore_issuer_key(ks, kid);
+	jwk = pub ? kb_jwk_ec_json(pub, kid) : NULL;
+	EVP_PKEY_free(pub);
+	p11_keystore_free(ks);
+	if (jwk == NULL) {
+		fprintf(stderr, "keybrokerctl: the token has no token-signing "
+				"key yet\n");
+		return 1;
+	}
+	printf("{\"keys\":[%s]}\n", jwk);
+	free(jwk);
+	return 0;
+}
+
+/* SIGHUP to the broker behind the config's socket (its SO_PEERCRED pid). */
+static int signal_broker(const struct kb_config *cfg)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd, r = -1;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->socket_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+	    kill(cred.pid, SIGHUP) == 0)
+		r = 0;
+	if (r != 0)
+		fprintf(stderr,
+			"keybrokerctl: cannot signal the broker on %s: "
+			"%s\n",
+			cfg->socket_path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+static int cmd_revoke(const struct kb_config *cfg, int argc, char **argv)
+{
+	struct p11_keystore *ks;
+	char err[256];
+	int r;
+
+	if (argc != 2) {
+		fprintf(stderr, "keybrokerctl: revoke needs one JTI\n");
+		return 2;
+	}
+	if (open_keystore(cfg, NULL, &ks) != 0)
+		return 1;
+	r = p11_keystore_revoke(ks, argv[1], err, sizeof(err));
+	p11_keystore_free(ks);
+	if (r != P11_OK) {
+		fprintf(stderr, "keybrokerctl: revoke: %s\n", err);
+		return 1;
+	}
+	printf("revoked token %s\n", argv[1]);
+	if (signal_broker(cfg) != 0)
+		fprintf(stderr, "keybrokerctl: a broker started later, or "
+				"reloaded, will refuse it\n");
+	return 0;
+}
+
+static int cmd_reload(const struct kb_config *cfg, int argc, char **argv)
+{
+	if (argc != 1) {
+		fprintf(stderr, "keybrokerctl: reload takes no arguments\n");
+		return 2;
+	}
+	if (signal_broker(cfg) != 0)
+		return 1;
+	printf("asked the broker to reload (see its log for the result)\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -225,7 +406,9 @@ int main(int argc, char **argv)
 	optind = 0; /* full re-initialisation of getopt for the command */
 	if (strcmp(cmd, "init-token") != 0 && strcmp(cmd, "create-key") != 0 &&
 	    strcmp(cmd, "list-keys") != 0 && strcmp(cmd, "enable-key") != 0 &&
-	    strcmp(cmd, "disable-key") != 0) {
+	    strcmp(cmd, "disable-key") != 0 && strcmp(cmd, "token") != 0 &&
+	    strcmp(cmd, "revoke") != 0 && strcmp(cmd, "jwks") != 0 &&
+	    strcmp(cmd, "reload") != 0) {
 		fprintf(stderr,
 			"keybrokerctl: unknown command '%.64s' "
 			"(see --help)\n",
@@ -242,6 +425,14 @@ int main(int argc, char **argv)
 		r = cmd_create_key(cfg, argc, argv);
 	else if (strcmp(cmd, "list-keys") == 0)
 		r = cmd_list_keys(cfg, argc, argv);
+	else if (strcmp(cmd, "token") == 0)
+		r = cmd_token(cfg, argc, argv);
+	else if (strcmp(cmd, "revoke") == 0)
+		r = cmd_revoke(cfg, argc, argv);
+	else if (strcmp(cmd, "jwks") == 0)
+		r = cmd_jwks(cfg, argc, argv);
+	else if (strcmp(cmd, "reload") == 0)
+		r = cmd_reload(cfg, argc, argv);
 	else
 		r = cmd_set_enabled(cfg, argc, argv,
 				    strcmp(cmd, "enable-key") == 0);

@@ -17,6 +17,7 @@
 
 #define REPLY_MAX (1024 * 1024)
 #define VALUE_MAX 1024
+#define TOKEN_MAX 8192
 #define IO_TIMEOUT_S 30
 
 struct keybroker {
@@ -246,7 +247,7 @@ static int call(struct keybroker *kb, const char *op, const char *keysel,
 		json_t **reply, json_t **result)
 {
 	size_t b64len = value ? kb_b64_encoded_len(value_len) : 0;
-	size_t cap = 256 + strlen(keysel) + b64len, len, rlen;
+	size_t cap = 256 + (keysel ? strlen(keysel) : 0) + b64len, len, rlen;
 	long long id = kb->next_id++;
 	char *line, *resp = NULL;
 	json_t *err, *rid;
@@ -254,8 +255,8 @@ static int call(struct keybroker *kb, const char *op, const char *keysel,
 
 	if ((line = malloc(cap)) == NULL)
 		return KEYBROKER_E_NOMEM;
-	len = (size_t)snprintf(line, cap, "{\"id\":%lld,\"op\":\"%s\",%s", id,
-			       op, keysel);
+	len = (size_t)snprintf(line, cap, "{\"id\":%lld,\"op\":\"%s\"%s%s", id,
+			       op, keysel ? "," : "", keysel ? keysel : "");
 	if (alg != NULL)
 		len += (size_t)snprintf(line + len, cap - len,
 					",\"alg\":\"%s\"", alg);
@@ -293,6 +294,90 @@ static int call(struct keybroker *kb, const char *op, const char *keysel,
 bad_reply:
 	return set_error(kb, KEYBROKER_E_PROTOCOL, "",
 			 "reply is not a protocol v1 response to this request");
+}
+
+/* JWS compact serialisation: base64url parts and dots only. */
+static bool token_valid(const char *t)
+{
+	size_t i;
+
+	for (i = 0; t[i] != '\0'; i++) {
+		char c = t[i];
+
+		if (i >= TOKEN_MAX ||
+		    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+		      c == '.'))
+			return false;
+	}
+	return i > 0;
+}
+
+int keybroker_authenticate(struct keybroker *kb, const char *token,
+			   char **identity)
+{
+	json_t *reply = NULL, *result, *id;
+	char *sel;
+	size_t n;
+	int r;
+
+	if (identity != NULL)
+		*identity = NULL;
+	if (token == NULL || !token_valid(token))
+		return set_error(kb, KEYBROKER_E_ARGUMENT, "",
+				 "not a token (JWS compact serialisation)");
+	n = strlen(token) + 16;
+	if ((sel = malloc(n)) == NULL)
+		return KEYBROKER_E_NOMEM;
+	snprintf(sel, n, "\"token\":\"%s\"", token);
+	pthread_mutex_lock(&kb->lock);
+	r = call(kb, "authenticate", sel, NULL, NULL, 0, &reply, &result);
+	pthread_mutex_unlock(&kb->lock);
+	keybroker_free_secret(sel, n);
+	if (r == KEYBROKER_OK) {
+		id = json_object_get(result, "identity");
+		if (!json_is_string(id))
+			r = set_error(kb, KEYBROKER_E_PROTOCOL, "",
+				      "malformed result from the broker");
+		else if (identity != NULL &&
+			 (*identity = strdup(json_string_value(id))) == NULL)
+			r = KEYBROKER_E_NOMEM;
+	}
+	json_decref(reply);
+	return r;
+}
+
+int keybroker_get_token(struct keybroker *kb, char **token)
+{
+	json_t *reply = NULL, *result, *t;
+	int r;
+
+	*token = NULL;
+	pthread_mutex_lock(&kb->lock);
+	r = call(kb, "getToken", NULL, NULL, NULL, 0, &reply, &result);
+	pthread_mutex_unlock(&kb->lock);
+	if (r == KEYBROKER_OK) {
+		t = json_object_get(result, "access_token");
+		if (!json_is_string(t))
+			r = set_error(kb, KEYBROKER_E_PROTOCOL, "",
+				      "malformed result from the broker");
+		else if ((*token = strdup(json_string_value(t))) == NULL)
+			r = KEYBROKER_E_NOMEM;
+	}
+	json_decref(reply);
+	return r;
+}
+
+int keybroker_authenticate_self(struct keybroker *kb, char **identity)
+{
+	char *token;
+	int r;
+
+	if ((r = keybroker_get_token(kb, &token)) != KEYBROKER_OK)
+		return r;
+	r = keybroker_authenticate(kb, token, identity);
+	keybroker_free_secret(token, strlen(token));
+	return r;
 }
 
 int keybroker_get_key(struct keybroker *kb, const char *key,

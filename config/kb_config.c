@@ -8,7 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kb_acl.h"
 #include "kb_config.h"
+#include "kb_jwt.h"
 #include "kb_kid.h"
 
 struct cfg_loader {
@@ -42,12 +44,25 @@ static int cfg_fail(struct cfg_loader *ld, const config_setting_t *s,
 
 /* Known settings: anything else is a typo and refused. */
 static const char *const top_keys[] = {
-	"instance",	"socket",	   "log_level",
-	"workers",	"max_connections", "max_pipeline",
-	"idle_timeout", "request_timeout", "shutdown_grace",
-	"allow_uids",	"pkcs11",	   "algorithms",
-	NULL,
+	"instance",	  "socket",	  "socket_mode",
+	"log_level",	  "workers",	  "max_connections",
+	"max_pipeline",	  "idle_timeout", "request_timeout",
+	"shutdown_grace", "pkcs11",	  "algorithms",
+	"tokens",	  "identities",	  "issuers",
+	"access",	  "rate_limit",	  NULL,
 };
+static const char *const token_keys[] = { "issuer", "audience", "lifetime",
+					  "max_lifetime", NULL };
+static const char *const identity_keys[] = { "name", "assigned", "uids",
+					     "gids", "units",	 NULL };
+static const char *const issuer_keys[] = { "issuer",   "audience",
+					   "jwks",     "algorithms",
+					   "claim",    "max_lifetime",
+					   "subjects", NULL };
+static const char *const subject_keys[] = { "subject", "identity", NULL };
+static const char *const access_keys[] = { "identity", "keys", "permissions",
+					   "roles", NULL };
+static const char *const rate_keys[] = { "rate", "burst", NULL };
 static const char *const pkcs11_keys[] = { "module", "token", "pin_file",
 					   NULL };
 static const char *const alg_keys[] = { "rsa1_5", NULL };
@@ -155,23 +170,78 @@ static char *resolve_path(struct cfg_loader *ld, const char *p)
 	return r;
 }
 
-static int load_uids(struct cfg_loader *ld, const config_setting_t *root,
-		     struct kb_config *cfg)
+/* A list of strings (or one string) at group.name; may be absent. */
+static int get_strings(struct cfg_loader *ld, const config_setting_t *group,
+		       const char *name, char ***out, size_t *n)
 {
-	const config_setting_t *s =
-		config_setting_get_member(root, "allow_uids");
+	const config_setting_t *s = config_setting_get_member(group, name);
+	const config_setting_t *e;
+	unsigned int i, count;
+
+	*out = NULL;
+	*n = 0;
+	if (s == NULL)
+		return 0;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		count = 1;
+	} else if (config_setting_is_array(s) || config_setting_is_list(s)) {
+		count = (unsigned int)config_setting_length(s);
+	} else {
+		return cfg_fail(ld, s,
+				"must be a string or a list of "
+				"strings");
+	}
+	if (count > 1024)
+		return cfg_fail(ld, s, "more than 1024 entries");
+	if (count > 0 && (*out = calloc(count, sizeof(**out))) == NULL)
+		return cfg_fail(ld, NULL, "out of memory");
+	for (i = 0; i < count; i++) {
+		e = config_setting_type(s) == CONFIG_TYPE_STRING ?
+			    s :
+			    config_setting_get_elem(s, i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING ||
+		    config_setting_get_string(e)[0] == '\0')
+			return cfg_fail(ld, s,
+					"element %u is not a non-empty "
+					"string",
+					i);
+		if (((*out)[i] = strdup(config_setting_get_string(e))) == NULL)
+			return cfg_fail(ld, NULL, "out of memory");
+		(*n)++;
+	}
+	return 0;
+}
+
+static void free_strings(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* A list of non-negative ids (uids or gids) at group.name; may be absent. */
+static int get_ids(struct cfg_loader *ld, const config_setting_t *group,
+		   const char *name, unsigned int **out, size_t *n)
+{
+	const config_setting_t *s = config_setting_get_member(group, name);
 	const config_setting_t *e;
 	unsigned int i;
 	long long v;
 
+	*out = NULL;
+	*n = 0;
 	if (s == NULL)
-		return cfg_fail(
-			ld, root,
-			"missing required setting "
-			"'allow_uids' (list of uids allowed to connect)");
+		return 0;
 	if (!config_setting_is_array(s) && !config_setting_is_list(s))
-		return cfg_fail(ld, s,
-				"must be a list of uids, e.g. [0, 1000]");
+		return cfg_fail(ld, s, "must be a list of ids, e.g. [0, 1000]");
+	if (config_setting_length(s) > KB_CONFIG_MAX_UIDS)
+		return cfg_fail(ld, s, "more than %d ids", KB_CONFIG_MAX_UIDS);
+	if (config_setting_length(s) > 0 &&
+	    (*out = calloc((size_t)config_setting_length(s), sizeof(**out))) ==
+		    NULL)
+		return cfg_fail(ld, NULL, "out of memory");
 	for (i = 0; (e = config_setting_get_elem(s, i)) != NULL; i++) {
 		if (config_setting_type(e) != CONFIG_TYPE_INT &&
 		    config_setting_type(e) != CONFIG_TYPE_INT64)
@@ -179,16 +249,368 @@ static int load_uids(struct cfg_loader *ld, const config_setting_t *root,
 					i);
 		v = config_setting_get_int64(e);
 		if (v < 0 || v >= (long long)UINT32_MAX)
-			return cfg_fail(ld, s, "element %u is not a valid uid",
+			return cfg_fail(ld, s, "element %u is not a valid id",
 					i);
-		if (i >= KB_CONFIG_MAX_UIDS)
-			return cfg_fail(ld, s, "more than %d uids",
-					KB_CONFIG_MAX_UIDS);
-		cfg->allow_uids[i] = (uid_t)v;
+		(*out)[i] = (unsigned int)v;
+		(*n)++;
 	}
-	if (i == 0)
-		return cfg_fail(ld, s, "must name at least one uid");
-	cfg->n_allow_uids = i;
+	return 0;
+}
+
+/* Identity names: 1-64 of [A-Za-z0-9._-]. */
+static bool identity_name_valid(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		char c = s[i];
+
+		if (i >= KB_IDENTITY_MAX ||
+		    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return false;
+	}
+	return i > 0;
+}
+
+/* A group-valued element of a list, checked against known keys. */
+static int list_group(struct cfg_loader *ld, const config_setting_t *list,
+		      unsigned int i, const char *const *known,
+		      config_setting_t **out)
+{
+	*out = config_setting_get_elem(list, i);
+	if (config_setting_type(*out) != CONFIG_TYPE_GROUP)
+		return cfg_fail(ld, list, "element %u must be a group { ... }",
+				i);
+	return check_known(ld, *out, known);
+}
+
+static int get_list(struct cfg_loader *ld, const config_setting_t *root,
+		    const char *name, config_setting_t **out)
+{
+	*out = config_setting_get_member(root, name);
+	if (*out != NULL && !config_setting_is_list(*out))
+		return cfg_fail(ld, *out, "must be a list ( {...}, {...} )");
+	return 0;
+}
+
+static int load_identity(struct cfg_loader *ld, const config_setting_t *g,
+			 struct kb_config *cfg, struct kb_identity_cfg *id)
+{
+	const char *name, *assigned;
+	size_t i;
+
+	if (get_string(ld, g, "name", true, NULL, &name) != 0 ||
+	    get_string(ld, g, "assigned", false, "user", &assigned) != 0 ||
+	    get_ids(ld, g, "uids", &id->bind.uids, &id->bind.n_uids) != 0 ||
+	    get_ids(ld, g, "gids", &id->bind.gids, &id->bind.n_gids) != 0 ||
+	    get_strings(ld, g, "units", &id->bind.units, &id->bind.n_units) !=
+		    0)
+		return -1;
+	if (!identity_name_valid(name))
+		return cfg_fail(ld, config_setting_get_member(g, "name"),
+				"must be 1-%d of A-Z a-z 0-9 . _ -",
+				KB_IDENTITY_MAX);
+	if (kb_config_identity(cfg, name) != NULL)
+		return cfg_fail(ld, config_setting_get_member(g, "name"),
+				"identity '%s' is defined twice", name);
+	if (strcmp(assigned, "system") != 0 && strcmp(assigned, "user") != 0)
+		return cfg_fail(ld, config_setting_get_member(g, "assigned"),
+				"must be \"system\" or \"user\"");
+	id->system_assigned = strcmp(assigned, "system") == 0;
+	if (id->system_assigned && id->bind.n_uids == 0 &&
+	    id->bind.n_units == 0)
+		return cfg_fail(ld, g,
+				"a system-assigned identity needs uids "
+				"or units to recognise its callers");
+	for (i = 0; i < id->bind.n_units; i++)
+		if (strchr(id->bind.units[i], '/') != NULL)
+			return cfg_fail(ld,
+					config_setting_get_member(g, "units"),
+					"a unit name has no '/'");
+	if ((id->name = strdup(name)) == NULL)
+		return cfg_fail(ld, NULL, "out of memory");
+	return 0;
+}
+
+static int load_identities(struct cfg_loader *ld, const config_setting_t *root,
+			   struct kb_config *cfg)
+{
+	config_setting_t *list, *g;
+	unsigned int i, n;
+
+	if (get_list(ld, root, "identities", &list) != 0)
+		return -1;
+	n = list ? (unsigned int)config_setting_length(list) : 0;
+	if (n > 0 &&
+	    (cfg->identities = calloc(n, sizeof(*cfg->identities))) == NULL)
+		return cfg_fail(ld, NULL, "out of memory");
+	for (i = 0; i < n; i++) {
+		if (list_group(ld, list, i, identity_keys, &g) != 0 ||
+		    load_identity(ld, g, cfg, &cfg->identities[i]) != 0) {
+			cfg->n_identities = i + 1; /* freed on error */
+			return -1;
+		}
+		cfg->n_identities = i + 1;
+	}
+	return 0;
+}
+
+static int load_subjects(struct cfg_loader *ld, const config_setting_t *g,
+			 const struct kb_config *cfg, struct kb_issuer_cfg *is)
+{
+	config_setting_t *list, *sg;
+	const char *subject, *identity;
+	unsigned int i, n;
+
+	if (get_list(ld, g, "subjects", &list) != 0)
+		return -1;
+	n = list ? (unsigned int)config_setting_length(list) : 0;
+	if (n == 0)
+		return cfg_fail(ld, g,
+				"an issuer needs a 'subjects' list "
+				"mapping its subjects to identities");
+	if ((is->subjects = calloc(n, sizeof(*is->subjects))) == NULL)
+		return cfg_fail(ld, NULL, "out of memory");
+	for (i = 0; i < n; i++) {
+		if (list_group(ld, list, i, subject_keys, &sg) != 0 ||
+		    get_string(ld, sg, "subject", true, NULL, &subject) != 0 ||
+		    get_string(ld, sg, "identity", true, NULL, &identity) != 0)
+			return -1;
+		if (kb_config_identity(cfg, identity) == NULL)
+			return cfg_fail(
+				ld, config_setting_get_member(sg, "identity"),
+				"no identity named '%s'", identity);
+		is->subjects[i].subject = strdup(subject);
+		is->subjects[i].identity = strdup(identity);
+		is->n_subjects++;
+		if (!is->subjects[i].subject || !is->subjects[i].identity)
+			return cfg_fail(ld, NULL, "out of memory");
+	}
+	return 0;
+}
+
+static int load_issuer(struct cfg_loader *ld, const config_setting_t *g,
+		       const struct kb_config *cfg, struct kb_issuer_cfg *is)
+{
+	const char *issuer, *aud, *jwks, *claim;
+	char **algs = NULL;
+	size_t nalgs = 0, i;
+	int lifetime, r = -1;
+
+	if (get_string(ld, g, "issuer", true, NULL, &issuer) != 0 ||
+	    get_string(ld, g, "audience", true, NULL, &aud) != 0 ||
+	    get_string(ld, g, "jwks", true, NULL, &jwks) != 0 ||
+	    get_string(ld, g, "claim", false, "sub", &claim) != 0 ||
+	    get_int(ld, g, "max_lifetime", 3600, 60, 31 * 86400, &lifetime) !=
+		    0 ||
+	    get_strings(ld, g, "algorithms", &algs, &nalgs) != 0)
+		goto out;
+	if (nalgs == 0) {
+		cfg_fail(ld, g,
+			 "an issuer needs an explicit 'algorithms' list "
+			 "(RS256, PS256, ES256)");
+		goto out;
+	}
+	for (i = 0; i < nalgs; i++) {
+		unsigned int a = strcmp(algs[i], "RS256") == 0 ? KB_JWS_RS256 :
+				 strcmp(algs[i], "PS256") == 0 ? KB_JWS_PS256 :
+				 strcmp(algs[i], "ES256") == 0 ? KB_JWS_ES256 :
+								 0;
+
+		if (a == 0) {
+			cfg_fail(ld, config_setting_get_member(g, "algorithms"),
+				 "'%.32s' is not RS256, PS256 or ES256",
+				 algs[i]);
+			goto out;
+		}
+		is->algs |= a;
+	}
+	is->line = (int)config_setting_source_line(
+		config_setting_get_member(g, "jwks"));
+	is->issuer = strdup(issuer);
+	is->audience = strdup(aud);
+	is->claim = strdup(claim);
+	is->jwks_path = resolve_path(ld, jwks);
+	is->max_lifetime_s = lifetime;
+	if (!is->issuer || !is->audience || !is->claim || !is->jwks_path) {
+		cfg_fail(ld, NULL, "out of memory");
+		goto out;
+	}
+	r = load_subjects(ld, g, cfg, is);
+out:
+	free_strings(algs, nalgs);
+	return r;
+}
+
+static int load_issuers(struct cfg_loader *ld, const config_setting_t *root,
+			struct kb_config *cfg)
+{
+	config_setting_t *list, *g;
+	unsigned int i, n;
+
+	if (get_list(ld, root, "issuers", &list) != 0)
+		return -1;
+	n = list ? (unsigned int)config_setting_length(list) : 0;
+	if (n > 0 && (cfg->issuers = calloc(n, sizeof(*cfg->issuers))) == NULL)
+		return cfg_fail(ld, NULL, "out of memory");
+	for (i = 0; i < n; i++) {
+		cfg->n_issuers = i + 1;
+		if (list_group(ld, list, i, issuer_keys, &g) != 0 ||
+		    load_issuer(ld, g, cfg, &cfg->issuers[i]) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int load_grant(struct cfg_loader *ld, const config_setting_t *g,
+		      const struct kb_config *cfg, struct kb_grant_cfg *gr)
+{
+	char **perms = NULL, **roles = NULL;
+	size_t nperms = 0, nroles = 0, i;
+	const char *identity;
+	unsigned int bits;
+	int r = -1;
+
+	if (get_string(ld, g, "identity", true, NULL, &identity) != 0 ||
+	    get_strings(ld, g, "keys", &gr->keys, &gr->n_keys) != 0 ||
+	    get_strings(ld, g, "permissions", &perms, &nperms) != 0 ||
+	    get_strings(ld, g, "roles", &roles, &nroles) != 0)
+		goto out;
+	if (kb_config_identity(cfg, identity) == NULL) {
+		cfg_fail(ld, config_setting_get_member(g, "identity"),
+			 "no identity named '%s'", identity);
+		goto out;
+	}
+	if (gr->n_keys == 0) {
+		cfg_fail(ld, g,
+			 "an access entry needs 'keys' (names or "
+			 "patterns such as \"etl-*\")");
+		goto out;
+	}
+	for (i = 0; i < gr->n_keys; i++)
+		if (!kb_acl_pattern_valid(gr->keys[i])) {
+			cfg_fail(ld, config_setting_get_member(g, "keys"),
+				 "'%.64s' is not a key name or pattern "
+				 "(A-Z a-z 0-9 - *)",
+				 gr->keys[i]);
+			goto out;
+		}
+	for (i = 0; i < nperms; i++) {
+		if (kb_perm_parse(perms[i], &bits) != 0) {
+			cfg_fail(ld,
+				 config_setting_get_member(g, "permissions"),
+				 "unknown permission '%.32s'", perms[i]);
+			goto out;
+		}
+		gr->perms |= bits;
+	}
+	for (i = 0; i < nroles; i++) {
+		if (kb_role_lookup(roles[i], &bits) != 0) {
+			cfg_fail(ld, config_setting_get_member(g, "roles"),
+				 "unknown role '%.48s'", roles[i]);
+			goto out;
+		}
+		gr->perms |= bits;
+	}
+	if (gr->perms == 0) {
+		cfg_fail(ld, g,
+			 "an access entry needs 'permissions' or "
+			 "'roles'");
+		goto out;
+	}
+	if ((gr->identity = strdup(identity)) == NULL) {
+		cfg_fail(ld, NULL, "out of memory");
+		goto out;
+	}
+	r = 0;
+out:
+	free_strings(perms, nperms);
+	free_strings(roles, nroles);
+	return r;
+}
+
+static int load_access(struct cfg_loader *ld, const config_setting_t *root,
+		       struct kb_config *cfg)
+{
+	config_setting_t *list, *g;
+	unsigned int i, n;
+
+	if (get_list(ld, root, "access", &list) != 0)
+		return -1;
+	n = list ? (unsigned int)config_setting_length(list) : 0;
+	if (n > 0 && (cfg->grants = calloc(n, sizeof(*cfg->grants))) == NULL)
+		return cfg_fail(ld, NULL, "out of memory");
+	for (i = 0; i < n; i++) {
+		cfg->n_grants = i + 1;
+		if (list_group(ld, list, i, access_keys, &g) != 0 ||
+		    load_grant(ld, g, cfg, &cfg->grants[i]) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int load_tokens(struct cfg_loader *ld, const config_setting_t *root,
+		       struct kb_config *cfg)
+{
+	const char *issuer, *aud = "keybroker";
+	char def_issuer[128];
+	int life = 3600, max = 86400;
+	config_setting_t *g;
+
+	snprintf(def_issuer, sizeof(def_issuer), "keybroker://%s",
+		 cfg->instance);
+	issuer = def_issuer;
+	if (get_group(ld, root, "tokens", false, &g) != 0)
+		return -1;
+	if (g != NULL &&
+	    (check_known(ld, g, token_keys) != 0 ||
+	     get_string(ld, g, "issuer", false, def_issuer, &issuer) != 0 ||
+	     get_string(ld, g, "audience", false, "keybroker", &aud) != 0 ||
+	     get_int(ld, g, "lifetime", 3600, 60, 86400, &life) != 0 ||
+	     get_int(ld, g, "max_lifetime", 86400, 60, 90 * 86400, &max) != 0))
+		return -1;
+	if (life > max)
+		return cfg_fail(ld, g,
+				"tokens.lifetime exceeds "
+				"tokens.max_lifetime");
+	cfg->token_issuer = strdup(issuer);
+	cfg->token_audience = strdup(aud);
+	cfg->token_lifetime_s = life;
+	cfg->token_max_lifetime_s = max;
+	if (!cfg->token_issuer || !cfg->token_audience)
+		return cfg_fail(ld, NULL, "out of memory");
+	return 0;
+}
+
+static int load_rate_limit(struct cfg_loader *ld, const config_setting_t *root,
+			   struct kb_config *cfg)
+{
+	const config_setting_t *r;
+	config_setting_t *g;
+
+	if (get_group(ld, root, "rate_limit", false, &g) != 0)
+		return -1;
+	if (g == NULL)
+		return 0;
+	if (check_known(ld, g, rate_keys) != 0 ||
+	    get_int(ld, g, "burst", 0, 1, 1000000, &cfg->rate_burst) != 0)
+		return -1;
+	r = config_setting_get_member(g, "rate");
+	if (r == NULL || (config_setting_type(r) != CONFIG_TYPE_FLOAT &&
+			  config_setting_type(r) != CONFIG_TYPE_INT))
+		return cfg_fail(ld, r ? r : g,
+				"'rate' (requests per second "
+				"per identity) must be a number");
+	cfg->rate_per_s = config_setting_type(r) == CONFIG_TYPE_FLOAT ?
+				  config_setting_get_float(r) :
+				  (double)config_setting_get_int(r);
+	if (cfg->rate_per_s <= 0 || cfg->rate_per_s > 1e6)
+		return cfg_fail(ld, r, "must be between 0 and 1000000");
+	if (cfg->rate_burst == 0)
+		cfg->rate_burst =
+			(int)(cfg->rate_per_s < 1 ? 1 : cfg->rate_per_s);
 	return 0;
 }
 
@@ -225,7 +647,7 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 {
 	const char *instance, *sock, *level;
 	config_setting_t *algs;
-	int idle, req, grace;
+	int idle, req, grace, mode;
 
 	if (check_known(ld, root, top_keys) != 0 ||
 	    get_string(ld, root, "instance", true, NULL, &instance) != 0 ||
@@ -239,7 +661,8 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	    get_int(ld, root, "idle_timeout", 300, 1, 86400, &idle) != 0 ||
 	    get_int(ld, root, "request_timeout", 10, 1, 3600, &req) != 0 ||
 	    get_int(ld, root, "shutdown_grace", 10, 0, 600, &grace) != 0 ||
-	    load_uids(ld, root, cfg) != 0 || load_pkcs11(ld, root, cfg) != 0 ||
+	    get_int(ld, root, "socket_mode", 0666, 0, 0777, &mode) != 0 ||
+	    load_pkcs11(ld, root, cfg) != 0 ||
 	    get_group(ld, root, "algorithms", false, &algs) != 0)
 		return -1;
 	if (algs != NULL &&
@@ -270,6 +693,13 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	if (strlen(cfg->socket_path) >= 108)
 		return cfg_fail(ld, config_setting_get_member(root, "socket"),
 				"resolved path longer than 107 bytes");
+	cfg->socket_mode = (unsigned int)mode;
+	if (load_tokens(ld, root, cfg) != 0 ||
+	    load_identities(ld, root, cfg) != 0 ||
+	    load_issuers(ld, root, cfg) != 0 ||
+	    load_access(ld, root, cfg) != 0 ||
+	    load_rate_limit(ld, root, cfg) != 0)
+		return -1;
 	return 0;
 }
 
@@ -320,6 +750,8 @@ out_destroy:
 
 void kb_config_free(struct kb_config *cfg)
 {
+	size_t i, j;
+
 	if (cfg == NULL)
 		return;
 	free(cfg->path);
@@ -328,15 +760,46 @@ void kb_config_free(struct kb_config *cfg)
 	free(cfg->pkcs11_module);
 	free(cfg->pkcs11_token);
 	free(cfg->pkcs11_pin_file);
+	free(cfg->token_issuer);
+	free(cfg->token_audience);
+	for (i = 0; i < cfg->n_identities; i++) {
+		free(cfg->identities[i].name);
+		free(cfg->identities[i].bind.uids);
+		free(cfg->identities[i].bind.gids);
+		free_strings(cfg->identities[i].bind.units,
+			     cfg->identities[i].bind.n_units);
+	}
+	free(cfg->identities);
+	for (i = 0; i < cfg->n_issuers; i++) {
+		struct kb_issuer_cfg *is = &cfg->issuers[i];
+
+		free(is->issuer);
+		free(is->audience);
+		free(is->jwks_path);
+		free(is->claim);
+		for (j = 0; j < is->n_subjects; j++) {
+			free(is->subjects[j].subject);
+			free(is->subjects[j].identity);
+		}
+		free(is->subjects);
+	}
+	free(cfg->issuers);
+	for (i = 0; i < cfg->n_grants; i++) {
+		free(cfg->grants[i].identity);
+		free_strings(cfg->grants[i].keys, cfg->grants[i].n_keys);
+	}
+	free(cfg->grants);
 	free(cfg);
 }
 
-bool kb_config_uid_allowed(const struct kb_config *cfg, uid_t uid)
+const struct kb_identity_cfg *kb_config_identity(const struct kb_config *cfg,
+						 const char *name)
 {
 	size_t i;
 
-	for (i = 0; i < cfg->n_allow_uids; i++)
-		if (cfg->allow_uids[i] == uid)
-			return true;
-	return false;
+	for (i = 0; i < cfg->n_identities; i++)
+		if (cfg->identities[i].name != NULL &&
+		    strcmp(cfg->identities[i].name, name) == 0)
+			return &cfg->identities[i];
+	return NULL;
 }

@@ -14,6 +14,44 @@
 #include "kb_log.h"
 
 #define KB_CONFIG_MAX_UIDS 64
+#define KB_IDENTITY_MAX 64 /* bytes of an identity name */
+
+/* Who may hold an identity: every non-empty list must match the peer. */
+struct kb_binding {
+	uid_t *uids;
+	size_t n_uids;
+	gid_t *gids;
+	size_t n_gids;
+	char **units; /* systemd units, e.g. "etl.service" */
+	size_t n_units;
+};
+
+struct kb_identity_cfg {
+	char *name;
+	bool system_assigned; /* getToken mints it from peer credentials */
+	struct kb_binding bind;
+};
+
+struct kb_subject_cfg {
+	char *subject; /* value of the issuer's identity claim */
+	char *identity; /* the identity it maps to */
+};
+
+struct kb_issuer_cfg {
+	char *issuer, *audience, *jwks_path, *claim;
+	unsigned int algs; /* kb_jws_alg bits */
+	long long max_lifetime_s;
+	struct kb_subject_cfg *subjects;
+	size_t n_subjects;
+	int line; /* for messages about the JWKS file */
+};
+
+struct kb_grant_cfg {
+	char *identity;
+	char **keys; /* names or patterns */
+	size_t n_keys;
+	unsigned int perms; /* kb_perm bits, roles expanded */
+};
 
 struct kb_config {
 	char *path;
@@ -28,8 +66,23 @@ struct kb_config {
 	int request_timeout_ms; /* a started line must complete in this */
 	int shutdown_grace_ms; /* in-flight work allowed after SIGTERM */
 
-	uid_t allow_uids[KB_CONFIG_MAX_UIDS];
-	size_t n_allow_uids;
+	unsigned int socket_mode;
+
+	/* Identity tokens this broker issues. */
+	char *token_issuer;
+	char *token_audience;
+	long long token_lifetime_s;
+	long long token_max_lifetime_s;
+
+	struct kb_identity_cfg *identities;
+	size_t n_identities;
+	struct kb_issuer_cfg *issuers;
+	size_t n_issuers;
+	struct kb_grant_cfg *grants;
+	size_t n_grants;
+
+	double rate_per_s; /* per identity; 0: unlimited */
+	int rate_burst;
 
 	char *pkcs11_module; /* registered p11-kit name or absolute path */
 	char *pkcs11_token; /* RFC 7512 URI selecting the token */
@@ -46,6 +99,7 @@ int kb_config_load(const char *path, struct kb_config **out, char *err,
 		   size_t errlen);
 void kb_config_free(struct kb_config *cfg);
 
-bool kb_config_uid_allowed(const struct kb_config *cfg, uid_t uid);
+const struct kb_identity_cfg *kb_config_identity(const struct kb_config *cfg,
+						 const char *name);
 
 #endif

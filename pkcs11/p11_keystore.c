@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kb_json.h"
 #include "kb_log.h"
 #include "kb_oaep.h"
 #include "kb_secret.h"
@@ -34,6 +35,9 @@ struct catalog {
 	struct key_version *v; /* sorted by name, then created, then version */
 	size_t n;
 	enum p11_path path[P11_ALG_COUNT];
+	/* Revoked identity-token ids, sorted. */
+	char **revoked;
+	size_t n_revoked;
 	/* The token-signing key, if the token has one. */
 	CK_OBJECT_HANDLE issuer_priv;
 	EVP_PKEY *issuer_pub;
@@ -112,6 +116,9 @@ static void catalog_free(struct catalog *c)
 	for (i = 0; i < c->n; i++)
 		EVP_PKEY_free(c->v[i].pub);
 	EVP_PKEY_free(c->issuer_pub);
+	for (i = 0; i < c->n_revoked; i++)
+		free(c->revoked[i]);
+	free(c->revoked);
 	free(c->v);
 	free(c);
 }
@@ -602,6 +609,54 @@ out:
 	return r;
 }
 
+/* ---- revoked identity tokens ---- */
+
+#define REVOKED_APPLICATION "keybroker:revoked-jti"
+#define JTI_MAX 255
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Reads the revoked jtis into c, sorted. Needs admin_lock. */
+static int load_revoked(struct p11_keystore *ks, struct catalog *c)
+{
+	CK_OBJECT_CLASS cdata = CKO_DATA;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cdata, sizeof(cdata) },
+		{ CKA_APPLICATION, REVOKED_APPLICATION,
+		  sizeof(REVOKED_APPLICATION) - 1 },
+	};
+	CK_OBJECT_HANDLE *objs;
+	char jti[JTI_MAX + 1];
+	size_t n, i, len;
+	int r;
+
+	if ((r = find_all(ks, t, 2, &objs, &n)) != P11_OK)
+		return r;
+	if (n > 0 && (c->revoked = calloc(n, sizeof(*c->revoked))) == NULL) {
+		free(objs);
+		return P11_ERR_NOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		if (get_attr(ks, objs[i], CKA_LABEL, jti, JTI_MAX, &len) !=
+			    P11_OK ||
+		    len == 0)
+			continue;
+		jti[len] = '\0';
+		if ((c->revoked[c->n_revoked] = strdup(jti)) == NULL) {
+			free(objs);
+			return P11_ERR_NOMEM;
+		}
+		c->n_revoked++;
+	}
+	free(objs);
+	if (c->n_revoked > 1)
+		qsort(c->revoked, c->n_revoked, sizeof(*c->revoked), str_cmp);
+	return P11_OK;
+}
+
 /* ---- loading the catalogue ---- */
 
 /* Reads every key version from the token. Needs admin_lock. */
@@ -660,6 +715,8 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 		qsort(c->v, c->n, sizeof(*c->v), version_cmp);
 	probe_paths(ks, c);
 	if ((r = load_issuer(ks, c)) != P11_OK && r != P11_ERR_NOT_FOUND)
+		goto out_free;
+	if ((r = load_revoked(ks, c)) != P11_OK)
 		goto out_free;
 	for (i = 0; i < c->n; i++)
 		memcpy(c->v[i].info.path, c->path, sizeof(c->path));
@@ -1142,7 +1199,7 @@ static int write_metadata(struct p11_keystore *ks, const char *name,
 		      "Recoverable+Purgeable", "recoverableDays", 90);
 	if (o == NULL)
 		return P11_ERR_NOMEM;
-	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	text = kb_json_text(o, JSON_COMPACT | JSON_SORT_KEYS, NULL);
 	json_decref(o);
 	if (text == NULL)
 		return P11_ERR_NOMEM;
@@ -1267,8 +1324,8 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 					json_integer(time(NULL) > mi.updated ?
 							     time(NULL) :
 							     mi.updated + 1)) ||
-		    (out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)) ==
-			    NULL) {
+		    (out = kb_json_text(o, JSON_COMPACT | JSON_SORT_KEYS,
+					NULL)) == NULL) {
 			r = P11_ERR_NOMEM;
 			break;
 		}
@@ -1450,5 +1507,58 @@ int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
 	if ((r = worker_session(w)) == P11_OK)
 		r = sign_es256(ks->fn, w->h, key, digest, sig);
 	pthread_rwlock_unlock(&ks->module_lock);
+	return r;
+}
+
+/* ---- identity tokens: revocation ---- */
+
+bool p11_keystore_revoked(struct p11_keystore *ks, const char *jti)
+{
+	struct catalog *c = catalog_get(ks);
+	bool found;
+
+	/* Without a catalogue nothing can be vouched for: fail closed. */
+	if (c == NULL)
+		return true;
+	found = c->n_revoked > 0 &&
+		bsearch(&jti, c->revoked, c->n_revoked, sizeof(*c->revoked),
+			str_cmp) != NULL;
+	catalog_put(ks, c);
+	return found;
+}
+
+int p11_keystore_revoke(struct p11_keystore *ks, const char *jti, char *err,
+			size_t errlen)
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_APPLICATION, REVOKED_APPLICATION,
+		  sizeof(REVOKED_APPLICATION) - 1 },
+		{ CKA_LABEL, (void *)jti, strlen(jti) },
+	};
+	CK_OBJECT_HANDLE obj;
+	CK_RV rv;
+	int r;
+
+	if (jti[0] == '\0' || strlen(jti) > JTI_MAX) {
+		snprintf(err, errlen, "a token id is 1-%d bytes", JTI_MAX);
+		return P11_ERR_PARAM;
+	}
+	if (p11_keystore_revoked(ks, jti))
+		return P11_OK;
+	admin_enter(ks);
+	rv = ks->fn->C_CreateObject(ks->admin, t, 5, &obj);
+	if (rv != CKR_OK) {
+		snprintf(err, errlen, "storing the revocation in the token: %s",
+			 p11_rv_name(rv));
+		r = P11_ERR_HSM;
+	} else if ((r = reload_locked(ks)) != P11_OK) {
+		snprintf(err, errlen, "re-reading the key catalogue failed");
+	}
+	admin_leave(ks);
 	return r;
 }

@@ -144,6 +144,16 @@ EVP_PKEY *p11_keystore_issuer_key(struct p11_keystore *ks, char *kid);
 int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
 			    const unsigned char *digest, unsigned char *sig);
 
+/*
+ * Revoked identity-token ids live in the token (one private data object
+ * each), so revocations survive restarts and are shared by every broker
+ * on the token. p11_keystore_revoked answers from the catalogue (true if
+ * there is none: fail closed).
+ */
+bool p11_keystore_revoked(struct p11_keystore *ks, const char *jti);
+int p11_keystore_revoke(struct p11_keystore *ks, const char *jti, char *err,
+			size_t errlen);
+
 /* Calls fn for each key version, in name then creation order. */
 int p11_keystore_foreach(struct p11_keystore *ks,
 			 void (*fn)(const struct p11_key_info *, void *),
