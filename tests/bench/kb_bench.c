@@ -130,7 +130,8 @@ static void *broker_worker(void *arg)
 	double end, t0, t1;
 	int r;
 
-	if (keybroker_connect(w->run->socket, &kb) != KEYBROKER_OK) {
+	if (keybroker_connect(w->run->socket, &kb) != KEYBROKER_OK ||
+	    keybroker_authenticate_self(kb, NULL) != KEYBROKER_OK) {
 		w->failed++;
 		return NULL;
 	}

@@ -27,8 +27,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "connect: %s\n", keybroker_strstatus(r));
 		return 1;
 	}
-	r = keybroker_wrap(kb, argv[2], NULL, NULL, dek, sizeof(dek), &wrapped,
-			   &wrapped_len, &kid);
+	r = keybroker_authenticate_self(kb, NULL);
+	if (r == KEYBROKER_OK)
+		r = keybroker_wrap(kb, argv[2], NULL, NULL, dek, sizeof(dek),
+				   &wrapped, &wrapped_len, &kid);
 	if (r == KEYBROKER_OK)
 		r = keybroker_unwrap(kb, kid, NULL, "RSA-OAEP-256", wrapped,
 				     wrapped_len, &back, &back_len, NULL);

@@ -66,7 +66,12 @@ class Token:
 class Broker:
     """One keybrokerd on a token, with a config made from settings."""
 
-    def __init__(self, token, name="broker", **settings):
+    ADMIN = ('{ name = "it-admin"; assigned = "system"; uids = [ %d ]; }'
+             % os.geteuid())
+    ADMIN_ACCESS = '{ identity = "it-admin"; keys = [ "*" ]; roles = [ "Crypto Officer" ]; }'
+
+    def __init__(self, token, name="broker", identities=(), access=(),
+                 issuers=(), **settings):
         self.token = token
         self.dir = os.path.join(token.dir, name)
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
@@ -78,7 +83,6 @@ class Broker:
             "socket": '"%s"' % self.socket,
             "log_level": '"debug"',
             "workers": "4",
-            "allow_uids": "[ 0 ]",
         }
         base.update(settings)
         algs = base.pop("algorithms", None)
@@ -91,6 +95,12 @@ class Broker:
             f.write("pkcs11 = %s;\n" % pkcs11)
             if algs:
                 f.write("algorithms = %s;\n" % algs)
+            f.write("identities = (\n  %s\n);\n"
+                    % ",\n  ".join([self.ADMIN] + list(identities)))
+            f.write("access = (\n  %s\n);\n"
+                    % ",\n  ".join([self.ADMIN_ACCESS] + list(access)))
+            if issuers:
+                f.write("issuers = (\n  %s\n);\n" % ",\n  ".join(issuers))
         self.proc = None
 
     def start(self, wait=True):
@@ -129,17 +139,23 @@ class Broker:
         with open(self.log, "rb") as f:
             return f.read().decode(errors="replace")
 
-    def connect(self):
-        return Client(self.socket)
+    def connect(self, authenticate=True):
+        return Client(self.socket, authenticate=authenticate)
+
+    def reload(self):
+        self.proc.send_signal(signal.SIGHUP)
 
 
 class Client:
-    def __init__(self, path, timeout=20):
+    def __init__(self, path, timeout=20, authenticate=True):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.buf = b""
         self.next_id = 1
+        if authenticate:
+            self.identity = self.ok("authenticate",
+                                    token=self.ok("getToken")["access_token"])["identity"]
 
     def close(self):
         self.sock.close()
