@@ -95,8 +95,10 @@ class Broker:
             f.write("pkcs11 = %s;\n" % pkcs11)
             if algs:
                 f.write("algorithms = %s;\n" % algs)
+            # Listed first: getToken takes the first system identity that
+            # matches, so more specific test identities win over the admin.
             f.write("identities = (\n  %s\n);\n"
-                    % ",\n  ".join([self.ADMIN] + list(identities)))
+                    % ",\n  ".join(list(identities) + [self.ADMIN]))
             f.write("access = (\n  %s\n);\n"
                     % ",\n  ".join([self.ADMIN_ACCESS] + list(access)))
             if issuers:

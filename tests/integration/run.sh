@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs the integration and interop tests against build directory $1.
+# Runs the integration, identity and interop tests against build dir $1.
 set -eu
 cd "$(dirname "$0")/../.."
-KB_BUILD=${1:-build} exec /usr/bin/python3 tests/integration/test_broker.py
+KB_BUILD=${1:-build} exec /usr/bin/python3 tests/integration/runner.py \
+	test_broker test_identity

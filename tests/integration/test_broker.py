@@ -691,19 +691,3 @@ class Library(unittest.TestCase):
         out = subprocess.run([exe, BROKER.socket, "k2048"], capture_output=True, text=True)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("round trip OK with keybroker://it/keys/k2048/", out.stdout)
-
-
-class Summary(unittest.TextTestResult):
-    pass
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(__file__))
-    runner = unittest.TextTestRunner(verbosity=2, resultclass=Summary)
-    result = runner.run(unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    passed = max(0, result.testsRun - len(result.failures) - skipped
-                 - sum(1 for t, _ in result.errors if hasattr(t, "_testMethodName")))
-    print("integration: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    sys.exit(0 if failed == 0 else 1)
