@@ -76,7 +76,7 @@ $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 
 # ---- tests ----
 UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl \
-	test_jwt
+	test_jwt test_peer
 UNIT_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 
@@ -88,6 +88,7 @@ $(B)/tests/test_proto: $(B)/tests/unit/test_proto.o \
 	$(call obj,broker/kb_proto.c common/kb_kid.c common/kb_b64.c \
 	common/kb_secret.c common/kb_json.c)
 $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o $(call obj,broker/kb_acl.c)
+$(B)/tests/test_peer: $(B)/tests/unit/test_peer.o $(call obj,broker/kb_peer.c)
 $(B)/tests/test_jwt: $(B)/tests/unit/test_jwt.o \
 	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c common/kb_kid.c \
 	common/kb_json.c)

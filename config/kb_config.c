@@ -647,7 +647,10 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 {
 	const char *instance, *sock, *level;
 	config_setting_t *algs;
-	int idle, req, grace, mode;
+	const char *mode;
+	char *end;
+	long m;
+	int idle, req, grace;
 
 	if (check_known(ld, root, top_keys) != 0 ||
 	    get_string(ld, root, "instance", true, NULL, &instance) != 0 ||
@@ -661,7 +664,7 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	    get_int(ld, root, "idle_timeout", 300, 1, 86400, &idle) != 0 ||
 	    get_int(ld, root, "request_timeout", 10, 1, 3600, &req) != 0 ||
 	    get_int(ld, root, "shutdown_grace", 10, 0, 600, &grace) != 0 ||
-	    get_int(ld, root, "socket_mode", 0666, 0, 0777, &mode) != 0 ||
+	    get_string(ld, root, "socket_mode", false, "0666", &mode) != 0 ||
 	    load_pkcs11(ld, root, cfg) != 0 ||
 	    get_group(ld, root, "algorithms", false, &algs) != 0)
 		return -1;
@@ -693,7 +696,13 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	if (strlen(cfg->socket_path) >= 108)
 		return cfg_fail(ld, config_setting_get_member(root, "socket"),
 				"resolved path longer than 107 bytes");
-	cfg->socket_mode = (unsigned int)mode;
+	m = strtol(mode, &end, 8);
+	if (*end != '\0' || m < 0 || m > 0777 || mode[0] != '0')
+		return cfg_fail(ld,
+				config_setting_get_member(root, "socket_mode"),
+				"must be an octal mode string such as "
+				"\"0660\"");
+	cfg->socket_mode = (unsigned int)m;
 	if (load_tokens(ld, root, cfg) != 0 ||
 	    load_identities(ld, root, cfg) != 0 ||
 	    load_issuers(ld, root, cfg) != 0 ||

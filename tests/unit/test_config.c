@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kb_acl.h"
 #include "kb_config.h"
+#include "kb_jwt.h"
 
 static char dir[] = "/tmp/kb-config-test-XXXXXX";
 static char path[64];
@@ -17,8 +19,7 @@ static char path[64];
 #define PKCS11                                                            \
 	"pkcs11 = { module = \"softhsm2\"; token = \"pkcs11:token=t\";\n" \
 	"  pin_file = \"pin\"; };\n"
-#define MINIMAL \
-	"instance = \"i1\";\nsocket = \"s.sock\";\nallow_uids = [ 0 ];\n" PKCS11
+#define MINIMAL "instance = \"i1\";\nsocket = \"s.sock\";\n" PKCS11
 
 static int setup(void **state)
 {
@@ -73,8 +74,6 @@ static void test_minimal_and_defaults(void **state)
 	assert_int_equal(cfg->max_connections, 1024);
 	assert_int_equal(cfg->idle_timeout_ms, 300000);
 	assert_false(cfg->allow_rsa1_5);
-	assert_true(kb_config_uid_allowed(cfg, 0));
-	assert_false(kb_config_uid_allowed(cfg, 1000));
 	kb_config_free(cfg);
 }
 
@@ -87,7 +86,7 @@ static void test_all_settings(void **state)
 			      "log_level = \"debug\"; workers = 64;\n"
 			      "max_connections = 1; max_pipeline = 4096;\n"
 			      "idle_timeout = 1; request_timeout = 3600;\n"
-			      "shutdown_grace = 0; allow_uids = [0, 1000];\n"
+			      "shutdown_grace = 0; socket_mode = \"0660\";\n"
 			      "algorithms = { rsa1_5 = true; };\n" PKCS11,
 			      &cfg, err, sizeof(err)),
 			 0);
@@ -97,7 +96,7 @@ static void test_all_settings(void **state)
 	assert_int_equal(cfg->request_timeout_ms, 3600000);
 	assert_int_equal(cfg->log_level, KB_LOG_DEBUG);
 	assert_true(cfg->allow_rsa1_5);
-	assert_true(kb_config_uid_allowed(cfg, 1000));
+	assert_int_equal(cfg->socket_mode, 0660);
 	kb_config_free(cfg);
 }
 
@@ -113,7 +112,7 @@ static void test_unknown_setting(void **state)
 {
 	char want[128];
 
-	snprintf(want, sizeof(want), "%s:6: setting 'wokers': unknown", path);
+	snprintf(want, sizeof(want), "%s:5: setting 'wokers': unknown", path);
 	expect_error(MINIMAL "wokers = 2;\n", want);
 	expect_error(MINIMAL "algorithms = { rsa15 = true; };\n",
 		     "setting 'rsa15': unknown setting");
@@ -127,36 +126,32 @@ static void test_wrong_types_and_ranges(void **state)
 		     "setting 'workers': must be between 1 and 64");
 	expect_error(MINIMAL "workers = 65;\n", "between 1 and 64");
 	expect_error(MINIMAL "log_level = \"loud\";\n", "must be one of");
+	expect_error(MINIMAL "socket_mode = \"666\";\n", "octal mode string");
+	expect_error(MINIMAL "socket_mode = \"01777\";\n", "octal mode string");
 	expect_error(MINIMAL "algorithms = { rsa1_5 = 1; };\n",
 		     "must be true or false");
-	expect_error("instance = \"a b\"; socket = \"s\";\n"
-		     "allow_uids = [0];\n" PKCS11,
+	expect_error("instance = \"a b\"; socket = \"s\";\n" PKCS11,
 		     "setting 'instance'");
 }
 
 static void test_missing_and_bad_values(void **state)
 {
-	expect_error("socket = \"s\"; allow_uids = [0];\n" PKCS11,
+	expect_error("socket = \"s\";\n" PKCS11,
 		     "missing required setting 'instance'");
-	expect_error("instance = \"i\"; socket = \"s\";\n" PKCS11,
-		     "missing required setting 'allow_uids'");
 	expect_error(
-		"instance = \"i\"; socket = \"s\"; allow_uids = [];\n" PKCS11,
-		"at least one uid");
-	expect_error(
-		"instance = \"i\"; socket = \"s\"; allow_uids = [-1];\n" PKCS11,
-		"not a valid uid");
-	expect_error("instance = \"i\"; socket = \"s\"; allow_uids = [0];\n",
+		"instance = \"i\"; socket = \"s\"; allow_uids = [0];\n" PKCS11,
+		"setting 'allow_uids': unknown setting");
+	expect_error("instance = \"i\"; socket = \"s\";\n",
 		     "missing required group 'pkcs11'");
-	expect_error("instance = \"i\"; socket = \"s\"; allow_uids = [0];\n"
+	expect_error("instance = \"i\"; socket = \"s\";\n"
 		     "pkcs11 = { module = \"softhsm2\"; token = \"token=t\";\n"
 		     "pin_file = \"p\"; };\n",
 		     "setting 'token': must be a PKCS#11 URI");
-	expect_error("instance = \"i\"; socket = \"s\"; allow_uids = [0];\n"
+	expect_error("instance = \"i\"; socket = \"s\";\n"
 		     "pkcs11 = { module = \"lib/x.so\"; token = \"pkcs11:\";\n"
 		     "pin_file = \"p\"; };\n",
 		     "absolute path");
-	expect_error("instance = \"i\"; socket = \"s\"; allow_uids = [0];\n"
+	expect_error("instance = \"i\"; socket = \"s\";\n"
 		     "pkcs11 = { module = \"\"; token = \"pkcs11:\";\n"
 		     "pin_file = \"p\"; };\n",
 		     "setting 'module': must not be empty");
@@ -173,6 +168,118 @@ static void test_missing_file(void **state)
 	assert_string_equal(err, "/nonexistent/kb.conf: cannot read file");
 }
 
+#define IDS                                                           \
+	"identities = (\n"                                            \
+	"  { name = \"etl\"; assigned = \"system\"; uids = [1001];\n" \
+	"    units = [\"etl.service\"]; },\n"                         \
+	"  { name = \"reports\"; gids = [20]; }\n);\n"
+
+static void test_identities_issuers_access(void **state)
+{
+	struct kb_config *cfg;
+	char err[512];
+
+	assert_int_equal(
+		load(MINIMAL IDS
+		     "tokens = { lifetime = 600; max_lifetime = 3600; };\n"
+		     "issuers = ( { issuer = \"https://k8s\"; audience = "
+		     "\"kb\"; jwks = \"k8s.json\"; algorithms = [\"RS256\", "
+		     "\"ES256\"]; subjects = ( { subject = \"sa:etl\"; "
+		     "identity = \"etl\"; } ); } );\n"
+		     "access = ( { identity = \"etl\"; keys = [\"cmk\", "
+		     "\"etl-*\"]; roles = [\"Crypto Service Encryption "
+		     "User\"]; }, { identity = \"reports\"; keys = \"*\"; "
+		     "permissions = [\"get\", \"list\"]; } );\n"
+		     "rate_limit = { rate = 5.5; burst = 10; };\n",
+		     &cfg, err, sizeof(err)),
+		0);
+	assert_int_equal(cfg->n_identities, 2);
+	assert_true(cfg->identities[0].system_assigned);
+	assert_int_equal(cfg->identities[0].bind.uids[0], 1001);
+	assert_string_equal(cfg->identities[0].bind.units[0], "etl.service");
+	assert_false(cfg->identities[1].system_assigned);
+	assert_string_equal(cfg->token_issuer, "keybroker://i1");
+	assert_int_equal(cfg->token_lifetime_s, 600);
+	assert_int_equal(cfg->n_issuers, 1);
+	assert_int_equal(cfg->issuers[0].algs, KB_JWS_RS256 | KB_JWS_ES256);
+	assert_string_equal(cfg->issuers[0].claim, "sub");
+	assert_string_equal(cfg->issuers[0].subjects[0].identity, "etl");
+	assert_int_equal(cfg->n_grants, 2);
+	assert_int_equal(cfg->grants[0].perms,
+			 KB_PERM_GET | KB_PERM_WRAP_KEY | KB_PERM_UNWRAP_KEY);
+	assert_int_equal(cfg->grants[1].n_keys, 1);
+	assert_true(cfg->rate_per_s > 5.4 && cfg->rate_per_s < 5.6);
+	assert_int_equal(cfg->rate_burst, 10);
+	kb_config_free(cfg);
+}
+
+static void test_identity_errors(void **state)
+{
+	expect_error(MINIMAL "identities = ( { name = \"a\"; }, "
+			     "{ name = \"a\"; } );\n",
+		     "identity 'a' is defined twice");
+	expect_error(MINIMAL "identities = ( { name = \"a\"; assigned = "
+			     "\"system\"; } );\n",
+		     "needs uids or units");
+	expect_error(MINIMAL "identities = ( { name = \"a b\"; } );\n",
+		     "setting 'name': must be 1-64");
+	expect_error(MINIMAL "identities = ( { name = \"a\"; assigned = "
+			     "\"both\"; } );\n",
+		     "must be \"system\" or \"user\"");
+	expect_error(MINIMAL "identities = ( { name = \"a\"; uid = [1]; } "
+			     ");\n",
+		     "setting 'uid': unknown setting");
+}
+
+static void test_access_errors(void **state)
+{
+	expect_error(MINIMAL IDS "access = ( { identity = \"ghost\"; keys = "
+				 "\"k\"; permissions = \"get\"; } );\n",
+		     "no identity named 'ghost'");
+	expect_error(MINIMAL IDS "access = ( { identity = \"etl\"; keys = "
+				 "\"k\"; roles = \"Owner\"; } );\n",
+		     "unknown role 'Owner'");
+	expect_error(MINIMAL IDS "access = ( { identity = \"etl\"; keys = "
+				 "\"k\"; permissions = \"decrypt\"; } );\n",
+		     "unknown permission 'decrypt'");
+	expect_error(MINIMAL IDS "access = ( { identity = \"etl\"; keys = "
+				 "\"a/b\"; permissions = \"get\"; } );\n",
+		     "not a key name or pattern");
+	expect_error(MINIMAL IDS "access = ( { identity = \"etl\"; keys = "
+				 "\"k\"; } );\n",
+		     "needs 'permissions' or 'roles'");
+	expect_error(MINIMAL IDS "access = { identity = \"etl\"; };\n",
+		     "setting 'access': must be a list");
+}
+
+static void test_issuer_and_token_errors(void **state)
+{
+	expect_error(MINIMAL IDS
+		     "issuers = ( { issuer = \"x\"; audience = "
+		     "\"a\"; jwks = \"j\"; subjects = ( { subject = "
+		     "\"s\"; identity = \"etl\"; } ); } );\n",
+		     "explicit 'algorithms' list");
+	expect_error(MINIMAL IDS "issuers = ( { issuer = \"x\"; audience = "
+				 "\"a\"; jwks = \"j\"; algorithms = \"HS256\"; "
+				 "subjects = ( { subject = \"s\"; identity = "
+				 "\"etl\"; } ); } );\n",
+		     "'HS256' is not RS256, PS256 or ES256");
+	expect_error(MINIMAL IDS "issuers = ( { issuer = \"x\"; audience = "
+				 "\"a\"; jwks = \"j\"; algorithms = \"RS256\"; "
+				 "subjects = ( { subject = \"s\"; identity = "
+				 "\"nope\"; } ); } );\n",
+		     "no identity named 'nope'");
+	expect_error(MINIMAL IDS "issuers = ( { issuer = \"x\"; audience = "
+				 "\"a\"; jwks = \"j\"; algorithms = \"RS256\"; "
+				 "} );\n",
+		     "needs a 'subjects' list");
+	expect_error(MINIMAL "tokens = { lifetime = 7200; max_lifetime = 3600; "
+			     "};\n",
+		     "tokens.lifetime exceeds tokens.max_lifetime");
+	expect_error(MINIMAL "rate_limit = { rate = \"fast\"; };\n",
+		     "must be a number");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -183,6 +290,10 @@ int main(void)
 		cmocka_unit_test(test_wrong_types_and_ranges),
 		cmocka_unit_test(test_missing_and_bad_values),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_identities_issuers_access),
+		cmocka_unit_test(test_identity_errors),
+		cmocka_unit_test(test_access_errors),
+		cmocka_unit_test(test_issuer_and_token_errors),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);
