@@ -305,6 +305,9 @@ int main(int argc, char **argv)
 		case 'j':
 			o.json = true;
 			break;
+		case 't':
+			o.token_file = optarg;
+			break;
 		case 'I':
 		case 'O':
 			if (parse_fmt(optarg,

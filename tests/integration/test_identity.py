@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import subprocess
 import threading
 import time
 import unittest
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from harness import Broker, Client, Token, b64d, b64e
+from harness import BUILD, Broker, Client, Token, b64d, b64e
 
 ISS = "https://issuer.test"
 TOKEN = BROKER = None
@@ -154,6 +155,27 @@ class Matrix(unittest.TestCase):
         self.assertEqual(r["error"]["code"], "Unauthorized")
         self.assertIn("no identity", r["error"]["message"])
         c.close()
+
+
+class Cli(unittest.TestCase):
+    def test_token_file_allowed_and_denied(self):
+        admin = BROKER.connect()
+        w = {k: admin.wrap(k, b"D" * 32)["value"] for k in ("cmk", "other")}
+        admin.close()
+        path = os.path.join(TOKEN.dir, "svc-enc.jwt")
+        with open(path, "w") as f:
+            f.write(ctl_token("svc-enc") + "\n")
+
+        def unwrap(key):
+            return subprocess.run([os.path.join(BUILD, "keybroker"), "--socket", BROKER.socket,
+                                   "--token-file", path, "unwrap", "--key", key],
+                                  input=w[key].encode(), capture_output=True)
+        r = unwrap("cmk")
+        self.assertEqual((r.returncode, r.stdout), (0, b"D" * 32), r.stderr)
+        r = unwrap("other")
+        self.assertEqual(r.returncode, 7)
+        self.assertEqual(r.stderr, b"keybroker: Forbidden: identity 'svc-enc' lacks "
+                                   b"unwrapKey on key 'other'\n")
 
 
 class GetToken(unittest.TestCase):
