@@ -206,6 +206,20 @@ static void describe_peer(const struct kb_peer *p, char *buf, size_t size)
 		 p->unit[0] ? p->unit : "-");
 }
 
+/* Takes one request from identity's bucket, or says Throttled. */
+static int rate_limit(const struct kb_ops *ops, const struct kb_policy *pol,
+		      const char *identity, struct kb_error *err)
+{
+	if (pol->cfg->rate_per_s <= 0 ||
+	    kb_rate_take(ops->rate, identity, pol->cfg->rate_per_s,
+			 pol->cfg->rate_burst, now_us()))
+		return 0;
+	return set_error(err, KB_THROTTLED,
+			 "identity '%s' is over its rate limit of %g "
+			 "requests/s; retry later",
+			 identity, pol->cfg->rate_per_s);
+}
+
 static json_t *do_authenticate(const struct kb_ops *ops,
 			       const struct kb_policy *pol,
 			       struct kb_request *req, struct kb_caller *caller,
@@ -268,6 +282,9 @@ static json_t *do_get_token(const struct kb_ops *ops,
 			  peer);
 		return NULL;
 	}
+	/* Minting signs in the token: it counts against the rate limit. */
+	if (rate_limit(ops, pol, id->name, err) != 0)
+		return NULL;
 	if (!pol->self_issuer) {
 		set_error(err, KB_NOT_SUPPORTED,
 			  "the token has no issuer key; see keybrokerctl "
@@ -331,13 +348,8 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 	if (now_us() / 1000000 >= caller->expires)
 		return set_error(err, KB_UNAUTHORIZED,
 				 "token expired: authenticate again");
-	if (pol->cfg->rate_per_s > 0 &&
-	    !kb_rate_take(ops->rate, caller->identity, pol->cfg->rate_per_s,
-			  pol->cfg->rate_burst, now_us()))
-		return set_error(err, KB_THROTTLED,
-				 "identity '%s' is over its rate limit of "
-				 "%g requests/s; retry later",
-				 caller->identity, pol->cfg->rate_per_s);
+	if (rate_limit(ops, pol, caller->identity, err) != 0)
+		return -1;
 	if (!kb_acl_allows(pol->acl, caller->identity, req->key.name, perm))
 		return set_error(err, KB_FORBIDDEN,
 				 "identity '%s' lacks %s on key '%s'",

@@ -43,12 +43,12 @@ static void usage(FILE *f)
 		"        list every key version in the token\n"
 		"  enable-key NAME VERSION | disable-key NAME VERSION\n"
 		"        allow or refuse wrap/unwrap with one key version\n"
-		"  token IDENTITY [--ttl SECONDS]\n"
-		"        issue a token for a configured identity (default ttl:\n"
-		"        tokens.lifetime; at most tokens.max_lifetime), signed\n"
-		"        by the token-signing key; prints it, and its id (jti)\n"
-		"        on stderr\n"
-		"  revoke JTI\n"
+		"  identity token IDENTITY [--ttl DURATION]\n"
+		"        issue a token for a configured identity (ttl: seconds\n"
+		"        or 30m, 12h, 7d; default tokens.lifetime, at most\n"
+		"        tokens.max_lifetime), signed by the token-signing key;\n"
+		"        prints it, and its id (jti) on stderr\n"
+		"  identity revoke JTI\n"
 		"        revoke a token by its id, in the token (survives\n"
 		"        restarts), and tell a running broker to reload\n"
 		"  jwks\n"
@@ -237,11 +237,20 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 		if (c != 't')
 			return 2;
 		m.ttl_s = strtoll(optarg, &end, 10);
-		if (*end != '\0' || m.ttl_s < 60 ||
-		    m.ttl_s > cfg->token_max_lifetime_s) {
+		/* A number of seconds, or with a unit: 90s, 30m, 12h, 7d. */
+		if (end != optarg && end[0] != '\0' && end[1] == '\0')
+			m.ttl_s *= *end == 's' ? 1 :
+				   *end == 'm' ? 60 :
+				   *end == 'h' ? 3600 :
+				   *end == 'd' ? 86400 :
+						 0;
+		else if (end == optarg || *end != '\0')
+			m.ttl_s = 0;
+		if (m.ttl_s < 60 || m.ttl_s > cfg->token_max_lifetime_s) {
 			fprintf(stderr,
-				"keybrokerctl: --ttl must be 60-%lld "
-				"seconds (tokens.max_lifetime)\n",
+				"keybrokerctl: --ttl must be 60 s to "
+				"%lld s (tokens.max_lifetime), e.g. 3600, 30m, "
+				"12h\n",
 				cfg->token_max_lifetime_s);
 			return 2;
 		}
@@ -369,6 +378,45 @@ static int cmd_reload(const struct kb_config *cfg, int argc, char **argv)
 	return 0;
 }
 
+static int cmd_enable_key(const struct kb_config *cfg, int argc, char **argv)
+{
+	return cmd_set_enabled(cfg, argc, argv, true);
+}
+
+static int cmd_disable_key(const struct kb_config *cfg, int argc, char **argv)
+{
+	return cmd_set_enabled(cfg, argc, argv, false);
+}
+
+/* keybrokerctl identity token|revoke ... */
+static int cmd_identity(const struct kb_config *cfg, int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "token") == 0)
+		return cmd_token(cfg, argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "revoke") == 0)
+		return cmd_revoke(cfg, argc - 1, argv + 1);
+	fprintf(stderr, "keybrokerctl: identity token NAME [--ttl D] | "
+			"identity revoke JTI\n");
+	return 2;
+}
+
+typedef int (*command_fn)(const struct kb_config *, int, char **);
+
+static const struct {
+	const char *name;
+	command_fn fn;
+} commands[] = {
+	{ "init-token", cmd_init_token },
+	{ "create-key", cmd_create_key },
+	{ "list-keys", cmd_list_keys },
+	{ "enable-key", cmd_enable_key },
+	{ "disable-key", cmd_disable_key },
+	{ "identity", cmd_identity },
+	{ "jwks", cmd_jwks },
+	{ "reload", cmd_reload },
+	{ NULL, NULL },
+};
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -404,11 +452,10 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	optind = 0; /* full re-initialisation of getopt for the command */
-	if (strcmp(cmd, "init-token") != 0 && strcmp(cmd, "create-key") != 0 &&
-	    strcmp(cmd, "list-keys") != 0 && strcmp(cmd, "enable-key") != 0 &&
-	    strcmp(cmd, "disable-key") != 0 && strcmp(cmd, "token") != 0 &&
-	    strcmp(cmd, "revoke") != 0 && strcmp(cmd, "jwks") != 0 &&
-	    strcmp(cmd, "reload") != 0) {
+	for (c = 0; commands[c].name != NULL; c++)
+		if (strcmp(cmd, commands[c].name) == 0)
+			break;
+	if (commands[c].name == NULL) {
 		fprintf(stderr,
 			"keybrokerctl: unknown command '%.64s' "
 			"(see --help)\n",
@@ -419,23 +466,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "keybrokerctl: %s\n", err);
 		return 1;
 	}
-	if (strcmp(cmd, "init-token") == 0)
-		r = cmd_init_token(cfg, argc, argv);
-	else if (strcmp(cmd, "create-key") == 0)
-		r = cmd_create_key(cfg, argc, argv);
-	else if (strcmp(cmd, "list-keys") == 0)
-		r = cmd_list_keys(cfg, argc, argv);
-	else if (strcmp(cmd, "token") == 0)
-		r = cmd_token(cfg, argc, argv);
-	else if (strcmp(cmd, "revoke") == 0)
-		r = cmd_revoke(cfg, argc, argv);
-	else if (strcmp(cmd, "jwks") == 0)
-		r = cmd_jwks(cfg, argc, argv);
-	else if (strcmp(cmd, "reload") == 0)
-		r = cmd_reload(cfg, argc, argv);
-	else
-		r = cmd_set_enabled(cfg, argc, argv,
-				    strcmp(cmd, "enable-key") == 0);
+	r = commands[c].fn(cfg, argc, argv);
 	kb_config_free(cfg);
 	return r;
 }

@@ -119,7 +119,7 @@ class Broker:
                 raise RuntimeError("keybrokerd exited: " + self.read_log())
             if os.path.exists(self.socket):
                 try:
-                    self.connect().close()
+                    self.connect(authenticate=False).close()
                     return self
                 except OSError:
                     pass
