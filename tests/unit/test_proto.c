@@ -134,6 +134,40 @@ static void test_ops(void **state)
 		    KB_BAD_PARAMETER, "unknown field 'value'");
 }
 
+static void test_identity_ops(void **state)
+{
+	struct kb_request req;
+	struct kb_error err;
+
+	assert_int_equal(parse("{\"id\":1,\"op\":\"authenticate\",\"token\":"
+			       "\"a.b.c\"}",
+			       &req, &err),
+			 0);
+	assert_int_equal(req.op, KB_OP_AUTHENTICATE);
+	assert_int_equal(req.token_len, 5);
+	kb_request_uninit(&req);
+	assert_int_equal(parse("{\"id\":1,\"op\":\"getToken\"}", &req, &err),
+			 0);
+	assert_int_equal(req.op, KB_OP_GET_TOKEN);
+	kb_request_uninit(&req);
+	expect_fail("{\"id\":1,\"op\":\"authenticate\"}", KB_BAD_PARAMETER,
+		    "'token' (a JWT) must be a string");
+	expect_fail("{\"id\":1,\"op\":\"authenticate\",\"token\":5}",
+		    KB_BAD_PARAMETER, "'token'");
+	expect_fail("{\"id\":1,\"op\":\"getToken\",\"key\":\"k\"}",
+		    KB_BAD_PARAMETER, "unknown field 'key' for op 'getToken'");
+}
+
+static void test_barrier(void **state)
+{
+	const char *a = "{\"id\":1,\"op\":\"authenticate\",\"token\":\"x\"}";
+	const char *b = "{\"id\":1,\"op\":\"getKey\",\"key\":\"authenticate\"}";
+
+	assert_true(kb_proto_is_barrier(a, strlen(a)));
+	assert_false(kb_proto_is_barrier(b, strlen(b)));
+	assert_false(kb_proto_is_barrier("authenticate", 12));
+}
+
 static void test_key_selection(void **state)
 {
 	expect_fail("{\"id\":1,\"op\":\"getKey\"}", KB_BAD_PARAMETER,
@@ -262,6 +296,8 @@ int main(void)
 		cmocka_unit_test(test_malformed_json_is_not_echoed),
 		cmocka_unit_test(test_id),
 		cmocka_unit_test(test_ops),
+		cmocka_unit_test(test_identity_ops),
+		cmocka_unit_test(test_barrier),
 		cmocka_unit_test(test_key_selection),
 		cmocka_unit_test(test_alg_and_value),
 		cmocka_unit_test(test_line_limit),
