@@ -448,7 +448,7 @@ static int load_issuers(struct cfg_loader *ld, const config_setting_t *root,
 			struct kb_config *cfg)
 {
 	config_setting_t *list, *g;
-	unsigned int i, n;
+	unsigned int i, j, n;
 
 	if (get_list(ld, root, "issuers", &list) != 0)
 		return -1;
@@ -460,6 +460,20 @@ static int load_issuers(struct cfg_loader *ld, const config_setting_t *root,
 		if (list_group(ld, list, i, issuer_keys, &g) != 0 ||
 		    load_issuer(ld, g, cfg, &cfg->issuers[i]) != 0)
 			return -1;
+		/* "iss" picks the keys: it must name one issuer only. */
+		for (j = 0; j <= i; j++)
+			if (strcmp(cfg->issuers[i].issuer,
+				   j < i ? cfg->issuers[j].issuer :
+					   cfg->token_issuer) == 0)
+				return cfg_fail(
+					ld,
+					config_setting_get_member(g, "issuer"),
+					"issuer '%.64s' is already "
+					"configured%s",
+					cfg->issuers[i].issuer,
+					j == i ? " as this broker's "
+						 "own (tokens.issuer)" :
+						 "");
 	}
 	return 0;
 }

@@ -207,3 +207,15 @@ class Client:
 
     def unwrap(self, key, value, **fields):
         return self.ok("unwrapKey", key=key, value=b64e(value), **fields)
+
+
+def finish(broker, token):
+    """Stops a module's broker and removes its token; fails if the broker
+    did not exit cleanly (under the sanitizers a leak or an error shows as
+    an exit status or a report in its log)."""
+    status = broker.stop() if broker else 0
+    log = broker.read_log() if broker else ""
+    if token:
+        token.remove()
+    if status != 0 or "Sanitizer" in log or "runtime error" in log:
+        raise AssertionError("keybrokerd exited with %s:\n%s" % (status, log[-4000:]))

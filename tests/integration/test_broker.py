@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from harness import BUILD, ROOT, Broker, Client, Token, b64d, b64e
+from harness import BUILD, ROOT, Broker, Client, Token, b64d, b64e, finish
 
 TOKEN = None
 BROKER = None
@@ -31,13 +31,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    status = BROKER.stop() if BROKER else 0
-    log = BROKER.read_log() if BROKER else ""
-    if TOKEN:
-        TOKEN.remove()
-    # Under the sanitizers a leak or an error shows as a status or a report.
-    if status != 0 or "Sanitizer" in log or "runtime error" in log:
-        raise AssertionError("keybrokerd exited with %s:\n%s" % (status, log[-4000:]))
+    finish(BROKER, TOKEN)
 
 
 class RoundTrips(unittest.TestCase):

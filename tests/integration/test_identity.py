@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from harness import BUILD, Broker, Client, Token, b64d, b64e
+from harness import BUILD, Broker, Client, Token, b64d, b64e, finish
 
 ISS = "https://issuer.test"
 TOKEN = BROKER = None
@@ -76,12 +76,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    status = BROKER.stop() if BROKER else 0
-    log = BROKER.read_log() if BROKER else ""
-    if TOKEN:
-        TOKEN.remove()
-    if status != 0 or "Sanitizer" in log or "runtime error" in log:
-        raise AssertionError("keybrokerd exited with %s:\n%s" % (status, log[-4000:]))
+    finish(BROKER, TOKEN)
 
 
 def claims(**over):

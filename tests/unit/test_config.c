@@ -273,6 +273,20 @@ static void test_issuer_and_token_errors(void **state)
 				 "\"a\"; jwks = \"j\"; algorithms = \"RS256\"; "
 				 "} );\n",
 		     "needs a 'subjects' list");
+	expect_error(MINIMAL IDS "issuers = ( { issuer = \"keybroker://i1\"; "
+				 "audience = \"a\"; jwks = \"j\"; algorithms = "
+				 "\"RS256\"; subjects = ( { subject = \"s\"; "
+				 "identity = \"etl\"; } ); } );\n",
+		     "already configured as this broker's own");
+	expect_error(MINIMAL IDS
+		     "issuers = ( { issuer = \"x\"; audience = "
+		     "\"a\"; jwks = \"j\"; algorithms = \"RS256\"; "
+		     "subjects = ( { subject = \"s\"; identity = "
+		     "\"etl\"; } ); }, { issuer = \"x\"; audience = "
+		     "\"b\"; jwks = \"j\"; algorithms = \"RS256\"; "
+		     "subjects = ( { subject = \"s\"; identity = "
+		     "\"etl\"; } ); } );\n",
+		     "issuer 'x' is already configured");
 	expect_error(MINIMAL "tokens = { lifetime = 7200; max_lifetime = 3600; "
 			     "};\n",
 		     "tokens.lifetime exceeds tokens.max_lifetime");
