@@ -303,8 +303,12 @@ bool kb_proto_is_barrier(const char *line, size_t len)
 	json_t *root, *op;
 	bool barrier;
 
-	/* Cheap test first: most lines cannot be one. */
-	if (memmem(line, len, "authenticate", 12) == NULL)
+	/*
+	 * Cheap test first: most lines cannot be one. A line with escapes
+	 * may spell the op in \u form, so it is always parsed.
+	 */
+	if (memmem(line, len, "authenticate", 12) == NULL &&
+	    memchr(line, '\\', len) == NULL)
 		return false;
 	if ((root = json_loadb(line, len, 0, NULL)) == NULL)
 		return false;

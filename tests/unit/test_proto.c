@@ -166,6 +166,9 @@ static void test_barrier(void **state)
 	assert_true(kb_proto_is_barrier(a, strlen(a)));
 	assert_false(kb_proto_is_barrier(b, strlen(b)));
 	assert_false(kb_proto_is_barrier("authenticate", 12));
+	/* The op spelt with an escape is still an authenticate. */
+	a = "{\"id\":1,\"op\":\"auth\\u0065nticate\",\"token\":\"x\"}";
+	assert_true(kb_proto_is_barrier(a, strlen(a)));
 }
 
 static void test_key_selection(void **state)
