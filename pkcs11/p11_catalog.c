@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: MIT
+#include <jansson.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kb_secret.h"
+#include "p11_internal.h"
+
+/* ---- snapshots ---- */
+
+void p11_catalog_free(struct catalog *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->n; i++)
+		EVP_PKEY_free(c->v[i].pub);
+	EVP_PKEY_free(c->issuer_pub);
+	for (i = 0; i < c->n_revoked; i++)
+		free(c->revoked[i]);
+	free(c->revoked);
+	free(c->v);
+	free(c);
+}
+
+struct catalog *p11_catalog_get(struct p11_keystore *ks)
+{
+	struct catalog *c;
+
+	pthread_mutex_lock(&ks->lock);
+	if ((c = ks->cat) != NULL)
+		c->refs++;
+	pthread_mutex_unlock(&ks->lock);
+	return c;
+}
+
+void p11_catalog_put(struct p11_keystore *ks, struct catalog *c)
+{
+	bool last;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&ks->lock);
+	last = --c->refs == 0;
+	pthread_mutex_unlock(&ks->lock);
+	if (last)
+		p11_catalog_free(c);
+}
+
+/* Needs ks->lock. */
+static void catalog_publish_locked(struct p11_keystore *ks, struct catalog *c)
+{
+	struct catalog *old = ks->cat;
+
+	c->refs = 1;
+	ks->cat = c;
+	if (old != NULL && --old->refs == 0)
+		p11_catalog_free(old);
+}
+
+const struct key_version *
+p11_catalog_find(const struct catalog *c, const char *name, const char *version)
+{
+	const struct key_version *cur = NULL;
+	size_t lo = 0, hi = c->n, mid;
+	int cmp;
+
+	/* Lower bound on name, then scan its versions (oldest first). */
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (strcmp(c->v[mid].info.name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < c->n && (cmp = strcmp(c->v[lo].info.name, name)) == 0;
+	     lo++) {
+		if (version[0] == '\0')
+			cur = &c->v[lo];
+		else if (strcmp(c->v[lo].info.version, version) == 0)
+			return &c->v[lo];
+	}
+	return cur;
+}
+
+static int version_cmp(const void *a, const void *b)
+{
+	const struct p11_key_info *x = &((const struct key_version *)a)->info;
+	const struct p11_key_info *y = &((const struct key_version *)b)->info;
+	int r;
+
+	if ((r = strcmp(x->name, y->name)) != 0)
+		return r;
+	if (x->created_us != y->created_us)
+		return x->created_us < y->created_us ? -1 : 1;
+	return strcmp(x->version, y->version);
+}
+
+/* ---- reading the token ---- */
+
+int p11_find_all(struct p11_keystore *ks, CK_ATTRIBUTE *tmpl, CK_ULONG ntmpl,
+		 CK_OBJECT_HANDLE **out, size_t *count)
+{
+	CK_OBJECT_HANDLE *objs = NULL, *grown;
+	CK_ULONG got;
+	size_t n = 0, cap = 0;
+	CK_RV rv;
+
+	*out = NULL;
+	*count = 0;
+	if ((rv = ks->fn->C_FindObjectsInit(ks->admin, tmpl, ntmpl)) != CKR_OK)
+		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM : P11_ERR_HSM;
+	for (;;) {
+		if (cap - n < FIND_BATCH) {
+			cap += FIND_BATCH * 4;
+			if ((grown = realloc(objs, cap * sizeof(*objs))) ==
+			    NULL) {
+				ks->fn->C_FindObjectsFinal(ks->admin);
+				free(objs);
+				return P11_ERR_NOMEM;
+			}
+			objs = grown;
+		}
+		rv = ks->fn->C_FindObjects(ks->admin, objs + n, FIND_BATCH,
+					   &got);
+		if (rv != CKR_OK) {
+			ks->fn->C_FindObjectsFinal(ks->admin);
+			free(objs);
+			return P11_ERR_HSM;
+		}
+		n += got;
+		if (got == 0)
+			break;
+	}
+	ks->fn->C_FindObjectsFinal(ks->admin);
+	*out = objs;
+	*count = n;
+	return P11_OK;
+}
+
+/* Reads one attribute of at most max bytes. */
+int p11_get_attr(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
+		 CK_ATTRIBUTE_TYPE type, void *buf, size_t max, size_t *len)
+{
+	CK_ATTRIBUTE a = { type, NULL, 0 };
+	CK_RV rv;
+
+	rv = ks->fn->C_GetAttributeValue(ks->admin, obj, &a, 1);
+	if (rv != CKR_OK)
+		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM : P11_ERR_PARAM;
+	if (a.ulValueLen == (CK_ULONG)-1 || a.ulValueLen > max)
+		return P11_ERR_PARAM;
+	a.pValue = buf;
+	rv = ks->fn->C_GetAttributeValue(ks->admin, obj, &a, 1);
+	if (rv != CKR_OK)
+		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM : P11_ERR_PARAM;
+	*len = a.ulValueLen;
+	return P11_OK;
+}
+
+/* Reads CKA_LABEL (a key name) and CKA_ID (a version) of obj. */
+static int get_name_version(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
+			    struct p11_key_info *info)
+{
+	unsigned char id[KB_VERSION_BYTES + 1];
+	size_t len;
+	int r;
+
+	if ((r = p11_get_attr(ks, obj, CKA_LABEL, info->name, KB_NAME_MAX,
+			      &len)) != P11_OK)
+		return r;
+	info->name[len] = '\0';
+	if (!kb_name_valid(info->name, len))
+		return P11_ERR_PARAM;
+	if ((r = p11_get_attr(ks, obj, CKA_ID, id, sizeof(id), &len)) != P11_OK)
+		return r;
+	if (len != KB_VERSION_BYTES)
+		return P11_ERR_PARAM;
+	kb_hex_encode(info->version, id, KB_VERSION_BYTES);
+	return P11_OK;
+}
+
+static EVP_PKEY *rsa_public_key(const struct p11_key_info *info)
+{
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *pkey = NULL;
+	BIGNUM *n = BN_bin2bn(info->n, (int)info->nlen, NULL);
+	BIGNUM *e = BN_bin2bn(info->e, (int)info->elen, NULL);
+
+	if (bld == NULL || n == NULL || e == NULL ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1 ||
+	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
+	    EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		pkey = NULL;
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(n);
+	BN_free(e);
+	return pkey;
+}
+
+/* Finds the public half of v and caches it as an EVP_PKEY. */
+static int load_public(struct p11_keystore *ks, CK_OBJECT_HANDLE *pubs,
+		       size_t npubs, struct key_version *v)
+{
+	struct p11_key_info pi;
+	size_t i, len;
+	int r;
+
+	for (i = 0; i < npubs; i++) {
+		if (get_name_version(ks, pubs[i], &pi) != P11_OK ||
+		    strcmp(pi.name, v->info.name) != 0 ||
+		    strcmp(pi.version, v->info.version) != 0)
+			continue;
+		if ((r = p11_get_attr(ks, pubs[i], CKA_MODULUS, v->info.n,
+				      sizeof(v->info.n), &v->info.nlen)) != 0 ||
+		    (r = p11_get_attr(ks, pubs[i], CKA_PUBLIC_EXPONENT,
+				      v->info.e, sizeof(v->info.e),
+				      &v->info.elen)) != 0)
+			return r;
+		/* Strip leading zero bytes some tokens keep. */
+		for (len = 0; len < v->info.nlen && v->info.n[len] == 0; len++)
+			;
+		memmove(v->info.n, v->info.n + len, v->info.nlen - len);
+		v->info.nlen -= len;
+		v->info.bits = (unsigned int)v->info.nlen * 8;
+		if (v->info.nlen < 256 ||
+		    (v->pub = rsa_public_key(&v->info)) == NULL)
+			return P11_ERR_PARAM;
+		v->info.bits = (unsigned int)EVP_PKEY_get_bits(v->pub);
+		return P11_OK;
+	}
+	return P11_ERR_NOT_FOUND;
+}
+
+static int64_t json_time(const json_t *o, const char *k)
+{
+	const json_t *v = json_object_get(o, k);
+
+	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+}
+
+int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info)
+{
+	json_t *o, *v;
+	const char *s;
+	int r = P11_ERR_PARAM;
+
+	if ((o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL)) == NULL)
+		return P11_ERR_PARAM;
+	v = json_object_get(o, "version");
+	if (!json_is_string(v) ||
+	    !kb_version_valid(json_string_value(v), json_string_length(v)))
+		goto out;
+	memcpy(info->version, json_string_value(v), KB_VERSION_LEN + 1);
+	info->created = json_time(o, "created");
+	info->created_us = json_time(o, "createdUs");
+	if (info->created_us == 0)
+		info->created_us = info->created * 1000000;
+	info->updated = json_time(o, "updated");
+	info->nbf = json_time(o, "nbf");
+	info->exp = json_time(o, "exp");
+	info->enabled = json_is_true(json_object_get(o, "enabled"));
+	v = json_object_get(o, "recoveryLevel");
+	s = json_is_string(v) ? json_string_value(v) : "Recoverable+Purgeable";
+	snprintf(info->recovery_level, sizeof(info->recovery_level), "%s", s);
+	v = json_object_get(o, "recoverableDays");
+	info->recoverable_days =
+		json_is_integer(v) ? (int)json_integer_value(v) : 90;
+	r = P11_OK;
+out:
+	json_decref(o);
+	return r;
+}
+
+/* Finds and applies the metadata object of v; P11_ERR_NOT_FOUND if none. */
+static int load_metadata(struct p11_keystore *ks, CK_OBJECT_HANDLE *metas,
+			 size_t nmetas, struct key_version *v)
+{
+	struct p11_key_info mi;
+	char label[KB_NAME_MAX + 1], *text;
+	size_t i, len;
+	int r = P11_ERR_NOT_FOUND;
+
+	if ((text = malloc(META_MAX)) == NULL)
+		return P11_ERR_NOMEM;
+	for (i = 0; i < nmetas; i++) {
+		if (p11_get_attr(ks, metas[i], CKA_LABEL, label, KB_NAME_MAX,
+				 &len) != P11_OK)
+			continue;
+		label[len] = '\0';
+		if (strcmp(label, v->info.name) != 0 ||
+		    p11_get_attr(ks, metas[i], CKA_VALUE, text, META_MAX,
+				 &len) != P11_OK)
+			continue;
+		memset(&mi, 0, sizeof(mi));
+		if (p11_parse_metadata(text, len, &mi) != P11_OK ||
+		    strcmp(mi.version, v->info.version) != 0 ||
+		    (r == P11_OK && mi.updated <= v->info.updated))
+			continue;
+		v->info.created = mi.created;
+		v->info.created_us = mi.created_us;
+		v->info.updated = mi.updated;
+		v->info.nbf = mi.nbf;
+		v->info.exp = mi.exp;
+		v->info.enabled = mi.enabled;
+		memcpy(v->info.recovery_level, mi.recovery_level,
+		       sizeof(mi.recovery_level));
+		v->info.recoverable_days = mi.recoverable_days;
+		r = P11_OK;
+	}
+	free(text);
+	return r;
+}
+
+/* ---- unwrap paths ---- */
+
+static bool mech_decrypts(struct p11_keystore *ks, CK_MECHANISM_TYPE m)
+{
+	CK_MECHANISM_INFO mi;
+
+	return ks->fn->C_GetMechanismInfo(p11_token_slot(ks->tok), m, &mi) ==
+		       CKR_OK &&
+	       (mi.flags & CKF_DECRYPT);
+}
+
+/*
+ * True if the token decrypts an OAEP ciphertext made by OpenSSL for alg
+ * with its own mechanism. Needs admin_lock.
+ */
+static bool probe_native_oaep(struct p11_keystore *ks,
+			      const struct key_version *v, enum p11_alg alg)
+{
+	unsigned char msg[32], ct[P11_MODULUS_MAX], pt[P11_MODULUS_MAX];
+	CK_RSA_PKCS_OAEP_PARAMS params;
+	CK_MECHANISM mech = { CKM_RSA_PKCS_OAEP, &params, sizeof(params) };
+	size_t ctlen;
+	CK_ULONG ptlen = sizeof(pt);
+	bool ok = false;
+
+	if (!mech_decrypts(ks, CKM_RSA_PKCS_OAEP) ||
+	    RAND_bytes(msg, sizeof(msg)) != 1 ||
+	    p11_public_encrypt(v->pub, alg, msg, sizeof(msg), ct, &ctlen) != 0)
+		return false;
+	p11_oaep_params(alg, &params);
+	if (ks->fn->C_DecryptInit(ks->admin, &mech, v->priv) == CKR_OK &&
+	    ks->fn->C_Decrypt(ks->admin, ct, ctlen, pt, &ptlen) == CKR_OK)
+		ok = ptlen == sizeof(msg) && memcmp(pt, msg, ptlen) == 0;
+	kb_wipe(pt, sizeof(pt));
+	return ok;
+}
+
+/* Needs admin_lock. */
+static void probe_paths(struct p11_keystore *ks, struct catalog *c)
+{
+	bool raw = mech_decrypts(ks, CKM_RSA_X_509);
+	enum p11_alg alg;
+
+	for (alg = 0; alg < P11_ALG_COUNT; alg++)
+		c->path[alg] = P11_PATH_NONE;
+	if (c->n == 0)
+		return;
+	for (alg = P11_ALG_RSA_OAEP; alg <= P11_ALG_RSA_OAEP_256; alg++) {
+		if (probe_native_oaep(ks, &c->v[0], alg))
+			c->path[alg] = P11_PATH_NATIVE;
+		else if (raw)
+			c->path[alg] = P11_PATH_RAW_OAEP;
+	}
+	if (ks->allow_rsa1_5 && mech_decrypts(ks, CKM_RSA_PKCS))
+		c->path[P11_ALG_RSA1_5] = P11_PATH_NATIVE;
+}
+
+/* ---- loading the catalogue ---- */
+
+/* Reads every key version from the token. Needs admin_lock. */
+static int catalog_load(struct p11_keystore *ks, struct catalog **out)
+{
+	CK_OBJECT_CLASS cpriv = CKO_PRIVATE_KEY, cpub = CKO_PUBLIC_KEY,
+			cdata = CKO_DATA;
+	CK_KEY_TYPE krsa = CKK_RSA;
+	CK_ATTRIBUTE tpriv[] = { { CKA_CLASS, &cpriv, sizeof(cpriv) },
+				 { CKA_KEY_TYPE, &krsa, sizeof(krsa) } };
+	CK_ATTRIBUTE tpub[] = { { CKA_CLASS, &cpub, sizeof(cpub) },
+				{ CKA_KEY_TYPE, &krsa, sizeof(krsa) } };
+	CK_ATTRIBUTE tdata[] = {
+		{ CKA_CLASS, &cdata, sizeof(cdata) },
+		{ CKA_APPLICATION, META_APPLICATION,
+		  sizeof(META_APPLICATION) - 1 },
+	};
+	CK_OBJECT_HANDLE *privs = NULL, *pubs = NULL, *metas = NULL;
+	size_t nprivs, npubs, nmetas, i;
+	struct catalog *c;
+	struct key_version *v;
+	int r;
+
+	*out = NULL;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return P11_ERR_NOMEM;
+	if ((r = p11_find_all(ks, tpriv, 2, &privs, &nprivs)) != 0 ||
+	    (r = p11_find_all(ks, tpub, 2, &pubs, &npubs)) != 0 ||
+	    (r = p11_find_all(ks, tdata, 2, &metas, &nmetas)) != 0)
+		goto out_free;
+	if (nprivs > 0 && (c->v = calloc(nprivs, sizeof(*c->v))) == NULL) {
+		r = P11_ERR_NOMEM;
+		goto out_free;
+	}
+	for (i = 0; i < nprivs; i++) {
+		v = &c->v[c->n];
+		memset(v, 0, sizeof(*v));
+		v->priv = privs[i];
+		/* Objects that are not ours (or are damaged) are skipped. */
+		r = get_name_version(ks, privs[i], &v->info);
+		if (r == P11_OK)
+			r = load_public(ks, pubs, npubs, v);
+		if (r == P11_OK)
+			r = load_metadata(ks, metas, nmetas, v);
+		if (r == P11_ERR_HSM || r == P11_ERR_NOMEM) {
+			EVP_PKEY_free(v->pub);
+			goto out_free;
+		}
+		if (r != P11_OK) {
+			EVP_PKEY_free(v->pub);
+			continue;
+		}
+		c->n++;
+	}
+	if (c->n > 1)
+		qsort(c->v, c->n, sizeof(*c->v), version_cmp);
+	probe_paths(ks, c);
+	if ((r = p11_identity_load(ks, c)) != P11_OK)
+		goto out_free;
+	for (i = 0; i < c->n; i++)
+		memcpy(c->v[i].info.path, c->path, sizeof(c->path));
+	*out = c;
+	c = NULL;
+	r = P11_OK;
+out_free:
+	p11_catalog_free(c);
+	free(privs);
+	free(pubs);
+	free(metas);
+	return r;
+}
+
+/* Re-reads the catalogue now and publishes it. Needs admin_lock. */
+int p11_catalog_reload_locked(struct p11_keystore *ks)
+{
+	struct catalog *c;
+	int r;
+
+	if ((r = catalog_load(ks, &c)) != P11_OK)
+		return r;
+	pthread_mutex_lock(&ks->lock);
+	catalog_publish_locked(ks, c);
+	ks->last_reload = time(NULL);
+	pthread_mutex_unlock(&ks->lock);
+	return P11_OK;
+}

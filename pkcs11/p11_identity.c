@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: MIT
+#include <jansson.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "p11_internal.h"
+
+/* ---- the token-signing (issuer) key ---- */
+
+#define ISSUER_LABEL "keybroker-issuer"
+/* DER of the prime256v1 OID, as CKA_EC_PARAMS. */
+static const unsigned char p256_params[] = { 0x06, 0x08, 0x2a, 0x86, 0x48,
+					     0xce, 0x3d, 0x03, 0x01, 0x07 };
+
+/* ---- revoked identity tokens ---- */
+
+#define REVOKED_APPLICATION "keybroker:revoked-jti"
+#define JTI_MAX 255
+/* An EVP_PKEY from CKA_EC_POINT: a DER OCTET STRING or the raw point. */
+static EVP_PKEY *ec_public_key(const unsigned char *pt, size_t len)
+{
+	OSSL_PARAM_BLD *bld;
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *pkey = NULL;
+
+	if (len == 67 && pt[0] == 0x04 && pt[1] == 65) {
+		pt += 2;
+		len -= 2;
+	}
+	if (len != 65 || pt[0] != 0x04 || (bld = OSSL_PARAM_BLD_new()) == NULL)
+		return NULL;
+	if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+					    "prime256v1", 0) == 1 &&
+	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt,
+					     len) == 1 &&
+	    (params = OSSL_PARAM_BLD_to_param(bld)) != NULL &&
+	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) != NULL &&
+	    EVP_PKEY_fromdata_init(ctx) == 1)
+		EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params);
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	return pkey;
+}
+
+/*
+ * Finds the issuer key pair (label ISSUER_LABEL, EC P-256) and caches its
+ * handle and public key in c. Needs admin_lock.
+ */
+static int load_issuer(struct p11_keystore *ks, struct catalog *c)
+{
+	CK_OBJECT_CLASS cpriv = CKO_PRIVATE_KEY, cpub = CKO_PUBLIC_KEY;
+	CK_KEY_TYPE kec = CKK_EC;
+	CK_ATTRIBUTE tpriv[] = {
+		{ CKA_CLASS, &cpriv, sizeof(cpriv) },
+		{ CKA_KEY_TYPE, &kec, sizeof(kec) },
+		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
+	};
+	CK_ATTRIBUTE tpub[] = {
+		{ CKA_CLASS, &cpub, sizeof(cpub) },
+		{ CKA_KEY_TYPE, &kec, sizeof(kec) },
+		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
+	};
+	unsigned char id[KB_VERSION_BYTES], pt[80];
+	CK_OBJECT_HANDLE *privs = NULL, *pubs = NULL;
+	size_t nprivs, npubs, idlen, ptlen;
+	int r;
+
+	if ((r = p11_find_all(ks, tpriv, 3, &privs, &nprivs)) != P11_OK ||
+	    (r = p11_find_all(ks, tpub, 3, &pubs, &npubs)) != P11_OK)
+		goto out;
+	r = P11_ERR_NOT_FOUND;
+	if (nprivs != 1 || npubs != 1)
+		goto out;
+	if (p11_get_attr(ks, privs[0], CKA_ID, id, sizeof(id), &idlen) !=
+		    P11_OK ||
+	    idlen != sizeof(id) ||
+	    p11_get_attr(ks, pubs[0], CKA_EC_POINT, pt, sizeof(pt), &ptlen) !=
+		    P11_OK ||
+	    (c->issuer_pub = ec_public_key(pt, ptlen)) == NULL) {
+		r = P11_ERR_PARAM;
+		goto out;
+	}
+	c->issuer_priv = privs[0];
+	kb_hex_encode(c->issuer_kid, id, sizeof(id));
+	r = P11_OK;
+out:
+	free(privs);
+	free(pubs);
+	return r;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Reads the revoked jtis into c, sorted. Needs admin_lock. */
+static int load_revoked(struct p11_keystore *ks, struct catalog *c)
+{
+	CK_OBJECT_CLASS cdata = CKO_DATA;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cdata, sizeof(cdata) },
+		{ CKA_APPLICATION, REVOKED_APPLICATION,
+		  sizeof(REVOKED_APPLICATION) - 1 },
+	};
+	CK_OBJECT_HANDLE *objs;
+	char jti[JTI_MAX + 1];
+	size_t n, i, len;
+	int r;
+
+	if ((r = p11_find_all(ks, t, 2, &objs, &n)) != P11_OK)
+		return r;
+	if (n > 0 && (c->revoked = calloc(n, sizeof(*c->revoked))) == NULL) {
+		free(objs);
+		return P11_ERR_NOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		if (p11_get_attr(ks, objs[i], CKA_LABEL, jti, JTI_MAX, &len) !=
+			    P11_OK ||
+		    len == 0)
+			continue;
+		jti[len] = '\0';
+		if ((c->revoked[c->n_revoked] = strdup(jti)) == NULL) {
+			free(objs);
+			return P11_ERR_NOMEM;
+		}
+		c->n_revoked++;
+	}
+	free(objs);
+	if (c->n_revoked > 1)
+		qsort(c->revoked, c->n_revoked, sizeof(*c->revoked), str_cmp);
+	return P11_OK;
+}
+
+int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
+			       size_t errlen)
+{
+	CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	unsigned char id[KB_VERSION_BYTES];
+	CK_OBJECT_HANDLE pub, priv;
+	CK_ATTRIBUTE tpub[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &no, sizeof(no) },
+		{ CKA_VERIFY, &yes, sizeof(yes) },
+		{ CKA_EC_PARAMS, (void *)p256_params, sizeof(p256_params) },
+		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
+		{ CKA_ID, id, sizeof(id) },
+	};
+	CK_ATTRIBUTE tpriv[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_DECRYPT, &no, sizeof(no) },
+		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
+		{ CKA_ID, id, sizeof(id) },
+	};
+	struct catalog *c;
+	bool exists;
+	CK_RV rv;
+	int r;
+
+	if ((c = p11_catalog_get(ks)) == NULL)
+		return P11_ERR_HSM;
+	exists = c->issuer_pub != NULL;
+	p11_catalog_put(ks, c);
+	if (exists) {
+		snprintf(err, errlen, "the token already has an issuer key");
+		return P11_ERR_CONFLICT;
+	}
+	if (RAND_bytes(id, sizeof(id)) != 1)
+		return P11_ERR_NOMEM;
+	p11_admin_enter(ks);
+	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub, 6, tpriv, 8,
+				       &pub, &priv);
+	if (rv != CKR_OK) {
+		snprintf(err, errlen, "C_GenerateKeyPair (EC P-256): %s",
+			 p11_rv_name(rv));
+		r = P11_ERR_HSM;
+	} else if ((r = p11_catalog_reload_locked(ks)) != P11_OK) {
+		snprintf(err, errlen, "re-reading the key catalogue failed");
+	}
+	p11_admin_leave(ks);
+	return r;
+}
+
+EVP_PKEY *p11_keystore_issuer_key(struct p11_keystore *ks, char *kid)
+{
+	struct catalog *c = p11_catalog_get(ks);
+	EVP_PKEY *pub = NULL;
+
+	if (c != NULL && c->issuer_pub != NULL &&
+	    EVP_PKEY_up_ref(c->issuer_pub) == 1) {
+		pub = c->issuer_pub;
+		memcpy(kid, c->issuer_kid, sizeof(c->issuer_kid));
+	}
+	p11_catalog_put(ks, c);
+	return pub;
+}
+
+/* Signs a SHA-256 digest on session h; r || s into sig. */
+static int sign_es256(CK_FUNCTION_LIST *fn, CK_SESSION_HANDLE h,
+		      CK_OBJECT_HANDLE key, const unsigned char *digest,
+		      unsigned char *sig)
+{
+	CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
+	CK_ULONG n = 64;
+	CK_RV rv;
+
+	if ((rv = fn->C_SignInit(h, &mech, key)) != CKR_OK ||
+	    (rv = fn->C_Sign(h, (unsigned char *)digest, 32, sig, &n)) !=
+		    CKR_OK)
+		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
+						  P11_ERR_UNSUPPORTED;
+	return n == 64 ? P11_OK : P11_ERR_UNSUPPORTED;
+}
+
+int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
+			    const unsigned char *digest, unsigned char *sig)
+{
+	struct catalog *c = p11_catalog_get(ks);
+	CK_OBJECT_HANDLE key;
+	int r;
+
+	if (c == NULL || c->issuer_pub == NULL) {
+		p11_catalog_put(ks, c);
+		return P11_ERR_NOT_FOUND;
+	}
+	key = c->issuer_priv;
+	p11_catalog_put(ks, c);
+	if (w == NULL) {
+		p11_admin_enter(ks);
+		r = sign_es256(ks->fn, ks->admin, key, digest, sig);
+		p11_admin_leave(ks);
+		return r;
+	}
+	if ((r = p11_ensure_available(ks)) != P11_OK)
+		return r;
+	pthread_rwlock_rdlock(&ks->module_lock);
+	if ((r = p11_worker_session(w)) == P11_OK)
+		r = sign_es256(ks->fn, w->h, key, digest, sig);
+	pthread_rwlock_unlock(&ks->module_lock);
+	return r;
+}
+
+bool p11_keystore_revoked(struct p11_keystore *ks, const char *jti)
+{
+	struct catalog *c = p11_catalog_get(ks);
+	bool found;
+
+	/* Without a catalogue nothing can be vouched for: fail closed. */
+	if (c == NULL)
+		return true;
+	found = c->n_revoked > 0 &&
+		bsearch(&jti, c->revoked, c->n_revoked, sizeof(*c->revoked),
+			str_cmp) != NULL;
+	p11_catalog_put(ks, c);
+	return found;
+}
+
+int p11_keystore_revoke(struct p11_keystore *ks, const char *jti, char *err,
+			size_t errlen)
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_APPLICATION, REVOKED_APPLICATION,
+		  sizeof(REVOKED_APPLICATION) - 1 },
+		{ CKA_LABEL, (void *)jti, strlen(jti) },
+	};
+	CK_OBJECT_HANDLE obj;
+	CK_RV rv;
+	int r;
+
+	if (jti[0] == '\0' || strlen(jti) > JTI_MAX) {
+		snprintf(err, errlen, "a token id is 1-%d bytes", JTI_MAX);
+		return P11_ERR_PARAM;
+	}
+	if (p11_keystore_revoked(ks, jti))
+		return P11_OK;
+	p11_admin_enter(ks);
+	rv = ks->fn->C_CreateObject(ks->admin, t, 5, &obj);
+	if (rv != CKR_OK) {
+		snprintf(err, errlen, "storing the revocation in the token: %s",
+			 p11_rv_name(rv));
+		r = P11_ERR_HSM;
+	} else if ((r = p11_catalog_reload_locked(ks)) != P11_OK) {
+		snprintf(err, errlen, "re-reading the key catalogue failed");
+	}
+	p11_admin_leave(ks);
+	return r;
+}
+
+int p11_identity_load(struct p11_keystore *ks, struct catalog *c)
+{
+	int r = load_issuer(ks, c);
+
+	if (r != P11_OK && r != P11_ERR_NOT_FOUND)
+		return r;
+	return load_revoked(ks, c);
+}

@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the pkcs11/ files share and nobody else sees: the keystore's
+ * state, the catalogue snapshot, and the helpers the three parts call in
+ * each other. p11_catalog.c reads the token into snapshots,
+ * p11_keystore.c runs operations on them (and recovery), p11_identity.c
+ * holds the identity-token pieces (issuer key, revocations).
+ */
+#ifndef P11_INTERNAL_H
+#define P11_INTERNAL_H
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "p11_keystore.h"
+
+#define META_APPLICATION "keybroker:key-version"
+#define META_MAX 4096
+#define FIND_BATCH 64
+#define RECOVER_INTERVAL_S 1
+#define MISS_RELOAD_INTERVAL_S 2
+
+struct key_version {
+	struct p11_key_info info;
+	CK_OBJECT_HANDLE priv;
+	EVP_PKEY *pub;
+};
+
+/* Immutable once published; freed when the last reference goes. */
+struct catalog {
+	unsigned int refs;
+	struct key_version *v; /* sorted by name, then created, then version */
+	size_t n;
+	enum p11_path path[P11_ALG_COUNT];
+	/* Revoked identity-token ids, sorted. */
+	char **revoked;
+	size_t n_revoked;
+	/* The token-signing key, if the token has one. */
+	CK_OBJECT_HANDLE issuer_priv;
+	EVP_PKEY *issuer_pub;
+	char issuer_kid[KB_VERSION_LEN + 1];
+};
+
+struct p11_keystore {
+	struct p11_token *tok;
+	CK_FUNCTION_LIST *fn;
+	bool allow_rsa1_5;
+
+	pthread_mutex_t lock; /* guards cat, gen, available, the times */
+	struct catalog *cat;
+	unsigned int gen; /* bumped each time sessions are renewed */
+	bool available;
+	time_t last_recover, last_reload;
+
+	/* Admin session: catalogue loads, key creation. */
+	pthread_mutex_t admin_lock;
+	CK_SESSION_HANDLE admin;
+
+	/*
+	 * Held shared around every call into the module, and exclusively
+	 * by recovery while it re-initialises the module. Taken after
+	 * admin_lock when both are needed.
+	 */
+	pthread_rwlock_t module_lock;
+};
+
+struct p11_worker {
+	struct p11_keystore *ks;
+	CK_SESSION_HANDLE h;
+	unsigned int gen;
+	bool open;
+	/* Last wrap context per alg; holds a reference on its key. */
+	struct {
+		EVP_PKEY *key;
+		EVP_PKEY_CTX *ctx;
+	} wrap[P11_ALG_COUNT];
+};
+
+/* ---- p11_catalog.c ---- */
+
+void p11_catalog_free(struct catalog *c);
+/* A reference to the current snapshot (NULL if none), and its release. */
+struct catalog *p11_catalog_get(struct p11_keystore *ks);
+void p11_catalog_put(struct p11_keystore *ks, struct catalog *c);
+/* name/version, or the current version of name if version is "". */
+const struct key_version *p11_catalog_find(const struct catalog *c,
+					   const char *name,
+					   const char *version);
+/* Reads the token and publishes a new snapshot. Needs admin_lock. */
+int p11_catalog_reload_locked(struct p11_keystore *ks);
+/* Every object matching tmpl, on the admin session. Needs admin_lock. */
+int p11_find_all(struct p11_keystore *ks, CK_ATTRIBUTE *tmpl, CK_ULONG ntmpl,
+		 CK_OBJECT_HANDLE **out, size_t *count);
+/* One attribute of at most max bytes. Needs admin_lock. */
+int p11_get_attr(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
+		 CK_ATTRIBUTE_TYPE type, void *buf, size_t max, size_t *len);
+int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info);
+
+/* ---- p11_keystore.c ---- */
+
+void p11_oaep_params(enum p11_alg alg, CK_RSA_PKCS_OAEP_PARAMS *p);
+const EVP_MD *p11_alg_md(enum p11_alg alg);
+int p11_public_encrypt(EVP_PKEY *pub, enum p11_alg alg, const unsigned char *in,
+		       size_t inlen, unsigned char *out, size_t *outlen);
+/* Serialises admin work and keeps recovery out of the module meanwhile. */
+void p11_admin_enter(struct p11_keystore *ks);
+void p11_admin_leave(struct p11_keystore *ks);
+/* Tries to bring the token back if it is known to be gone. */
+int p11_ensure_available(struct p11_keystore *ks);
+/* A live session of the current generation. Needs module_lock shared. */
+int p11_worker_session(struct p11_worker *w);
+
+/* ---- p11_identity.c ---- */
+
+/* Finds the issuer key and the revoked jtis for c. Needs admin_lock. */
+int p11_identity_load(struct p11_keystore *ks, struct catalog *c);
+
+#endif
