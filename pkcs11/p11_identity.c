@@ -20,10 +20,6 @@
 static const unsigned char p256_params[] = { 0x06, 0x08, 0x2a, 0x86, 0x48,
 					     0xce, 0x3d, 0x03, 0x01, 0x07 };
 
-/* ---- revoked identity tokens ---- */
-
-#define REVOKED_APPLICATION "keybroker:revoked-jti"
-#define JTI_MAX 255
 /* An EVP_PKEY from CKA_EC_POINT: a DER OCTET STRING or the raw point. */
 static EVP_PKEY *ec_public_key(const unsigned char *pt, size_t len)
 {
@@ -97,49 +93,6 @@ out:
 	free(privs);
 	free(pubs);
 	return r;
-}
-
-static int str_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Reads the revoked jtis into c, sorted. Needs admin_lock. */
-static int load_revoked(struct p11_keystore *ks, struct catalog *c)
-{
-	CK_OBJECT_CLASS cdata = CKO_DATA;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cdata, sizeof(cdata) },
-		{ CKA_APPLICATION, REVOKED_APPLICATION,
-		  sizeof(REVOKED_APPLICATION) - 1 },
-	};
-	CK_OBJECT_HANDLE *objs;
-	char jti[JTI_MAX + 1];
-	size_t n, i, len;
-	int r;
-
-	if ((r = p11_find_all(ks, t, 2, &objs, &n)) != P11_OK)
-		return r;
-	if (n > 0 && (c->revoked = calloc(n, sizeof(*c->revoked))) == NULL) {
-		free(objs);
-		return P11_ERR_NOMEM;
-	}
-	for (i = 0; i < n; i++) {
-		if (p11_get_attr(ks, objs[i], CKA_LABEL, jti, JTI_MAX, &len) !=
-			    P11_OK ||
-		    len == 0)
-			continue;
-		jti[len] = '\0';
-		if ((c->revoked[c->n_revoked] = strdup(jti)) == NULL) {
-			free(objs);
-			return P11_ERR_NOMEM;
-		}
-		c->n_revoked++;
-	}
-	free(objs);
-	if (c->n_revoked > 1)
-		qsort(c->revoked, c->n_revoked, sizeof(*c->revoked), str_cmp);
-	return P11_OK;
 }
 
 int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
@@ -253,6 +206,54 @@ int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
 		r = sign_es256(ks->fn, w->h, key, digest, sig);
 	pthread_rwlock_unlock(&ks->module_lock);
 	return r;
+}
+
+/* ---- revoked identity tokens ---- */
+
+#define REVOKED_APPLICATION "keybroker:revoked-jti"
+#define JTI_MAX 255
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Reads the revoked jtis into c, sorted. Needs admin_lock. */
+static int load_revoked(struct p11_keystore *ks, struct catalog *c)
+{
+	CK_OBJECT_CLASS cdata = CKO_DATA;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cdata, sizeof(cdata) },
+		{ CKA_APPLICATION, REVOKED_APPLICATION,
+		  sizeof(REVOKED_APPLICATION) - 1 },
+	};
+	CK_OBJECT_HANDLE *objs;
+	char jti[JTI_MAX + 1];
+	size_t n, i, len;
+	int r;
+
+	if ((r = p11_find_all(ks, t, 2, &objs, &n)) != P11_OK)
+		return r;
+	if (n > 0 && (c->revoked = calloc(n, sizeof(*c->revoked))) == NULL) {
+		free(objs);
+		return P11_ERR_NOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		if (p11_get_attr(ks, objs[i], CKA_LABEL, jti, JTI_MAX, &len) !=
+			    P11_OK ||
+		    len == 0)
+			continue;
+		jti[len] = '\0';
+		if ((c->revoked[c->n_revoked] = strdup(jti)) == NULL) {
+			free(objs);
+			return P11_ERR_NOMEM;
+		}
+		c->n_revoked++;
+	}
+	free(objs);
+	if (c->n_revoked > 1)
+		qsort(c->revoked, c->n_revoked, sizeof(*c->revoked), str_cmp);
+	return P11_OK;
 }
 
 bool p11_keystore_revoked(struct p11_keystore *ks, const char *jti)
