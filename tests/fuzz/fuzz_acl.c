@@ -13,14 +13,25 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/*
+ * Glob matching by dynamic programming over (pattern prefix, key prefix):
+ * slow but obviously right, and polynomial whatever the pattern.
+ */
 static bool reference(const char *p, const char *k)
 {
-	if (*p == '\0')
-		return *k == '\0';
-	if (*p == '*')
-		return reference(p + 1, k) ||
-		       (*k != '\0' && reference(p, k + 1));
-	return *k == *p && reference(p + 1, k + 1);
+	size_t np = strlen(p), nk = strlen(k), i, j;
+	bool m[24][24] = { { false } };
+
+	m[0][0] = true;
+	for (i = 1; i <= np; i++)
+		m[i][0] = m[i - 1][0] && p[i - 1] == '*';
+	for (i = 1; i <= np; i++)
+		for (j = 1; j <= nk; j++)
+			m[i][j] = p[i - 1] == '*' ?
+					  m[i - 1][j] || m[i][j - 1] :
+					  m[i - 1][j - 1] &&
+						  p[i - 1] == k[j - 1];
+	return m[np][nk];
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
