@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -184,21 +183,6 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int set_error(struct kb_error *err, enum kb_code code, const char *fmt,
-		     ...) __attribute__((format(printf, 3, 4)));
-
-static int set_error(struct kb_error *err, enum kb_code code, const char *fmt,
-		     ...)
-{
-	va_list ap;
-
-	err->code = code;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static void describe_peer(const struct kb_peer *p, char *buf, size_t size)
 {
 	snprintf(buf, size, "uid %u gid %u pid %d unit %.64s",
@@ -214,10 +198,10 @@ static int rate_limit(const struct kb_ops *ops, const struct kb_policy *pol,
 	    kb_rate_take(ops->rate, identity, pol->cfg->rate_per_s,
 			 pol->cfg->rate_burst, now_us()))
 		return 0;
-	return set_error(err, KB_THROTTLED,
-			 "identity '%s' is over its rate limit of %g "
-			 "requests/s; retry later",
-			 identity, pol->cfg->rate_per_s);
+	return kb_error_set(err, KB_THROTTLED,
+			    "identity '%s' is over its rate limit of %g "
+			    "requests/s; retry later",
+			    identity, pol->cfg->rate_per_s);
 }
 
 static json_t *do_authenticate(const struct kb_ops *ops,
@@ -232,14 +216,14 @@ static json_t *do_authenticate(const struct kb_ops *ops,
 	if (kb_policy_authenticate(pol, ops->ks, req->token, req->token_len,
 				   now_us() / 1000000, &id, &expires, why,
 				   sizeof(why)) != 0) {
-		set_error(err, KB_UNAUTHORIZED, "%s", why);
+		kb_error_set(err, KB_UNAUTHORIZED, "%s", why);
 		return NULL;
 	}
 	if (!kb_policy_peer_bound(id, &caller->peer)) {
 		describe_peer(&caller->peer, peer, sizeof(peer));
-		set_error(err, KB_FORBIDDEN,
-			  "identity '%s' is not bound to this caller (%s)",
-			  id->name, peer);
+		kb_error_set(err, KB_FORBIDDEN,
+			     "identity '%s' is not bound to this caller (%s)",
+			     id->name, peer);
 		return NULL;
 	}
 	snprintf(caller->identity, sizeof(caller->identity), "%s", id->name);
@@ -276,19 +260,19 @@ static json_t *do_get_token(const struct kb_ops *ops,
 
 	if ((id = kb_policy_system_identity(pol, &caller->peer)) == NULL) {
 		describe_peer(&caller->peer, peer, sizeof(peer));
-		set_error(err, KB_UNAUTHORIZED,
-			  "no system-assigned identity matches this caller "
-			  "(%s)",
-			  peer);
+		kb_error_set(err, KB_UNAUTHORIZED,
+			     "no system-assigned identity matches this caller "
+			     "(%s)",
+			     peer);
 		return NULL;
 	}
 	/* Minting signs in the token: it counts against the rate limit. */
 	if (rate_limit(ops, pol, id->name, err) != 0)
 		return NULL;
 	if (!pol->self_issuer) {
-		set_error(err, KB_NOT_SUPPORTED,
-			  "the token has no issuer key; see keybrokerctl "
-			  "issuer-key");
+		kb_error_set(err, KB_NOT_SUPPORTED,
+			     "the token has no issuer key; see keybrokerctl "
+			     "issuer-key");
 		return NULL;
 	}
 	m = (struct kb_jwt_mint){
@@ -301,8 +285,8 @@ static json_t *do_get_token(const struct kb_ops *ops,
 	};
 	if ((n = kb_jwt_mint(&m, sign_in_token, &sg, tok, sizeof(tok), jti)) <
 	    0) {
-		set_error(err, KB_HSM_UNAVAILABLE,
-			  "the token could not sign; retry later");
+		kb_error_set(err, KB_HSM_UNAVAILABLE,
+			     "the token could not sign; retry later");
 		return NULL;
 	}
 	kb_info("getToken: issued token %s for identity '%s' to %s", jti,
@@ -341,20 +325,21 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 	unsigned int perm = op_permission(req->op);
 
 	if (caller->identity[0] == '\0')
-		return set_error(err, KB_UNAUTHORIZED,
-				 "no identity: send authenticate with a token "
-				 "first (getToken mints one for a "
-				 "system-assigned identity)");
+		return kb_error_set(
+			err, KB_UNAUTHORIZED,
+			"no identity: send authenticate with a token "
+			"first (getToken mints one for a "
+			"system-assigned identity)");
 	if (now_us() / 1000000 >= caller->expires)
-		return set_error(err, KB_UNAUTHORIZED,
-				 "token expired: authenticate again");
+		return kb_error_set(err, KB_UNAUTHORIZED,
+				    "token expired: authenticate again");
 	if (rate_limit(ops, pol, caller->identity, err) != 0)
 		return -1;
 	if (!kb_acl_allows(pol->acl, caller->identity, req->key.name, perm))
-		return set_error(err, KB_FORBIDDEN,
-				 "identity '%s' lacks %s on key '%s'",
-				 caller->identity, kb_perm_name(perm),
-				 req->key.name);
+		return kb_error_set(err, KB_FORBIDDEN,
+				    "identity '%s' lacks %s on key '%s'",
+				    caller->identity, kb_perm_name(perm),
+				    req->key.name);
 	return 0;
 }
 
@@ -385,8 +370,8 @@ char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
 		goto reply;
 	if (req.alg == KB_ALG_RSA1_5 && !ops->allow_rsa1_5 &&
 	    req.op != KB_OP_GET_KEY) {
-		set_error(&err, KB_NOT_SUPPORTED,
-			  "RSA1_5 is disabled by the broker configuration");
+		kb_error_set(&err, KB_NOT_SUPPORTED,
+			     "RSA1_5 is disabled by the broker configuration");
 		goto reply;
 	}
 	switch (req.op) {
@@ -409,7 +394,7 @@ char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
 		status_error(ops, &req, &info, P11_ERR_NOMEM, &err);
 reply:
 	if (err.code == KB_OK && result == NULL)
-		set_error(&err, KB_INTERNAL, "internal error");
+		kb_error_set(&err, KB_INTERNAL, "internal error");
 	if (err.code == KB_OK) {
 		kb_debug("%s %s %s%s%s: ok%s%s",
 			 caller->identity[0] ? caller->identity : "-",

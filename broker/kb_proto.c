@@ -133,10 +133,7 @@ void kb_proto_quote(char *dst, size_t dstlen, const char *src, size_t max)
 	dst[o] = '\0';
 }
 
-static int fail(struct kb_error *err, enum kb_code code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(struct kb_error *err, enum kb_code code, const char *fmt, ...)
+int kb_error_set(struct kb_error *err, enum kb_code code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -152,20 +149,21 @@ static int parse_id(struct kb_request *req, struct kb_error *err)
 	json_t *id = json_object_get(req->root, "id");
 
 	if (id == NULL)
-		return fail(err, KB_BAD_REQUEST, "missing field 'id'");
+		return kb_error_set(err, KB_BAD_REQUEST, "missing field 'id'");
 	if (json_is_integer(id)) {
 		if (json_integer_value(id) > SAFE_INT_MAX ||
 		    json_integer_value(id) < -SAFE_INT_MAX)
-			return fail(err, KB_BAD_REQUEST,
-				    "'id' must be an integer of at most 2^53");
+			return kb_error_set(
+				err, KB_BAD_REQUEST,
+				"'id' must be an integer of at most 2^53");
 	} else if (json_is_string(id)) {
 		if (json_string_length(id) > KB_ID_STRING_MAX)
-			return fail(err, KB_BAD_REQUEST,
-				    "'id' string longer than %d bytes",
-				    KB_ID_STRING_MAX);
+			return kb_error_set(err, KB_BAD_REQUEST,
+					    "'id' string longer than %d bytes",
+					    KB_ID_STRING_MAX);
 	} else {
-		return fail(err, KB_BAD_REQUEST,
-			    "'id' must be an integer or a string");
+		return kb_error_set(err, KB_BAD_REQUEST,
+				    "'id' must be an integer or a string");
 	}
 	req->id = id;
 	return 0;
@@ -192,8 +190,9 @@ static int check_fields(struct kb_request *req, unsigned int allowed,
 		if ((allowed & F_TOKEN) && strcmp(k, "token") == 0)
 			continue;
 		kb_proto_quote(q, sizeof(q), k, 32);
-		return fail(err, KB_BAD_PARAMETER,
-			    "unknown field '%s' for op '%s'", q, req->opname);
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "unknown field '%s' for op '%s'", q,
+				    req->opname);
 	}
 	return 0;
 }
@@ -208,40 +207,46 @@ static int parse_key(struct kb_request *req, const char *instance,
 
 	if (kid != NULL) {
 		if (key != NULL || ver != NULL)
-			return fail(err, KB_BAD_PARAMETER,
-				    "give either 'kid' or 'key' (+ 'version'),"
-				    " not both");
+			return kb_error_set(
+				err, KB_BAD_PARAMETER,
+				"give either 'kid' or 'key' (+ 'version'),"
+				" not both");
 		if (!json_is_string(kid))
-			return fail(err, KB_BAD_PARAMETER,
-				    "'kid' must be a string");
+			return kb_error_set(err, KB_BAD_PARAMETER,
+					    "'kid' must be a string");
 		st = kb_kid_parse(json_string_value(kid),
 				  json_string_length(kid), instance, &req->key);
 		if (st == KB_KID_OTHER_INSTANCE)
-			return fail(err, KB_BAD_PARAMETER,
-				    "'kid' names another broker instance; "
-				    "this one is '%s'",
-				    instance);
+			return kb_error_set(
+				err, KB_BAD_PARAMETER,
+				"'kid' names another broker instance; "
+				"this one is '%s'",
+				instance);
 		if (st != KB_KID_OK)
-			return fail(err, KB_BAD_PARAMETER,
-				    "'kid' must be keybroker://<instance>/keys/"
-				    "<name>[/<version>]");
+			return kb_error_set(
+				err, KB_BAD_PARAMETER,
+				"'kid' must be keybroker://<instance>/keys/"
+				"<name>[/<version>]");
 		return 0;
 	}
 	if (key == NULL)
-		return fail(err, KB_BAD_PARAMETER, "missing field 'key'");
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "missing field 'key'");
 	if (!json_is_string(key) ||
 	    !kb_name_valid(json_string_value(key), json_string_length(key)))
-		return fail(err, KB_BAD_PARAMETER,
-			    "'key' must be a key name: 1-%d of A-Z a-z 0-9 -",
-			    KB_NAME_MAX);
+		return kb_error_set(
+			err, KB_BAD_PARAMETER,
+			"'key' must be a key name: 1-%d of A-Z a-z 0-9 -",
+			KB_NAME_MAX);
 	memcpy(req->key.name, json_string_value(key),
 	       json_string_length(key) + 1);
 	if (ver == NULL)
 		return 0;
 	if (!json_is_string(ver) ||
 	    !kb_version_valid(json_string_value(ver), json_string_length(ver)))
-		return fail(err, KB_BAD_PARAMETER,
-			    "'version' must be 32 lowercase hex characters");
+		return kb_error_set(
+			err, KB_BAD_PARAMETER,
+			"'version' must be 32 lowercase hex characters");
 	memcpy(req->key.version, json_string_value(ver), KB_VERSION_LEN + 1);
 	return 0;
 }
@@ -261,8 +266,8 @@ static int parse_alg(struct kb_request *req, struct kb_error *err)
 				req->alg = alg_table[i].alg;
 				return 0;
 			}
-	return fail(err, KB_BAD_PARAMETER,
-		    "'alg' must be RSA-OAEP, RSA-OAEP-256 or RSA1_5");
+	return kb_error_set(err, KB_BAD_PARAMETER,
+			    "'alg' must be RSA-OAEP, RSA-OAEP-256 or RSA1_5");
 }
 
 static int parse_value(struct kb_request *req, struct kb_error *err)
@@ -270,19 +275,21 @@ static int parse_value(struct kb_request *req, struct kb_error *err)
 	json_t *v = json_object_get(req->root, "value");
 
 	if (v == NULL)
-		return fail(err, KB_BAD_PARAMETER, "missing field 'value'");
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "missing field 'value'");
 	if (!json_is_string(v))
-		return fail(err, KB_BAD_PARAMETER,
-			    "'value' must be a base64url string");
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'value' must be a base64url string");
 	if (json_string_length(v) > kb_b64_encoded_len(KB_VALUE_MAX))
-		return fail(err, KB_BAD_PARAMETER,
-			    "'value' longer than %d bytes", KB_VALUE_MAX);
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'value' longer than %d bytes",
+				    KB_VALUE_MAX);
 	if (kb_b64_decode(req->value, sizeof(req->value), &req->value_len,
 			  json_string_value(v), json_string_length(v)) != 0)
-		return fail(err, KB_BAD_PARAMETER,
-			    "'value' is not base64url without padding");
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'value' is not base64url without padding");
 	if (req->value_len == 0)
-		return fail(err, KB_BAD_PARAMETER, "'value' is empty");
+		return kb_error_set(err, KB_BAD_PARAMETER, "'value' is empty");
 	return 0;
 }
 
@@ -291,8 +298,8 @@ static int parse_token(struct kb_request *req, struct kb_error *err)
 	json_t *t = json_object_get(req->root, "token");
 
 	if (!json_is_string(t))
-		return fail(err, KB_BAD_PARAMETER,
-			    "'token' (a JWT) must be a string");
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'token' (a JWT) must be a string");
 	req->token = json_string_value(t);
 	req->token_len = json_string_length(t);
 	return 0;
@@ -331,40 +338,43 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 	err->code = KB_OK;
 	err->msg[0] = '\0';
 	if (len > KB_LINE_MAX)
-		return fail(err, KB_BAD_REQUEST,
-			    "request line longer than %d "
-			    "bytes",
-			    KB_LINE_MAX);
+		return kb_error_set(err, KB_BAD_REQUEST,
+				    "request line longer than %d "
+				    "bytes",
+				    KB_LINE_MAX);
 	req->root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (req->root == NULL) {
 		/* Never echo the input: it may carry a DEK. */
 		if ((near = strstr(jerr.text, " near ")) != NULL)
 			*near = '\0';
 		kb_proto_quote(q, sizeof(q), jerr.text, 40);
-		return fail(err, KB_BAD_REQUEST,
-			    "malformed JSON at column %d: %s", jerr.column, q);
+		return kb_error_set(err, KB_BAD_REQUEST,
+				    "malformed JSON at column %d: %s",
+				    jerr.column, q);
 	}
 	if (!json_is_object(req->root))
-		return fail(err, KB_BAD_REQUEST,
-			    "request must be a JSON object");
+		return kb_error_set(err, KB_BAD_REQUEST,
+				    "request must be a JSON object");
 	if (parse_id(req, err) != 0)
 		return -1;
 	op = json_object_get(req->root, "op");
 	if (!json_is_string(op))
-		return fail(err, KB_BAD_REQUEST, "missing string field 'op'");
+		return kb_error_set(err, KB_BAD_REQUEST,
+				    "missing string field 'op'");
 	for (i = 0; i < sizeof(op_table) / sizeof(op_table[0]); i++)
 		if (strcmp(json_string_value(op), op_table[i].name) == 0)
 			break;
 	if (i == sizeof(op_table) / sizeof(op_table[0])) {
 		kb_proto_quote(q, sizeof(q), json_string_value(op), 32);
-		return fail(err, KB_BAD_REQUEST, "unknown op '%s'", q);
+		return kb_error_set(err, KB_BAD_REQUEST, "unknown op '%s'", q);
 	}
 	req->op = op_table[i].op;
 	snprintf(req->opname, sizeof(req->opname), "%s", op_table[i].name);
 	if (req->op == KB_OP_UNAVAILABLE)
-		return fail(err, KB_NOT_SUPPORTED,
-			    "op '%s' is not offered by this broker version",
-			    req->opname);
+		return kb_error_set(
+			err, KB_NOT_SUPPORTED,
+			"op '%s' is not offered by this broker version",
+			req->opname);
 	if (check_fields(req, op_table[i].fields, err) != 0)
 		return -1;
 	if ((op_table[i].fields & F_TOKEN) && parse_token(req, err) != 0)

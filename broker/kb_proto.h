@@ -97,6 +97,10 @@ char *kb_proto_result(const json_t *id, json_t *result, size_t *len);
 char *kb_proto_error(const json_t *id, enum kb_code code, const char *msg,
 		     size_t *len);
 
+/* Fills err with code and a formatted message; returns -1. */
+int kb_error_set(struct kb_error *err, enum kb_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Copies at most max bytes of an untrusted string for a message. */
 void kb_proto_quote(char *dst, size_t dstlen, const char *src, size_t max);
 
