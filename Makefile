@@ -10,7 +10,7 @@ VERSION = 0.1.0
 
 B ?= build
 CC ?= cc
-PKGS = p11-kit-1 openssl libconfig jansson
+PKGS = p11-kit-1 openssl libconfig jansson libsystemd
 CPPFLAGS += -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED \
 	-Icommon -Iconfig -Ipkcs11 -Ibroker -Iclient
 CFLAGS ?= -O2 -g
@@ -134,7 +134,12 @@ fuzz: $(FUZZ_BINS)
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
-integration: all
+# Preloaded into keybrokerd by tests; never sanitised (it wraps libc).
+$(B)/tests/peerpidfd_shim.so: tests/integration/peerpidfd_shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -shared -fPIC -O2 -Wall -D_GNU_SOURCE -o $@ $< -ldl
+
+integration: all $(B)/tests/peerpidfd_shim.so
 	@KB_CLIENT_CFLAGS="$(SANFLAGS)" tests/integration/run.sh $(B)
 
 # The whole suite: unit, integration and interop tests, plain and then

@@ -185,9 +185,10 @@ static int64_t now_us(void)
 
 static void describe_peer(const struct kb_peer *p, char *buf, size_t size)
 {
-	snprintf(buf, size, "uid %u gid %u pid %d unit %.64s",
+	snprintf(buf, size, "uid %u gid %u pid %d unit %.64s%s%.64s",
 		 (unsigned int)p->uid, (unsigned int)p->gid, (int)p->pid,
-		 p->unit[0] ? p->unit : "-");
+		 p->unit[0] ? p->unit : "-",
+		 p->user_unit[0] ? " user unit " : "", p->user_unit);
 }
 
 /* Takes one request from identity's bucket, or says Throttled. */
@@ -210,7 +211,7 @@ static json_t *do_authenticate(const struct kb_ops *ops,
 			       struct kb_error *err)
 {
 	const struct kb_identity_cfg *id;
-	char why[256], peer[160];
+	char why[256], peer[240];
 	int64_t expires;
 
 	if (kb_policy_authenticate(pol, ops->ks, req->token, req->token_len,
@@ -219,7 +220,7 @@ static json_t *do_authenticate(const struct kb_ops *ops,
 		kb_error_set(err, KB_UNAUTHORIZED, "%s", why);
 		return NULL;
 	}
-	if (!kb_policy_peer_bound(id, &caller->peer)) {
+	if (!kb_peer_bound(&id->bind, &caller->peer)) {
 		describe_peer(&caller->peer, peer, sizeof(peer));
 		kb_error_set(err, KB_FORBIDDEN,
 			     "identity '%s' is not bound to this caller (%s)",
@@ -254,7 +255,7 @@ static json_t *do_get_token(const struct kb_ops *ops,
 	const struct kb_identity_cfg *id;
 	struct signer sg = { ops->ks, w };
 	struct kb_jwt_mint m;
-	char tok[2048], jti[33], peer[160];
+	char tok[2048], jti[33], peer[240];
 	json_t *res;
 	int n;
 

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/pidfd.h>
 #include <sys/socket.h>
+#include <systemd/sd-login.h>
 #include <unistd.h>
 
 #include "kb_peer.h"
@@ -14,83 +15,44 @@
 #define SO_PEERPIDFD 77 /* Linux 6.5; newer than this system's headers */
 #endif
 
-static bool unit_suffix(const char *s, size_t len)
+/* Copies a libsystemd string into dst and frees it; "" if it is too long. */
+static void take_unit(char *dst, size_t size, char *src)
 {
-	return (len > 8 && memcmp(s + len - 8, ".service", 8) == 0) ||
-	       (len > 6 && memcmp(s + len - 6, ".scope", 6) == 0);
+	dst[0] = '\0';
+	if (src != NULL && strlen(src) < size)
+		memcpy(dst, src, strlen(src) + 1);
+	free(src);
 }
 
-/* The last unit component of one cgroup path [p, end). */
-static bool unit_of_path(const char *p, const char *end, char *unit,
-			 size_t size)
+/* True while the process behind pidfd has not exited (no permission needed). */
+static bool alive(int pidfd)
 {
-	const char *c = p, *slash;
-	bool found = false;
-	size_t len;
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
 
-	while (c < end) {
-		slash = memchr(c, '/', (size_t)(end - c));
-		len = (size_t)((slash ? slash : end) - c);
-		if (unit_suffix(c, len) && len < size) {
-			memcpy(unit, c, len);
-			unit[len] = '\0';
-			found = true;
-		}
-		if (slash == NULL)
-			break;
-		c = slash + 1;
+	return poll(&p, 1, 0) == 0;
+}
+
+static void read_units(struct kb_peer *peer, int pidfd)
+{
+	char *unit = NULL, *user_unit = NULL;
+	uid_t owner;
+
+	if (sd_pid_get_unit(peer->pid, &unit) >= 0)
+		take_unit(peer->unit, sizeof(peer->unit), unit);
+	/* A user unit counts only under the peer's own user manager. */
+	if (sd_pid_get_user_unit(peer->pid, &user_unit) >= 0 &&
+	    sd_pid_get_owner_uid(peer->pid, &owner) >= 0 && owner == peer->uid)
+		take_unit(peer->user_unit, sizeof(peer->user_unit), user_unit);
+	else
+		free(user_unit);
+	/*
+	 * The lookups went by pid number; they named the connecting process
+	 * only if it has not exited since, so its pid could not be reused.
+	 */
+	if (!alive(pidfd)) {
+		peer->unit[0] = '\0';
+		peer->user_unit[0] = '\0';
 	}
-	return found;
-}
-
-bool kb_peer_unit_from_cgroup(const char *text, char *unit, size_t size)
-{
-	static const char *const prefixes[] = { "0::", ":name=systemd:" };
-	const char *line, *nl, *path;
-	size_t i;
-
-	for (i = 0; i < 2; i++) {
-		for (line = text; *line != '\0'; line = nl + 1) {
-			nl = strchr(line, '\n');
-			if (nl == NULL)
-				nl = line + strlen(line);
-			path = i == 0 ? (strncmp(line, prefixes[0], 3) == 0 ?
-						 line + 3 :
-						 NULL) :
-					strstr(line, prefixes[1]);
-			if (path != NULL && path < nl) {
-				if (i == 1)
-					path += strlen(prefixes[1]);
-				if (unit_of_path(path, nl, unit, size))
-					return true;
-			}
-			if (*nl == '\0')
-				break;
-		}
-	}
-	unit[0] = '\0';
-	return false;
-}
-
-static void read_unit(struct kb_peer *peer, int pidfd)
-{
-	char path[64], text[4096];
-	ssize_t n;
-	int fd;
-
-	peer->unit[0] = '\0';
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)peer->pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return;
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	text[n] = '\0';
-	/* Only trust what we read if the peer is still that process. */
-	if (pidfd_send_signal(pidfd, 0, NULL, 0) != 0)
-		return;
-	kb_peer_unit_from_cgroup(text, peer->unit, sizeof(peer->unit));
 }
 
 int kb_peer_from_socket(int fd, struct kb_peer *peer)
@@ -106,12 +68,89 @@ int kb_peer_from_socket(int fd, struct kb_peer *peer)
 	peer->uid = cred.uid;
 	peer->gid = cred.gid;
 	len = sizeof(pidfd);
-	/* SO_PEERPIDFD names the process that connected, not a pid. */
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0)
-		pidfd = cred.pid > 0 ? pidfd_open(cred.pid, 0) : -1;
-	if (pidfd >= 0) {
-		read_unit(peer, pidfd);
+	/* No pidfd of the connector itself, no units: never a pid alone. */
+	if (cred.pid <= 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) != 0)
+		return 0;
+	read_units(peer, pidfd);
+	close(pidfd);
+	return 0;
+}
+
+static bool pidfd_supported;
+static pthread_once_t pidfd_probe_once = PTHREAD_ONCE_INIT;
+
+static void probe_pidfd(void)
+{
+	socklen_t len = sizeof(int);
+	int sv[2], pidfd;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+		return;
+	if (getsockopt(sv[0], SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
+		pidfd_supported = true;
 		close(pidfd);
 	}
+	close(sv[0]);
+	close(sv[1]);
+}
+
+bool kb_peer_pidfd_supported(void)
+{
+	pthread_once(&pidfd_probe_once, probe_pidfd);
+	return pidfd_supported;
+}
+
+int kb_peer_check_bindings(const struct kb_config *cfg, char *err,
+			   size_t errlen)
+{
+	const struct kb_identity_cfg *id;
+	size_t i;
+
+	if (kb_peer_pidfd_supported())
+		return 0;
+	for (i = 0; i < cfg->n_identities; i++) {
+		id = &cfg->identities[i];
+		if (id->bind.n_units == 0 && id->bind.n_user_units == 0)
+			continue;
+		snprintf(err, errlen,
+			 "%s:%d: identity '%s' is bound to systemd units, but "
+			 "this kernel cannot name a connecting process "
+			 "(SO_PEERPIDFD, Linux 6.5 or later): bind it by uids "
+			 "instead",
+			 cfg->path, id->line, id->name);
+		return -1;
+	}
 	return 0;
+}
+
+static bool in_ids(const unsigned int *v, size_t n, unsigned int x)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v[i] == x)
+			return true;
+	return false;
+}
+
+/* An empty unit (none, or not proven) matches no list. */
+static bool in_units(char *const *v, size_t n, const char *unit)
+{
+	size_t i;
+
+	for (i = 0; unit[0] != '\0' && i < n; i++)
+		if (strcmp(v[i], unit) == 0)
+			return true;
+	return false;
+}
+
+bool kb_peer_bound(const struct kb_binding *b, const struct kb_peer *peer)
+{
+	return (b->n_uids == 0 || in_ids(b->uids, b->n_uids, peer->uid)) &&
+	       (b->n_gids == 0 || in_ids(b->gids, b->n_gids, peer->gid)) &&
+	       (b->n_units == 0 ||
+		in_units(b->units, b->n_units, peer->unit)) &&
+	       (b->n_user_units == 0 ||
+		in_units(b->user_units, b->n_user_units, peer->user_unit));
 }

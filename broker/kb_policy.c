@@ -5,38 +5,6 @@
 
 #include "kb_policy.h"
 
-static bool in_uids(const uid_t *v, size_t n, uid_t x)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (v[i] == x)
-			return true;
-	return false;
-}
-
-static bool in_strings(char *const *v, size_t n, const char *x)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (strcmp(v[i], x) == 0)
-			return true;
-	return false;
-}
-
-bool kb_policy_peer_bound(const struct kb_identity_cfg *id,
-			  const struct kb_peer *peer)
-{
-	const struct kb_binding *b = &id->bind;
-
-	return (b->n_uids == 0 || in_uids(b->uids, b->n_uids, peer->uid)) &&
-	       (b->n_gids == 0 || in_uids(b->gids, b->n_gids, peer->gid)) &&
-	       (b->n_units == 0 ||
-		(peer->unit[0] != '\0' &&
-		 in_strings(b->units, b->n_units, peer->unit)));
-}
-
 const struct kb_identity_cfg *
 kb_policy_system_identity(const struct kb_policy *pol,
 			  const struct kb_peer *peer)
@@ -46,7 +14,7 @@ kb_policy_system_identity(const struct kb_policy *pol,
 
 	for (i = 0; i < pol->cfg->n_identities; i++) {
 		id = &pol->cfg->identities[i];
-		if (id->system_assigned && kb_policy_peer_bound(id, peer))
+		if (id->system_assigned && kb_peer_bound(&id->bind, peer))
 			return id;
 	}
 	return NULL;
@@ -133,7 +101,8 @@ struct kb_policy *kb_policy_new(struct kb_config *cfg, struct p11_keystore *ks,
 		return NULL;
 	pol->cfg = cfg;
 	pol->refs = 1;
-	if (build_acl(pol, err, errlen) != 0 ||
+	if (kb_peer_check_bindings(cfg, err, errlen) != 0 ||
+	    build_acl(pol, err, errlen) != 0 ||
 	    build_issuers(pol, ks, err, errlen) != 0) {
 		pol->cfg = NULL; /* the caller keeps it */
 		kb_policy_free(pol);

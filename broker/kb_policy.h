@@ -33,7 +33,8 @@ struct kb_policy {
 
 /*
  * Builds a policy from cfg (taking it over on success) and the issuer key
- * of ks. Errors name the file and line (e.g. an unreadable JWKS).
+ * of ks. Errors name the file and line (e.g. an unreadable JWKS, or unit
+ * bindings on a kernel that cannot serve them).
  */
 struct kb_policy *kb_policy_new(struct kb_config *cfg, struct p11_keystore *ks,
 				char *err, size_t errlen);
@@ -42,10 +43,6 @@ void kb_policy_free(struct kb_policy *pol);
 /* The first system-assigned identity whose binding matches peer. */
 const struct kb_identity_cfg *
 kb_policy_system_identity(const struct kb_policy *pol,
-			  const struct kb_peer *peer);
-
-/* True if id has no binding, or peer matches every list it has. */
-bool kb_policy_peer_bound(const struct kb_identity_cfg *id,
 			  const struct kb_peer *peer);
 
 /*

@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: MIT
 /* keybrokerd: the key broker daemon. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "kb_config.h"
+#include "kb_jwk.h"
 #include "kb_log.h"
+#include "kb_peer.h"
 #include "kb_policy.h"
 #include "kb_proto.h"
 #include "kb_secret.h"
@@ -24,7 +29,11 @@ static void usage(FILE *f)
 		"the foreground and logs to stderr.\n"
 		"\n"
 		"  -c, --config FILE   configuration (default %s)\n"
-		"  -t, --check-config  validate the configuration and exit\n"
+		"  -t, --check-config  check the configuration and everything\n"
+		"                      start-up checks short of logging in to\n"
+		"                      the token (module, PIN file, socket\n"
+		"                      directory, JWKS files, unit bindings),\n"
+		"                      then exit\n"
 		"  -h, --help          this text\n"
 		"\n"
 		"signals: SIGTERM/SIGINT finish requests in flight and exit 0;\n"
@@ -47,23 +56,87 @@ static void log_key(const struct p11_key_info *info, void *arg)
 		info->bits, info->enabled ? "enabled" : "disabled");
 }
 
+/* The directory the socket goes in must exist and take new entries. */
+static int check_socket_dir(const char *path, char *err, size_t errlen)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[108];
+
+	snprintf(dir, sizeof(dir), "%.*s",
+		 slash == NULL ? 1 :
+		 slash == path ? 1 :
+				 (int)(slash - path),
+		 slash == NULL ? "." : path);
+	if (access(dir, W_OK | X_OK) != 0) {
+		snprintf(err, errlen,
+			 "socket %s: directory %s: %s (it must exist and be "
+			 "writable by uid %u)",
+			 path, dir, strerror(errno), (unsigned int)geteuid());
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Everything start-up checks before it logs in to the token, so that -t
+ * passes only configurations that can start. Names the failed check.
+ */
+static int preflight(const struct kb_config *cfg, char *err, size_t errlen)
+{
+	struct kb_jwks *jwks;
+	char why[384];
+	size_t i;
+	int fd;
+
+	if (kb_peer_check_bindings(cfg, err, errlen) != 0)
+		return -1;
+	if (p11_token_check_module(cfg->pkcs11_module, why, sizeof(why)) !=
+	    P11_OK) {
+		snprintf(err, errlen, "%s: pkcs11.module: %s", cfg->path, why);
+		return -1;
+	}
+	if ((fd = kb_secret_file_open(cfg->pkcs11_pin_file, why, sizeof(why))) <
+	    0) {
+		snprintf(err, errlen, "%s: pkcs11.pin_file: %s", cfg->path,
+			 why);
+		return -1;
+	}
+	close(fd);
+	if (check_socket_dir(cfg->socket_path, err, errlen) != 0)
+		return -1;
+	for (i = 0; i < cfg->n_issuers; i++) {
+		if (kb_jwks_load(cfg->issuers[i].jwks_path, &jwks, why,
+				 sizeof(why)) != 0) {
+			snprintf(err, errlen, "%s:%d: setting 'jwks': %s",
+				 cfg->path, cfg->issuers[i].line, why);
+			return -1;
+		}
+		kb_jwks_free(jwks);
+	}
+	return 0;
+}
+
 /* Identity tokens need the token-signing key: made once per token. */
 static int ensure_issuer_key(struct p11_keystore *ks)
 {
 	char kid[KB_VERSION_LEN + 1], err[256];
 	EVP_PKEY *pub = p11_keystore_issuer_key(ks, kid);
 
-	if (pub == NULL) {
-		if (p11_keystore_create_issuer(ks, err, sizeof(err)) != 0) {
-			kb_err("creating the token-signing key: %s", err);
-			return -1;
-		}
-		pub = p11_keystore_issuer_key(ks, kid);
-		kb_info("created the token-signing key (EC P-256, kid %s)",
-			kid);
+	if (pub != NULL) {
+		EVP_PKEY_free(pub);
+		return 0;
 	}
+	if (p11_keystore_create_issuer(ks, err, sizeof(err)) != 0) {
+		kb_err("creating the token-signing key: %s", err);
+		return -1;
+	}
+	if ((pub = p11_keystore_issuer_key(ks, kid)) == NULL) {
+		kb_err("the token-signing key just made is not in the token");
+		return -1;
+	}
+	kb_info("created the token-signing key (EC P-256, kid %s)", kid);
 	EVP_PKEY_free(pub);
-	return pub != NULL ? 0 : -1;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -108,8 +181,10 @@ int main(int argc, char **argv)
 	if (kb_secret_harden_process() != 0)
 		kb_warn("cannot disable core dumps");
 	kb_proto_init();
-	if (kb_config_load(path, &cfg, err, sizeof(err)) != 0) {
+	if (kb_config_load(path, &cfg, err, sizeof(err)) != 0 ||
+	    preflight(cfg, err, sizeof(err)) != 0) {
 		kb_err("%s", err);
+		kb_config_free(cfg);
 		return 1;
 	}
 	if (check_only) {
@@ -133,8 +208,9 @@ int main(int argc, char **argv)
 	p11_keystore_foreach(ks, log_key, &nkeys);
 	if (nkeys == 0)
 		kb_warn("the token holds no keys yet (keybrokerctl create-key)");
-	if (ensure_issuer_key(ks) != 0 ||
-	    kb_config_load(path, &policy_cfg, err, sizeof(err)) != 0 ||
+	if (ensure_issuer_key(ks) != 0)
+		goto out;
+	if (kb_config_load(path, &policy_cfg, err, sizeof(err)) != 0 ||
 	    (pol = kb_policy_new(policy_cfg, ks, err, sizeof(err))) == NULL) {
 		kb_err("%s", err);
 		kb_config_free(policy_cfg);

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -52,6 +57,43 @@ void kb_wipe_free(void *p, size_t n)
 void kb_wipe(void *p, size_t n)
 {
 	OPENSSL_cleanse(p, n);
+}
+
+int kb_secret_file_open(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	/* O_NONBLOCK: a FIFO planted at path must not hang the caller. */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path,
+			 errno == ELOOP ? "is a symlink" : strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		goto out_close;
+	}
+	if ((st.st_mode & (S_IRWXO | S_IWGRP)) != 0) {
+		snprintf(err, errlen,
+			 "%s: mode %04o is too open; it must not be "
+			 "accessible to others nor group-writable (chmod 600)",
+			 path, (unsigned int)(st.st_mode & 07777));
+		goto out_close;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(err, errlen,
+			 "%s: owned by uid %u, must be owned by root or by "
+			 "uid %u",
+			 path, (unsigned int)st.st_uid,
+			 (unsigned int)geteuid());
+		goto out_close;
+	}
+	return fd;
+out_close:
+	close(fd);
+	return -1;
 }
 
 int kb_secret_harden_process(void)

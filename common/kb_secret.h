@@ -19,6 +19,14 @@ void kb_wipe_free(void *p, size_t n);
 void kb_wipe(void *p, size_t n);
 
 /*
+ * Opens a file that holds a secret (a PIN) for reading, or returns -1
+ * with a message naming path and what is wrong. It must be a regular file
+ * (not a symlink, FIFO or device: opening never blocks), inaccessible to
+ * others, not group-writable, and owned by root or the effective uid.
+ */
+int kb_secret_file_open(const char *path, char *err, size_t errlen);
+
+/*
  * Makes the process unable to leave a core dump or be ptrace'd by peers of
  * the same uid. Returns 0 or -1.
  */

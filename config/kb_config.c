@@ -54,7 +54,8 @@ static const char *const top_keys[] = {
 static const char *const token_keys[] = { "issuer", "audience", "lifetime",
 					  "max_lifetime", NULL };
 static const char *const identity_keys[] = { "name", "assigned", "uids",
-					     "gids", "units",	 NULL };
+					     "gids", "units",	 "user_units",
+					     NULL };
 static const char *const issuer_keys[] = { "issuer",   "audience",
 					   "jwks",     "algorithms",
 					   "claim",    "max_lifetime",
@@ -153,6 +154,32 @@ static int get_group(struct cfg_loader *ld, const config_setting_t *parent,
 			       0;
 	if (config_setting_type(s) != CONFIG_TYPE_GROUP)
 		return cfg_fail(ld, s, "must be a group { ... }");
+	return 0;
+}
+
+/* A file mode written as a quoted octal string such as "0660". */
+static int get_mode(struct cfg_loader *ld, const config_setting_t *group,
+		    const char *name, const char *def, unsigned int *out)
+{
+	const config_setting_t *s = config_setting_get_member(group, name);
+	const char *text = def;
+	char *end;
+	long m;
+
+	if (s != NULL && (config_setting_type(s) == CONFIG_TYPE_INT ||
+			  config_setting_type(s) == CONFIG_TYPE_INT64))
+		return cfg_fail(ld, s,
+				"must be a quoted octal string such as "
+				"\"0660\" (unquoted, 0660 is read as the "
+				"number 660)");
+	if (get_string(ld, group, name, false, def, &text) != 0)
+		return -1;
+	m = strtol(text, &end, 8);
+	if (*end != '\0' || m < 0 || m > 0777 || text[0] != '0')
+		return cfg_fail(ld, s,
+				"must be an octal mode string such as "
+				"\"0660\"");
+	*out = (unsigned int)m;
 	return 0;
 }
 
@@ -295,17 +322,53 @@ static int get_list(struct cfg_loader *ld, const config_setting_t *root,
 	return 0;
 }
 
+/* A systemd service or scope unit name, as a process's unit is named. */
+static bool unit_name_valid(const char *s)
+{
+	size_t i, len = strlen(s);
+
+	if (len >= 256)
+		return false;
+	for (i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || strchr(":_.@\\-", s[i])))
+			return false;
+	return (len > 8 && strcmp(s + len - 8, ".service") == 0) ||
+	       (len > 6 && strcmp(s + len - 6, ".scope") == 0);
+}
+
+static int check_units(struct cfg_loader *ld, const config_setting_t *g,
+		       const char *name, char *const *units, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!unit_name_valid(units[i]))
+			return cfg_fail(
+				ld, config_setting_get_member(g, name),
+				"'%.64s' is not a systemd service or "
+				"scope unit name (e.g. \"etl.service\")",
+				units[i]);
+	return 0;
+}
+
 static int load_identity(struct cfg_loader *ld, const config_setting_t *g,
 			 struct kb_config *cfg, struct kb_identity_cfg *id)
 {
+	struct kb_binding *b = &id->bind;
 	const char *name, *assigned;
-	size_t i;
 
+	id->line = (int)config_setting_source_line(g);
 	if (get_string(ld, g, "name", true, NULL, &name) != 0 ||
 	    get_string(ld, g, "assigned", false, "user", &assigned) != 0 ||
-	    get_ids(ld, g, "uids", &id->bind.uids, &id->bind.n_uids) != 0 ||
-	    get_ids(ld, g, "gids", &id->bind.gids, &id->bind.n_gids) != 0 ||
-	    get_strings(ld, g, "units", &id->bind.units, &id->bind.n_units) !=
+	    get_ids(ld, g, "uids", &b->uids, &b->n_uids) != 0 ||
+	    get_ids(ld, g, "gids", &b->gids, &b->n_gids) != 0 ||
+	    get_strings(ld, g, "units", &b->units, &b->n_units) != 0 ||
+	    get_strings(ld, g, "user_units", &b->user_units,
+			&b->n_user_units) != 0 ||
+	    check_units(ld, g, "units", b->units, b->n_units) != 0 ||
+	    check_units(ld, g, "user_units", b->user_units, b->n_user_units) !=
 		    0)
 		return -1;
 	if (!identity_name_valid(name))
@@ -319,16 +382,15 @@ static int load_identity(struct cfg_loader *ld, const config_setting_t *g,
 		return cfg_fail(ld, config_setting_get_member(g, "assigned"),
 				"must be \"system\" or \"user\"");
 	id->system_assigned = strcmp(assigned, "system") == 0;
-	if (id->system_assigned && id->bind.n_uids == 0 &&
-	    id->bind.n_units == 0)
+	if (id->system_assigned && b->n_uids == 0 && b->n_units == 0)
 		return cfg_fail(ld, g,
 				"a system-assigned identity needs uids "
 				"or units to recognise its callers");
-	for (i = 0; i < id->bind.n_units; i++)
-		if (strchr(id->bind.units[i], '/') != NULL)
-			return cfg_fail(ld,
-					config_setting_get_member(g, "units"),
-					"a unit name has no '/'");
+	/* Any user may name a unit of its own manager "pgdata.service". */
+	if (b->n_user_units > 0 && b->n_uids == 0)
+		return cfg_fail(ld, config_setting_get_member(g, "user_units"),
+				"user units are named by their users: bind "
+				"them together with 'uids'");
 	if ((id->name = strdup(name)) == NULL)
 		return cfg_fail(ld, NULL, "out of memory");
 	return 0;
@@ -661,9 +723,6 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 {
 	const char *instance, *sock, *level;
 	config_setting_t *algs;
-	const char *mode;
-	char *end;
-	long m;
 	int idle, req, grace;
 
 	if (check_known(ld, root, top_keys) != 0 ||
@@ -678,7 +737,7 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	    get_int(ld, root, "idle_timeout", 300, 1, 86400, &idle) != 0 ||
 	    get_int(ld, root, "request_timeout", 10, 1, 3600, &req) != 0 ||
 	    get_int(ld, root, "shutdown_grace", 10, 0, 600, &grace) != 0 ||
-	    get_string(ld, root, "socket_mode", false, "0666", &mode) != 0 ||
+	    get_mode(ld, root, "socket_mode", "0666", &cfg->socket_mode) != 0 ||
 	    load_pkcs11(ld, root, cfg) != 0 ||
 	    get_group(ld, root, "algorithms", false, &algs) != 0)
 		return -1;
@@ -710,13 +769,6 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	if (strlen(cfg->socket_path) >= 108)
 		return cfg_fail(ld, config_setting_get_member(root, "socket"),
 				"resolved path longer than 107 bytes");
-	m = strtol(mode, &end, 8);
-	if (*end != '\0' || m < 0 || m > 0777 || mode[0] != '0')
-		return cfg_fail(ld,
-				config_setting_get_member(root, "socket_mode"),
-				"must be an octal mode string such as "
-				"\"0660\"");
-	cfg->socket_mode = (unsigned int)m;
 	if (load_tokens(ld, root, cfg) != 0 ||
 	    load_identities(ld, root, cfg) != 0 ||
 	    load_issuers(ld, root, cfg) != 0 ||
@@ -791,6 +843,8 @@ void kb_config_free(struct kb_config *cfg)
 		free(cfg->identities[i].bind.gids);
 		free_strings(cfg->identities[i].bind.units,
 			     cfg->identities[i].bind.n_units);
+		free_strings(cfg->identities[i].bind.user_units,
+			     cfg->identities[i].bind.n_user_units);
 	}
 	free(cfg->identities);
 	for (i = 0; i < cfg->n_issuers; i++) {

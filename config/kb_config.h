@@ -22,14 +22,17 @@ struct kb_binding {
 	size_t n_uids;
 	gid_t *gids;
 	size_t n_gids;
-	char **units; /* systemd units, e.g. "etl.service" */
+	char **units; /* system units, e.g. "etl.service" */
 	size_t n_units;
+	char **user_units; /* units under the uid's own manager; with uids */
+	size_t n_user_units;
 };
 
 struct kb_identity_cfg {
 	char *name;
 	bool system_assigned; /* getToken mints it from peer credentials */
 	struct kb_binding bind;
+	int line; /* for messages about its bindings */
 };
 
 struct kb_subject_cfg {

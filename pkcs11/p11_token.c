@@ -1,12 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
-#include <fcntl.h>
 #include <p11-kit/p11-kit.h>
 #include <p11-kit/uri.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kb_secret.h"
@@ -134,6 +132,36 @@ static CK_FUNCTION_LIST *load_registered(const char *name)
 	return found;
 }
 
+/* Loads module (a path or a registered name), not yet initialised. */
+static CK_FUNCTION_LIST *load_module(const char *module, char *err,
+				     size_t errlen)
+{
+	CK_FUNCTION_LIST *fn;
+
+	if (module[0] == '/')
+		fn = p11_kit_module_load(module, P11_KIT_MODULE_UNMANAGED);
+	else
+		fn = load_registered(module);
+	if (fn == NULL)
+		snprintf(err, errlen, "cannot load PKCS#11 module '%s': %s",
+			 module,
+			 module[0] == '/' ?
+				 p11_kit_message() :
+				 "no p11-kit registered module of that name "
+				 "(p11-kit list-modules shows them)");
+	return fn;
+}
+
+int p11_token_check_module(const char *module, char *err, size_t errlen)
+{
+	CK_FUNCTION_LIST *fn = load_module(module, err, errlen);
+
+	if (fn == NULL)
+		return P11_ERR_HSM;
+	p11_kit_module_release(fn);
+	return P11_OK;
+}
+
 int p11_token_load(const char *module, const char *uri, struct p11_token **out,
 		   char *err, size_t errlen)
 {
@@ -160,16 +188,7 @@ int p11_token_load(const char *module, const char *uri, struct p11_token **out,
 		r = P11_ERR_PARAM;
 		goto out_free;
 	}
-	if (module[0] == '/')
-		tok->fn = p11_kit_module_load(module, P11_KIT_MODULE_UNMANAGED);
-	else
-		tok->fn = load_registered(module);
-	if (tok->fn == NULL) {
-		snprintf(err, errlen, "cannot load PKCS#11 module '%s': %s",
-			 module,
-			 module[0] == '/' ?
-				 p11_kit_message() :
-				 "no p11-kit registered module of that name");
+	if ((tok->fn = load_module(module, err, errlen)) == NULL) {
 		r = P11_ERR_HSM;
 		goto out_free;
 	}
@@ -207,34 +226,14 @@ void p11_token_free(struct p11_token *tok)
 int p11_token_read_pin(struct p11_token *tok, const char *path, char *err,
 		       size_t errlen)
 {
-	struct stat st;
+	char why[384];
 	ssize_t n;
 	size_t len = 0;
 	int fd, r = P11_ERR_PIN;
 
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-		snprintf(err, errlen, "PIN file %s: %s", path, strerror(errno));
+	if ((fd = kb_secret_file_open(path, why, sizeof(why))) < 0) {
+		snprintf(err, errlen, "PIN file %s", why);
 		return P11_ERR_PIN;
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "PIN file %s: not a regular file", path);
-		goto out_close;
-	}
-	if ((st.st_mode & (S_IRWXO | S_IWGRP)) != 0) {
-		snprintf(err, errlen,
-			 "PIN file %s: mode %04o is too open; "
-			 "it must not be accessible to others nor "
-			 "group-writable (chmod 600)",
-			 path, (unsigned int)(st.st_mode & 07777));
-		goto out_close;
-	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		snprintf(err, errlen,
-			 "PIN file %s: owned by uid %u, must be "
-			 "owned by root or by uid %u",
-			 path, (unsigned int)st.st_uid,
-			 (unsigned int)geteuid());
-		goto out_close;
 	}
 	while ((n = read(fd, tok->pin + len, PIN_MAX + 1 - len)) > 0)
 		len += (size_t)n;

@@ -37,9 +37,12 @@ int p11_token_load(const char *module, const char *uri, struct p11_token **out,
 		   char *err, size_t errlen);
 void p11_token_free(struct p11_token *tok);
 
+/* Checks that module can be loaded (without initialising it). */
+int p11_token_check_module(const char *module, char *err, size_t errlen);
+
 /*
- * Reads the user PIN from path. Refuses a file that is not a regular
- * file, is a symlink, is accessible to others, or is group-writable.
+ * Reads the user PIN from path, opened with kb_secret_file_open (which
+ * says what it refuses).
  */
 int p11_token_read_pin(struct p11_token *tok, const char *path, char *err,
 		       size_t errlen);

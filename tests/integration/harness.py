@@ -71,8 +71,9 @@ class Broker:
     ADMIN_ACCESS = '{ identity = "it-admin"; keys = [ "*" ]; roles = [ "Crypto Officer" ]; }'
 
     def __init__(self, token, name="broker", identities=(), access=(),
-                 issuers=(), **settings):
+                 issuers=(), env=None, **settings):
         self.token = token
+        self.env = dict(token.env, **(env or {}))
         self.dir = os.path.join(token.dir, name)
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         self.socket = os.path.join(self.dir, "kb.sock")
@@ -108,7 +109,7 @@ class Broker:
     def start(self, wait=True):
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen([os.path.join(BUILD, "keybrokerd"), "-c",
-                                      self.config], env=self.token.env,
+                                      self.config], env=self.env,
                                      stdout=logf, stderr=logf)
         logf.close()
         if not wait:
@@ -207,6 +208,18 @@ class Client:
 
     def unwrap(self, key, value, **fields):
         return self.ok("unwrapKey", key=key, value=b64e(value), **fields)
+
+
+def systemd_cgroup_root():
+    """The cgroup hierarchy in which libsystemd looks up a process's unit:
+    the unified one (at /sys/fs/cgroup, or /sys/fs/cgroup/unified on a
+    hybrid layout), else the legacy name=systemd one."""
+    for path in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        kind = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True,
+                              text=True).stdout.strip()
+        if kind == "cgroup2fs":
+            return path
+    return "/sys/fs/cgroup/systemd"
 
 
 def finish(broker, token):

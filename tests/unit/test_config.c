@@ -128,6 +128,10 @@ static void test_wrong_types_and_ranges(void **state)
 	expect_error(MINIMAL "log_level = \"loud\";\n", "must be one of");
 	expect_error(MINIMAL "socket_mode = \"666\";\n", "octal mode string");
 	expect_error(MINIMAL "socket_mode = \"01777\";\n", "octal mode string");
+	expect_error(MINIMAL "socket_mode = 0600;\n",
+		     "setting 'socket_mode': must be a quoted octal string "
+		     "such as \"0660\" (unquoted, 0660 is read as the number "
+		     "660)");
 	expect_error(MINIMAL "algorithms = { rsa1_5 = 1; };\n",
 		     "must be true or false");
 	expect_error("instance = \"a b\"; socket = \"s\";\n" PKCS11,
@@ -231,6 +235,40 @@ static void test_identity_errors(void **state)
 		     "setting 'uid': unknown setting");
 }
 
+static void test_unit_bindings(void **state)
+{
+	struct kb_config *cfg;
+	char err[512];
+
+	assert_int_equal(load(MINIMAL
+			      "identities = ( { name = \"a\"; assigned = "
+			      "\"system\"; uids = [999]; user_units = "
+			      "[\"pg.service\", \"run-u7.scope\"]; } );\n",
+			      &cfg, err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg->identities[0].bind.n_user_units, 2);
+	assert_string_equal(cfg->identities[0].bind.user_units[1],
+			    "run-u7.scope");
+	assert_int_equal(cfg->identities[0].line, 5);
+	kb_config_free(cfg);
+	/* Any user can name a unit of its own manager: never alone. */
+	expect_error(MINIMAL "identities = ( { name = \"a\"; assigned = "
+			     "\"system\"; units = [\"x.service\"]; "
+			     "user_units = [\"pg.service\"]; } );\n",
+		     "setting 'user_units': user units are named by their "
+		     "users: bind them together with 'uids'");
+	expect_error(MINIMAL "identities = ( { name = \"a\"; units = "
+			     "[\"system.slice/x.service\"]; } );\n",
+		     "setting 'units': 'system.slice/x.service' is not a "
+		     "systemd service or scope unit name");
+	expect_error(MINIMAL "identities = ( { name = \"a\"; units = "
+			     "[\"etl\"]; } );\n",
+		     "'etl' is not a systemd service or scope unit name");
+	expect_error(MINIMAL "identities = ( { name = \"a\"; uids = [1]; "
+			     "user_units = [\".service\"]; } );\n",
+		     "setting 'user_units': '.service' is not");
+}
+
 static void test_access_errors(void **state)
 {
 	expect_error(MINIMAL IDS "access = ( { identity = \"ghost\"; keys = "
@@ -306,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_identities_issuers_access),
 		cmocka_unit_test(test_identity_errors),
+		cmocka_unit_test(test_unit_bindings),
 		cmocka_unit_test(test_access_errors),
 		cmocka_unit_test(test_issuer_and_token_errors),
 	};

@@ -5,66 +5,99 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "kb_peer.h"
 
-static const char *unit_of(const char *text)
+static struct kb_peer peer_of(uid_t uid, const char *unit,
+			      const char *user_unit)
 {
-	static char unit[KB_UNIT_MAX];
+	struct kb_peer p = { .pid = 1234, .uid = uid, .gid = uid };
 
-	return kb_peer_unit_from_cgroup(text, unit, sizeof(unit)) ? unit : "";
+	strcpy(p.unit, unit);
+	strcpy(p.user_unit, user_unit);
+	return p;
 }
 
-static void test_unified_hierarchy(void **state)
+static void test_system_unit_binding(void **state)
 {
-	assert_string_equal(unit_of("0::/system.slice/etl.service\n"),
-			    "etl.service");
-	assert_string_equal(unit_of("0::/user.slice/user-1000.slice/"
-				    "session-3.scope\n"),
-			    "session-3.scope");
-	/* The deepest unit wins (a service's own sub-cgroup). */
-	assert_string_equal(unit_of("0::/system.slice/db.service/worker\n"),
-			    "db.service");
+	char *units[] = { "pgdata.service" };
+	struct kb_binding b = { .units = units, .n_units = 1 };
+	struct kb_peer sys = peer_of(70, "pgdata.service", "");
+	/* systemd-run --user --unit=pgdata.service, as uid 999. */
+	struct kb_peer user =
+		peer_of(999, "user@999.service", "pgdata.service");
+	struct kb_peer unproven = peer_of(70, "", "");
+
+	assert_true(kb_peer_bound(&b, &sys));
+	assert_false(kb_peer_bound(&b, &user));
+	assert_false(kb_peer_bound(&b, &unproven));
 }
 
-static void test_legacy_hierarchy(void **state)
+static void test_user_unit_binding(void **state)
 {
-	assert_string_equal(unit_of("4:memory:/x\n1:name=systemd:/system.slice/"
-				    "etl.service\n0::/\n"),
-			    "etl.service");
-	/* The unified line is preferred when it names a unit. */
-	assert_string_equal(unit_of("1:name=systemd:/system.slice/a.service\n"
-				    "0::/system.slice/b.service\n"),
-			    "b.service");
+	char *units[] = { "pgdata.service" };
+	uid_t uids[] = { 999 };
+	struct kb_binding b = { .user_units = units,
+				.n_user_units = 1,
+				.uids = uids,
+				.n_uids = 1 };
+	struct kb_peer user =
+		peer_of(999, "user@999.service", "pgdata.service");
+	struct kb_peer other =
+		peer_of(998, "user@998.service", "pgdata.service");
+	struct kb_peer sys = peer_of(999, "pgdata.service", "");
+
+	assert_true(kb_peer_bound(&b, &user));
+	assert_false(kb_peer_bound(&b, &other));
+	assert_false(kb_peer_bound(&b, &sys));
 }
 
-static void test_no_unit(void **state)
+static void test_every_list_must_match(void **state)
 {
-	assert_string_equal(unit_of(""), "");
-	assert_string_equal(unit_of("0::/\n"), "");
-	assert_string_equal(unit_of("0::/system.slice/.service\n"), "");
-	assert_string_equal(unit_of("0::/docker/abc\n"), "");
-	assert_string_equal(unit_of("3:cpu:/system.slice/x.service\n"), "");
+	uid_t uids[] = { 0, 1000 };
+	gid_t gids[] = { 50 };
+	char *units[] = { "etl.service", "etl-batch.service" };
+	struct kb_binding b = { .uids = uids,
+				.n_uids = 2,
+				.gids = gids,
+				.n_gids = 1,
+				.units = units,
+				.n_units = 2 };
+	struct kb_binding none = { 0 };
+	struct kb_peer p = peer_of(1000, "etl-batch.service", "");
+
+	assert_false(kb_peer_bound(&b, &p)); /* gid 1000 is not 50 */
+	p.gid = 50;
+	assert_true(kb_peer_bound(&b, &p));
+	p.uid = 1001;
+	assert_false(kb_peer_bound(&b, &p));
+	assert_true(kb_peer_bound(&none, &p));
 }
 
-static void test_too_long(void **state)
+static void test_peer_of_socketpair(void **state)
 {
-	char text[600], unit[16];
+	struct kb_peer p;
+	int sv[2];
 
-	memset(text, 'a', sizeof(text));
-	memcpy(text, "0::/", 4);
-	memcpy(text + 500, ".service\n", 10);
-	assert_false(kb_peer_unit_from_cgroup(text, unit, sizeof(unit)));
-	assert_string_equal(unit, "");
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(kb_peer_from_socket(sv[0], &p), 0);
+	assert_int_equal(p.pid, getpid());
+	assert_int_equal(p.uid, geteuid());
+	assert_int_equal(p.gid, getegid());
+	close(sv[0]);
+	close(sv[1]);
+	assert_int_equal(kb_peer_from_socket(-1, &p), -1);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_unified_hierarchy),
-		cmocka_unit_test(test_legacy_hierarchy),
-		cmocka_unit_test(test_no_unit),
-		cmocka_unit_test(test_too_long),
+		cmocka_unit_test(test_system_unit_binding),
+		cmocka_unit_test(test_user_unit_binding),
+		cmocka_unit_test(test_every_list_must_match),
+		cmocka_unit_test(test_peer_of_socketpair),
 	};
 
 	return cmocka_run_group_tests_name("peer", tests, NULL, NULL);

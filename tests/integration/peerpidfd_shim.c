@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Test shim, loaded with LD_PRELOAD into keybrokerd: makes
+ * getsockopt(SO_PEERPIDFD) fail as it does on kernels without it
+ * (ENOPROTOOPT, before Linux 6.5) or for a peer that has already been
+ * reaped (EINVAL on some later kernels).
+ *
+ *   KB_SHIM_PEERPIDFD_ERRNO   ENOPROTOOPT or EINVAL
+ *   KB_SHIM_PEERPIDFD_SCOPE   "all" (default), or "accepted": only sockets
+ *                             bound to a path, i.e. accepted connections,
+ *                             not the broker's own socketpair probe
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+typedef int (*getsockopt_fn)(int, int, int, void *, socklen_t *);
+
+static bool has_path(int fd)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof(sa);
+
+	memset(&sa, 0, sizeof(sa));
+	return getsockname(fd, (struct sockaddr *)&sa, &len) == 0 &&
+	       sa.sun_family == AF_UNIX &&
+	       len > offsetof(struct sockaddr_un, sun_path) &&
+	       sa.sun_path[0] != '\0';
+}
+
+static int shim_errno(void)
+{
+	const char *e = getenv("KB_SHIM_PEERPIDFD_ERRNO");
+
+	if (e != NULL && strcmp(e, "EINVAL") == 0)
+		return EINVAL;
+	return ENOPROTOOPT;
+}
+
+int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	static getsockopt_fn real;
+	const char *scope = getenv("KB_SHIM_PEERPIDFD_SCOPE");
+
+	if (real == NULL)
+		real = (getsockopt_fn)dlsym(RTLD_NEXT, "getsockopt");
+	if (level == SOL_SOCKET && name == SO_PEERPIDFD &&
+	    (scope == NULL || strcmp(scope, "accepted") != 0 || has_path(fd))) {
+		errno = shim_errno();
+		return -1;
+	}
+	return real(fd, level, name, val, len);
+}

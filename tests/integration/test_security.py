@@ -1,0 +1,336 @@
+# SPDX-License-Identifier: MIT
+"""Defences against hostile local users and misuse: who a peer is (systemd
+units, recycled pids), who owns the socket, what the broker's keys may do,
+and what the tools write. Most of these need root (other uids, cgroups,
+pid reuse) and skip with a message without it."""
+
+import errno
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+import unittest
+
+from harness import BUILD, Broker, Client, Token, b64d, b64e, finish, systemd_cgroup_root
+
+TOKEN = None
+SHIM = os.path.join(BUILD, "tests", "peerpidfd_shim.so")
+NOBODY = 65534
+ROOT_ONLY = unittest.skipUnless(os.geteuid() == 0, "needs root (other uids, cgroups)")
+PGDATA = '{ name = "pgdata"; assigned = "system"; units = [ "pgdata.service" ]; }'
+PGDATA_ACCESS = ('{ identity = "pgdata"; keys = [ "cmk" ]; '
+                 'roles = [ "Crypto Service Encryption User" ]; }')
+
+
+def setUpModule():
+    global TOKEN
+    TOKEN = Token([("cmk", 2048)])
+
+
+def tearDownModule():
+    finish(None, TOKEN)
+
+
+def shim_env(err, scope="accepted"):
+    """LD_PRELOAD of the shim that makes getsockopt(SO_PEERPIDFD) fail."""
+    return {"LD_PRELOAD": SHIM, "KB_SHIM_PEERPIDFD_ERRNO": err,
+            "KB_SHIM_PEERPIDFD_SCOPE": scope,
+            "ASAN_OPTIONS": "verify_asan_link_order=0:" + os.environ.get("ASAN_OPTIONS", "")}
+
+
+class OpenDirs:
+    """Lets other uids reach the sockets under the token directory."""
+
+    def __init__(self, *dirs):
+        self.dirs = dirs
+
+    def __enter__(self):
+        for d in self.dirs:
+            os.chmod(d, 0o711)
+
+    def __exit__(self, *exc):
+        for d in self.dirs:
+            os.chmod(d, 0o700)
+
+
+class Cgroup:
+    """A cgroup path made under the hierarchy libsystemd reads, removed
+    (with the parents it had to make) afterwards."""
+
+    def __init__(self, rel):
+        self.root = systemd_cgroup_root()
+        self.rel = rel
+        self.made = []
+
+    def __enter__(self):
+        path = self.root
+        for part in self.rel.split("/"):
+            path = os.path.join(path, part)
+            if not os.path.isdir(path):
+                os.mkdir(path)
+                self.made.append(path)
+        self.path = path
+        return self
+
+    def add(self, pid):
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+    def __exit__(self, *exc):
+        for path in reversed(self.made):
+            for _ in range(50):
+                try:
+                    os.rmdir(path)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def run_as(uid, cgroup, fn):
+    """Runs fn() in a child of uid placed in cgroup; returns its JSON."""
+    r, w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.close(go_w)
+        try:
+            os.read(go_r, 1)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.write(w, json.dumps(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(go_r)
+    try:
+        if cgroup is not None:
+            cgroup.add(pid)
+        os.write(go_w, b"x")
+        os.waitpid(pid, 0)
+        return json.loads(os.read(r, 1 << 20).decode())
+    finally:
+        os.close(r)
+        os.close(go_w)
+
+
+def get_token(path):
+    c = Client(path, timeout=5, authenticate=False)
+    try:
+        return c.request("getToken")
+    finally:
+        c.close()
+
+
+class UnitBinding(unittest.TestCase):
+    """A system unit binding is matched only by a system unit, read
+    through a pidfd of the connecting process itself."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(TOKEN, name="units", identities=[
+            PGDATA,
+            '{ name = "pg-user"; assigned = "system"; uids = [ 999 ]; '
+            'user_units = [ "pgdata.service" ]; }'],
+            access=[PGDATA_ACCESS]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        finish(cls.broker, None)
+
+    @ROOT_ONLY
+    def test_system_unit_gets_its_identity(self):
+        with OpenDirs(TOKEN.dir, self.broker.dir), \
+                Cgroup("system.slice/pgdata.service") as cg:
+            got = run_as(NOBODY, cg, lambda: get_token(self.broker.socket))
+        self.assertEqual(got["result"]["identity"], "pgdata")
+
+    @ROOT_ONLY
+    def test_user_manager_unit_is_not_a_system_unit(self):
+        # What "systemd-run --user --unit=pgdata.service" makes for uid 999.
+        rel = "user.slice/user-999.slice/user@999.service/app.slice/pgdata.service"
+        with OpenDirs(TOKEN.dir, self.broker.dir), Cgroup(rel) as cg:
+            got = run_as(999, cg, lambda: get_token(self.broker.socket))
+        # Not pgdata: a user unit matches only user_units with its uid.
+        self.assertEqual(got["result"]["identity"], "pg-user")
+
+    @ROOT_ONLY
+    def test_user_unit_of_another_uid_matches_nothing(self):
+        rel = "user.slice/user-998.slice/user@998.service/app.slice/pgdata.service"
+        with OpenDirs(TOKEN.dir, self.broker.dir), Cgroup(rel) as cg:
+            got = run_as(998, cg, lambda: get_token(self.broker.socket))
+        self.assertEqual(got["error"]["code"], "Unauthorized")
+        self.assertIn("no system-assigned identity matches this caller (uid 998",
+                      got["error"]["message"])
+
+
+def connect_and_exit(uid, path):
+    """A connection made by a process of uid that has exited and been
+    reaped by the time this returns; returns (socket, that pid)."""
+    a, b = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            socket.send_fds(a, [b"x"], [s.fileno()])
+        finally:
+            os._exit(0)
+    _, fds, _, _ = socket.recv_fds(b, 1, 1)
+    os.waitpid(pid, 0)
+    a.close()
+    b.close()
+    return socket.socket(fileno=fds[0]), pid
+
+
+def spawn_with_pid(target):
+    """A sleeping child that got pid target (root: ns_last_pid), or None."""
+    for _ in range(200):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(target - 1))
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        if pid == target:
+            return pid
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return None
+
+
+class RecycledPid(unittest.TestCase):
+    """The pid of a connection's process, reused by a process of a bound
+    unit, must not lend that unit to the connection."""
+
+    def scenario(self, err):
+        broker = Broker(TOKEN, name="recycle-" + err.lower(), identities=[PGDATA],
+                        access=[PGDATA_ACCESS], env=shim_env(err)).start()
+        impostor = None
+        try:
+            with OpenDirs(TOKEN.dir, broker.dir), \
+                    Cgroup("system.slice/pgdata.service") as cg:
+                # A stopped (or busy) broker accepts late.
+                broker.proc.send_signal(signal.SIGSTOP)
+                try:
+                    sock, pid = connect_and_exit(NOBODY, broker.socket)
+                    impostor = spawn_with_pid(pid)
+                    if impostor is None:
+                        self.skipTest("could not get pid %d back" % pid)
+                    cg.add(impostor)
+                finally:
+                    broker.proc.send_signal(signal.SIGCONT)
+                sock.settimeout(10)
+                sock.sendall(b'{"id":1,"op":"getToken"}\n')
+                reply = json.loads(sock.makefile("rb").readline())
+                sock.close()
+                os.kill(impostor, signal.SIGKILL)
+                os.waitpid(impostor, 0)
+                impostor = None
+        finally:
+            if impostor is not None:
+                os.kill(impostor, signal.SIGKILL)
+                os.waitpid(impostor, 0)
+            finish(broker, None)
+        self.assertNotIn("result", reply, "a recycled pid lent its unit")
+        self.assertEqual(reply["error"]["code"], "Unauthorized")
+        self.assertIn("(uid %d gid %d pid %d unit -)" % (NOBODY, NOBODY, pid),
+                      reply["error"]["message"])
+
+    @ROOT_ONLY
+    def test_peerpidfd_enoprotoopt(self):
+        self.scenario("ENOPROTOOPT")
+
+    @ROOT_ONLY
+    def test_peerpidfd_einval(self):
+        self.scenario("EINVAL")
+
+    def test_kernel_without_peerpidfd_refuses_unit_bindings(self):
+        env = shim_env("ENOPROTOOPT", scope="all")
+        broker = Broker(TOKEN, name="nopidfd", identities=[PGDATA], access=[PGDATA_ACCESS],
+                        env=env)
+        broker.start(wait=False)
+        try:
+            self.assertEqual(broker.proc.wait(30), 1)
+        finally:
+            finish(broker, None) if broker.proc.poll() is None else None
+        want = ("identity 'pgdata' is bound to systemd units, but this kernel "
+                "cannot name a connecting process (SO_PEERPIDFD, Linux 6.5 or "
+                "later): bind it by uids instead")
+        self.assertIn(want, broker.read_log())
+        check = subprocess.run([os.path.join(BUILD, "keybrokerd"), "-t", "-c", broker.config],
+                               env=broker.env, capture_output=True, text=True)
+        self.assertEqual(check.returncode, 1)
+        self.assertIn(want, check.stderr)
+        self.assertRegex(check.stderr, r"kb\.conf:\d+: ")
+
+
+class CheckConfig(unittest.TestCase):
+    """keybrokerd -t passes only what can start, and says which check
+    failed; start-up refuses the same things the same way."""
+
+    def check(self, broker):
+        t0 = time.monotonic()
+        r = subprocess.run([os.path.join(BUILD, "keybrokerd"), "-t", "-c", broker.config],
+                           env=broker.env, capture_output=True, text=True, timeout=20)
+        self.assertLess(time.monotonic() - t0, 5)
+        return r
+
+    def refused(self, broker, want):
+        r = self.check(broker)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn(want, r.stderr)
+        broker.start(wait=False)
+        try:
+            self.assertEqual(broker.proc.wait(5), 1)
+        finally:
+            if broker.proc.poll() is None:
+                broker.proc.kill()
+                broker.proc.wait()
+        self.assertIn(want, broker.read_log())
+
+    def pkcs11(self, module="softhsm2", pin=None):
+        return ('{ module = "%s"; token = "pkcs11:token=keybroker"; pin_file = "%s"; }'
+                % (module, pin or os.path.join(TOKEN.dir, "user.pin")))
+
+    def test_unknown_module_name(self):
+        b = Broker(TOKEN, name="t-mod", pkcs11=self.pkcs11(module="no-such-module"))
+        self.refused(b, "kb.conf: pkcs11.module: cannot load PKCS#11 module "
+                        "'no-such-module': no p11-kit registered module of that name")
+
+    def test_missing_pin_file(self):
+        pin = os.path.join(TOKEN.dir, "absent.pin")
+        b = Broker(TOKEN, name="t-nopin", pkcs11=self.pkcs11(pin=pin))
+        self.refused(b, "kb.conf: pkcs11.pin_file: %s: No such file or directory" % pin)
+
+    def test_pin_file_too_open(self):
+        pin = os.path.join(TOKEN.dir, "open-t.pin")
+        with open(pin, "w") as f:
+            f.write(TOKEN.pin)
+        os.chmod(pin, 0o640 | stat.S_IWGRP)
+        b = Broker(TOKEN, name="t-openpin", pkcs11=self.pkcs11(pin=pin))
+        self.refused(b, "%s: mode 0660 is too open" % pin)
+
+    def test_fifo_pin_file(self):
+        pin = os.path.join(TOKEN.dir, "fifo.pin")
+        os.mkfifo(pin, 0o600)
+        b = Broker(TOKEN, name="t-fifo", pkcs11=self.pkcs11(pin=pin))
+        self.refused(b, "kb.conf: pkcs11.pin_file: %s: not a regular file" % pin)
+
+    def test_socket_directory_missing(self):
+        sock = os.path.join(TOKEN.dir, "no-such-dir", "kb.sock")
+        b = Broker(TOKEN, name="t-sockdir", socket='"%s"' % sock)
+        self.refused(b, "socket %s: directory %s: No such file or directory"
+                     % (sock, os.path.dirname(sock)))
+
+    def test_good_config_passes(self):
+        r = self.check(Broker(TOKEN, name="t-good"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("configuration OK", r.stdout)
