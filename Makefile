@@ -37,7 +37,8 @@ PKCS11 = pkcs11/p11_token.c pkcs11/p11_keystore.c pkcs11/p11_catalog.c \
 	pkcs11/p11_identity.c
 BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_conn.c broker/kb_server.c broker/kb_acl.c broker/kb_jwk.c \
-	broker/kb_jwt.c broker/kb_peer.c broker/kb_policy.c broker/kb_rate.c
+	broker/kb_jwt.c broker/kb_peer.c broker/kb_policy.c broker/kb_rate.c \
+	broker/kb_listen.c
 CLIENTLIB = client/libkeybroker.c common/kb_b64.c common/kb_kid.c
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))

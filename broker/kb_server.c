@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kb_conn.h"
+#include "kb_listen.h"
 #include "kb_log.h"
 #include "kb_ops.h"
 #include "kb_proto.h"
@@ -36,7 +37,8 @@ struct kb_worker {
 struct kb_server {
 	const struct kb_config *cfg;
 	struct kb_ops ops;
-	int epfd, listen_fd, signal_fd, done_fd;
+	int epfd, signal_fd, done_fd;
+	struct kb_listener listener;
 	struct kb_watch listen_watch, signal_watch, done_watch;
 
 	struct kb_queue jobs; /* to workers */
@@ -97,43 +99,6 @@ static void *worker_main(void *arg)
 			       strerror(errno));
 	}
 	return NULL;
-}
-
-/* ---- the listening socket ---- */
-
-static int open_listener(const char *path, unsigned int mode)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	mode_t old;
-	int fd, r;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -1;
-	strcpy(sa.sun_path, path);
-	/* Replace a stale socket, never any other kind of file. */
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			kb_err("%s exists and is not a socket; refusing to "
-			       "replace it",
-			       path);
-			return -1;
-		}
-		unlink(path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	old = umask(0177);
-	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	/* Access is decided per identity; the mode only narrows who tries. */
-	if (r != 0 || chmod(path, (mode_t)mode) != 0 || listen(fd, 128) != 0) {
-		kb_err("cannot listen on %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 /* ---- connections ---- */
@@ -255,7 +220,7 @@ static void accept_all(struct kb_server *srv, int64_t now)
 	struct kb_conn *c;
 	int fd;
 
-	while ((fd = accept4(srv->listen_fd, NULL, NULL,
+	while ((fd = accept4(srv->listener.fd, NULL, NULL,
 			     SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
 		if (kb_peer_from_socket(fd, &peer) != 0) {
 			close(fd);
@@ -382,10 +347,8 @@ static void start_draining(struct kb_server *srv, int64_t now)
 		"flight");
 	srv->draining = true;
 	srv->drain_deadline_ms = now + srv->cfg->shutdown_grace_ms;
-	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, srv->listen_fd, NULL);
-	close(srv->listen_fd);
-	srv->listen_fd = -1;
-	unlink(srv->cfg->socket_path);
+	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, srv->listener.fd, NULL);
+	kb_listener_close(&srv->listener);
 	for (c = srv->conns; c != NULL; c = next) {
 		next = c->next;
 		conn_lock(c);
@@ -477,33 +440,41 @@ static int watch(struct kb_server *srv, int fd, struct kb_watch *w,
 
 static int server_setup(struct kb_server *srv, sigset_t *mask)
 {
+	char err[512];
 	int i;
 
+	if (kb_listener_open(&srv->listener, srv->cfg->socket_path,
+			     srv->cfg->socket_mode, err, sizeof(err)) != 0) {
+		kb_err("%s", err);
+		return -1;
+	}
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	srv->signal_fd = signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	srv->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	srv->listen_fd =
-		open_listener(srv->cfg->socket_path, srv->cfg->socket_mode);
 	if (srv->epfd < 0 || srv->signal_fd < 0 || srv->done_fd < 0 ||
-	    srv->listen_fd < 0 ||
-	    watch(srv, srv->listen_fd, &srv->listen_watch, KB_WATCH_LISTEN) ||
+	    watch(srv, srv->listener.fd, &srv->listen_watch, KB_WATCH_LISTEN) ||
 	    watch(srv, srv->signal_fd, &srv->signal_watch, KB_WATCH_SIGNAL) ||
 	    watch(srv, srv->done_fd, &srv->done_watch, KB_WATCH_DONE))
-		return -1;
+		goto out_errno;
 	if ((srv->workers = calloc((size_t)srv->cfg->workers,
 				   sizeof(*srv->workers))) == NULL)
-		return -1;
+		goto out_errno;
 	for (i = 0; i < srv->cfg->workers; i++) {
 		srv->workers[i].srv = srv;
 		kb_waiter_init(&srv->workers[i].waiter);
-		if (p11_worker_new(srv->ops.ks, &srv->workers[i].p11) != 0 ||
-		    pthread_create(&srv->workers[i].thread, NULL, worker_main,
-				   &srv->workers[i]) != 0)
-			return -1;
+		if (p11_worker_new(srv->ops.ks, &srv->workers[i].p11) != 0)
+			goto out_errno;
+		if ((errno = pthread_create(&srv->workers[i].thread, NULL,
+					    worker_main, &srv->workers[i])) !=
+		    0)
+			goto out_errno;
 		srv->workers[i].started = true;
 		srv->nworkers++;
 	}
 	return 0;
+out_errno:
+	kb_err("cannot start the server: %s", strerror(errno));
+	return -1;
 }
 
 static void server_teardown(struct kb_server *srv)
@@ -535,10 +506,7 @@ static void server_teardown(struct kb_server *srv)
 		next = c->next;
 		kb_conn_free(c);
 	}
-	if (srv->listen_fd >= 0) {
-		close(srv->listen_fd);
-		unlink(srv->cfg->socket_path);
-	}
+	kb_listener_uninit(&srv->listener);
 	if (srv->epfd >= 0)
 		close(srv->epfd);
 	if (srv->signal_fd >= 0)
@@ -560,7 +528,7 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 			 .instance = cfg->instance,
 			 .allow_rsa1_5 = cfg->allow_rsa1_5 },
 		.epfd = -1,
-		.listen_fd = -1,
+		.listener = { .fd = -1, .lock_fd = -1 },
 		.signal_fd = -1,
 		.done_fd = -1,
 	};
@@ -579,10 +547,12 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 	/* Blocked before the workers start, so they inherit the mask. */
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (srv.ops.rate == NULL || server_setup(&srv, &mask) != 0) {
-		kb_err("cannot start the server: %s", strerror(errno));
+	if (srv.ops.rate == NULL) {
+		kb_err("cannot start the server: out of memory");
 		goto out;
 	}
+	if (server_setup(&srv, &mask) != 0)
+		goto out;
 	kb_info("listening on %s with %d workers", cfg->socket_path,
 		cfg->workers);
 	for (;;) {

@@ -334,3 +334,63 @@ class CheckConfig(unittest.TestCase):
         r = self.check(Broker(TOKEN, name="t-good"))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("configuration OK", r.stdout)
+
+
+class SocketOwnership(unittest.TestCase):
+    """One broker per socket: a second one refuses to start, and a broker
+    removes only the socket it made."""
+
+    def test_second_broker_refuses_a_live_socket(self):
+        a = Broker(TOKEN, name="own-a").start()
+        try:
+            b = Broker(TOKEN, name="own-b", socket='"%s"' % a.socket)
+            b.start(wait=False)
+            try:
+                self.assertEqual(b.proc.wait(10), 1)
+            finally:
+                finish(b, None) if b.proc.poll() is None else None
+            self.assertIn("another keybrokerd (pid %d) is serving %s; refusing to take "
+                          "its socket" % (a.proc.pid, a.socket), b.read_log())
+            c = a.connect()
+            self.assertIn("key", c.ok("getKey", key="cmk"))
+            c.close()
+        finally:
+            finish(a, None)
+
+    def test_something_else_listening_is_not_replaced(self):
+        path = os.path.join(TOKEN.dir, "other.sock")
+        other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        other.bind(path)
+        other.listen()
+        try:
+            b = Broker(TOKEN, name="own-c", socket='"%s"' % path)
+            b.start(wait=False)
+            self.assertEqual(b.proc.wait(10), 1)
+            self.assertIn("%s is in use: something answers on it" % path, b.read_log())
+            self.assertTrue(stat.S_ISSOCK(os.lstat(path).st_mode))
+        finally:
+            other.close()
+            os.unlink(path)
+
+    def test_stale_socket_is_replaced(self):
+        b = Broker(TOKEN, name="own-d")
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind(b.socket)
+        stale.close()  # bound, never listening: what a crash leaves
+        b.start()
+        finish(b, None)
+        self.assertFalse(os.path.exists(b.socket))
+
+    def test_exit_removes_only_its_own_socket(self):
+        a = Broker(TOKEN, name="own-e").start()
+        os.unlink(a.socket)
+        other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        other.bind(a.socket)
+        other.listen()
+        try:
+            ino = os.lstat(a.socket).st_ino
+            self.assertEqual(a.stop(), 0)
+            self.assertEqual(os.lstat(a.socket).st_ino, ino)
+        finally:
+            other.close()
+            os.unlink(a.socket)

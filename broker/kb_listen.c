@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "kb_listen.h"
+
+#define BACKLOG 128
+
+/*
+ * Locks PATH.lock for this process's life (a POSIX lock, so a holder's
+ * pid can be named). Refuses a lock file that is not a regular file of
+ * ours, so nobody can hold it for us in a shared directory.
+ */
+static int take_lock(struct kb_listener *l, char *err, size_t errlen)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	char lock[sizeof(l->path) + 8];
+	struct stat st;
+
+	snprintf(lock, sizeof(lock), "%s.lock", l->path);
+	l->lock_fd =
+		open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (l->lock_fd < 0) {
+		snprintf(err, errlen, "lock file %s: %s", lock,
+			 strerror(errno));
+		return -1;
+	}
+	if (fstat(l->lock_fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    st.st_uid != geteuid()) {
+		snprintf(err, errlen,
+			 "lock file %s is not a regular file owned by uid %u",
+			 lock, (unsigned int)geteuid());
+		return -1;
+	}
+	if (fcntl(l->lock_fd, F_SETLK, &fl) == 0)
+		return 0;
+	if (errno == EACCES || errno == EAGAIN) {
+		fl.l_type = F_WRLCK;
+		if (fcntl(l->lock_fd, F_GETLK, &fl) == 0 &&
+		    fl.l_type != F_UNLCK)
+			snprintf(err, errlen,
+				 "another keybrokerd (pid %d) is serving %s; "
+				 "refusing to take its socket",
+				 (int)fl.l_pid, l->path);
+		else
+			snprintf(err, errlen,
+				 "another keybrokerd is serving %s; refusing "
+				 "to take its socket",
+				 l->path);
+	} else {
+		snprintf(err, errlen, "cannot lock %s: %s", lock,
+			 strerror(errno));
+	}
+	return -1;
+}
+
+/* True if something accepts connections on sa. */
+static bool answers(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool r = fd >= 0 &&
+		 connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* Removes a stale socket at the path; refuses anything else there. */
+static int clear_path(struct kb_listener *l, const struct sockaddr_un *sa,
+		      char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (lstat(l->path, &st) != 0)
+		return 0;
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen,
+			 "%s exists and is not a socket; refusing to replace "
+			 "it",
+			 l->path);
+		return -1;
+	}
+	if (answers(sa)) {
+		snprintf(err, errlen,
+			 "%s is in use: something answers on it; refusing to "
+			 "take it",
+			 l->path);
+		return -1;
+	}
+	if (unlink(l->path) != 0 && errno != ENOENT) {
+		snprintf(err, errlen, "cannot remove the stale socket %s: %s",
+			 l->path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int kb_listener_open(struct kb_listener *l, const char *path, unsigned int mode,
+		     char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	mode_t old;
+	int r;
+
+	l->fd = -1;
+	l->lock_fd = -1;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "socket path %s is too long", path);
+		return -1;
+	}
+	strcpy(l->path, path);
+	strcpy(sa.sun_path, path);
+	if (take_lock(l, err, errlen) != 0 || clear_path(l, &sa, err, errlen))
+		return -1;
+	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	old = umask(0177);
+	r = bind(l->fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r != 0 || lstat(path, &st) != 0) {
+		snprintf(err, errlen, "cannot bind %s: %s", path,
+			 strerror(errno));
+		goto out_close;
+	}
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
+	/* Access is decided per identity; the mode only narrows who tries. */
+	if (chmod(path, (mode_t)mode) != 0 || listen(l->fd, BACKLOG) != 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", path,
+			 strerror(errno));
+		kb_listener_close(l);
+		return -1;
+	}
+	return 0;
+out_close:
+	close(l->fd);
+	l->fd = -1;
+	return -1;
+}
+
+void kb_listener_close(struct kb_listener *l)
+{
+	struct stat st;
+
+	if (l->fd < 0)
+		return;
+	close(l->fd);
+	l->fd = -1;
+	if (lstat(l->path, &st) == 0 && st.st_dev == l->dev &&
+	    st.st_ino == l->ino)
+		unlink(l->path);
+}
+
+void kb_listener_uninit(struct kb_listener *l)
+{
+	kb_listener_close(l);
+	if (l->lock_fd >= 0)
+		close(l->lock_fd);
+	l->lock_fd = -1;
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The broker's listening socket, owned by one broker at a time. A lock
+ * file beside the socket (PATH.lock, held for the broker's life) keeps a
+ * second broker from taking over a live socket; a socket that still
+ * answers a connect is never replaced either, only a stale one. On exit
+ * the path is unlinked only if it is still the socket this broker made
+ * (same device and inode).
+ */
+#ifndef KB_LISTEN_H
+#define KB_LISTEN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct kb_listener {
+	int fd; /* -1 when closed */
+	int lock_fd;
+	char path[108];
+	dev_t dev;
+	ino_t ino;
+};
+
+/*
+ * Takes the lock, replaces a stale socket and listens on path with mode.
+ * Returns 0, or -1 with a message in err (e.g. another broker's pid).
+ */
+int kb_listener_open(struct kb_listener *l, const char *path, unsigned int mode,
+		     char *err, size_t errlen);
+
+/* Stops listening and removes the socket if it is still ours. */
+void kb_listener_close(struct kb_listener *l);
+
+/* Releases the lock; after kb_listener_close. */
+void kb_listener_uninit(struct kb_listener *l);
+
+#endif
