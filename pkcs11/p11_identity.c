@@ -102,10 +102,16 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	unsigned char id[KB_VERSION_BYTES];
 	CK_OBJECT_HANDLE pub, priv;
+	/* Sign-only: every other usage is set false explicitly. */
 	CK_ATTRIBUTE tpub[] = {
 		{ CKA_TOKEN, &yes, sizeof(yes) },
 		{ CKA_PRIVATE, &no, sizeof(no) },
+		{ CKA_MODIFIABLE, &no, sizeof(no) },
 		{ CKA_VERIFY, &yes, sizeof(yes) },
+		{ CKA_VERIFY_RECOVER, &no, sizeof(no) },
+		{ CKA_ENCRYPT, &no, sizeof(no) },
+		{ CKA_WRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
 		{ CKA_EC_PARAMS, (void *)p256_params, sizeof(p256_params) },
 		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
 		{ CKA_ID, id, sizeof(id) },
@@ -113,10 +119,14 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 	CK_ATTRIBUTE tpriv[] = {
 		{ CKA_TOKEN, &yes, sizeof(yes) },
 		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_MODIFIABLE, &no, sizeof(no) },
 		{ CKA_SENSITIVE, &yes, sizeof(yes) },
 		{ CKA_EXTRACTABLE, &no, sizeof(no) },
 		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_SIGN_RECOVER, &no, sizeof(no) },
 		{ CKA_DECRYPT, &no, sizeof(no) },
+		{ CKA_UNWRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
 		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
 		{ CKA_ID, id, sizeof(id) },
 	};
@@ -136,8 +146,10 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 	if (RAND_bytes(id, sizeof(id)) != 1)
 		return P11_ERR_NOMEM;
 	p11_admin_enter(ks);
-	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub, 6, tpriv, 8,
-				       &pub, &priv);
+	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub,
+				       sizeof(tpub) / sizeof(tpub[0]), tpriv,
+				       sizeof(tpriv) / sizeof(tpriv[0]), &pub,
+				       &priv);
 	if (rv != CKR_OK) {
 		snprintf(err, errlen, "C_GenerateKeyPair (EC P-256): %s",
 			 p11_rv_name(rv));

@@ -571,12 +571,19 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 	unsigned char id[KB_VERSION_BYTES];
 	char version[KB_VERSION_LEN + 1];
 	CK_OBJECT_HANDLE pub, priv, meta;
+	/*
+	 * Decrypt-only: the broker wraps with the public key in OpenSSL and
+	 * unwraps with C_Decrypt; every other usage is set false explicitly.
+	 */
 	CK_ATTRIBUTE tpub[] = {
 		{ CKA_TOKEN, &yes, sizeof(yes) },
 		{ CKA_PRIVATE, &no, sizeof(no) },
-		{ CKA_ENCRYPT, &yes, sizeof(yes) },
+		{ CKA_MODIFIABLE, &no, sizeof(no) },
+		{ CKA_ENCRYPT, &no, sizeof(no) },
 		{ CKA_VERIFY, &no, sizeof(no) },
+		{ CKA_VERIFY_RECOVER, &no, sizeof(no) },
 		{ CKA_WRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
 		{ CKA_MODULUS_BITS, &modbits, sizeof(modbits) },
 		{ CKA_PUBLIC_EXPONENT, (void *)f4, sizeof(f4) },
 		{ CKA_LABEL, (void *)name, strlen(name) },
@@ -585,11 +592,14 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 	CK_ATTRIBUTE tpriv[] = {
 		{ CKA_TOKEN, &yes, sizeof(yes) },
 		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_MODIFIABLE, &no, sizeof(no) },
 		{ CKA_SENSITIVE, &yes, sizeof(yes) },
 		{ CKA_EXTRACTABLE, &no, sizeof(no) },
 		{ CKA_DECRYPT, &yes, sizeof(yes) },
 		{ CKA_SIGN, &no, sizeof(no) },
+		{ CKA_SIGN_RECOVER, &no, sizeof(no) },
 		{ CKA_UNWRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
 		{ CKA_LABEL, (void *)name, strlen(name) },
 		{ CKA_ID, id, sizeof(id) },
 	};
@@ -612,8 +622,10 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 	kb_hex_encode(version, id, sizeof(id));
 
 	p11_admin_enter(ks);
-	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub, 9, tpriv, 9,
-				       &pub, &priv);
+	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub,
+				       sizeof(tpub) / sizeof(tpub[0]), tpriv,
+				       sizeof(tpriv) / sizeof(tpriv[0]), &pub,
+				       &priv);
 	if (rv != CKR_OK) {
 		snprintf(err, errlen, "C_GenerateKeyPair: %s", p11_rv_name(rv));
 		r = P11_ERR_HSM;

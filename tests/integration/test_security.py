@@ -394,3 +394,56 @@ class SocketOwnership(unittest.TestCase):
         finally:
             other.close()
             os.unlink(a.socket)
+
+
+USAGES = ("CKA_ENCRYPT", "CKA_DECRYPT", "CKA_SIGN", "CKA_SIGN_RECOVER", "CKA_VERIFY",
+          "CKA_VERIFY_RECOVER", "CKA_WRAP", "CKA_UNWRAP", "CKA_DERIVE")
+
+
+class KeyUsage(unittest.TestCase):
+    """Every key the broker generates allows its one use and nothing else,
+    read back with PyKCS11 (an independent PKCS#11 binding)."""
+
+    def objects(self, token):
+        import PyKCS11
+        lib = PyKCS11.PyKCS11Lib()
+        old = os.environ.get("SOFTHSM2_CONF")
+        os.environ["SOFTHSM2_CONF"] = token.env["SOFTHSM2_CONF"]
+        try:
+            lib.load("/usr/lib/softhsm/libsofthsm2.so")
+            slot = next(s for s in lib.getSlotList(tokenPresent=True)
+                        if lib.getTokenInfo(s).label.strip() == "keybroker")
+            session = lib.openSession(slot)
+            session.login(token.pin)
+            found = {}
+            for cls, kind in ((PyKCS11.CKO_PRIVATE_KEY, "private"),
+                              (PyKCS11.CKO_PUBLIC_KEY, "public")):
+                for obj in session.findObjects([(PyKCS11.CKA_CLASS, cls)]):
+                    names = ("CKA_LABEL", "CKA_MODIFIABLE") + USAGES
+                    vals = session.getAttributeValue(
+                        obj, [getattr(PyKCS11, n) for n in names])
+                    attrs = dict(zip(names, vals))
+                    label = attrs.pop("CKA_LABEL")
+                    if not isinstance(label, str):
+                        label = bytes(label).decode()
+                    found[(label, kind)] = attrs
+            session.logout()
+            session.closeSession()
+            return found
+        finally:
+            if old is None:
+                del os.environ["SOFTHSM2_CONF"]
+            else:
+                os.environ["SOFTHSM2_CONF"] = old
+
+    def test_generated_keys_allow_only_their_use(self):
+        allowed = {("keybroker-issuer", "private"): {"CKA_SIGN"},
+                   ("keybroker-issuer", "public"): {"CKA_VERIFY"},
+                   ("cmk", "private"): {"CKA_DECRYPT"},
+                   ("cmk", "public"): set()}
+        found = self.objects(TOKEN)
+        self.assertEqual(set(found), set(allowed))
+        for obj, attrs in found.items():
+            granted = {u for u in USAGES if attrs[u]}
+            self.assertEqual(granted, allowed[obj], obj)
+            self.assertFalse(attrs["CKA_MODIFIABLE"], obj)
