@@ -18,9 +18,15 @@ CFLAGS += -std=c11 -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wno-unused-parameter -Werror=implicit \
 	-fstack-protector-strong -fPIC \
 	$(shell pkg-config --cflags $(PKGS))
+# SANITIZE=1 (or address): AddressSanitizer + UBSan; SANITIZE=thread:
+# ThreadSanitizer.
 SANITIZE ?=
 SANFLAGS =
-ifneq ($(SANITIZE),)
+ifeq ($(SANITIZE),thread)
+SANFLAGS = -fsanitize=thread
+CFLAGS += $(SANFLAGS) -fno-omit-frame-pointer
+LDFLAGS += $(SANFLAGS)
+else ifneq ($(SANITIZE),)
 SANFLAGS = -fsanitize=address,undefined
 CFLAGS += $(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += $(SANFLAGS)
@@ -150,7 +156,11 @@ check: unit integration
 check-asan:
 	$(MAKE) B=build-asan SANITIZE=1 check
 
-test: check check-asan
+# The integration suite (where the threads are) under ThreadSanitizer.
+check-tsan:
+	$(MAKE) B=build-tsan SANITIZE=thread integration
+
+test: check check-asan check-tsan
 
 bench: all $(B)/tests/kb_bench
 	@tests/bench/run.sh $(B)
@@ -185,9 +195,10 @@ install: all
 	    client/keybroker.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/keybroker.pc
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
 
-.PHONY: all unit integration check check-asan test bench fuzz lint format \
+.PHONY: all unit integration check check-asan check-tsan test bench fuzz lint \
+	format \
 	install clean
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

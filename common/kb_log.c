@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -8,7 +9,8 @@
 #include "kb_log.h"
 
 static const char *log_progname = "keybroker";
-static enum kb_log_level log_max = KB_LOG_INFO;
+/* Set on reload while workers log: atomic. */
+static atomic_int log_max = KB_LOG_INFO;
 
 static const char *const level_names[] = {
 	[KB_LOG_ERROR] = "error",
@@ -20,12 +22,12 @@ static const char *const level_names[] = {
 void kb_log_init(const char *progname, enum kb_log_level level)
 {
 	log_progname = progname;
-	log_max = level;
+	atomic_store_explicit(&log_max, (int)level, memory_order_relaxed);
 }
 
 void kb_log_set_level(enum kb_log_level level)
 {
-	log_max = level;
+	atomic_store_explicit(&log_max, (int)level, memory_order_relaxed);
 }
 
 int kb_log_level_parse(const char *name, enum kb_log_level *level)
@@ -50,7 +52,7 @@ void kb_log(enum kb_log_level level, const char *fmt, ...)
 	va_list ap;
 	int n, m;
 
-	if (level > log_max)
+	if ((int)level > atomic_load_explicit(&log_max, memory_order_relaxed))
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);

@@ -13,7 +13,9 @@ enum kb_log_level {
 	KB_LOG_DEBUG,
 };
 
+/* Before any thread starts. */
 void kb_log_init(const char *progname, enum kb_log_level level);
+/* Safe while other threads log. */
 void kb_log_set_level(enum kb_log_level level);
 int kb_log_level_parse(const char *name, enum kb_log_level *level);
 void kb_log(enum kb_log_level level, const char *fmt, ...)
