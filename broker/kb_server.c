@@ -46,6 +46,10 @@ struct kb_server {
 	struct kb_worker *workers;
 	int nworkers;
 
+	/* The events of this turn of the loop, not yet handled. */
+	struct epoll_event events[MAX_EVENTS];
+	int nevents, next_event;
+
 	struct kb_conn *conns; /* live and dead-but-busy connections */
 	int nconns; /* live ones, against max_connections */
 	bool draining;
@@ -119,6 +123,16 @@ static void conn_set_events(struct kb_server *srv, struct kb_conn *c)
 		c->events = ev.events;
 }
 
+/* Drops c's events not yet handled: they must not reach a closed c. */
+static void forget_events(struct kb_server *srv, const struct kb_conn *c)
+{
+	int i;
+
+	for (i = srv->next_event; i < srv->nevents; i++)
+		if (srv->events[i].data.ptr == c)
+			srv->events[i].data.ptr = NULL;
+}
+
 static void conn_unlink(struct kb_server *srv, struct kb_conn *c)
 {
 	if (c->prev != NULL)
@@ -142,6 +156,7 @@ static bool conn_close(struct kb_server *srv, struct kb_conn *c,
 			 (int)c->caller.peer.pid, why);
 		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
+		forget_events(srv, c);
 		c->fd = -1;
 		c->dead = true;
 		srv->nconns--;
@@ -532,11 +547,10 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 		.signal_fd = -1,
 		.done_fd = -1,
 	};
-	struct epoll_event evs[MAX_EVENTS];
 	int64_t now, last_tick = 0;
 	struct kb_watch *w;
 	sigset_t mask;
-	int i, n, r = -1;
+	int r = -1;
 
 	kb_queue_init(&srv.jobs);
 	kb_queue_init(&srv.done);
@@ -556,14 +570,18 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 	kb_info("listening on %s with %d workers", cfg->socket_path,
 		cfg->workers);
 	for (;;) {
-		n = epoll_wait(srv.epfd, evs, MAX_EVENTS, TICK_MS);
-		if (n < 0 && errno != EINTR) {
+		srv.nevents =
+			epoll_wait(srv.epfd, srv.events, MAX_EVENTS, TICK_MS);
+		if (srv.nevents < 0 && errno != EINTR) {
 			kb_err("epoll_wait: %s", strerror(errno));
 			goto out;
 		}
 		now = now_ms();
-		for (i = 0; i < n; i++) {
-			w = evs[i].data.ptr;
+		for (srv.next_event = 0; srv.next_event < srv.nevents;) {
+			struct epoll_event *ev = &srv.events[srv.next_event++];
+
+			if ((w = ev->data.ptr) == NULL)
+				continue; /* its connection was closed */
 			if (w->kind == KB_WATCH_LISTEN && !srv.draining)
 				accept_all(&srv, now);
 			else if (w->kind == KB_WATCH_SIGNAL)
@@ -572,8 +590,9 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 				collect_done(&srv, now);
 			else if (w->kind == KB_WATCH_CONN)
 				conn_event(&srv, (struct kb_conn *)w,
-					   evs[i].events, now);
+					   ev->events, now);
 		}
+		srv.nevents = 0;
 		if (now - last_tick >= TICK_MS) {
 			check_timeouts(&srv, now);
 			last_tick = now;

@@ -453,6 +453,27 @@ class Lifecycle(unittest.TestCase):
         self.assertFalse(os.path.exists(b.socket))
         self.assertIn("stopped", b.read_log())
 
+    def test_sigterm_in_one_batch_with_connection_events(self):
+        """SIGTERM closes connections whose events are still in the same
+        epoll batch; those events must not touch freed connections (the
+        sanitizer runs report a use-after-free if they do)."""
+        b = Broker(TOKEN, name="term-batch", workers="2").start()
+        conns = [b.connect(authenticate=False) for _ in range(32)]
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            b.proc.send_signal(signal.SIGTERM)
+            for c in conns:
+                c.send_raw(b'{"id":1,"op":"getKey","key":"k2048"}\n')
+                c.sock.shutdown(socket.SHUT_WR)
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        self.assertEqual(b.proc.wait(20), 0)
+        for c in conns:
+            c.close()
+        log = b.read_log()
+        self.assertNotIn("Sanitizer", log)
+        self.assertIn("stopped", log)
+
     def test_no_core_dumps(self):
         with open("/proc/%d/limits" % BROKER.proc.pid) as f:
             core = [l for l in f if l.startswith("Max core file size")][0]
