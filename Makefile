@@ -12,6 +12,7 @@ B ?= build
 CC ?= cc
 PKGS = p11-kit-1 openssl libconfig jansson libsystemd
 CPPFLAGS += -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED \
+	-DKB_VERSION='"$(VERSION)"' \
 	-Icommon -Iconfig -Ipkcs11 -Ibroker -Iclient
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes \
@@ -45,7 +46,8 @@ BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_conn.c broker/kb_server.c broker/kb_acl.c broker/kb_jwk.c \
 	broker/kb_jwt.c broker/kb_peer.c broker/kb_policy.c broker/kb_rate.c \
 	broker/kb_listen.c
-CLIENTLIB = client/libkeybroker.c common/kb_b64.c common/kb_kid.c
+CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
+	common/kb_kid.c
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
@@ -67,11 +69,12 @@ $(B)/keybrokerd: $(DAEMON_OBJS) $(B)/broker/keybrokerd.o
 
 $(B)/keybrokerctl: $(call obj,$(COMMON) $(CONFIG) $(PKCS11) broker/kb_acl.c \
 		broker/kb_jwt.c broker/kb_jwk.c) \
-		$(B)/client/keybrokerctl.o
+		$(B)/client/keybrokerctl.o $(B)/client/kb_output.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/keybroker: $(B)/client/keybroker.o $(B)/libkeybroker.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jansson) -lpthread
+$(B)/keybroker: $(B)/client/keybroker.o $(B)/client/kb_output.o \
+		$(B)/libkeybroker.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
 
 $(B)/libkeybroker.a: $(CLIENT_OBJS)
 	rm -f $@
@@ -79,8 +82,7 @@ $(B)/libkeybroker.a: $(CLIENT_OBJS)
 
 $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libkeybroker.so.0 \
-		-Wl,--version-script=client/libkeybroker.map -o $@ $^ \
-		$(shell pkg-config --libs jansson) -lpthread
+		-Wl,--version-script=client/libkeybroker.map -o $@ $^ -lpthread
 
 # ---- tests ----
 UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl \

@@ -35,6 +35,7 @@ static void usage(FILE *f)
 		"                      directory, JWKS files, unit bindings),\n"
 		"                      then exit\n"
 		"  -h, --help          this text\n"
+		"  -V, --version       print the version and exit\n"
 		"\n"
 		"signals: SIGTERM/SIGINT finish requests in flight and exit 0;\n"
 		"         SIGHUP reloads the configuration (identities, issuers,\n"
@@ -145,6 +146,7 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = DEFAULT_CONFIG;
@@ -158,7 +160,7 @@ int main(int argc, char **argv)
 	int c, nkeys = 0, status = 1;
 
 	kb_log_init("keybrokerd", KB_LOG_INFO);
-	while ((c = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			path = optarg;
@@ -168,6 +170,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("keybrokerd %s\n", KB_VERSION);
 			return 0;
 		default:
 			usage(stderr);

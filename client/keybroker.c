@@ -2,6 +2,7 @@
 /* keybroker: command-line client of keybrokerd. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,8 @@
 #include <unistd.h>
 
 #include "kb_b64.h"
+#include "kb_kid.h"
+#include "kb_output.h"
 #include "keybroker.h"
 
 #define DEFAULT_SOCKET "/run/keybroker/keybroker.sock"
@@ -26,6 +29,7 @@ static const struct {
 	{ "NotSupported", 10 },	  { "Conflict", 11 },	 { "Throttled", 12 },
 	{ "HsmUnavailable", 13 }, { "Internal", 14 },
 };
+#define EXIT_OTHER_BROKER_ERROR 14
 
 static void usage(FILE *f)
 {
@@ -39,31 +43,43 @@ static void usage(FILE *f)
 		"           write the data key as raw bytes\n"
 		"\n"
 		"options:\n"
-		"  -s, --socket PATH    broker socket (default $KEYBROKER_SOCKET"
-		" or\n"
-		"                       %s)\n"
-		"  -k, --key NAME|KID   key name or keybroker://... kid "
+		"  -s, --socket PATH       broker socket (default "
+		"$KEYBROKER_SOCKET or\n"
+		"                          %s)\n"
+		"  -k, --key NAME|KID      key name or keybroker://... kid "
 		"(required)\n"
-		"  -V, --version VER    key version (32 hex); default: current\n"
-		"  -a, --alg ALG        RSA-OAEP, RSA-OAEP-256 (default) or "
+		"  -V, --key-version VER   key version (32 hex); default: "
+		"current\n"
+		"  -a, --alg ALG           RSA-OAEP, RSA-OAEP-256 (default) or "
 		"RSA1_5\n"
-		"  -i, --in FILE        read input from FILE (default stdin)\n"
-		"  -o, --out FILE       write output to FILE (default stdout)\n"
-		"      --inform FMT     input format: raw or base64url\n"
-		"      --outform FMT    output format: raw or base64url\n"
-		"  -t, --token-file F   authenticate with the token (JWT) in F;\n"
-		"                       default: getToken for this process's\n"
-		"                       system-assigned identity\n"
-		"  -j, --json           print the result as one JSON object\n"
-		"  -h, --help           this text\n"
+		"  -i, --in FILE           read input from FILE (default stdin)\n"
+		"  -o, --out FILE          write output to FILE (default "
+		"stdout), created\n"
+		"                          0600, never through a symlink, never "
+		"over an\n"
+		"                          existing file\n"
+		"  -f, --force             replace an existing --out FILE "
+		"(atomically)\n"
+		"      --inform FMT        input format: raw or base64url\n"
+		"      --outform FMT       output format: raw or base64url\n"
+		"  -t, --token-file F      authenticate with the token (JWT) in "
+		"F;\n"
+		"                          default: getToken for this "
+		"process's\n"
+		"                          system-assigned identity\n"
+		"  -j, --json              print the result as one JSON object\n"
+		"  -h, --help              this text\n"
+		"      --version           print the version and exit\n"
 		"\n"
-		"exit status: 0 ok, 1 local I/O error, 2 usage, 3 cannot reach "
-		"the\n"
-		"broker; broker errors: 4 BadRequest, 5 BadParameter,\n"
-		"6 Unauthorized, 7 Forbidden, 8 KeyNotFound, 9 KeyDisabled,\n"
-		"10 NotSupported, 11 Conflict, 12 Throttled, 13 "
-		"HsmUnavailable,\n"
-		"14 Internal\n",
+		"exit status: 0 ok, 1 local I/O error (input, output or token "
+		"file),\n"
+		"2 usage error (an unknown option, command or invalid argument),"
+		"\n"
+		"3 cannot reach the broker; broker errors: 4 BadRequest,\n"
+		"5 BadParameter, 6 Unauthorized, 7 Forbidden, 8 KeyNotFound,\n"
+		"9 KeyDisabled, 10 NotSupported, 11 Conflict, 12 Throttled,\n"
+		"13 HsmUnavailable, 14 Internal (or an error code this version\n"
+		"does not know)\n",
 		DEFAULT_SOCKET);
 }
 
@@ -72,8 +88,24 @@ enum fmt { FMT_DEFAULT, FMT_RAW, FMT_B64 };
 struct opts {
 	const char *socket, *key, *version, *alg, *in, *out, *token_file;
 	enum fmt inform, outform;
-	bool json;
+	bool json, force;
 };
+
+static int usage_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+/* Says what is wrong with the command line; the usage exit status. */
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "keybroker: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see --help)\n");
+	return EXIT_USAGE;
+}
 
 static int parse_fmt(const char *s, enum fmt *f)
 {
@@ -83,6 +115,31 @@ static int parse_fmt(const char *s, enum fmt *f)
 		*f = FMT_B64;
 	else
 		return -1;
+	return 0;
+}
+
+/* Checks the key, version and alg before anything is sent. */
+static int check_args(const struct opts *o)
+{
+	size_t klen = strlen(o->key);
+
+	if (strncmp(o->key, KB_KID_PREFIX, sizeof(KB_KID_PREFIX) - 1) != 0 &&
+	    !kb_name_valid(o->key, klen))
+		return usage_error("--key '%.64s': not a key name (1-127 of "
+				   "A-Z a-z 0-9 -) nor a kid "
+				   "(keybroker://INSTANCE/keys/NAME[/VERSION])",
+				   o->key);
+	if (o->version != NULL &&
+	    !kb_version_valid(o->version, strlen(o->version)))
+		return usage_error("--key-version '%.64s': not 32 lowercase "
+				   "hex digits",
+				   o->version);
+	if (o->alg != NULL && strcmp(o->alg, "RSA-OAEP") != 0 &&
+	    strcmp(o->alg, "RSA-OAEP-256") != 0 &&
+	    strcmp(o->alg, "RSA1_5") != 0)
+		return usage_error("--alg '%.32s': not RSA-OAEP, RSA-OAEP-256 "
+				   "or RSA1_5",
+				   o->alg);
 	return 0;
 }
 
@@ -130,40 +187,41 @@ out:
 	return r;
 }
 
-static FILE *open_output(const struct opts *o)
+/* Writes text[0..n) to --out (or stdout) and confirms it; 0 or -1. */
+static int emit(const struct opts *o, const char *text, size_t n)
 {
-	FILE *f;
+	struct kb_output out;
+	char err[512];
 
-	if (o->out == NULL || strcmp(o->out, "-") == 0)
-		return stdout;
-	if ((f = fopen(o->out, "wb")) == NULL)
-		fprintf(stderr, "keybroker: %s: %s\n", o->out, strerror(errno));
-	return f;
+	if (kb_output_open(&out, o->out, o->force, err, sizeof(err)) != 0 ||
+	    kb_output_write(&out, text, n, err, sizeof(err)) != 0 ||
+	    kb_output_commit(&out, err, sizeof(err)) != 0) {
+		kb_output_abort(&out);
+		fprintf(stderr, "keybroker: %s\n", err);
+		return -1;
+	}
+	return 0;
 }
 
-static int write_output(const struct opts *o, enum fmt fmt, const char *kid,
+static int write_result(const struct opts *o, enum fmt fmt, const char *kid,
 			const uint8_t *p, size_t n)
 {
-	char text[INPUT_MAX * 2];
-	FILE *f;
-	int r = 0;
+	char b64[INPUT_MAX * 2], text[INPUT_MAX * 2 + KB_KID_MAX + 32];
+	size_t len;
+	int r;
 
-	if ((f = open_output(o)) == NULL)
-		return -1;
-	kb_b64_encode(text, p, n);
+	kb_b64_encode(b64, p, n);
 	if (o->json)
-		fprintf(f, "{\"kid\":\"%s\",\"value\":\"%s\"}\n", kid, text);
+		len = (size_t)snprintf(text, sizeof(text),
+				       "{\"kid\":\"%s\",\"value\":\"%s\"}\n",
+				       kid, b64);
 	else if (fmt == FMT_RAW)
-		fwrite(p, 1, n, f);
+		memcpy(text, p, len = n);
 	else
-		fprintf(f, "%s\n", text);
+		len = (size_t)snprintf(text, sizeof(text), "%s\n", b64);
+	r = emit(o, text, len);
+	explicit_bzero(b64, sizeof(b64));
 	explicit_bzero(text, sizeof(text));
-	if (fflush(f) != 0 || ferror(f))
-		r = -1;
-	if (f != stdout && fclose(f) != 0)
-		r = -1;
-	if (r != 0)
-		fprintf(stderr, "keybroker: cannot write the output\n");
 	return r;
 }
 
@@ -174,33 +232,31 @@ static int broker_failure(struct keybroker *kb, int r)
 	if (r != KEYBROKER_E_BROKER) {
 		fprintf(stderr, "keybroker: %s: %s\n", keybroker_strstatus(r),
 			keybroker_error_message(kb));
-		return r == KEYBROKER_E_IO ? EXIT_CONNECT : EXIT_LOCAL;
+		return r == KEYBROKER_E_IO	 ? EXIT_CONNECT :
+		       r == KEYBROKER_E_ARGUMENT ? EXIT_USAGE :
+						   EXIT_LOCAL;
 	}
 	fprintf(stderr, "keybroker: %s: %s\n", keybroker_error_code(kb),
 		keybroker_error_message(kb));
 	for (i = 0; i < sizeof(exit_codes) / sizeof(exit_codes[0]); i++)
 		if (strcmp(exit_codes[i].code, keybroker_error_code(kb)) == 0)
 			return exit_codes[i].status;
-	return 14;
+	return EXIT_OTHER_BROKER_ERROR;
 }
 
 static int cmd_get(struct keybroker *kb, const struct opts *o)
 {
 	char *bundle;
-	FILE *f;
+	size_t n;
 	int r;
 
 	if ((r = keybroker_get_key(kb, o->key, o->version, &bundle)) != 0)
 		return broker_failure(kb, r);
-	if ((f = open_output(o)) == NULL) {
-		free(bundle);
-		return EXIT_LOCAL;
-	}
-	fprintf(f, "%s\n", bundle);
+	n = strlen(bundle);
+	bundle[n] = '\n'; /* the NUL becomes the line's end */
+	r = emit(o, bundle, n + 1) == 0 ? 0 : EXIT_LOCAL;
 	free(bundle);
-	if (f != stdout)
-		fclose(f);
-	return 0;
+	return r;
 }
 
 static int cmd_transform(struct keybroker *kb, const struct opts *o, bool wrap)
@@ -226,7 +282,7 @@ static int cmd_transform(struct keybroker *kb, const struct opts *o, bool wrap)
 	explicit_bzero(in, sizeof(in));
 	if (r != KEYBROKER_OK)
 		return broker_failure(kb, r);
-	r = write_output(o, outform, kid, out, out_len) == 0 ? 0 : EXIT_LOCAL;
+	r = write_result(o, outform, kid, out, out_len) == 0 ? 0 : EXIT_LOCAL;
 	keybroker_free_secret(out, out_len);
 	free(kid);
 	return r;
@@ -262,18 +318,21 @@ static int authenticate(struct keybroker *kb, const struct opts *o)
 
 int main(int argc, char **argv)
 {
+	enum { OPT_INFORM = 256, OPT_OUTFORM, OPT_VERSION };
 	static const struct option lopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "key", required_argument, NULL, 'k' },
-		{ "version", required_argument, NULL, 'V' },
+		{ "key-version", required_argument, NULL, 'V' },
 		{ "alg", required_argument, NULL, 'a' },
 		{ "in", required_argument, NULL, 'i' },
 		{ "out", required_argument, NULL, 'o' },
-		{ "inform", required_argument, NULL, 'I' },
-		{ "outform", required_argument, NULL, 'O' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "inform", required_argument, NULL, OPT_INFORM },
+		{ "outform", required_argument, NULL, OPT_OUTFORM },
 		{ "json", no_argument, NULL, 'j' },
 		{ "token-file", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .socket = getenv("KEYBROKER_SOCKET") };
@@ -281,8 +340,8 @@ int main(int argc, char **argv)
 	const char *cmd;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "s:k:V:a:i:o:t:jh", lopts, NULL)) !=
-	       -1) {
+	while ((c = getopt_long(argc, argv, "s:k:V:a:i:o:ft:jh", lopts,
+				NULL)) != -1) {
 		switch (c) {
 		case 's':
 			o.socket = optarg;
@@ -302,52 +361,59 @@ int main(int argc, char **argv)
 		case 'o':
 			o.out = optarg;
 			break;
+		case 'f':
+			o.force = true;
+			break;
 		case 'j':
 			o.json = true;
 			break;
 		case 't':
 			o.token_file = optarg;
 			break;
-		case 'I':
-		case 'O':
-			if (parse_fmt(optarg,
-				      c == 'I' ? &o.inform : &o.outform) != 0) {
-				fprintf(stderr, "keybroker: format must be raw "
-						"or base64url\n");
-				return EXIT_USAGE;
-			}
+		case OPT_INFORM:
+		case OPT_OUTFORM:
+			if (parse_fmt(optarg, c == OPT_INFORM ?
+						      &o.inform :
+						      &o.outform) != 0)
+				return usage_error("--%s: '%.32s' is not raw "
+						   "or base64url",
+						   c == OPT_INFORM ? "inform" :
+								     "outform",
+						   optarg);
 			break;
 		case 'h':
 			usage(stdout);
 			return 0;
+		case OPT_VERSION:
+			printf("keybroker %s\n", KB_VERSION);
+			return 0;
 		default:
-			usage(stderr);
+			fprintf(stderr, "keybroker: see --help\n");
 			return EXIT_USAGE;
 		}
 	}
-	if (optind + 1 != argc) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
+	if (optind + 1 != argc)
+		return usage_error("%s", optind >= argc ?
+						 "a command is required: get, "
+						 "wrap or unwrap" :
+						 "one command only");
 	cmd = argv[optind];
 	if (strcmp(cmd, "get") != 0 && strcmp(cmd, "wrap") != 0 &&
-	    strcmp(cmd, "unwrap") != 0) {
-		fprintf(stderr,
-			"keybroker: unknown command '%.32s' (see "
-			"--help)\n",
-			cmd);
-		return EXIT_USAGE;
-	}
-	if (o.key == NULL) {
-		fprintf(stderr, "keybroker: --key NAME or --key KID is "
-				"required\n");
-		return EXIT_USAGE;
-	}
+	    strcmp(cmd, "unwrap") != 0)
+		return usage_error("unknown command '%.32s': get, wrap or "
+				   "unwrap",
+				   cmd);
+	if (o.key == NULL)
+		return usage_error("%s", "--key NAME or --key KID is required");
+	if ((r = check_args(&o)) != 0)
+		return r;
 	if (o.socket == NULL)
 		o.socket = DEFAULT_SOCKET;
 	if ((r = keybroker_connect(o.socket, &kb)) != KEYBROKER_OK) {
 		fprintf(stderr, "keybroker: cannot connect to %s: %s\n",
-			o.socket, strerror(errno));
+			o.socket,
+			r == KEYBROKER_E_ARGUMENT ? "path too long" :
+						    strerror(errno));
 		return r == KEYBROKER_E_IO ? EXIT_CONNECT : EXIT_USAGE;
 	}
 	r = authenticate(kb, &o);

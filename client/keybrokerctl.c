@@ -5,22 +5,30 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kb_config.h"
 #include "kb_jwk.h"
 #include "kb_jwt.h"
 #include "kb_kid.h"
 #include "kb_log.h"
+#include "kb_output.h"
 #include "kb_secret.h"
 #include "p11_keystore.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; newer than this system's headers */
+#endif
 
 #define DEFAULT_CONFIG "/etc/keybroker/keybroker.conf"
 
@@ -43,11 +51,13 @@ static void usage(FILE *f)
 		"        list every key version in the token\n"
 		"  enable-key NAME VERSION | disable-key NAME VERSION\n"
 		"        allow or refuse wrap/unwrap with one key version\n"
-		"  identity token IDENTITY [--ttl DURATION]\n"
+		"  identity token IDENTITY [--ttl DURATION] [-o FILE [--force]]\n"
 		"        issue a token for a configured identity (ttl: seconds\n"
 		"        or 30m, 12h, 7d; default tokens.lifetime, at most\n"
 		"        tokens.max_lifetime), signed by the token-signing key;\n"
-		"        prints it, and its id (jti) on stderr\n"
+		"        prints it (or writes FILE, created 0600, never through\n"
+		"        a symlink nor over a file unless --force), and its id\n"
+		"        (jti) on stderr\n"
 		"  identity revoke JTI\n"
 		"        revoke a token by its id, in the token (survives\n"
 		"        restarts), and tell a running broker to reload\n"
@@ -59,6 +69,7 @@ static void usage(FILE *f)
 		"options:\n"
 		"  -c, --config FILE   broker config (default %s)\n"
 		"  -h, --help          this text\n"
+		"      --version       print the version and exit\n"
 		"\n"
 		"exit status: 0 success, 1 operation failed, 2 usage error\n",
 		DEFAULT_CONFIG);
@@ -221,37 +232,79 @@ static int sign_admin(const unsigned char *digest, unsigned char *sig,
 									   -1;
 }
 
+/* A lifetime: seconds, or a number with s, m, h or d; -1 if invalid. */
+static long long parse_ttl(const char *text)
+{
+	long long v, unit = 1, r;
+	char *end;
+
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (end == text || errno != 0 || v < 0)
+		return -1;
+	if (*end != '\0') {
+		unit = end[0] == 's' ? 1 :
+		       end[0] == 'm' ? 60 :
+		       end[0] == 'h' ? 3600 :
+		       end[0] == 'd' ? 86400 :
+				       0;
+		if (unit == 0 || end[1] != '\0')
+			return -1;
+	}
+	return __builtin_mul_overflow(v, unit, &r) ? -1 : r;
+}
+
+/* Writes the token to FILE (0600, no symlink, no overwrite unless force). */
+static int write_token(const char *path, bool force, const char *tok, size_t n)
+{
+	struct kb_output out;
+	char err[512];
+
+	if (kb_output_open(&out, path, force, err, sizeof(err)) != 0 ||
+	    kb_output_write(&out, tok, n, err, sizeof(err)) != 0 ||
+	    kb_output_write(&out, "\n", 1, err, sizeof(err)) != 0 ||
+	    kb_output_commit(&out, err, sizeof(err)) != 0) {
+		kb_output_abort(&out);
+		fprintf(stderr, "keybrokerctl: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
 static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "ttl", required_argument, NULL, 't' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "force", no_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct kb_jwt_mint m = { .ttl_s = cfg->token_lifetime_s };
-	char tok[2048], jti[33], kid[KB_VERSION_LEN + 1], *end;
+	char tok[2048], jti[33], kid[KB_VERSION_LEN + 1];
+	const char *out = NULL;
 	struct p11_keystore *ks;
+	bool force = false;
 	EVP_PKEY *pub;
-	int c, n;
+	int c, n, r;
 
-	while ((c = getopt_long(argc, argv, "t:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:o:f", opts, NULL)) != -1) {
+		if (c == 'o') {
+			out = optarg;
+			continue;
+		}
+		if (c == 'f') {
+			force = true;
+			continue;
+		}
 		if (c != 't')
 			return 2;
-		m.ttl_s = strtoll(optarg, &end, 10);
-		/* A number of seconds, or with a unit: 90s, 30m, 12h, 7d. */
-		if (end != optarg && end[0] != '\0' && end[1] == '\0')
-			m.ttl_s *= *end == 's' ? 1 :
-				   *end == 'm' ? 60 :
-				   *end == 'h' ? 3600 :
-				   *end == 'd' ? 86400 :
-						 0;
-		else if (end == optarg || *end != '\0')
-			m.ttl_s = 0;
+		m.ttl_s = parse_ttl(optarg);
 		if (m.ttl_s < 60 || m.ttl_s > cfg->token_max_lifetime_s) {
 			fprintf(stderr,
-				"keybrokerctl: --ttl must be 60 s to "
+				"keybrokerctl: --ttl '%.32s': must be 60 s to "
 				"%lld s (tokens.max_lifetime), e.g. 3600, 30m, "
 				"12h\n",
-				cfg->token_max_lifetime_s);
+				optarg, cfg->token_max_lifetime_s);
 			return 2;
 		}
 	}
@@ -262,7 +315,7 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 	if (kb_config_identity(cfg, argv[optind]) == NULL) {
 		fprintf(stderr, "keybrokerctl: no identity '%.64s' in %s\n",
 			argv[optind], cfg->path);
-		return 1;
+		return 2;
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
@@ -284,8 +337,10 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 		fprintf(stderr, "keybrokerctl: signing the token failed\n");
 		return 1;
 	}
-	printf("%s\n", tok);
+	r = write_token(out, force, tok, (size_t)n);
 	explicit_bzero(tok, sizeof(tok));
+	if (r != 0)
+		return 1;
 	fprintf(stderr, "token %s for identity '%s', expires in %lld s\n", jti,
 		argv[optind], (long long)m.ttl_s);
 	return 0;
@@ -317,25 +372,80 @@ static int cmd_jwks(const struct kb_config *cfg, int argc, char **argv)
 	return 0;
 }
 
-/* SIGHUP to the broker behind the config's socket (its SO_PEERCRED pid). */
+/*
+ * Whether the socket can be trusted to be the broker's: its directory is
+ * not writable by group or others and is owned by root or the listener,
+ * and the socket is the listener's. Otherwise anyone could have put a
+ * listener there, and a signal to it would go where they chose.
+ */
+static int check_socket_owner(const char *path, uid_t peer, char *err,
+			      size_t errlen)
+{
+	char *copy = strdup(path);
+	struct stat d, s;
+	int r = -1;
+
+	if (copy == NULL || lstat(dirname(copy), &d) != 0 ||
+	    lstat(path, &s) != 0)
+		snprintf(err, errlen, "cannot stat it: %s", strerror(errno));
+	else if (!S_ISDIR(d.st_mode) || (d.st_mode & (S_IWGRP | S_IWOTH)))
+		snprintf(err, errlen,
+			 "its directory is writable by group or others "
+			 "(mode %04o)",
+			 (unsigned int)(d.st_mode & 07777));
+	else if (d.st_uid != 0 && d.st_uid != peer)
+		snprintf(err, errlen,
+			 "its directory is owned by uid %u, not by root or "
+			 "the listener (uid %u)",
+			 (unsigned int)d.st_uid, (unsigned int)peer);
+	else if (!S_ISSOCK(s.st_mode) || s.st_uid != peer)
+		snprintf(err, errlen,
+			 "it is not a socket owned by its listener (uid %u)",
+			 (unsigned int)peer);
+	else
+		r = 0;
+	free(copy);
+	return r;
+}
+
+/*
+ * SIGHUP to the broker behind the config's socket: to the process that
+ * listens there, through its pidfd (SO_PEERPIDFD) where the kernel names
+ * it, so a recycled pid is never signalled; by pid on older kernels.
+ */
 static int signal_broker(const struct kb_config *cfg)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	int fd, r = -1;
+	char why[256];
+	int fd, pidfd = -1, r = -1;
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->socket_path);
+	snprintf(why, sizeof(why), "%s", "no broker answers");
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
-	    kill(cred.pid, SIGHUP) == 0)
-		r = 0;
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		snprintf(why, sizeof(why), "%s", strerror(errno));
+		goto out;
+	}
+	if (check_socket_owner(cfg->socket_path, cred.uid, why, sizeof(why)))
+		goto out;
+	len = sizeof(pidfd);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0)
+		r = pidfd_send_signal(pidfd, SIGHUP, NULL, 0);
+	else
+		r = kill(cred.pid, SIGHUP);
+	if (r != 0)
+		snprintf(why, sizeof(why), "%s", strerror(errno));
+out:
 	if (r != 0)
 		fprintf(stderr,
 			"keybrokerctl: cannot signal the broker on %s: "
 			"%s\n",
-			cfg->socket_path, strerror(errno));
+			cfg->socket_path, why);
+	if (pidfd >= 0)
+		close(pidfd);
 	if (fd >= 0)
 		close(fd);
 	return r;
@@ -419,9 +529,11 @@ static const struct {
 
 int main(int argc, char **argv)
 {
+	enum { OPT_VERSION = 256 };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = DEFAULT_CONFIG, *cmd;
@@ -438,6 +550,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case OPT_VERSION:
+			printf("keybrokerctl %s\n", KB_VERSION);
 			return 0;
 		default:
 			usage(stderr);

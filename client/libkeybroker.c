@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "kb_b64.h"
+#include "kb_jread.h"
 #include "kb_kid.h"
 #include "keybroker.h"
 
@@ -27,7 +27,7 @@ struct keybroker {
 	char *in; /* received bytes not yet consumed; may hold a DEK */
 	size_t in_len, in_cap;
 	char code[32];
-	char message[256];
+	char message[512];
 };
 
 /* Wipes memory the compiler may not elide. */
@@ -192,35 +192,45 @@ static int recv_line(struct keybroker *kb, char **line, size_t *len)
 /*
  * Appends the key selector to a request: "kid" for a kid, else "key"
  * and optional "version". Only validated characters reach the line, so
- * no JSON escaping is needed.
+ * no JSON escaping is needed. On a bad argument, says which.
  */
-static int key_fields(char *buf, size_t size, const char *key,
-		      const char *version)
+static int key_fields(struct keybroker *kb, char *buf, size_t size,
+		      const char *key, const char *version)
 {
 	size_t klen = key ? strlen(key) : 0;
+	struct kb_keyref ref;
+	const char *inst, *slash;
+	char instance[KB_INSTANCE_MAX + 1];
 	int n;
 
 	if (key == NULL)
-		return -1;
+		return set_error(kb, KEYBROKER_E_ARGUMENT, "",
+				 "key: a key name or kid is required");
 	if (strncmp(key, KB_KID_PREFIX, sizeof(KB_KID_PREFIX) - 1) == 0) {
-		struct kb_keyref ref;
-		const char *inst = key + sizeof(KB_KID_PREFIX) - 1;
-		const char *slash = strchr(inst, '/');
-		char instance[KB_INSTANCE_MAX + 1];
-
+		inst = key + sizeof(KB_KID_PREFIX) - 1;
+		slash = strchr(inst, '/');
 		if (slash == NULL || slash - inst > KB_INSTANCE_MAX ||
-		    version != NULL)
-			return -1;
-		memcpy(instance, inst, (size_t)(slash - inst));
-		instance[slash - inst] = '\0';
-		if (kb_kid_parse(key, klen, instance, &ref) != KB_KID_OK)
-			return -1;
+		    (memcpy(instance, inst, (size_t)(slash - inst)),
+		     instance[slash - inst] = '\0',
+		     kb_kid_parse(key, klen, instance, &ref) != KB_KID_OK))
+			return set_error(kb, KEYBROKER_E_ARGUMENT, "",
+					 "key: not a kid (keybroker://"
+					 "INSTANCE/keys/NAME[/VERSION])");
+		if (version != NULL)
+			return set_error(kb, KEYBROKER_E_ARGUMENT, "",
+					 "version: a kid names its version; "
+					 "give no separate version");
 		n = snprintf(buf, size, "\"kid\":\"%s\"", key);
 	} else {
-		if (!kb_name_valid(key, klen) ||
-		    (version != NULL &&
-		     !kb_version_valid(version, strlen(version))))
-			return -1;
+		if (!kb_name_valid(key, klen))
+			return set_error(kb, KEYBROKER_E_ARGUMENT, "",
+					 "key: not a key name (1-127 of "
+					 "A-Z a-z 0-9 -) or a kid");
+		if (version != NULL &&
+		    !kb_version_valid(version, strlen(version)))
+			return set_error(kb, KEYBROKER_E_ARGUMENT, "",
+					 "version: not 32 lowercase hex "
+					 "digits");
 		if (version != NULL)
 			n = snprintf(buf, size,
 				     "\"key\":\"%s\",\"version\":"
@@ -229,30 +239,73 @@ static int key_fields(char *buf, size_t size, const char *key,
 		else
 			n = snprintf(buf, size, "\"key\":\"%s\"", key);
 	}
-	return n < 0 || (size_t)n >= size ? -1 : 0;
+	if (n < 0 || (size_t)n >= size)
+		return set_error(kb, KEYBROKER_E_ARGUMENT, "", "key: too long");
+	return KEYBROKER_OK;
 }
 
-static bool alg_valid(const char *alg)
+static int check_alg(struct keybroker *kb, const char *alg)
 {
-	return alg == NULL || strcmp(alg, "RSA-OAEP") == 0 ||
-	       strcmp(alg, "RSA-OAEP-256") == 0 || strcmp(alg, "RSA1_5") == 0;
+	if (alg == NULL || strcmp(alg, "RSA-OAEP") == 0 ||
+	    strcmp(alg, "RSA-OAEP-256") == 0 || strcmp(alg, "RSA1_5") == 0)
+		return KEYBROKER_OK;
+	return set_error(kb, KEYBROKER_E_ARGUMENT, "",
+			 "alg: not RSA-OAEP, RSA-OAEP-256 or RSA1_5");
+}
+
+/* A reply line (a secret: it may carry a DEK or a token) and its result. */
+struct reply {
+	char *line;
+	size_t len;
+	struct kb_jspan result;
+};
+
+static void reply_release(struct reply *rep)
+{
+	keybroker_free_secret(rep->line, rep->len + 1);
+	rep->line = NULL;
+}
+
+static int bad_reply(struct keybroker *kb)
+{
+	return set_error(kb, KEYBROKER_E_PROTOCOL, "",
+			 "reply is not a protocol v1 response to this request");
+}
+
+/* Takes the broker's error code and message from an "error" member. */
+static int broker_error(struct keybroker *kb, const struct reply *rep,
+			const struct kb_jspan *err)
+{
+	struct kb_jspan code, msg;
+
+	if (kb_jread_member(rep->line, err, "code", &code) != 0 ||
+	    kb_jread_string(rep->line, &code, kb->code, sizeof(kb->code),
+			    NULL) != 0)
+		snprintf(kb->code, sizeof(kb->code), "Internal");
+	if (kb_jread_member(rep->line, err, "message", &msg) != 0 ||
+	    kb_jread_string(rep->line, &msg, kb->message, sizeof(kb->message),
+			    NULL) != 0)
+		snprintf(kb->message, sizeof(kb->message),
+			 "(no readable message)");
+	return KEYBROKER_E_BROKER;
 }
 
 /*
- * Sends one request line and returns the "result" of the matching reply.
- * Needs kb->lock.
+ * Sends one request line and reads the reply to it; on success rep holds
+ * the line and its "result" object (release it). Needs kb->lock.
  */
 static int call(struct keybroker *kb, const char *op, const char *keysel,
 		const char *alg, const uint8_t *value, size_t value_len,
-		json_t **reply, json_t **result)
+		struct reply *rep)
 {
 	size_t b64len = value ? kb_b64_encoded_len(value_len) : 0;
-	size_t cap = 256 + (keysel ? strlen(keysel) : 0) + b64len, len, rlen;
-	long long id = kb->next_id++;
-	char *line, *resp = NULL;
-	json_t *err, *rid;
+	size_t cap = 256 + (keysel ? strlen(keysel) : 0) + b64len, len;
+	long long id = kb->next_id++, rid;
+	struct kb_jspan root, v;
+	char *line;
 	int r;
 
+	memset(rep, 0, sizeof(*rep));
 	if ((line = malloc(cap)) == NULL)
 		return KEYBROKER_E_NOMEM;
 	len = (size_t)snprintf(line, cap, "{\"id\":%lld,\"op\":\"%s\"%s%s", id,
@@ -270,30 +323,55 @@ static int call(struct keybroker *kb, const char *op, const char *keysel,
 	line[len++] = '\n';
 	r = send_all(kb, line, len);
 	keybroker_free_secret(line, cap);
-	if (r != KEYBROKER_OK || (r = recv_line(kb, &resp, &rlen)) != 0)
+	if (r != KEYBROKER_OK ||
+	    (r = recv_line(kb, &rep->line, &rep->len)) != KEYBROKER_OK)
 		return r;
-	*reply = json_loadb(resp, rlen, 0, NULL);
-	keybroker_free_secret(resp, rlen + 1);
-	if (*reply == NULL || !json_is_object(*reply))
-		goto bad_reply;
-	rid = json_object_get(*reply, "id");
-	if (!json_is_integer(rid) || json_integer_value(rid) != id)
-		goto bad_reply;
-	if ((err = json_object_get(*reply, "error")) != NULL) {
-		set_error(kb, KEYBROKER_E_BROKER,
-			  json_string_value(json_object_get(err, "code")) ?:
-				  "Internal",
-			  json_string_value(json_object_get(err, "message")) ?:
-				  "");
-		return KEYBROKER_E_BROKER;
+	if (kb_jread_check(rep->line, rep->len, &root) != 0 ||
+	    root.type != KB_J_OBJECT ||
+	    kb_jread_member(rep->line, &root, "id", &v) != 0 ||
+	    kb_jread_int(rep->line, &v, &rid) != 0 || rid != id)
+		goto out_bad;
+	if (kb_jread_member(rep->line, &root, "error", &v) == 0) {
+		r = v.type == KB_J_OBJECT ? broker_error(kb, rep, &v) :
+					    bad_reply(kb);
+		reply_release(rep);
+		return r;
 	}
-	if ((*result = json_object_get(*reply, "result")) == NULL ||
-	    !json_is_object(*result))
-		goto bad_reply;
+	if (kb_jread_member(rep->line, &root, "result", &rep->result) != 0 ||
+	    rep->result.type != KB_J_OBJECT)
+		goto out_bad;
 	return KEYBROKER_OK;
-bad_reply:
-	return set_error(kb, KEYBROKER_E_PROTOCOL, "",
-			 "reply is not a protocol v1 response to this request");
+out_bad:
+	reply_release(rep);
+	return bad_reply(kb);
+}
+
+/*
+ * A string member of the result as a new string of at most max bytes
+ * (wipe it with keybroker_free_secret if it is a secret).
+ */
+static int result_string(struct keybroker *kb, const struct reply *rep,
+			 const char *name, size_t max, char **out)
+{
+	struct kb_jspan v;
+	size_t n;
+
+	*out = NULL;
+	/* An escape is at most 6 bytes per character: a cheap bound first. */
+	if (kb_jread_member(rep->line, &rep->result, name, &v) != 0 ||
+	    v.type != KB_J_STRING || v.len > 6 * max + 2)
+		return set_error(kb, KEYBROKER_E_PROTOCOL, "",
+				 "malformed result from the broker");
+	/* Decoding never lengthens: the span (with its quotes) bounds it. */
+	if ((*out = malloc(v.len)) == NULL)
+		return KEYBROKER_E_NOMEM;
+	if (kb_jread_string(rep->line, &v, *out, v.len, &n) != 0 || n > max) {
+		keybroker_free_secret(*out, v.len);
+		*out = NULL;
+		return set_error(kb, KEYBROKER_E_PROTOCOL, "",
+				 "malformed result from the broker");
+	}
+	return KEYBROKER_OK;
 }
 
 /* JWS compact serialisation: base64url parts and dots only. */
@@ -316,8 +394,8 @@ static bool token_valid(const char *t)
 int keybroker_authenticate(struct keybroker *kb, const char *token,
 			   char **identity)
 {
-	json_t *reply = NULL, *result, *id;
-	char *sel;
+	struct reply rep;
+	char *sel, *id;
 	size_t n;
 	int r;
 
@@ -325,46 +403,40 @@ int keybroker_authenticate(struct keybroker *kb, const char *token,
 		*identity = NULL;
 	if (token == NULL || !token_valid(token))
 		return set_error(kb, KEYBROKER_E_ARGUMENT, "",
-				 "not a token (JWS compact serialisation)");
+				 "token: not a JWS compact serialisation of "
+				 "at most 8192 bytes");
 	n = strlen(token) + 16;
 	if ((sel = malloc(n)) == NULL)
 		return KEYBROKER_E_NOMEM;
 	snprintf(sel, n, "\"token\":\"%s\"", token);
 	pthread_mutex_lock(&kb->lock);
-	r = call(kb, "authenticate", sel, NULL, NULL, 0, &reply, &result);
+	r = call(kb, "authenticate", sel, NULL, NULL, 0, &rep);
 	pthread_mutex_unlock(&kb->lock);
 	keybroker_free_secret(sel, n);
-	if (r == KEYBROKER_OK) {
-		id = json_object_get(result, "identity");
-		if (!json_is_string(id))
-			r = set_error(kb, KEYBROKER_E_PROTOCOL, "",
-				      "malformed result from the broker");
-		else if (identity != NULL &&
-			 (*identity = strdup(json_string_value(id))) == NULL)
-			r = KEYBROKER_E_NOMEM;
-	}
-	json_decref(reply);
+	if (r != KEYBROKER_OK)
+		return r;
+	r = result_string(kb, &rep, "identity", 64, &id);
+	reply_release(&rep);
+	if (r == KEYBROKER_OK && identity != NULL)
+		*identity = id;
+	else
+		free(id);
 	return r;
 }
 
 int keybroker_get_token(struct keybroker *kb, char **token)
 {
-	json_t *reply = NULL, *result, *t;
+	struct reply rep;
 	int r;
 
 	*token = NULL;
 	pthread_mutex_lock(&kb->lock);
-	r = call(kb, "getToken", NULL, NULL, NULL, 0, &reply, &result);
+	r = call(kb, "getToken", NULL, NULL, NULL, 0, &rep);
 	pthread_mutex_unlock(&kb->lock);
-	if (r == KEYBROKER_OK) {
-		t = json_object_get(result, "access_token");
-		if (!json_is_string(t))
-			r = set_error(kb, KEYBROKER_E_PROTOCOL, "",
-				      "malformed result from the broker");
-		else if ((*token = strdup(json_string_value(t))) == NULL)
-			r = KEYBROKER_E_NOMEM;
-	}
-	json_decref(reply);
+	if (r != KEYBROKER_OK)
+		return r;
+	r = result_string(kb, &rep, "access_token", TOKEN_MAX, token);
+	reply_release(&rep);
 	return r;
 }
 
@@ -383,21 +455,23 @@ int keybroker_authenticate_self(struct keybroker *kb, char **identity)
 int keybroker_get_key(struct keybroker *kb, const char *key,
 		      const char *version, char **bundle_json)
 {
-	json_t *reply = NULL, *result;
 	char sel[KB_KID_MAX + 64];
+	struct reply rep;
 	int r;
 
 	*bundle_json = NULL;
-	if (key_fields(sel, sizeof(sel), key, version) != 0)
-		return set_error(kb, KEYBROKER_E_ARGUMENT, "",
-				 "invalid key name, kid or version");
+	if ((r = key_fields(kb, sel, sizeof(sel), key, version)) != 0)
+		return r;
 	pthread_mutex_lock(&kb->lock);
-	r = call(kb, "getKey", sel, NULL, NULL, 0, &reply, &result);
-	if (r == KEYBROKER_OK &&
-	    (*bundle_json = json_dumps(result, JSON_COMPACT)) == NULL)
-		r = KEYBROKER_E_NOMEM;
+	r = call(kb, "getKey", sel, NULL, NULL, 0, &rep);
 	pthread_mutex_unlock(&kb->lock);
-	json_decref(reply);
+	if (r != KEYBROKER_OK)
+		return r;
+	/* The result as the broker sent it: checked JSON text. */
+	if ((*bundle_json = strndup(rep.line + rep.result.off,
+				    rep.result.len)) == NULL)
+		r = KEYBROKER_E_NOMEM;
+	reply_release(&rep);
 	return r;
 }
 
@@ -406,50 +480,51 @@ static int transform(struct keybroker *kb, const char *op, const char *key,
 		     const char *version, const char *alg, const uint8_t *in,
 		     size_t in_len, uint8_t **out, size_t *out_len, char **kid)
 {
-	json_t *reply = NULL, *result, *v, *k;
-	char sel[KB_KID_MAX + 64];
+	char sel[KB_KID_MAX + 64], *b64 = NULL, *k = NULL;
+	struct reply rep;
 	int r;
 
 	*out = NULL;
 	*out_len = 0;
 	if (kid != NULL)
 		*kid = NULL;
-	if (key_fields(sel, sizeof(sel), key, version) != 0 ||
-	    !alg_valid(alg) || in == NULL || in_len == 0 || in_len > VALUE_MAX)
+	if ((r = key_fields(kb, sel, sizeof(sel), key, version)) != 0 ||
+	    (r = check_alg(kb, alg)) != 0)
+		return r;
+	if (in == NULL || in_len == 0 || in_len > VALUE_MAX)
 		return set_error(kb, KEYBROKER_E_ARGUMENT, "",
-				 "invalid key, version, alg or value");
+				 "value: must be 1-1024 bytes");
 	pthread_mutex_lock(&kb->lock);
-	r = call(kb, op, sel, alg, in, in_len, &reply, &result);
+	r = call(kb, op, sel, alg, in, in_len, &rep);
 	pthread_mutex_unlock(&kb->lock);
 	if (r != KEYBROKER_OK)
-		goto out;
-	v = json_object_get(result, "value");
-	k = json_object_get(result, "kid");
-	r = KEYBROKER_E_PROTOCOL;
-	if (!json_is_string(v) || !json_is_string(k) ||
-	    json_string_length(v) > kb_b64_encoded_len(VALUE_MAX))
+		return r;
+	if ((r = result_string(kb, &rep, "value", kb_b64_encoded_len(VALUE_MAX),
+			       &b64)) != KEYBROKER_OK ||
+	    (r = result_string(kb, &rep, "kid", KB_KID_MAX, &k)) !=
+		    KEYBROKER_OK)
 		goto out;
 	if ((*out = malloc(VALUE_MAX)) == NULL) {
 		r = KEYBROKER_E_NOMEM;
 		goto out;
 	}
-	if (kb_b64_decode(*out, VALUE_MAX, out_len, json_string_value(v),
-			  json_string_length(v)) != 0) {
+	if (kb_b64_decode(*out, VALUE_MAX, out_len, b64, strlen(b64)) != 0) {
 		keybroker_free_secret(*out, VALUE_MAX);
 		*out = NULL;
+		*out_len = 0;
+		r = set_error(kb, KEYBROKER_E_PROTOCOL, "",
+			      "malformed result from the broker");
 		goto out;
 	}
-	if (kid != NULL && (*kid = strdup(json_string_value(k))) == NULL) {
-		keybroker_free_secret(*out, VALUE_MAX);
-		*out = NULL;
-		r = KEYBROKER_E_NOMEM;
-		goto out;
+	if (kid != NULL) {
+		*kid = k;
+		k = NULL;
 	}
-	r = KEYBROKER_OK;
 out:
-	if (r == KEYBROKER_E_PROTOCOL)
-		set_error(kb, r, "", "malformed result from the broker");
-	json_decref(reply);
+	if (b64 != NULL)
+		keybroker_free_secret(b64, strlen(b64));
+	free(k);
+	reply_release(&rep);
 	return r;
 }
 

@@ -447,3 +447,197 @@ class KeyUsage(unittest.TestCase):
             granted = {u for u in USAGES if attrs[u]}
             self.assertEqual(granted, allowed[obj], obj)
             self.assertFalse(attrs["CKA_MODIFIABLE"], obj)
+
+
+class LibrarySecrets(unittest.TestCase):
+    """libkeybroker leaves no copy of a DEK or a token in its heap once the
+    caller has released them (tests/integration/heap_scan.c)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(TOKEN, name="libsecrets").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        finish(cls.broker, None)
+
+    def test_no_dek_or_token_left_in_heap(self):
+        from harness import ROOT
+        exe = os.path.join(TOKEN.dir, "heap_scan")
+        subprocess.run(["cc", "-g", "-o", exe, os.path.join(ROOT, "tests/integration/heap_scan.c"),
+                        "-I" + os.path.join(ROOT, "client"), "-I" + os.path.join(ROOT, "common"),
+                        os.path.join(BUILD, "libkeybroker.a"), "-lpthread"]
+                       + os.environ.get("KB_CLIENT_CFLAGS", "").split(), check=True)
+        c = self.broker.connect()
+        for _ in range(3):
+            dek = os.urandom(32)
+            wrapped = c.wrap("cmk", dek)["value"]
+            r = subprocess.run([exe, self.broker.socket, "cmk", dek.hex(), wrapped],
+                               capture_output=True, text=True)
+            self.assertEqual((r.returncode, r.stdout), (0, "clean\n"), r.stderr)
+        c.close()
+
+
+class ToolOutput(unittest.TestCase):
+    """Secrets the tools write go to 0600 files, never through a symlink,
+    never over an existing file unless --force (then atomically)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(TOKEN, name="tools").start()
+        cls.dek = os.urandom(32)
+        c = cls.broker.connect()
+        cls.wrapped = c.wrap("cmk", cls.dek)["value"].encode()
+        c.close()
+        cls.dir = os.path.join(TOKEN.dir, "out")
+        os.makedirs(cls.dir, exist_ok=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        finish(cls.broker, None)
+
+    def unwrap(self, *args):
+        old = os.umask(0o022)
+        try:
+            return subprocess.run([os.path.join(BUILD, "keybroker"), "--socket",
+                                   self.broker.socket, "unwrap", "--key", "cmk", *args],
+                                  input=self.wrapped, capture_output=True)
+        finally:
+            os.umask(old)
+
+    def test_out_file_is_0600(self):
+        path = os.path.join(self.dir, "dek1")
+        r = self.unwrap("-o", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(stat.S_IMODE(os.lstat(path).st_mode), 0o600)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), self.dek)
+
+    def test_existing_file_is_not_replaced(self):
+        path = os.path.join(self.dir, "dek2")
+        with open(path, "w") as f:
+            f.write("keep")
+        r = self.unwrap("-o", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.decode(), "keybroker: %s: exists (or is a symlink); "
+                         "--force replaces it\n" % path)
+        with open(path) as f:
+            self.assertEqual(f.read(), "keep")
+
+    def test_symlink_is_not_followed(self):
+        target = os.path.join(self.dir, "victim")
+        with open(target, "w") as f:
+            f.write("keep")
+        os.chmod(target, 0o644)
+        link = os.path.join(self.dir, "dek3")
+        os.symlink(target, link)
+        self.assertEqual(self.unwrap("-o", link).returncode, 1)
+        # --force replaces the link itself, never writes through it.
+        r = self.unwrap("-o", link, "--force")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.islink(link))
+        self.assertEqual(stat.S_IMODE(os.lstat(link).st_mode), 0o600)
+        with open(link, "rb") as f:
+            self.assertEqual(f.read(), self.dek)
+        with open(target) as f:
+            self.assertEqual(f.read(), "keep")
+        self.assertEqual(sorted(n for n in os.listdir(self.dir) if n.startswith("dek3")),
+                         ["dek3"])
+
+    def test_identity_token_out_file(self):
+        path = os.path.join(self.dir, "admin.jwt")
+        r = TOKEN.ctl("-c", self.broker.config, "identity", "token", "it-admin", "-o", path,
+                      check=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertEqual(stat.S_IMODE(os.lstat(path).st_mode), 0o600)
+        with open(path) as f:
+            self.assertEqual(f.read().count("."), 2)
+        r = TOKEN.ctl("-c", self.broker.config, "identity", "token", "it-admin", "-o", path,
+                      check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("exists (or is a symlink); --force replaces it", r.stderr)
+
+
+class ToolUsage(unittest.TestCase):
+    """Usage errors exit 2 and name the argument; every tool has --version."""
+
+    def run_tool(self, tool, *args):
+        return subprocess.run([os.path.join(BUILD, tool), *args], capture_output=True,
+                              text=True)
+
+    def test_version(self):
+        for tool in ("keybroker", "keybrokerd", "keybrokerctl"):
+            r = self.run_tool(tool, "--version")
+            self.assertEqual(r.returncode, 0)
+            self.assertRegex(r.stdout, r"^%s \d+\.\d+\.\d+\n$" % tool)
+
+    def test_keybroker_invalid_arguments(self):
+        cases = [
+            (("get", "--key", "a b"), "--key 'a b': not a key name"),
+            (("get", "--key", "k", "--key-version", "12"),
+             "--key-version '12': not 32 lowercase hex digits"),
+            (("wrap", "--key", "k", "--alg", "RSA-OAEP-512"),
+             "--alg 'RSA-OAEP-512': not RSA-OAEP, RSA-OAEP-256 or RSA1_5"),
+            (("frob", "--key", "k"), "unknown command 'frob': get, wrap or unwrap"),
+            (("get",), "--key NAME or --key KID is required"),
+            (("--inform", "hex", "get", "--key", "k"), "--inform: 'hex' is not raw or base64url"),
+        ]
+        for args, want in cases:
+            r = self.run_tool("keybroker", "--socket", "/nonexistent", *args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(want, r.stderr, args)
+
+    def test_keybrokerctl_invalid_arguments(self):
+        b = Broker(TOKEN, name="usage")
+        for args, want in ((("identity", "token", "ghost"), "no identity 'ghost'"),
+                           (("identity", "token", "it-admin", "--ttl", "99999999999999999999d"),
+                            "--ttl '99999999999999999999d': must be 60 s to"),
+                           (("identity", "token", "it-admin", "--ttl", "106751991167301d"),
+                            "--ttl '106751991167301d': must be 60 s to"),
+                           (("identity", "token", "it-admin", "--ttl", "10x"), "--ttl '10x'")):
+            r = TOKEN.ctl("-c", b.config, *args, check=False)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(want, r.stderr, args)
+
+
+class SignalBroker(unittest.TestCase):
+    """keybrokerctl reload/revoke signal only a listener that owns its
+    socket in a directory nobody else could have put it in."""
+
+    @ROOT_ONLY
+    def test_planted_listener_is_not_signalled(self):
+        d = os.path.join(TOKEN.dir, "shared")
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o1777)
+        sock = os.path.join(d, "kb.sock")
+        b = Broker(TOKEN, name="planted", socket='"%s"' % sock)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # uid 65534 plants a listener at the broker's path
+            os.close(r)
+            try:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.bind(sock)
+                s.listen()
+                os.write(w, b"x")
+                time.sleep(30)
+            finally:
+                os._exit(0)
+        os.close(w)
+        try:
+            with OpenDirs(TOKEN.dir):
+                os.read(r, 1)
+                out = TOKEN.ctl("-c", b.config, "reload", check=False)
+            self.assertEqual(out.returncode, 1)
+            self.assertIn("cannot signal the broker on %s: its directory is writable by "
+                          "group or others (mode 1777)" % sock, out.stderr)
+            # Still alive: no SIGHUP reached it.
+            self.assertEqual(os.waitpid(pid, os.WNOHANG), (0, 0))
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(r)

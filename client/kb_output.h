@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Where the tools write results that may be secrets (an unwrapped DEK, an
+ * identity token): standard output, or a file created 0600 that is never
+ * reached through a symlink and never replaces an existing file, unless
+ * forced; then the result goes to a new 0600 file beside it, renamed over
+ * it once written and synced. Nothing is reported written before fsync.
+ */
+#ifndef KB_OUTPUT_H
+#define KB_OUTPUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct kb_output {
+	int fd;
+	const char *path; /* NULL: standard output */
+	char *tmp; /* with force: the file renamed over path at commit */
+	bool created; /* path (or tmp) was made here: removed on abort */
+};
+
+/* path NULL or "-" means standard output. Returns 0 or -1 with err. */
+int kb_output_open(struct kb_output *o, const char *path, bool force, char *err,
+		   size_t errlen);
+int kb_output_write(struct kb_output *o, const void *p, size_t n, char *err,
+		    size_t errlen);
+/* Syncs, closes and (with force) renames into place. 0 or -1 with err. */
+int kb_output_commit(struct kb_output *o, char *err, size_t errlen);
+/* Closes and removes what open created; after a failure. */
+void kb_output_abort(struct kb_output *o);
+
+#endif
