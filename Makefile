@@ -86,7 +86,7 @@ $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 
 # ---- tests ----
 UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl \
-	test_jwt test_peer
+	test_jwt test_peer test_jread
 UNIT_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 
@@ -99,6 +99,7 @@ $(B)/tests/test_proto: $(B)/tests/unit/test_proto.o \
 	common/kb_secret.c common/kb_json.c)
 $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o $(call obj,broker/kb_acl.c)
 $(B)/tests/test_peer: $(B)/tests/unit/test_peer.o $(call obj,broker/kb_peer.c)
+$(B)/tests/test_jread: $(B)/tests/unit/test_jread.o $(call obj,client/kb_jread.c)
 $(B)/tests/test_jwt: $(B)/tests/unit/test_jwt.o \
 	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c common/kb_kid.c \
 	common/kb_json.c)
@@ -122,7 +123,8 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined $(CPPFLAGS) -Wno-unused-command-line-argument \
 	$(shell pkg-config --cflags $(PKGS))
 FUZZ_BINS = $(FZ)/fuzz_proto $(FZ)/fuzz_kid $(FZ)/fuzz_b64 $(FZ)/fuzz_oaep \
-	$(FZ)/fuzz_acl $(FZ)/fuzz_jwt
+	$(FZ)/fuzz_acl $(FZ)/fuzz_jwt $(FZ)/fuzz_config $(FZ)/fuzz_jwks \
+	$(FZ)/fuzz_meta $(FZ)/fuzz_reply
 
 $(FZ)/fuzz_proto: tests/fuzz/fuzz_proto.c broker/kb_proto.c common/kb_kid.c \
 	common/kb_b64.c common/kb_json.c common/kb_secret.c
@@ -132,6 +134,12 @@ $(FZ)/fuzz_acl: tests/fuzz/fuzz_acl.c broker/kb_acl.c
 $(FZ)/fuzz_jwt: tests/fuzz/fuzz_jwt.c broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c \
 	common/kb_kid.c common/kb_json.c
 $(FZ)/fuzz_oaep: tests/fuzz/fuzz_oaep.c common/kb_oaep.c common/kb_secret.c
+$(FZ)/fuzz_config: tests/fuzz/fuzz_config.c $(CONFIG) common/kb_kid.c \
+	common/kb_log.c broker/kb_acl.c
+$(FZ)/fuzz_jwks: tests/fuzz/fuzz_jwks.c broker/kb_jwk.c common/kb_b64.c \
+	common/kb_json.c
+$(FZ)/fuzz_meta: tests/fuzz/fuzz_meta.c $(PKCS11) $(COMMON)
+$(FZ)/fuzz_reply: tests/fuzz/fuzz_reply.c $(CLIENTLIB)
 
 $(FUZZ_BINS):
 	@mkdir -p $(FZ)

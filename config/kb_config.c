@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
 #include <stdint.h>
@@ -778,13 +779,53 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	return 0;
 }
 
-int kb_config_load(const char *path, struct kb_config **out, char *err,
-		   size_t errlen)
+/* Validates what libconfig read from path into a new configuration. */
+static int load_parsed(const char *path, config_t *lc, struct kb_config **out,
+		       char *err, size_t errlen)
 {
 	struct cfg_loader ld = { .path = path, .err = err, .errlen = errlen };
 	struct kb_config *cfg = NULL;
 	const char *slash;
 	char *dir;
+	int r = -1;
+
+	slash = strrchr(path, '/');
+	dir = slash == NULL ?
+		      strdup(".") :
+		      strndup(path, (size_t)(slash - path) + (slash == path));
+	ld.dir = dir != NULL ? realpath(dir, NULL) : NULL;
+	free(dir);
+	if (ld.dir == NULL) {
+		snprintf(err, errlen, "%s: cannot resolve its directory: %s",
+			 path, strerror(errno));
+		goto out;
+	}
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL ||
+	    (cfg->path = strdup(path)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	if (load_settings(&ld, config_root_setting(lc), cfg) != 0)
+		goto out;
+	*out = cfg;
+	cfg = NULL;
+	r = 0;
+out:
+	kb_config_free(cfg);
+	free(ld.dir);
+	return r;
+}
+
+static void syntax_error(const char *path, const config_t *lc, char *err,
+			 size_t errlen)
+{
+	snprintf(err, errlen, "%s:%d: syntax error: %s", path,
+		 config_error_line(lc), config_error_text(lc));
+}
+
+int kb_config_load(const char *path, struct kb_config **out, char *err,
+		   size_t errlen)
+{
 	config_t lc;
 	int r = -1;
 
@@ -794,31 +835,26 @@ int kb_config_load(const char *path, struct kb_config **out, char *err,
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
 			snprintf(err, errlen, "%s: cannot read file", path);
 		else
-			snprintf(err, errlen, "%s:%d: syntax error: %s", path,
-				 config_error_line(&lc),
-				 config_error_text(&lc));
-		goto out_destroy;
+			syntax_error(path, &lc, err, errlen);
+	} else {
+		r = load_parsed(path, &lc, out, err, errlen);
 	}
-	slash = strrchr(path, '/');
-	dir = slash == NULL ?
-		      strdup(".") :
-		      strndup(path, (size_t)(slash - path) + (slash == path));
-	ld.dir = dir != NULL ? realpath(dir, NULL) : NULL;
-	free(dir);
-	if ((cfg = calloc(1, sizeof(*cfg))) == NULL || ld.dir == NULL ||
-	    (cfg->path = strdup(path)) == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		goto out_free;
-	}
-	if (load_settings(&ld, config_root_setting(&lc), cfg) != 0)
-		goto out_free;
-	*out = cfg;
-	cfg = NULL;
-	r = 0;
-out_free:
-	kb_config_free(cfg);
-	free(ld.dir);
-out_destroy:
+	config_destroy(&lc);
+	return r;
+}
+
+int kb_config_load_text(const char *path, const char *text,
+			struct kb_config **out, char *err, size_t errlen)
+{
+	config_t lc;
+	int r = -1;
+
+	*out = NULL;
+	config_init(&lc);
+	if (config_read_string(&lc, text) != CONFIG_TRUE)
+		syntax_error(path, &lc, err, errlen);
+	else
+		r = load_parsed(path, &lc, out, err, errlen);
 	config_destroy(&lc);
 	return r;
 }

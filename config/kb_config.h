@@ -100,6 +100,12 @@ struct kb_config {
  */
 int kb_config_load(const char *path, struct kb_config **out, char *err,
 		   size_t errlen);
+/*
+ * The same from text already in memory; path names it in messages and
+ * anchors relative paths (for tests and fuzzing).
+ */
+int kb_config_load_text(const char *path, const char *text,
+			struct kb_config **out, char *err, size_t errlen);
 void kb_config_free(struct kb_config *cfg);
 
 const struct kb_identity_cfg *kb_config_identity(const struct kb_config *cfg,

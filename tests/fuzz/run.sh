@@ -7,13 +7,14 @@ set -eu
 dir=$1
 secs=${2:-15}
 here=$(dirname "$0")
-for h in proto kid b64 oaep acl jwt; do
+for h in proto kid b64 oaep acl jwt config jwks meta reply; do
 	work=$(mktemp -d)
 	mkdir "$work/corpus"
 	if [ -d "$here/corpus/$h" ]; then
 		cp "$here/corpus/$h"/* "$work/corpus"/
 	fi
-	if ! "$dir/fuzz_$h" -max_total_time="$secs" -max_len=70000 \
+	if ! LSAN_OPTIONS="suppressions=$here/lsan.supp" \
+		"$dir/fuzz_$h" -max_total_time="$secs" -max_len=70000 \
 		-timeout=10 -print_final_stats=1 -artifact_prefix="$work/" \
 		"$work/corpus" > "$work/log" 2>&1; then
 		tail -n 60 "$work/log"

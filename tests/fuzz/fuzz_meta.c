@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libFuzzer harness: key-version metadata read back from the token
+ * (CKO_DATA objects anyone holding the user PIN can write).
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "p11_internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct p11_key_info info;
+
+	if (size > META_MAX)
+		return 0;
+	memset(&info, 0, sizeof(info));
+	if (p11_parse_metadata((const char *)data, size, &info) != P11_OK)
+		return 0;
+	/* What it accepted is a usable, terminated version and level. */
+	if (strlen(info.version) != KB_VERSION_LEN ||
+	    memchr(info.recovery_level, '\0', sizeof(info.recovery_level)) ==
+		    NULL)
+		abort();
+	return 0;
+}
