@@ -4,7 +4,6 @@ units, recycled pids), who owns the socket, what the broker's keys may do,
 and what the tools write. Most of these need root (other uids, cgroups,
 pid reuse) and skip with a message without it."""
 
-import errno
 import json
 import os
 import signal
@@ -14,7 +13,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BUILD, Broker, Client, Token, b64d, b64e, finish, systemd_cgroup_root
+from harness import BUILD, ROOT, Broker, Client, Token, finish, systemd_cgroup_root
 
 TOKEN = None
 SHIM = os.path.join(BUILD, "tests", "peerpidfd_shim.so")
@@ -462,7 +461,6 @@ class LibrarySecrets(unittest.TestCase):
         finish(cls.broker, None)
 
     def test_no_dek_or_token_left_in_heap(self):
-        from harness import ROOT
         exe = os.path.join(TOKEN.dir, "heap_scan")
         subprocess.run(["cc", "-g", "-o", exe, os.path.join(ROOT, "tests/integration/heap_scan.c"),
                         "-I" + os.path.join(ROOT, "client"), "-I" + os.path.join(ROOT, "common"),
@@ -641,3 +639,19 @@ class SignalBroker(unittest.TestCase):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             os.close(r)
+
+
+class NoTokenHint(unittest.TestCase):
+    def test_hint_names_the_module_configuration_first(self):
+        env = dict(TOKEN.env)
+        del env["SOFTHSM2_CONF"]
+        r = subprocess.run([os.path.join(BUILD, "keybrokerctl"), "-c",
+                            os.path.join(TOKEN.dir, "keybroker.conf"), "list-keys"],
+                           env=env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no initialised token matches 'pkcs11:token=keybroker'; check "
+                      "SoftHSMv2's configuration: SOFTHSM2_CONF is not set, so it reads "
+                      "/etc/softhsm/softhsm2.conf and its token directory; only for a new "
+                      "token, keybrokerctl init-token makes one there", r.stderr)
+        r = TOKEN.ctl("-c", os.path.join(TOKEN.dir, "keybroker.conf"), "list-keys")
+        self.assertEqual(r.returncode, 0)
