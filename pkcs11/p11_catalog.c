@@ -6,11 +6,13 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "kb_log.h"
 #include "kb_secret.h"
 #include "p11_internal.h"
 
@@ -105,6 +107,46 @@ static int version_cmp(const void *a, const void *b)
 	return strcmp(x->version, y->version);
 }
 
+/* ---- what a load refused ---- */
+
+void p11_note(struct p11_findings *f, const char *fmt, ...)
+{
+	size_t room = sizeof(f->text) - f->len;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(f->text + f->len, room, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n + 1 >= room) {
+		f->text[f->len] = '\0';
+		f->dropped++;
+		return;
+	}
+	f->len += (size_t)n;
+	f->text[f->len++] = '\n';
+	f->text[f->len] = '\0';
+	f->n++;
+}
+
+/* Logs f if it differs from the last load's. Needs admin_lock. */
+static void log_findings(struct p11_keystore *ks, const struct p11_findings *f)
+{
+	const char *line, *nl;
+
+	if ((ks->findings == NULL ? f->len == 0 :
+				    strcmp(ks->findings, f->text) == 0))
+		return;
+	free(ks->findings);
+	ks->findings = f->len > 0 ? strdup(f->text) : NULL;
+	for (line = f->text; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
+		kb_warn("token '%s': %.*s", p11_token_label(ks->tok),
+			(int)(nl - line), line);
+	if (f->dropped > 0)
+		kb_warn("token '%s': %u more such objects",
+			p11_token_label(ks->tok), f->dropped);
+}
+
 /* ---- reading the token ---- */
 
 int p11_find_all(struct p11_keystore *ks, CK_ATTRIBUTE *tmpl, CK_ULONG ntmpl,
@@ -189,6 +231,44 @@ static int get_name_version(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 	return P11_OK;
 }
 
+/* A CK_BBOOL attribute; -1 if it cannot be read. */
+static int get_bool(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
+		    CK_ATTRIBUTE_TYPE type)
+{
+	CK_BBOOL v;
+	size_t len;
+
+	if (p11_get_attr(ks, obj, type, &v, sizeof(v), &len) != P11_OK ||
+	    len != sizeof(v))
+		return -1;
+	return v == CK_TRUE;
+}
+
+bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
+		       const char *what, struct p11_findings *f)
+{
+	static const struct {
+		CK_ATTRIBUTE_TYPE type;
+		int want;
+		const char *why;
+	} rules[] = {
+		{ CKA_SENSITIVE, 1, "is not sensitive" },
+		{ CKA_EXTRACTABLE, 0, "is extractable" },
+		{ CKA_LOCAL, 1, "was not generated in the token (CKA_LOCAL)" },
+		{ CKA_ALWAYS_SENSITIVE, 1, "was not always sensitive" },
+		{ CKA_NEVER_EXTRACTABLE, 1, "was extractable once" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
+		if (get_bool(ks, priv, rules[i].type) != rules[i].want) {
+			p11_note(f, "%s: the private key %s; refused", what,
+				 rules[i].why);
+			return false;
+		}
+	return true;
+}
+
 static EVP_PKEY *rsa_public_key(const struct p11_key_info *info)
 {
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
@@ -214,37 +294,68 @@ static EVP_PKEY *rsa_public_key(const struct p11_key_info *info)
 	return pkey;
 }
 
-/* Finds the public half of v and caches it as an EVP_PKEY. */
-static int load_public(struct p11_keystore *ks, CK_OBJECT_HANDLE *pubs,
-		       size_t npubs, struct key_version *v)
+/* CKA_MODULUS without leading zero bytes (some tokens keep them). */
+static int get_modulus(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
+		       unsigned char *n, size_t *nlen)
 {
-	struct p11_key_info pi;
-	size_t i, len;
+	size_t len;
 	int r;
 
+	if ((r = p11_get_attr(ks, obj, CKA_MODULUS, n, P11_MODULUS_MAX,
+			      nlen)) != P11_OK)
+		return r;
+	for (len = 0; len < *nlen && n[len] == 0; len++)
+		;
+	memmove(n, n + len, *nlen - len);
+	*nlen -= len;
+	return P11_OK;
+}
+
+/*
+ * Takes the public key of v from its private key object, and requires
+ * the public key object of the same name and version to be the same key:
+ * a public object swapped in beside a private key is refused, not used
+ * to wrap. Caches it as an EVP_PKEY.
+ */
+static int load_public(struct p11_keystore *ks, CK_OBJECT_HANDLE *pubs,
+		       size_t npubs, struct key_version *v,
+		       struct p11_findings *f)
+{
+	unsigned char pn[P11_MODULUS_MAX], pe[8];
+	struct p11_key_info pi;
+	size_t i, pnlen, pelen;
+	int r;
+
+	if ((r = get_modulus(ks, v->priv, v->info.n, &v->info.nlen)) != 0 ||
+	    (r = p11_get_attr(ks, v->priv, CKA_PUBLIC_EXPONENT, v->info.e,
+			      sizeof(v->info.e), &v->info.elen)) != 0)
+		return r;
 	for (i = 0; i < npubs; i++) {
 		if (get_name_version(ks, pubs[i], &pi) != P11_OK ||
 		    strcmp(pi.name, v->info.name) != 0 ||
 		    strcmp(pi.version, v->info.version) != 0)
 			continue;
-		if ((r = p11_get_attr(ks, pubs[i], CKA_MODULUS, v->info.n,
-				      sizeof(v->info.n), &v->info.nlen)) != 0 ||
-		    (r = p11_get_attr(ks, pubs[i], CKA_PUBLIC_EXPONENT,
-				      v->info.e, sizeof(v->info.e),
-				      &v->info.elen)) != 0)
+		if ((r = get_modulus(ks, pubs[i], pn, &pnlen)) != 0 ||
+		    (r = p11_get_attr(ks, pubs[i], CKA_PUBLIC_EXPONENT, pe,
+				      sizeof(pe), &pelen)) != 0)
 			return r;
-		/* Strip leading zero bytes some tokens keep. */
-		for (len = 0; len < v->info.nlen && v->info.n[len] == 0; len++)
-			;
-		memmove(v->info.n, v->info.n + len, v->info.nlen - len);
-		v->info.nlen -= len;
-		v->info.bits = (unsigned int)v->info.nlen * 8;
+		if (pnlen != v->info.nlen || pelen != v->info.elen ||
+		    memcmp(pn, v->info.n, pnlen) != 0 ||
+		    memcmp(pe, v->info.e, pelen) != 0) {
+			p11_note(f,
+				 "key %s version %s: the public key object is "
+				 "not the private key's; refused",
+				 v->info.name, v->info.version);
+			return P11_ERR_PARAM;
+		}
 		if (v->info.nlen < 256 ||
 		    (v->pub = rsa_public_key(&v->info)) == NULL)
 			return P11_ERR_PARAM;
 		v->info.bits = (unsigned int)EVP_PKEY_get_bits(v->pub);
 		return P11_OK;
 	}
+	p11_note(f, "key %s version %s: no public key object; refused",
+		 v->info.name, v->info.version);
 	return P11_ERR_NOT_FOUND;
 }
 
@@ -404,11 +515,14 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 	};
 	CK_OBJECT_HANDLE *privs = NULL, *pubs = NULL, *metas = NULL;
 	size_t nprivs, npubs, nmetas, i;
+	struct p11_findings f = { .len = 0 };
+	char what[KB_NAME_MAX + KB_VERSION_LEN + 32];
 	struct catalog *c;
 	struct key_version *v;
 	int r;
 
 	*out = NULL;
+	f.text[0] = '\0';
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return P11_ERR_NOMEM;
 	if ((r = p11_find_all(ks, tpriv, 2, &privs, &nprivs)) != 0 ||
@@ -424,11 +538,23 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 		memset(v, 0, sizeof(*v));
 		v->priv = privs[i];
 		/* Objects that are not ours (or are damaged) are skipped. */
-		r = get_name_version(ks, privs[i], &v->info);
+		if ((r = get_name_version(ks, privs[i], &v->info)) ==
+		    P11_ERR_PARAM)
+			p11_note(&f,
+				 "an RSA private key whose label is not a key "
+				 "name or whose ID is not 16 bytes; ignored");
+		if (r == P11_OK) {
+			snprintf(what, sizeof(what), "key %s version %s",
+				 v->info.name, v->info.version);
+			if (!p11_key_protected(ks, privs[i], what, &f))
+				r = P11_ERR_PARAM;
+		}
 		if (r == P11_OK)
-			r = load_public(ks, pubs, npubs, v);
-		if (r == P11_OK)
-			r = load_metadata(ks, metas, nmetas, v);
+			r = load_public(ks, pubs, npubs, v, &f);
+		if (r == P11_OK && (r = load_metadata(ks, metas, nmetas, v)) ==
+					   P11_ERR_NOT_FOUND)
+			p11_note(&f, "%s: no readable metadata; not served",
+				 what);
 		if (r == P11_ERR_HSM || r == P11_ERR_NOMEM) {
 			EVP_PKEY_free(v->pub);
 			goto out_free;
@@ -442,8 +568,9 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 	if (c->n > 1)
 		qsort(c->v, c->n, sizeof(*c->v), version_cmp);
 	probe_paths(ks, c);
-	if ((r = p11_identity_load(ks, c)) != P11_OK)
+	if ((r = p11_identity_load(ks, c, &f)) != P11_OK)
 		goto out_free;
+	log_findings(ks, &f);
 	for (i = 0; i < c->n; i++)
 		memcpy(c->v[i].info.path, c->path, sizeof(c->path));
 	*out = c;

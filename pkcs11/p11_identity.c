@@ -48,11 +48,31 @@ static EVP_PKEY *ec_public_key(const unsigned char *pt, size_t len)
 	return pkey;
 }
 
+/* 1 if key allows no decrypt, unwrap or derive; -1 if unreadable. */
+static int signs_only(struct p11_keystore *ks, CK_OBJECT_HANDLE key)
+{
+	static const CK_ATTRIBUTE_TYPE others[] = { CKA_DECRYPT, CKA_UNWRAP,
+						    CKA_DERIVE };
+	CK_BBOOL v;
+	size_t i, len;
+
+	for (i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+		if (p11_get_attr(ks, key, others[i], &v, sizeof(v), &len) !=
+			    P11_OK ||
+		    len != sizeof(v))
+			return -1;
+		if (v == CK_TRUE)
+			return 0;
+	}
+	return 1;
+}
+
 /*
  * Finds the issuer key pair (label ISSUER_LABEL, EC P-256) and caches its
  * handle and public key in c. Needs admin_lock.
  */
-static int load_issuer(struct p11_keystore *ks, struct catalog *c)
+static int load_issuer(struct p11_keystore *ks, struct catalog *c,
+		       struct p11_findings *f)
 {
 	CK_OBJECT_CLASS cpriv = CKO_PRIVATE_KEY, cpub = CKO_PUBLIC_KEY;
 	CK_KEY_TYPE kec = CKK_EC;
@@ -75,8 +95,22 @@ static int load_issuer(struct p11_keystore *ks, struct catalog *c)
 	    (r = p11_find_all(ks, tpub, 3, &pubs, &npubs)) != P11_OK)
 		goto out;
 	r = P11_ERR_NOT_FOUND;
+	if (nprivs > 1 || npubs > 1)
+		p11_note(f,
+			 "%zu private and %zu public keys are labelled '%s'; "
+			 "identity tokens are off until one pair is left",
+			 nprivs, npubs, ISSUER_LABEL);
 	if (nprivs != 1 || npubs != 1)
 		goto out;
+	/* A planted signing key would let its holder mint any identity. */
+	if (!p11_key_protected(ks, privs[0], "the token-signing key", f)) {
+		r = P11_ERR_PARAM;
+		goto out;
+	}
+	if (signs_only(ks, privs[0]) != 1)
+		p11_note(f, "the token-signing key also allows decrypt, unwrap "
+			    "or derive (made by an older keybroker); the "
+			    "broker only signs with it");
 	if (p11_get_attr(ks, privs[0], CKA_ID, id, sizeof(id), &idlen) !=
 		    P11_OK ||
 	    idlen != sizeof(id) ||
@@ -130,22 +164,31 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
 		{ CKA_ID, id, sizeof(id) },
 	};
-	struct catalog *c;
-	bool exists;
+	CK_ATTRIBUTE tlabel[] = {
+		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
+	};
+	CK_OBJECT_HANDLE *found;
+	size_t nfound;
 	CK_RV rv;
 	int r;
 
-	if ((c = p11_catalog_get(ks)) == NULL)
-		return P11_ERR_HSM;
-	exists = c->issuer_pub != NULL;
-	p11_catalog_put(ks, c);
-	if (exists) {
-		snprintf(err, errlen, "the token already has an issuer key");
-		return P11_ERR_CONFLICT;
-	}
 	if (RAND_bytes(id, sizeof(id)) != 1)
 		return P11_ERR_NOMEM;
 	p11_admin_enter(ks);
+	/* Any object of that label, usable or refused, stays the only one. */
+	if ((r = p11_find_all(ks, tlabel, 1, &found, &nfound)) != P11_OK) {
+		snprintf(err, errlen, "cannot search the token");
+		goto out;
+	}
+	free(found);
+	if (nfound > 0) {
+		snprintf(err, errlen,
+			 "the token already has objects labelled '%s' (if the "
+			 "broker refuses them, its log says why)",
+			 ISSUER_LABEL);
+		r = P11_ERR_CONFLICT;
+		goto out;
+	}
 	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub,
 				       sizeof(tpub) / sizeof(tpub[0]), tpriv,
 				       sizeof(tpriv) / sizeof(tpriv[0]), &pub,
@@ -157,6 +200,7 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 	} else if ((r = p11_catalog_reload_locked(ks)) != P11_OK) {
 		snprintf(err, errlen, "re-reading the key catalogue failed");
 	}
+out:
 	p11_admin_leave(ks);
 	return r;
 }
@@ -319,11 +363,12 @@ int p11_keystore_revoke(struct p11_keystore *ks, const char *jti, char *err,
 	return r;
 }
 
-int p11_identity_load(struct p11_keystore *ks, struct catalog *c)
+int p11_identity_load(struct p11_keystore *ks, struct catalog *c,
+		      struct p11_findings *f)
 {
-	int r = load_issuer(ks, c);
+	int r = load_issuer(ks, c, f);
 
-	if (r != P11_OK && r != P11_ERR_NOT_FOUND)
+	if (r != P11_OK && r != P11_ERR_NOT_FOUND && r != P11_ERR_PARAM)
 		return r;
 	return load_revoked(ks, c);
 }

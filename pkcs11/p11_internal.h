@@ -57,6 +57,8 @@ struct p11_keystore {
 	/* Admin session: catalogue loads, key creation. */
 	pthread_mutex_t admin_lock;
 	CK_SESSION_HANDLE admin;
+	/* What the last load refused or did not know; logged on change. */
+	char *findings; /* under admin_lock */
 
 	/*
 	 * Held shared around every call into the module, and exclusively
@@ -79,6 +81,20 @@ struct p11_worker {
 };
 
 /* ---- p11_catalog.c ---- */
+
+/*
+ * Objects a catalogue load refused or did not recognise, as lines; logged
+ * when they differ from the previous load's, so reloads do not repeat
+ * them.
+ */
+struct p11_findings {
+	char text[2048];
+	size_t len;
+	unsigned int n, dropped;
+};
+
+void p11_note(struct p11_findings *f, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 void p11_catalog_free(struct catalog *c);
 /* A reference to the current snapshot (NULL if none), and its release. */
@@ -115,6 +131,15 @@ int p11_worker_session(struct p11_worker *w);
 /* ---- p11_identity.c ---- */
 
 /* Finds the issuer key and the revoked jtis for c. Needs admin_lock. */
-int p11_identity_load(struct p11_keystore *ks, struct catalog *c);
+int p11_identity_load(struct p11_keystore *ks, struct catalog *c,
+		      struct p11_findings *f);
+
+/*
+ * Whether a private key was made to stay in the token: sensitive, never
+ * extractable, generated there (CKA_LOCAL). Notes why not in f. Needs
+ * admin_lock.
+ */
+bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
+		       const char *what, struct p11_findings *f);
 
 #endif

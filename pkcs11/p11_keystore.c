@@ -268,6 +268,7 @@ void p11_keystore_free(struct p11_keystore *ks)
 	if (ks == NULL)
 		return;
 	p11_catalog_free(ks->cat);
+	free(ks->findings);
 	p11_token_free(ks->tok); /* C_Finalize closes every session */
 	pthread_mutex_destroy(&ks->lock);
 	pthread_mutex_destroy(&ks->admin_lock);

@@ -289,8 +289,7 @@ static int list_slots(struct p11_token *tok, CK_SLOT_ID **slots,
  * system's token directory), since init-token would otherwise make a
  * second token in the wrong place.
  */
-static void no_token_hint(const struct p11_token *tok, char *err,
-			  size_t errlen)
+static void no_token_hint(const struct p11_token *tok, char *err, size_t errlen)
 {
 	const char *conf = getenv("SOFTHSM2_CONF");
 	char where[300];

@@ -655,3 +655,147 @@ class NoTokenHint(unittest.TestCase):
                       "token, keybrokerctl init-token makes one there", r.stderr)
         r = TOKEN.ctl("-c", os.path.join(TOKEN.dir, "keybroker.conf"), "list-keys")
         self.assertEqual(r.returncode, 0)
+
+
+def pkcs11_session(token):
+    """A logged-in read-write PyKCS11 session on token (close it)."""
+    import PyKCS11
+    os.environ["SOFTHSM2_CONF"] = token.env["SOFTHSM2_CONF"]
+    lib = PyKCS11.PyKCS11Lib()
+    lib.load("/usr/lib/softhsm/libsofthsm2.so")
+    slot = next(s for s in lib.getSlotList(tokenPresent=True)
+                if lib.getTokenInfo(s).label.strip() == "keybroker")
+    session = lib.openSession(slot, PyKCS11.CKF_SERIAL_SESSION | PyKCS11.CKF_RW_SESSION)
+    session.login(token.pin)
+    return lib, session
+
+
+class PlantedObjects(unittest.TestCase):
+    """Anyone holding the user PIN can write objects; the catalogue
+    refuses key versions that were not made to stay in the token, whose
+    public object is another key, and says so in the log."""
+
+    @classmethod
+    def setUpClass(cls):
+        import PyKCS11
+        cls.P = PyKCS11
+        cls.token = Token([("cmk", 2048), ("other", 2048)])
+        cls.real = cls.token.versions["cmk"][0]
+        lib, s = pkcs11_session(cls.token)
+        try:
+            # 1. An extractable key pair, with metadata: a version "leaky".
+            cls.plant_pair(s, "leaky", extractable=True)
+            # 2. A known key imported (CKA_LOCAL false) as the newest cmk.
+            cls.import_known(s, "cmk")
+            # 3. A good private key whose public object is another key's.
+            cls.swap_public(s, "swapped")
+        finally:
+            s.logout()
+            s.closeSession()
+        cls.broker = Broker(cls.token, name="planted").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        finish(cls.broker, cls.token)
+
+    @classmethod
+    def metadata(cls, s, name, vid, created_us):
+        P = cls.P
+        meta = json.dumps({"name": name, "version": vid, "created": created_us // 10**6,
+                           "createdUs": created_us, "updated": created_us // 10**6,
+                           "enabled": True, "nbf": None, "exp": None,
+                           "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90})
+        s.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, True), (P.CKA_PRIVATE, True),
+                        (P.CKA_APPLICATION, "keybroker:key-version"), (P.CKA_LABEL, name),
+                        (P.CKA_VALUE, meta.encode())])
+
+    @classmethod
+    def generate(cls, s, name, vid, extractable=False):
+        P = cls.P
+        pub = [(P.CKA_TOKEN, True), (P.CKA_MODULUS_BITS, 2048),
+               (P.CKA_PUBLIC_EXPONENT, (1, 0, 1)), (P.CKA_LABEL, name),
+               (P.CKA_ID, bytes.fromhex(vid))]
+        priv = [(P.CKA_TOKEN, True), (P.CKA_PRIVATE, True), (P.CKA_SENSITIVE, not extractable),
+                (P.CKA_EXTRACTABLE, extractable), (P.CKA_DECRYPT, True), (P.CKA_LABEL, name),
+                (P.CKA_ID, bytes.fromhex(vid))]
+        return s.generateKeyPair(pub, priv, mecha=P.MechanismRSAGENERATEKEYPAIR)
+
+    @classmethod
+    def plant_pair(cls, s, name, extractable):
+        vid = os.urandom(16).hex()
+        cls.generate(s, name, vid, extractable=extractable)
+        cls.metadata(s, name, vid, int(time.time() * 10**6))
+
+    @classmethod
+    def import_known(cls, s, name):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        P = cls.P
+        k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        n = k.private_numbers()
+
+        def b(x):
+            return x.to_bytes((x.bit_length() + 7) // 8, "big")
+        vid = os.urandom(16).hex()
+        cls.planted_cmk = vid
+        common = [(P.CKA_TOKEN, True), (P.CKA_KEY_TYPE, P.CKK_RSA), (P.CKA_LABEL, name),
+                  (P.CKA_ID, bytes.fromhex(vid)), (P.CKA_MODULUS, b(n.public_numbers.n)),
+                  (P.CKA_PUBLIC_EXPONENT, b(n.public_numbers.e))]
+        s.createObject([(P.CKA_CLASS, P.CKO_PRIVATE_KEY), (P.CKA_PRIVATE, True),
+                        (P.CKA_SENSITIVE, True), (P.CKA_EXTRACTABLE, False),
+                        (P.CKA_DECRYPT, True), (P.CKA_PRIVATE_EXPONENT, b(n.d)),
+                        (P.CKA_PRIME_1, b(n.p)), (P.CKA_PRIME_2, b(n.q)),
+                        (P.CKA_EXPONENT_1, b(n.dmp1)), (P.CKA_EXPONENT_2, b(n.dmq1)),
+                        (P.CKA_COEFFICIENT, b(n.iqmp))] + common)
+        s.createObject([(P.CKA_CLASS, P.CKO_PUBLIC_KEY), (P.CKA_ENCRYPT, True)] + common)
+        # Claims to be the newest version, far in the future.
+        cls.metadata(s, name, vid, int((time.time() + 10**6) * 10**6))
+
+    @classmethod
+    def swap_public(cls, s, name):
+        P = cls.P
+        vid, other = os.urandom(16).hex(), os.urandom(16).hex()
+        pub, _ = cls.generate(s, name, vid)
+        opub, _ = cls.generate(s, "decoy", other)
+        mod, exp = s.getAttributeValue(opub, [P.CKA_MODULUS, P.CKA_PUBLIC_EXPONENT])
+        s.destroyObject(pub)
+        s.destroyObject(opub)
+        s.createObject([(P.CKA_CLASS, P.CKO_PUBLIC_KEY), (P.CKA_KEY_TYPE, P.CKK_RSA),
+                        (P.CKA_TOKEN, True), (P.CKA_LABEL, name),
+                        (P.CKA_ID, bytes.fromhex(vid)), (P.CKA_MODULUS, bytes(mod)),
+                        (P.CKA_PUBLIC_EXPONENT, bytes(exp))])
+        cls.metadata(s, name, vid, int(time.time() * 10**6))
+
+    def test_extractable_version_is_refused(self):
+        c = self.broker.connect()
+        self.assertEqual(c.request("getKey", key="leaky")["error"]["code"], "KeyNotFound")
+        c.close()
+        self.assertRegex(self.broker.read_log(),
+                         r"key leaky version [0-9a-f]{32}: the private key is not "
+                         r"sensitive; refused")
+
+    def test_imported_key_is_not_the_current_version(self):
+        c = self.broker.connect()
+        kid = c.ok("getKey", key="cmk")["key"]["kid"]
+        self.assertTrue(kid.endswith("/" + self.real), kid)
+        r = c.request("getKey", key="cmk", version=self.planted_cmk)
+        self.assertEqual(r["error"]["code"], "KeyNotFound")
+        c.close()
+        self.assertIn("key cmk version %s: the private key was not generated in the "
+                      "token (CKA_LOCAL); refused" % self.planted_cmk, self.broker.read_log())
+
+    def test_swapped_public_key_is_refused(self):
+        c = self.broker.connect()
+        self.assertEqual(c.request("wrapKey", key="swapped", value="AAAA")["error"]["code"],
+                         "KeyNotFound")
+        c.close()
+        self.assertRegex(self.broker.read_log(),
+                         r"key swapped version [0-9a-f]{32}: the public key object is not "
+                         r"the private key's; refused")
+
+    def test_findings_are_logged_once(self):
+        c = self.broker.connect()
+        for _ in range(2):  # each miss may re-read the catalogue
+            c.request("getKey", key="absent")
+            time.sleep(2.1)
+        c.close()
+        self.assertEqual(self.broker.read_log().count("leaky version"), 1)
