@@ -78,6 +78,37 @@ static json_t *segment_json(const char *seg, size_t len)
 	return o;
 }
 
+/* floor(n / 2) for the order n of P-256, big-endian. */
+static const unsigned char p256_half_order[32] = {
+	0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b,
+	0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+};
+static const unsigned char p256_order[32] = {
+	0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17,
+	0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+};
+
+/* True if the s half of an ES256 signature r || s is above n/2. */
+static bool high_s(const unsigned char *sig)
+{
+	return memcmp(sig + 32, p256_half_order, 32) > 0;
+}
+
+/* s := n - s (public values: no need for constant time). */
+static void negate_s(unsigned char *sig)
+{
+	unsigned int borrow = 0, d;
+	int i;
+
+	for (i = 31; i >= 0; i--) {
+		d = (unsigned int)p256_order[i] - sig[32 + i] - borrow;
+		sig[32 + i] = (unsigned char)d;
+		borrow = d >> 8 & 1;
+	}
+}
+
 /* JWS ES256 signatures are r || s (32 bytes each); EVP wants DER. */
 static int es256_der(const unsigned char *sig, size_t len, unsigned char **der,
 		     int *derlen)
@@ -320,6 +351,13 @@ int kb_jwt_verify(const char *token, size_t len,
 		fail(err, errlen, "token signature is invalid");
 		goto out;
 	}
+	if (alg == KB_JWS_ES256 && iss->low_s_only && high_s(sig)) {
+		fail(err, errlen,
+		     "token signature is not in low-s form, as issuer %s "
+		     "makes them",
+		     iss->issuer);
+		goto out;
+	}
 	if (check_claims(p, iss, now, claims, err, errlen) != 0)
 		goto out;
 	if (claims->jti[0] != '\0' && revoked != NULL &&
@@ -381,6 +419,8 @@ int kb_jwt_mint(const struct kb_jwt_mint *m, kb_jwt_sign_fn sign, void *arg,
 	    sign(digest, sig, arg) != 0 ||
 	    kb_b64_encoded_len(sizeof(sig)) + 2 > outmax - len)
 		goto out;
+	if (high_s(sig))
+		negate_s(sig);
 	out[len++] = '.';
 	len += kb_b64_encode(out + len, sig, sizeof(sig));
 	r = (int)len;

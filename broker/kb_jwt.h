@@ -36,6 +36,12 @@ struct kb_jwt_issuer {
 	const struct kb_jwks *keys; /* verification keys */
 	int64_t max_lifetime_s; /* exp - iat (or nbf) at most this */
 	const char *identity_claim; /* names the subject, e.g. "sub" */
+	/*
+	 * ES256 signatures must have s <= n/2 (this broker's own tokens,
+	 * which it mints so): without it each token has a second valid
+	 * spelling, (r, n - s), with the same jti.
+	 */
+	bool low_s_only;
 };
 
 struct kb_jwt_claims {
@@ -71,7 +77,9 @@ struct kb_jwt_mint {
 
 /*
  * Makes an ES256 token with iss, sub, aud, iat, nbf (= iat), exp and a
- * random jti (returned in jti, 33 bytes). Returns the token length, or -1.
+ * random jti (returned in jti, 33 bytes), its signature in low-s form.
+ * Returns the token length, or -1. Caches, logs and revocations key on
+ * the jti, never on the token's text.
  */
 int kb_jwt_mint(const struct kb_jwt_mint *m, kb_jwt_sign_fn sign, void *arg,
 		char *out, size_t outmax, char *jti);

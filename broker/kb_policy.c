@@ -64,6 +64,7 @@ static int build_issuers(struct kb_policy *pol, struct p11_keystore *ks,
 			.keys = pol->jwks[0],
 			.max_lifetime_s = cfg->token_max_lifetime_s,
 			.identity_claim = "sub",
+			.low_s_only = true,
 		};
 		pol->self_issuer = true;
 		k = 1;

@@ -799,3 +799,43 @@ class PlantedObjects(unittest.TestCase):
             time.sleep(2.1)
         c.close()
         self.assertEqual(self.broker.read_log().count("leaky version"), 1)
+
+
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+class TokenMalleability(unittest.TestCase):
+    """Each token of this broker has one spelling: its ES256 signatures
+    are low-s, and the other spelling (r, n - s) is refused."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(TOKEN, name="lows").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        finish(cls.broker, None)
+
+    def test_tokens_are_low_s_and_high_s_is_refused(self):
+        import base64
+
+        def b64d(t):
+            return base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
+
+        def b64e(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        c = Client(self.broker.socket, authenticate=False)
+        for _ in range(16):
+            tok = c.ok("getToken")["access_token"]
+            head, sig = tok.rsplit(".", 1)
+            raw = b64d(sig)
+            s = int.from_bytes(raw[32:], "big")
+            self.assertLessEqual(s, P256_N // 2)
+        flipped = "%s.%s" % (head, b64e(raw[:32] + (P256_N - s).to_bytes(32, "big")))
+        r = c.request("authenticate", token=flipped)
+        self.assertEqual(r["error"], {
+            "code": "Unauthorized",
+            "message": "token signature is not in low-s form, as issuer keybroker://it "
+                       "makes them"})
+        self.assertIn("result", c.request("authenticate", token=tok))
+        c.close()

@@ -559,6 +559,99 @@ static void test_mint_then_verify(void **state)
 	assert_int_equal(kb_jwt_mint(&m, ec_signer, ec, tok, 100, jti), -1);
 }
 
+static const unsigned char half_order[32] = {
+	0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b,
+	0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+};
+
+/* ec_signer, then s turned into the high half: s := n - s if low. */
+static int high_s_signer(const unsigned char *digest, unsigned char *sig,
+			 void *arg)
+{
+	BIGNUM *n = NULL, *s;
+
+	if (ec_signer(digest, sig, arg) != 0)
+		return -1;
+	s = BN_bin2bn(sig + 32, 32, NULL);
+	BN_hex2bn(&n, "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9"
+		      "CAC2FC632551");
+	if (memcmp(sig + 32, half_order, 32) <= 0) {
+		BN_sub(s, n, s);
+		BN_bn2binpad(s, sig + 32, 32);
+	}
+	BN_free(n);
+	BN_free(s);
+	return 0;
+}
+
+/* The token with its ES256 signature's s replaced by n - s. */
+static void flip_s(char *tok, size_t len)
+{
+	char *dot = strrchr(tok, '.');
+	unsigned char sig[64];
+	size_t n;
+	BIGNUM *order = NULL, *s;
+
+	assert_int_equal(kb_b64_decode(sig, sizeof(sig), &n, dot + 1,
+				       len - (size_t)(dot + 1 - tok)),
+			 0);
+	BN_hex2bn(&order, "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9"
+			  "CAC2FC632551");
+	s = BN_bin2bn(sig + 32, 32, NULL);
+	BN_sub(s, order, s);
+	BN_bn2binpad(s, sig + 32, 32);
+	kb_b64_encode(dot + 1, sig, sizeof(sig));
+	BN_free(order);
+	BN_free(s);
+}
+
+static void test_es256_low_s(void **state)
+{
+	struct kb_jwt_mint m = { .issuer = ISS,
+				 .subject = "etl",
+				 .audience = "keybroker",
+				 .kid = "e1",
+				 .now = NOW,
+				 .ttl_s = 600 };
+	struct kb_jwt_claims c;
+	char tok[2048], jti[33], err[256], *dot;
+	unsigned char sig[64];
+	size_t siglen;
+	int n, i;
+
+	/* Minted tokens are low-s even when the token signs high-s. */
+	for (i = 0; i < 8; i++) {
+		n = kb_jwt_mint(&m, i % 2 ? high_s_signer : ec_signer, ec, tok,
+				sizeof(tok), jti);
+		assert_true(n > 0);
+		dot = strrchr(tok, '.');
+		assert_int_equal(
+			kb_b64_decode(sig, sizeof(sig), &siglen, dot + 1,
+				      (size_t)n - (size_t)(dot + 1 - tok)),
+			0);
+		assert_true(memcmp(sig + 32, half_order, 32) <= 0);
+	}
+	/* The other spelling, (r, n - s), verifies mathematically... */
+	flip_s(tok, (size_t)n);
+	assert_int_equal(kb_jwt_verify(tok, (size_t)n, &issuer, 1, NOW, NULL,
+				       NULL, &c, err, sizeof(err)),
+			 0);
+	assert_string_equal(c.jti, jti);
+	/* ...but not from an issuer that only makes low-s signatures. */
+	issuer.low_s_only = true;
+	assert_int_equal(kb_jwt_verify(tok, (size_t)n, &issuer, 1, NOW, NULL,
+				       NULL, &c, err, sizeof(err)),
+			 -1);
+	assert_string_equal(err, "token signature is not in low-s form, as "
+				 "issuer " ISS " makes them");
+	flip_s(tok, (size_t)n);
+	assert_int_equal(kb_jwt_verify(tok, (size_t)n, &issuer, 1, NOW, NULL,
+				       NULL, &c, err, sizeof(err)),
+			 0);
+	issuer.low_s_only = false;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -575,6 +668,7 @@ int main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_jwks_refusals),
 		cmocka_unit_test(test_mint_then_verify),
+		cmocka_unit_test(test_es256_low_s),
 	};
 
 	return cmocka_run_group_tests_name("jwt", tests, setup, teardown);
