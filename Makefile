@@ -38,7 +38,7 @@ LDFLAGS += -Wl,-z,relro,-z,now
 LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 
 COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
-	common/kb_oaep.c common/kb_json.c
+	common/kb_oaep.c common/kb_pkcs1.c common/kb_json.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_keystore.c pkcs11/p11_catalog.c \
 	pkcs11/p11_identity.c
@@ -86,7 +86,7 @@ $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 
 # ---- tests ----
 UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl \
-	test_jwt test_peer test_jread
+	test_jwt test_peer test_jread test_pkcs1 test_ct
 UNIT_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 
@@ -100,6 +100,9 @@ $(B)/tests/test_proto: $(B)/tests/unit/test_proto.o \
 $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o $(call obj,broker/kb_acl.c)
 $(B)/tests/test_peer: $(B)/tests/unit/test_peer.o $(call obj,broker/kb_peer.c)
 $(B)/tests/test_jread: $(B)/tests/unit/test_jread.o $(call obj,client/kb_jread.c)
+$(B)/tests/test_pkcs1: $(B)/tests/unit/test_pkcs1.o $(call obj,common/kb_pkcs1.c)
+$(B)/tests/test_ct: $(B)/tests/unit/test_ct.o $(call obj,common/kb_b64.c)
+$(B)/tests/unit/test_pkcs1.o: CPPFLAGS += -DTEST_DATA='"$(CURDIR)/tests/unit/data"' 
 $(B)/tests/test_jwt: $(B)/tests/unit/test_jwt.o \
 	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c common/kb_kid.c \
 	common/kb_json.c)
@@ -133,7 +136,8 @@ $(FZ)/fuzz_b64: tests/fuzz/fuzz_b64.c common/kb_b64.c
 $(FZ)/fuzz_acl: tests/fuzz/fuzz_acl.c broker/kb_acl.c
 $(FZ)/fuzz_jwt: tests/fuzz/fuzz_jwt.c broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c \
 	common/kb_kid.c common/kb_json.c
-$(FZ)/fuzz_oaep: tests/fuzz/fuzz_oaep.c common/kb_oaep.c common/kb_secret.c
+$(FZ)/fuzz_oaep: tests/fuzz/fuzz_oaep.c common/kb_oaep.c common/kb_pkcs1.c \
+	common/kb_secret.c
 $(FZ)/fuzz_config: tests/fuzz/fuzz_config.c $(CONFIG) common/kb_kid.c \
 	common/kb_log.c broker/kb_acl.c
 $(FZ)/fuzz_jwks: tests/fuzz/fuzz_jwks.c broker/kb_jwk.c common/kb_b64.c \
@@ -148,8 +152,10 @@ $(FUZZ_BINS):
 fuzz: $(FUZZ_BINS)
 	@tests/fuzz/run.sh $(FZ) $(FUZZ_SECONDS)
 
+# test_ct runs under valgrind (its constant-time check), but not in the
+# sanitizer builds, which valgrind cannot run.
 unit: $(UNIT_BINS)
-	@tests/run-unit.sh $(UNIT_BINS)
+	@KB_VALGRIND_CT=$(if $(SANITIZE),,1) tests/run-unit.sh $(UNIT_BINS)
 
 # Preloaded into keybrokerd by tests; never sanitised (it wraps libc).
 $(B)/tests/peerpidfd_shim.so: tests/integration/peerpidfd_shim.c

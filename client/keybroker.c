@@ -271,8 +271,10 @@ static int cmd_transform(struct keybroker *kb, const struct opts *o, bool wrap)
 		inform = wrap ? FMT_RAW : FMT_B64;
 	if (outform == FMT_DEFAULT)
 		outform = wrap ? FMT_B64 : FMT_RAW;
-	if (read_input(o, inform, in, &in_len) != 0)
+	if (read_input(o, inform, in, &in_len) != 0) {
+		explicit_bzero(in, sizeof(in));
 		return EXIT_LOCAL;
+	}
 	if (wrap)
 		r = keybroker_wrap(kb, o->key, o->version, o->alg, in, in_len,
 				   &out, &out_len, &kid);

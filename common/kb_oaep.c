@@ -3,29 +3,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kb_ct.h"
 #include "kb_oaep.h"
 #include "kb_secret.h"
 
 #define OAEP_MAX_K 1024 /* 8192-bit modulus */
-
-/* All-ones if a == b, else zero; no branches on the values. */
-static unsigned int ct_eq(unsigned int a, unsigned int b)
-{
-	unsigned int x = a ^ b;
-
-	return 0u -
-	       (unsigned int)(((x | (0u - x)) >> (sizeof(x) * 8 - 1)) ^ 1u);
-}
-
-static unsigned int ct_is_zero(unsigned int a)
-{
-	return ct_eq(a, 0);
-}
-
-static unsigned int ct_select(unsigned int mask, unsigned int a, unsigned int b)
-{
-	return (mask & a) | (~mask & b);
-}
 
 /* mask ^= MGF1(seed, masklen) */
 static int mgf1_xor(unsigned char *mask, size_t masklen,
@@ -89,13 +71,13 @@ int kb_oaep_decode(unsigned char *out, size_t outmax, size_t *outlen,
 	    mgf1_xor(db, dblen, seed, hlen, md) != 0)
 		goto out;
 
-	good = ct_is_zero(buf[0]);
-	good &= ct_is_zero((unsigned int)CRYPTO_memcmp(db, lhash, hlen));
+	good = kb_ct_is_zero(buf[0]);
+	good &= kb_ct_is_zero((unsigned int)CRYPTO_memcmp(db, lhash, hlen));
 	for (i = hlen; i < dblen; i++) {
-		unsigned int is_one = ct_eq(db[i], 1);
-		unsigned int is_zero = ct_is_zero(db[i]);
+		unsigned int is_one = kb_ct_eq(db[i], 1);
+		unsigned int is_zero = kb_ct_is_zero(db[i]);
 
-		one_at = ct_select(~found & is_one, (unsigned int)i, one_at);
+		one_at = kb_ct_select(~found & is_one, (unsigned int)i, one_at);
 		found |= is_one;
 		good &= found | is_zero;
 	}
@@ -107,14 +89,14 @@ int kb_oaep_decode(unsigned char *out, size_t outmax, size_t *outlen,
 	 * access pattern does not depend on the secret length.
 	 */
 	msg = db + hlen + 1;
-	shift = ct_select(good, one_at - (unsigned int)hlen, 0);
+	shift = kb_ct_select(good, one_at - (unsigned int)hlen, 0);
 	for (bit = 1; bit < mlen_max + 1; bit <<= 1) {
-		mask = ~ct_is_zero(shift & (unsigned int)bit);
+		mask = ~kb_ct_is_zero(shift & (unsigned int)bit);
 		for (i = 0; i + bit < mlen_max; i++)
-			msg[i] = (unsigned char)ct_select(mask, msg[i + bit],
-							  msg[i]);
+			msg[i] = (unsigned char)kb_ct_select(mask, msg[i + bit],
+							     msg[i]);
 		for (; i < mlen_max; i++)
-			msg[i] = (unsigned char)ct_select(mask, 0, msg[i]);
+			msg[i] = (unsigned char)kb_ct_select(mask, 0, msg[i]);
 	}
 	if (!(good & 1))
 		goto out;

@@ -476,14 +476,50 @@ static bool probe_native_oaep(struct p11_keystore *ks,
 	return ok;
 }
 
+/* The RSA1_5 key-derivation secret, or CK_INVALID_HANDLE. Needs admin_lock. */
+static CK_OBJECT_HANDLE find_kdk_secret(struct p11_keystore *ks,
+					struct p11_findings *f)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, KDK_LABEL, sizeof(KDK_LABEL) - 1 },
+	};
+	CK_OBJECT_HANDLE *objs, h = CK_INVALID_HANDLE;
+	size_t n;
+
+	if (p11_find_all(ks, t, 2, &objs, &n) != P11_OK)
+		return CK_INVALID_HANDLE;
+	if (n > 1)
+		p11_note(f, "%zu secret keys are labelled '%s'; RSA1_5 is off",
+			 n, KDK_LABEL);
+	else if (n == 1 &&
+		 p11_key_protected(ks, objs[0], "the RSA1_5 secret", f))
+		h = objs[0];
+	free(objs);
+	return h;
+}
+
+static bool mech_signs(struct p11_keystore *ks, CK_MECHANISM_TYPE m)
+{
+	CK_MECHANISM_INFO mi;
+
+	return ks->fn->C_GetMechanismInfo(p11_token_slot(ks->tok), m, &mi) ==
+		       CKR_OK &&
+	       (mi.flags & CKF_SIGN);
+}
+
 /* Needs admin_lock. */
-static void probe_paths(struct p11_keystore *ks, struct catalog *c)
+static void probe_paths(struct p11_keystore *ks, struct catalog *c,
+			struct p11_findings *f)
 {
 	bool raw = mech_decrypts(ks, CKM_RSA_X_509);
 	enum p11_alg alg;
 
 	for (alg = 0; alg < P11_ALG_COUNT; alg++)
 		c->path[alg] = P11_PATH_NONE;
+	c->kdk_secret = ks->allow_rsa1_5 ? find_kdk_secret(ks, f) :
+					   CK_INVALID_HANDLE;
 	if (c->n == 0)
 		return;
 	for (alg = P11_ALG_RSA_OAEP; alg <= P11_ALG_RSA_OAEP_256; alg++) {
@@ -492,8 +528,13 @@ static void probe_paths(struct p11_keystore *ks, struct catalog *c)
 		else if (raw)
 			c->path[alg] = P11_PATH_RAW_OAEP;
 	}
-	if (ks->allow_rsa1_5 && mech_decrypts(ks, CKM_RSA_PKCS))
-		c->path[P11_ALG_RSA1_5] = P11_PATH_NATIVE;
+	/*
+	 * Never the token's own CKM_RSA_PKCS: it fails on bad padding, a
+	 * Bleichenbacher oracle. Only raw RSA with implicit rejection.
+	 */
+	if (raw && c->kdk_secret != CK_INVALID_HANDLE &&
+	    mech_signs(ks, CKM_SHA256_HMAC))
+		c->path[P11_ALG_RSA1_5] = P11_PATH_RAW_PKCS1;
 }
 
 /* ---- loading the catalogue ---- */
@@ -567,7 +608,7 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 	}
 	if (c->n > 1)
 		qsort(c->v, c->n, sizeof(*c->v), version_cmp);
-	probe_paths(ks, c);
+	probe_paths(ks, c, &f);
 	if ((r = p11_identity_load(ks, c, &f)) != P11_OK)
 		goto out_free;
 	log_findings(ks, &f);

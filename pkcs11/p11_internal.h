@@ -17,6 +17,7 @@
 #include "p11_keystore.h"
 
 #define META_APPLICATION "keybroker:key-version"
+#define KDK_LABEL "keybroker-rsa1_5-kdk"
 #define META_MAX 4096
 #define FIND_BATCH 64
 #define RECOVER_INTERVAL_S 1
@@ -37,6 +38,8 @@ struct catalog {
 	/* Revoked identity-token ids, sorted. */
 	char **revoked;
 	size_t n_revoked;
+	/* The secret that RSA1_5's implicit rejection derives keys from. */
+	CK_OBJECT_HANDLE kdk_secret; /* CK_INVALID_HANDLE if none */
 	/* The token-signing key, if the token has one. */
 	CK_OBJECT_HANDLE issuer_priv;
 	EVP_PKEY *issuer_pub;
@@ -115,6 +118,9 @@ int p11_get_attr(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info);
 
 /* ---- p11_keystore.c ---- */
+
+/* Makes the RSA1_5 key-derivation secret if missing. Needs admin_lock. */
+int p11_kdk_secret_ensure(struct p11_keystore *ks);
 
 void p11_oaep_params(enum p11_alg alg, CK_RSA_PKCS_OAEP_PARAMS *p);
 const EVP_MD *p11_alg_md(enum p11_alg alg);

@@ -14,6 +14,7 @@
 #include "kb_json.h"
 #include "kb_log.h"
 #include "kb_oaep.h"
+#include "kb_pkcs1.h"
 #include "kb_secret.h"
 #include "p11_internal.h"
 
@@ -24,6 +25,8 @@ const char *p11_path_name(enum p11_path path)
 		return "token";
 	case P11_PATH_RAW_OAEP:
 		return "token-raw-rsa+oaep-decode";
+	case P11_PATH_RAW_PKCS1:
+		return "token-raw-rsa+pkcs1-implicit-rejection";
 	default:
 		return "unavailable";
 	}
@@ -212,6 +215,82 @@ static int check_usable(const struct p11_key_info *info, bool wrapping)
 	return P11_OK;
 }
 
+/* ---- RSA1_5 with implicit rejection ---- */
+
+int p11_kdk_secret_ensure(struct p11_keystore *ks)
+{
+	CK_MECHANISM mech = { CKM_GENERIC_SECRET_KEY_GEN, NULL, 0 };
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ULONG len = 32;
+	/* HMAC-only: it signs (derives KDKs) and does nothing else. */
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &type, sizeof(type) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_MODIFIABLE, &no, sizeof(no) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_VERIFY, &no, sizeof(no) },
+		{ CKA_ENCRYPT, &no, sizeof(no) },
+		{ CKA_DECRYPT, &no, sizeof(no) },
+		{ CKA_WRAP, &no, sizeof(no) },
+		{ CKA_UNWRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
+		{ CKA_VALUE_LEN, &len, sizeof(len) },
+		{ CKA_LABEL, KDK_LABEL, sizeof(KDK_LABEL) - 1 },
+	};
+	CK_OBJECT_HANDLE h;
+	struct catalog *c = p11_catalog_get(ks);
+	bool have = c != NULL && c->kdk_secret != CK_INVALID_HANDLE;
+	CK_RV rv;
+
+	p11_catalog_put(ks, c);
+	if (have)
+		return P11_OK;
+	rv = ks->fn->C_GenerateKey(ks->admin, &mech, t,
+				   sizeof(t) / sizeof(t[0]), &h);
+	if (rv != CKR_OK) {
+		kb_warn("cannot make the RSA1_5 secret in the token (%s); "
+			"RSA1_5 stays unavailable",
+			p11_rv_name(rv));
+		return P11_ERR_HSM;
+	}
+	kb_info("made the RSA1_5 key-derivation secret in the token");
+	return p11_catalog_reload_locked(ks);
+}
+
+/*
+ * The key-derivation key of implicit rejection for ciphertext in of key
+ * version v: HMAC-SHA-256 in the token, with its secret, over v's ID and
+ * in. Computed for every RSA1_5 unwrap, whatever the padding turns out
+ * to be. Needs module_lock shared.
+ */
+static int derive_kdk(struct p11_worker *w, CK_OBJECT_HANDLE secret,
+		      const struct key_version *v, const unsigned char *in,
+		      size_t inlen, unsigned char *kdk)
+{
+	CK_FUNCTION_LIST *fn = w->ks->fn;
+	CK_MECHANISM mech = { CKM_SHA256_HMAC, NULL, 0 };
+	unsigned char data[KB_VERSION_BYTES + P11_MODULUS_MAX];
+	CK_ULONG n = KB_PKCS1_KDK_LEN;
+	CK_RV rv;
+
+	if (inlen > P11_MODULUS_MAX ||
+	    kb_hex_decode(data, KB_VERSION_BYTES, v->info.version) != 0)
+		return P11_ERR_PARAM;
+	memcpy(data + KB_VERSION_BYTES, in, inlen);
+	if ((rv = fn->C_SignInit(w->h, &mech, secret)) != CKR_OK ||
+	    (rv = fn->C_Sign(w->h, data, KB_VERSION_BYTES + inlen, kdk, &n)) !=
+		    CKR_OK)
+		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
+						  P11_ERR_UNSUPPORTED;
+	return n == KB_PKCS1_KDK_LEN ? P11_OK : P11_ERR_UNSUPPORTED;
+}
+
 /* ---- public operations ---- */
 
 int p11_keystore_open(const struct p11_keystore_params *params,
@@ -248,6 +327,8 @@ int p11_keystore_open(const struct p11_keystore_params *params,
 	ks->available = true;
 	p11_admin_enter(ks);
 	r = p11_catalog_reload_locked(ks);
+	if (r == P11_OK && ks->allow_rsa1_5)
+		p11_kdk_secret_ensure(ks); /* logs why if it cannot */
 	p11_admin_leave(ks);
 	if (r != P11_OK) {
 		snprintf(err, errlen,
@@ -351,24 +432,26 @@ int p11_worker_session(struct p11_worker *w)
 	return P11_OK;
 }
 
-/* One unwrap attempt; *lost is set if the token or session failed. */
+/*
+ * One unwrap attempt on w's session; P11_ERR_HSM if the token or session
+ * failed. kdk_secret is the catalogue's, for RSA1_5.
+ */
 static int unwrap_once(struct p11_worker *w, const struct key_version *v,
-		       enum p11_alg alg, const unsigned char *in, size_t inlen,
+		       CK_OBJECT_HANDLE kdk_secret, enum p11_alg alg,
+		       const unsigned char *in, size_t inlen,
 		       unsigned char *out, size_t *outlen)
 {
 	CK_FUNCTION_LIST *fn = w->ks->fn;
 	enum p11_path path = v->info.path[alg];
 	CK_RSA_PKCS_OAEP_PARAMS params;
 	CK_MECHANISM mech = { CKM_RSA_X_509, NULL, 0 };
-	unsigned char em[P11_MODULUS_MAX];
+	unsigned char em[P11_MODULUS_MAX], kdk[KB_PKCS1_KDK_LEN];
 	CK_ULONG n = sizeof(em);
 	size_t k = v->info.nlen;
 	CK_RV rv;
 	int r = P11_ERR_CIPHERTEXT;
 
-	if (path == P11_PATH_NATIVE && alg == P11_ALG_RSA1_5) {
-		mech.mechanism = CKM_RSA_PKCS;
-	} else if (path == P11_PATH_NATIVE) {
+	if (path == P11_PATH_NATIVE) {
 		p11_oaep_params(alg, &params);
 		mech.mechanism = CKM_RSA_PKCS_OAEP;
 		mech.pParameter = &params;
@@ -396,11 +479,20 @@ static int unwrap_once(struct p11_worker *w, const struct key_version *v,
 		goto out;
 	memmove(em + (k - n), em, n);
 	memset(em, 0, k - n);
-	if (kb_oaep_decode(out, P11_MODULUS_MAX, outlen, em, k,
-			   p11_alg_md(alg)) == 0)
+	if (path == P11_PATH_RAW_PKCS1) {
+		/* Never fails on padding: a synthetic message instead. */
+		if ((r = derive_kdk(w, kdk_secret, v, in, inlen, kdk)) ==
+			    P11_OK &&
+		    kb_pkcs1_decode(out, P11_MODULUS_MAX, outlen, em, k, kdk) !=
+			    0)
+			r = P11_ERR_NOMEM;
+	} else if (kb_oaep_decode(out, P11_MODULUS_MAX, outlen, em, k,
+				  p11_alg_md(alg)) == 0) {
 		r = P11_OK;
+	}
 out:
 	kb_wipe(em, sizeof(em));
+	kb_wipe(kdk, sizeof(kdk));
 	return r;
 }
 
@@ -429,8 +521,8 @@ int p11_worker_unwrap(struct p11_worker *w, const char *name,
 		if (r == P11_OK) {
 			pthread_rwlock_rdlock(&w->ks->module_lock);
 			if ((r = p11_worker_session(w)) == P11_OK)
-				r = unwrap_once(w, v, alg, in, inlen, out,
-						outlen);
+				r = unwrap_once(w, v, cat->kdk_secret, alg, in,
+						inlen, out, outlen);
 			pthread_rwlock_unlock(&w->ks->module_lock);
 		}
 		p11_catalog_put(w->ks, cat);

@@ -37,6 +37,11 @@ enum p11_path {
 	P11_PATH_NONE, /* not available (refused or disabled) */
 	P11_PATH_NATIVE, /* the token's own mechanism */
 	P11_PATH_RAW_OAEP, /* CKM_RSA_X_509 + constant-time OAEP decode */
+	/*
+	 * CKM_RSA_X_509 + PKCS#1 v1.5 decode with implicit rejection, its
+	 * key-derivation key an HMAC in the token (RSA1_5 only ever so).
+	 */
+	P11_PATH_RAW_PKCS1,
 };
 
 /* Everything a caller may learn about one key version (no secrets). */

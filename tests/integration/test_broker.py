@@ -79,7 +79,7 @@ class RoundTrips(unittest.TestCase):
             self.assertEqual(b64d(c.unwrap("k2048", b64d(w["value"]),
                                            alg="RSA1_5")["value"]), dek)
             paths = c.ok("getKey", key="k2048")["attributes"]["unwrapPaths"]
-            self.assertEqual(paths["RSA1_5"], "token")
+            self.assertEqual(paths["RSA1_5"], "token-raw-rsa+pkcs1-implicit-rejection")
             c.close()
         finally:
             self.assertEqual(b.stop(), 0)

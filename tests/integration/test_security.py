@@ -839,3 +839,49 @@ class TokenMalleability(unittest.TestCase):
                        "makes them"})
         self.assertIn("result", c.request("authenticate", token=tok))
         c.close()
+
+
+class Rsa15ImplicitRejection(unittest.TestCase):
+    """With RSA1_5 enabled, a ciphertext whose padding is wrong unwraps to
+    a synthetic value (the same every time, another for another
+    ciphertext), never to an error a Bleichenbacher attack could read."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(TOKEN, name="rsa15ir", algorithms="{ rsa1_5 = true; }").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        finish(cls.broker, None)
+
+    def test_bad_padding_gives_a_synthetic_value(self):
+        import base64
+
+        def b64d(t):
+            return base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
+
+        def b64e(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        c = self.broker.connect()
+        jwk = c.ok("getKey", key="cmk")["key"]
+        n, e = (int.from_bytes(b64d(jwk[x]), "big") for x in ("n", "e"))
+        dek = os.urandom(32)
+        good = c.wrap("cmk", dek, alg="RSA1_5")["value"]
+        self.assertEqual(b64d(c.ok("unwrapKey", key="cmk", alg="RSA1_5",
+                                   value=good)["value"]), dek)
+
+        def bad(first_bytes):
+            em = first_bytes + os.urandom(256 - len(first_bytes))
+            return b64e(pow(int.from_bytes(em, "big"), e, n).to_bytes(256, "big"))
+        outs = []
+        for ct in (bad(b"\x00\x01"), bad(b"\x00\x02" + b"\x00"), bad(b"\x01\x02")):
+            first = c.request("unwrapKey", key="cmk", alg="RSA1_5", value=ct)
+            self.assertIn("result", first, first)
+            again = c.ok("unwrapKey", key="cmk", alg="RSA1_5", value=ct)
+            self.assertEqual(first["result"]["value"], again["value"])
+            self.assertLessEqual(len(b64d(again["value"])), 256 - 11)
+            outs.append(again["value"])
+        self.assertEqual(len(set(outs)), 3)
+        self.assertEqual(c.ok("getKey", key="cmk")["attributes"]["unwrapPaths"]["RSA1_5"],
+                         "token-raw-rsa+pkcs1-implicit-rejection")
+        c.close()
