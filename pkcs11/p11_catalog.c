@@ -441,13 +441,15 @@ static int load_metadata(struct p11_keystore *ks, CK_OBJECT_HANDLE *metas,
 
 /* ---- unwrap paths ---- */
 
-static bool mech_decrypts(struct p11_keystore *ks, CK_MECHANISM_TYPE m)
+/* Whether the token offers mechanism m for use (CKF_DECRYPT, CKF_SIGN). */
+static bool mech_offers(struct p11_keystore *ks, CK_MECHANISM_TYPE m,
+			CK_FLAGS use)
 {
 	CK_MECHANISM_INFO mi;
 
 	return ks->fn->C_GetMechanismInfo(p11_token_slot(ks->tok), m, &mi) ==
 		       CKR_OK &&
-	       (mi.flags & CKF_DECRYPT);
+	       (mi.flags & use);
 }
 
 /*
@@ -464,7 +466,7 @@ static bool probe_native_oaep(struct p11_keystore *ks,
 	CK_ULONG ptlen = sizeof(pt);
 	bool ok = false;
 
-	if (!mech_decrypts(ks, CKM_RSA_PKCS_OAEP) ||
+	if (!mech_offers(ks, CKM_RSA_PKCS_OAEP, CKF_DECRYPT) ||
 	    RAND_bytes(msg, sizeof(msg)) != 1 ||
 	    p11_public_encrypt(v->pub, alg, msg, sizeof(msg), ct, &ctlen) != 0)
 		return false;
@@ -500,20 +502,11 @@ static CK_OBJECT_HANDLE find_kdk_secret(struct p11_keystore *ks,
 	return h;
 }
 
-static bool mech_signs(struct p11_keystore *ks, CK_MECHANISM_TYPE m)
-{
-	CK_MECHANISM_INFO mi;
-
-	return ks->fn->C_GetMechanismInfo(p11_token_slot(ks->tok), m, &mi) ==
-		       CKR_OK &&
-	       (mi.flags & CKF_SIGN);
-}
-
 /* Needs admin_lock. */
 static void probe_paths(struct p11_keystore *ks, struct catalog *c,
 			struct p11_findings *f)
 {
-	bool raw = mech_decrypts(ks, CKM_RSA_X_509);
+	bool raw = mech_offers(ks, CKM_RSA_X_509, CKF_DECRYPT);
 	enum p11_alg alg;
 
 	for (alg = 0; alg < P11_ALG_COUNT; alg++)
@@ -533,7 +526,7 @@ static void probe_paths(struct p11_keystore *ks, struct catalog *c,
 	 * Bleichenbacher oracle. Only raw RSA with implicit rejection.
 	 */
 	if (raw && c->kdk_secret != CK_INVALID_HANDLE &&
-	    mech_signs(ks, CKM_SHA256_HMAC))
+	    mech_offers(ks, CKM_SHA256_HMAC, CKF_SIGN))
 		c->path[P11_ALG_RSA1_5] = P11_PATH_RAW_PKCS1;
 }
 

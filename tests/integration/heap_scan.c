@@ -34,7 +34,10 @@ static NO_ASAN int contains(const unsigned char *p, size_t n,
 	return 0;
 }
 
-/* Scans private anonymous and [heap] mappings for pat. */
+/*
+ * Scans private anonymous and [heap] mappings for pat; ones of 1 GiB or
+ * more are address space reserved, not heap (a sanitizer's shadow).
+ */
 static int in_heap(const char *maps, const void *pat, size_t m)
 {
 	const char *line = maps, *nl;
@@ -51,7 +54,7 @@ static int in_heap(const char *maps, const void *pat, size_t m)
 			continue;
 		while (line[off] == ' ')
 			off++;
-		if (strncmp(perms, "rw", 2) != 0 ||
+		if (strncmp(perms, "rw", 2) != 0 || hi - lo >= 1UL << 30 ||
 		    !(line + off == nl ||
 		      strncmp(line + off, "[heap]", 6) == 0))
 			continue;

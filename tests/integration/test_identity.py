@@ -4,7 +4,6 @@
 External tokens are made with python3-jwt (an independent JOSE
 implementation); the broker's own come from getToken and keybrokerctl."""
 
-import base64
 import hashlib
 import hmac
 import json

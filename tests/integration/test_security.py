@@ -13,7 +13,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BUILD, ROOT, Broker, Client, Token, finish, systemd_cgroup_root
+from harness import BUILD, ROOT, Broker, Client, Token, b64d, b64e, finish, systemd_cgroup_root
 
 TOKEN = None
 SHIM = os.path.join(BUILD, "tests", "peerpidfd_shim.so")
@@ -460,6 +460,9 @@ class LibrarySecrets(unittest.TestCase):
     def tearDownClass(cls):
         finish(cls.broker, None)
 
+    @unittest.skipIf("-fsanitize" in os.environ.get("KB_CLIENT_CFLAGS", ""),
+                     "the sanitizers' allocators keep freed memory in regions too large "
+                     "to scan; the plain run checks this")
     def test_no_dek_or_token_left_in_heap(self):
         exe = os.path.join(TOKEN.dir, "heap_scan")
         subprocess.run(["cc", "-g", "-o", exe, os.path.join(ROOT, "tests/integration/heap_scan.c"),
@@ -817,13 +820,6 @@ class TokenMalleability(unittest.TestCase):
         finish(cls.broker, None)
 
     def test_tokens_are_low_s_and_high_s_is_refused(self):
-        import base64
-
-        def b64d(t):
-            return base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
-
-        def b64e(b):
-            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
         c = Client(self.broker.socket, authenticate=False)
         for _ in range(16):
             tok = c.ok("getToken")["access_token"]
@@ -855,13 +851,6 @@ class Rsa15ImplicitRejection(unittest.TestCase):
         finish(cls.broker, None)
 
     def test_bad_padding_gives_a_synthetic_value(self):
-        import base64
-
-        def b64d(t):
-            return base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
-
-        def b64e(b):
-            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
         c = self.broker.connect()
         jwk = c.ok("getKey", key="cmk")["key"]
         n, e = (int.from_bytes(b64d(jwk[x]), "big") for x in ("n", "e"))
