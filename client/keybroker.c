@@ -68,6 +68,9 @@ static void usage(FILE *f)
 		"process's\n"
 		"                          system-assigned identity\n"
 		"  -j, --json              print the result as one JSON object\n"
+		"  -T, --timeout SECONDS   give up on the broker after this long "
+		"(default\n"
+		"                          30); a timeout exits 3\n"
 		"  -h, --help              this text\n"
 		"      --version           print the version and exit\n"
 		"\n"
@@ -89,6 +92,7 @@ struct opts {
 	const char *socket, *key, *version, *alg, *in, *out, *token_file;
 	enum fmt inform, outform;
 	bool json, force;
+	int timeout_ms;
 };
 
 static int usage_error(const char *fmt, ...)
@@ -333,16 +337,20 @@ int main(int argc, char **argv)
 		{ "outform", required_argument, NULL, OPT_OUTFORM },
 		{ "json", no_argument, NULL, 'j' },
 		{ "token-file", required_argument, NULL, 't' },
+		{ "timeout", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .socket = getenv("KEYBROKER_SOCKET") };
+	struct opts o = { .socket = getenv("KEYBROKER_SOCKET"),
+			  .timeout_ms = KEYBROKER_DEFAULT_TIMEOUT_MS };
+	char *end;
+	long secs;
 	struct keybroker *kb;
 	const char *cmd;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "s:k:V:a:i:o:ft:jh", lopts,
+	while ((c = getopt_long(argc, argv, "s:k:V:a:i:o:ft:T:jh", lopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -371,6 +379,16 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			o.token_file = optarg;
+			break;
+		case 'T':
+			secs = strtol(optarg, &end, 10);
+			if (end == optarg || *end != '\0' || secs < 1 ||
+			    secs > 3600)
+				return usage_error("--timeout '%.32s': not a "
+						   "number of seconds from 1 "
+						   "to 3600",
+						   optarg);
+			o.timeout_ms = (int)secs * 1000;
 			break;
 		case OPT_INFORM:
 		case OPT_OUTFORM:
@@ -411,7 +429,8 @@ int main(int argc, char **argv)
 		return r;
 	if (o.socket == NULL)
 		o.socket = DEFAULT_SOCKET;
-	if ((r = keybroker_connect(o.socket, &kb)) != KEYBROKER_OK) {
+	if ((r = keybroker_connect_timeout(o.socket, o.timeout_ms, &kb)) !=
+	    KEYBROKER_OK) {
 		fprintf(stderr, "keybroker: cannot connect to %s: %s\n",
 			o.socket,
 			r == KEYBROKER_E_ARGUMENT ? "path too long" :

@@ -31,8 +31,19 @@ enum keybroker_status {
 
 struct keybroker;
 
-/* Connects to the broker's Unix socket. */
+#define KEYBROKER_DEFAULT_TIMEOUT_MS 30000
+
+/*
+ * Connects to the broker's Unix socket. Every call then fails with
+ * KEYBROKER_E_IO ("timed out ...", errno ETIMEDOUT) if its reply has not
+ * come in whole within the handle's timeout: KEYBROKER_DEFAULT_TIMEOUT_MS,
+ * or timeout_ms with keybroker_connect_timeout (which also bounds the
+ * connect). keybroker_set_timeout changes it for later calls.
+ */
 int keybroker_connect(const char *socket_path, struct keybroker **out);
+int keybroker_connect_timeout(const char *socket_path, int timeout_ms,
+			      struct keybroker **out);
+int keybroker_set_timeout(struct keybroker *kb, int timeout_ms);
 void keybroker_close(struct keybroker *kb);
 
 /*

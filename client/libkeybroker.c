@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -18,12 +20,13 @@
 #define REPLY_MAX (1024 * 1024)
 #define VALUE_MAX 1024
 #define TOKEN_MAX 8192
-#define IO_TIMEOUT_S 30
 
 struct keybroker {
 	pthread_mutex_t lock;
 	int fd;
 	long long next_id;
+	int timeout_ms; /* for each call, from sending to the whole reply */
+	int64_t deadline_ms; /* of the call in progress */
 	char *in; /* received bytes not yet consumed; may hold a DEK */
 	size_t in_len, in_cap;
 	char code[32];
@@ -75,25 +78,39 @@ static int set_error(struct keybroker *kb, int status, const char *code,
 	return status;
 }
 
-int keybroker_connect(const char *socket_path, struct keybroker **out)
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int keybroker_connect_timeout(const char *socket_path, int timeout_ms,
+			      struct keybroker **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
+	struct timeval tv = { .tv_sec = timeout_ms / 1000,
+			      .tv_usec = timeout_ms % 1000 * 1000 };
 	struct keybroker *kb;
+	int e;
 
 	*out = NULL;
-	if (socket_path == NULL || strlen(socket_path) >= sizeof(sa.sun_path))
+	if (socket_path == NULL || strlen(socket_path) >= sizeof(sa.sun_path) ||
+	    timeout_ms <= 0)
 		return KEYBROKER_E_ARGUMENT;
 	if ((kb = calloc(1, sizeof(*kb))) == NULL)
 		return KEYBROKER_E_NOMEM;
 	pthread_mutex_init(&kb->lock, NULL);
 	kb->next_id = 1;
+	kb->timeout_ms = timeout_ms;
 	strcpy(sa.sun_path, socket_path);
 	kb->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* A Unix socket's connect waits (for backlog room) up to SNDTIMEO. */
 	if (kb->fd < 0 ||
+	    setsockopt(kb->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
 	    connect(kb->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		int e = errno;
-
+		e = errno == EAGAIN ? ETIMEDOUT : errno;
 		if (kb->fd >= 0)
 			close(kb->fd);
 		pthread_mutex_destroy(&kb->lock);
@@ -101,9 +118,24 @@ int keybroker_connect(const char *socket_path, struct keybroker **out)
 		errno = e;
 		return KEYBROKER_E_IO;
 	}
-	setsockopt(kb->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(kb->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	*out = kb;
+	return KEYBROKER_OK;
+}
+
+int keybroker_connect(const char *socket_path, struct keybroker **out)
+{
+	return keybroker_connect_timeout(socket_path,
+					 KEYBROKER_DEFAULT_TIMEOUT_MS, out);
+}
+
+int keybroker_set_timeout(struct keybroker *kb, int timeout_ms)
+{
+	if (timeout_ms <= 0)
+		return set_error(kb, KEYBROKER_E_ARGUMENT, "",
+				 "timeout: must be a positive number of ms");
+	pthread_mutex_lock(&kb->lock);
+	kb->timeout_ms = timeout_ms;
+	pthread_mutex_unlock(&kb->lock);
 	return KEYBROKER_OK;
 }
 
@@ -127,12 +159,46 @@ const char *keybroker_error_message(const struct keybroker *kb)
 	return kb->message;
 }
 
+/*
+ * Waits until the socket is ready for events or the call's deadline
+ * passes. Needs kb->lock.
+ */
+static int wait_ready(struct keybroker *kb, short events)
+{
+	struct pollfd p = { .fd = kb->fd, .events = events };
+	int64_t left;
+	int n;
+
+	for (;;) {
+		left = kb->deadline_ms - monotonic_ms();
+		if (left <= 0)
+			break;
+		n = poll(&p, 1, (int)left);
+		if (n > 0)
+			return KEYBROKER_OK;
+		if (n < 0 && errno != EINTR)
+			return set_error(kb, KEYBROKER_E_IO, "",
+					 "cannot wait for the broker");
+	}
+	errno = ETIMEDOUT;
+	snprintf(kb->message, sizeof(kb->message),
+		 "timed out after %d ms waiting for the broker",
+		 kb->timeout_ms);
+	kb->code[0] = '\0';
+	return KEYBROKER_E_IO;
+}
+
 static int send_all(struct keybroker *kb, const char *p, size_t n)
 {
 	ssize_t w;
+	int r;
 
 	while (n > 0) {
-		w = send(kb->fd, p, n, MSG_NOSIGNAL);
+		if ((r = wait_ready(kb, POLLOUT)) != KEYBROKER_OK)
+			return r;
+		w = send(kb->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -150,6 +216,7 @@ static int recv_line(struct keybroker *kb, char **line, size_t *len)
 	char *nl, *grown;
 	size_t cap;
 	ssize_t n;
+	int r;
 
 	while ((nl = kb->in_len ? memchr(kb->in, '\n', kb->in_len) : NULL) ==
 	       NULL) {
@@ -166,9 +233,11 @@ static int recv_line(struct keybroker *kb, char **line, size_t *len)
 			kb->in = grown;
 			kb->in_cap = cap;
 		}
+		if ((r = wait_ready(kb, POLLIN)) != KEYBROKER_OK)
+			return r;
 		n = recv(kb->fd, kb->in + kb->in_len, kb->in_cap - kb->in_len,
-			 0);
-		if (n < 0 && errno == EINTR)
+			 MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0)
 			return set_error(kb, KEYBROKER_E_IO, "",
@@ -321,6 +390,7 @@ static int call(struct keybroker *kb, const char *op, const char *keysel,
 	}
 	line[len++] = '}';
 	line[len++] = '\n';
+	kb->deadline_ms = monotonic_ms() + kb->timeout_ms;
 	r = send_all(kb, line, len);
 	keybroker_free_secret(line, cap);
 	if (r != KEYBROKER_OK ||
