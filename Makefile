@@ -45,7 +45,7 @@ PKCS11 = pkcs11/p11_token.c pkcs11/p11_keystore.c pkcs11/p11_catalog.c \
 BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_conn.c broker/kb_server.c broker/kb_acl.c broker/kb_jwk.c \
 	broker/kb_jwt.c broker/kb_peer.c broker/kb_policy.c broker/kb_rate.c \
-	broker/kb_listen.c
+	broker/kb_listen.c broker/kb_admit.c broker/kb_lograte.c
 CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 	common/kb_kid.c
 
@@ -158,11 +158,11 @@ unit: $(UNIT_BINS)
 	@KB_VALGRIND_CT=$(if $(SANITIZE),,1) tests/run-unit.sh $(UNIT_BINS)
 
 # Preloaded into keybrokerd by tests; never sanitised (it wraps libc).
-$(B)/tests/peerpidfd_shim.so: tests/integration/peerpidfd_shim.c
+$(B)/tests/syscall_shim.so: tests/integration/syscall_shim.c
 	@mkdir -p $(dir $@)
 	$(CC) -shared -fPIC -O2 -Wall -D_GNU_SOURCE -o $@ $< -ldl
 
-integration: all $(B)/tests/peerpidfd_shim.so
+integration: all $(B)/tests/syscall_shim.so
 	@KB_CLIENT_CFLAGS="$(SANFLAGS)" tests/integration/run.sh $(B)
 
 # The whole suite: unit, integration and interop tests, plain and then

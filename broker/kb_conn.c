@@ -21,7 +21,9 @@ struct kb_conn *kb_conn_new(int fd, const struct kb_peer *peer, int64_t now)
 	pthread_mutex_init(&c->lock, NULL);
 	c->fd = fd;
 	c->caller.peer = *peer;
+	c->accepted_ms = now;
 	c->last_activity_ms = now;
+	c->unauthenticated = true;
 	return c;
 }
 
@@ -77,7 +79,6 @@ enum kb_io kb_conn_read(struct kb_conn *c, int64_t now)
 			if (c->in_len == 0)
 				c->line_started_ms = now;
 			c->in_len += (size_t)n;
-			c->last_activity_ms = now;
 			/* A short read drained the socket; epoll says if not. */
 			if (c->in_len < c->in_cap)
 				return KB_IO_OK;
@@ -162,6 +163,7 @@ struct kb_job *kb_conn_next_line(struct kb_conn *c, int64_t now)
 			return NULL;
 		consume_input(c, (size_t)(nl - c->in) + 1, now);
 		append_job(c, job);
+		c->last_activity_ms = now;
 		return job;
 	}
 	return NULL;

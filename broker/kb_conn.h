@@ -45,11 +45,14 @@ struct kb_conn {
 	struct kb_job *first, *last; /* in request order */
 	unsigned int pending; /* jobs in the order list */
 	unsigned int in_workers; /* of those, jobs not yet done */
+	struct kb_lane lane; /* its jobs waiting in the workers' queue */
+	unsigned int bad_run; /* malformed requests in a row */
 
 	char *out; /* response bytes not yet written */
 	size_t out_len, out_off;
 
-	int64_t last_activity_ms;
+	int64_t accepted_ms; /* the authenticate deadline counts from here */
+	int64_t last_activity_ms; /* a request taken or a reply written */
 	int64_t line_started_ms; /* when in[] became non-empty */
 	int64_t write_blocked_ms; /* when out[] last made no progress */
 
@@ -57,6 +60,8 @@ struct kb_conn {
 	bool read_closed; /* peer shut its side, or we stopped reading */
 	bool close_after_flush;
 	bool dead; /* fd closed; waits for in_workers == 0 to be freed */
+	bool unauthenticated; /* counted so by the connection limits */
+	bool waits_for_queue; /* lines held back: the workers' queue is full */
 };
 
 struct kb_conn *kb_conn_new(int fd, const struct kb_peer *peer, int64_t now);
@@ -65,7 +70,11 @@ void kb_conn_free(struct kb_conn *c);
 
 enum kb_io { KB_IO_OK, KB_IO_EOF, KB_IO_ERROR };
 
-/* Reads what is available (up to a full line's worth of buffer). */
+/*
+ * Reads what is available (up to a full line's worth of buffer). Reading
+ * is not activity: only requests and replies keep a connection alive, so
+ * blank lines do not.
+ */
 enum kb_io kb_conn_read(struct kb_conn *c, int64_t now);
 
 /*

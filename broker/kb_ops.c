@@ -211,11 +211,11 @@ static json_t *do_authenticate(const struct kb_ops *ops,
 			       struct kb_error *err)
 {
 	const struct kb_identity_cfg *id;
-	char why[256], peer[240];
+	char why[256], peer[240], jti[sizeof(caller->jti)];
 	int64_t expires;
 
 	if (kb_policy_authenticate(pol, ops->ks, req->token, req->token_len,
-				   now_us() / 1000000, &id, &expires, why,
+				   now_us() / 1000000, &id, &expires, jti, why,
 				   sizeof(why)) != 0) {
 		kb_error_set(err, KB_UNAUTHORIZED, "%s", why);
 		return NULL;
@@ -229,6 +229,7 @@ static json_t *do_authenticate(const struct kb_ops *ops,
 	}
 	snprintf(caller->identity, sizeof(caller->identity), "%s", id->name);
 	caller->expires = expires;
+	memcpy(caller->jti, jti, sizeof(caller->jti));
 	return json_pack("{s:s, s:I}", "identity", id->name, "expires",
 			 (json_int_t)expires);
 }
@@ -334,6 +335,12 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 	if (now_us() / 1000000 >= caller->expires)
 		return kb_error_set(err, KB_UNAUTHORIZED,
 				    "token expired: authenticate again");
+	/* A revocation stops connections that already authenticated. */
+	if (caller->jti[0] != '\0' &&
+	    p11_keystore_revoked(ops->ks, caller->jti))
+		return kb_error_set(err, KB_UNAUTHORIZED,
+				    "token has been revoked: authenticate "
+				    "again with another token");
 	if (rate_limit(ops, pol, caller->identity, err) != 0)
 		return -1;
 	if (!kb_acl_allows(pol->acl, caller->identity, req->key.name, perm))
@@ -344,9 +351,30 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 	return 0;
 }
 
+/* A failed request, in the log as far as its uid's share allows. */
+static void log_refusal(const struct kb_ops *ops,
+			const struct kb_caller *caller,
+			const struct kb_request *req,
+			const struct kb_error *err)
+{
+	unsigned long held;
+
+	if (!kb_lograte_allow(ops->lograte, caller->peer.uid, now_us() / 1000,
+			      &held))
+		return;
+	kb_info("%s %s%s%s%s%s: %s: %s (uid %u%s%lu%s)",
+		caller->identity[0] ? caller->identity : "-",
+		req->opname[0] ? req->opname : "request",
+		req->key.name[0] ? " " : "", req->key.name,
+		req->key.version[0] ? "/" : "", req->key.version,
+		kb_code_name(err->code), err->msg,
+		(unsigned int)caller->peer.uid, held ? "; " : "", held,
+		held ? " more held back" : "");
+}
+
 char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
 		    struct kb_caller *caller, const char *line, size_t len,
-		    size_t *resplen)
+		    size_t *resplen, enum kb_code *code)
 {
 	struct kb_policy *pol = kb_policy_get(ops->policy);
 	struct kb_request req;
@@ -407,15 +435,11 @@ reply:
 				 "");
 		resp = kb_proto_result(req.id, result, resplen);
 	} else {
-		kb_info("%s %s%s%s%s%s: %s: %s",
-			caller->identity[0] ? caller->identity : "-",
-			req.opname[0] ? req.opname : "request",
-			req.key.name[0] ? " " : "", req.key.name,
-			req.key.version[0] ? "/" : "", req.key.version,
-			kb_code_name(err.code), err.msg);
+		log_refusal(ops, caller, &req, &err);
 		json_decref(result);
 		resp = kb_proto_error(req.id, err.code, err.msg, resplen);
 	}
+	*code = err.code;
 	kb_request_uninit(&req);
 	kb_policy_put(ops->policy, pol);
 	return resp;

@@ -10,8 +10,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "kb_lograte.h"
 #include "kb_peer.h"
 #include "kb_policy.h"
+#include "kb_proto.h"
 #include "kb_rate.h"
 #include "p11_keystore.h"
 
@@ -19,6 +21,7 @@ struct kb_ops {
 	struct p11_keystore *ks;
 	struct kb_policy_holder *policy;
 	struct kb_rate *rate;
+	struct kb_lograte *lograte; /* failed requests, per uid */
 	const char *instance; /* fixed for the broker's life */
 	bool allow_rsa1_5;
 };
@@ -26,11 +29,11 @@ struct kb_ops {
 /*
  * Handles line[0..len) for caller and returns the response line
  * (malloc'ed; it may carry a DEK, so the caller frees it with
- * kb_wipe_free), or NULL when out of memory. A successful authenticate
- * updates caller.
+ * kb_wipe_free) and its code (KB_OK or the error's), or NULL when out of
+ * memory. A successful authenticate updates caller.
  */
 char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
 		    struct kb_caller *caller, const char *line, size_t len,
-		    size_t *resplen);
+		    size_t *resplen, enum kb_code *code);
 
 #endif

@@ -38,6 +38,7 @@ struct kb_caller {
 	struct kb_peer peer;
 	char identity[65]; /* "" before authenticate */
 	int64_t expires; /* Unix seconds; the identity holds until then */
+	char jti[256]; /* of the token it authenticated with; may be "" */
 };
 
 /* Fills peer from a connected Unix socket. Returns 0 or -1. */

@@ -5,6 +5,10 @@
 
 #include "kb_policy.h"
 
+_Static_assert(sizeof(((struct kb_caller *)0)->jti) ==
+		       sizeof(((struct kb_jwt_claims *)0)->jti),
+	       "a caller keeps its token's jti whole");
+
 const struct kb_identity_cfg *
 kb_policy_system_identity(const struct kb_policy *pol,
 			  const struct kb_peer *peer)
@@ -135,7 +139,7 @@ static bool revoked(const char *jti, void *arg)
 int kb_policy_authenticate(const struct kb_policy *pol, struct p11_keystore *ks,
 			   const char *token, size_t len, int64_t now,
 			   const struct kb_identity_cfg **id, int64_t *expires,
-			   char *err, size_t errlen)
+			   char *jti, char *err, size_t errlen)
 {
 	const struct kb_issuer_cfg *is;
 	struct kb_jwt_claims c;
@@ -168,6 +172,7 @@ int kb_policy_authenticate(const struct kb_policy *pol, struct p11_keystore *ks,
 		return -1;
 	}
 	*expires = c.exp;
+	memcpy(jti, c.jti, sizeof(c.jti));
 	return 0;
 }
 

@@ -52,7 +52,7 @@ void kb_queue_uninit(struct kb_queue *q)
 {
 	struct kb_job *job, *next;
 
-	for (job = q->head; job != NULL; job = next) {
+	for (job = kb_queue_take_all(q); job != NULL; job = next) {
 		next = job->next;
 		kb_job_free(job);
 	}
@@ -71,17 +71,57 @@ static void wake_one(struct kb_queue *q)
 	pthread_cond_signal(&w->wake);
 }
 
-void kb_queue_push(struct kb_queue *q, struct kb_job *job)
+/* Puts lane at the end of the ring. Needs q->lock. */
+static void ring_append(struct kb_queue *q, struct kb_lane *lane)
+{
+	lane->next = NULL;
+	lane->queued = true;
+	if (q->last != NULL)
+		q->last->next = lane;
+	else
+		q->first = lane;
+	q->last = lane;
+}
+
+void kb_queue_push(struct kb_queue *q, struct kb_lane *lane, struct kb_job *job)
 {
 	job->next = NULL;
 	pthread_mutex_lock(&q->lock);
-	if (q->tail != NULL)
-		q->tail->next = job;
+	if (lane == NULL)
+		lane = &q->common;
+	if (lane->tail != NULL)
+		lane->tail->next = job;
 	else
-		q->head = job;
-	q->tail = job;
+		lane->head = job;
+	lane->tail = job;
+	if (!lane->queued)
+		ring_append(q, lane);
+	q->count++;
 	wake_one(q);
 	pthread_mutex_unlock(&q->lock);
+}
+
+/* The first job of the first lane; the lane goes to the back. Needs q->lock. */
+static struct kb_job *take_next(struct kb_queue *q)
+{
+	struct kb_lane *lane = q->first;
+	struct kb_job *job;
+
+	if (lane == NULL)
+		return NULL;
+	job = lane->head;
+	lane->head = job->next;
+	if (lane->head == NULL)
+		lane->tail = NULL;
+	job->next = NULL;
+	q->first = lane->next;
+	if (q->first == NULL)
+		q->last = NULL;
+	lane->queued = false;
+	if (lane->head != NULL)
+		ring_append(q, lane);
+	q->count--;
+	return job;
 }
 
 struct kb_job *kb_queue_pop(struct kb_queue *q, struct kb_waiter *w)
@@ -90,7 +130,7 @@ struct kb_job *kb_queue_pop(struct kb_queue *q, struct kb_waiter *w)
 	struct kb_job *job;
 
 	pthread_mutex_lock(&q->lock);
-	while (q->head == NULL && !q->closed) {
+	while (q->first == NULL && !q->closed) {
 		if (!w->idle) {
 			w->next = q->idle;
 			q->idle = w;
@@ -106,25 +146,32 @@ struct kb_job *kb_queue_pop(struct kb_queue *q, struct kb_waiter *w)
 			break;
 		}
 	}
-	if ((job = q->head) != NULL) {
-		q->head = job->next;
-		if (q->head == NULL)
-			q->tail = NULL;
-		job->next = NULL;
-	}
+	job = take_next(q);
 	pthread_mutex_unlock(&q->lock);
 	return job;
 }
 
 struct kb_job *kb_queue_take_all(struct kb_queue *q)
 {
-	struct kb_job *list;
+	struct kb_job *list = NULL, **tail = &list, *job;
 
 	pthread_mutex_lock(&q->lock);
-	list = q->head;
-	q->head = q->tail = NULL;
+	while ((job = take_next(q)) != NULL) {
+		*tail = job;
+		tail = &job->next;
+	}
 	pthread_mutex_unlock(&q->lock);
 	return list;
+}
+
+size_t kb_queue_count(struct kb_queue *q)
+{
+	size_t n;
+
+	pthread_mutex_lock(&q->lock);
+	n = q->count;
+	pthread_mutex_unlock(&q->lock);
+	return n;
 }
 
 void kb_queue_close(struct kb_queue *q)

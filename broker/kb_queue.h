@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Jobs (one request line each) and the queues that carry them between the
- * event loop and the worker threads.
+ * event loop and the worker threads. A queue is fair: each producer (a
+ * connection) has a lane of its own, and lanes are served in turn, one
+ * job each, so one connection's pipelined requests never keep another's
+ * waiting for more than one job per busy lane.
  */
 #ifndef KB_QUEUE_H
 #define KB_QUEUE_H
@@ -33,6 +36,13 @@ struct kb_job {
 struct kb_job *kb_job_new(struct kb_conn *conn, const char *line, size_t len);
 void kb_job_free(struct kb_job *job);
 
+/* One producer's jobs in a queue, in the order they came. */
+struct kb_lane {
+	struct kb_job *head, *tail;
+	struct kb_lane *next; /* in the queue's ring of lanes with jobs */
+	bool queued;
+};
+
 /*
  * A thread that waits on a queue. Idle waiters form a stack, so the one
  * that went idle last, whose caches are warmest, gets the next job.
@@ -45,7 +55,9 @@ struct kb_waiter {
 
 struct kb_queue {
 	pthread_mutex_t lock;
-	struct kb_job *head, *tail;
+	struct kb_lane *first, *last; /* lanes with jobs, next served first */
+	struct kb_lane common; /* for jobs pushed without a lane */
+	size_t count; /* jobs queued, over all lanes */
 	struct kb_waiter *idle; /* most recently idle first */
 	bool closed;
 };
@@ -55,11 +67,21 @@ void kb_waiter_uninit(struct kb_waiter *w);
 
 void kb_queue_init(struct kb_queue *q);
 void kb_queue_uninit(struct kb_queue *q);
-void kb_queue_push(struct kb_queue *q, struct kb_job *job);
-/* Blocks until a job arrives; NULL once the queue is closed and empty. */
+/*
+ * Appends job to lane (NULL: the queue's own). The lane must stay alive
+ * while it holds jobs.
+ */
+void kb_queue_push(struct kb_queue *q, struct kb_lane *lane,
+		   struct kb_job *job);
+/*
+ * Blocks until a job arrives and takes the first job of the lane whose
+ * turn it is; NULL once the queue is closed and empty.
+ */
 struct kb_job *kb_queue_pop(struct kb_queue *q, struct kb_waiter *w);
 /* Takes every queued job at once, without blocking (a linked list). */
 struct kb_job *kb_queue_take_all(struct kb_queue *q);
+/* Jobs queued now (a snapshot). */
+size_t kb_queue_count(struct kb_queue *q);
 void kb_queue_close(struct kb_queue *q);
 
 #endif

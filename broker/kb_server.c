@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -13,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kb_admit.h"
 #include "kb_conn.h"
 #include "kb_listen.h"
 #include "kb_log.h"
@@ -23,6 +26,11 @@
 #define MAX_EVENTS 64
 #define OUT_HIGH_WATER (256 * 1024) /* stop reading while this is owed */
 #define TICK_MS 500
+#define BAD_RUN_MAX 8 /* malformed or unauthenticated requests in a row */
+#define ACCEPT_PAUSE_MS 100 /* out of fds: stop accepting this long */
+#define ACCEPT_LOG_MS 10000 /* and say so at most this often */
+/* fds kept for the token, the log and admin work, besides one a worker */
+#define FD_RESERVE 64
 
 struct kb_server;
 
@@ -51,9 +59,18 @@ struct kb_server {
 	int nevents, next_event;
 
 	struct kb_conn *conns; /* live and dead-but-busy connections */
-	int nconns; /* live ones, against max_connections */
+	struct kb_admit *admit; /* counts the live ones, per uid */
+	int max_conns; /* max_connections, lowered to fit the fd limit */
 	bool draining;
 	int64_t drain_deadline_ms;
+
+	/* Out of fds: accepting is paused until then (0: not paused). */
+	int64_t accept_paused_until_ms, accept_logged_ms;
+	unsigned long accept_failures; /* since the last message */
+
+	/* A connection holds lines back until the workers' queue drains. */
+	atomic_bool backlogged; /* set by the loop, cleared by a worker */
+	bool any_waiting; /* some connection waits_for_queue */
 };
 
 static int64_t now_ms(void)
@@ -64,25 +81,46 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Wakes the event loop (done_fd). */
+static void signal_loop(struct kb_server *srv)
+{
+	uint64_t one = 1;
+
+	if (write(srv->done_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		kb_err("worker: cannot signal the event loop: %s",
+		       strerror(errno));
+}
+
 static void *worker_main(void *arg)
 {
 	struct kb_worker *w = arg;
 	struct kb_server *srv = w->srv;
+	enum kb_code code;
 	struct kb_conn *c;
 	struct kb_job *job;
-	uint64_t one = 1;
 	bool sent;
 
 	while ((job = kb_queue_pop(&srv->jobs, &w->waiter)) != NULL) {
+		/* Room in the queue again: wake connections holding lines. */
+		if (atomic_exchange(&srv->backlogged, false))
+			signal_loop(srv);
 		job->resp = kb_ops_handle(&srv->ops, w->p11, &job->caller,
 					  job->line, job->line_len,
-					  &job->resp_len);
+					  &job->resp_len, &code);
 		if (job->resp == NULL) { /* out of memory: drop the client */
 			job->close_after = true;
 			job->resp_len = 0;
 		}
 		c = job->conn;
 		pthread_mutex_lock(&c->lock);
+		/* A run of garbage, or of requests without an identity. */
+		if (code == KB_BAD_REQUEST ||
+		    (code == KB_UNAUTHORIZED && job->caller.identity[0] == 0))
+			c->bad_run++;
+		else
+			c->bad_run = 0;
+		if (c->bad_run >= BAD_RUN_MAX)
+			job->close_after = true;
 		if (job->barrier) {
 			/* Later lines may go now, as this caller. */
 			c->caller = job->caller;
@@ -96,11 +134,8 @@ static void *worker_main(void *arg)
 		/* c may be gone now: the event loop frees idle dead ones. */
 		if (sent)
 			continue;
-		kb_queue_push(&srv->done, job);
-		if (write(srv->done_fd, &one, sizeof(one)) < 0 &&
-		    errno != EAGAIN)
-			kb_err("worker: cannot signal the event loop: %s",
-			       strerror(errno));
+		kb_queue_push(&srv->done, NULL, job);
+		signal_loop(srv);
 	}
 	return NULL;
 }
@@ -111,7 +146,7 @@ static void conn_set_events(struct kb_server *srv, struct kb_conn *c)
 {
 	struct epoll_event ev = { .data.ptr = c };
 	bool want_read = !c->read_closed && !c->close_after_flush &&
-			 !srv->draining &&
+			 !srv->draining && !c->waits_for_queue &&
 			 c->pending < (unsigned int)srv->cfg->max_pipeline &&
 			 c->out_len < OUT_HIGH_WATER;
 
@@ -143,6 +178,41 @@ static void conn_unlink(struct kb_server *srv, struct kb_conn *c)
 		c->next->prev = c->prev;
 }
 
+static void set_listening(struct kb_server *srv, bool on)
+{
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0,
+				  .data.ptr = &srv->listen_watch };
+
+	if (srv->listener.fd >= 0)
+		epoll_ctl(srv->epfd, EPOLL_CTL_MOD, srv->listener.fd, &ev);
+}
+
+/*
+ * Out of file descriptors: stop polling the listener for a while rather
+ * than spin on it (as nginx does); clients wait in the backlog. Said in
+ * the log once per ACCEPT_LOG_MS, with how often it happened.
+ */
+static void pause_accepting(struct kb_server *srv, int err, int64_t now)
+{
+	srv->accept_failures++;
+	srv->accept_paused_until_ms = now + ACCEPT_PAUSE_MS;
+	set_listening(srv, false);
+	if (now - srv->accept_logged_ms < ACCEPT_LOG_MS)
+		return;
+	kb_warn("accept: %s; new connections wait %d ms at a time until a "
+		"connection closes (%lu times since the last such message)",
+		strerror(err), ACCEPT_PAUSE_MS, srv->accept_failures);
+	srv->accept_logged_ms = now;
+	srv->accept_failures = 0;
+}
+
+static void resume_accepting(struct kb_server *srv)
+{
+	srv->accept_paused_until_ms = 0;
+	if (!srv->draining)
+		set_listening(srv, true);
+}
+
 /*
  * Closes the socket; the memory goes once no worker holds a job of it.
  * Needs c->lock; returns false if c was freed (the lock with it).
@@ -150,16 +220,29 @@ static void conn_unlink(struct kb_server *srv, struct kb_conn *c)
 static bool conn_close(struct kb_server *srv, struct kb_conn *c,
 		       const char *why)
 {
+	unsigned long held;
+
 	if (!c->dead) {
-		kb_debug("closing connection of uid %u pid %d: %s",
-			 (unsigned int)c->caller.peer.uid,
-			 (int)c->caller.peer.pid, why);
+		if (kb_log_enabled(KB_LOG_DEBUG) &&
+		    kb_lograte_allow(srv->ops.lograte, c->caller.peer.uid,
+				     now_ms(), &held))
+			kb_debug(
+				"closing connection of uid %u pid %d: %s%s%lu%s",
+				(unsigned int)c->caller.peer.uid,
+				(int)c->caller.peer.pid, why, held ? " (" : "",
+				held,
+				held ? " more lines of this uid held back)" :
+				       "");
 		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
 		forget_events(srv, c);
 		c->fd = -1;
 		c->dead = true;
-		srv->nconns--;
+		kb_admit_release(srv->admit, c->caller.peer.uid,
+				 c->unauthenticated);
+		/* An fd is free again: resume accepting if that was the want. */
+		if (srv->accept_paused_until_ms != 0)
+			resume_accepting(srv);
 	}
 	if (c->in_workers > 0)
 		return true;
@@ -181,16 +264,36 @@ static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
 	/* Collect first: finished replies free pipeline slots for lines. */
 	if (kb_conn_collect(c) != 0)
 		return conn_close(srv, c, "out of memory");
+	if (c->unauthenticated && c->caller.identity[0] != '\0') {
+		kb_admit_authenticated(srv->admit, c->caller.peer.uid);
+		c->unauthenticated = false;
+	}
+	c->waits_for_queue = false;
 	while (!srv->draining && !c->barrier &&
-	       c->pending < (unsigned int)srv->cfg->max_pipeline &&
-	       (job = kb_conn_next_line(c, now)) != NULL) {
+	       c->pending < (unsigned int)srv->cfg->max_pipeline) {
+		/*
+		 * The queue is full: hold lines until a worker takes one.
+		 * The flag goes up before the second look, so the worker
+		 * that makes room sees it and wakes the loop.
+		 */
+		if (kb_queue_count(&srv->jobs) >=
+			    (size_t)srv->cfg->max_queued &&
+		    (atomic_store(&srv->backlogged, true),
+		     kb_queue_count(&srv->jobs) >=
+			     (size_t)srv->cfg->max_queued)) {
+			c->waits_for_queue = true;
+			srv->any_waiting = true;
+			break;
+		}
+		if ((job = kb_conn_next_line(c, now)) == NULL)
+			break;
 		if (job->done)
 			continue;
 		job->caller = c->caller;
 		job->barrier = c->barrier =
 			kb_proto_is_barrier(job->line, job->line_len);
 		c->in_workers++;
-		kb_queue_push(&srv->jobs, job);
+		kb_queue_push(&srv->jobs, &c->lane, job);
 	}
 	if (kb_conn_collect(c) != 0 || kb_conn_write(c, now) != KB_IO_OK)
 		return conn_close(srv, c, "write failed");
@@ -216,15 +319,29 @@ static void conn_unlock(struct kb_conn *c, bool alive)
 		pthread_mutex_unlock(&c->lock);
 }
 
-static void refuse(int fd, enum kb_code code, const char *msg)
+/* Sends an error line (best effort, never blocking). */
+static void send_refusal(int fd, enum kb_code code, const char *msg)
 {
 	size_t len;
 	char *line = kb_proto_error(NULL, code, msg, &len);
 
-	if (line != NULL &&
-	    send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		kb_debug("refusal not delivered: %s", strerror(errno));
+	if (line != NULL)
+		(void)send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	free(line);
+}
+
+/* A refused connection, logged within its uid's share of the log. */
+static void refuse(struct kb_server *srv, int fd, const struct kb_peer *peer,
+		   const char *why, int64_t now)
+{
+	unsigned long held;
+
+	if (kb_lograte_allow(srv->ops.lograte, peer->uid, now, &held))
+		kb_warn("refused a connection of uid %u pid %d: %s%s%lu%s",
+			(unsigned int)peer->uid, (int)peer->pid, why,
+			held ? " (" : "", held,
+			held ? " more lines of this uid held back)" : "");
+	send_refusal(fd, KB_THROTTLED, why);
 	close(fd);
 }
 
@@ -233,6 +350,7 @@ static void accept_all(struct kb_server *srv, int64_t now)
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct kb_peer peer;
 	struct kb_conn *c;
+	char why[160];
 	int fd;
 
 	while ((fd = accept4(srv->listener.fd, NULL, NULL,
@@ -241,20 +359,18 @@ static void accept_all(struct kb_server *srv, int64_t now)
 			close(fd);
 			continue;
 		}
-		if (srv->nconns >= srv->cfg->max_connections) {
-			kb_warn("refused connection from uid %u pid %d: "
-				"max_connections (%d) reached",
-				(unsigned int)peer.uid, (int)peer.pid,
-				srv->cfg->max_connections);
-			refuse(fd, KB_THROTTLED, "too many connections");
+		if (!kb_admit_take(srv->admit, peer.uid, why, sizeof(why))) {
+			refuse(srv, fd, &peer, why, now);
 			continue;
 		}
 		if ((c = kb_conn_new(fd, &peer, now)) == NULL) {
+			kb_admit_release(srv->admit, peer.uid, true);
 			close(fd);
 			continue;
 		}
 		ev.data.ptr = c;
 		if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+			kb_admit_release(srv->admit, peer.uid, true);
 			kb_conn_free(c);
 			continue;
 		}
@@ -263,9 +379,11 @@ static void accept_all(struct kb_server *srv, int64_t now)
 		if (srv->conns != NULL)
 			srv->conns->prev = c;
 		srv->conns = c;
-		srv->nconns++;
 	}
-	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+	if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+	    errno == ENOMEM)
+		pause_accepting(srv, errno, now);
+	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 		kb_warn("accept: %s", strerror(errno));
 }
 
@@ -293,6 +411,20 @@ static void conn_event(struct kb_server *srv, struct kb_conn *c,
 	conn_unlock(c, alive);
 }
 
+/* Gives connections that held lines back for the full queue a turn. */
+static void serve_waiting(struct kb_server *srv, int64_t now)
+{
+	struct kb_conn *c, *next;
+
+	srv->any_waiting = false;
+	for (c = srv->conns; c != NULL; c = next) {
+		next = c->next;
+		conn_lock(c);
+		conn_unlock(c, !c->waits_for_queue || c->dead ||
+				       conn_service(srv, c, now));
+	}
+}
+
 /* Takes back the jobs whose replies the workers could not send. */
 static void collect_done(struct kb_server *srv, int64_t now)
 {
@@ -317,6 +449,8 @@ static void collect_done(struct kb_server *srv, int64_t now)
 			alive = conn_service(srv, c, now);
 		conn_unlock(c, alive);
 	}
+	if (srv->any_waiting)
+		serve_waiting(srv, now);
 }
 
 /* Why c should be closed now, or NULL. Needs c->lock. */
@@ -329,6 +463,10 @@ static const char *timeout_reason(const struct kb_config *cfg,
 
 	if (c->dead)
 		return NULL;
+	/* Blank lines and half lines do not move this deadline. */
+	if (c->unauthenticated && c->pending == 0 &&
+	    now - c->accepted_ms > cfg->authenticate_timeout_ms)
+		return "no identity within authenticate_timeout";
 	if (kb_conn_line_incomplete(c) &&
 	    now - c->line_started_ms > cfg->request_timeout_ms)
 		return "request line not completed in time";
@@ -349,7 +487,11 @@ static void check_timeouts(struct kb_server *srv, int64_t now)
 	for (c = srv->conns; c != NULL; c = next) {
 		next = c->next;
 		conn_lock(c);
-		why = timeout_reason(srv->cfg, c, now);
+		if ((why = timeout_reason(srv->cfg, c, now)) != NULL &&
+		    c->unauthenticated && c->out_len == 0)
+			send_refusal(c->fd, KB_UNAUTHORIZED,
+				     "no authenticate within "
+				     "authenticate_timeout; closing");
 		conn_unlock(c, why == NULL || conn_close(srv, c, why));
 	}
 }
@@ -364,6 +506,7 @@ static void start_draining(struct kb_server *srv, int64_t now)
 	srv->drain_deadline_ms = now + srv->cfg->shutdown_grace_ms;
 	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, srv->listener.fd, NULL);
 	kb_listener_close(&srv->listener);
+	srv->accept_paused_until_ms = 0;
 	for (c = srv->conns; c != NULL; c = next) {
 		next = c->next;
 		conn_lock(c);
@@ -453,11 +596,44 @@ static int watch(struct kb_server *srv, int fd, struct kb_watch *w,
 	return epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/*
+ * max_connections, lowered if the open-file limit cannot hold that many
+ * besides the fds the token, the log and the workers need.
+ */
+static int connection_budget(const struct kb_config *cfg)
+{
+	struct rlimit rl;
+	rlim_t spare;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return cfg->max_connections;
+	spare = rl.rlim_cur > (rlim_t)(FD_RESERVE + cfg->workers) ?
+			rl.rlim_cur - (rlim_t)(FD_RESERVE + cfg->workers) :
+			1;
+	if (spare >= (rlim_t)cfg->max_connections)
+		return cfg->max_connections;
+	kb_warn("max_connections lowered from %d to %llu to fit the "
+		"open-file limit (%llu)",
+		cfg->max_connections, (unsigned long long)spare,
+		(unsigned long long)rl.rlim_cur);
+	return (int)spare;
+}
+
 static int server_setup(struct kb_server *srv, sigset_t *mask)
 {
+	struct kb_admit_limits limits;
 	char err[512];
 	int i;
 
+	srv->max_conns = connection_budget(srv->cfg);
+	limits = (struct kb_admit_limits){
+		.total = srv->max_conns,
+		.per_uid = srv->cfg->max_connections_per_uid,
+		.unauth_per_uid = srv->cfg->max_unauthenticated_per_uid,
+	};
+	if ((srv->admit = kb_admit_new(&limits)) == NULL ||
+	    (srv->ops.lograte = kb_lograte_new()) == NULL)
+		goto out_errno;
 	if (kb_listener_open(&srv->listener, srv->cfg->socket_path,
 			     srv->cfg->socket_mode, err, sizeof(err)) != 0) {
 		kb_err("%s", err);
@@ -522,6 +698,8 @@ static void server_teardown(struct kb_server *srv)
 		kb_conn_free(c);
 	}
 	kb_listener_uninit(&srv->listener);
+	kb_admit_free(srv->admit);
+	kb_lograte_free(srv->ops.lograte);
 	if (srv->epfd >= 0)
 		close(srv->epfd);
 	if (srv->signal_fd >= 0)
@@ -550,7 +728,7 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 	int64_t now, last_tick = 0;
 	struct kb_watch *w;
 	sigset_t mask;
-	int r = -1;
+	int r = -1, wait_ms;
 
 	kb_queue_init(&srv.jobs);
 	kb_queue_init(&srv.done);
@@ -567,11 +745,23 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 	}
 	if (server_setup(&srv, &mask) != 0)
 		goto out;
-	kb_info("listening on %s with %d workers", cfg->socket_path,
-		cfg->workers);
+	kb_info("listening on %s with %d workers, at most %d connections (%d "
+		"per uid)",
+		cfg->socket_path, cfg->workers, srv.max_conns,
+		cfg->max_connections_per_uid);
 	for (;;) {
+		wait_ms = TICK_MS;
+		if (srv.accept_paused_until_ms != 0) {
+			now = now_ms();
+			wait_ms = srv.accept_paused_until_ms <= now ?
+					  0 :
+				  srv.accept_paused_until_ms - now < TICK_MS ?
+					  (int)(srv.accept_paused_until_ms -
+						now) :
+					  TICK_MS;
+		}
 		srv.nevents =
-			epoll_wait(srv.epfd, srv.events, MAX_EVENTS, TICK_MS);
+			epoll_wait(srv.epfd, srv.events, MAX_EVENTS, wait_ms);
 		if (srv.nevents < 0 && errno != EINTR) {
 			kb_err("epoll_wait: %s", strerror(errno));
 			goto out;
@@ -593,6 +783,11 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 					   ev->events, now);
 		}
 		srv.nevents = 0;
+		if (srv.accept_paused_until_ms != 0 &&
+		    now >= srv.accept_paused_until_ms) {
+			resume_accepting(&srv);
+			accept_all(&srv, now);
+		}
 		if (now - last_tick >= TICK_MS) {
 			check_timeouts(&srv, now);
 			last_tick = now;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "kb_config.h"
@@ -117,6 +118,29 @@ static int preflight(const struct kb_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Services start with a soft open-file limit of 1024 under systemd; a
+ * broker that serves many connections raises it to the hard limit, as
+ * systemd advises for such daemons.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	rlim_t was;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		kb_warn("cannot raise the open-file limit from %llu: %s",
+			(unsigned long long)was, strerror(errno));
+	else
+		kb_info("open-file limit raised from %llu to %llu",
+			(unsigned long long)was,
+			(unsigned long long)rl.rlim_max);
+}
+
 /* Identity tokens need the token-signing key: made once per token. */
 static int ensure_issuer_key(struct p11_keystore *ks)
 {
@@ -198,6 +222,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	kb_log_set_level(cfg->log_level);
+	raise_fd_limit();
 	params = (struct p11_keystore_params){
 		.module = cfg->pkcs11_module,
 		.token_uri = cfg->pkcs11_token,

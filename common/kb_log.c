@@ -43,6 +43,12 @@ int kb_log_level_parse(const char *name, enum kb_log_level *level)
 	return -1;
 }
 
+bool kb_log_enabled(enum kb_log_level level)
+{
+	return (int)level <=
+	       atomic_load_explicit(&log_max, memory_order_relaxed);
+}
+
 /* One write(2) per line so that lines from several threads never mix. */
 void kb_log(enum kb_log_level level, const char *fmt, ...)
 {

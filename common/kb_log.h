@@ -6,6 +6,8 @@
 #ifndef KB_LOG_H
 #define KB_LOG_H
 
+#include <stdbool.h>
+
 enum kb_log_level {
 	KB_LOG_ERROR,
 	KB_LOG_WARN,
@@ -18,6 +20,8 @@ void kb_log_init(const char *progname, enum kb_log_level level);
 /* Safe while other threads log. */
 void kb_log_set_level(enum kb_log_level level);
 int kb_log_level_parse(const char *name, enum kb_log_level *level);
+/* True if lines of level are written now. */
+bool kb_log_enabled(enum kb_log_level level);
 void kb_log(enum kb_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

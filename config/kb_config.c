@@ -45,12 +45,28 @@ static int cfg_fail(struct cfg_loader *ld, const config_setting_t *s,
 
 /* Known settings: anything else is a typo and refused. */
 static const char *const top_keys[] = {
-	"instance",	  "socket",	  "socket_mode",
-	"log_level",	  "workers",	  "max_connections",
-	"max_pipeline",	  "idle_timeout", "request_timeout",
-	"shutdown_grace", "pkcs11",	  "algorithms",
-	"tokens",	  "identities",	  "issuers",
-	"access",	  "rate_limit",	  NULL,
+	"instance",
+	"socket",
+	"socket_mode",
+	"log_level",
+	"workers",
+	"max_connections",
+	"max_connections_per_uid",
+	"max_unauthenticated_per_uid",
+	"authenticate_timeout",
+	"max_pipeline",
+	"max_queued",
+	"idle_timeout",
+	"request_timeout",
+	"shutdown_grace",
+	"pkcs11",
+	"algorithms",
+	"tokens",
+	"identities",
+	"issuers",
+	"access",
+	"rate_limit",
+	NULL,
 };
 static const char *const token_keys[] = { "issuer", "audience", "lifetime",
 					  "max_lifetime", NULL };
@@ -724,17 +740,24 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 {
 	const char *instance, *sock, *level;
 	config_setting_t *algs;
-	int idle, req, grace;
+	int idle, req, grace, auth;
 
 	if (check_known(ld, root, top_keys) != 0 ||
 	    get_string(ld, root, "instance", true, NULL, &instance) != 0 ||
 	    get_string(ld, root, "socket", true, NULL, &sock) != 0 ||
 	    get_string(ld, root, "log_level", false, "info", &level) != 0 ||
 	    get_int(ld, root, "workers", 0, 1, 64, &cfg->workers) != 0 ||
-	    get_int(ld, root, "max_connections", 1024, 1, 65536,
+	    get_int(ld, root, "max_connections", 4096, 1, 65536,
 		    &cfg->max_connections) != 0 ||
+	    get_int(ld, root, "max_connections_per_uid", 128, 1, 65536,
+		    &cfg->max_connections_per_uid) != 0 ||
+	    get_int(ld, root, "max_unauthenticated_per_uid", 16, 1, 65536,
+		    &cfg->max_unauthenticated_per_uid) != 0 ||
+	    get_int(ld, root, "authenticate_timeout", 10, 1, 30, &auth) != 0 ||
 	    get_int(ld, root, "max_pipeline", 64, 1, 4096,
 		    &cfg->max_pipeline) != 0 ||
+	    get_int(ld, root, "max_queued", 1024, 1, 65536, &cfg->max_queued) !=
+		    0 ||
 	    get_int(ld, root, "idle_timeout", 300, 1, 86400, &idle) != 0 ||
 	    get_int(ld, root, "request_timeout", 10, 1, 3600, &req) != 0 ||
 	    get_int(ld, root, "shutdown_grace", 10, 0, 600, &grace) != 0 ||
@@ -761,6 +784,7 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 		cfg->workers = n < 2 ? 2 : n > 64 ? 64 : (int)n;
 	}
 	cfg->idle_timeout_ms = idle * 1000;
+	cfg->authenticate_timeout_ms = auth * 1000;
 	cfg->request_timeout_ms = req * 1000;
 	cfg->shutdown_grace_ms = grace * 1000;
 	cfg->instance = strdup(instance);

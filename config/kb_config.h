@@ -63,8 +63,12 @@ struct kb_config {
 	enum kb_log_level log_level;
 
 	int workers; /* default: one per online CPU, at least 2 */
-	int max_connections;
+	int max_connections; /* at most; lowered to fit the fd limit */
+	int max_connections_per_uid;
+	int max_unauthenticated_per_uid;
+	int authenticate_timeout_ms; /* from connect to an identity */
 	int max_pipeline; /* requests in flight per connection */
+	int max_queued; /* requests waiting for a worker, in all */
 	int idle_timeout_ms; /* no request and no data for this long */
 	int request_timeout_ms; /* a started line must complete in this */
 	int shutdown_grace_ms; /* in-flight work allowed after SIGTERM */

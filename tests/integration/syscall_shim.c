@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: MIT
 /*
- * Test shim, loaded with LD_PRELOAD into keybrokerd: makes
- * getsockopt(SO_PEERPIDFD) fail as it does on kernels without it
- * (ENOPROTOOPT, before Linux 6.5) or for a peer that has already been
- * reaped (EINVAL on some later kernels).
+ * Test shim, loaded with LD_PRELOAD into keybrokerd, that makes system
+ * calls fail the way hostile conditions do:
  *
+ * getsockopt(SO_PEERPIDFD) as on kernels without it (ENOPROTOOPT, before
+ * Linux 6.5) or for a peer already reaped (EINVAL on some later kernels):
  *   KB_SHIM_PEERPIDFD_ERRNO   ENOPROTOOPT or EINVAL
  *   KB_SHIM_PEERPIDFD_SCOPE   "all" (default), or "accepted": only sockets
  *                             bound to a path, i.e. accepted connections,
  *                             not the broker's own socketpair probe
+ *
+ * accept4 out of file descriptors (EMFILE), while a file exists:
+ *   KB_SHIM_EMFILE_WHILE      path of that file
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -18,12 +21,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
 #endif
 
 typedef int (*getsockopt_fn)(int, int, int, void *, socklen_t *);
+typedef int (*accept4_fn)(int, struct sockaddr *, socklen_t *, int);
 
 static bool has_path(int fd)
 {
@@ -59,4 +64,18 @@ int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 		return -1;
 	}
 	return real(fd, level, name, val, len);
+}
+
+int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	static accept4_fn real;
+	const char *flag = getenv("KB_SHIM_EMFILE_WHILE");
+
+	if (real == NULL)
+		real = (accept4_fn)dlsym(RTLD_NEXT, "accept4");
+	if (flag != NULL && access(flag, F_OK) == 0) {
+		errno = EMFILE;
+		return -1;
+	}
+	return real(fd, addr, len, flags);
 }

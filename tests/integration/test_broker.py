@@ -259,7 +259,8 @@ class Errors(unittest.TestCase):
                 conns[-1].ok("getKey", key="k2048")
             extra = BROKER.connect(authenticate=False)
             self.assertEqual(extra.read_line()["error"],
-                             {"code": "Throttled", "message": "too many connections"})
+                             {"code": "Throttled",
+                              "message": "too many connections (max_connections 12)"})
             self.assertTrue(extra.closed_by_peer())
             extra.close()
         finally:

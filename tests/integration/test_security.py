@@ -16,7 +16,7 @@ import unittest
 from harness import BUILD, ROOT, Broker, Client, Token, b64d, b64e, finish, systemd_cgroup_root
 
 TOKEN = None
-SHIM = os.path.join(BUILD, "tests", "peerpidfd_shim.so")
+SHIM = os.path.join(BUILD, "tests", "syscall_shim.so")
 NOBODY = 65534
 ROOT_ONLY = unittest.skipUnless(os.geteuid() == 0, "needs root (other uids, cgroups)")
 PGDATA = '{ name = "pgdata"; assigned = "system"; units = [ "pgdata.service" ]; }'

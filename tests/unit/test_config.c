@@ -71,7 +71,11 @@ static void test_minimal_and_defaults(void **state)
 	snprintf(want, sizeof(want), "%s/pin", dir);
 	assert_string_equal(cfg->pkcs11_pin_file, want);
 	assert_true(cfg->workers >= 2);
-	assert_int_equal(cfg->max_connections, 1024);
+	assert_int_equal(cfg->max_connections, 4096);
+	assert_int_equal(cfg->max_connections_per_uid, 128);
+	assert_int_equal(cfg->max_unauthenticated_per_uid, 16);
+	assert_int_equal(cfg->authenticate_timeout_ms, 10000);
+	assert_int_equal(cfg->max_queued, 1024);
 	assert_int_equal(cfg->idle_timeout_ms, 300000);
 	assert_false(cfg->allow_rsa1_5);
 	kb_config_free(cfg);
@@ -85,6 +89,9 @@ static void test_all_settings(void **state)
 	assert_int_equal(load("instance = \"i\"; socket = \"/run/x.sock\";\n"
 			      "log_level = \"debug\"; workers = 64;\n"
 			      "max_connections = 1; max_pipeline = 4096;\n"
+			      "max_connections_per_uid = 2;\n"
+			      "max_unauthenticated_per_uid = 3;\n"
+			      "authenticate_timeout = 30; max_queued = 5;\n"
 			      "idle_timeout = 1; request_timeout = 3600;\n"
 			      "shutdown_grace = 0; socket_mode = \"0660\";\n"
 			      "algorithms = { rsa1_5 = true; };\n" PKCS11,
@@ -93,6 +100,10 @@ static void test_all_settings(void **state)
 	assert_string_equal(cfg->socket_path, "/run/x.sock");
 	assert_int_equal(cfg->workers, 64);
 	assert_int_equal(cfg->max_pipeline, 4096);
+	assert_int_equal(cfg->max_connections_per_uid, 2);
+	assert_int_equal(cfg->max_unauthenticated_per_uid, 3);
+	assert_int_equal(cfg->authenticate_timeout_ms, 30000);
+	assert_int_equal(cfg->max_queued, 5);
 	assert_int_equal(cfg->request_timeout_ms, 3600000);
 	assert_int_equal(cfg->log_level, KB_LOG_DEBUG);
 	assert_true(cfg->allow_rsa1_5);
@@ -125,6 +136,11 @@ static void test_wrong_types_and_ranges(void **state)
 	expect_error(MINIMAL "workers = 0;\n",
 		     "setting 'workers': must be between 1 and 64");
 	expect_error(MINIMAL "workers = 65;\n", "between 1 and 64");
+	expect_error(
+		MINIMAL "authenticate_timeout = 31;\n",
+		"setting 'authenticate_timeout': must be between 1 and 30");
+	expect_error(MINIMAL "max_connections_per_uid = 0;\n",
+		     "setting 'max_connections_per_uid': must be between 1");
 	expect_error(MINIMAL "log_level = \"loud\";\n", "must be one of");
 	expect_error(MINIMAL "socket_mode = \"666\";\n", "octal mode string");
 	expect_error(MINIMAL "socket_mode = \"01777\";\n", "octal mode string");

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Log lines that clients cause (refusals, failed requests, connections
+ * closed), limited per uid as the kernel's printk_ratelimit and journald
+ * do: a burst, then a steady trickle; what is held back is counted and
+ * reported with the next line let through. So no local user can flood
+ * the log or drown another's lines. Thread-safe.
+ */
+#ifndef KB_LOGRATE_H
+#define KB_LOGRATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define KB_LOGRATE_BURST 10 /* lines at once */
+#define KB_LOGRATE_PER_S 1 /* then lines per second */
+
+struct kb_lograte;
+
+struct kb_lograte *kb_lograte_new(void);
+void kb_lograte_free(struct kb_lograte *l);
+
+/*
+ * True if a line caused by uid may be logged at now_ms; *suppressed is
+ * then how many were held back since the last one let through.
+ */
+bool kb_lograte_allow(struct kb_lograte *l, uid_t uid, int64_t now_ms,
+		      unsigned long *suppressed);
+
+#endif
