@@ -14,15 +14,18 @@
 #define BACKLOG 128
 
 /*
- * Locks PATH.lock for this process's life (a POSIX lock, so a holder's
- * pid can be named). Refuses a lock file that is not a regular file of
- * ours, so nobody can hold it for us in a shared directory.
+ * Locks PATH.lock for the broker's life with an open file description
+ * lock (not lost if any other fd of the file is closed) and writes this
+ * pid into it, so a second broker can name the first. Refuses a lock file
+ * that is not a regular file of ours, so nobody can hold it for us.
  */
 static int take_lock(struct kb_listener *l, char *err, size_t errlen)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
-	char lock[sizeof(l->path) + 8];
+	char lock[sizeof(l->path) + 8], pid[24];
 	struct stat st;
+	ssize_t n;
+	int len;
 
 	snprintf(lock, sizeof(lock), "%s.lock", l->path);
 	l->lock_fd =
@@ -39,26 +42,59 @@ static int take_lock(struct kb_listener *l, char *err, size_t errlen)
 			 lock, (unsigned int)geteuid());
 		return -1;
 	}
-	if (fcntl(l->lock_fd, F_SETLK, &fl) == 0)
-		return 0;
-	if (errno == EACCES || errno == EAGAIN) {
-		fl.l_type = F_WRLCK;
-		if (fcntl(l->lock_fd, F_GETLK, &fl) == 0 &&
-		    fl.l_type != F_UNLCK)
-			snprintf(err, errlen,
-				 "another keybrokerd (pid %d) is serving %s; "
-				 "refusing to take its socket",
-				 (int)fl.l_pid, l->path);
-		else
-			snprintf(err, errlen,
-				 "another keybrokerd is serving %s; refusing "
-				 "to take its socket",
-				 l->path);
-	} else {
-		snprintf(err, errlen, "cannot lock %s: %s", lock,
-			 strerror(errno));
+	if (fcntl(l->lock_fd, F_OFD_SETLK, &fl) != 0) {
+		if (errno != EACCES && errno != EAGAIN) {
+			snprintf(err, errlen, "cannot lock %s: %s", lock,
+				 strerror(errno));
+			return -1;
+		}
+		n = pread(l->lock_fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		snprintf(err, errlen,
+			 "another keybrokerd (pid %s) is serving %s; refusing "
+			 "to take its socket",
+			 pid[0] ? pid : "unknown", l->path);
+		return -1;
 	}
-	return -1;
+	len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(l->lock_fd, 0) != 0 ||
+	    pwrite(l->lock_fd, pid, (size_t)len, 0) != len) {
+		snprintf(err, errlen, "cannot write the lock file %s: %s", lock,
+			 strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The socket's directory: where others may write, only with the sticky
+ * bit, so nobody else can replace the socket or its lock under us.
+ */
+static int check_dir(const struct kb_listener *l, char *err, size_t errlen)
+{
+	char dir[sizeof(l->path)], *slash;
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s", l->path);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		slash[slash == dir ? 1 : 0] = '\0';
+	if (stat(dir, &st) != 0) {
+		snprintf(err, errlen, "socket directory %s: %s", dir,
+			 strerror(errno));
+		return -1;
+	}
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+		snprintf(err, errlen,
+			 "socket directory %s is writable by group or others "
+			 "without the sticky bit (mode %04o): others could "
+			 "replace the socket",
+			 dir, (unsigned int)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
 }
 
 /* True if something accepts connections on sa. */
@@ -119,14 +155,19 @@ int kb_listener_open(struct kb_listener *l, const char *path, unsigned int mode,
 	}
 	strcpy(l->path, path);
 	strcpy(sa.sun_path, path);
-	if (take_lock(l, err, errlen) != 0 || clear_path(l, &sa, err, errlen))
+	if (check_dir(l, err, errlen) != 0 || take_lock(l, err, errlen) != 0 ||
+	    clear_path(l, &sa, err, errlen))
 		return -1;
 	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->fd < 0) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
-	old = umask(0177);
+	/*
+	 * Made with its mode (no chmod after, which would follow a link).
+	 * Access is decided per identity; the mode only narrows who tries.
+	 */
+	old = umask(~(mode_t)mode & 0777);
 	r = bind(l->fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
 	if (r != 0 || lstat(path, &st) != 0) {
@@ -136,8 +177,7 @@ int kb_listener_open(struct kb_listener *l, const char *path, unsigned int mode,
 	}
 	l->dev = st.st_dev;
 	l->ino = st.st_ino;
-	/* Access is decided per identity; the mode only narrows who tries. */
-	if (chmod(path, (mode_t)mode) != 0 || listen(l->fd, BACKLOG) != 0) {
+	if (listen(l->fd, BACKLOG) != 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", path,
 			 strerror(errno));
 		kb_listener_close(l);

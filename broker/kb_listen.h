@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The broker's listening socket, owned by one broker at a time. A lock
- * file beside the socket (PATH.lock, held for the broker's life) keeps a
- * second broker from taking over a live socket; a socket that still
- * answers a connect is never replaced either, only a stale one. On exit
- * the path is unlinked only if it is still the socket this broker made
- * (same device and inode).
+ * file beside the socket (PATH.lock, held for the broker's life, with its
+ * pid in it) keeps a second broker from taking over a live socket; a
+ * socket that still answers a connect is never replaced either, only a
+ * stale one. Its directory may be writable by others only with the
+ * sticky bit. On exit the path is unlinked only if it is still the
+ * socket this broker made (same device and inode).
  */
 #ifndef KB_LISTEN_H
 #define KB_LISTEN_H

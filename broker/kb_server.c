@@ -46,7 +46,7 @@ struct kb_server {
 	const struct kb_config *cfg;
 	struct kb_ops ops;
 	int epfd, signal_fd, done_fd;
-	struct kb_listener listener;
+	struct kb_listener *listener;
 	struct kb_watch listen_watch, signal_watch, done_watch;
 
 	struct kb_queue jobs; /* to workers */
@@ -183,8 +183,8 @@ static void set_listening(struct kb_server *srv, bool on)
 	struct epoll_event ev = { .events = on ? EPOLLIN : 0,
 				  .data.ptr = &srv->listen_watch };
 
-	if (srv->listener.fd >= 0)
-		epoll_ctl(srv->epfd, EPOLL_CTL_MOD, srv->listener.fd, &ev);
+	if (srv->listener->fd >= 0)
+		epoll_ctl(srv->epfd, EPOLL_CTL_MOD, srv->listener->fd, &ev);
 }
 
 /*
@@ -353,7 +353,7 @@ static void accept_all(struct kb_server *srv, int64_t now)
 	char why[160];
 	int fd;
 
-	while ((fd = accept4(srv->listener.fd, NULL, NULL,
+	while ((fd = accept4(srv->listener->fd, NULL, NULL,
 			     SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
 		if (kb_peer_from_socket(fd, &peer) != 0) {
 			close(fd);
@@ -504,8 +504,8 @@ static void start_draining(struct kb_server *srv, int64_t now)
 		"flight");
 	srv->draining = true;
 	srv->drain_deadline_ms = now + srv->cfg->shutdown_grace_ms;
-	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, srv->listener.fd, NULL);
-	kb_listener_close(&srv->listener);
+	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, srv->listener->fd, NULL);
+	kb_listener_close(srv->listener);
 	srv->accept_paused_until_ms = 0;
 	for (c = srv->conns; c != NULL; c = next) {
 		next = c->next;
@@ -622,7 +622,6 @@ static int connection_budget(const struct kb_config *cfg)
 static int server_setup(struct kb_server *srv, sigset_t *mask)
 {
 	struct kb_admit_limits limits;
-	char err[512];
 	int i;
 
 	srv->max_conns = connection_budget(srv->cfg);
@@ -634,16 +633,12 @@ static int server_setup(struct kb_server *srv, sigset_t *mask)
 	if ((srv->admit = kb_admit_new(&limits)) == NULL ||
 	    (srv->ops.lograte = kb_lograte_new()) == NULL)
 		goto out_errno;
-	if (kb_listener_open(&srv->listener, srv->cfg->socket_path,
-			     srv->cfg->socket_mode, err, sizeof(err)) != 0) {
-		kb_err("%s", err);
-		return -1;
-	}
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	srv->signal_fd = signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	srv->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (srv->epfd < 0 || srv->signal_fd < 0 || srv->done_fd < 0 ||
-	    watch(srv, srv->listener.fd, &srv->listen_watch, KB_WATCH_LISTEN) ||
+	    watch(srv, srv->listener->fd, &srv->listen_watch,
+		  KB_WATCH_LISTEN) ||
 	    watch(srv, srv->signal_fd, &srv->signal_watch, KB_WATCH_SIGNAL) ||
 	    watch(srv, srv->done_fd, &srv->done_watch, KB_WATCH_DONE))
 		goto out_errno;
@@ -697,7 +692,7 @@ static void server_teardown(struct kb_server *srv)
 		next = c->next;
 		kb_conn_free(c);
 	}
-	kb_listener_uninit(&srv->listener);
+	kb_listener_close(srv->listener);
 	kb_admit_free(srv->admit);
 	kb_lograte_free(srv->ops.lograte);
 	if (srv->epfd >= 0)
@@ -711,7 +706,7 @@ static void server_teardown(struct kb_server *srv)
 }
 
 int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
-		  struct kb_policy_holder *policy)
+		  struct kb_policy_holder *policy, struct kb_listener *listener)
 {
 	struct kb_server srv = {
 		.cfg = cfg,
@@ -721,7 +716,7 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 			 .instance = cfg->instance,
 			 .allow_rsa1_5 = cfg->allow_rsa1_5 },
 		.epfd = -1,
-		.listener = { .fd = -1, .lock_fd = -1 },
+		.listener = listener,
 		.signal_fd = -1,
 		.done_fd = -1,
 	};

@@ -8,16 +8,19 @@
 #define KB_SERVER_H
 
 #include "kb_config.h"
+#include "kb_listen.h"
 #include "kb_policy.h"
 #include "p11_keystore.h"
 
 /*
- * Serves until SIGTERM or SIGINT, then stops accepting, finishes in-flight
- * requests (for at most cfg->shutdown_grace_ms) and returns 0. SIGHUP
- * reloads the configuration into policy (atomically, or not at all) and
- * re-reads the key catalogue from the token. Returns -1 if it cannot start.
+ * Serves on listener (open; closed when draining) until SIGTERM or
+ * SIGINT, then stops accepting, finishes in-flight requests (for at most
+ * cfg->shutdown_grace_ms) and returns 0. SIGHUP reloads the configuration
+ * into policy (atomically, or not at all) and re-reads the key catalogue
+ * from the token. Returns -1 if it cannot start.
  */
 int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
-		  struct kb_policy_holder *policy);
+		  struct kb_policy_holder *policy,
+		  struct kb_listener *listener);
 
 #endif

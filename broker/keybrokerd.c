@@ -10,6 +10,7 @@
 
 #include "kb_config.h"
 #include "kb_jwk.h"
+#include "kb_listen.h"
 #include "kb_log.h"
 #include "kb_peer.h"
 #include "kb_policy.h"
@@ -177,6 +178,7 @@ int main(int argc, char **argv)
 	struct p11_keystore_params params;
 	struct p11_keystore *ks = NULL;
 	struct kb_config *cfg = NULL, *policy_cfg = NULL;
+	struct kb_listener listener = { .fd = -1, .lock_fd = -1 };
 	struct kb_policy_holder holder;
 	struct kb_policy *pol;
 	bool check_only = false;
@@ -223,6 +225,12 @@ int main(int argc, char **argv)
 	}
 	kb_log_set_level(cfg->log_level);
 	raise_fd_limit();
+	/* The socket and its lock first: a second broker stops here. */
+	if (kb_listener_open(&listener, cfg->socket_path, cfg->socket_mode, err,
+			     sizeof(err)) != 0) {
+		kb_err("%s", err);
+		goto out;
+	}
 	params = (struct p11_keystore_params){
 		.module = cfg->pkcs11_module,
 		.token_uri = cfg->pkcs11_token,
@@ -235,11 +243,13 @@ int main(int argc, char **argv)
 	}
 	kb_info("token '%s' open (module %s)", p11_keystore_token_label(ks),
 		cfg->pkcs11_module);
+	if (ensure_issuer_key(ks) != 0)
+		goto out;
+	if (cfg->allow_rsa1_5)
+		p11_keystore_ensure_rsa15_secret(ks); /* says why if it fails */
 	p11_keystore_foreach(ks, log_key, &nkeys);
 	if (nkeys == 0)
 		kb_warn("the token holds no keys yet (keybrokerctl create-key)");
-	if (ensure_issuer_key(ks) != 0)
-		goto out;
 	if (kb_config_load(path, &policy_cfg, err, sizeof(err)) != 0 ||
 	    (pol = kb_policy_new(policy_cfg, ks, err, sizeof(err))) == NULL) {
 		kb_err("%s", err);
@@ -250,10 +260,11 @@ int main(int argc, char **argv)
 		policy_cfg->n_identities, policy_cfg->n_issuers,
 		policy_cfg->n_grants);
 	kb_policy_holder_init(&holder, pol);
-	if (kb_server_run(cfg, ks, &holder) == 0)
+	if (kb_server_run(cfg, ks, &holder, &listener) == 0)
 		status = 0;
 	kb_policy_holder_uninit(&holder);
 out:
+	kb_listener_uninit(&listener);
 	p11_keystore_free(ks);
 	kb_config_free(cfg);
 	return status;

@@ -307,37 +307,39 @@ int kb_jread_member(const char *text, const struct kb_jspan *obj,
 	int b;
 
 	if (obj->type != KB_J_OBJECT)
-		return -1;
+		return KB_JREAD_AMBIGUOUS;
 	span_cursor(&c, text, obj);
 	kb_cursor_skip(&c, 1);
 	skip_ws(&c);
 	if (kb_cursor_peek(&c) == '}')
-		return -1;
+		return KB_JREAD_ABSENT;
 	do {
 		skip_ws(&c);
 		if (kb_cursor_get(&c) != '"')
-			return -1;
+			return KB_JREAD_AMBIGUOUS;
 		start = c.off;
 		decoded = scan_string(&c, key, sizeof(key), NULL) == 0;
 		if (!decoded) { /* too long to be name: skip it whole */
 			c.off = start;
 			if (scan_string(&c, NULL, 0, NULL) != 0)
-				return -1;
+				return KB_JREAD_AMBIGUOUS;
 		}
 		match = decoded && strcmp(key, name) == 0;
 		skip_ws(&c);
 		if (kb_cursor_get(&c) != ':' || scan_value(&c, 0, &v) != 0)
-			return -1;
+			return KB_JREAD_AMBIGUOUS;
 		if (match) {
 			if (found)
-				return -1; /* a second one: ambiguous */
+				return KB_JREAD_AMBIGUOUS; /* a second one */
 			found = true;
 			*out = v;
 			out->off += obj->off;
 		}
 		skip_ws(&c);
 	} while ((b = kb_cursor_get(&c)) == ',');
-	return found && b == '}' ? 0 : -1;
+	if (b != '}')
+		return KB_JREAD_AMBIGUOUS;
+	return found ? 0 : KB_JREAD_ABSENT;
 }
 
 int kb_jread_string(const char *text, const struct kb_jspan *s, char *out,

@@ -40,10 +40,15 @@ struct kb_jspan {
  */
 int kb_jread_check(const char *text, size_t len, struct kb_jspan *root);
 
+#define KB_JREAD_ABSENT (-1)
+#define KB_JREAD_AMBIGUOUS (-2)
+
 /*
  * The value of member name in object obj (checked by kb_jread_check).
- * Returns 0, or -1 if obj is not an object or has no such member or has
- * it more than once (so no two readers can disagree on which one counts).
+ * Returns 0; KB_JREAD_ABSENT if obj has no such member; or
+ * KB_JREAD_AMBIGUOUS if obj is not an object or has the member more than
+ * once (no two readers may disagree on which one counts: callers must
+ * refuse the whole value, not take it as absent).
  */
 int kb_jread_member(const char *text, const struct kb_jspan *obj,
 		    const char *name, struct kb_jspan *out);

@@ -18,6 +18,7 @@ int kb_output_open(struct kb_output *o, const char *path, bool force, char *err,
 	o->fd = STDOUT_FILENO;
 	if (path == NULL || strcmp(path, "-") == 0)
 		return 0;
+	o->fd = -1;
 	o->path = path;
 	if (!force) {
 		o->fd = open(path,
@@ -94,37 +95,37 @@ static int sync_dir(const char *path)
 int kb_output_commit(struct kb_output *o, char *err, size_t errlen)
 {
 	const char *name = o->path ? o->path : "standard output";
+	int fd = o->fd;
 
 	if (o->path == NULL) {
 		/* A pipe or terminal cannot be synced; a file can. */
-		if (fsync(o->fd) != 0 && errno != EINVAL && errno != EROFS) {
+		if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
 			snprintf(err, errlen, "%s: %s", name, strerror(errno));
 			return -1;
 		}
 		return 0;
 	}
-	if (fsync(o->fd) != 0 || close(o->fd) != 0) {
-		snprintf(err, errlen, "%s: %s", name, strerror(errno));
-		o->fd = -1;
-		kb_output_abort(o);
-		return -1;
-	}
 	o->fd = -1;
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		snprintf(err, errlen, "%s: %s", name, strerror(errno));
+		return -1; /* the caller's abort removes what open made */
+	}
 	if (o->tmp != NULL && rename(o->tmp, o->path) != 0) {
 		snprintf(err, errlen, "%s: cannot replace it: %s", name,
 			 strerror(errno));
-		kb_output_abort(o);
 		return -1;
 	}
-	if (sync_dir(o->path) != 0) {
-		snprintf(err, errlen, "%s: cannot sync its directory: %s", name,
-			 strerror(errno));
-		free(o->tmp);
-		o->tmp = NULL;
-		return -1;
-	}
+	/* In place now: nothing of it is to be removed any more. */
+	o->created = false;
 	free(o->tmp);
 	o->tmp = NULL;
+	if (sync_dir(o->path) != 0) {
+		snprintf(err, errlen,
+			 "%s: written, but its directory could not be synced "
+			 "(%s): it may not survive a crash",
+			 name, strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -135,8 +136,10 @@ void kb_output_abort(struct kb_output *o)
 	if (o->fd >= 0)
 		close(o->fd);
 	o->fd = -1;
+	/* Only what open made: with --force, never the file it replaces. */
 	if (o->created)
 		unlink(o->tmp != NULL ? o->tmp : o->path);
+	o->created = false;
 	free(o->tmp);
 	o->tmp = NULL;
 }

@@ -24,9 +24,13 @@ int kb_output_open(struct kb_output *o, const char *path, bool force, char *err,
 		   size_t errlen);
 int kb_output_write(struct kb_output *o, const void *p, size_t n, char *err,
 		    size_t errlen);
-/* Syncs, closes and (with force) renames into place. 0 or -1 with err. */
+/*
+ * Syncs, closes and (with force) renames into place. 0, or -1 with err;
+ * then call kb_output_abort, which removes only what open made and is
+ * still not in place.
+ */
 int kb_output_commit(struct kb_output *o, char *err, size_t errlen);
-/* Closes and removes what open created; after a failure. */
+/* Closes and removes what open made; after a failure; idempotent. */
 void kb_output_abort(struct kb_output *o);
 
 #endif

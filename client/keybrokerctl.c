@@ -410,8 +410,8 @@ static int check_socket_owner(const char *path, uid_t peer, char *err,
 
 /*
  * SIGHUP to the broker behind the config's socket: to the process that
- * listens there, through its pidfd (SO_PEERPIDFD) where the kernel names
- * it, so a recycled pid is never signalled; by pid on older kernels.
+ * listens there, through its pidfd (SO_PEERPIDFD), so a recycled pid is
+ * never signalled; by pid only on kernels without SO_PEERPIDFD.
  */
 static int signal_broker(const struct kb_config *cfg)
 {
@@ -432,10 +432,19 @@ static int signal_broker(const struct kb_config *cfg)
 	if (check_socket_owner(cfg->socket_path, cred.uid, why, sizeof(why)))
 		goto out;
 	len = sizeof(pidfd);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0)
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
 		r = pidfd_send_signal(pidfd, SIGHUP, NULL, 0);
-	else
+	} else if (errno == ENOPROTOOPT) {
+		/* A kernel before 6.5: the pid is all there is. */
 		r = kill(cred.pid, SIGHUP);
+	} else {
+		/* E.g. the listening process is gone: its pid may be reused. */
+		snprintf(why, sizeof(why),
+			 "cannot name the listening process (SO_PEERPIDFD: "
+			 "%s); not signalling a pid that may have been reused",
+			 strerror(errno));
+		goto out;
+	}
 	if (r != 0)
 		snprintf(why, sizeof(why), "%s", strerror(errno));
 out:

@@ -401,9 +401,11 @@ static int call(struct keybroker *kb, const char *op, const char *keysel,
 	    kb_jread_member(rep->line, &root, "id", &v) != 0 ||
 	    kb_jread_int(rep->line, &v, &rid) != 0 || rid != id)
 		goto out_bad;
-	if (kb_jread_member(rep->line, &root, "error", &v) == 0) {
-		r = v.type == KB_J_OBJECT ? broker_error(kb, rep, &v) :
-					    bad_reply(kb);
+	if ((r = kb_jread_member(rep->line, &root, "error", &v)) !=
+	    KB_JREAD_ABSENT) {
+		r = r == 0 && v.type == KB_J_OBJECT ?
+			    broker_error(kb, rep, &v) :
+			    bad_reply(kb);
 		reply_release(rep);
 		return r;
 	}

@@ -98,11 +98,10 @@ int kb_oaep_decode(unsigned char *out, size_t outmax, size_t *outlen,
 		for (; i < mlen_max; i++)
 			msg[i] = (unsigned char)kb_ct_select(mask, 0, msg[i]);
 	}
-	if (!(good & 1))
-		goto out;
-	*outlen = mlen_max - shift;
-	memcpy(out, msg, *outlen);
-	r = 0;
+	/* No branch on good: a copy of fixed size, a selected length. */
+	memcpy(out, msg, mlen_max);
+	*outlen = kb_ct_select(good, (unsigned int)mlen_max - shift, 0);
+	r = (int)(good & 1) - 1;
 out:
 	OPENSSL_cleanse(buf, sizeof(buf));
 	return r;

@@ -16,7 +16,9 @@
  * Decodes em (k bytes, k = modulus length) with hash md used for both the
  * label hash and MGF1, and an empty label. On success writes the message
  * to out (room for outmax bytes, at least k) and returns 0; on any
- * decoding failure returns -1 and out holds nothing meaningful.
+ * decoding failure returns -1, *outlen is 0 and out holds nothing
+ * meaningful (but may hold secret bytes: wipe it). No branch depends on
+ * em until the caller looks at the result.
  */
 int kb_oaep_decode(unsigned char *out, size_t outmax, size_t *outlen,
 		   const unsigned char *em, size_t k, const EVP_MD *md);

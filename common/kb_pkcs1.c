@@ -80,8 +80,8 @@ int kb_pkcs1_decode(unsigned char *out, size_t outmax, size_t *outlen,
 		    const unsigned char kdk[KB_PKCS1_KDK_LEN])
 {
 	unsigned char synth[PKCS1_MAX_K], cand[LEN_CANDIDATES * 2];
-	unsigned int good, found = 0, zero_at = 0, at, is_zero;
-	size_t i, j;
+	unsigned int good, found = 0, zero_at = 0, at, is_zero, mask;
+	size_t i, bit;
 	int r = -1;
 
 	/* Public checks on sizes only. */
@@ -104,12 +104,23 @@ int kb_pkcs1_decode(unsigned char *out, size_t outmax, size_t *outlen,
 	at = kb_ct_select(good, zero_at + 1,
 			  (unsigned int)k - synthetic_length(cand, k));
 	/*
-	 * Where the message starts says nothing of good: both messages have
-	 * lengths of their own. Both buffers are read at every index.
+	 * Both buffers are read at every index, then the message is moved
+	 * to the front by a log-time barrel shift, so neither the memory
+	 * touched nor the loops depend on good or on where it starts. Its
+	 * length says nothing of good: both messages have lengths of their
+	 * own.
 	 */
-	for (i = at, j = 0; i < k; i++, j++)
-		out[j] = (unsigned char)kb_ct_select(good, em[i], synth[i]);
-	*outlen = j;
+	for (i = 0; i < k; i++)
+		synth[i] = (unsigned char)kb_ct_select(good, em[i], synth[i]);
+	for (bit = 1; bit < k; bit <<= 1) {
+		mask = ~kb_ct_is_zero(at & (unsigned int)bit);
+		for (i = 0; i < k; i++)
+			synth[i] = (unsigned char)kb_ct_select(
+				mask, i + bit < k ? synth[i + bit] : 0,
+				synth[i]);
+	}
+	memcpy(out, synth, k);
+	*outlen = k - at;
 	r = 0;
 out:
 	OPENSSL_cleanse(synth, sizeof(synth));

@@ -21,9 +21,10 @@
 
 /*
  * Decodes em (k bytes, the raw RSA decryption of a k-byte ciphertext)
- * into out (room for outmax >= k bytes): the message if the padding is
- * right, else the synthetic message of kdk. Returns 0 with *outlen; -1
- * only for impossible sizes or if the PRF fails.
+ * into out (room for outmax >= k bytes; all k are written, the message
+ * first): the message if the padding is right, else the synthetic
+ * message of kdk. Returns 0 with *outlen; -1 only for impossible sizes or
+ * if the PRF fails.
  */
 int kb_pkcs1_decode(unsigned char *out, size_t outmax, size_t *outlen,
 		    const unsigned char *em, size_t k,

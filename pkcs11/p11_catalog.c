@@ -252,6 +252,9 @@ bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
 		int want;
 		const char *why;
 	} rules[] = {
+		/* Public objects can be made without the PIN. */
+		{ CKA_PRIVATE, 1,
+		  "is a public object (made without the PIN?)" },
 		{ CKA_SENSITIVE, 1, "is not sensitive" },
 		{ CKA_EXTRACTABLE, 0, "is extractable" },
 		{ CKA_LOCAL, 1, "was not generated in the token (CKA_LOCAL)" },
@@ -490,6 +493,7 @@ static CK_OBJECT_HANDLE find_kdk_secret(struct p11_keystore *ks,
 	CK_OBJECT_HANDLE *objs, h = CK_INVALID_HANDLE;
 	size_t n;
 
+	/* All of that label, private or not: one only, and protected. */
 	if (p11_find_all(ks, t, 2, &objs, &n) != P11_OK)
 		return CK_INVALID_HANDLE;
 	if (n > 1)
@@ -538,12 +542,19 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 	CK_OBJECT_CLASS cpriv = CKO_PRIVATE_KEY, cpub = CKO_PUBLIC_KEY,
 			cdata = CKO_DATA;
 	CK_KEY_TYPE krsa = CKK_RSA;
+	CK_BBOOL yes = CK_TRUE;
+	/*
+	 * Private keys of every kind are looked at (public ones are refused
+	 * by name); metadata only as private objects: public ones can be
+	 * written without the PIN and are not ours.
+	 */
 	CK_ATTRIBUTE tpriv[] = { { CKA_CLASS, &cpriv, sizeof(cpriv) },
 				 { CKA_KEY_TYPE, &krsa, sizeof(krsa) } };
 	CK_ATTRIBUTE tpub[] = { { CKA_CLASS, &cpub, sizeof(cpub) },
 				{ CKA_KEY_TYPE, &krsa, sizeof(krsa) } };
 	CK_ATTRIBUTE tdata[] = {
 		{ CKA_CLASS, &cdata, sizeof(cdata) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
 		{ CKA_APPLICATION, META_APPLICATION,
 		  sizeof(META_APPLICATION) - 1 },
 	};
@@ -561,7 +572,7 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 		return P11_ERR_NOMEM;
 	if ((r = p11_find_all(ks, tpriv, 2, &privs, &nprivs)) != 0 ||
 	    (r = p11_find_all(ks, tpub, 2, &pubs, &npubs)) != 0 ||
-	    (r = p11_find_all(ks, tdata, 2, &metas, &nmetas)) != 0)
+	    (r = p11_find_all(ks, tdata, 3, &metas, &nmetas)) != 0)
 		goto out_free;
 	if (nprivs > 0 && (c->v = calloc(nprivs, sizeof(*c->v))) == NULL) {
 		r = P11_ERR_NOMEM;

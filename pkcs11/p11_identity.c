@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <jansson.h>
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/rand.h>
@@ -48,6 +49,61 @@ static EVP_PKEY *ec_public_key(const unsigned char *pt, size_t len)
 	return pkey;
 }
 
+/* Signs a SHA-256 digest on session h; r || s into sig. */
+static int sign_es256(CK_FUNCTION_LIST *fn, CK_SESSION_HANDLE h,
+		      CK_OBJECT_HANDLE key, const unsigned char *digest,
+		      unsigned char *sig)
+{
+	CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
+	CK_ULONG n = 64;
+	CK_RV rv;
+
+	if ((rv = fn->C_SignInit(h, &mech, key)) != CKR_OK ||
+	    (rv = fn->C_Sign(h, (unsigned char *)digest, 32, sig, &n)) !=
+		    CKR_OK)
+		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
+						  P11_ERR_UNSUPPORTED;
+	return n == 64 ? P11_OK : P11_ERR_UNSUPPORTED;
+}
+
+/*
+ * True if the private key signs what pub verifies: the public object
+ * beside a private key can be replaced without the PIN, so it is only
+ * believed once the pair is shown to match. Needs admin_lock.
+ */
+static bool pair_matches(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
+			 EVP_PKEY *pub)
+{
+	unsigned char digest[32], sig[64], *der = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	ECDSA_SIG *es = NULL;
+	BIGNUM *r = NULL, *s = NULL;
+	bool ok = false;
+	int len;
+
+	if (RAND_bytes(digest, sizeof(digest)) != 1 ||
+	    sign_es256(ks->fn, ks->admin, priv, digest, sig) != P11_OK ||
+	    (es = ECDSA_SIG_new()) == NULL ||
+	    (r = BN_bin2bn(sig, 32, NULL)) == NULL ||
+	    (s = BN_bin2bn(sig + 32, 32, NULL)) == NULL ||
+	    ECDSA_SIG_set0(es, r, s) != 1)
+		goto out;
+	r = s = NULL; /* es has them */
+	if ((len = i2d_ECDSA_SIG(es, &der)) <= 0 ||
+	    (ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL)) == NULL ||
+	    EVP_PKEY_verify_init(ctx) != 1)
+		goto out;
+	ok = EVP_PKEY_verify(ctx, der, (size_t)len, digest, sizeof(digest)) ==
+	     1;
+out:
+	EVP_PKEY_CTX_free(ctx);
+	OPENSSL_free(der);
+	BN_free(r);
+	BN_free(s);
+	ECDSA_SIG_free(es);
+	return ok;
+}
+
 /* 1 if key allows no decrypt, unwrap or derive; -1 if unreadable. */
 static int signs_only(struct p11_keystore *ks, CK_OBJECT_HANDLE key)
 {
@@ -76,6 +132,7 @@ static int load_issuer(struct p11_keystore *ks, struct catalog *c,
 {
 	CK_OBJECT_CLASS cpriv = CKO_PRIVATE_KEY, cpub = CKO_PUBLIC_KEY;
 	CK_KEY_TYPE kec = CKK_EC;
+	/* Every object of the label: planted ones are refused by name. */
 	CK_ATTRIBUTE tpriv[] = {
 		{ CKA_CLASS, &cpriv, sizeof(cpriv) },
 		{ CKA_KEY_TYPE, &kec, sizeof(kec) },
@@ -86,9 +143,9 @@ static int load_issuer(struct p11_keystore *ks, struct catalog *c,
 		{ CKA_KEY_TYPE, &kec, sizeof(kec) },
 		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
 	};
-	unsigned char id[KB_VERSION_BYTES], pt[80];
+	unsigned char id[KB_VERSION_BYTES], pubid[KB_VERSION_BYTES], pt[80];
 	CK_OBJECT_HANDLE *privs = NULL, *pubs = NULL;
-	size_t nprivs, npubs, idlen, ptlen;
+	size_t nprivs, npubs, idlen, pubidlen, ptlen;
 	int r;
 
 	if ((r = p11_find_all(ks, tpriv, 3, &privs, &nprivs)) != P11_OK ||
@@ -114,9 +171,22 @@ static int load_issuer(struct p11_keystore *ks, struct catalog *c,
 	if (p11_get_attr(ks, privs[0], CKA_ID, id, sizeof(id), &idlen) !=
 		    P11_OK ||
 	    idlen != sizeof(id) ||
+	    p11_get_attr(ks, pubs[0], CKA_ID, pubid, sizeof(pubid),
+			 &pubidlen) != P11_OK ||
+	    pubidlen != idlen || memcmp(id, pubid, idlen) != 0 ||
 	    p11_get_attr(ks, pubs[0], CKA_EC_POINT, pt, sizeof(pt), &ptlen) !=
 		    P11_OK ||
 	    (c->issuer_pub = ec_public_key(pt, ptlen)) == NULL) {
+		p11_note(f, "the token-signing key's public object is not "
+			    "its own (ID or point); refused");
+		r = P11_ERR_PARAM;
+		goto out;
+	}
+	if (!pair_matches(ks, privs[0], c->issuer_pub)) {
+		p11_note(f, "the token-signing key's public object does not "
+			    "verify what the private key signs; refused");
+		EVP_PKEY_free(c->issuer_pub);
+		c->issuer_pub = NULL;
 		r = P11_ERR_PARAM;
 		goto out;
 	}
@@ -219,23 +289,6 @@ EVP_PKEY *p11_keystore_issuer_key(struct p11_keystore *ks, char *kid)
 	return pub;
 }
 
-/* Signs a SHA-256 digest on session h; r || s into sig. */
-static int sign_es256(CK_FUNCTION_LIST *fn, CK_SESSION_HANDLE h,
-		      CK_OBJECT_HANDLE key, const unsigned char *digest,
-		      unsigned char *sig)
-{
-	CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
-	CK_ULONG n = 64;
-	CK_RV rv;
-
-	if ((rv = fn->C_SignInit(h, &mech, key)) != CKR_OK ||
-	    (rv = fn->C_Sign(h, (unsigned char *)digest, 32, sig, &n)) !=
-		    CKR_OK)
-		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
-						  P11_ERR_UNSUPPORTED;
-	return n == 64 ? P11_OK : P11_ERR_UNSUPPORTED;
-}
-
 int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
 			    const unsigned char *digest, unsigned char *sig)
 {
@@ -278,8 +331,10 @@ static int str_cmp(const void *a, const void *b)
 static int load_revoked(struct p11_keystore *ks, struct catalog *c)
 {
 	CK_OBJECT_CLASS cdata = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
 	CK_ATTRIBUTE t[] = {
 		{ CKA_CLASS, &cdata, sizeof(cdata) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
 		{ CKA_APPLICATION, REVOKED_APPLICATION,
 		  sizeof(REVOKED_APPLICATION) - 1 },
 	};
@@ -288,7 +343,7 @@ static int load_revoked(struct p11_keystore *ks, struct catalog *c)
 	size_t n, i, len;
 	int r;
 
-	if ((r = p11_find_all(ks, t, 2, &objs, &n)) != P11_OK)
+	if ((r = p11_find_all(ks, t, 3, &objs, &n)) != P11_OK)
 		return r;
 	if (n > 0 && (c->revoked = calloc(n, sizeof(*c->revoked))) == NULL) {
 		free(objs);

@@ -119,9 +119,6 @@ int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info);
 
 /* ---- p11_keystore.c ---- */
 
-/* Makes the RSA1_5 key-derivation secret if missing. Needs admin_lock. */
-int p11_kdk_secret_ensure(struct p11_keystore *ks);
-
 void p11_oaep_params(enum p11_alg alg, CK_RSA_PKCS_OAEP_PARAMS *p);
 const EVP_MD *p11_alg_md(enum p11_alg alg);
 int p11_public_encrypt(EVP_PKEY *pub, enum p11_alg alg, const unsigned char *in,

@@ -217,7 +217,7 @@ static int check_usable(const struct p11_key_info *info, bool wrapping)
 
 /* ---- RSA1_5 with implicit rejection ---- */
 
-int p11_kdk_secret_ensure(struct p11_keystore *ks)
+int p11_keystore_ensure_rsa15_secret(struct p11_keystore *ks)
 {
 	CK_MECHANISM mech = { CKM_GENERIC_SECRET_KEY_GEN, NULL, 0 };
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -243,24 +243,38 @@ int p11_kdk_secret_ensure(struct p11_keystore *ks)
 		{ CKA_VALUE_LEN, &len, sizeof(len) },
 		{ CKA_LABEL, KDK_LABEL, sizeof(KDK_LABEL) - 1 },
 	};
-	CK_OBJECT_HANDLE h;
-	struct catalog *c = p11_catalog_get(ks);
-	bool have = c != NULL && c->kdk_secret != CK_INVALID_HANDLE;
+	CK_ATTRIBUTE tlabel[] = {
+		{ CKA_LABEL, KDK_LABEL, sizeof(KDK_LABEL) - 1 },
+	};
+	CK_OBJECT_HANDLE h, *found;
+	size_t nfound;
 	CK_RV rv;
+	int r;
 
-	p11_catalog_put(ks, c);
-	if (have)
-		return P11_OK;
+	p11_admin_enter(ks);
+	/*
+	 * Made only where nothing has the label: one that is there but
+	 * refused stays the only one (the log says why; RSA1_5 stays off).
+	 */
+	if ((r = p11_find_all(ks, tlabel, 1, &found, &nfound)) != P11_OK)
+		goto out;
+	free(found);
+	if (nfound > 0)
+		goto out;
 	rv = ks->fn->C_GenerateKey(ks->admin, &mech, t,
 				   sizeof(t) / sizeof(t[0]), &h);
 	if (rv != CKR_OK) {
 		kb_warn("cannot make the RSA1_5 secret in the token (%s); "
 			"RSA1_5 stays unavailable",
 			p11_rv_name(rv));
-		return P11_ERR_HSM;
+		r = P11_ERR_HSM;
+		goto out;
 	}
 	kb_info("made the RSA1_5 key-derivation secret in the token");
-	return p11_catalog_reload_locked(ks);
+	r = p11_catalog_reload_locked(ks);
+out:
+	p11_admin_leave(ks);
+	return r;
 }
 
 /*
@@ -327,8 +341,6 @@ int p11_keystore_open(const struct p11_keystore_params *params,
 	ks->available = true;
 	p11_admin_enter(ks);
 	r = p11_catalog_reload_locked(ks);
-	if (r == P11_OK && ks->allow_rsa1_5)
-		p11_kdk_secret_ensure(ks); /* logs why if it cannot */
 	p11_admin_leave(ks);
 	if (r != P11_OK) {
 		snprintf(err, errlen,
@@ -747,8 +759,10 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 			   const char *version, bool enabled)
 {
 	CK_OBJECT_CLASS cdata = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
 	CK_ATTRIBUTE tmpl[] = {
 		{ CKA_CLASS, &cdata, sizeof(cdata) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
 		{ CKA_APPLICATION, META_APPLICATION,
 		  sizeof(META_APPLICATION) - 1 },
 		{ CKA_LABEL, (void *)name, strlen(name) },
@@ -760,7 +774,7 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 	json_t *o = NULL;
 	int r;
 
-	if ((r = p11_find_all(ks, tmpl, 3, &metas, &n)) != P11_OK)
+	if ((r = p11_find_all(ks, tmpl, 4, &metas, &n)) != P11_OK)
 		return r;
 	if ((text = malloc(META_MAX)) == NULL) {
 		free(metas);

@@ -131,6 +131,13 @@ int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
 			     const char *version, bool enabled, char *err,
 			     size_t errlen);
 
+/*
+ * Makes the secret that RSA1_5's implicit rejection derives its keys
+ * from (an HMAC key in the token), unless an object of its label is
+ * there already. For the broker at start, when RSA1_5 is enabled.
+ */
+int p11_keystore_ensure_rsa15_secret(struct p11_keystore *ks);
+
 /* Re-reads the catalogue from the token now; the old one stays on failure. */
 int p11_keystore_reload(struct p11_keystore *ks);
 

@@ -1,12 +1,12 @@
 #!/bin/sh
 # Runs each cmocka test binary given and prints one summary line. With
-# KB_VALGRIND_CT=1, binaries named *_ct run under valgrind's memcheck,
+# KB_VALGRIND_CT=1, binaries named *_ct[_clang] run under valgrind's memcheck,
 # which fails them on a branch or table index that depends on a secret.
 passed=0 failed=0
 for t in "$@"; do
 	runner=""
 	case "$t" in
-	*_ct) [ "${KB_VALGRIND_CT:-}" = 1 ] &&
+	*_ct | *_ct_clang) [ "${KB_VALGRIND_CT:-}" = 1 ] &&
 		runner="valgrind -q --error-exitcode=99" ;;
 	esac
 	# shellcheck disable=SC2086

@@ -10,6 +10,7 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
 import time
 import unittest
 
@@ -692,9 +693,12 @@ class PlantedObjects(unittest.TestCase):
             cls.import_known(s, "cmk")
             # 3. A good private key whose public object is another key's.
             cls.swap_public(s, "swapped")
-        finally:
             s.logout()
+            # 4. Without the PIN: a public key pair and public metadata.
+            cls.public_cmk = cls.plant_public(s, "cmk")
+        finally:
             s.closeSession()
+            del lib
         cls.broker = Broker(cls.token, name="planted").start()
 
     @classmethod
@@ -754,6 +758,26 @@ class PlantedObjects(unittest.TestCase):
         cls.metadata(s, name, vid, int((time.time() + 10**6) * 10**6))
 
     @classmethod
+    def plant_public(cls, s, name):
+        P = cls.P
+        vid = os.urandom(16).hex()
+        pub = [(P.CKA_TOKEN, True), (P.CKA_PRIVATE, False), (P.CKA_MODULUS_BITS, 2048),
+               (P.CKA_PUBLIC_EXPONENT, (1, 0, 1)), (P.CKA_LABEL, name),
+               (P.CKA_ID, bytes.fromhex(vid))]
+        priv = [(P.CKA_TOKEN, True), (P.CKA_PRIVATE, False), (P.CKA_SENSITIVE, True),
+                (P.CKA_EXTRACTABLE, False), (P.CKA_DECRYPT, True), (P.CKA_LABEL, name),
+                (P.CKA_ID, bytes.fromhex(vid))]
+        s.generateKeyPair(pub, priv, mecha=P.MechanismRSAGENERATEKEYPAIR)
+        meta = json.dumps({"name": name, "version": vid, "created": 2 * 10**9,
+                           "createdUs": 2 * 10**15, "updated": 2 * 10**9,
+                           "enabled": True})
+        s.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, True),
+                        (P.CKA_PRIVATE, False),
+                        (P.CKA_APPLICATION, "keybroker:key-version"), (P.CKA_LABEL, name),
+                        (P.CKA_VALUE, meta.encode())])
+        return vid
+
+    @classmethod
     def swap_public(cls, s, name):
         P = cls.P
         vid, other = os.urandom(16).hex(), os.urandom(16).hex()
@@ -785,6 +809,16 @@ class PlantedObjects(unittest.TestCase):
         c.close()
         self.assertIn("key cmk version %s: the private key was not generated in the "
                       "token (CKA_LOCAL); refused" % self.planted_cmk, self.broker.read_log())
+
+    def test_public_objects_made_without_the_pin_are_refused(self):
+        c = self.broker.connect()
+        kid = c.ok("getKey", key="cmk")["key"]["kid"]
+        self.assertTrue(kid.endswith("/" + self.real), kid)
+        self.assertEqual(c.request("getKey", key="cmk", version=self.public_cmk)["error"]["code"],
+                         "KeyNotFound")
+        c.close()
+        self.assertIn("key cmk version %s: the private key is a public object (made "
+                      "without the PIN?); refused" % self.public_cmk, self.broker.read_log())
 
     def test_swapped_public_key_is_refused(self):
         c = self.broker.connect()
@@ -874,3 +908,142 @@ class Rsa15ImplicitRejection(unittest.TestCase):
         self.assertEqual(c.ok("getKey", key="cmk")["attributes"]["unwrapPaths"]["RSA1_5"],
                          "token-raw-rsa+pkcs1-implicit-rejection")
         c.close()
+
+
+class IssuerSwap(unittest.TestCase):
+    """The token-signing key's public object can be replaced without the
+    PIN; the broker believes it only once the pair is shown to match."""
+
+    def test_swapped_issuer_public_object_is_refused(self):
+        import PyKCS11 as P
+        token = Token([("cmk", 2048)])
+        try:
+            lib, s = pkcs11_session(token)
+            try:
+                pub = s.findObjects([(P.CKA_CLASS, P.CKO_PUBLIC_KEY),
+                                     (P.CKA_LABEL, "keybroker-issuer")])[0]
+                params, kid = s.getAttributeValue(pub, [P.CKA_EC_PARAMS, P.CKA_ID])
+                other, _ = s.generateKeyPair(
+                    [(P.CKA_TOKEN, False), (P.CKA_EC_PARAMS, bytes(params))],
+                    [(P.CKA_TOKEN, False), (P.CKA_SIGN, True)],
+                    mecha=P.MechanismECGENERATEKEYPAIR)
+                point = s.getAttributeValue(other, [P.CKA_EC_POINT])[0]
+                s.destroyObject(pub)
+                s.createObject([(P.CKA_CLASS, P.CKO_PUBLIC_KEY), (P.CKA_KEY_TYPE, P.CKK_EC),
+                                (P.CKA_TOKEN, True), (P.CKA_LABEL, "keybroker-issuer"),
+                                (P.CKA_ID, bytes(kid)), (P.CKA_EC_PARAMS, bytes(params)),
+                                (P.CKA_EC_POINT, bytes(point)), (P.CKA_VERIFY, True)])
+            finally:
+                s.logout()
+                s.closeSession()
+            b = Broker(token, name="swap")
+            b.start(wait=False)
+            self.assertEqual(b.proc.wait(30), 1)
+            log = b.read_log()
+            self.assertIn("the token-signing key's public object does not verify what the "
+                          "private key signs; refused", log)
+            self.assertIn("the token already has objects labelled 'keybroker-issuer'", log)
+        finally:
+            token.remove()
+
+
+class Rsa15Secret(unittest.TestCase):
+    """The RSA1_5 secret is made by the broker, once; never by the tools,
+    and never a second one beside one it refuses."""
+
+    def count(self, token):
+        import PyKCS11 as P
+        lib, s = pkcs11_session(token)
+        try:
+            return len(s.findObjects([(P.CKA_LABEL, "keybroker-rsa1_5-kdk")]))
+        finally:
+            s.logout()
+            s.closeSession()
+            del lib
+
+    def test_made_once_by_the_broker(self):
+        token = Token([("cmk", 2048)])
+        try:
+            b = Broker(token, name="kdk", algorithms="{ rsa1_5 = true; }")
+            self.assertEqual(token.ctl("-c", b.config, "list-keys").returncode, 0)
+            self.assertEqual(self.count(token), 0)
+            b.start()
+            finish(b, None)
+            b.start()
+            finish(b, None)
+            self.assertEqual(self.count(token), 1)
+        finally:
+            token.remove()
+
+
+class SignalRecycled(unittest.TestCase):
+    """Without a pidfd of the listener, keybrokerctl signals a pid only on
+    kernels that have no SO_PEERPIDFD at all."""
+
+    def reload(self, b, err):
+        env = dict(TOKEN.env, **shim_env(err, scope="all"))
+        return subprocess.run([os.path.join(BUILD, "keybrokerctl"), "-c", b.config, "reload"],
+                              env=env, capture_output=True, text=True)
+
+    def test_einval_is_not_answered_with_a_pid(self):
+        b = Broker(TOKEN, name="sigrec").start()
+        try:
+            r = self.reload(b, "EINVAL")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("cannot name the listening process (SO_PEERPIDFD: Invalid "
+                          "argument); not signalling a pid that may have been reused",
+                          r.stderr)
+            r = self.reload(b, "ENOPROTOOPT")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            deadline = time.time() + 10
+            while "SIGHUP" not in b.read_log() and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertEqual(b.read_log().count("SIGHUP: reloading"), 1)
+        finally:
+            finish(b, None)
+
+
+class SocketDirectory(unittest.TestCase):
+    def test_open_directory_without_sticky_bit_is_refused(self):
+        d = os.path.join(TOKEN.dir, "open-dir")
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o777)
+        b = Broker(TOKEN, name="opendir", socket='"%s/kb.sock"' % d)
+        b.start(wait=False)
+        self.assertEqual(b.proc.wait(30), 1)
+        self.assertIn("socket directory %s is writable by group or others without the "
+                      "sticky bit (mode 0777)" % d, b.read_log())
+
+
+class MaliciousBroker(unittest.TestCase):
+    """What a process squatting on the socket sends cannot pass for a
+    broker's answer."""
+
+    def test_two_error_members_are_not_a_success(self):
+        tok = os.path.join(TOKEN.dir, "t.jwt")
+        with open(tok, "w") as f:
+            f.write("a.b.c\n")
+        path = os.path.join(TOKEN.dir, "fake.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(1)
+
+        def answer():
+            c, _ = srv.accept()
+            f = c.makefile("rb")
+            f.readline()
+            c.sendall(b'{"id":1,"error":{"code":"X","message":"a"},'
+                      b'"error":{"code":"Y","message":"b"},"result":{"identity":"x"}}\n')
+            c.close()
+        t = threading.Thread(target=answer)
+        t.start()
+        try:
+            r = subprocess.run([os.path.join(BUILD, "keybroker"), "--socket", path,
+                                "--timeout", "5", "--token-file", tok, "get", "--key", "cmk"],
+                               capture_output=True, text=True)
+        finally:
+            t.join()
+            srv.close()
+            os.unlink(path)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("reply is not a protocol v1 response to this request", r.stderr)

@@ -118,9 +118,10 @@ static void test_member(void **state)
 	assert_int_equal(kb_jread_string(t, &w, out, sizeof(out), &n), 0);
 	assert_string_equal(out, "abc");
 	assert_int_equal(n, 3);
-	assert_int_equal(kb_jread_member(t, &root, "absent", &v), -1);
+	assert_int_equal(kb_jread_member(t, &root, "absent", &v),
+			 KB_JREAD_ABSENT);
 	/* Not an object. */
-	assert_int_equal(kb_jread_member(t, &w, "x", &v), -1);
+	assert_int_equal(kb_jread_member(t, &w, "x", &v), KB_JREAD_AMBIGUOUS);
 }
 
 static void test_duplicate_member_is_refused(void **state)
@@ -129,8 +130,10 @@ static void test_duplicate_member_is_refused(void **state)
 	struct kb_jspan root, v;
 
 	assert_int_equal(kb_jread_check(t, strlen(t), &root), 0);
-	assert_int_equal(kb_jread_member(t, &root, "id", &v), -1);
+	assert_int_equal(kb_jread_member(t, &root, "id", &v),
+			 KB_JREAD_AMBIGUOUS);
 	assert_int_equal(kb_jread_member(t, &root, "x", &v), 0);
+	assert_int_equal(kb_jread_member(t, &root, "y", &v), KB_JREAD_ABSENT);
 }
 
 static void test_string_bounds(void **state)
