@@ -18,6 +18,8 @@ struct kb_conn *kb_conn_new(int fd, const struct kb_peer *peer, int64_t now)
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
 	c->watch.kind = KB_WATCH_CONN;
+	kb_lane_init(&c->lanes[KB_LANE_QUICK], KB_LANE_QUICK);
+	kb_lane_init(&c->lanes[KB_LANE_TOKEN], KB_LANE_TOKEN);
 	pthread_mutex_init(&c->lock, NULL);
 	c->fd = fd;
 	c->caller.peer = *peer;

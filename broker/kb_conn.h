@@ -45,7 +45,8 @@ struct kb_conn {
 	struct kb_job *first, *last; /* in request order */
 	unsigned int pending; /* jobs in the order list */
 	unsigned int in_workers; /* of those, jobs not yet done */
-	struct kb_lane lane; /* its jobs waiting in the workers' queue */
+	/* Its jobs waiting in the workers' queue, by kind. */
+	struct kb_lane lanes[KB_LANE_KINDS];
 	unsigned int bad_run; /* malformed requests in a row */
 
 	char *out; /* response bytes not yet written */

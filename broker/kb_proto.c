@@ -305,25 +305,31 @@ static int parse_token(struct kb_request *req, struct kb_error *err)
 	return 0;
 }
 
-bool kb_proto_is_barrier(const char *line, size_t len)
+void kb_proto_classify(const char *line, size_t len, bool *barrier,
+		       bool *token_op)
 {
+	bool escaped = memchr(line, '\\', len) != NULL;
+	const char *name;
 	json_t *root, *op;
-	bool barrier;
 
+	*token_op = memmem(line, len, "unwrapKey", 9) != NULL ||
+		    memmem(line, len, "getToken", 8) != NULL;
+	*barrier = false;
 	/*
 	 * Cheap test first: most lines cannot be one. A line with escapes
 	 * may spell the op in \u form, so it is always parsed.
 	 */
-	if (memmem(line, len, "authenticate", 12) == NULL &&
-	    memchr(line, '\\', len) == NULL)
-		return false;
+	if (memmem(line, len, "authenticate", 12) == NULL && !escaped)
+		return;
 	if ((root = json_loadb(line, len, 0, NULL)) == NULL)
-		return false;
+		return;
 	op = json_object_get(root, "op");
-	barrier = json_is_string(op) &&
-		  strcmp(json_string_value(op), "authenticate") == 0;
+	name = json_is_string(op) ? json_string_value(op) : "";
+	*barrier = strcmp(name, "authenticate") == 0;
+	if (escaped)
+		*token_op = strcmp(name, "unwrapKey") == 0 ||
+			    strcmp(name, "getToken") == 0;
 	json_decref(root);
-	return barrier;
 }
 
 int kb_proto_parse(const char *line, size_t len, const char *instance,

@@ -87,10 +87,15 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 void kb_request_uninit(struct kb_request *req);
 
 /*
- * True if line is an authenticate request: it changes who the connection
- * is, so no later request may start before it has finished.
+ * What the event loop needs to know of a line before a worker parses it:
+ * *barrier if it is an authenticate (it changes who the connection is,
+ * so no later request may start before it has finished, exactly), and
+ * *token_op if it may need the token (unwrapKey, getToken: a guess from
+ * the text that only steers scheduling, so a wrong guess costs only the
+ * line's own sender).
  */
-bool kb_proto_is_barrier(const char *line, size_t len);
+void kb_proto_classify(const char *line, size_t len, bool *barrier,
+		       bool *token_op);
 
 /* Response lines, '\n'-terminated, malloc'ed; *len excludes nothing. */
 char *kb_proto_result(const json_t *id, json_t *result, size_t *len);

@@ -71,16 +71,39 @@ static void wake_one(struct kb_queue *q)
 	pthread_cond_signal(&w->wake);
 }
 
-/* Puts lane at the end of the ring. Needs q->lock. */
+void kb_lane_init(struct kb_lane *lane, enum kb_lane_kind kind)
+{
+	memset(lane, 0, sizeof(*lane));
+	lane->kind = kind;
+}
+
+/* Puts lane at the end of its ring. Needs q->lock. */
 static void ring_append(struct kb_queue *q, struct kb_lane *lane)
 {
+	struct kb_ring *r = &q->ring[lane->kind];
+
 	lane->next = NULL;
 	lane->queued = true;
-	if (q->last != NULL)
-		q->last->next = lane;
+	if (r->last != NULL)
+		r->last->next = lane;
 	else
-		q->first = lane;
-	q->last = lane;
+		r->first = lane;
+	r->last = lane;
+}
+
+/* Quick work first, but token work every KB_QUEUE_QUICK_RUN turns. */
+static struct kb_ring *next_ring(struct kb_queue *q)
+{
+	struct kb_ring *quick = &q->ring[KB_LANE_QUICK];
+	struct kb_ring *token = &q->ring[KB_LANE_TOKEN];
+
+	if (quick->first != NULL &&
+	    (token->first == NULL || q->quick_run < KB_QUEUE_QUICK_RUN)) {
+		q->quick_run++;
+		return quick;
+	}
+	q->quick_run = 0;
+	return token->first != NULL ? token : NULL;
 }
 
 void kb_queue_push(struct kb_queue *q, struct kb_lane *lane, struct kb_job *job)
@@ -101,22 +124,27 @@ void kb_queue_push(struct kb_queue *q, struct kb_lane *lane, struct kb_job *job)
 	pthread_mutex_unlock(&q->lock);
 }
 
-/* The first job of the first lane; the lane goes to the back. Needs q->lock. */
+/*
+ * The first job of the first lane of the ring whose turn it is; the lane
+ * goes to the back. Needs q->lock.
+ */
 static struct kb_job *take_next(struct kb_queue *q)
 {
-	struct kb_lane *lane = q->first;
+	struct kb_ring *r = next_ring(q);
+	struct kb_lane *lane;
 	struct kb_job *job;
 
-	if (lane == NULL)
+	if (r == NULL)
 		return NULL;
+	lane = r->first;
 	job = lane->head;
 	lane->head = job->next;
 	if (lane->head == NULL)
 		lane->tail = NULL;
 	job->next = NULL;
-	q->first = lane->next;
-	if (q->first == NULL)
-		q->last = NULL;
+	r->first = lane->next;
+	if (r->first == NULL)
+		r->last = NULL;
 	lane->queued = false;
 	if (lane->head != NULL)
 		ring_append(q, lane);
@@ -130,7 +158,7 @@ struct kb_job *kb_queue_pop(struct kb_queue *q, struct kb_waiter *w)
 	struct kb_job *job;
 
 	pthread_mutex_lock(&q->lock);
-	while (q->first == NULL && !q->closed) {
+	while (q->count == 0 && !q->closed) {
 		if (!w->idle) {
 			w->next = q->idle;
 			q->idle = w;

@@ -2,9 +2,13 @@
 /*
  * Jobs (one request line each) and the queues that carry them between the
  * event loop and the worker threads. A queue is fair: each producer (a
- * connection) has a lane of its own, and lanes are served in turn, one
+ * connection) has lanes of its own, and lanes are served in turn, one
  * job each, so one connection's pipelined requests never keep another's
- * waiting for more than one job per busy lane.
+ * waiting for more than one job per busy lane. Lanes are of two kinds:
+ * quick work (policy, public-key operations) goes before token work
+ * (unwraps, signatures), so a cheap request never waits behind a queue of
+ * token operations; token work still gets one turn in every
+ * KB_QUEUE_QUICK_RUN, so a flood of cheap requests cannot starve it.
  */
 #ifndef KB_QUEUE_H
 #define KB_QUEUE_H
@@ -36,11 +40,21 @@ struct kb_job {
 struct kb_job *kb_job_new(struct kb_conn *conn, const char *line, size_t len);
 void kb_job_free(struct kb_job *job);
 
-/* One producer's jobs in a queue, in the order they came. */
+#define KB_QUEUE_QUICK_RUN 8
+
+enum kb_lane_kind { KB_LANE_QUICK, KB_LANE_TOKEN, KB_LANE_KINDS };
+
+/* One producer's jobs of one kind, in the order they came. */
 struct kb_lane {
 	struct kb_job *head, *tail;
 	struct kb_lane *next; /* in the queue's ring of lanes with jobs */
+	enum kb_lane_kind kind;
 	bool queued;
+};
+
+/* Lanes with jobs, the next to be served first. */
+struct kb_ring {
+	struct kb_lane *first, *last;
 };
 
 /*
@@ -55,7 +69,8 @@ struct kb_waiter {
 
 struct kb_queue {
 	pthread_mutex_t lock;
-	struct kb_lane *first, *last; /* lanes with jobs, next served first */
+	struct kb_ring ring[KB_LANE_KINDS];
+	unsigned int quick_run; /* quick jobs taken in a row */
 	struct kb_lane common; /* for jobs pushed without a lane */
 	size_t count; /* jobs queued, over all lanes */
 	struct kb_waiter *idle; /* most recently idle first */
@@ -67,9 +82,11 @@ void kb_waiter_uninit(struct kb_waiter *w);
 
 void kb_queue_init(struct kb_queue *q);
 void kb_queue_uninit(struct kb_queue *q);
+void kb_lane_init(struct kb_lane *lane, enum kb_lane_kind kind);
+
 /*
- * Appends job to lane (NULL: the queue's own). The lane must stay alive
- * while it holds jobs.
+ * Appends job to lane (NULL: the queue's own, a quick one). The lane must
+ * stay alive while it holds jobs.
  */
 void kb_queue_push(struct kb_queue *q, struct kb_lane *lane,
 		   struct kb_job *job);

@@ -260,6 +260,7 @@ static bool conn_close(struct kb_server *srv, struct kb_conn *c,
 static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
 {
 	struct kb_job *job;
+	bool token_op;
 
 	/* Collect first: finished replies free pipeline slots for lines. */
 	if (kb_conn_collect(c) != 0)
@@ -290,10 +291,14 @@ static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
 		if (job->done)
 			continue;
 		job->caller = c->caller;
-		job->barrier = c->barrier =
-			kb_proto_is_barrier(job->line, job->line_len);
+		kb_proto_classify(job->line, job->line_len, &job->barrier,
+				  &token_op);
+		c->barrier = job->barrier;
 		c->in_workers++;
-		kb_queue_push(&srv->jobs, &c->lane, job);
+		kb_queue_push(
+			&srv->jobs,
+			&c->lanes[token_op ? KB_LANE_TOKEN : KB_LANE_QUICK],
+			job);
 	}
 	if (kb_conn_collect(c) != 0 || kb_conn_write(c, now) != KB_IO_OK)
 		return conn_close(srv, c, "write failed");

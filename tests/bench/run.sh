@@ -16,6 +16,9 @@ trap cleanup EXIT
 sh scripts/softhsm-token.sh "$dir"
 cat >> "$dir/keybroker.conf" <<CONF
 max_connections = 2000;
+max_connections_per_uid = 2000;
+max_unauthenticated_per_uid = 2000;
+authenticate_timeout = 30;
 CONF
 sed -i 's/^log_level = "info";/log_level = "warning";/' "$dir/keybroker.conf"
 export SOFTHSM2_CONF="$dir/softhsm2.conf"

@@ -6,6 +6,7 @@ client that speaks protocol v1 over the socket."""
 import base64
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -106,11 +107,17 @@ class Broker:
                 f.write("issuers = (\n  %s\n);\n" % ",\n  ".join(issuers))
         self.proc = None
 
-    def start(self, wait=True):
+    def start(self, wait=True, nofile_soft=None):
+        """Starts keybrokerd; nofile_soft sets its soft open-file limit
+        (as systemd's default of 1024), the hard one left as it is."""
+        def limits():
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile_soft, hard))
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen([os.path.join(BUILD, "keybrokerd"), "-c",
                                       self.config], env=self.env,
-                                     stdout=logf, stderr=logf)
+                                     stdout=logf, stderr=logf,
+                                     preexec_fn=limits if nofile_soft else None)
         logf.close()
         if not wait:
             return self
@@ -147,6 +154,19 @@ class Broker:
 
     def reload(self):
         self.proc.send_signal(signal.SIGHUP)
+
+    def cpu_seconds(self):
+        """User plus system CPU time the broker has used so far."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            return int(next(l for l in f if l.startswith("VmRSS")).split()[1])
+
+    def log_size(self):
+        return os.path.getsize(self.log)
 
 
 class Client:

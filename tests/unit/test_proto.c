@@ -158,17 +158,46 @@ static void test_identity_ops(void **state)
 		    KB_BAD_PARAMETER, "unknown field 'key' for op 'getToken'");
 }
 
+static bool is_barrier(const char *line)
+{
+	bool barrier, token;
+
+	kb_proto_classify(line, strlen(line), &barrier, &token);
+	return barrier;
+}
+
+static bool is_token_op(const char *line)
+{
+	bool barrier, token;
+
+	kb_proto_classify(line, strlen(line), &barrier, &token);
+	return token;
+}
+
 static void test_barrier(void **state)
 {
 	const char *a = "{\"id\":1,\"op\":\"authenticate\",\"token\":\"x\"}";
 	const char *b = "{\"id\":1,\"op\":\"getKey\",\"key\":\"authenticate\"}";
 
-	assert_true(kb_proto_is_barrier(a, strlen(a)));
-	assert_false(kb_proto_is_barrier(b, strlen(b)));
-	assert_false(kb_proto_is_barrier("authenticate", 12));
+	assert_true(is_barrier(a));
+	assert_false(is_barrier(b));
+	assert_false(is_barrier("authenticate"));
 	/* The op spelt with an escape is still an authenticate. */
 	a = "{\"id\":1,\"op\":\"auth\\u0065nticate\",\"token\":\"x\"}";
-	assert_true(kb_proto_is_barrier(a, strlen(a)));
+	assert_true(is_barrier(a));
+	assert_false(is_token_op(a));
+}
+
+static void test_token_ops(void **state)
+{
+	assert_true(is_token_op("{\"id\":1,\"op\":\"unwrapKey\"}"));
+	assert_true(is_token_op("{\"id\":1,\"op\":\"getToken\"}"));
+	assert_true(is_token_op("{\"id\":1,\"op\":\"\\u0075nwrapKey\"}"));
+	assert_false(is_token_op("{\"id\":1,\"op\":\"wrapKey\"}"));
+	assert_false(is_token_op("{\"id\":1,\"op\":\"getKey\"}"));
+	/* A guess: only the sender's own scheduling depends on it. */
+	assert_true(is_token_op("{\"id\":1,\"op\":\"getKey\",\"key\":"
+				"\"unwrapKey\"}"));
 }
 
 static void test_key_selection(void **state)
@@ -301,6 +330,7 @@ int main(void)
 		cmocka_unit_test(test_ops),
 		cmocka_unit_test(test_identity_ops),
 		cmocka_unit_test(test_barrier),
+		cmocka_unit_test(test_token_ops),
 		cmocka_unit_test(test_key_selection),
 		cmocka_unit_test(test_alg_and_value),
 		cmocka_unit_test(test_line_limit),
