@@ -736,7 +736,7 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
-	/* Blocked before the workers start, so they inherit the mask. */
+	/* Blocked (again) before the workers start: they inherit the mask. */
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (srv.ops.rate == NULL) {

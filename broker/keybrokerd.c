@@ -2,6 +2,8 @@
 /* keybrokerd: the key broker daemon. */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +144,22 @@ static void raise_fd_limit(void)
 			(unsigned long long)rl.rlim_max);
 }
 
+/*
+ * The socket takes connections (into its backlog) before the token is
+ * open; a SIGTERM, SIGINT or SIGHUP from then on waits, blocked, for the
+ * event loop's signalfd rather than killing a broker half started.
+ */
+static void block_signals(void)
+{
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+}
+
 /* Identity tokens need the token-signing key: made once per token. */
 static int ensure_issuer_key(struct p11_keystore *ks)
 {
@@ -211,6 +229,7 @@ int main(int argc, char **argv)
 	}
 	if (kb_secret_harden_process() != 0)
 		kb_warn("cannot disable core dumps");
+	block_signals();
 	kb_proto_init();
 	if (kb_config_load(path, &cfg, err, sizeof(err)) != 0 ||
 	    preflight(cfg, err, sizeof(err)) != 0) {

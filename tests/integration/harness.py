@@ -114,6 +114,7 @@ class Broker:
             hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile_soft, hard))
         logf = open(self.log, "ab")
+        since = logf.tell()
         self.proc = subprocess.Popen([os.path.join(BUILD, "keybrokerd"), "-c",
                                       self.config], env=self.env,
                                      stdout=logf, stderr=logf,
@@ -121,16 +122,15 @@ class Broker:
         logf.close()
         if not wait:
             return self
+        # The socket exists before the token is open: wait for the loop.
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("keybrokerd exited: " + self.read_log())
-            if os.path.exists(self.socket):
-                try:
-                    self.connect(authenticate=False).close()
+            with open(self.log, "rb") as f:
+                f.seek(since)
+                if b"listening on " in f.read():
                     return self
-                except OSError:
-                    pass
             time.sleep(0.05)
         raise RuntimeError("keybrokerd did not start: " + self.read_log())
 

@@ -347,7 +347,8 @@ class FairPipelining(unittest.TestCase):
         # served the flood first gave 20-30 ms. Twice the goal here, so
         # that a noisy machine does not fail the suite.
         self.assertLess(p99, 0.010, "getKey p99 %.1f ms over %d calls" % (p99 * 1000, len(lat)))
-        self.assertLess(rss, 64 * 1024)
+        if "-fsanitize" not in os.environ.get("KB_CLIENT_CFLAGS", ""):
+            self.assertLess(rss, 64 * 1024)  # the sanitizers' quarantines are not
 
 
 class GarbageFlood(unittest.TestCase):
