@@ -162,7 +162,14 @@ $(B)/tests/peerpidfd_shim.so: tests/integration/peerpidfd_shim.c
 	@mkdir -p $(dir $@)
 	$(CC) -shared -fPIC -O2 -Wall -D_GNU_SOURCE -o $@ $< -ldl
 
-integration: all $(B)/tests/peerpidfd_shim.so
+# The fault-injecting PKCS#11 module of the full-disk tests: loaded into
+# the tools by path, in front of SoftHSMv2; never sanitised either.
+$(B)/tests/p11_fault.so: tests/fault/p11_fault.c
+	@mkdir -p $(dir $@)
+	$(CC) -shared -fPIC -O2 -Wall -Wextra -D_GNU_SOURCE -fvisibility=hidden \
+		$(shell pkg-config --cflags p11-kit-1) -o $@ $< -ldl -lpthread
+
+integration: all $(B)/tests/peerpidfd_shim.so $(B)/tests/p11_fault.so
 	@KB_CLIENT_CFLAGS="$(SANFLAGS)" tests/integration/run.sh $(B)
 
 # The whole suite: unit, integration and interop tests, plain and then
