@@ -116,7 +116,7 @@ static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
 	};
 	struct p11_keystore *ks;
 	const char *so_pin = NULL;
-	char err[256];
+	char err[512];
 	int c;
 
 	while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
@@ -150,7 +150,7 @@ static int cmd_create_key(const struct kb_config *cfg, int argc, char **argv)
 	};
 	struct p11_keystore *ks;
 	struct p11_key_info info;
-	char err[256], *end;
+	char err[512], *end;
 	unsigned long bits = 2048;
 	int c, r;
 
@@ -201,7 +201,7 @@ static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 			   bool enabled)
 {
 	struct p11_keystore *ks;
-	char err[256];
+	char err[512];
 	int r;
 
 	if (argc != 3 || !kb_name_valid(argv[1], strlen(argv[1])) ||
@@ -454,7 +454,7 @@ out:
 static int cmd_revoke(const struct kb_config *cfg, int argc, char **argv)
 {
 	struct p11_keystore *ks;
-	char err[256];
+	char err[512];
 	int r;
 
 	if (argc != 2) {

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "p11_internal.h"
+#include "p11_store.h"
 
 /* ---- the token-signing (issuer) key ---- */
 
@@ -175,6 +176,8 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 	if (RAND_bytes(id, sizeof(id)) != 1)
 		return P11_ERR_NOMEM;
 	p11_admin_enter(ks);
+	if ((r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK)
+		goto out;
 	/* Any object of that label, usable or refused, stays the only one. */
 	if ((r = p11_find_all(ks, tlabel, 1, &found, &nfound)) != P11_OK) {
 		snprintf(err, errlen, "cannot search the token");
@@ -351,6 +354,8 @@ int p11_keystore_revoke(struct p11_keystore *ks, const char *jti, char *err,
 	if (p11_keystore_revoked(ks, jti))
 		return P11_OK;
 	p11_admin_enter(ks);
+	if ((r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK)
+		goto out;
 	rv = ks->fn->C_CreateObject(ks->admin, t, 5, &obj);
 	if (rv != CKR_OK) {
 		snprintf(err, errlen, "storing the revocation in the token: %s",
@@ -359,6 +364,7 @@ int p11_keystore_revoke(struct p11_keystore *ks, const char *jti, char *err,
 	} else if ((r = p11_catalog_reload_locked(ks)) != P11_OK) {
 		snprintf(err, errlen, "re-reading the key catalogue failed");
 	}
+out:
 	p11_admin_leave(ks);
 	return r;
 }

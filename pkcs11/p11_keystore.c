@@ -17,6 +17,7 @@
 #include "kb_pkcs1.h"
 #include "kb_secret.h"
 #include "p11_internal.h"
+#include "p11_store.h"
 
 const char *p11_path_name(enum p11_path path)
 {
@@ -715,6 +716,8 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 	kb_hex_encode(version, id, sizeof(id));
 
 	p11_admin_enter(ks);
+	if ((r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK)
+		goto out_unlock;
 	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub,
 				       sizeof(tpub) / sizeof(tpub[0]), tpriv,
 				       sizeof(tpriv) / sizeof(tpriv[0]), &pub,
@@ -813,6 +816,10 @@ int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
 	int r;
 
 	p11_admin_enter(ks);
+	if ((r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK) {
+		p11_admin_leave(ks);
+		return r;
+	}
 	r = update_metadata(ks, name, version, enabled);
 	if (r == P11_OK)
 		r = p11_catalog_reload_locked(ks);
