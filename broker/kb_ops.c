@@ -95,6 +95,33 @@ static void status_error(const struct kb_ops *ops, const struct kb_request *req,
 			 "bytes)",
 			 alg, info->bits, max);
 		break;
+	case P11_ERR_DAMAGED:
+		/*
+		 * KeyDisabled: like a disabled version, it is a state of the
+		 * key that an admin changes; not the token's absence
+		 * (HsmUnavailable, retried) nor a fault of the broker
+		 * (Internal).
+		 */
+		err->code = KB_KEY_DISABLED;
+		if (req->key.version[0] == '\0')
+			snprintf(
+				err->msg, sizeof(err->msg),
+				"key '%s' has a damaged version %s (its "
+				"metadata in the token is unreadable), so its "
+				"current version is not known; name a version, "
+				"or repair: keybrokerctl repair-key %s %s "
+				"--enabled|--disabled",
+				info->name, info->version, info->name,
+				info->version);
+		else
+			snprintf(err->msg, sizeof(err->msg),
+				 "key '%s' version %s is damaged: its metadata "
+				 "in the token is unreadable; repair: "
+				 "keybrokerctl repair-key %s %s "
+				 "--enabled|--disabled",
+				 info->name, info->version, info->name,
+				 info->version);
+		break;
 	case P11_ERR_HSM:
 		err->code = KB_HSM_UNAVAILABLE;
 		snprintf(err->msg, sizeof(err->msg),

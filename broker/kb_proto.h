@@ -51,7 +51,8 @@ enum kb_alg {
 
 struct kb_error {
 	enum kb_code code;
-	char msg[256];
+	/* Room for two key names and versions (a repair command). */
+	char msg[512];
 };
 
 struct kb_request {

@@ -24,6 +24,7 @@
 #include "kb_log.h"
 #include "kb_output.h"
 #include "kb_secret.h"
+#include "p11_confirm.h"
 #include "p11_keystore.h"
 
 #ifndef SO_PEERPIDFD
@@ -48,9 +49,15 @@ static void usage(FILE *f)
 		"        generate a new RSA-HSM key, or a new version of NAME,\n"
 		"        inside the token (non-extractable); prints its kid\n"
 		"  list-keys\n"
-		"        list every key version in the token\n"
+		"        list every key version in the token, damaged ones\n"
+		"        (metadata unreadable) with the command that repairs\n"
+		"        them\n"
 		"  enable-key NAME VERSION | disable-key NAME VERSION\n"
 		"        allow or refuse wrap/unwrap with one key version\n"
+		"  repair-key NAME VERSION --enabled|--disabled [--current]\n"
+		"        write new metadata for a damaged version, enabled or\n"
+		"        not; dated before the key's oldest version, or with\n"
+		"        --current now, making it the current version\n"
 		"  identity token IDENTITY [--ttl DURATION] [-o FILE [--force]]\n"
 		"        issue a token for a configured identity (ttl: seconds\n"
 		"        or 30m, 12h, 7d; default tokens.lifetime, at most\n"
@@ -71,23 +78,42 @@ static void usage(FILE *f)
 		"  -h, --help          this text\n"
 		"      --version       print the version and exit\n"
 		"\n"
+		"Writes to the token are refused while its storage is nearly\n"
+		"full, and count only once a fresh load of the token reads\n"
+		"them back; otherwise the command fails and names why.\n"
+		"\n"
 		"exit status: 0 success, 1 operation failed, 2 usage error\n",
 		DEFAULT_CONFIG);
+}
+
+static void format_time(char *buf, size_t size, int64_t when)
+{
+	time_t t = (time_t)when;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static void print_version(const struct p11_key_info *info, void *arg)
 {
 	const struct kb_config *cfg = arg;
-	char kid[KB_KID_MAX], when[32];
-	time_t t = (time_t)info->created;
-	struct tm tm;
+	char kid[KB_KID_MAX], when[32], repaired[32];
 
 	kb_kid_format(kid, sizeof(kid), cfg->instance, info->name,
 		      info->version);
-	gmtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	printf("%s  RSA-HSM %u  created %s  %s\n", kid, info->bits, when,
-	       info->enabled ? "enabled" : "disabled");
+	if (info->damaged) {
+		printf("%s  RSA-HSM %u  damaged: metadata unreadable; "
+		       "keybrokerctl repair-key %s %s --enabled|--disabled\n",
+		       kid, info->bits, info->name, info->version);
+		return;
+	}
+	format_time(when, sizeof(when), info->created);
+	format_time(repaired, sizeof(repaired), info->repaired);
+	printf("%s  RSA-HSM %u  created %s  %s%s%s\n", kid, info->bits, when,
+	       info->enabled ? "enabled" : "disabled",
+	       info->repaired != 0 ? "  repaired " : "",
+	       info->repaired != 0 ? repaired : "");
 }
 
 static int open_keystore(const struct kb_config *cfg, const char *so_pin,
@@ -98,6 +124,8 @@ static int open_keystore(const struct kb_config *cfg, const char *so_pin,
 		.token_uri = cfg->pkcs11_token,
 		.pin_file = cfg->pkcs11_pin_file,
 		.allow_rsa1_5 = cfg->allow_rsa1_5,
+		/* This program again, which runs the check (see main). */
+		.confirm_exe = "/proc/self/exe",
 	};
 	char err[512];
 
@@ -197,6 +225,14 @@ static int cmd_list_keys(const struct kb_config *cfg, int argc, char **argv)
 	return 0;
 }
 
+static int usage_repair(void)
+{
+	fprintf(stderr, "keybrokerctl: repair-key needs NAME, VERSION (32 "
+			"lowercase hex) and one of --enabled or --disabled "
+			"(and --current to make it the current version)\n");
+	return 2;
+}
+
 static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 			   bool enabled)
 {
@@ -221,6 +257,49 @@ static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 	else
 		printf("key %s version %s %s\n", argv[1], argv[2],
 		       enabled ? "enabled" : "disabled");
+	p11_keystore_free(ks);
+	return r == P11_OK ? 0 : 1;
+}
+
+static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
+{
+	enum { OPT_ENABLED = 1, OPT_DISABLED, OPT_CURRENT };
+	static const struct option opts[] = {
+		{ "enabled", no_argument, NULL, OPT_ENABLED },
+		{ "disabled", no_argument, NULL, OPT_DISABLED },
+		{ "current", no_argument, NULL, OPT_CURRENT },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct p11_keystore *ks;
+	bool current = false;
+	int c, r, enabled = -1;
+	char err[512];
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == OPT_CURRENT)
+			current = true;
+		else if ((c == OPT_ENABLED || c == OPT_DISABLED) &&
+			 enabled == -1)
+			enabled = c == OPT_ENABLED;
+		else
+			return usage_repair();
+	}
+	if (enabled == -1 || optind + 2 != argc ||
+	    !kb_name_valid(argv[optind], strlen(argv[optind])) ||
+	    !kb_version_valid(argv[optind + 1], strlen(argv[optind + 1])))
+		return usage_repair();
+	if (open_keystore(cfg, NULL, &ks) != 0)
+		return 1;
+	r = p11_keystore_repair_key(ks, argv[optind], argv[optind + 1],
+				    enabled == 1, current, err, sizeof(err));
+	if (r != P11_OK)
+		fprintf(stderr, "keybrokerctl: repair-key: %s\n", err);
+	else
+		printf("key %s version %s repaired, %s%s (keybrokerctl reload "
+		       "tells a running broker)\n",
+		       argv[optind], argv[optind + 1],
+		       enabled == 1 ? "enabled" : "disabled",
+		       current ? ", current" : "");
 	p11_keystore_free(ks);
 	return r == P11_OK ? 0 : 1;
 }
@@ -516,15 +595,11 @@ static const struct {
 	const char *name;
 	command_fn fn;
 } commands[] = {
-	{ "init-token", cmd_init_token },
-	{ "create-key", cmd_create_key },
-	{ "list-keys", cmd_list_keys },
-	{ "enable-key", cmd_enable_key },
-	{ "disable-key", cmd_disable_key },
-	{ "identity", cmd_identity },
-	{ "jwks", cmd_jwks },
-	{ "reload", cmd_reload },
-	{ NULL, NULL },
+	{ "init-token", cmd_init_token },   { "create-key", cmd_create_key },
+	{ "list-keys", cmd_list_keys },	    { "enable-key", cmd_enable_key },
+	{ "disable-key", cmd_disable_key }, { "repair-key", cmd_repair_key },
+	{ "identity", cmd_identity },	    { "jwks", cmd_jwks },
+	{ "reload", cmd_reload },	    { NULL, NULL },
 };
 
 int main(int argc, char **argv)
@@ -543,6 +618,9 @@ int main(int argc, char **argv)
 
 	kb_log_init("keybrokerctl", KB_LOG_WARN);
 	kb_secret_harden_process();
+	/* This program run again to confirm its own token writes. */
+	if (argc >= 2 && strcmp(argv[1], P11_CONFIRM_COMMAND) == 0)
+		return p11_confirm_main(argc - 1, argv + 1);
 	while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
