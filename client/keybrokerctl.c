@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #endif
 
 #define DEFAULT_CONFIG "/etc/keybroker/keybroker.conf"
+#define BROKER_REPLY_TIMEOUT_S 10
 
 static void usage(FILE *f)
 {
@@ -67,7 +69,8 @@ static void usage(FILE *f)
 		"        (jti) on stderr\n"
 		"  identity revoke JTI\n"
 		"        revoke a token by its id, in the token (survives\n"
-		"        restarts), and tell a running broker to reload\n"
+		"        restarts), and tell a running broker, which refuses\n"
+		"        it from then on even if the token could not keep it\n"
 		"  jwks\n"
 		"        print the broker's token-signing key as a JWKS\n"
 		"  reload\n"
@@ -488,27 +491,45 @@ static int check_socket_owner(const char *path, uid_t peer, char *err,
 }
 
 /*
+ * Connects to the broker behind the config's socket and checks that it
+ * is the broker's (check_socket_owner); fd and its peer's credentials,
+ * or -1 with why.
+ */
+static int broker_connect(const struct kb_config *cfg, int *fd,
+			  struct ucred *cred, char *why, size_t whylen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len = sizeof(*cred);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->socket_path);
+	*fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*fd < 0 || connect(*fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    getsockopt(*fd, SOL_SOCKET, SO_PEERCRED, cred, &len) != 0) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		goto out_close;
+	}
+	if (check_socket_owner(cfg->socket_path, cred->uid, why, whylen) == 0)
+		return 0;
+out_close:
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	return -1;
+}
+
+/*
  * SIGHUP to the broker behind the config's socket: to the process that
  * listens there, through its pidfd (SO_PEERPIDFD) where the kernel names
  * it, so a recycled pid is never signalled; by pid on older kernels.
  */
 static int signal_broker(const struct kb_config *cfg)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	socklen_t len;
 	char why[256];
 	int fd, pidfd = -1, r = -1;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->socket_path);
-	snprintf(why, sizeof(why), "%s", "no broker answers");
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-		snprintf(why, sizeof(why), "%s", strerror(errno));
-		goto out;
-	}
-	if (check_socket_owner(cfg->socket_path, cred.uid, why, sizeof(why)))
+	if (broker_connect(cfg, &fd, &cred, why, sizeof(why)) != 0)
 		goto out;
 	len = sizeof(pidfd);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0)
@@ -530,29 +551,116 @@ out:
 	return r;
 }
 
+/* Sends line (and its newline) on fd and reads the reply line into buf. */
+static int broker_request(int fd, const char *line, char *buf, size_t size,
+			  char *why, size_t whylen)
+{
+	struct timeval tv = { .tv_sec = BROKER_REPLY_TIMEOUT_S };
+	size_t len = 0, n = strlen(line);
+	ssize_t got;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (send(fd, line, n, MSG_NOSIGNAL) != (ssize_t)n ||
+	    send(fd, "\n", 1, MSG_NOSIGNAL) != 1) {
+		snprintf(why, whylen, "sending: %s", strerror(errno));
+		return -1;
+	}
+	while (len + 1 < size && memchr(buf, '\n', len) == NULL) {
+		got = recv(fd, buf + len, size - 1 - len, 0);
+		if (got <= 0) {
+			snprintf(why, whylen, "no reply (%s)",
+				 got == 0 ? "connection closed" :
+					    strerror(errno));
+			return -1;
+		}
+		len += (size_t)got;
+	}
+	buf[len] = '\0';
+	return 0;
+}
+
+/*
+ * Tells the running broker that jti is revoked (revokeToken), so that it
+ * refuses it whether or not the token kept the revocation.
+ */
+static int tell_broker_revoked(const struct kb_config *cfg, const char *jti)
+{
+	json_t *req = json_pack("{s:i, s:s, s:s}", "id", 1, "op", "revokeToken",
+				"jti", jti);
+	json_t *reply = NULL, *e;
+	char why[256], buf[2048], *line = NULL;
+	struct ucred cred;
+	int fd = -1, r = -1;
+
+	snprintf(why, sizeof(why), "out of memory");
+	if (req == NULL || (line = json_dumps(req, JSON_COMPACT)) == NULL)
+		goto out;
+	/* The request is one line: jansson escapes newlines in strings. */
+	if (broker_connect(cfg, &fd, &cred, why, sizeof(why)) != 0 ||
+	    broker_request(fd, line, buf, sizeof(buf), why, sizeof(why)) != 0)
+		goto out;
+	if ((reply = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL)) == NULL) {
+		snprintf(why, sizeof(why), "its reply is not JSON");
+	} else if (json_object_get(reply, "result") != NULL) {
+		r = 0;
+	} else {
+		e = json_object_get(json_object_get(reply, "error"), "message");
+		snprintf(why, sizeof(why), "it answered: %.200s",
+			 json_is_string(e) ? json_string_value(e) : "?");
+	}
+out:
+	if (r != 0)
+		fprintf(stderr,
+			"keybrokerctl: cannot tell the broker on %s: %s\n",
+			cfg->socket_path, why);
+	if (fd >= 0)
+		close(fd);
+	json_decref(reply);
+	json_decref(req);
+	free(line);
+	return r;
+}
+
 static int cmd_revoke(const struct kb_config *cfg, int argc, char **argv)
 {
 	struct p11_keystore *ks;
 	char err[512];
-	int r;
+	int r = 1;
 
 	if (argc != 2) {
 		fprintf(stderr, "keybrokerctl: revoke needs one JTI\n");
 		return 2;
 	}
-	if (open_keystore(cfg, NULL, &ks) != 0)
-		return 1;
-	r = p11_keystore_revoke(ks, argv[1], err, sizeof(err));
-	p11_keystore_free(ks);
-	if (r != P11_OK) {
-		fprintf(stderr, "keybrokerctl: revoke: %s\n", err);
-		return 1;
+	if (argv[1][0] == '\0' || strlen(argv[1]) > P11_JTI_MAX) {
+		fprintf(stderr,
+			"keybrokerctl: revoke: a token id is 1-%d "
+			"bytes\n",
+			P11_JTI_MAX);
+		return 2;
 	}
-	printf("revoked token %s\n", argv[1]);
-	if (signal_broker(cfg) != 0)
+	if (open_keystore(cfg, NULL, &ks) == 0) {
+		if (p11_keystore_revoke(ks, argv[1], err, sizeof(err)) ==
+		    P11_OK)
+			r = 0;
+		else
+			fprintf(stderr, "keybrokerctl: revoke: %s\n", err);
+		p11_keystore_free(ks);
+	}
+	if (r == 0)
+		printf("revoked token %s\n", argv[1]);
+	/* Told either way: a revocation the token lost still holds there. */
+	if (tell_broker_revoked(cfg, argv[1]) == 0)
+		fprintf(stderr,
+			"keybrokerctl: the running broker refuses it "
+			"from now on%s\n",
+			r == 0 ? "" :
+				 " (until it restarts: run revoke again once "
+				 "the token can keep it)");
+	else if (r == 0)
 		fprintf(stderr, "keybrokerctl: a broker started later, or "
 				"reloaded, will refuse it\n");
-	return 0;
+	return r;
 }
 
 static int cmd_reload(const struct kb_config *cfg, int argc, char **argv)
