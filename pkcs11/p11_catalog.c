@@ -370,11 +370,20 @@ static int load_public(struct p11_keystore *ks, CK_OBJECT_HANDLE *pubs,
 	return P11_ERR_NOT_FOUND;
 }
 
-static int64_t json_time(const json_t *o, const char *k)
+/*
+ * Times in metadata are Unix seconds (createdUs: microseconds), at most
+ * META_SECONDS_MAX: 2^53 microseconds, in the year 2255. Metadata with a
+ * time out of range is invalid, so no arithmetic on one can overflow.
+ */
+#define META_SECONDS_MAX INT64_C(9007199254)
+
+/* A time field (0 if absent or null) into *t; -1 if out of range. */
+static int json_time(const json_t *o, const char *k, int64_t max, int64_t *t)
 {
 	const json_t *v = json_object_get(o, k);
 
-	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+	*t = json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+	return *t >= 0 && *t <= max ? 0 : -1;
 }
 
 int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info)
@@ -390,14 +399,16 @@ int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info)
 	    !kb_version_valid(json_string_value(v), json_string_length(v)))
 		goto out;
 	memcpy(info->version, json_string_value(v), KB_VERSION_LEN + 1);
-	info->created = json_time(o, "created");
-	info->created_us = json_time(o, "createdUs");
+	if (json_time(o, "created", META_SECONDS_MAX, &info->created) != 0 ||
+	    json_time(o, "createdUs", META_SECONDS_MAX * 1000000,
+		      &info->created_us) != 0 ||
+	    json_time(o, "updated", META_SECONDS_MAX, &info->updated) != 0 ||
+	    json_time(o, "nbf", META_SECONDS_MAX, &info->nbf) != 0 ||
+	    json_time(o, "exp", META_SECONDS_MAX, &info->exp) != 0 ||
+	    json_time(o, "repaired", META_SECONDS_MAX, &info->repaired) != 0)
+		goto out;
 	if (info->created_us == 0)
 		info->created_us = info->created * 1000000;
-	info->updated = json_time(o, "updated");
-	info->nbf = json_time(o, "nbf");
-	info->exp = json_time(o, "exp");
-	info->repaired = json_time(o, "repaired");
 	info->enabled = json_is_true(json_object_get(o, "enabled"));
 	v = json_object_get(o, "recoveryLevel");
 	s = json_is_string(v) ? json_string_value(v) : "Recoverable+Purgeable";
