@@ -41,7 +41,7 @@ COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
 	common/kb_oaep.c common/kb_pkcs1.c common/kb_json.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_keystore.c pkcs11/p11_catalog.c \
-	pkcs11/p11_identity.c
+	pkcs11/p11_identity.c pkcs11/p11_store.c pkcs11/p11_confirm.c
 BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_conn.c broker/kb_server.c broker/kb_acl.c broker/kb_jwk.c \
 	broker/kb_jwt.c broker/kb_peer.c broker/kb_policy.c broker/kb_rate.c \
@@ -174,7 +174,14 @@ $(B)/tests/syscall_shim.so: tests/integration/syscall_shim.c
 	@mkdir -p $(dir $@)
 	$(CC) -shared -fPIC -O2 -Wall -D_GNU_SOURCE -o $@ $< -ldl
 
-integration: all $(B)/tests/syscall_shim.so
+# The fault-injecting PKCS#11 module of the full-disk tests: loaded into
+# the tools by path, in front of SoftHSMv2; never sanitised either.
+$(B)/tests/p11_fault.so: tests/fault/p11_fault.c
+	@mkdir -p $(dir $@)
+	$(CC) -shared -fPIC -O2 -Wall -Wextra -D_GNU_SOURCE -fvisibility=hidden \
+		$(shell pkg-config --cflags p11-kit-1) -o $@ $< -ldl -lpthread
+
+integration: all $(B)/tests/syscall_shim.so $(B)/tests/p11_fault.so
 	@KB_CLIENT_CFLAGS="$(SANFLAGS)" tests/integration/run.sh $(B)
 
 # The whole suite: unit, integration and interop tests, plain and then

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kb_b64.h"
 #include "kb_log.h"
@@ -94,6 +95,33 @@ static void status_error(const struct kb_ops *ops, const struct kb_request *req,
 			 "value too long for %s with a %u-bit key (at most %zu "
 			 "bytes)",
 			 alg, info->bits, max);
+		break;
+	case P11_ERR_DAMAGED:
+		/*
+		 * KeyDisabled: like a disabled version, it is a state of the
+		 * key that an admin changes; not the token's absence
+		 * (HsmUnavailable, retried) nor a fault of the broker
+		 * (Internal).
+		 */
+		err->code = KB_KEY_DISABLED;
+		if (req->key.version[0] == '\0')
+			snprintf(
+				err->msg, sizeof(err->msg),
+				"key '%s' has a damaged version %s (its "
+				"metadata in the token is unreadable), so its "
+				"current version is not known; name a version, "
+				"or repair: keybrokerctl repair-key %s %s "
+				"--enabled|--disabled",
+				info->name, info->version, info->name,
+				info->version);
+		else
+			snprintf(err->msg, sizeof(err->msg),
+				 "key '%s' version %s is damaged: its metadata "
+				 "in the token is unreadable; repair: "
+				 "keybrokerctl repair-key %s %s "
+				 "--enabled|--disabled",
+				 info->name, info->version, info->name,
+				 info->version);
 		break;
 	case P11_ERR_HSM:
 		err->code = KB_HSM_UNAVAILABLE;
@@ -301,6 +329,39 @@ static json_t *do_get_token(const struct kb_ops *ops,
 	return res;
 }
 
+/*
+ * revokeToken: keybrokerctl telling the running broker a token id it has
+ * revoked, so that the broker refuses it even when the token did not
+ * keep the revocation. Only root and the broker's own uid may: the
+ * callers who may signal the broker and read its PIN file anyway. It can
+ * only ever refuse more.
+ */
+static json_t *do_revoke_token(const struct kb_ops *ops,
+			       const struct kb_request *req,
+			       const struct kb_caller *caller,
+			       struct kb_error *err)
+{
+	char q[80];
+
+	if (caller->peer.uid != 0 && caller->peer.uid != geteuid()) {
+		kb_error_set(err, KB_FORBIDDEN,
+			     "revokeToken is for root and the broker's own uid "
+			     "(%u), not uid %u",
+			     (unsigned int)geteuid(),
+			     (unsigned int)caller->peer.uid);
+		return NULL;
+	}
+	if (p11_keystore_remember_revoked(ops->ks, req->jti) != P11_OK) {
+		kb_error_set(err, KB_INTERNAL, "out of memory");
+		return NULL;
+	}
+	kb_proto_quote(q, sizeof(q), req->jti, 64);
+	kb_info("revokeToken: token %s is refused from now on (told by uid "
+		"%u pid %d)",
+		q, (unsigned int)caller->peer.uid, (int)caller->peer.pid);
+	return json_pack("{s:s}", "jti", req->jti);
+}
+
 static unsigned int op_permission(enum kb_op op)
 {
 	switch (op) {
@@ -393,6 +454,10 @@ char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
 	}
 	if (req.op == KB_OP_GET_TOKEN) {
 		result = do_get_token(ops, pol, w, caller, &err);
+		goto reply;
+	}
+	if (req.op == KB_OP_REVOKE_TOKEN) {
+		result = do_revoke_token(ops, &req, caller, &err);
 		goto reply;
 	}
 	if (authorise(ops, pol, caller, &req, &err) != 0)

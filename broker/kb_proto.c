@@ -89,6 +89,7 @@ const char *kb_alg_name(enum kb_alg alg)
 #define F_ALG 2u
 #define F_VALUE 4u
 #define F_TOKEN 8u
+#define F_JTI 16u
 
 static const struct {
 	const char *name;
@@ -100,6 +101,7 @@ static const struct {
 	{ "getKey", KB_OP_GET_KEY, F_KEY },
 	{ "wrapKey", KB_OP_WRAP_KEY, F_KEY | F_ALG | F_VALUE },
 	{ "unwrapKey", KB_OP_UNWRAP_KEY, F_KEY | F_ALG | F_VALUE },
+	{ "revokeToken", KB_OP_REVOKE_TOKEN, F_JTI },
 	/* Part of protocol v1 but not offered by this broker yet. */
 	{ "createKey", KB_OP_UNAVAILABLE, 0 },
 	{ "importKey", KB_OP_UNAVAILABLE, 0 },
@@ -188,6 +190,8 @@ static int check_fields(struct kb_request *req, unsigned int allowed,
 		if ((allowed & F_VALUE) && strcmp(k, "value") == 0)
 			continue;
 		if ((allowed & F_TOKEN) && strcmp(k, "token") == 0)
+			continue;
+		if ((allowed & F_JTI) && strcmp(k, "jti") == 0)
 			continue;
 		kb_proto_quote(q, sizeof(q), k, 32);
 		return kb_error_set(err, KB_BAD_PARAMETER,
@@ -305,6 +309,23 @@ static int parse_token(struct kb_request *req, struct kb_error *err)
 	return 0;
 }
 
+static int parse_jti(struct kb_request *req, struct kb_error *err)
+{
+	json_t *t = json_object_get(req->root, "jti");
+	size_t len;
+
+	if (!json_is_string(t))
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'jti' (a token id) must be a string");
+	len = json_string_length(t);
+	if (len == 0 || len > KB_JTI_MAX || strlen(json_string_value(t)) != len)
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'jti' must be 1-%d bytes, without NUL",
+				    KB_JTI_MAX);
+	req->jti = json_string_value(t);
+	return 0;
+}
+
 void kb_proto_classify(const char *line, size_t len, bool *barrier,
 		       bool *token_op)
 {
@@ -384,6 +405,8 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 	if (check_fields(req, op_table[i].fields, err) != 0)
 		return -1;
 	if ((op_table[i].fields & F_TOKEN) && parse_token(req, err) != 0)
+		return -1;
+	if ((op_table[i].fields & F_JTI) && parse_jti(req, err) != 0)
 		return -1;
 	if (!(op_table[i].fields & F_KEY))
 		return 0;

@@ -17,6 +17,7 @@
 #define KB_LINE_MAX 65536 /* bytes of one request line, without '\n' */
 #define KB_VALUE_MAX 1024 /* decoded bytes of a "value" */
 #define KB_ID_STRING_MAX 128
+#define KB_JTI_MAX 255 /* bytes of an identity-token id (revokeToken) */
 
 /* The closed set of error codes, in docs/protocol.md. */
 enum kb_code {
@@ -40,6 +41,7 @@ enum kb_op {
 	KB_OP_GET_KEY,
 	KB_OP_WRAP_KEY,
 	KB_OP_UNWRAP_KEY,
+	KB_OP_REVOKE_TOKEN,
 	KB_OP_UNAVAILABLE, /* a v1 op this broker does not offer yet */
 };
 
@@ -51,7 +53,8 @@ enum kb_alg {
 
 struct kb_error {
 	enum kb_code code;
-	char msg[256];
+	/* Room for two key names and versions (a repair command). */
+	char msg[512];
 };
 
 struct kb_request {
@@ -65,6 +68,7 @@ struct kb_request {
 	size_t value_len;
 	const char *token; /* authenticate: borrowed from root */
 	size_t token_len;
+	const char *jti; /* revokeToken: borrowed from root, no NUL inside */
 };
 
 /*

@@ -57,8 +57,16 @@ static void log_key(const struct p11_key_info *info, void *arg)
 			p11_path_name(info->path[P11_ALG_RSA_OAEP]),
 			p11_path_name(info->path[P11_ALG_RSA_OAEP_256]),
 			p11_path_name(info->path[P11_ALG_RSA1_5]));
-	kb_info("key %s version %s: RSA-HSM %u, %s", info->name, info->version,
-		info->bits, info->enabled ? "enabled" : "disabled");
+	if (info->damaged)
+		kb_warn("key %s version %s: RSA-HSM %u, damaged (metadata "
+			"unreadable): refused until keybrokerctl repair-key %s "
+			"%s --enabled|--disabled",
+			info->name, info->version, info->bits, info->name,
+			info->version);
+	else
+		kb_info("key %s version %s: RSA-HSM %u, %s", info->name,
+			info->version, info->bits,
+			info->enabled ? "enabled" : "disabled");
 }
 
 /* The directory the socket goes in must exist and take new entries. */

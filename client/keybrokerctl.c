@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "kb_log.h"
 #include "kb_output.h"
 #include "kb_secret.h"
+#include "p11_confirm.h"
 #include "p11_keystore.h"
 
 #ifndef SO_PEERPIDFD
@@ -31,6 +33,7 @@
 #endif
 
 #define DEFAULT_CONFIG "/etc/keybroker/keybroker.conf"
+#define BROKER_REPLY_TIMEOUT_S 10
 
 static void usage(FILE *f)
 {
@@ -48,9 +51,15 @@ static void usage(FILE *f)
 		"        generate a new RSA-HSM key, or a new version of NAME,\n"
 		"        inside the token (non-extractable); prints its kid\n"
 		"  list-keys\n"
-		"        list every key version in the token\n"
+		"        list every key version in the token, damaged ones\n"
+		"        (metadata unreadable) with the command that repairs\n"
+		"        them\n"
 		"  enable-key NAME VERSION | disable-key NAME VERSION\n"
 		"        allow or refuse wrap/unwrap with one key version\n"
+		"  repair-key NAME VERSION --enabled|--disabled [--current]\n"
+		"        write new metadata for a damaged version, enabled or\n"
+		"        not; dated before the key's oldest version, or with\n"
+		"        --current now, making it the current version\n"
 		"  identity token IDENTITY [--ttl DURATION] [-o FILE [--force]]\n"
 		"        issue a token for a configured identity (ttl: seconds\n"
 		"        or 30m, 12h, 7d; default tokens.lifetime, at most\n"
@@ -60,7 +69,8 @@ static void usage(FILE *f)
 		"        (jti) on stderr\n"
 		"  identity revoke JTI\n"
 		"        revoke a token by its id, in the token (survives\n"
-		"        restarts), and tell a running broker to reload\n"
+		"        restarts), and tell a running broker, which refuses\n"
+		"        it from then on even if the token could not keep it\n"
 		"  jwks\n"
 		"        print the broker's token-signing key as a JWKS\n"
 		"  reload\n"
@@ -71,23 +81,42 @@ static void usage(FILE *f)
 		"  -h, --help          this text\n"
 		"      --version       print the version and exit\n"
 		"\n"
+		"Writes to the token are refused while its storage is nearly\n"
+		"full, and count only once a fresh load of the token reads\n"
+		"them back; otherwise the command fails and names why.\n"
+		"\n"
 		"exit status: 0 success, 1 operation failed, 2 usage error\n",
 		DEFAULT_CONFIG);
+}
+
+static void format_time(char *buf, size_t size, int64_t when)
+{
+	time_t t = (time_t)when;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static void print_version(const struct p11_key_info *info, void *arg)
 {
 	const struct kb_config *cfg = arg;
-	char kid[KB_KID_MAX], when[32];
-	time_t t = (time_t)info->created;
-	struct tm tm;
+	char kid[KB_KID_MAX], when[32], repaired[32];
 
 	kb_kid_format(kid, sizeof(kid), cfg->instance, info->name,
 		      info->version);
-	gmtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	printf("%s  RSA-HSM %u  created %s  %s\n", kid, info->bits, when,
-	       info->enabled ? "enabled" : "disabled");
+	if (info->damaged) {
+		printf("%s  RSA-HSM %u  damaged: metadata unreadable; "
+		       "keybrokerctl repair-key %s %s --enabled|--disabled\n",
+		       kid, info->bits, info->name, info->version);
+		return;
+	}
+	format_time(when, sizeof(when), info->created);
+	format_time(repaired, sizeof(repaired), info->repaired);
+	printf("%s  RSA-HSM %u  created %s  %s%s%s\n", kid, info->bits, when,
+	       info->enabled ? "enabled" : "disabled",
+	       info->repaired != 0 ? "  repaired " : "",
+	       info->repaired != 0 ? repaired : "");
 }
 
 static int open_keystore(const struct kb_config *cfg, const char *so_pin,
@@ -98,6 +127,8 @@ static int open_keystore(const struct kb_config *cfg, const char *so_pin,
 		.token_uri = cfg->pkcs11_token,
 		.pin_file = cfg->pkcs11_pin_file,
 		.allow_rsa1_5 = cfg->allow_rsa1_5,
+		/* This program again, which runs the check (see main). */
+		.confirm_exe = "/proc/self/exe",
 	};
 	char err[512];
 
@@ -116,7 +147,7 @@ static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
 	};
 	struct p11_keystore *ks;
 	const char *so_pin = NULL;
-	char err[256];
+	char err[512];
 	int c;
 
 	while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
@@ -150,7 +181,7 @@ static int cmd_create_key(const struct kb_config *cfg, int argc, char **argv)
 	};
 	struct p11_keystore *ks;
 	struct p11_key_info info;
-	char err[256], *end;
+	char err[512], *end;
 	unsigned long bits = 2048;
 	int c, r;
 
@@ -197,11 +228,19 @@ static int cmd_list_keys(const struct kb_config *cfg, int argc, char **argv)
 	return 0;
 }
 
+static int usage_repair(void)
+{
+	fprintf(stderr, "keybrokerctl: repair-key needs NAME, VERSION (32 "
+			"lowercase hex) and one of --enabled or --disabled "
+			"(and --current to make it the current version)\n");
+	return 2;
+}
+
 static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 			   bool enabled)
 {
 	struct p11_keystore *ks;
-	char err[256];
+	char err[512];
 	int r;
 
 	if (argc != 3 || !kb_name_valid(argv[1], strlen(argv[1])) ||
@@ -221,6 +260,49 @@ static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 	else
 		printf("key %s version %s %s\n", argv[1], argv[2],
 		       enabled ? "enabled" : "disabled");
+	p11_keystore_free(ks);
+	return r == P11_OK ? 0 : 1;
+}
+
+static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
+{
+	enum { OPT_ENABLED = 1, OPT_DISABLED, OPT_CURRENT };
+	static const struct option opts[] = {
+		{ "enabled", no_argument, NULL, OPT_ENABLED },
+		{ "disabled", no_argument, NULL, OPT_DISABLED },
+		{ "current", no_argument, NULL, OPT_CURRENT },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct p11_keystore *ks;
+	bool current = false;
+	int c, r, enabled = -1;
+	char err[512];
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == OPT_CURRENT)
+			current = true;
+		else if ((c == OPT_ENABLED || c == OPT_DISABLED) &&
+			 enabled == -1)
+			enabled = c == OPT_ENABLED;
+		else
+			return usage_repair();
+	}
+	if (enabled == -1 || optind + 2 != argc ||
+	    !kb_name_valid(argv[optind], strlen(argv[optind])) ||
+	    !kb_version_valid(argv[optind + 1], strlen(argv[optind + 1])))
+		return usage_repair();
+	if (open_keystore(cfg, NULL, &ks) != 0)
+		return 1;
+	r = p11_keystore_repair_key(ks, argv[optind], argv[optind + 1],
+				    enabled == 1, current, err, sizeof(err));
+	if (r != P11_OK)
+		fprintf(stderr, "keybrokerctl: repair-key: %s\n", err);
+	else
+		printf("key %s version %s repaired, %s%s (keybrokerctl reload "
+		       "tells a running broker)\n",
+		       argv[optind], argv[optind + 1],
+		       enabled == 1 ? "enabled" : "disabled",
+		       current ? ", current" : "");
 	p11_keystore_free(ks);
 	return r == P11_OK ? 0 : 1;
 }
@@ -409,27 +491,45 @@ static int check_socket_owner(const char *path, uid_t peer, char *err,
 }
 
 /*
+ * Connects to the broker behind the config's socket and checks that it
+ * is the broker's (check_socket_owner); fd and its peer's credentials,
+ * or -1 with why.
+ */
+static int broker_connect(const struct kb_config *cfg, int *fd,
+			  struct ucred *cred, char *why, size_t whylen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len = sizeof(*cred);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->socket_path);
+	*fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*fd < 0 || connect(*fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    getsockopt(*fd, SOL_SOCKET, SO_PEERCRED, cred, &len) != 0) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		goto out_close;
+	}
+	if (check_socket_owner(cfg->socket_path, cred->uid, why, whylen) == 0)
+		return 0;
+out_close:
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	return -1;
+}
+
+/*
  * SIGHUP to the broker behind the config's socket: to the process that
  * listens there, through its pidfd (SO_PEERPIDFD), so a recycled pid is
  * never signalled; by pid only on kernels without SO_PEERPIDFD.
  */
 static int signal_broker(const struct kb_config *cfg)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	socklen_t len;
 	char why[256];
 	int fd, pidfd = -1, r = -1;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->socket_path);
-	snprintf(why, sizeof(why), "%s", "no broker answers");
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-		snprintf(why, sizeof(why), "%s", strerror(errno));
-		goto out;
-	}
-	if (check_socket_owner(cfg->socket_path, cred.uid, why, sizeof(why)))
+	if (broker_connect(cfg, &fd, &cred, why, sizeof(why)) != 0)
 		goto out;
 	len = sizeof(pidfd);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
@@ -460,29 +560,116 @@ out:
 	return r;
 }
 
+/* Sends line (and its newline) on fd and reads the reply line into buf. */
+static int broker_request(int fd, const char *line, char *buf, size_t size,
+			  char *why, size_t whylen)
+{
+	struct timeval tv = { .tv_sec = BROKER_REPLY_TIMEOUT_S };
+	size_t len = 0, n = strlen(line);
+	ssize_t got;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (send(fd, line, n, MSG_NOSIGNAL) != (ssize_t)n ||
+	    send(fd, "\n", 1, MSG_NOSIGNAL) != 1) {
+		snprintf(why, whylen, "sending: %s", strerror(errno));
+		return -1;
+	}
+	while (len + 1 < size && memchr(buf, '\n', len) == NULL) {
+		got = recv(fd, buf + len, size - 1 - len, 0);
+		if (got <= 0) {
+			snprintf(why, whylen, "no reply (%s)",
+				 got == 0 ? "connection closed" :
+					    strerror(errno));
+			return -1;
+		}
+		len += (size_t)got;
+	}
+	buf[len] = '\0';
+	return 0;
+}
+
+/*
+ * Tells the running broker that jti is revoked (revokeToken), so that it
+ * refuses it whether or not the token kept the revocation.
+ */
+static int tell_broker_revoked(const struct kb_config *cfg, const char *jti)
+{
+	json_t *req = json_pack("{s:i, s:s, s:s}", "id", 1, "op", "revokeToken",
+				"jti", jti);
+	json_t *reply = NULL, *e;
+	char why[256], buf[2048], *line = NULL;
+	struct ucred cred;
+	int fd = -1, r = -1;
+
+	snprintf(why, sizeof(why), "out of memory");
+	if (req == NULL || (line = json_dumps(req, JSON_COMPACT)) == NULL)
+		goto out;
+	/* The request is one line: jansson escapes newlines in strings. */
+	if (broker_connect(cfg, &fd, &cred, why, sizeof(why)) != 0 ||
+	    broker_request(fd, line, buf, sizeof(buf), why, sizeof(why)) != 0)
+		goto out;
+	if ((reply = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL)) == NULL) {
+		snprintf(why, sizeof(why), "its reply is not JSON");
+	} else if (json_object_get(reply, "result") != NULL) {
+		r = 0;
+	} else {
+		e = json_object_get(json_object_get(reply, "error"), "message");
+		snprintf(why, sizeof(why), "it answered: %.200s",
+			 json_is_string(e) ? json_string_value(e) : "?");
+	}
+out:
+	if (r != 0)
+		fprintf(stderr,
+			"keybrokerctl: cannot tell the broker on %s: %s\n",
+			cfg->socket_path, why);
+	if (fd >= 0)
+		close(fd);
+	json_decref(reply);
+	json_decref(req);
+	free(line);
+	return r;
+}
+
 static int cmd_revoke(const struct kb_config *cfg, int argc, char **argv)
 {
 	struct p11_keystore *ks;
-	char err[256];
-	int r;
+	char err[512];
+	int r = 1;
 
 	if (argc != 2) {
 		fprintf(stderr, "keybrokerctl: revoke needs one JTI\n");
 		return 2;
 	}
-	if (open_keystore(cfg, NULL, &ks) != 0)
-		return 1;
-	r = p11_keystore_revoke(ks, argv[1], err, sizeof(err));
-	p11_keystore_free(ks);
-	if (r != P11_OK) {
-		fprintf(stderr, "keybrokerctl: revoke: %s\n", err);
-		return 1;
+	if (argv[1][0] == '\0' || strlen(argv[1]) > P11_JTI_MAX) {
+		fprintf(stderr,
+			"keybrokerctl: revoke: a token id is 1-%d "
+			"bytes\n",
+			P11_JTI_MAX);
+		return 2;
 	}
-	printf("revoked token %s\n", argv[1]);
-	if (signal_broker(cfg) != 0)
+	if (open_keystore(cfg, NULL, &ks) == 0) {
+		if (p11_keystore_revoke(ks, argv[1], err, sizeof(err)) ==
+		    P11_OK)
+			r = 0;
+		else
+			fprintf(stderr, "keybrokerctl: revoke: %s\n", err);
+		p11_keystore_free(ks);
+	}
+	if (r == 0)
+		printf("revoked token %s\n", argv[1]);
+	/* Told either way: a revocation the token lost still holds there. */
+	if (tell_broker_revoked(cfg, argv[1]) == 0)
+		fprintf(stderr,
+			"keybrokerctl: the running broker refuses it "
+			"from now on%s\n",
+			r == 0 ? "" :
+				 " (until it restarts: run revoke again once "
+				 "the token can keep it)");
+	else if (r == 0)
 		fprintf(stderr, "keybrokerctl: a broker started later, or "
 				"reloaded, will refuse it\n");
-	return 0;
+	return r;
 }
 
 static int cmd_reload(const struct kb_config *cfg, int argc, char **argv)
@@ -525,15 +712,11 @@ static const struct {
 	const char *name;
 	command_fn fn;
 } commands[] = {
-	{ "init-token", cmd_init_token },
-	{ "create-key", cmd_create_key },
-	{ "list-keys", cmd_list_keys },
-	{ "enable-key", cmd_enable_key },
-	{ "disable-key", cmd_disable_key },
-	{ "identity", cmd_identity },
-	{ "jwks", cmd_jwks },
-	{ "reload", cmd_reload },
-	{ NULL, NULL },
+	{ "init-token", cmd_init_token },   { "create-key", cmd_create_key },
+	{ "list-keys", cmd_list_keys },	    { "enable-key", cmd_enable_key },
+	{ "disable-key", cmd_disable_key }, { "repair-key", cmd_repair_key },
+	{ "identity", cmd_identity },	    { "jwks", cmd_jwks },
+	{ "reload", cmd_reload },	    { NULL, NULL },
 };
 
 int main(int argc, char **argv)
@@ -552,6 +735,9 @@ int main(int argc, char **argv)
 
 	kb_log_init("keybrokerctl", KB_LOG_WARN);
 	kb_secret_harden_process();
+	/* This program run again to confirm its own token writes. */
+	if (argc >= 2 && strcmp(argv[1], P11_CONFIRM_COMMAND) == 0)
+		return p11_confirm_main(argc - 1, argv + 1);
 	while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

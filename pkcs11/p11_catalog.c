@@ -64,6 +64,7 @@ static void catalog_publish_locked(struct p11_keystore *ks, struct catalog *c)
 	struct catalog *old = ks->cat;
 
 	c->refs = 1;
+	p11_revoked_merge_locked(ks, c);
 	ks->cat = c;
 	if (old != NULL && --old->refs == 0)
 		p11_catalog_free(old);
@@ -86,6 +87,14 @@ p11_catalog_find(const struct catalog *c, const char *name, const char *version)
 	}
 	for (; lo < c->n && (cmp = strcmp(c->v[lo].info.name, name)) == 0;
 	     lo++) {
+		/*
+		 * A damaged version has no known creation time, so while
+		 * there is one, which version is current is not known: the
+		 * damaged one is returned (and refused) rather than a
+		 * version that may be older than it.
+		 */
+		if (version[0] == '\0' && c->v[lo].info.damaged)
+			return &c->v[lo];
 		if (version[0] == '\0')
 			cur = &c->v[lo];
 		else if (strcmp(c->v[lo].info.version, version) == 0)
@@ -102,6 +111,8 @@ static int version_cmp(const void *a, const void *b)
 
 	if ((r = strcmp(x->name, y->name)) != 0)
 		return r;
+	if (x->damaged != y->damaged) /* damaged first: no known place */
+		return x->damaged ? -1 : 1;
 	if (x->created_us != y->created_us)
 		return x->created_us < y->created_us ? -1 : 1;
 	return strcmp(x->version, y->version);
@@ -362,11 +373,20 @@ static int load_public(struct p11_keystore *ks, CK_OBJECT_HANDLE *pubs,
 	return P11_ERR_NOT_FOUND;
 }
 
-static int64_t json_time(const json_t *o, const char *k)
+/*
+ * Times in metadata are Unix seconds (createdUs: microseconds), at most
+ * META_SECONDS_MAX: 2^53 microseconds, in the year 2255. Metadata with a
+ * time out of range is invalid, so no arithmetic on one can overflow.
+ */
+#define META_SECONDS_MAX INT64_C(9007199254)
+
+/* A time field (0 if absent or null) into *t; -1 if out of range. */
+static int json_time(const json_t *o, const char *k, int64_t max, int64_t *t)
 {
 	const json_t *v = json_object_get(o, k);
 
-	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+	*t = json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+	return *t >= 0 && *t <= max ? 0 : -1;
 }
 
 int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info)
@@ -382,13 +402,16 @@ int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info)
 	    !kb_version_valid(json_string_value(v), json_string_length(v)))
 		goto out;
 	memcpy(info->version, json_string_value(v), KB_VERSION_LEN + 1);
-	info->created = json_time(o, "created");
-	info->created_us = json_time(o, "createdUs");
+	if (json_time(o, "created", META_SECONDS_MAX, &info->created) != 0 ||
+	    json_time(o, "createdUs", META_SECONDS_MAX * 1000000,
+		      &info->created_us) != 0 ||
+	    json_time(o, "updated", META_SECONDS_MAX, &info->updated) != 0 ||
+	    json_time(o, "nbf", META_SECONDS_MAX, &info->nbf) != 0 ||
+	    json_time(o, "exp", META_SECONDS_MAX, &info->exp) != 0 ||
+	    json_time(o, "repaired", META_SECONDS_MAX, &info->repaired) != 0)
+		goto out;
 	if (info->created_us == 0)
 		info->created_us = info->created * 1000000;
-	info->updated = json_time(o, "updated");
-	info->nbf = json_time(o, "nbf");
-	info->exp = json_time(o, "exp");
 	info->enabled = json_is_true(json_object_get(o, "enabled"));
 	v = json_object_get(o, "recoveryLevel");
 	s = json_is_string(v) ? json_string_value(v) : "Recoverable+Purgeable";
@@ -402,44 +425,80 @@ out:
 	return r;
 }
 
-/* Finds and applies the metadata object of v; P11_ERR_NOT_FOUND if none. */
+/* Whether candidate mi is to be believed over best. */
+static bool newer_metadata(const struct p11_key_info *mi,
+			   const struct p11_key_info *best)
+{
+	if (mi->updated != best->updated)
+		return mi->updated > best->updated;
+	/* Two writes in one second cannot be told apart: fail closed. */
+	return !mi->enabled && best->enabled;
+}
+
+int p11_metadata_newest(struct p11_keystore *ks, const CK_OBJECT_HANDLE *metas,
+			size_t n, const char *name, const char *version,
+			CK_OBJECT_HANDLE *obj, char *text, size_t *len,
+			struct p11_key_info *mi)
+{
+	struct p11_key_info cand, best;
+	char label[KB_NAME_MAX + 1], *buf;
+	size_t i, llen, tlen;
+	int r = P11_ERR_NOT_FOUND;
+
+	if ((buf = malloc(META_MAX)) == NULL)
+		return P11_ERR_NOMEM;
+	for (i = 0; i < n; i++) {
+		if (p11_get_attr(ks, metas[i], CKA_LABEL, label, KB_NAME_MAX,
+				 &llen) != P11_OK)
+			continue;
+		label[llen] = '\0';
+		/* Unreadable or invalid objects are passed over, not fatal. */
+		if (strcmp(label, name) != 0 ||
+		    p11_get_attr(ks, metas[i], CKA_VALUE, buf, META_MAX,
+				 &tlen) != P11_OK)
+			continue;
+		memset(&cand, 0, sizeof(cand));
+		if (p11_parse_metadata(buf, tlen, &cand) != P11_OK ||
+		    strcmp(cand.version, version) != 0 ||
+		    (r == P11_OK && !newer_metadata(&cand, &best)))
+			continue;
+		best = cand;
+		*obj = metas[i];
+		if (text != NULL) {
+			memcpy(text, buf, tlen);
+			*len = tlen;
+		}
+		r = P11_OK;
+	}
+	if (r == P11_OK)
+		*mi = best;
+	free(buf);
+	return r;
+}
+
+/* Applies the metadata of v to it; P11_ERR_NOT_FOUND if none reads back. */
 static int load_metadata(struct p11_keystore *ks, CK_OBJECT_HANDLE *metas,
 			 size_t nmetas, struct key_version *v)
 {
 	struct p11_key_info mi;
-	char label[KB_NAME_MAX + 1], *text;
-	size_t i, len;
-	int r = P11_ERR_NOT_FOUND;
+	CK_OBJECT_HANDLE obj;
+	int r;
 
-	if ((text = malloc(META_MAX)) == NULL)
-		return P11_ERR_NOMEM;
-	for (i = 0; i < nmetas; i++) {
-		if (p11_get_attr(ks, metas[i], CKA_LABEL, label, KB_NAME_MAX,
-				 &len) != P11_OK)
-			continue;
-		label[len] = '\0';
-		if (strcmp(label, v->info.name) != 0 ||
-		    p11_get_attr(ks, metas[i], CKA_VALUE, text, META_MAX,
-				 &len) != P11_OK)
-			continue;
-		memset(&mi, 0, sizeof(mi));
-		if (p11_parse_metadata(text, len, &mi) != P11_OK ||
-		    strcmp(mi.version, v->info.version) != 0 ||
-		    (r == P11_OK && mi.updated <= v->info.updated))
-			continue;
-		v->info.created = mi.created;
-		v->info.created_us = mi.created_us;
-		v->info.updated = mi.updated;
-		v->info.nbf = mi.nbf;
-		v->info.exp = mi.exp;
-		v->info.enabled = mi.enabled;
-		memcpy(v->info.recovery_level, mi.recovery_level,
-		       sizeof(mi.recovery_level));
-		v->info.recoverable_days = mi.recoverable_days;
-		r = P11_OK;
-	}
-	free(text);
-	return r;
+	if ((r = p11_metadata_newest(ks, metas, nmetas, v->info.name,
+				     v->info.version, &obj, NULL, NULL, &mi)) !=
+	    P11_OK)
+		return r;
+	v->info.created = mi.created;
+	v->info.created_us = mi.created_us;
+	v->info.updated = mi.updated;
+	v->info.nbf = mi.nbf;
+	v->info.exp = mi.exp;
+	v->info.enabled = mi.enabled;
+	v->info.repaired = mi.repaired;
+	memcpy(v->info.recovery_level, mi.recovery_level,
+	       sizeof(mi.recovery_level));
+	v->info.recoverable_days = mi.recoverable_days;
+	return P11_OK;
 }
 
 /* ---- unwrap paths ---- */
@@ -596,10 +655,20 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 		}
 		if (r == P11_OK)
 			r = load_public(ks, pubs, npubs, v, &f);
+		/*
+		 * A private key is never made invisible by its metadata: a
+		 * write the token lost must not take a key with it.
+		 */
 		if (r == P11_OK && (r = load_metadata(ks, metas, nmetas, v)) ==
-					   P11_ERR_NOT_FOUND)
-			p11_note(&f, "%s: no readable metadata; not served",
-				 what);
+					   P11_ERR_NOT_FOUND) {
+			p11_note(&f,
+				 "%s: no readable metadata; listed as damaged "
+				 "and refused until keybrokerctl repair-key "
+				 "%s %s --enabled|--disabled",
+				 what, v->info.name, v->info.version);
+			v->info.damaged = true;
+			r = P11_OK;
+		}
 		if (r == P11_ERR_HSM || r == P11_ERR_NOMEM) {
 			EVP_PKEY_free(v->pub);
 			goto out_free;

@@ -12,7 +12,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "kb_json.h"
+#include "kb_log.h"
 #include "p11_internal.h"
+#include "p11_store.h"
 
 /* ---- the token-signing (issuer) key ---- */
 
@@ -245,6 +248,8 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 	if (RAND_bytes(id, sizeof(id)) != 1)
 		return P11_ERR_NOMEM;
 	p11_admin_enter(ks);
+	if ((r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK)
+		goto out;
 	/* Any object of that label, usable or refused, stays the only one. */
 	if ((r = p11_find_all(ks, tlabel, 1, &found, &nfound)) != P11_OK) {
 		snprintf(err, errlen, "cannot search the token");
@@ -319,8 +324,15 @@ int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
 
 /* ---- revoked identity tokens ---- */
 
+/*
+ * One private data object per revoked jti: CKA_APPLICATION
+ * REVOKED_APPLICATION, CKA_LABEL the jti. Since this version CKA_VALUE
+ * holds {"jti": ..., "revoked": seconds}, so that a fresh load can check
+ * the write read back whole; objects without a value (older versions)
+ * count the same, and so does one whose value is damaged: the label
+ * decides, and revoking too much fails closed.
+ */
 #define REVOKED_APPLICATION "keybroker:revoked-jti"
-#define JTI_MAX 255
 
 static int str_cmp(const void *a, const void *b)
 {
@@ -339,7 +351,7 @@ static int load_revoked(struct p11_keystore *ks, struct catalog *c)
 		  sizeof(REVOKED_APPLICATION) - 1 },
 	};
 	CK_OBJECT_HANDLE *objs;
-	char jti[JTI_MAX + 1];
+	char jti[P11_JTI_MAX + 1];
 	size_t n, i, len;
 	int r;
 
@@ -350,8 +362,8 @@ static int load_revoked(struct p11_keystore *ks, struct catalog *c)
 		return P11_ERR_NOMEM;
 	}
 	for (i = 0; i < n; i++) {
-		if (p11_get_attr(ks, objs[i], CKA_LABEL, jti, JTI_MAX, &len) !=
-			    P11_OK ||
+		if (p11_get_attr(ks, objs[i], CKA_LABEL, jti, P11_JTI_MAX,
+				 &len) != P11_OK ||
 		    len == 0)
 			continue;
 		jti[len] = '\0';
@@ -367,57 +379,140 @@ static int load_revoked(struct p11_keystore *ks, struct catalog *c)
 	return P11_OK;
 }
 
+/*
+ * Adds add[0..n) (strings it takes over) to the keystore's sorted list,
+ * dropping duplicates. Needs ks->lock. On failure the strings are freed
+ * and the list is as before, less nothing.
+ */
+static int revoked_add_locked(struct p11_keystore *ks, char **add, size_t n)
+{
+	char **grown;
+	size_t i, o;
+
+	if (n == 0)
+		return P11_OK;
+	grown = realloc(ks->revoked, (ks->n_revoked + n) * sizeof(*grown));
+	if (grown == NULL) {
+		for (i = 0; i < n; i++)
+			free(add[i]);
+		return P11_ERR_NOMEM;
+	}
+	ks->revoked = grown;
+	memcpy(grown + ks->n_revoked, add, n * sizeof(*add));
+	n += ks->n_revoked;
+	qsort(grown, n, sizeof(*grown), str_cmp);
+	for (i = 1, o = 1; i < n; i++)
+		if (strcmp(grown[i], grown[o - 1]) == 0)
+			free(grown[i]);
+		else
+			grown[o++] = grown[i];
+	ks->n_revoked = o;
+	return P11_OK;
+}
+
+void p11_revoked_merge_locked(struct p11_keystore *ks, struct catalog *c)
+{
+	if (revoked_add_locked(ks, c->revoked, c->n_revoked) != P11_OK)
+		kb_err("out of memory keeping %zu revoked token ids",
+		       c->n_revoked);
+	free(c->revoked);
+	c->revoked = NULL;
+	c->n_revoked = 0;
+}
+
+void p11_revoked_free(struct p11_keystore *ks)
+{
+	size_t i;
+
+	for (i = 0; i < ks->n_revoked; i++)
+		free(ks->revoked[i]);
+	free(ks->revoked);
+	ks->revoked = NULL;
+	ks->n_revoked = 0;
+}
+
 bool p11_keystore_revoked(struct p11_keystore *ks, const char *jti)
 {
-	struct catalog *c = p11_catalog_get(ks);
 	bool found;
 
+	pthread_mutex_lock(&ks->lock);
 	/* Without a catalogue nothing can be vouched for: fail closed. */
-	if (c == NULL)
-		return true;
-	found = c->n_revoked > 0 &&
-		bsearch(&jti, c->revoked, c->n_revoked, sizeof(*c->revoked),
-			str_cmp) != NULL;
-	p11_catalog_put(ks, c);
+	found = ks->cat == NULL ||
+		(ks->n_revoked > 0 &&
+		 bsearch(&jti, ks->revoked, ks->n_revoked, sizeof(*ks->revoked),
+			 str_cmp) != NULL);
+	pthread_mutex_unlock(&ks->lock);
 	return found;
+}
+
+int p11_keystore_remember_revoked(struct p11_keystore *ks, const char *jti)
+{
+	char *copy;
+	int r;
+
+	if (jti[0] == '\0' || strlen(jti) > P11_JTI_MAX)
+		return P11_ERR_PARAM;
+	if ((copy = strdup(jti)) == NULL)
+		return P11_ERR_NOMEM;
+	pthread_mutex_lock(&ks->lock);
+	r = revoked_add_locked(ks, &copy, 1);
+	pthread_mutex_unlock(&ks->lock);
+	return r;
+}
+
+/* {"jti": jti, "revoked": now}, malloc'ed. */
+static char *revocation_text(const char *jti)
+{
+	json_t *o = json_pack("{s:s, s:I}", "jti", jti, "revoked",
+			      (json_int_t)time(NULL));
+	char *text;
+
+	if (o == NULL)
+		return NULL;
+	text = kb_json_text(o, JSON_COMPACT | JSON_SORT_KEYS, NULL);
+	json_decref(o);
+	return text;
 }
 
 int p11_keystore_revoke(struct p11_keystore *ks, const char *jti, char *err,
 			size_t errlen)
 {
-	CK_OBJECT_CLASS cls = CKO_DATA;
-	CK_BBOOL yes = CK_TRUE;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_APPLICATION, REVOKED_APPLICATION,
-		  sizeof(REVOKED_APPLICATION) - 1 },
-		{ CKA_LABEL, (void *)jti, strlen(jti) },
-	};
 	CK_OBJECT_HANDLE obj;
-	CK_RV rv;
+	char *text;
 	int r;
 
-	if (jti[0] == '\0' || strlen(jti) > JTI_MAX) {
-		snprintf(err, errlen, "a token id is 1-%d bytes", JTI_MAX);
+	if (jti[0] == '\0' || strlen(jti) > P11_JTI_MAX) {
+		snprintf(err, errlen, "a token id is 1-%d bytes", P11_JTI_MAX);
 		return P11_ERR_PARAM;
 	}
+	/*
+	 * Already known. (keybrokerctl has just loaded the token, so what it
+	 * knows is what is stored.)
+	 */
 	if (p11_keystore_revoked(ks, jti))
 		return P11_OK;
-	p11_admin_enter(ks);
-	rv = ks->fn->C_CreateObject(ks->admin, t, 5, &obj);
-	if (rv != CKR_OK) {
-		snprintf(err, errlen, "storing the revocation in the token: %s",
-			 p11_rv_name(rv));
-		r = P11_ERR_HSM;
-	} else if ((r = p11_catalog_reload_locked(ks)) != P11_OK) {
-		snprintf(err, errlen, "re-reading the key catalogue failed");
+	if ((r = p11_keystore_remember_revoked(ks, jti)) != P11_OK ||
+	    (text = revocation_text(jti)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return P11_ERR_NOMEM;
 	}
+	p11_admin_enter(ks);
+	/*
+	 * A revocation that was not confirmed stays in the token: if it did
+	 * reach storage it is wanted, and revoking too much fails closed.
+	 */
+	if ((r = p11_store_check_space(ks->fn, err, errlen)) == P11_OK &&
+	    (r = p11_create_confirmed(ks, REVOKED_APPLICATION, jti, text, true,
+				      "the revocation", &obj, err, errlen)) ==
+		    P11_OK &&
+	    (r = p11_catalog_reload_locked(ks)) != P11_OK)
+		snprintf(err, errlen,
+			 "the revocation is stored, but re-reading the key "
+			 "catalogue failed");
 	p11_admin_leave(ks);
+	free(text);
 	return r;
 }
-
 int p11_identity_load(struct p11_keystore *ks, struct catalog *c,
 		      struct p11_findings *f)
 {

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "p11_confirm.h"
 #include "p11_keystore.h"
 
 #define META_APPLICATION "keybroker:key-version"
@@ -35,7 +36,10 @@ struct catalog {
 	struct key_version *v; /* sorted by name, then created, then version */
 	size_t n;
 	enum p11_path path[P11_ALG_COUNT];
-	/* Revoked identity-token ids, sorted. */
+	/*
+	 * Revoked identity-token ids read from the token, sorted; merged
+	 * into the keystore's own list when the snapshot is published.
+	 */
 	char **revoked;
 	size_t n_revoked;
 	/* The secret that RSA1_5's implicit rejection derives keys from. */
@@ -50,9 +54,20 @@ struct p11_keystore {
 	struct p11_token *tok;
 	CK_FUNCTION_LIST *fn;
 	bool allow_rsa1_5;
+	/* How writes are confirmed by a fresh load (p11_confirm.h). */
+	struct p11_confirm_target confirm; /* .exe NULL: they cannot be */
+	char *module, *uri, *pin_file, *confirm_exe; /* its strings */
 
-	pthread_mutex_t lock; /* guards cat, gen, available, the times */
+	pthread_mutex_t lock; /* guards cat, revoked, gen, available, times */
 	struct catalog *cat;
+	/*
+	 * Every identity-token id this process has known to be revoked,
+	 * sorted: what each load read from the token, and what it was told
+	 * (p11_keystore_remember_revoked). It only grows, so a revocation
+	 * the token loses or never kept still holds until the process ends.
+	 */
+	char **revoked;
+	size_t n_revoked;
 	unsigned int gen; /* bumped each time sessions are renewed */
 	bool available;
 	time_t last_recover, last_reload;
@@ -116,6 +131,16 @@ int p11_find_all(struct p11_keystore *ks, CK_ATTRIBUTE *tmpl, CK_ULONG ntmpl,
 int p11_get_attr(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 		 CK_ATTRIBUTE_TYPE type, void *buf, size_t max, size_t *len);
 int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info);
+/*
+ * The metadata object of name/version to believe among metas[0..n): the
+ * newest ("updated") that reads back and parses, a disabled one winning a
+ * tie. Its handle, text (META_MAX bytes at text, *len of them) and parsed
+ * fields; P11_ERR_NOT_FOUND if none. Needs admin_lock.
+ */
+int p11_metadata_newest(struct p11_keystore *ks, const CK_OBJECT_HANDLE *metas,
+			size_t n, const char *name, const char *version,
+			CK_OBJECT_HANDLE *obj, char *text, size_t *len,
+			struct p11_key_info *mi);
 
 /* ---- p11_keystore.c ---- */
 
@@ -130,12 +155,32 @@ void p11_admin_leave(struct p11_keystore *ks);
 int p11_ensure_available(struct p11_keystore *ks);
 /* A live session of the current generation. Needs module_lock shared. */
 int p11_worker_session(struct p11_worker *w);
+/*
+ * Confirms want[0..n) by a fresh load (p11_confirm); P11_ERR_UNSUPPORTED
+ * if this process was not given a way to. Needs admin_lock.
+ */
+int p11_keystore_confirm(struct p11_keystore *ks, const struct p11_expect *want,
+			 size_t n, char *err, size_t errlen);
+/*
+ * Creates a private CKO_DATA object (application, label, value) and
+ * confirms it by a fresh load. If it is not confirmed, it is destroyed
+ * unless keep is set (for writes where a copy that did reach storage
+ * must stay: revocations). P11_ERR_STORAGE if the token did not keep it;
+ * err says so. Needs admin_lock.
+ */
+int p11_create_confirmed(struct p11_keystore *ks, const char *application,
+			 const char *label, const char *value, bool keep,
+			 const char *what, CK_OBJECT_HANDLE *obj, char *err,
+			 size_t errlen);
 
 /* ---- p11_identity.c ---- */
 
 /* Finds the issuer key and the revoked jtis for c. Needs admin_lock. */
 int p11_identity_load(struct p11_keystore *ks, struct catalog *c,
 		      struct p11_findings *f);
+/* Moves c's revoked jtis into the keystore's list. Needs ks->lock. */
+void p11_revoked_merge_locked(struct p11_keystore *ks, struct catalog *c);
+void p11_revoked_free(struct p11_keystore *ks);
 
 /*
  * Whether a private key was made to stay in the token: sensitive, never

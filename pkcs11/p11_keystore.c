@@ -17,6 +17,7 @@
 #include "kb_pkcs1.h"
 #include "kb_secret.h"
 #include "p11_internal.h"
+#include "p11_store.h"
 
 const char *p11_path_name(enum p11_path path)
 {
@@ -207,6 +208,8 @@ static int check_usable(const struct p11_key_info *info, bool wrapping)
 {
 	time_t now = time(NULL);
 
+	if (info->damaged)
+		return P11_ERR_DAMAGED;
 	if (!info->enabled || (info->nbf != 0 && now < info->nbf))
 		return P11_ERR_DISABLED;
 	/* Expired keys still unwrap what they wrapped, but wrap no more. */
@@ -307,6 +310,27 @@ static int derive_kdk(struct p11_worker *w, CK_OBJECT_HANDLE secret,
 
 /* ---- public operations ---- */
 
+/* What a fresh load needs to find the token as this process did. */
+static int keep_confirm_target(struct p11_keystore *ks,
+			       const struct p11_keystore_params *params)
+{
+	ks->module = strdup(params->module);
+	ks->uri = strdup(params->token_uri);
+	ks->pin_file = strdup(params->pin_file);
+	if (params->confirm_exe != NULL)
+		ks->confirm_exe = strdup(params->confirm_exe);
+	if (ks->module == NULL || ks->uri == NULL || ks->pin_file == NULL ||
+	    (params->confirm_exe != NULL && ks->confirm_exe == NULL))
+		return P11_ERR_NOMEM;
+	ks->confirm = (struct p11_confirm_target){
+		.exe = ks->confirm_exe,
+		.module = ks->module,
+		.uri = ks->uri,
+		.pin_file = ks->pin_file,
+	};
+	return P11_OK;
+}
+
 int p11_keystore_open(const struct p11_keystore_params *params,
 		      const char *initialise_with_so_pin,
 		      struct p11_keystore **out, char *err, size_t errlen)
@@ -321,6 +345,8 @@ int p11_keystore_open(const struct p11_keystore_params *params,
 	pthread_mutex_init(&ks->admin_lock, NULL);
 	pthread_rwlock_init(&ks->module_lock, NULL);
 	ks->allow_rsa1_5 = params->allow_rsa1_5;
+	if ((r = keep_confirm_target(ks, params)) != P11_OK)
+		goto out_free;
 	if ((r = p11_token_load(params->module, params->token_uri, &ks->tok,
 				err, errlen)) != P11_OK)
 		goto out_free;
@@ -361,7 +387,12 @@ void p11_keystore_free(struct p11_keystore *ks)
 	if (ks == NULL)
 		return;
 	p11_catalog_free(ks->cat);
+	p11_revoked_free(ks);
 	free(ks->findings);
+	free(ks->module);
+	free(ks->uri);
+	free(ks->pin_file);
+	free(ks->confirm_exe);
 	p11_token_free(ks->tok); /* C_Finalize closes every session */
 	pthread_mutex_destroy(&ks->lock);
 	pthread_mutex_destroy(&ks->admin_lock);
@@ -556,7 +587,7 @@ int p11_keystore_describe(struct p11_keystore *ks, const char *name,
 		return r;
 	*info = v->info;
 	p11_catalog_put(ks, cat);
-	return P11_OK;
+	return info->damaged ? P11_ERR_DAMAGED : P11_OK;
 }
 
 /* Encrypts with w's cached context for pub and alg, making it if needed. */
@@ -617,9 +648,31 @@ out:
 	return r;
 }
 
-/* Stores metadata text for key name as a new private data object. */
-static int create_metadata_object(struct p11_keystore *ks, const char *name,
-				  const char *text, CK_OBJECT_HANDLE *obj)
+/* ---- admin writes ---- */
+
+int p11_keystore_confirm(struct p11_keystore *ks, const struct p11_expect *want,
+			 size_t n, char *err, size_t errlen)
+{
+	if (ks->confirm.exe == NULL) {
+		snprintf(err, errlen,
+			 "this program cannot confirm token writes by a fresh "
+			 "load");
+		return P11_ERR_UNSUPPORTED;
+	}
+	return p11_confirm(&ks->confirm, want, n, err, errlen);
+}
+
+/* Destroys obj; true if it is gone (or was never kept). */
+static bool destroy(struct p11_keystore *ks, CK_OBJECT_HANDLE obj, CK_RV *rv)
+{
+	*rv = ks->fn->C_DestroyObject(ks->admin, obj);
+	return *rv == CKR_OK || *rv == CKR_OBJECT_HANDLE_INVALID;
+}
+
+/* A new private data object in the token. Needs admin_lock. */
+static CK_RV create_data(struct p11_keystore *ks, const char *application,
+			 const char *label, const char *value,
+			 CK_OBJECT_HANDLE *obj)
 {
 	CK_OBJECT_CLASS cls = CKO_DATA;
 	CK_BBOOL yes = CK_TRUE;
@@ -627,55 +680,173 @@ static int create_metadata_object(struct p11_keystore *ks, const char *name,
 		{ CKA_CLASS, &cls, sizeof(cls) },
 		{ CKA_TOKEN, &yes, sizeof(yes) },
 		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_APPLICATION, META_APPLICATION,
-		  sizeof(META_APPLICATION) - 1 },
-		{ CKA_LABEL, (void *)name, strlen(name) },
-		{ CKA_VALUE, (void *)text, strlen(text) },
+		{ CKA_APPLICATION, (void *)application, strlen(application) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_VALUE, (void *)value, strlen(value) },
 	};
 
-	return ks->fn->C_CreateObject(ks->admin, t, 6, obj) == CKR_OK ?
-		       P11_OK :
-		       P11_ERR_HSM;
+	return ks->fn->C_CreateObject(ks->admin, t, sizeof(t) / sizeof(t[0]),
+				      obj);
 }
 
-static int write_metadata(struct p11_keystore *ks, const char *name,
-			  const char *version, CK_OBJECT_HANDLE *obj)
+int p11_create_confirmed(struct p11_keystore *ks, const char *application,
+			 const char *label, const char *value, bool keep,
+			 const char *what, CK_OBJECT_HANDLE *obj, char *err,
+			 size_t errlen)
 {
-	struct timespec ts;
-	json_int_t now;
-	json_t *o;
-	char *text;
+	struct p11_expect want = {
+		.cls = CKO_DATA,
+		.label = label,
+		.application = application,
+		.value_type = CKA_VALUE,
+		.value = value,
+		.value_len = strlen(value),
+		.what = what,
+	};
+	char why[384];
+	CK_RV rv;
 	int r;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	now = (json_int_t)ts.tv_sec;
-	o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:n, s:n, s:s, s:i}",
-		      "name", name, "version", version, "created", now,
-		      "createdUs", now * 1000000 + ts.tv_nsec / 1000, "updated",
-		      now, "enabled", 1, "nbf", "exp", "recoveryLevel",
-		      "Recoverable+Purgeable", "recoverableDays", 90);
-	if (o == NULL)
-		return P11_ERR_NOMEM;
-	text = kb_json_text(o, JSON_COMPACT | JSON_SORT_KEYS, NULL);
-	json_decref(o);
-	if (text == NULL)
-		return P11_ERR_NOMEM;
-	r = create_metadata_object(ks, name, text, obj);
-	free(text);
-	return r;
+	if ((rv = create_data(ks, application, label, value, obj)) != CKR_OK) {
+		snprintf(err, errlen, "storing %s in the token failed: %s",
+			 what, p11_rv_name(rv));
+		return P11_ERR_HSM;
+	}
+	if ((r = p11_keystore_confirm(ks, &want, 1, why, sizeof(why))) ==
+	    P11_OK)
+		return P11_OK;
+	if (r == P11_ERR_STORAGE)
+		snprintf(err, errlen,
+			 "the token did not keep %s (is its storage full?): %s",
+			 what, why);
+	else
+		snprintf(err, errlen,
+			 "%s could not be confirmed by a fresh load of the "
+			 "token: %s",
+			 what, why);
+	/* Unconfirmed, it may or may not be stored: take it back. */
+	if (!keep && !destroy(ks, *obj, &rv))
+		snprintf(err + strlen(err), errlen - strlen(err),
+			 "; removing it again failed (%s), so it may still "
+			 "take effect",
+			 p11_rv_name(rv));
+	return P11_ERR_STORAGE;
 }
 
-int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
-			    unsigned int bits, struct p11_key_info *info,
-			    char *err, size_t errlen)
+static int64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * The metadata text of a new version, or of a repaired one (repaired:
+ * when; 0 if not), malloc'ed.
+ */
+static char *metadata_text(const char *name, const char *version,
+			   int64_t created_us, bool enabled, int64_t repaired)
+{
+	json_t *o;
+	char *text;
+
+	o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:n, s:n, s:s, s:i}",
+		      "name", name, "version", version, "created",
+		      (json_int_t)(created_us / 1000000), "createdUs",
+		      (json_int_t)created_us, "updated", (json_int_t)time(NULL),
+		      "enabled", enabled, "nbf", "exp", "recoveryLevel",
+		      "Recoverable+Purgeable", "recoverableDays", 90);
+	if (o == NULL ||
+	    (repaired != 0 &&
+	     json_object_set_new(o, "repaired", json_integer(repaired)) != 0)) {
+		json_decref(o);
+		return NULL;
+	}
+	text = kb_json_text(o, JSON_COMPACT | JSON_SORT_KEYS, NULL);
+	json_decref(o);
+	return text;
+}
+
+/*
+ * Takes back the objects of a new version that was not confirmed; adds to
+ * err what could not be removed. Needs admin_lock.
+ */
+static void undo_create(struct p11_keystore *ks, const CK_OBJECT_HANDLE *objs,
+			size_t n, char *err, size_t errlen)
+{
+	size_t i, len = strlen(err);
+	bool gone = true;
+	CK_RV rv, failed = CKR_OK;
+
+	for (i = 0; i < n; i++)
+		if (!destroy(ks, objs[i], &rv)) {
+			gone = false;
+			failed = rv;
+		}
+	if (gone)
+		snprintf(err + len, errlen - len, "; nothing was created");
+	else
+		snprintf(err + len, errlen - len,
+			 "; removing what was made failed (%s): if the private "
+			 "key stayed, keybrokerctl list-keys shows the version "
+			 "as damaged",
+			 p11_rv_name(failed));
+}
+
+/*
+ * Confirms a new version by a fresh load: its key pair (by label, ID
+ * and modulus) and its metadata (by value). Needs admin_lock.
+ */
+static int confirm_version(struct p11_keystore *ks, const char *name,
+			   const unsigned char *id, CK_OBJECT_HANDLE priv,
+			   const char *meta, char *err, size_t errlen)
+{
+	unsigned char n[P11_MODULUS_MAX];
+	struct p11_expect want[3] = {
+		{ CKO_PRIVATE_KEY, name, id, KB_VERSION_BYTES, NULL,
+		  CKA_MODULUS, n, 0, "the new private key" },
+		{ CKO_PUBLIC_KEY, name, id, KB_VERSION_BYTES, NULL, CKA_MODULUS,
+		  n, 0, "the new public key" },
+		{ CKO_DATA, name, NULL, 0, META_APPLICATION, CKA_VALUE, meta,
+		  strlen(meta), "the new metadata object" },
+	};
+	char why[384];
+	size_t nlen;
+	int r;
+
+	if (p11_get_attr(ks, priv, CKA_MODULUS, n, sizeof(n), &nlen) !=
+	    P11_OK) {
+		snprintf(err, errlen,
+			 "the token did not keep the new key pair (is its "
+			 "storage full?): its modulus does not read back");
+		return P11_ERR_STORAGE;
+	}
+	want[0].value_len = want[1].value_len = nlen;
+	if ((r = p11_keystore_confirm(ks, want, 3, why, sizeof(why))) ==
+	    P11_ERR_STORAGE)
+		snprintf(err, errlen,
+			 "the token did not keep the new version (is its "
+			 "storage full?): %s",
+			 why);
+	else if (r != P11_OK)
+		snprintf(err, errlen,
+			 "the new version could not be confirmed by a fresh "
+			 "load of the token: %s",
+			 why);
+	return r == P11_OK ? P11_OK : P11_ERR_STORAGE;
+}
+
+/* Generates the key pair of a new version. Needs admin_lock. */
+static int generate_pair(struct p11_keystore *ks, const char *name,
+			 unsigned int bits, const unsigned char *id,
+			 CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv,
+			 char *err, size_t errlen)
 {
 	static const unsigned char f4[] = { 0x01, 0x00, 0x01 };
 	CK_MECHANISM mech = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	CK_ULONG modbits = bits;
-	unsigned char id[KB_VERSION_BYTES];
-	char version[KB_VERSION_LEN + 1];
-	CK_OBJECT_HANDLE pub, priv, meta;
 	/*
 	 * Decrypt-only: the broker wraps with the public key in OpenSSL and
 	 * unwraps with C_Decrypt; every other usage is set false explicitly.
@@ -692,7 +863,7 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 		{ CKA_MODULUS_BITS, &modbits, sizeof(modbits) },
 		{ CKA_PUBLIC_EXPONENT, (void *)f4, sizeof(f4) },
 		{ CKA_LABEL, (void *)name, strlen(name) },
-		{ CKA_ID, id, sizeof(id) },
+		{ CKA_ID, (void *)id, KB_VERSION_BYTES },
 	};
 	CK_ATTRIBUTE tpriv[] = {
 		{ CKA_TOKEN, &yes, sizeof(yes) },
@@ -706,8 +877,31 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 		{ CKA_UNWRAP, &no, sizeof(no) },
 		{ CKA_DERIVE, &no, sizeof(no) },
 		{ CKA_LABEL, (void *)name, strlen(name) },
-		{ CKA_ID, id, sizeof(id) },
+		{ CKA_ID, (void *)id, KB_VERSION_BYTES },
 	};
+	CK_RV rv;
+
+	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub,
+				       sizeof(tpub) / sizeof(tpub[0]), tpriv,
+				       sizeof(tpriv) / sizeof(tpriv[0]), pub,
+				       priv);
+	if (rv != CKR_OK) {
+		snprintf(err, errlen,
+			 "the token refused to generate the key pair "
+			 "(C_GenerateKeyPair: %s)",
+			 p11_rv_name(rv));
+		return P11_ERR_HSM;
+	}
+	return P11_OK;
+}
+
+int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
+			    unsigned int bits, struct p11_key_info *info,
+			    char *err, size_t errlen)
+{
+	unsigned char id[KB_VERSION_BYTES];
+	char version[KB_VERSION_LEN + 1], *meta = NULL;
+	CK_OBJECT_HANDLE objs[3]; /* public, private, metadata */
 	CK_RV rv;
 	int r;
 
@@ -727,36 +921,77 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 	kb_hex_encode(version, id, sizeof(id));
 
 	p11_admin_enter(ks);
-	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub,
-				       sizeof(tpub) / sizeof(tpub[0]), tpriv,
-				       sizeof(tpriv) / sizeof(tpriv[0]), &pub,
-				       &priv);
-	if (rv != CKR_OK) {
-		snprintf(err, errlen, "C_GenerateKeyPair: %s", p11_rv_name(rv));
-		r = P11_ERR_HSM;
+	if ((r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK ||
+	    (r = generate_pair(ks, name, bits, id, &objs[0], &objs[1], err,
+			       errlen)) != P11_OK)
+		goto out_unlock;
+	if ((meta = metadata_text(name, version, now_us(), true, 0)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		r = P11_ERR_NOMEM;
+		undo_create(ks, objs, 2, err, errlen);
 		goto out_unlock;
 	}
-	if ((r = write_metadata(ks, name, version, &meta)) != P11_OK) {
+	if ((rv = create_data(ks, META_APPLICATION, name, meta, &objs[2])) !=
+	    CKR_OK) {
 		snprintf(err, errlen,
-			 "storing key metadata in the token "
-			 "failed; key pair removed");
-		ks->fn->C_DestroyObject(ks->admin, priv);
-		ks->fn->C_DestroyObject(ks->admin, pub);
+			 "storing the key metadata in the token failed: %s",
+			 p11_rv_name(rv));
+		r = P11_ERR_HSM;
+		undo_create(ks, objs, 2, err, errlen);
+		goto out_unlock;
+	}
+	if ((r = confirm_version(ks, name, id, objs[1], meta, err, errlen)) !=
+	    P11_OK) {
+		undo_create(ks, objs, 3, err, errlen);
 		goto out_unlock;
 	}
 	if ((r = p11_catalog_reload_locked(ks)) != P11_OK)
 		snprintf(err, errlen, "re-reading the key catalogue failed");
 out_unlock:
 	p11_admin_leave(ks);
+	free(meta);
 	if (r == P11_OK &&
 	    (r = p11_keystore_describe(ks, name, version, info)) != P11_OK)
 		snprintf(err, errlen, "new key version not in the catalogue");
 	return r;
 }
 
-/* Rewrites the metadata object of name/version. Needs admin_lock. */
+/*
+ * Destroys every metadata object of name/version among metas: the ones a
+ * confirmed successor replaces (and any an earlier update left behind).
+ * One that stays is harmless, the newest wins. Needs admin_lock.
+ */
+static void destroy_replaced(struct p11_keystore *ks,
+			     const CK_OBJECT_HANDLE *metas, size_t n,
+			     const char *name, const char *version, char *text)
+{
+	struct p11_key_info mi;
+	size_t i, len;
+	CK_RV rv;
+
+	for (i = 0; i < n; i++) {
+		memset(&mi, 0, sizeof(mi));
+		if (p11_get_attr(ks, metas[i], CKA_VALUE, text, META_MAX,
+				 &len) != P11_OK ||
+		    p11_parse_metadata(text, len, &mi) != P11_OK ||
+		    strcmp(mi.version, version) != 0 ||
+		    destroy(ks, metas[i], &rv))
+			continue;
+		kb_warn("key %s version %s: a replaced metadata object was not "
+			"removed (%s); the newest one is used",
+			name, version, p11_rv_name(rv));
+	}
+}
+
+/*
+ * Replaces the metadata of name/version with a copy whose "enabled" is
+ * set: the new object is created and confirmed by a fresh load before
+ * the old one is destroyed, so a lost write leaves the old one in force.
+ * P11_ERR_NOT_FOUND if no metadata reads back. Needs admin_lock.
+ */
 static int update_metadata(struct p11_keystore *ks, const char *name,
-			   const char *version, bool enabled)
+			   const char *version, bool enabled, char *err,
+			   size_t errlen)
 {
 	CK_OBJECT_CLASS cdata = CKO_DATA;
 	CK_BBOOL yes = CK_TRUE;
@@ -767,52 +1002,43 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 		  sizeof(META_APPLICATION) - 1 },
 		{ CKA_LABEL, (void *)name, strlen(name) },
 	};
-	CK_OBJECT_HANDLE *metas, obj;
+	CK_OBJECT_HANDLE *metas, old, obj;
 	struct p11_key_info mi;
-	size_t n, i, len;
 	char *text, *out = NULL;
 	json_t *o = NULL;
+	json_int_t now = (json_int_t)time(NULL), updated;
+	size_t n, len;
 	int r;
 
 	if ((r = p11_find_all(ks, tmpl, 4, &metas, &n)) != P11_OK)
 		return r;
 	if ((text = malloc(META_MAX)) == NULL) {
-		free(metas);
-		return P11_ERR_NOMEM;
+		r = P11_ERR_NOMEM;
+		goto out_free;
 	}
-	r = P11_ERR_NOT_FOUND;
-	for (i = 0; i < n; i++) {
-		memset(&mi, 0, sizeof(mi));
-		if (p11_get_attr(ks, metas[i], CKA_VALUE, text, META_MAX,
-				 &len) != P11_OK ||
-		    p11_parse_metadata(text, len, &mi) != P11_OK ||
-		    strcmp(mi.version, version) != 0)
-			continue;
-		o = json_loadb(text, len, 0, NULL);
-		if (o == NULL ||
-		    json_object_set_new(o, "enabled", json_boolean(enabled)) ||
-		    json_object_set_new(o, "updated",
-					json_integer(time(NULL) > mi.updated ?
-							     time(NULL) :
-							     mi.updated + 1)) ||
-		    (out = kb_json_text(o, JSON_COMPACT | JSON_SORT_KEYS,
-					NULL)) == NULL) {
-			r = P11_ERR_NOMEM;
-			break;
-		}
-		/*
-		 * Tokens may refuse to change CKA_VALUE (SoftHSMv2 does), so
-		 * the new metadata is a new object; the newest "updated"
-		 * wins if the old one cannot be removed.
-		 */
-		r = create_metadata_object(ks, name, out, &obj);
-		if (r == P11_OK &&
-		    ks->fn->C_DestroyObject(ks->admin, metas[i]) != CKR_OK)
-			kb_warn("key %s version %s: old metadata object not "
-				"removed",
-				name, version);
-		break;
+	if ((r = p11_metadata_newest(ks, metas, n, name, version, &old, text,
+				     &len, &mi)) != P11_OK)
+		goto out_free;
+	/* "updated" orders the objects: the new one must pass the old. */
+	updated = now > mi.updated ? now : mi.updated + 1;
+	o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+	if (o == NULL ||
+	    json_object_set_new(o, "enabled", json_boolean(enabled)) != 0 ||
+	    json_object_set_new(o, "updated", json_integer(updated)) != 0 ||
+	    (out = kb_json_text(o, JSON_COMPACT | JSON_SORT_KEYS, NULL)) ==
+		    NULL) {
+		r = P11_ERR_NOMEM;
+		goto out_free;
 	}
+	/*
+	 * Tokens may refuse to change CKA_VALUE (SoftHSMv2 does), so the
+	 * new metadata is a new object.
+	 */
+	if ((r = p11_create_confirmed(ks, META_APPLICATION, name, out, false,
+				      "the new metadata object", &obj, err,
+				      errlen)) == P11_OK)
+		destroy_replaced(ks, metas, n, name, version, text);
+out_free:
 	json_decref(o);
 	free(out);
 	free(text);
@@ -824,20 +1050,117 @@ int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
 			     const char *version, bool enabled, char *err,
 			     size_t errlen)
 {
+	const struct key_version *v;
+	struct catalog *c;
+	bool damaged;
 	int r;
 
+	err[0] = '\0';
 	p11_admin_enter(ks);
-	r = update_metadata(ks, name, version, enabled);
-	if (r == P11_OK)
-		r = p11_catalog_reload_locked(ks);
-	p11_admin_leave(ks);
+	c = p11_catalog_get(ks);
+	v = c != NULL ? p11_catalog_find(c, name, version) : NULL;
+	damaged = v != NULL && v->info.damaged;
+	p11_catalog_put(ks, c);
+	if (damaged) {
+		snprintf(err, errlen,
+			 "key %s version %s is damaged (no readable metadata); "
+			 "keybrokerctl repair-key %s %s --enabled|--disabled "
+			 "rewrites it",
+			 name, version, name, version);
+		r = P11_ERR_DAMAGED;
+		goto out_unlock;
+	}
+	if ((r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK)
+		goto out_unlock;
+	r = update_metadata(ks, name, version, enabled, err, errlen);
 	if (r == P11_ERR_NOT_FOUND)
 		snprintf(err, errlen, "key '%s' has no version '%s'", name,
 			 version);
-	else if (r != P11_OK)
+	else if (r == P11_ERR_NOMEM)
+		snprintf(err, errlen, "out of memory");
+	else if (r == P11_ERR_HSM && err[0] == '\0')
+		snprintf(err, errlen, "reading the key metadata failed");
+	if (r == P11_OK && (r = p11_catalog_reload_locked(ks)) != P11_OK)
 		snprintf(err, errlen,
-			 "updating the key metadata in the token "
-			 "failed");
+			 "the change is stored, but re-reading the key "
+			 "catalogue failed");
+out_unlock:
+	p11_admin_leave(ks);
+	return r;
+}
+
+/*
+ * When a repaired version of name was made: now if it is to be current
+ * (and after every readable version), else just before the oldest
+ * readable version.
+ */
+static int64_t repaired_created_us(const struct catalog *c, const char *name,
+				   bool make_current)
+{
+	int64_t oldest = 0, newest = 0, now = now_us();
+	size_t i;
+
+	for (i = 0; i < c->n; i++) {
+		if (strcmp(c->v[i].info.name, name) != 0 ||
+		    c->v[i].info.damaged)
+			continue;
+		if (oldest == 0 || c->v[i].info.created_us < oldest)
+			oldest = c->v[i].info.created_us;
+		if (c->v[i].info.created_us > newest)
+			newest = c->v[i].info.created_us;
+	}
+	if (make_current)
+		return now > newest ? now : newest + 1;
+	return oldest > 1 ? oldest - 1 : now;
+}
+
+int p11_keystore_repair_key(struct p11_keystore *ks, const char *name,
+			    const char *version, bool enabled,
+			    bool make_current, char *err, size_t errlen)
+{
+	const struct key_version *v;
+	struct catalog *c;
+	CK_OBJECT_HANDLE obj;
+	int64_t created_us = 0;
+	char *text;
+	int r = P11_OK;
+
+	p11_admin_enter(ks);
+	if ((c = p11_catalog_get(ks)) == NULL) {
+		snprintf(err, errlen, "no key catalogue");
+		r = P11_ERR_HSM;
+	} else if ((v = p11_catalog_find(c, name, version)) == NULL) {
+		snprintf(err, errlen, "key '%s' has no version '%s'", name,
+			 version);
+		r = P11_ERR_NOT_FOUND;
+	} else if (!v->info.damaged) {
+		snprintf(err, errlen,
+			 "key %s version %s is not damaged (its metadata reads "
+			 "back); enable-key or disable-key changes it",
+			 name, version);
+		r = P11_ERR_CONFLICT;
+	} else {
+		created_us = repaired_created_us(c, name, make_current);
+	}
+	p11_catalog_put(ks, c);
+	if (r != P11_OK ||
+	    (r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK)
+		goto out_unlock;
+	if ((text = metadata_text(name, version, created_us, enabled,
+				  (int64_t)time(NULL))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		r = P11_ERR_NOMEM;
+		goto out_unlock;
+	}
+	r = p11_create_confirmed(ks, META_APPLICATION, name, text, false,
+				 "the new metadata object", &obj, err, errlen);
+	free(text);
+	if (r == P11_OK && (r = p11_catalog_reload_locked(ks)) != P11_OK)
+		snprintf(err, errlen,
+			 "the repair is stored, but re-reading the key "
+			 "catalogue failed");
+out_unlock:
+	p11_admin_leave(ks);
 	return r;
 }
 

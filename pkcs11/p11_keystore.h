@@ -59,6 +59,13 @@ struct p11_key_info {
 	bool enabled;
 	char recovery_level[32];
 	int recoverable_days;
+	int64_t repaired; /* when repair-key rewrote the metadata; 0: never */
+	/*
+	 * The private key is there but no metadata object reads back: the
+	 * version is listed, refused (P11_ERR_DAMAGED) and has no known
+	 * place among its key's versions until p11_keystore_repair_key.
+	 */
+	bool damaged;
 	enum p11_path path[P11_ALG_COUNT];
 };
 
@@ -67,6 +74,12 @@ struct p11_keystore_params {
 	const char *token_uri;
 	const char *pin_file;
 	bool allow_rsa1_5;
+	/*
+	 * The program that confirms token writes by a fresh load (see
+	 * p11_confirm.h), e.g. "/proc/self/exe"; NULL in a process that makes
+	 * no such writes (they are then refused).
+	 */
+	const char *confirm_exe;
 };
 
 struct p11_keystore;
@@ -92,7 +105,9 @@ void p11_worker_free(struct p11_worker *w);
 
 /*
  * Looks up name (and version, or the current version if version is "").
- * P11_ERR_NOT_FOUND if absent.
+ * P11_ERR_NOT_FOUND if absent. P11_ERR_DAMAGED (info names the version)
+ * if that version is damaged or, with version "", if any version of name
+ * is: the current one cannot be told then. Wrap and unwrap likewise.
  */
 int p11_keystore_describe(struct p11_keystore *ks, const char *name,
 			  const char *version, struct p11_key_info *info);
@@ -118,9 +133,18 @@ int p11_worker_unwrap(struct p11_worker *w, const char *name,
 		      size_t *outlen, struct p11_key_info *info);
 
 /*
+ * Admin writes (create, enable/disable, repair, revoke) are serialised,
+ * refused up front while a file-backed token's storage is nearly full
+ * (p11_store.h), and done only once a fresh load reads them back
+ * (p11_confirm.h): a write the token did not keep fails with
+ * P11_ERR_STORAGE and leaves the previous state, and an object is
+ * replaced only after its successor is confirmed. err says what failed.
+ */
+
+/*
  * Generates a new version of key name (creating the key if needed) as an
- * RSA key pair of bits (2048, 3072 or 4096) in the token. Admin writes are
- * serialised. Fills info with the new version.
+ * RSA key pair of bits (2048, 3072 or 4096) in the token. Fills info with
+ * the new version.
  */
 int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 			    unsigned int bits, struct p11_key_info *info,
@@ -137,6 +161,17 @@ int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
  * there already. For the broker at start, when RSA1_5 is enabled.
  */
 int p11_keystore_ensure_rsa15_secret(struct p11_keystore *ks);
+
+/*
+ * Writes new metadata for a damaged version (P11_ERR_CONFLICT if it is
+ * not damaged). Its creation time was in the lost metadata: with
+ * make_current it is dated now and becomes the key's current version;
+ * otherwise it is dated just before the key's oldest readable version,
+ * so the current version stays what it was.
+ */
+int p11_keystore_repair_key(struct p11_keystore *ks, const char *name,
+			    const char *version, bool enabled,
+			    bool make_current, char *err, size_t errlen);
 
 /* Re-reads the catalogue from the token now; the old one stays on failure. */
 int p11_keystore_reload(struct p11_keystore *ks);
@@ -159,12 +194,19 @@ int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
 /*
  * Revoked identity-token ids live in the token (one private data object
  * each), so revocations survive restarts and are shared by every broker
- * on the token. p11_keystore_revoked answers from the catalogue (true if
- * there is none: fail closed).
+ * on the token. p11_keystore_revoked answers from every id this process
+ * has known to be revoked (true before the first catalogue: fail
+ * closed). p11_keystore_revoke stores one in the token and confirms it;
+ * an unconfirmed one is still remembered by this process and left in the
+ * token in case it did arrive. p11_keystore_remember_revoked only
+ * remembers (a running broker told by keybrokerctl).
  */
 bool p11_keystore_revoked(struct p11_keystore *ks, const char *jti);
 int p11_keystore_revoke(struct p11_keystore *ks, const char *jti, char *err,
 			size_t errlen);
+int p11_keystore_remember_revoked(struct p11_keystore *ks, const char *jti);
+
+#define P11_JTI_MAX 255 /* bytes of an identity-token id */
 
 /* Calls fn for each key version, in name then creation order. */
 int p11_keystore_foreach(struct p11_keystore *ks,

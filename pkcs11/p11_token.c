@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "kb_secret.h"
+#include "p11_store.h"
 #include "p11_token.h"
 
 #define PIN_MAX 256
@@ -442,6 +443,8 @@ int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
 		r = P11_ERR_HSM;
 		goto out_slots;
 	}
+	if ((r = p11_store_check_space(tok->fn, err, errlen)) != P11_OK)
+		goto out_slots;
 	r = P11_ERR_HSM;
 	rv = tok->fn->C_InitToken(slots[i], so_pin, so_len, label);
 	if (rv != CKR_OK) {

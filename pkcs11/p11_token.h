@@ -27,6 +27,10 @@ enum p11_status {
 	P11_ERR_PIN = -8, /* PIN file refused or PIN wrong */
 	P11_ERR_DISABLED =
 		-9, /* key version disabled, not yet valid or expired */
+	/* A key version whose private key exists but whose metadata does not. */
+	P11_ERR_DAMAGED = -10,
+	/* The token's storage refused a write or did not keep it. */
+	P11_ERR_STORAGE = -11,
 };
 
 /*

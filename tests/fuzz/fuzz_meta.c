@@ -21,10 +21,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&info, 0, sizeof(info));
 	if (p11_parse_metadata((const char *)data, size, &info) != P11_OK)
 		return 0;
-	/* What it accepted is a usable, terminated version and level. */
+	/*
+	 * What it accepted is a usable, terminated version and level, and
+	 * times that leave room for arithmetic (an update adds 1 s).
+	 */
 	if (strlen(info.version) != KB_VERSION_LEN ||
 	    memchr(info.recovery_level, '\0', sizeof(info.recovery_level)) ==
-		    NULL)
+		    NULL ||
+	    info.created_us < 0 || info.created_us > INT64_MAX / 2 ||
+	    info.updated < 0 || info.updated > INT64_MAX / 2)
 		abort();
 	return 0;
 }

@@ -17,6 +17,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.join(ROOT, os.environ.get("KB_BUILD", "build"))
 SOFTHSM_LIB = "/usr/lib/softhsm/libsofthsm2.so"
+# The fault-injecting module (tests/fault/p11_fault.c) in front of SoftHSMv2.
+FAULT_MODULE = os.path.join(BUILD, "tests", "p11_fault.so")
 
 
 def b64e(data):
@@ -28,23 +30,46 @@ def b64d(text):
 
 
 class Token:
-    """A SoftHSMv2 token with keybroker keys, in its own directory."""
+    """A SoftHSMv2 token with keybroker keys, in its own directory. module:
+    the PKCS#11 module the configs name (default SoftHSMv2 itself);
+    tmpfs: a size, to keep the token's files on a tmpfs of that size
+    (needs root; remove() unmounts it)."""
 
-    def __init__(self, keys):
+    def __init__(self, keys, module="softhsm2", tmpfs=None):
         self.dir = tempfile.mkdtemp(prefix="kb-it-")
-        subprocess.run(["sh", os.path.join(ROOT, "scripts/softhsm-token.sh"),
-                        self.dir], check=True)
-        self.env = dict(os.environ, SOFTHSM2_CONF=os.path.join(self.dir, "softhsm2.conf"))
-        self.ctl("init-token", "--so-pin-file", os.path.join(self.dir, "so.pin"))
-        self.versions = {}
-        for name, size in keys:
-            self.create(name, size)
+        self.module = module
+        self.mounted = False
+        try:
+            subprocess.run(["sh", os.path.join(ROOT, "scripts/softhsm-token.sh"),
+                            self.dir], check=True)
+            if tmpfs:
+                subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % tmpfs,
+                                "tmpfs", self.tokens_dir()], check=True)
+                self.mounted = True
+            conf = os.path.join(self.dir, "keybroker.conf")
+            with open(conf) as f:
+                text = f.read()
+            with open(conf, "w") as f:
+                f.write(text.replace('module = "softhsm2";', 'module = "%s";' % module))
+            self.env = dict(os.environ, SOFTHSM2_CONF=os.path.join(self.dir, "softhsm2.conf"))
+            self.ctl("init-token", "--so-pin-file", os.path.join(self.dir, "so.pin"))
+            self.versions = {}
+            for name, size in keys:
+                self.create(name, size)
+        except BaseException:
+            self.remove()
+            raise
 
-    def ctl(self, *args, check=True):
+    def ctl(self, *args, check=True, env=None):
         return subprocess.run([os.path.join(BUILD, "keybrokerctl"), "-c",
                                os.path.join(self.dir, "keybroker.conf"), *args],
-                              env=self.env, capture_output=True, text=True,
-                              check=check)
+                              env=dict(self.env, **(env or {})), capture_output=True,
+                              text=True, check=check)
+
+    def pkcs11_config(self):
+        """The pkcs11 group of a broker config for this token."""
+        return ('{ module = "%s"; token = "pkcs11:token=keybroker"; pin_file = "%s"; }'
+                % (self.module, os.path.join(self.dir, "user.pin")))
 
     def create(self, name, size=2048):
         out = self.ctl("create-key", name, "--size", str(size)).stdout
@@ -61,6 +86,9 @@ class Token:
         return os.path.join(self.dir, "tokens")
 
     def remove(self):
+        if self.mounted:
+            subprocess.run(["umount", self.tokens_dir()], check=True)
+            self.mounted = False
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -88,9 +116,7 @@ class Broker:
         }
         base.update(settings)
         algs = base.pop("algorithms", None)
-        pkcs11 = base.pop("pkcs11", None) or (
-            '{ module = "softhsm2"; token = "pkcs11:token=keybroker";'
-            ' pin_file = "%s"; }' % os.path.join(token.dir, "user.pin"))
+        pkcs11 = base.pop("pkcs11", None) or token.pkcs11_config()
         with open(self.config, "w") as f:
             for k, v in base.items():
                 f.write("%s = %s;\n" % (k, v))
@@ -228,6 +254,19 @@ class Client:
 
     def unwrap(self, key, value, **fields):
         return self.ok("unwrapKey", key=key, value=b64e(value), **fields)
+
+
+def pkcs11_session(token):
+    """A logged-in read-write PyKCS11 session on token (close it)."""
+    import PyKCS11
+    os.environ["SOFTHSM2_CONF"] = token.env["SOFTHSM2_CONF"]
+    lib = PyKCS11.PyKCS11Lib()
+    lib.load(SOFTHSM_LIB)
+    slot = next(s for s in lib.getSlotList(tokenPresent=True)
+                if lib.getTokenInfo(s).label.strip() == "keybroker")
+    session = lib.openSession(slot, PyKCS11.CKF_SERIAL_SESSION | PyKCS11.CKF_RW_SESSION)
+    session.login(token.pin)
+    return lib, session
 
 
 def systemd_cgroup_root():

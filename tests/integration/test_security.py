@@ -14,7 +14,8 @@ import threading
 import time
 import unittest
 
-from harness import BUILD, ROOT, Broker, Client, Token, b64d, b64e, finish, systemd_cgroup_root
+from harness import (BUILD, ROOT, Broker, Client, Token, b64d, b64e, finish, pkcs11_session,
+                     systemd_cgroup_root)
 
 TOKEN = None
 SHIM = os.path.join(BUILD, "tests", "syscall_shim.so")
@@ -659,19 +660,6 @@ class NoTokenHint(unittest.TestCase):
                       "token, keybrokerctl init-token makes one there", r.stderr)
         r = TOKEN.ctl("-c", os.path.join(TOKEN.dir, "keybroker.conf"), "list-keys")
         self.assertEqual(r.returncode, 0)
-
-
-def pkcs11_session(token):
-    """A logged-in read-write PyKCS11 session on token (close it)."""
-    import PyKCS11
-    os.environ["SOFTHSM2_CONF"] = token.env["SOFTHSM2_CONF"]
-    lib = PyKCS11.PyKCS11Lib()
-    lib.load("/usr/lib/softhsm/libsofthsm2.so")
-    slot = next(s for s in lib.getSlotList(tokenPresent=True)
-                if lib.getTokenInfo(s).label.strip() == "keybroker")
-    session = lib.openSession(slot, PyKCS11.CKF_SERIAL_SESSION | PyKCS11.CKF_RW_SESSION)
-    session.login(token.pin)
-    return lib, session
 
 
 class PlantedObjects(unittest.TestCase):

@@ -158,6 +158,51 @@ static void test_identity_ops(void **state)
 		    KB_BAD_PARAMETER, "unknown field 'key' for op 'getToken'");
 }
 
+/* revokeToken's jti: 1-KB_JTI_MAX bytes, no NUL; truncated, exact, over. */
+static void test_revoke_token(void **state)
+{
+	char line[KB_JTI_MAX + 64], jti[KB_JTI_MAX + 2];
+	struct kb_request req;
+	struct kb_error err;
+
+	assert_int_equal(parse("{\"id\":1,\"op\":\"revokeToken\",\"jti\":"
+			       "\"abc\"}",
+			       &req, &err),
+			 0);
+	assert_int_equal(req.op, KB_OP_REVOKE_TOKEN);
+	assert_string_equal(req.jti, "abc");
+	kb_request_uninit(&req);
+
+	memset(jti, 'j', KB_JTI_MAX);
+	jti[KB_JTI_MAX] = '\0';
+	snprintf(line, sizeof(line),
+		 "{\"id\":1,\"op\":\"revokeToken\",\"jti\":\"%s\"}", jti);
+	assert_int_equal(parse(line, &req, &err), 0);
+	assert_int_equal(strlen(req.jti), KB_JTI_MAX);
+	kb_request_uninit(&req);
+	jti[KB_JTI_MAX] = 'j';
+	jti[KB_JTI_MAX + 1] = '\0';
+	snprintf(line, sizeof(line),
+		 "{\"id\":1,\"op\":\"revokeToken\",\"jti\":\"%s\"}", jti);
+	expect_fail(line, KB_BAD_PARAMETER, "'jti' must be 1-255 bytes");
+
+	expect_fail("{\"id\":1,\"op\":\"revokeToken\"}", KB_BAD_PARAMETER,
+		    "'jti' (a token id) must be a string");
+	expect_fail("{\"id\":1,\"op\":\"revokeToken\",\"jti\":7}",
+		    KB_BAD_PARAMETER, "'jti' (a token id) must be a string");
+	expect_fail("{\"id\":1,\"op\":\"revokeToken\",\"jti\":\"\"}",
+		    KB_BAD_PARAMETER, "'jti' must be 1-255 bytes");
+	/* The JSON reader refuses a NUL before the jti check would. */
+	expect_fail("{\"id\":1,\"op\":\"revokeToken\",\"jti\":\"a\\u0000b\"}",
+		    KB_BAD_REQUEST, "is not allowed");
+	expect_fail("{\"id\":1,\"op\":\"revokeToken\",\"jti\":\"a\","
+		    "\"key\":\"k\"}",
+		    KB_BAD_PARAMETER,
+		    "unknown field 'key' for op 'revokeToken'");
+	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"k\",\"jti\":\"a\"}",
+		    KB_BAD_PARAMETER, "unknown field 'jti' for op 'getKey'");
+}
+
 static bool is_barrier(const char *line)
 {
 	bool barrier, token;
@@ -329,6 +374,7 @@ int main(void)
 		cmocka_unit_test(test_id),
 		cmocka_unit_test(test_ops),
 		cmocka_unit_test(test_identity_ops),
+		cmocka_unit_test(test_revoke_token),
 		cmocka_unit_test(test_barrier),
 		cmocka_unit_test(test_token_ops),
 		cmocka_unit_test(test_key_selection),
