@@ -616,6 +616,8 @@ class SignalBroker(unittest.TestCase):
         sock = os.path.join(d, "kb.sock")
         b = Broker(TOKEN, name="planted", socket='"%s"' % sock)
         r, w = os.pipe()
+        opened = OpenDirs(TOKEN.dir)
+        opened.__enter__()  # before the fork: the child must reach d
         pid = os.fork()
         if pid == 0:  # uid 65534 plants a listener at the broker's path
             os.close(r)
@@ -632,15 +634,16 @@ class SignalBroker(unittest.TestCase):
                 os._exit(0)
         os.close(w)
         try:
-            with OpenDirs(TOKEN.dir):
-                os.read(r, 1)
-                out = TOKEN.ctl("-c", b.config, "reload", check=False)
+            self.assertEqual(os.read(r, 1), b"x")
+            out = TOKEN.ctl("-c", b.config, "reload", check=False)
+            opened.__exit__(None, None, None)
             self.assertEqual(out.returncode, 1)
             self.assertIn("cannot signal the broker on %s: its directory is writable by "
                           "group or others (mode 1777)" % sock, out.stderr)
             # Still alive: no SIGHUP reached it.
             self.assertEqual(os.waitpid(pid, os.WNOHANG), (0, 0))
         finally:
+            opened.__exit__(None, None, None)
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             os.close(r)
