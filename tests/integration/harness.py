@@ -269,6 +269,23 @@ def pkcs11_session(token):
     return lib, session
 
 
+class OpenDirs:
+    """Lets other uids reach the sockets under these directories (0711),
+    and closes them again (0700) on the way out."""
+
+    def __init__(self, *dirs):
+        self.dirs = dirs
+
+    def __enter__(self):
+        for d in self.dirs:
+            os.chmod(d, 0o711)
+        return self
+
+    def __exit__(self, *exc):
+        for d in self.dirs:
+            os.chmod(d, 0o700)
+
+
 def systemd_cgroup_root():
     """The cgroup hierarchy in which libsystemd looks up a process's unit:
     the unified one (at /sys/fs/cgroup, or /sys/fs/cgroup/unified on a

@@ -15,7 +15,7 @@ import time
 import unittest
 import warnings
 
-from harness import BUILD, Broker, Client, Token, finish
+from harness import BUILD, Broker, Client, OpenDirs, Token, finish
 
 TOKEN = None
 
@@ -68,20 +68,6 @@ class ClientTimeout(unittest.TestCase):
 NOBODY = 65534
 ROOT_ONLY = unittest.skipUnless(os.geteuid() == 0, "needs root (another uid)")
 
-
-class OpenDirs:
-    """Lets other uids reach the sockets under the token directory."""
-
-    def __init__(self, *dirs):
-        self.dirs = dirs
-
-    def __enter__(self):
-        for d in self.dirs:
-            os.chmod(d, 0o711)
-
-    def __exit__(self, *exc):
-        for d in self.dirs:
-            os.chmod(d, 0o700)
 
 
 def as_nobody(fn):

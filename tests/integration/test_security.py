@@ -14,8 +14,8 @@ import threading
 import time
 import unittest
 
-from harness import (BUILD, ROOT, Broker, Client, Token, b64d, b64e, finish, pkcs11_session,
-                     systemd_cgroup_root)
+from harness import (BUILD, ROOT, Broker, Client, OpenDirs, Token, b64d, b64e, finish,
+                     pkcs11_session, systemd_cgroup_root)
 
 TOKEN = None
 SHIM = os.path.join(BUILD, "tests", "syscall_shim.so")
@@ -41,20 +41,6 @@ def shim_env(err, scope="accepted"):
             "KB_SHIM_PEERPIDFD_SCOPE": scope,
             "ASAN_OPTIONS": "verify_asan_link_order=0:" + os.environ.get("ASAN_OPTIONS", "")}
 
-
-class OpenDirs:
-    """Lets other uids reach the sockets under the token directory."""
-
-    def __init__(self, *dirs):
-        self.dirs = dirs
-
-    def __enter__(self):
-        for d in self.dirs:
-            os.chmod(d, 0o711)
-
-    def __exit__(self, *exc):
-        for d in self.dirs:
-            os.chmod(d, 0o700)
 
 
 class Cgroup:
