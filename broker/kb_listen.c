@@ -67,23 +67,22 @@ static int take_lock(struct kb_listener *l, char *err, size_t errlen)
 	return 0;
 }
 
-/*
- * The socket's directory: where others may write, only with the sticky
- * bit, so nobody else can replace the socket or its lock under us.
- */
-static int check_dir(const struct kb_listener *l, char *err, size_t errlen)
+/* Others may write there only with the sticky bit: see the header. */
+int kb_listener_check_dir(const char *path, char *err, size_t errlen)
 {
-	char dir[sizeof(l->path)], *slash;
+	char dir[sizeof(((struct kb_listener *)0)->path)], *slash;
 	struct stat st;
 
-	snprintf(dir, sizeof(dir), "%s", l->path);
+	snprintf(dir, sizeof(dir), "%s", path);
 	if ((slash = strrchr(dir, '/')) == NULL)
 		snprintf(dir, sizeof(dir), ".");
 	else
 		slash[slash == dir ? 1 : 0] = '\0';
-	if (stat(dir, &st) != 0) {
-		snprintf(err, errlen, "socket directory %s: %s", dir,
-			 strerror(errno));
+	if (stat(dir, &st) != 0 || access(dir, W_OK | X_OK) != 0) {
+		snprintf(err, errlen,
+			 "socket %s: directory %s: %s (it must exist and be "
+			 "writable by uid %u)",
+			 path, dir, strerror(errno), (unsigned int)geteuid());
 		return -1;
 	}
 	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
@@ -155,8 +154,8 @@ int kb_listener_open(struct kb_listener *l, const char *path, unsigned int mode,
 	}
 	strcpy(l->path, path);
 	strcpy(sa.sun_path, path);
-	if (check_dir(l, err, errlen) != 0 || take_lock(l, err, errlen) != 0 ||
-	    clear_path(l, &sa, err, errlen))
+	if (kb_listener_check_dir(path, err, errlen) != 0 ||
+	    take_lock(l, err, errlen) != 0 || clear_path(l, &sa, err, errlen))
 		return -1;
 	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->fd < 0) {

@@ -23,6 +23,13 @@ struct kb_listener {
 };
 
 /*
+ * Whether the directory of path can hold the socket: it exists, this
+ * process may create entries in it, and others may write there only with
+ * the sticky bit. 0, or -1 with a message naming the directory.
+ */
+int kb_listener_check_dir(const char *path, char *err, size_t errlen);
+
+/*
  * Takes the lock, replaces a stale socket and listens on path with mode.
  * Returns 0, or -1 with a message in err (e.g. another broker's pid).
  */

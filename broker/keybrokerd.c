@@ -69,27 +69,6 @@ static void log_key(const struct p11_key_info *info, void *arg)
 			info->enabled ? "enabled" : "disabled");
 }
 
-/* The directory the socket goes in must exist and take new entries. */
-static int check_socket_dir(const char *path, char *err, size_t errlen)
-{
-	const char *slash = strrchr(path, '/');
-	char dir[108];
-
-	snprintf(dir, sizeof(dir), "%.*s",
-		 slash == NULL ? 1 :
-		 slash == path ? 1 :
-				 (int)(slash - path),
-		 slash == NULL ? "." : path);
-	if (access(dir, W_OK | X_OK) != 0) {
-		snprintf(err, errlen,
-			 "socket %s: directory %s: %s (it must exist and be "
-			 "writable by uid %u)",
-			 path, dir, strerror(errno), (unsigned int)geteuid());
-		return -1;
-	}
-	return 0;
-}
-
 /*
  * Everything start-up checks before it logs in to the token, so that -t
  * passes only configurations that can start. Names the failed check.
@@ -115,7 +94,7 @@ static int preflight(const struct kb_config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	close(fd);
-	if (check_socket_dir(cfg->socket_path, err, errlen) != 0)
+	if (kb_listener_check_dir(cfg->socket_path, err, errlen) != 0)
 		return -1;
 	for (i = 0; i < cfg->n_issuers; i++) {
 		if (kb_jwks_load(cfg->issuers[i].jwks_path, &jwks, why,
