@@ -38,7 +38,8 @@ LDFLAGS += -Wl,-z,relro,-z,now
 LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 
 COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
-	common/kb_oaep.c common/kb_pkcs1.c common/kb_json.c
+	common/kb_oaep.c common/kb_pkcs1.c common/kb_json.c common/kb_grant.c \
+	common/kb_jws.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_keystore.c pkcs11/p11_catalog.c \
 	pkcs11/p11_identity.c pkcs11/p11_store.c pkcs11/p11_confirm.c
@@ -67,8 +68,8 @@ $(B)/%.o: %.c
 $(B)/keybrokerd: $(DAEMON_OBJS) $(B)/broker/keybrokerd.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/keybrokerctl: $(call obj,$(COMMON) $(CONFIG) $(PKCS11) broker/kb_acl.c \
-		broker/kb_jwt.c broker/kb_jwk.c) \
+$(B)/keybrokerctl: $(call obj,$(COMMON) $(CONFIG) $(PKCS11) broker/kb_jwt.c \
+		broker/kb_jwk.c) \
 		$(B)/client/keybrokerctl.o $(B)/client/kb_output.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -94,11 +95,13 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 $(B)/tests/test_b64: $(B)/tests/unit/test_b64.o $(call obj,common/kb_b64.c)
 $(B)/tests/test_kid: $(B)/tests/unit/test_kid.o $(call obj,common/kb_kid.c)
 $(B)/tests/test_config: $(B)/tests/unit/test_config.o \
-	$(call obj,$(CONFIG) common/kb_kid.c common/kb_log.c broker/kb_acl.c)
+	$(call obj,$(CONFIG) common/kb_kid.c common/kb_log.c common/kb_grant.c \
+	common/kb_jws.c)
 $(B)/tests/test_proto: $(B)/tests/unit/test_proto.o \
 	$(call obj,broker/kb_proto.c common/kb_kid.c common/kb_b64.c \
 	common/kb_secret.c common/kb_json.c)
-$(B)/tests/test_acl: $(B)/tests/unit/test_acl.o $(call obj,broker/kb_acl.c)
+$(B)/tests/test_acl: $(B)/tests/unit/test_acl.o \
+	$(call obj,broker/kb_acl.c common/kb_grant.c)
 $(B)/tests/test_peer: $(B)/tests/unit/test_peer.o $(call obj,broker/kb_peer.c)
 $(B)/tests/test_jread: $(B)/tests/unit/test_jread.o $(call obj,client/kb_jread.c)
 $(B)/tests/test_pkcs1: $(B)/tests/unit/test_pkcs1.o $(call obj,common/kb_pkcs1.c)
@@ -117,7 +120,7 @@ $(B)/tests/test_output: $(B)/tests/unit/test_output.o $(call obj,client/kb_outpu
 $(B)/tests/unit/test_pkcs1.o: CPPFLAGS += -DTEST_DATA='"$(CURDIR)/tests/unit/data"' 
 $(B)/tests/test_jwt: $(B)/tests/unit/test_jwt.o \
 	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c common/kb_kid.c \
-	common/kb_json.c)
+	common/kb_json.c common/kb_jws.c)
 $(B)/tests/test_oaep: $(B)/tests/unit/test_oaep.o \
 	$(call obj,common/kb_oaep.c common/kb_secret.c)
 
@@ -126,8 +129,7 @@ $(UNIT_BINS):
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
 
 $(B)/tests/kb_bench: $(B)/tests/bench/kb_bench.o \
-		$(call obj,$(COMMON) $(CONFIG) $(PKCS11) broker/kb_acl.c) \
-		$(B)/libkeybroker.a
+		$(call obj,$(COMMON) $(CONFIG) $(PKCS11)) $(B)/libkeybroker.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -145,13 +147,13 @@ $(FZ)/fuzz_proto: tests/fuzz/fuzz_proto.c broker/kb_proto.c common/kb_kid.c \
 	common/kb_b64.c common/kb_json.c common/kb_secret.c
 $(FZ)/fuzz_kid: tests/fuzz/fuzz_kid.c common/kb_kid.c
 $(FZ)/fuzz_b64: tests/fuzz/fuzz_b64.c common/kb_b64.c
-$(FZ)/fuzz_acl: tests/fuzz/fuzz_acl.c broker/kb_acl.c
+$(FZ)/fuzz_acl: tests/fuzz/fuzz_acl.c common/kb_grant.c
 $(FZ)/fuzz_jwt: tests/fuzz/fuzz_jwt.c broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c \
-	common/kb_kid.c common/kb_json.c
+	common/kb_kid.c common/kb_json.c common/kb_jws.c
 $(FZ)/fuzz_oaep: tests/fuzz/fuzz_oaep.c common/kb_oaep.c common/kb_pkcs1.c \
 	common/kb_secret.c
 $(FZ)/fuzz_config: tests/fuzz/fuzz_config.c $(CONFIG) common/kb_kid.c \
-	common/kb_log.c broker/kb_acl.c
+	common/kb_log.c common/kb_grant.c common/kb_jws.c
 $(FZ)/fuzz_jwks: tests/fuzz/fuzz_jwks.c broker/kb_jwk.c common/kb_b64.c \
 	common/kb_json.c
 $(FZ)/fuzz_meta: tests/fuzz/fuzz_meta.c $(PKCS11) $(COMMON)

@@ -17,16 +17,11 @@
 #include <stdint.h>
 
 #include "kb_jwk.h"
+#include "kb_jws.h"
 
 #define KB_JWT_MAX 8192
 #define KB_JWT_LEEWAY_S 60
 #define KB_JWT_CLAIM_MAX 255
-
-enum kb_jws_alg {
-	KB_JWS_RS256 = 1u << 0,
-	KB_JWS_PS256 = 1u << 1,
-	KB_JWS_ES256 = 1u << 2,
-};
 
 /* One trusted issuer and what its tokens must look like. */
 struct kb_jwt_issuer {
@@ -63,8 +58,6 @@ int kb_jwt_verify(const char *token, size_t len,
 		  const struct kb_jwt_issuer *issuers, size_t nissuers,
 		  int64_t now, kb_jwt_revoked_fn revoked, void *revoked_arg,
 		  struct kb_jwt_claims *claims, char *err, size_t errlen);
-
-int kb_jws_alg_parse(const char *name, unsigned int *alg);
 
 /* Signs a SHA-256 digest with ES256 into r || s (64 bytes); 0 or < 0. */
 typedef int (*kb_jwt_sign_fn)(const unsigned char *digest, unsigned char *sig,

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kb_acl.h"
 #include "kb_config.h"
-#include "kb_jwt.h"
+#include "kb_grant.h"
+#include "kb_jws.h"
 #include "kb_kid.h"
 
 struct cfg_loader {
@@ -476,6 +476,7 @@ static int load_issuer(struct cfg_loader *ld, const config_setting_t *g,
 	const char *issuer, *aud, *jwks, *claim;
 	char **algs = NULL;
 	size_t nalgs = 0, i;
+	unsigned int a;
 	int lifetime, r = -1;
 
 	if (get_string(ld, g, "issuer", true, NULL, &issuer) != 0 ||
@@ -493,12 +494,7 @@ static int load_issuer(struct cfg_loader *ld, const config_setting_t *g,
 		goto out;
 	}
 	for (i = 0; i < nalgs; i++) {
-		unsigned int a = strcmp(algs[i], "RS256") == 0 ? KB_JWS_RS256 :
-				 strcmp(algs[i], "PS256") == 0 ? KB_JWS_PS256 :
-				 strcmp(algs[i], "ES256") == 0 ? KB_JWS_ES256 :
-								 0;
-
-		if (a == 0) {
+		if (kb_jws_alg_parse(algs[i], &a) != 0) {
 			cfg_fail(ld, config_setting_get_member(g, "algorithms"),
 				 "'%.32s' is not RS256, PS256 or ES256",
 				 algs[i]);
@@ -583,7 +579,7 @@ static int load_grant(struct cfg_loader *ld, const config_setting_t *g,
 		goto out;
 	}
 	for (i = 0; i < gr->n_keys; i++)
-		if (!kb_acl_pattern_valid(gr->keys[i])) {
+		if (!kb_pattern_valid(gr->keys[i])) {
 			cfg_fail(ld, config_setting_get_member(g, "keys"),
 				 "'%.64s' is not a key name or pattern "
 				 "(A-Z a-z 0-9 - *)",

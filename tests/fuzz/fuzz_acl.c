@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer harness: the ACL's pattern matcher against a slow, obviously
- * correct reference, on a pattern and a key cut from the input.
+ * libFuzzer harness: the key-pattern matcher of grants against a slow,
+ * obviously correct reference, on a pattern and a key cut from the input.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kb_acl.h"
+#include "kb_grant.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -51,9 +51,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pattern[plen] = '\0';
 	memcpy(key, cut + 1, klen);
 	key[klen] = '\0';
-	if (!kb_acl_pattern_valid(pattern))
+	if (!kb_pattern_valid(pattern))
 		return 0;
-	if (kb_acl_pattern_match(pattern, key) != reference(pattern, key))
+	if (kb_pattern_match(pattern, key) != reference(pattern, key))
 		abort();
 	return 0;
 }

@@ -10,39 +10,38 @@
 
 static void test_patterns(void **state)
 {
-	assert_true(kb_acl_pattern_match("cmk", "cmk"));
-	assert_false(kb_acl_pattern_match("cmk", "cmk2"));
-	assert_false(kb_acl_pattern_match("cmk2", "cmk"));
-	assert_true(kb_acl_pattern_match("*", "anything"));
-	assert_true(kb_acl_pattern_match("etl-*", "etl-"));
-	assert_true(kb_acl_pattern_match("etl-*", "etl-2026"));
-	assert_false(kb_acl_pattern_match("etl-*", "etl"));
-	assert_false(kb_acl_pattern_match("etl-*", "xetl-1"));
-	assert_true(kb_acl_pattern_match("*-cmk", "db-cmk"));
-	assert_true(kb_acl_pattern_match("a*b*c", "aXXbYYc"));
-	assert_true(kb_acl_pattern_match("a*b*c", "abc"));
-	assert_false(kb_acl_pattern_match("a*b*c", "aXXbYY"));
-	assert_true(kb_acl_pattern_match("a**b", "ab"));
-	assert_true(kb_acl_pattern_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaab"));
-	assert_false(
-		kb_acl_pattern_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaa"));
+	assert_true(kb_pattern_match("cmk", "cmk"));
+	assert_false(kb_pattern_match("cmk", "cmk2"));
+	assert_false(kb_pattern_match("cmk2", "cmk"));
+	assert_true(kb_pattern_match("*", "anything"));
+	assert_true(kb_pattern_match("etl-*", "etl-"));
+	assert_true(kb_pattern_match("etl-*", "etl-2026"));
+	assert_false(kb_pattern_match("etl-*", "etl"));
+	assert_false(kb_pattern_match("etl-*", "xetl-1"));
+	assert_true(kb_pattern_match("*-cmk", "db-cmk"));
+	assert_true(kb_pattern_match("a*b*c", "aXXbYYc"));
+	assert_true(kb_pattern_match("a*b*c", "abc"));
+	assert_false(kb_pattern_match("a*b*c", "aXXbYY"));
+	assert_true(kb_pattern_match("a**b", "ab"));
+	assert_true(kb_pattern_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaab"));
+	assert_false(kb_pattern_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaa"));
 }
 
 static void test_pattern_validity(void **state)
 {
 	char p[KB_PATTERN_MAX + 2];
 
-	assert_true(kb_acl_pattern_valid("etl-*"));
-	assert_false(kb_acl_pattern_valid(""));
-	assert_false(kb_acl_pattern_valid("a/b"));
-	assert_false(kb_acl_pattern_valid("a?"));
-	assert_false(kb_acl_pattern_valid("[ab]"));
+	assert_true(kb_pattern_valid("etl-*"));
+	assert_false(kb_pattern_valid(""));
+	assert_false(kb_pattern_valid("a/b"));
+	assert_false(kb_pattern_valid("a?"));
+	assert_false(kb_pattern_valid("[ab]"));
 	memset(p, 'a', sizeof(p));
 	p[KB_PATTERN_MAX] = '\0';
-	assert_true(kb_acl_pattern_valid(p));
+	assert_true(kb_pattern_valid(p));
 	p[KB_PATTERN_MAX] = 'a';
 	p[KB_PATTERN_MAX + 1] = '\0';
-	assert_false(kb_acl_pattern_valid(p));
+	assert_false(kb_pattern_valid(p));
 }
 
 static void test_perms_and_roles(void **state)
