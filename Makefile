@@ -41,8 +41,9 @@ COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
 	common/kb_oaep.c common/kb_pkcs1.c common/kb_json.c common/kb_grant.c \
 	common/kb_jws.c
 CONFIG = config/kb_config.c
-PKCS11 = pkcs11/p11_token.c pkcs11/p11_keystore.c pkcs11/p11_catalog.c \
-	pkcs11/p11_identity.c pkcs11/p11_store.c pkcs11/p11_confirm.c
+PKCS11 = pkcs11/p11_token.c pkcs11/p11_store.c pkcs11/p11_confirm.c \
+	pkcs11/p11_key.c pkcs11/p11_admin.c pkcs11/p11_identity.c \
+	pkcs11/p11_catalog.c pkcs11/p11_keystore.c pkcs11/p11_issuer.c
 BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_conn.c broker/kb_server.c broker/kb_acl.c broker/kb_jwk.c \
 	broker/kb_jwt.c broker/kb_peer.c broker/kb_policy.c broker/kb_rate.c \

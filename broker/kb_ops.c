@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include "kb_b64.h"
+#include "kb_jwt.h"
 #include "kb_log.h"
 #include "kb_ops.h"
 #include "kb_proto.h"
-#include "kb_jwt.h"
 #include "kb_secret.h"
+#include "p11_identity.h"
+#include "p11_issuer.h"
 
 static enum p11_alg to_p11_alg(enum kb_alg alg)
 {

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "kb_policy.h"
+#include "p11_identity.h"
+#include "p11_issuer.h"
 
 _Static_assert(sizeof(((struct kb_caller *)0)->jti) ==
 		       sizeof(((struct kb_jwt_claims *)0)->jti),

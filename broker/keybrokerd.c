@@ -19,6 +19,7 @@
 #include "kb_proto.h"
 #include "kb_secret.h"
 #include "kb_server.h"
+#include "p11_issuer.h"
 #include "p11_keystore.h"
 
 #define DEFAULT_CONFIG "/etc/keybroker/keybroker.conf"

@@ -26,6 +26,8 @@
 #include "kb_output.h"
 #include "kb_secret.h"
 #include "p11_confirm.h"
+#include "p11_identity.h"
+#include "p11_issuer.h"
 #include "p11_keystore.h"
 
 #ifndef SO_PEERPIDFD

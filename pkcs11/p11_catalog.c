@@ -4,9 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/rand.h>
-#include <openssl/rsa.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,26 +118,6 @@ static int version_cmp(const void *a, const void *b)
 
 /* ---- what a load refused ---- */
 
-void p11_note(struct p11_findings *f, const char *fmt, ...)
-{
-	size_t room = sizeof(f->text) - f->len;
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(f->text + f->len, room, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n + 1 >= room) {
-		f->text[f->len] = '\0';
-		f->dropped++;
-		return;
-	}
-	f->len += (size_t)n;
-	f->text[f->len++] = '\n';
-	f->text[f->len] = '\0';
-	f->n++;
-}
-
 /* Logs f if it differs from the last load's. Needs admin_lock. */
 static void log_findings(struct p11_keystore *ks, const struct p11_findings *f)
 {
@@ -159,66 +137,6 @@ static void log_findings(struct p11_keystore *ks, const struct p11_findings *f)
 }
 
 /* ---- reading the token ---- */
-
-int p11_find_all(struct p11_keystore *ks, CK_ATTRIBUTE *tmpl, CK_ULONG ntmpl,
-		 CK_OBJECT_HANDLE **out, size_t *count)
-{
-	CK_OBJECT_HANDLE *objs = NULL, *grown;
-	CK_ULONG got;
-	size_t n = 0, cap = 0;
-	CK_RV rv;
-
-	*out = NULL;
-	*count = 0;
-	if ((rv = ks->fn->C_FindObjectsInit(ks->admin, tmpl, ntmpl)) != CKR_OK)
-		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM : P11_ERR_HSM;
-	for (;;) {
-		if (cap - n < FIND_BATCH) {
-			cap += FIND_BATCH * 4;
-			if ((grown = realloc(objs, cap * sizeof(*objs))) ==
-			    NULL) {
-				ks->fn->C_FindObjectsFinal(ks->admin);
-				free(objs);
-				return P11_ERR_NOMEM;
-			}
-			objs = grown;
-		}
-		rv = ks->fn->C_FindObjects(ks->admin, objs + n, FIND_BATCH,
-					   &got);
-		if (rv != CKR_OK) {
-			ks->fn->C_FindObjectsFinal(ks->admin);
-			free(objs);
-			return P11_ERR_HSM;
-		}
-		n += got;
-		if (got == 0)
-			break;
-	}
-	ks->fn->C_FindObjectsFinal(ks->admin);
-	*out = objs;
-	*count = n;
-	return P11_OK;
-}
-
-/* Reads one attribute of at most max bytes. */
-int p11_get_attr(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
-		 CK_ATTRIBUTE_TYPE type, void *buf, size_t max, size_t *len)
-{
-	CK_ATTRIBUTE a = { type, NULL, 0 };
-	CK_RV rv;
-
-	rv = ks->fn->C_GetAttributeValue(ks->admin, obj, &a, 1);
-	if (rv != CKR_OK)
-		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM : P11_ERR_PARAM;
-	if (a.ulValueLen == (CK_ULONG)-1 || a.ulValueLen > max)
-		return P11_ERR_PARAM;
-	a.pValue = buf;
-	rv = ks->fn->C_GetAttributeValue(ks->admin, obj, &a, 1);
-	if (rv != CKR_OK)
-		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM : P11_ERR_PARAM;
-	*len = a.ulValueLen;
-	return P11_OK;
-}
 
 /* Reads CKA_LABEL (a key name) and CKA_ID (a version) of obj. */
 static int get_name_version(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
@@ -240,47 +158,6 @@ static int get_name_version(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 		return P11_ERR_PARAM;
 	kb_hex_encode(info->version, id, KB_VERSION_BYTES);
 	return P11_OK;
-}
-
-/* A CK_BBOOL attribute; -1 if it cannot be read. */
-static int get_bool(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
-		    CK_ATTRIBUTE_TYPE type)
-{
-	CK_BBOOL v;
-	size_t len;
-
-	if (p11_get_attr(ks, obj, type, &v, sizeof(v), &len) != P11_OK ||
-	    len != sizeof(v))
-		return -1;
-	return v == CK_TRUE;
-}
-
-bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
-		       const char *what, struct p11_findings *f)
-{
-	static const struct {
-		CK_ATTRIBUTE_TYPE type;
-		int want;
-		const char *why;
-	} rules[] = {
-		/* Public objects can be made without the PIN. */
-		{ CKA_PRIVATE, 1,
-		  "is a public object (made without the PIN?)" },
-		{ CKA_SENSITIVE, 1, "is not sensitive" },
-		{ CKA_EXTRACTABLE, 0, "is extractable" },
-		{ CKA_LOCAL, 1, "was not generated in the token (CKA_LOCAL)" },
-		{ CKA_ALWAYS_SENSITIVE, 1, "was not always sensitive" },
-		{ CKA_NEVER_EXTRACTABLE, 1, "was extractable once" },
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
-		if (get_bool(ks, priv, rules[i].type) != rules[i].want) {
-			p11_note(f, "%s: the private key %s; refused", what,
-				 rules[i].why);
-			return false;
-		}
-	return true;
 }
 
 static EVP_PKEY *rsa_public_key(const struct p11_key_info *info)

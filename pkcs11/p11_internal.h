@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the pkcs11/ files share and nobody else sees: the keystore's
- * state, the catalogue snapshot, and the helpers the three parts call in
- * each other. p11_catalog.c reads the token into snapshots,
- * p11_keystore.c runs operations on them (and recovery), p11_identity.c
- * holds the identity-token pieces (issuer key, revocations).
+ * state, the catalogue snapshot, and the helpers of each layer. From the
+ * bottom up, each calling only those below it:
+ *
+ *   p11_admin.c     the admin session: its lock, object search and
+ *                   attribute reads, confirmed writes, what a load refused
+ *   p11_identity.c  identity-token objects as a load reads them (the
+ *                   issuer key pair, revocations) and the revoked ids
+ *   p11_catalog.c   reads the token into snapshots and publishes them
+ *   p11_keystore.c  opening, sessions and recovery; operations on keys
+ *   p11_issuer.c    making, reading and using the token-signing key
  */
 #ifndef P11_INTERNAL_H
 #define P11_INTERNAL_H
@@ -15,10 +21,12 @@
 #include <time.h>
 
 #include "p11_confirm.h"
-#include "p11_keystore.h"
+#include "p11_key.h"
+#include "p11_token.h"
 
 #define META_APPLICATION "keybroker:key-version"
 #define KDK_LABEL "keybroker-rsa1_5-kdk"
+#define ISSUER_LABEL "keybroker-issuer"
 #define META_MAX 4096
 #define FIND_BATCH 64
 #define RECOVER_INTERVAL_S 1
@@ -98,7 +106,11 @@ struct p11_worker {
 	} wrap[P11_ALG_COUNT];
 };
 
-/* ---- p11_catalog.c ---- */
+/* ---- p11_admin.c ---- */
+
+/* Serialises admin work and keeps recovery out of the module meanwhile. */
+void p11_admin_enter(struct p11_keystore *ks);
+void p11_admin_leave(struct p11_keystore *ks);
 
 /*
  * Objects a catalogue load refused or did not recognise, as lines; logged
@@ -114,47 +126,23 @@ struct p11_findings {
 void p11_note(struct p11_findings *f, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-void p11_catalog_free(struct catalog *c);
-/* A reference to the current snapshot (NULL if none), and its release. */
-struct catalog *p11_catalog_get(struct p11_keystore *ks);
-void p11_catalog_put(struct p11_keystore *ks, struct catalog *c);
-/* name/version, or the current version of name if version is "". */
-const struct key_version *p11_catalog_find(const struct catalog *c,
-					   const char *name,
-					   const char *version);
-/* Reads the token and publishes a new snapshot. Needs admin_lock. */
-int p11_catalog_reload_locked(struct p11_keystore *ks);
 /* Every object matching tmpl, on the admin session. Needs admin_lock. */
 int p11_find_all(struct p11_keystore *ks, CK_ATTRIBUTE *tmpl, CK_ULONG ntmpl,
 		 CK_OBJECT_HANDLE **out, size_t *count);
 /* One attribute of at most max bytes. Needs admin_lock. */
 int p11_get_attr(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 		 CK_ATTRIBUTE_TYPE type, void *buf, size_t max, size_t *len);
-int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info);
+/* A CK_BBOOL attribute: 1, 0, or -1 if unreadable. Needs admin_lock. */
+int p11_get_bool(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
+		 CK_ATTRIBUTE_TYPE type);
 /*
- * The metadata object of name/version to believe among metas[0..n): the
- * newest ("updated") that reads back and parses, a disabled one winning a
- * tie. Its handle, text (META_MAX bytes at text, *len of them) and parsed
- * fields; P11_ERR_NOT_FOUND if none. Needs admin_lock.
+ * Whether a private key was made to stay in the token: sensitive, never
+ * extractable, generated there (CKA_LOCAL). Notes why not in f. Needs
+ * admin_lock.
  */
-int p11_metadata_newest(struct p11_keystore *ks, const CK_OBJECT_HANDLE *metas,
-			size_t n, const char *name, const char *version,
-			CK_OBJECT_HANDLE *obj, char *text, size_t *len,
-			struct p11_key_info *mi);
+bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
+		       const char *what, struct p11_findings *f);
 
-/* ---- p11_keystore.c ---- */
-
-void p11_oaep_params(enum p11_alg alg, CK_RSA_PKCS_OAEP_PARAMS *p);
-const EVP_MD *p11_alg_md(enum p11_alg alg);
-int p11_public_encrypt(EVP_PKEY *pub, enum p11_alg alg, const unsigned char *in,
-		       size_t inlen, unsigned char *out, size_t *outlen);
-/* Serialises admin work and keeps recovery out of the module meanwhile. */
-void p11_admin_enter(struct p11_keystore *ks);
-void p11_admin_leave(struct p11_keystore *ks);
-/* Tries to bring the token back if it is known to be gone. */
-int p11_ensure_available(struct p11_keystore *ks);
-/* A live session of the current generation. Needs module_lock shared. */
-int p11_worker_session(struct p11_worker *w);
 /*
  * Confirms want[0..n) by a fresh load (p11_confirm); P11_ERR_UNSUPPORTED
  * if this process was not given a way to. Needs admin_lock.
@@ -172,9 +160,19 @@ int p11_create_confirmed(struct p11_keystore *ks, const char *application,
 			 const char *label, const char *value, bool keep,
 			 const char *what, CK_OBJECT_HANDLE *obj, char *err,
 			 size_t errlen);
+/* A new private data object in the token, unconfirmed. Needs admin_lock. */
+CK_RV p11_create_data(struct p11_keystore *ks, const char *application,
+		      const char *label, const char *value,
+		      CK_OBJECT_HANDLE *obj);
+/* Destroys obj; true if it is gone (or never was). Needs admin_lock. */
+bool p11_destroy(struct p11_keystore *ks, CK_OBJECT_HANDLE obj, CK_RV *rv);
 
 /* ---- p11_identity.c ---- */
 
+/* Signs a SHA-256 digest with EC key on session h; r || s into sig. */
+int p11_es256_sign(CK_FUNCTION_LIST *fn, CK_SESSION_HANDLE h,
+		   CK_OBJECT_HANDLE key, const unsigned char *digest,
+		   unsigned char *sig);
 /* Finds the issuer key and the revoked jtis for c. Needs admin_lock. */
 int p11_identity_load(struct p11_keystore *ks, struct catalog *c,
 		      struct p11_findings *f);
@@ -182,12 +180,35 @@ int p11_identity_load(struct p11_keystore *ks, struct catalog *c,
 void p11_revoked_merge_locked(struct p11_keystore *ks, struct catalog *c);
 void p11_revoked_free(struct p11_keystore *ks);
 
+/* ---- p11_catalog.c ---- */
+
+void p11_catalog_free(struct catalog *c);
+/* A reference to the current snapshot (NULL if none), and its release. */
+struct catalog *p11_catalog_get(struct p11_keystore *ks);
+void p11_catalog_put(struct p11_keystore *ks, struct catalog *c);
+/* name/version, or the current version of name if version is "". */
+const struct key_version *p11_catalog_find(const struct catalog *c,
+					   const char *name,
+					   const char *version);
+/* Reads the token and publishes a new snapshot. Needs admin_lock. */
+int p11_catalog_reload_locked(struct p11_keystore *ks);
+int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info);
 /*
- * Whether a private key was made to stay in the token: sensitive, never
- * extractable, generated there (CKA_LOCAL). Notes why not in f. Needs
- * admin_lock.
+ * The metadata object of name/version to believe among metas[0..n): the
+ * newest ("updated") that reads back and parses, a disabled one winning a
+ * tie. Its handle, text (META_MAX bytes at text, *len of them) and parsed
+ * fields; P11_ERR_NOT_FOUND if none. Needs admin_lock.
  */
-bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
-		       const char *what, struct p11_findings *f);
+int p11_metadata_newest(struct p11_keystore *ks, const CK_OBJECT_HANDLE *metas,
+			size_t n, const char *name, const char *version,
+			CK_OBJECT_HANDLE *obj, char *text, size_t *len,
+			struct p11_key_info *mi);
+
+/* ---- p11_keystore.c ---- */
+
+/* Tries to bring the token back if it is known to be gone. */
+int p11_ensure_available(struct p11_keystore *ks);
+/* A live session of the current generation. Needs module_lock shared. */
+int p11_worker_session(struct p11_worker *w);
 
 #endif

@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <jansson.h>
-#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/param_build.h>
 #include <openssl/rand.h>
-#include <openssl/rsa.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,88 +14,8 @@
 #include "kb_pkcs1.h"
 #include "kb_secret.h"
 #include "p11_internal.h"
+#include "p11_keystore.h"
 #include "p11_store.h"
-
-const char *p11_path_name(enum p11_path path)
-{
-	switch (path) {
-	case P11_PATH_NATIVE:
-		return "token";
-	case P11_PATH_RAW_OAEP:
-		return "token-raw-rsa+oaep-decode";
-	case P11_PATH_RAW_PKCS1:
-		return "token-raw-rsa+pkcs1-implicit-rejection";
-	default:
-		return "unavailable";
-	}
-}
-
-const char *p11_alg_name(enum p11_alg alg)
-{
-	switch (alg) {
-	case P11_ALG_RSA_OAEP:
-		return "RSA-OAEP";
-	case P11_ALG_RSA_OAEP_256:
-		return "RSA-OAEP-256";
-	case P11_ALG_RSA1_5:
-		return "RSA1_5";
-	default:
-		return "?";
-	}
-}
-
-/* ---- RSA with OpenSSL: public-key side and OAEP parameters ---- */
-
-void p11_oaep_params(enum p11_alg alg, CK_RSA_PKCS_OAEP_PARAMS *p)
-{
-	memset(p, 0, sizeof(*p));
-	p->hashAlg = alg == P11_ALG_RSA_OAEP ? CKM_SHA_1 : CKM_SHA256;
-	p->mgf = alg == P11_ALG_RSA_OAEP ? CKG_MGF1_SHA1 : CKG_MGF1_SHA256;
-	p->source = CKZ_DATA_SPECIFIED;
-}
-
-const EVP_MD *p11_alg_md(enum p11_alg alg)
-{
-	return alg == P11_ALG_RSA_OAEP ? EVP_sha1() : EVP_sha256();
-}
-
-/* A context that encrypts with pub and alg; reusable for many messages. */
-static EVP_PKEY_CTX *encrypt_ctx_new(EVP_PKEY *pub, enum p11_alg alg)
-{
-	EVP_PKEY_CTX *ctx;
-	int ok;
-
-	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL)) == NULL)
-		return NULL;
-	if (alg == P11_ALG_RSA1_5)
-		ok = EVP_PKEY_encrypt_init(ctx) == 1 &&
-		     EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1;
-	else
-		ok = EVP_PKEY_encrypt_init(ctx) == 1 &&
-		     EVP_PKEY_CTX_set_rsa_padding(
-			     ctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
-		     EVP_PKEY_CTX_set_rsa_oaep_md(ctx, p11_alg_md(alg)) == 1 &&
-		     EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, p11_alg_md(alg)) == 1;
-	if (!ok) {
-		EVP_PKEY_CTX_free(ctx);
-		return NULL;
-	}
-	return ctx;
-}
-
-int p11_public_encrypt(EVP_PKEY *pub, enum p11_alg alg, const unsigned char *in,
-		       size_t inlen, unsigned char *out, size_t *outlen)
-{
-	EVP_PKEY_CTX *ctx = encrypt_ctx_new(pub, alg);
-	int ok;
-
-	if (ctx == NULL)
-		return P11_ERR_NOMEM;
-	*outlen = P11_MODULUS_MAX;
-	ok = EVP_PKEY_encrypt(ctx, out, outlen, in, inlen) == 1;
-	EVP_PKEY_CTX_free(ctx);
-	return ok ? P11_OK : P11_ERR_PARAM;
-}
 
 /*
  * Renews every session after the token failed and re-reads the
@@ -155,19 +72,6 @@ static int keystore_recover(struct p11_keystore *ks, unsigned int seen_gen)
 	pthread_mutex_unlock(&ks->lock);
 	pthread_mutex_unlock(&ks->admin_lock);
 	return r == P11_OK ? P11_OK : P11_ERR_HSM;
-}
-
-/* Serialises admin work and keeps recovery out of the module meanwhile. */
-void p11_admin_enter(struct p11_keystore *ks)
-{
-	pthread_mutex_lock(&ks->admin_lock);
-	pthread_rwlock_rdlock(&ks->module_lock);
-}
-
-void p11_admin_leave(struct p11_keystore *ks)
-{
-	pthread_rwlock_unlock(&ks->module_lock);
-	pthread_mutex_unlock(&ks->admin_lock);
 }
 
 /*
@@ -598,7 +502,7 @@ static int worker_encrypt(struct p11_worker *w, EVP_PKEY *pub, enum p11_alg alg,
 	EVP_PKEY_CTX *ctx = w->wrap[alg].ctx;
 
 	if (w->wrap[alg].key != pub) {
-		if ((ctx = encrypt_ctx_new(pub, alg)) == NULL ||
+		if ((ctx = p11_encrypt_ctx_new(pub, alg)) == NULL ||
 		    EVP_PKEY_up_ref(pub) != 1) {
 			EVP_PKEY_CTX_free(ctx);
 			return P11_ERR_NOMEM;
@@ -650,89 +554,6 @@ out:
 
 /* ---- admin writes ---- */
 
-int p11_keystore_confirm(struct p11_keystore *ks, const struct p11_expect *want,
-			 size_t n, char *err, size_t errlen)
-{
-	if (ks->confirm.exe == NULL) {
-		snprintf(err, errlen,
-			 "this program cannot confirm token writes by a fresh "
-			 "load");
-		return P11_ERR_UNSUPPORTED;
-	}
-	return p11_confirm(&ks->confirm, want, n, err, errlen);
-}
-
-/* Destroys obj; true if it is gone (or was never kept). */
-static bool destroy(struct p11_keystore *ks, CK_OBJECT_HANDLE obj, CK_RV *rv)
-{
-	*rv = ks->fn->C_DestroyObject(ks->admin, obj);
-	return *rv == CKR_OK || *rv == CKR_OBJECT_HANDLE_INVALID;
-}
-
-/* A new private data object in the token. Needs admin_lock. */
-static CK_RV create_data(struct p11_keystore *ks, const char *application,
-			 const char *label, const char *value,
-			 CK_OBJECT_HANDLE *obj)
-{
-	CK_OBJECT_CLASS cls = CKO_DATA;
-	CK_BBOOL yes = CK_TRUE;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_APPLICATION, (void *)application, strlen(application) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-		{ CKA_VALUE, (void *)value, strlen(value) },
-	};
-
-	return ks->fn->C_CreateObject(ks->admin, t, sizeof(t) / sizeof(t[0]),
-				      obj);
-}
-
-int p11_create_confirmed(struct p11_keystore *ks, const char *application,
-			 const char *label, const char *value, bool keep,
-			 const char *what, CK_OBJECT_HANDLE *obj, char *err,
-			 size_t errlen)
-{
-	struct p11_expect want = {
-		.cls = CKO_DATA,
-		.label = label,
-		.application = application,
-		.value_type = CKA_VALUE,
-		.value = value,
-		.value_len = strlen(value),
-		.what = what,
-	};
-	char why[384];
-	CK_RV rv;
-	int r;
-
-	if ((rv = create_data(ks, application, label, value, obj)) != CKR_OK) {
-		snprintf(err, errlen, "storing %s in the token failed: %s",
-			 what, p11_rv_name(rv));
-		return P11_ERR_HSM;
-	}
-	if ((r = p11_keystore_confirm(ks, &want, 1, why, sizeof(why))) ==
-	    P11_OK)
-		return P11_OK;
-	if (r == P11_ERR_STORAGE)
-		snprintf(err, errlen,
-			 "the token did not keep %s (is its storage full?): %s",
-			 what, why);
-	else
-		snprintf(err, errlen,
-			 "%s could not be confirmed by a fresh load of the "
-			 "token: %s",
-			 what, why);
-	/* Unconfirmed, it may or may not be stored: take it back. */
-	if (!keep && !destroy(ks, *obj, &rv))
-		snprintf(err + strlen(err), errlen - strlen(err),
-			 "; removing it again failed (%s), so it may still "
-			 "take effect",
-			 p11_rv_name(rv));
-	return P11_ERR_STORAGE;
-}
-
 static int64_t now_us(void)
 {
 	struct timespec ts;
@@ -780,7 +601,7 @@ static void undo_create(struct p11_keystore *ks, const CK_OBJECT_HANDLE *objs,
 	CK_RV rv, failed = CKR_OK;
 
 	for (i = 0; i < n; i++)
-		if (!destroy(ks, objs[i], &rv)) {
+		if (!p11_destroy(ks, objs[i], &rv)) {
 			gone = false;
 			failed = rv;
 		}
@@ -931,8 +752,8 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 		undo_create(ks, objs, 2, err, errlen);
 		goto out_unlock;
 	}
-	if ((rv = create_data(ks, META_APPLICATION, name, meta, &objs[2])) !=
-	    CKR_OK) {
+	if ((rv = p11_create_data(ks, META_APPLICATION, name, meta,
+				  &objs[2])) != CKR_OK) {
 		snprintf(err, errlen,
 			 "storing the key metadata in the token failed: %s",
 			 p11_rv_name(rv));
@@ -975,7 +796,7 @@ static void destroy_replaced(struct p11_keystore *ks,
 				 &len) != P11_OK ||
 		    p11_parse_metadata(text, len, &mi) != P11_OK ||
 		    strcmp(mi.version, version) != 0 ||
-		    destroy(ks, metas[i], &rv))
+		    p11_destroy(ks, metas[i], &rv))
 			continue;
 		kb_warn("key %s version %s: a replaced metadata object was not "
 			"removed (%s); the newest one is used",

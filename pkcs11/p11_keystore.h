@@ -16,58 +16,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
-#include <openssl/evp.h>
-
-#include "kb_kid.h"
+#include "p11_key.h"
 #include "p11_token.h"
-
-#define P11_MODULUS_MAX 512 /* 4096-bit keys */
-
-enum p11_alg {
-	P11_ALG_RSA_OAEP, /* OAEP, SHA-1 and MGF1-SHA-1 */
-	P11_ALG_RSA_OAEP_256, /* OAEP, SHA-256 and MGF1-SHA-256 */
-	P11_ALG_RSA1_5, /* PKCS#1 v1.5 */
-	P11_ALG_COUNT,
-};
-
-/* How the token performs an unwrap with one algorithm. */
-enum p11_path {
-	P11_PATH_NONE, /* not available (refused or disabled) */
-	P11_PATH_NATIVE, /* the token's own mechanism */
-	P11_PATH_RAW_OAEP, /* CKM_RSA_X_509 + constant-time OAEP decode */
-	/*
-	 * CKM_RSA_X_509 + PKCS#1 v1.5 decode with implicit rejection, its
-	 * key-derivation key an HMAC in the token (RSA1_5 only ever so).
-	 */
-	P11_PATH_RAW_PKCS1,
-};
-
-/* Everything a caller may learn about one key version (no secrets). */
-struct p11_key_info {
-	char name[KB_NAME_MAX + 1];
-	char version[KB_VERSION_LEN + 1];
-	unsigned int bits;
-	unsigned char n[P11_MODULUS_MAX];
-	size_t nlen;
-	unsigned char e[8];
-	size_t elen;
-	int64_t created, updated;
-	int64_t created_us; /* orders versions made within one second */
-	int64_t nbf, exp; /* 0: not set */
-	bool enabled;
-	char recovery_level[32];
-	int recoverable_days;
-	int64_t repaired; /* when repair-key rewrote the metadata; 0: never */
-	/*
-	 * The private key is there but no metadata object reads back: the
-	 * version is listed, refused (P11_ERR_DAMAGED) and has no known
-	 * place among its key's versions until p11_keystore_repair_key.
-	 */
-	bool damaged;
-	enum p11_path path[P11_ALG_COUNT];
-};
 
 struct p11_keystore_params {
 	const char *module;
@@ -96,8 +47,6 @@ int p11_keystore_open(const struct p11_keystore_params *params,
 void p11_keystore_free(struct p11_keystore *ks);
 
 const char *p11_keystore_token_label(const struct p11_keystore *ks);
-const char *p11_path_name(enum p11_path path);
-const char *p11_alg_name(enum p11_alg alg);
 
 /* A token session owned by one thread. */
 int p11_worker_new(struct p11_keystore *ks, struct p11_worker **out);
@@ -175,38 +124,6 @@ int p11_keystore_repair_key(struct p11_keystore *ks, const char *name,
 
 /* Re-reads the catalogue from the token now; the old one stays on failure. */
 int p11_keystore_reload(struct p11_keystore *ks);
-
-/*
- * The broker's token-signing key for identity tokens: an EC P-256 key pair
- * labelled "keybroker-issuer" generated in the token (sign-only,
- * non-extractable). p11_keystore_create_issuer makes it once;
- * p11_keystore_issuer_key returns a new reference to its public key (NULL
- * if the token has none) and its kid (33 bytes); p11_keystore_sign_es256
- * signs a SHA-256 digest into r || s (64 bytes), on w's session or, with w
- * NULL, on the admin session.
- */
-int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
-			       size_t errlen);
-EVP_PKEY *p11_keystore_issuer_key(struct p11_keystore *ks, char *kid);
-int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
-			    const unsigned char *digest, unsigned char *sig);
-
-/*
- * Revoked identity-token ids live in the token (one private data object
- * each), so revocations survive restarts and are shared by every broker
- * on the token. p11_keystore_revoked answers from every id this process
- * has known to be revoked (true before the first catalogue: fail
- * closed). p11_keystore_revoke stores one in the token and confirms it;
- * an unconfirmed one is still remembered by this process and left in the
- * token in case it did arrive. p11_keystore_remember_revoked only
- * remembers (a running broker told by keybrokerctl).
- */
-bool p11_keystore_revoked(struct p11_keystore *ks, const char *jti);
-int p11_keystore_revoke(struct p11_keystore *ks, const char *jti, char *err,
-			size_t errlen);
-int p11_keystore_remember_revoked(struct p11_keystore *ks, const char *jti);
-
-#define P11_JTI_MAX 255 /* bytes of an identity-token id */
 
 /* Calls fn for each key version, in name then creation order. */
 int p11_keystore_foreach(struct p11_keystore *ks,

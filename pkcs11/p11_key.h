@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RSA key versions as the keystore knows them: the algorithms that wrap
+ * with them, how the token performs each unwrap, what a caller may learn
+ * of a version, and the public-key side of RSA, done in OpenSSL (a wrap
+ * never touches the token).
+ */
+#ifndef P11_KEY_H
+#define P11_KEY_H
+
+#include <openssl/evp.h>
+#include <p11-kit/pkcs11.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kb_kid.h"
+#include "p11_token.h"
+
+#define P11_MODULUS_MAX 512 /* 4096-bit keys */
+
+enum p11_alg {
+	P11_ALG_RSA_OAEP, /* OAEP, SHA-1 and MGF1-SHA-1 */
+	P11_ALG_RSA_OAEP_256, /* OAEP, SHA-256 and MGF1-SHA-256 */
+	P11_ALG_RSA1_5, /* PKCS#1 v1.5 */
+	P11_ALG_COUNT,
+};
+
+/* How the token performs an unwrap with one algorithm. */
+enum p11_path {
+	P11_PATH_NONE, /* not available (refused or disabled) */
+	P11_PATH_NATIVE, /* the token's own mechanism */
+	P11_PATH_RAW_OAEP, /* CKM_RSA_X_509 + constant-time OAEP decode */
+	/*
+	 * CKM_RSA_X_509 + PKCS#1 v1.5 decode with implicit rejection, its
+	 * key-derivation key an HMAC in the token (RSA1_5 only ever so).
+	 */
+	P11_PATH_RAW_PKCS1,
+};
+
+/* Everything a caller may learn about one key version (no secrets). */
+struct p11_key_info {
+	char name[KB_NAME_MAX + 1];
+	char version[KB_VERSION_LEN + 1];
+	unsigned int bits;
+	unsigned char n[P11_MODULUS_MAX];
+	size_t nlen;
+	unsigned char e[8];
+	size_t elen;
+	int64_t created, updated;
+	int64_t created_us; /* orders versions made within one second */
+	int64_t nbf, exp; /* 0: not set */
+	bool enabled;
+	char recovery_level[32];
+	int recoverable_days;
+	int64_t repaired; /* when repair-key rewrote the metadata; 0: never */
+	/*
+	 * The private key is there but no metadata object reads back: the
+	 * version is listed, refused (P11_ERR_DAMAGED) and has no known
+	 * place among its key's versions until p11_keystore_repair_key.
+	 */
+	bool damaged;
+	enum p11_path path[P11_ALG_COUNT];
+};
+
+const char *p11_path_name(enum p11_path path);
+const char *p11_alg_name(enum p11_alg alg);
+
+/* The token's OAEP parameters for alg (RSA-OAEP or RSA-OAEP-256). */
+void p11_oaep_params(enum p11_alg alg, CK_RSA_PKCS_OAEP_PARAMS *p);
+/* The hash of alg's OAEP and MGF1. */
+const EVP_MD *p11_alg_md(enum p11_alg alg);
+
+/*
+ * A context that encrypts with pub and alg, reusable for many messages;
+ * NULL if OpenSSL cannot make one.
+ */
+EVP_PKEY_CTX *p11_encrypt_ctx_new(EVP_PKEY *pub, enum p11_alg alg);
+/*
+ * Encrypts in[0..inlen) with pub and alg into out (P11_MODULUS_MAX
+ * bytes). P11_OK; P11_ERR_NOMEM; P11_ERR_PARAM if in is too long for the
+ * key.
+ */
+int p11_public_encrypt(EVP_PKEY *pub, enum p11_alg alg, const unsigned char *in,
+		       size_t inlen, unsigned char *out, size_t *outlen);
+
+#endif
