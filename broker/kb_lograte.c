@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: MIT
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "kb_bucket.h"
 #include "kb_lograte.h"
 
 #define SLOTS 1024 /* uids tracked at once; more share slots by hash */
 
 struct slot {
 	bool used;
-	int64_t last_ms;
-	double tokens;
+	struct kb_bucket b;
 	unsigned long suppressed;
 };
 
@@ -36,32 +37,29 @@ void kb_lograte_free(struct kb_lograte *l)
 }
 
 bool kb_lograte_allow(struct kb_lograte *l, uid_t uid, int64_t now_ms,
-		      unsigned long *suppressed)
+		      char *note, size_t notelen)
 {
 	/* Colliding uids share a budget: never more lines, only fewer. */
 	struct slot *s = &l->slot[(uint32_t)uid % SLOTS];
+	int64_t now_us = now_ms * 1000;
+	unsigned long held = 0;
 	bool ok;
 
 	pthread_mutex_lock(&l->lock);
 	if (!s->used) {
 		s->used = true;
-		s->tokens = KB_LOGRATE_BURST;
-		s->last_ms = now_ms;
+		kb_bucket_init(&s->b, KB_LOGRATE_BURST, now_us);
 	}
-	if (now_ms > s->last_ms)
-		s->tokens += (double)(now_ms - s->last_ms) * KB_LOGRATE_PER_S /
-			     1000.0;
-	if (s->tokens > KB_LOGRATE_BURST)
-		s->tokens = KB_LOGRATE_BURST;
-	s->last_ms = now_ms;
-	ok = s->tokens >= 1.0;
-	if (ok) {
-		s->tokens -= 1.0;
-		*suppressed = s->suppressed;
+	if ((ok = kb_bucket_take(&s->b, KB_LOGRATE_PER_S, KB_LOGRATE_BURST,
+				 now_us))) {
+		held = s->suppressed;
 		s->suppressed = 0;
 	} else {
 		s->suppressed++;
 	}
 	pthread_mutex_unlock(&l->lock);
+	note[0] = '\0';
+	if (ok && held > 0)
+		snprintf(note, notelen, " (%lu more held back)", held);
 	return ok;
 }

@@ -10,6 +10,7 @@
 #define KB_LOGRATE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -21,11 +22,14 @@ struct kb_lograte;
 struct kb_lograte *kb_lograte_new(void);
 void kb_lograte_free(struct kb_lograte *l);
 
+#define KB_LOGRATE_NOTE_MAX 48
+
 /*
- * True if a line caused by uid may be logged at now_ms; *suppressed is
- * then how many were held back since the last one let through.
+ * True if a line caused by uid may be logged at now_ms. note then ends
+ * that line: "", or " (N more held back)" if N lines of uid were held
+ * back since the last one let through (KB_LOGRATE_NOTE_MAX bytes).
  */
 bool kb_lograte_allow(struct kb_lograte *l, uid_t uid, int64_t now_ms,
-		      unsigned long *suppressed);
+		      char *note, size_t notelen);
 
 #endif

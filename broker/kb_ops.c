@@ -420,19 +420,18 @@ static void log_refusal(const struct kb_ops *ops,
 			const struct kb_request *req,
 			const struct kb_error *err)
 {
-	unsigned long held;
+	char note[KB_LOGRATE_NOTE_MAX];
 
 	if (!kb_lograte_allow(ops->lograte, caller->peer.uid, now_us() / 1000,
-			      &held))
+			      note, sizeof(note)))
 		return;
-	kb_info("%s %s%s%s%s%s: %s: %s (uid %u%s%lu%s)",
+	kb_info("%s %s%s%s%s%s: %s: %s (uid %u)%s",
 		caller->identity[0] ? caller->identity : "-",
 		req->opname[0] ? req->opname : "request",
 		req->key.name[0] ? " " : "", req->key.name,
 		req->key.version[0] ? "/" : "", req->key.version,
 		kb_code_name(err->code), err->msg,
-		(unsigned int)caller->peer.uid, held ? "; " : "", held,
-		held ? " more held back" : "");
+		(unsigned int)caller->peer.uid, note);
 }
 
 char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,

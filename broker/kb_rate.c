@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kb_bucket.h"
 #include "kb_config.h"
 #include "kb_rate.h"
 
@@ -10,8 +11,7 @@
 
 struct bucket {
 	char name[KB_IDENTITY_MAX + 1];
-	double tokens;
-	int64_t last_us;
+	struct kb_bucket b;
 };
 
 struct kb_rate {
@@ -59,8 +59,7 @@ static struct bucket *find(struct kb_rate *r, const char *name, int burst,
 	b = &r->b[r->n++];
 	memset(b, 0, sizeof(*b));
 	strncpy(b->name, name, KB_IDENTITY_MAX);
-	b->tokens = burst;
-	b->last_us = now_us;
+	kb_bucket_init(&b->b, burst, now_us);
 	return b;
 }
 
@@ -71,17 +70,8 @@ bool kb_rate_take(struct kb_rate *r, const char *identity, double rate,
 	bool ok = false;
 
 	pthread_mutex_lock(&r->lock);
-	if ((b = find(r, identity, burst, now_us)) != NULL) {
-		if (now_us > b->last_us)
-			b->tokens += rate * (double)(now_us - b->last_us) / 1e6;
-		if (b->tokens > burst)
-			b->tokens = burst;
-		b->last_us = now_us;
-		if (b->tokens >= 1.0) {
-			b->tokens -= 1.0;
-			ok = true;
-		}
-	}
+	if ((b = find(r, identity, burst, now_us)) != NULL)
+		ok = kb_bucket_take(&b->b, rate, burst, now_us);
 	pthread_mutex_unlock(&r->lock);
 	return ok;
 }

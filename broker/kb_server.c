@@ -220,19 +220,15 @@ static void resume_accepting(struct kb_server *srv)
 static bool conn_close(struct kb_server *srv, struct kb_conn *c,
 		       const char *why)
 {
-	unsigned long held;
+	char note[KB_LOGRATE_NOTE_MAX];
 
 	if (!c->dead) {
 		if (kb_log_enabled(KB_LOG_DEBUG) &&
 		    kb_lograte_allow(srv->ops.lograte, c->caller.peer.uid,
-				     now_ms(), &held))
-			kb_debug(
-				"closing connection of uid %u pid %d: %s%s%lu%s",
-				(unsigned int)c->caller.peer.uid,
-				(int)c->caller.peer.pid, why, held ? " (" : "",
-				held,
-				held ? " more lines of this uid held back)" :
-				       "");
+				     now_ms(), note, sizeof(note)))
+			kb_debug("closing connection of uid %u pid %d: %s%s",
+				 (unsigned int)c->caller.peer.uid,
+				 (int)c->caller.peer.pid, why, note);
 		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
 		forget_events(srv, c);
@@ -339,13 +335,12 @@ static void send_refusal(int fd, enum kb_code code, const char *msg)
 static void refuse(struct kb_server *srv, int fd, const struct kb_peer *peer,
 		   const char *why, int64_t now)
 {
-	unsigned long held;
+	char note[KB_LOGRATE_NOTE_MAX];
 
-	if (kb_lograte_allow(srv->ops.lograte, peer->uid, now, &held))
-		kb_warn("refused a connection of uid %u pid %d: %s%s%lu%s",
-			(unsigned int)peer->uid, (int)peer->pid, why,
-			held ? " (" : "", held,
-			held ? " more lines of this uid held back)" : "");
+	if (kb_lograte_allow(srv->ops.lograte, peer->uid, now, note,
+			     sizeof(note)))
+		kb_warn("refused a connection of uid %u pid %d: %s%s",
+			(unsigned int)peer->uid, (int)peer->pid, why, note);
 	send_refusal(fd, KB_THROTTLED, why);
 	close(fd);
 }
