@@ -1,17 +1,14 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -249,6 +246,21 @@ static bool conn_close(struct kb_server *srv, struct kb_conn *c,
 }
 
 /*
+ * Whether the workers' queue holds max_queued jobs. If so, the flag goes
+ * up before a second look, so the worker that then makes room sees it
+ * and wakes the loop (signal_loop).
+ */
+static bool jobs_full(struct kb_server *srv)
+{
+	size_t max = (size_t)srv->cfg->max_queued;
+
+	if (kb_queue_count(&srv->jobs) < max)
+		return false;
+	atomic_store(&srv->backlogged, true);
+	return kb_queue_count(&srv->jobs) >= max;
+}
+
+/*
  * Moves one connection forward: hands complete lines to the workers,
  * queues finished replies, writes, and closes when it is done.
  * Needs c->lock; returns false if c was freed.
@@ -268,16 +280,8 @@ static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
 	c->waits_for_queue = false;
 	while (!srv->draining && !c->barrier &&
 	       c->pending < (unsigned int)srv->cfg->max_pipeline) {
-		/*
-		 * The queue is full: hold lines until a worker takes one.
-		 * The flag goes up before the second look, so the worker
-		 * that makes room sees it and wakes the loop.
-		 */
-		if (kb_queue_count(&srv->jobs) >=
-			    (size_t)srv->cfg->max_queued &&
-		    (atomic_store(&srv->backlogged, true),
-		     kb_queue_count(&srv->jobs) >=
-			     (size_t)srv->cfg->max_queued)) {
+		/* The queue is full: hold lines until a worker takes one. */
+		if (jobs_full(srv)) {
 			c->waits_for_queue = true;
 			srv->any_waiting = true;
 			break;
@@ -720,7 +724,7 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 		.signal_fd = -1,
 		.done_fd = -1,
 	};
-	int64_t now, last_tick = 0;
+	int64_t now, left, last_tick = 0;
 	struct kb_watch *w;
 	sigset_t mask;
 	int r = -1, wait_ms;
@@ -745,15 +749,13 @@ int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
 		cfg->socket_path, cfg->workers, srv.max_conns,
 		cfg->max_connections_per_uid);
 	for (;;) {
+		/* While accepting is paused, wake when the pause ends. */
 		wait_ms = TICK_MS;
 		if (srv.accept_paused_until_ms != 0) {
-			now = now_ms();
-			wait_ms = srv.accept_paused_until_ms <= now ?
-					  0 :
-				  srv.accept_paused_until_ms - now < TICK_MS ?
-					  (int)(srv.accept_paused_until_ms -
-						now) :
-					  TICK_MS;
+			left = srv.accept_paused_until_ms - now_ms();
+			wait_ms = left <= 0	 ? 0 :
+				  left < TICK_MS ? (int)left :
+						   TICK_MS;
 		}
 		srv.nevents =
 			epoll_wait(srv.epfd, srv.events, MAX_EVENTS, wait_ms);
