@@ -14,6 +14,9 @@
 #include "p11_identity.h"
 #include "p11_issuer.h"
 
+/* revokeToken's ids fit the keystore's list: only memory can fail there. */
+_Static_assert(KB_JTI_MAX <= P11_JTI_MAX, "a revokeToken jti fits the list");
+
 static enum p11_alg to_p11_alg(enum kb_alg alg)
 {
 	switch (alg) {
