@@ -8,8 +8,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kb_b64.h"
@@ -199,8 +199,6 @@ static int send_all(struct keybroker *kb, const char *p, size_t n)
 		w = send(kb->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
-		if (w < 0 && errno == EINTR)
-			continue;
 		if (w <= 0)
 			return set_error(kb, KEYBROKER_E_IO, "",
 					 "cannot send to the broker");
@@ -258,6 +256,21 @@ static int recv_line(struct keybroker *kb, char **line, size_t *len)
 	return KEYBROKER_OK;
 }
 
+/* Whether kid is well formed, for whichever instance it names. */
+static bool kid_valid(const char *kid, size_t len)
+{
+	const char *inst = kid + sizeof(KB_KID_PREFIX) - 1;
+	const char *slash = strchr(inst, '/');
+	char instance[KB_INSTANCE_MAX + 1];
+	struct kb_keyref ref;
+
+	if (slash == NULL || slash - inst > KB_INSTANCE_MAX)
+		return false;
+	memcpy(instance, inst, (size_t)(slash - inst));
+	instance[slash - inst] = '\0';
+	return kb_kid_parse(kid, len, instance, &ref) == KB_KID_OK;
+}
+
 /*
  * Appends the key selector to a request: "kid" for a kid, else "key"
  * and optional "version". Only validated characters reach the line, so
@@ -267,21 +280,13 @@ static int key_fields(struct keybroker *kb, char *buf, size_t size,
 		      const char *key, const char *version)
 {
 	size_t klen = key ? strlen(key) : 0;
-	struct kb_keyref ref;
-	const char *inst, *slash;
-	char instance[KB_INSTANCE_MAX + 1];
 	int n;
 
 	if (key == NULL)
 		return set_error(kb, KEYBROKER_E_ARGUMENT, "",
 				 "key: a key name or kid is required");
 	if (strncmp(key, KB_KID_PREFIX, sizeof(KB_KID_PREFIX) - 1) == 0) {
-		inst = key + sizeof(KB_KID_PREFIX) - 1;
-		slash = strchr(inst, '/');
-		if (slash == NULL || slash - inst > KB_INSTANCE_MAX ||
-		    (memcpy(instance, inst, (size_t)(slash - inst)),
-		     instance[slash - inst] = '\0',
-		     kb_kid_parse(key, klen, instance, &ref) != KB_KID_OK))
+		if (!kid_valid(key, klen))
 			return set_error(kb, KEYBROKER_E_ARGUMENT, "",
 					 "key: not a kid (keybroker://"
 					 "INSTANCE/keys/NAME[/VERSION])");
