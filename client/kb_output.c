@@ -143,3 +143,17 @@ void kb_output_abort(struct kb_output *o)
 	free(o->tmp);
 	o->tmp = NULL;
 }
+
+int kb_output_save(const char *path, bool force, const void *p, size_t n,
+		   char *err, size_t errlen)
+{
+	struct kb_output o;
+
+	if (kb_output_open(&o, path, force, err, errlen) != 0 ||
+	    kb_output_write(&o, p, n, err, errlen) != 0 ||
+	    kb_output_commit(&o, err, errlen) != 0) {
+		kb_output_abort(&o);
+		return -1;
+	}
+	return 0;
+}

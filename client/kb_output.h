@@ -33,4 +33,12 @@ int kb_output_commit(struct kb_output *o, char *err, size_t errlen);
 /* Closes and removes what open made; after a failure; idempotent. */
 void kb_output_abort(struct kb_output *o);
 
+/*
+ * All of the above for one buffer: writes p[0..n) to path (as
+ * kb_output_open takes it) and commits it, or leaves nothing behind.
+ * 0, or -1 with err.
+ */
+int kb_output_save(const char *path, bool force, const void *p, size_t n,
+		   char *err, size_t errlen);
+
 #endif

@@ -194,13 +194,9 @@ out:
 /* Writes text[0..n) to --out (or stdout) and confirms it; 0 or -1. */
 static int emit(const struct opts *o, const char *text, size_t n)
 {
-	struct kb_output out;
 	char err[512];
 
-	if (kb_output_open(&out, o->out, o->force, err, sizeof(err)) != 0 ||
-	    kb_output_write(&out, text, n, err, sizeof(err)) != 0 ||
-	    kb_output_commit(&out, err, sizeof(err)) != 0) {
-		kb_output_abort(&out);
+	if (kb_output_save(o->out, o->force, text, n, err, sizeof(err)) != 0) {
 		fprintf(stderr, "keybroker: %s\n", err);
 		return -1;
 	}

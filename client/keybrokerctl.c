@@ -338,23 +338,6 @@ static long long parse_ttl(const char *text)
 	return __builtin_mul_overflow(v, unit, &r) ? -1 : r;
 }
 
-/* Writes the token to FILE (0600, no symlink, no overwrite unless force). */
-static int write_token(const char *path, bool force, const char *tok, size_t n)
-{
-	struct kb_output out;
-	char err[512];
-
-	if (kb_output_open(&out, path, force, err, sizeof(err)) != 0 ||
-	    kb_output_write(&out, tok, n, err, sizeof(err)) != 0 ||
-	    kb_output_write(&out, "\n", 1, err, sizeof(err)) != 0 ||
-	    kb_output_commit(&out, err, sizeof(err)) != 0) {
-		kb_output_abort(&out);
-		fprintf(stderr, "keybrokerctl: %s\n", err);
-		return -1;
-	}
-	return 0;
-}
-
 static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -364,7 +347,7 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct kb_jwt_mint m = { .ttl_s = cfg->token_lifetime_s };
-	char tok[2048], jti[33], kid[KB_VERSION_LEN + 1];
+	char tok[2048], jti[33], kid[KB_VERSION_LEN + 1], err[512];
 	const char *out = NULL;
 	struct p11_keystore *ks;
 	bool force = false;
@@ -421,10 +404,13 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 		fprintf(stderr, "keybrokerctl: signing the token failed\n");
 		return 1;
 	}
-	r = write_token(out, force, tok, (size_t)n);
+	tok[n] = '\n'; /* for its NUL: the token is written as a line */
+	r = kb_output_save(out, force, tok, (size_t)n + 1, err, sizeof(err));
 	explicit_bzero(tok, sizeof(tok));
-	if (r != 0)
+	if (r != 0) {
+		fprintf(stderr, "keybrokerctl: %s\n", err);
 		return 1;
+	}
 	fprintf(stderr, "token %s for identity '%s', expires in %lld s\n", jti,
 		argv[optind], (long long)m.ttl_s);
 	return 0;
