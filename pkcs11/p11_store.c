@@ -155,3 +155,27 @@ int p11_store_check_space(CK_FUNCTION_LIST *fn, char *err, size_t errlen)
 		return r;
 	return check_dir(dir, err, errlen);
 }
+
+void p11_store_where(CK_FUNCTION_LIST *fn, char *where, size_t size)
+{
+	const char *env = getenv("SOFTHSM2_CONF");
+	char conf[4096];
+
+	if (!is_softhsm(fn)) {
+		snprintf(where, size,
+			 "the module's own configuration (its token store or "
+			 "device)");
+		return;
+	}
+	softhsm_conf_path(conf, sizeof(conf));
+	if (env == NULL)
+		snprintf(where, size,
+			 "SoftHSMv2's configuration: SOFTHSM2_CONF is not set, "
+			 "so it reads %.200s and its token directory",
+			 conf);
+	else
+		snprintf(where, size,
+			 "SoftHSMv2's configuration: SOFTHSM2_CONF=%.200s and "
+			 "the token directory it names",
+			 env);
+}

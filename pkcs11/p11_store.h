@@ -34,4 +34,10 @@
  */
 int p11_store_check_space(CK_FUNCTION_LIST *fn, char *err, size_t errlen);
 
+/*
+ * Where the module behind fn keeps its tokens, for a message about a
+ * token that is not found: for SoftHSMv2, the configuration it reads.
+ */
+void p11_store_where(CK_FUNCTION_LIST *fn, char *where, size_t size);
+
 #endif

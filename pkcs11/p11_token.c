@@ -15,7 +15,6 @@
 
 struct p11_token {
 	CK_FUNCTION_LIST *fn;
-	char *module; /* as configured, for messages */
 	P11KitUri *uri;
 	char *uri_text; /* for messages */
 	CK_SLOT_ID slot;
@@ -178,9 +177,7 @@ int p11_token_load(const char *module, const char *uri, struct p11_token **out,
 	tok->pin = kb_secure_alloc(PIN_MAX + 1);
 	tok->uri = p11_kit_uri_new();
 	tok->uri_text = strdup(uri);
-	tok->module = strdup(module);
-	if (tok->pin == NULL || tok->uri == NULL || tok->uri_text == NULL ||
-	    tok->module == NULL) {
+	if (tok->pin == NULL || tok->uri == NULL || tok->uri_text == NULL) {
 		r = P11_ERR_NOMEM;
 		goto out_free;
 	}
@@ -224,7 +221,6 @@ void p11_token_free(struct p11_token *tok)
 		p11_kit_uri_free(tok->uri);
 	kb_secure_free(tok->pin, PIN_MAX + 1);
 	free(tok->uri_text);
-	free(tok->module);
 	free(tok);
 }
 
@@ -285,30 +281,14 @@ static int list_slots(struct p11_token *tok, CK_SLOT_ID **slots,
 }
 
 /*
- * Where to look when no token matches: the module's own configuration
- * first (for SoftHSMv2, SOFTHSM2_CONF: unset, it falls back to the
- * system's token directory), since init-token would otherwise make a
- * second token in the wrong place.
+ * No token matches: where to look, the module's own configuration first,
+ * since init-token would otherwise make a second token in the wrong place.
  */
 static void no_token_hint(const struct p11_token *tok, char *err, size_t errlen)
 {
-	const char *conf = getenv("SOFTHSM2_CONF");
-	char where[300];
+	char where[320];
 
-	if (strstr(tok->module, "softhsm") == NULL)
-		snprintf(where, sizeof(where),
-			 "the module's own configuration (its token store "
-			 "or device)");
-	else if (conf == NULL)
-		snprintf(where, sizeof(where),
-			 "SoftHSMv2's configuration: SOFTHSM2_CONF is not "
-			 "set, so it reads /etc/softhsm/softhsm2.conf and its "
-			 "token directory");
-	else
-		snprintf(where, sizeof(where),
-			 "SoftHSMv2's configuration: SOFTHSM2_CONF=%.200s and "
-			 "the token directory it names",
-			 conf);
+	p11_store_where(tok->fn, where, sizeof(where));
 	snprintf(err, errlen,
 		 "no initialised token matches '%.200s'; check %s; only for "
 		 "a new token, keybrokerctl init-token makes one there",
