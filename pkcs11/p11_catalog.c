@@ -503,7 +503,6 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 	int r;
 
 	*out = NULL;
-	f.text[0] = '\0';
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return P11_ERR_NOMEM;
 	if ((r = p11_find_all(ks, tpriv, 2, &privs, &nprivs)) != 0 ||
