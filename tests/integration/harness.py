@@ -298,6 +298,70 @@ def systemd_cgroup_root():
     return "/sys/fs/cgroup/systemd"
 
 
+class Cgroup:
+    """A cgroup path made under the hierarchy libsystemd reads, removed
+    (with the parents it had to make) afterwards."""
+
+    def __init__(self, rel):
+        self.root = systemd_cgroup_root()
+        self.rel = rel
+        self.made = []
+
+    def __enter__(self):
+        path = self.root
+        for part in self.rel.split("/"):
+            path = os.path.join(path, part)
+            if not os.path.isdir(path):
+                os.mkdir(path)
+                self.made.append(path)
+        self.path = path
+        return self
+
+    def add(self, pid):
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+    def __exit__(self, *exc):
+        for path in reversed(self.made):
+            for _ in range(50):
+                try:
+                    os.rmdir(path)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def run_as(uid, cgroup, fn):
+    """Runs fn() in a child placed in cgroup (a Cgroup, or None), as uid
+    (None: this process's); returns what it returned, through JSON."""
+    r, w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.close(go_w)
+        try:
+            os.read(go_r, 1)  # wait until moved into the cgroup
+            if uid is not None:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+            os.write(w, json.dumps(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(go_r)
+    try:
+        if cgroup is not None:
+            cgroup.add(pid)
+        os.write(go_w, b"x")
+        os.waitpid(pid, 0)
+        return json.loads(os.read(r, 1 << 20).decode())
+    finally:
+        os.close(r)
+        os.close(go_w)
+
+
 def finish(broker, token):
     """Stops a module's broker and removes its token; fails if the broker
     did not exit cleanly (under the sanitizers a leak or an error shows as

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from harness import BUILD, Broker, Client, Token, b64d, b64e, finish, systemd_cgroup_root
+from harness import BUILD, Broker, Cgroup, Client, Token, b64d, b64e, finish, run_as
 
 ISS = "https://issuer.test"
 TOKEN = BROKER = None
@@ -200,35 +200,12 @@ class GetToken(unittest.TestCase):
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to fake a systemd unit")
     def test_unit_identity(self):
-        cg = os.path.join(systemd_cgroup_root(), "system.slice/kbtest.service")
-        os.makedirs(cg, exist_ok=True)
-        r, w = os.pipe()
-        go_r, go_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            os.close(go_w)
-            try:
-                os.read(go_r, 1)  # wait until moved into the unit
-                c = Client(BROKER.socket, timeout=5, authenticate=False)
-                os.write(w, json.dumps(c.request("getToken")).encode())
-            finally:
-                os._exit(0)
-        os.close(w)
-        os.close(go_r)
-        try:
-            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
-                f.write(str(pid))
-            os.write(go_w, b"x")
-            os.waitpid(pid, 0)
-            got = json.loads(os.read(r, 65536).decode())
-        finally:
-            os.close(r)
-            os.close(go_w)
-            try:
-                os.rmdir(cg)
-            except OSError:
-                pass
+        def get_token():
+            c = Client(BROKER.socket, timeout=5, authenticate=False)
+            return c.request("getToken")
+
+        with Cgroup("system.slice/kbtest.service") as cg:
+            got = run_as(None, cg, get_token)
         self.assertEqual(got["result"]["identity"], "unit-svc")
 
 

@@ -14,8 +14,8 @@ import threading
 import time
 import unittest
 
-from harness import (BUILD, ROOT, Broker, Client, OpenDirs, Token, b64d, b64e, finish,
-                     pkcs11_session, systemd_cgroup_root)
+from harness import (BUILD, ROOT, Broker, Cgroup, Client, OpenDirs, Token, b64d, b64e,
+                     finish, pkcs11_session, run_as)
 
 TOKEN = None
 SHIM = os.path.join(BUILD, "tests", "syscall_shim.so")
@@ -41,68 +41,6 @@ def shim_env(err, scope="accepted"):
             "KB_SHIM_PEERPIDFD_SCOPE": scope,
             "ASAN_OPTIONS": "verify_asan_link_order=0:" + os.environ.get("ASAN_OPTIONS", "")}
 
-
-
-class Cgroup:
-    """A cgroup path made under the hierarchy libsystemd reads, removed
-    (with the parents it had to make) afterwards."""
-
-    def __init__(self, rel):
-        self.root = systemd_cgroup_root()
-        self.rel = rel
-        self.made = []
-
-    def __enter__(self):
-        path = self.root
-        for part in self.rel.split("/"):
-            path = os.path.join(path, part)
-            if not os.path.isdir(path):
-                os.mkdir(path)
-                self.made.append(path)
-        self.path = path
-        return self
-
-    def add(self, pid):
-        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
-            f.write(str(pid))
-
-    def __exit__(self, *exc):
-        for path in reversed(self.made):
-            for _ in range(50):
-                try:
-                    os.rmdir(path)
-                    break
-                except OSError:
-                    time.sleep(0.05)
-
-
-def run_as(uid, cgroup, fn):
-    """Runs fn() in a child of uid placed in cgroup; returns its JSON."""
-    r, w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        os.close(go_w)
-        try:
-            os.read(go_r, 1)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            os.write(w, json.dumps(fn()).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    os.close(go_r)
-    try:
-        if cgroup is not None:
-            cgroup.add(pid)
-        os.write(go_w, b"x")
-        os.waitpid(pid, 0)
-        return json.loads(os.read(r, 1 << 20).decode())
-    finally:
-        os.close(r)
-        os.close(go_w)
 
 
 def get_token(path):
