@@ -105,7 +105,14 @@ $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o \
 	$(call obj,broker/kb_acl.c common/kb_grant.c)
 $(B)/tests/test_peer: $(B)/tests/unit/test_peer.o $(call obj,broker/kb_peer.c)
 $(B)/tests/test_jread: $(B)/tests/unit/test_jread.o $(call obj,client/kb_jread.c)
+$(B)/tests/test_output: $(B)/tests/unit/test_output.o $(call obj,client/kb_output.c)
 $(B)/tests/test_pkcs1: $(B)/tests/unit/test_pkcs1.o $(call obj,common/kb_pkcs1.c)
+$(B)/tests/unit/test_pkcs1.o: CPPFLAGS += -DTEST_DATA='"$(CURDIR)/tests/unit/data"'
+$(B)/tests/test_jwt: $(B)/tests/unit/test_jwt.o \
+	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c common/kb_kid.c \
+	common/kb_json.c common/kb_jws.c)
+$(B)/tests/test_oaep: $(B)/tests/unit/test_oaep.o \
+	$(call obj,common/kb_oaep.c common/kb_secret.c)
 CT_SOURCES = common/kb_b64.c common/kb_pkcs1.c common/kb_oaep.c \
 	common/kb_secret.c
 $(B)/tests/test_ct: $(B)/tests/unit/test_ct.o $(call obj,$(CT_SOURCES))
@@ -117,13 +124,6 @@ $(B)/tests/test_ct_clang: tests/unit/test_ct.c $(CT_SOURCES)
 	clang $(CPPFLAGS) -O2 -gdwarf-4 -Wno-unused-command-line-argument \
 		$(shell pkg-config --cflags $(PKGS)) -o $@ $^ $(LIBS) \
 		$(CMOCKA_LIBS)
-$(B)/tests/test_output: $(B)/tests/unit/test_output.o $(call obj,client/kb_output.c)
-$(B)/tests/unit/test_pkcs1.o: CPPFLAGS += -DTEST_DATA='"$(CURDIR)/tests/unit/data"' 
-$(B)/tests/test_jwt: $(B)/tests/unit/test_jwt.o \
-	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c common/kb_kid.c \
-	common/kb_json.c common/kb_jws.c)
-$(B)/tests/test_oaep: $(B)/tests/unit/test_oaep.o \
-	$(call obj,common/kb_oaep.c common/kb_secret.c)
 
 $(UNIT_BINS):
 	@mkdir -p $(dir $@)
@@ -236,7 +236,6 @@ clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
 .PHONY: all unit integration check check-asan check-tsan test bench fuzz lint \
-	format \
-	install clean
+	format install clean
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
