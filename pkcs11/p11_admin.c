@@ -105,6 +105,20 @@ int p11_get_attr(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 	return P11_OK;
 }
 
+int p11_label_taken(struct p11_keystore *ks, const char *label, bool *taken)
+{
+	CK_ATTRIBUTE t = { CKA_LABEL, (void *)label, strlen(label) };
+	CK_OBJECT_HANDLE *found;
+	size_t n;
+	int r;
+
+	if ((r = p11_find_all(ks, &t, 1, &found, &n)) == P11_OK) {
+		free(found);
+		*taken = n > 0;
+	}
+	return r;
+}
+
 /* A CK_BBOOL attribute; -1 if it cannot be read. */
 int p11_get_bool(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 		 CK_ATTRIBUTE_TYPE type)

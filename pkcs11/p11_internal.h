@@ -132,6 +132,11 @@ int p11_find_all(struct p11_keystore *ks, CK_ATTRIBUTE *tmpl, CK_ULONG ntmpl,
 /* One attribute of at most max bytes. Needs admin_lock. */
 int p11_get_attr(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 		 CK_ATTRIBUTE_TYPE type, void *buf, size_t max, size_t *len);
+/*
+ * Whether any object of any class has CKA_LABEL label: objects of the
+ * broker's fixed labels are made only where none is. Needs admin_lock.
+ */
+int p11_label_taken(struct p11_keystore *ks, const char *label, bool *taken);
 /* A CK_BBOOL attribute: 1, 0, or -1 if unreadable. Needs admin_lock. */
 int p11_get_bool(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 		 CK_ATTRIBUTE_TYPE type);

@@ -49,11 +49,7 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
 		{ CKA_ID, id, sizeof(id) },
 	};
-	CK_ATTRIBUTE tlabel[] = {
-		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
-	};
-	CK_OBJECT_HANDLE *found;
-	size_t nfound;
+	bool taken;
 	CK_RV rv;
 	int r;
 
@@ -63,12 +59,11 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 	if ((r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK)
 		goto out;
 	/* Any object of that label, usable or refused, stays the only one. */
-	if ((r = p11_find_all(ks, tlabel, 1, &found, &nfound)) != P11_OK) {
+	if ((r = p11_label_taken(ks, ISSUER_LABEL, &taken)) != P11_OK) {
 		snprintf(err, errlen, "cannot search the token");
 		goto out;
 	}
-	free(found);
-	if (nfound > 0) {
+	if (taken) {
 		snprintf(err, errlen,
 			 "the token already has objects labelled '%s' (if the "
 			 "broker refuses them, its log says why)",

@@ -150,11 +150,8 @@ int p11_keystore_ensure_rsa15_secret(struct p11_keystore *ks)
 		{ CKA_VALUE_LEN, &len, sizeof(len) },
 		{ CKA_LABEL, KDK_LABEL, sizeof(KDK_LABEL) - 1 },
 	};
-	CK_ATTRIBUTE tlabel[] = {
-		{ CKA_LABEL, KDK_LABEL, sizeof(KDK_LABEL) - 1 },
-	};
-	CK_OBJECT_HANDLE h, *found;
-	size_t nfound;
+	CK_OBJECT_HANDLE h;
+	bool taken;
 	CK_RV rv;
 	int r;
 
@@ -163,10 +160,7 @@ int p11_keystore_ensure_rsa15_secret(struct p11_keystore *ks)
 	 * Made only where nothing has the label: one that is there but
 	 * refused stays the only one (the log says why; RSA1_5 stays off).
 	 */
-	if ((r = p11_find_all(ks, tlabel, 1, &found, &nfound)) != P11_OK)
-		goto out;
-	free(found);
-	if (nfound > 0)
+	if ((r = p11_label_taken(ks, KDK_LABEL, &taken)) != P11_OK || taken)
 		goto out;
 	rv = ks->fn->C_GenerateKey(ks->admin, &mech, t,
 				   sizeof(t) / sizeof(t[0]), &h);
