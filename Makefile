@@ -47,7 +47,7 @@ PKCS11 = pkcs11/p11_token.c pkcs11/p11_store.c pkcs11/p11_confirm.c \
 BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_conn.c broker/kb_server.c broker/kb_acl.c broker/kb_jwk.c \
 	broker/kb_jwt.c broker/kb_peer.c broker/kb_policy.c broker/kb_rate.c \
-	broker/kb_listen.c broker/kb_admit.c broker/kb_lograte.c
+	broker/kb_listen.c broker/kb_admit.c broker/kb_lograte.c broker/kb_admin.c
 CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 	common/kb_kid.c
 
@@ -184,7 +184,13 @@ $(B)/tests/p11_fault.so: tests/fault/p11_fault.c
 	$(CC) -shared -fPIC -O2 -Wall -Wextra -D_GNU_SOURCE -fvisibility=hidden \
 		$(shell pkg-config --cflags p11-kit-1) -o $@ $< -ldl -lpthread
 
-integration: all $(B)/tests/syscall_shim.so $(B)/tests/p11_fault.so
+# Fills a token with many key versions fast, for the big-catalogue tests.
+$(B)/tests/p11_populate: tests/integration/p11_populate.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra $(shell pkg-config --cflags p11-kit-1) -o $@ $< -ldl
+
+integration: all $(B)/tests/syscall_shim.so $(B)/tests/p11_fault.so \
+		$(B)/tests/p11_populate
 	@KB_CLIENT_CFLAGS="$(SANFLAGS)" tests/integration/run.sh $(B)
 
 # The whole suite: unit, integration and interop tests, plain and then

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kb_admin.h"
 #include "kb_admit.h"
 #include "kb_conn.h"
 #include "kb_listen.h"
@@ -50,6 +51,7 @@ struct kb_server {
 	struct kb_queue done; /* back from workers, signalled on done_fd */
 	struct kb_worker *workers;
 	int nworkers;
+	struct kb_admin *admin; /* runs reloads */
 
 	/* The events of this turn of the loop, not yet handled. */
 	struct epoll_event events[MAX_EVENTS];
@@ -520,10 +522,12 @@ static void start_draining(struct kb_server *srv, int64_t now)
 
 /*
  * SIGHUP: a new configuration and policy, published whole or not at all,
- * and a fresh look at the token's keys and revocations.
+ * and a fresh look at the token's keys and revocations. Runs on the admin
+ * lane (kb_admin.h), beside the event loop and the workers.
  */
-static void reload(struct kb_server *srv)
+static void reload(void *arg)
 {
+	struct kb_server *srv = arg;
 	struct kb_config *cfg;
 	struct kb_policy *pol;
 	char err[512];
@@ -563,7 +567,7 @@ static void handle_signal(struct kb_server *srv, int64_t now)
 
 	while (read(srv->signal_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			reload(srv);
+			kb_admin_reload(srv->admin);
 		} else if (!srv->draining) {
 			start_draining(srv, now);
 		}
@@ -649,6 +653,8 @@ static int server_setup(struct kb_server *srv, sigset_t *mask)
 	if ((srv->workers = calloc((size_t)srv->cfg->workers,
 				   sizeof(*srv->workers))) == NULL)
 		goto out_errno;
+	if ((errno = kb_admin_start(reload, srv, &srv->admin)) != 0)
+		goto out_errno;
 	for (i = 0; i < srv->cfg->workers; i++) {
 		srv->workers[i].srv = srv;
 		kb_waiter_init(&srv->workers[i].waiter);
@@ -673,6 +679,7 @@ static void server_teardown(struct kb_server *srv)
 	struct kb_job *job, *jnext;
 	int i;
 
+	kb_admin_stop(srv->admin);
 	kb_queue_close(&srv->jobs);
 	for (i = 0; i < srv->cfg->workers && srv->workers != NULL; i++) {
 		if (srv->workers[i].started)

@@ -119,6 +119,26 @@ int p11_label_taken(struct p11_keystore *ks, const char *label, bool *taken)
 	return r;
 }
 
+int p11_get_attrs(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
+		  CK_ATTRIBUTE *t, size_t n)
+{
+	CK_RV rv = ks->fn->C_GetAttributeValue(ks->admin, obj, t, n);
+	size_t i;
+
+	switch (rv) {
+	case CKR_OK:
+	case CKR_ATTRIBUTE_SENSITIVE:
+	case CKR_ATTRIBUTE_TYPE_INVALID:
+	case CKR_BUFFER_TOO_SMALL:
+		/* The module marked each attribute it could not return. */
+		return P11_OK;
+	default:
+		for (i = 0; i < n; i++)
+			t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM : P11_ERR_PARAM;
+	}
+}
+
 /* A CK_BBOOL attribute; -1 if it cannot be read. */
 int p11_get_bool(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 		 CK_ATTRIBUTE_TYPE type)
@@ -132,32 +152,55 @@ int p11_get_bool(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 	return v == CK_TRUE;
 }
 
-bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
-		       const char *what, struct p11_findings *f)
+/* What a private key that stays in the token has, in the order checked. */
+static const struct {
+	CK_ATTRIBUTE_TYPE type;
+	CK_BBOOL want;
+	const char *why;
+} protection[P11_PROTECTION_ATTRS] = {
+	/* Public objects can be made without the PIN. */
+	{ CKA_PRIVATE, CK_TRUE, "is a public object (made without the PIN?)" },
+	{ CKA_SENSITIVE, CK_TRUE, "is not sensitive" },
+	{ CKA_EXTRACTABLE, CK_FALSE, "is extractable" },
+	{ CKA_LOCAL, CK_TRUE, "was not generated in the token (CKA_LOCAL)" },
+	{ CKA_ALWAYS_SENSITIVE, CK_TRUE, "was not always sensitive" },
+	{ CKA_NEVER_EXTRACTABLE, CK_TRUE, "was extractable once" },
+};
+
+void p11_protection_template(CK_ATTRIBUTE *t, CK_BBOOL *vals)
 {
-	static const struct {
-		CK_ATTRIBUTE_TYPE type;
-		int want;
-		const char *why;
-	} rules[] = {
-		/* Public objects can be made without the PIN. */
-		{ CKA_PRIVATE, 1,
-		  "is a public object (made without the PIN?)" },
-		{ CKA_SENSITIVE, 1, "is not sensitive" },
-		{ CKA_EXTRACTABLE, 0, "is extractable" },
-		{ CKA_LOCAL, 1, "was not generated in the token (CKA_LOCAL)" },
-		{ CKA_ALWAYS_SENSITIVE, 1, "was not always sensitive" },
-		{ CKA_NEVER_EXTRACTABLE, 1, "was extractable once" },
-	};
 	size_t i;
 
-	for (i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
-		if (p11_get_bool(ks, priv, rules[i].type) != rules[i].want) {
+	for (i = 0; i < P11_PROTECTION_ATTRS; i++)
+		t[i] = (CK_ATTRIBUTE){ protection[i].type, &vals[i],
+				       sizeof(vals[i]) };
+}
+
+bool p11_protection_judge(const CK_ATTRIBUTE *t, const char *what,
+			  struct p11_findings *f)
+{
+	size_t i;
+
+	for (i = 0; i < P11_PROTECTION_ATTRS; i++)
+		if (t[i].ulValueLen != sizeof(CK_BBOOL) ||
+		    (*(CK_BBOOL *)t[i].pValue == CK_TRUE) !=
+			    (protection[i].want == CK_TRUE)) {
 			p11_note(f, "%s: the private key %s; refused", what,
-				 rules[i].why);
+				 protection[i].why);
 			return false;
 		}
 	return true;
+}
+
+bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
+		       const char *what, struct p11_findings *f)
+{
+	CK_ATTRIBUTE t[P11_PROTECTION_ATTRS];
+	CK_BBOOL vals[P11_PROTECTION_ATTRS];
+
+	p11_protection_template(t, vals);
+	p11_get_attrs(ks, priv, t, P11_PROTECTION_ATTRS);
+	return p11_protection_judge(t, what, f);
 }
 
 /* ---- writing objects ---- */

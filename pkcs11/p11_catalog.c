@@ -136,28 +136,116 @@ static void log_findings(struct p11_keystore *ks, const struct p11_findings *f)
 			p11_token_label(ks->tok), f->dropped);
 }
 
-/* ---- reading the token ---- */
+/* ---- reading the token: each object once ---- */
 
-/* Reads CKA_LABEL (a key name) and CKA_ID (a version) of obj. */
-static int get_name_version(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
-			    struct p11_key_info *info)
+/*
+ * An RSA key object as a load reads it, in one C_GetAttributeValue call:
+ * a catalogue load reads every object once and joins them by label and
+ * ID, so its cost grows with the number of objects, not their square.
+ * Never moved once read (sorted through pointers): prot points into it.
+ */
+struct key_object {
+	CK_OBJECT_HANDLE h;
+	size_t order; /* its place in the token's find order */
+	bool named; /* label a key name, ID KB_VERSION_BYTES long */
+	bool keyed; /* modulus and exponent read */
+	char name[KB_NAME_MAX + 1];
+	char version[KB_VERSION_LEN + 1];
+	unsigned char n[P11_MODULUS_MAX], e[8];
+	size_t nlen, elen;
+	CK_ATTRIBUTE prot[P11_PROTECTION_ATTRS]; /* private keys only */
+	CK_BBOOL protv[P11_PROTECTION_ATTRS];
+};
+
+static bool attr_read(const CK_ATTRIBUTE *a)
+{
+	return a->ulValueLen != CK_UNAVAILABLE_INFORMATION;
+}
+
+/*
+ * Reads label, ID, modulus and exponent of h (and, for a private key,
+ * what says it stays in the token). P11_ERR_HSM if the token is gone;
+ * what cannot be read is marked in o, not an error.
+ */
+static int read_key_object(struct p11_keystore *ks, CK_OBJECT_HANDLE h,
+			   size_t order, bool private, struct key_object *o)
 {
 	unsigned char id[KB_VERSION_BYTES + 1];
-	size_t len;
+	CK_ATTRIBUTE t[4 + P11_PROTECTION_ATTRS] = {
+		{ CKA_LABEL, o->name, KB_NAME_MAX },
+		{ CKA_ID, id, sizeof(id) },
+		{ CKA_MODULUS, o->n, sizeof(o->n) },
+		{ CKA_PUBLIC_EXPONENT, o->e, sizeof(o->e) },
+	};
+	size_t nt = 4, zeros;
+
+	o->h = h;
+	o->order = order;
+	if (private) {
+		p11_protection_template(t + 4, o->protv);
+		nt += P11_PROTECTION_ATTRS;
+	}
+	if (p11_get_attrs(ks, h, t, nt) == P11_ERR_HSM)
+		return P11_ERR_HSM;
+	if (private)
+		memcpy(o->prot, t + 4, sizeof(o->prot));
+	o->named = attr_read(&t[0]) &&
+		   kb_name_valid(o->name, t[0].ulValueLen) &&
+		   t[1].ulValueLen == KB_VERSION_BYTES;
+	if (o->named) {
+		o->name[t[0].ulValueLen] = '\0';
+		kb_hex_encode(o->version, id, KB_VERSION_BYTES);
+	}
+	o->keyed = attr_read(&t[2]) && attr_read(&t[3]);
+	if (o->keyed) {
+		/* CKA_MODULUS without leading zero bytes (some tokens keep them). */
+		for (zeros = 0; zeros < t[2].ulValueLen && o->n[zeros] == 0;
+		     zeros++)
+			;
+		o->nlen = t[2].ulValueLen - zeros;
+		memmove(o->n, o->n + zeros, o->nlen);
+		o->elen = t[3].ulValueLen;
+	}
+	return P11_OK;
+}
+
+/* Orders by name, version, then find order. */
+static int key_object_cmp(const void *a, const void *b)
+{
+	const struct key_object *x = *(const struct key_object *const *)a;
+	const struct key_object *y = *(const struct key_object *const *)b;
 	int r;
 
-	if ((r = p11_get_attr(ks, obj, CKA_LABEL, info->name, KB_NAME_MAX,
-			      &len)) != P11_OK)
+	if ((r = strcmp(x->name, y->name)) != 0 ||
+	    (r = strcmp(x->version, y->version)) != 0)
 		return r;
-	info->name[len] = '\0';
-	if (!kb_name_valid(info->name, len))
-		return P11_ERR_PARAM;
-	if ((r = p11_get_attr(ks, obj, CKA_ID, id, sizeof(id), &len)) != P11_OK)
-		return r;
-	if (len != KB_VERSION_BYTES)
-		return P11_ERR_PARAM;
-	kb_hex_encode(info->version, id, KB_VERSION_BYTES);
-	return P11_OK;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/*
+ * The public key object of name/version that a load believes: the first
+ * in find order among sorted[0..n). NULL if none.
+ */
+static const struct key_object *find_public(struct key_object *const *sorted,
+					    size_t n, const char *name,
+					    const char *version)
+{
+	size_t lo = 0, hi = n, mid;
+	int r;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if ((r = strcmp(sorted[mid]->name, name)) == 0)
+			r = strcmp(sorted[mid]->version, version);
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && strcmp(sorted[lo]->name, name) == 0 &&
+			       strcmp(sorted[lo]->version, version) == 0 ?
+		       sorted[lo] :
+		       NULL;
 }
 
 static EVP_PKEY *rsa_public_key(const struct p11_key_info *info)
@@ -185,69 +273,45 @@ static EVP_PKEY *rsa_public_key(const struct p11_key_info *info)
 	return pkey;
 }
 
-/* CKA_MODULUS without leading zero bytes (some tokens keep them). */
-static int get_modulus(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
-		       unsigned char *n, size_t *nlen)
-{
-	size_t len;
-	int r;
-
-	if ((r = p11_get_attr(ks, obj, CKA_MODULUS, n, P11_MODULUS_MAX,
-			      nlen)) != P11_OK)
-		return r;
-	for (len = 0; len < *nlen && n[len] == 0; len++)
-		;
-	memmove(n, n + len, *nlen - len);
-	*nlen -= len;
-	return P11_OK;
-}
-
 /*
- * Takes the public key of v from its private key object, and requires
- * the public key object of the same name and version to be the same key:
- * a public object swapped in beside a private key is refused, not used
- * to wrap. Caches it as an EVP_PKEY.
+ * Takes the public key of v from its private key object priv, and
+ * requires the public key object of the same name and version to be the
+ * same key: a public object swapped in beside a private key is refused,
+ * not used to wrap. Caches it as an EVP_PKEY.
  */
-static int load_public(struct p11_keystore *ks, CK_OBJECT_HANDLE *pubs,
-		       size_t npubs, struct key_version *v,
-		       struct p11_findings *f)
+static int load_public(const struct key_object *priv,
+		       struct key_object *const *pubs, size_t npubs,
+		       struct key_version *v, struct p11_findings *f)
 {
-	unsigned char pn[P11_MODULUS_MAX], pe[8];
-	struct p11_key_info pi;
-	size_t i, pnlen, pelen;
-	int r;
+	const struct key_object *pub;
 
-	if ((r = get_modulus(ks, v->priv, v->info.n, &v->info.nlen)) != 0 ||
-	    (r = p11_get_attr(ks, v->priv, CKA_PUBLIC_EXPONENT, v->info.e,
-			      sizeof(v->info.e), &v->info.elen)) != 0)
-		return r;
-	for (i = 0; i < npubs; i++) {
-		if (get_name_version(ks, pubs[i], &pi) != P11_OK ||
-		    strcmp(pi.name, v->info.name) != 0 ||
-		    strcmp(pi.version, v->info.version) != 0)
-			continue;
-		if ((r = get_modulus(ks, pubs[i], pn, &pnlen)) != 0 ||
-		    (r = p11_get_attr(ks, pubs[i], CKA_PUBLIC_EXPONENT, pe,
-				      sizeof(pe), &pelen)) != 0)
-			return r;
-		if (pnlen != v->info.nlen || pelen != v->info.elen ||
-		    memcmp(pn, v->info.n, pnlen) != 0 ||
-		    memcmp(pe, v->info.e, pelen) != 0) {
-			p11_note(f,
-				 "key %s version %s: the public key object is "
-				 "not the private key's; refused",
-				 v->info.name, v->info.version);
-			return P11_ERR_PARAM;
-		}
-		if (v->info.nlen < 256 ||
-		    (v->pub = rsa_public_key(&v->info)) == NULL)
-			return P11_ERR_PARAM;
-		v->info.bits = (unsigned int)EVP_PKEY_get_bits(v->pub);
-		return P11_OK;
+	if (!priv->keyed)
+		return P11_ERR_PARAM;
+	memcpy(v->info.n, priv->n, priv->nlen);
+	v->info.nlen = priv->nlen;
+	memcpy(v->info.e, priv->e, priv->elen);
+	v->info.elen = priv->elen;
+	if ((pub = find_public(pubs, npubs, v->info.name, v->info.version)) ==
+	    NULL) {
+		p11_note(f, "key %s version %s: no public key object; refused",
+			 v->info.name, v->info.version);
+		return P11_ERR_NOT_FOUND;
 	}
-	p11_note(f, "key %s version %s: no public key object; refused",
-		 v->info.name, v->info.version);
-	return P11_ERR_NOT_FOUND;
+	if (!pub->keyed)
+		return P11_ERR_PARAM;
+	if (pub->nlen != priv->nlen || pub->elen != priv->elen ||
+	    memcmp(pub->n, priv->n, priv->nlen) != 0 ||
+	    memcmp(pub->e, priv->e, priv->elen) != 0) {
+		p11_note(f,
+			 "key %s version %s: the public key object is not the "
+			 "private key's; refused",
+			 v->info.name, v->info.version);
+		return P11_ERR_PARAM;
+	}
+	if (v->info.nlen < 256 || (v->pub = rsa_public_key(&v->info)) == NULL)
+		return P11_ERR_PARAM;
+	v->info.bits = (unsigned int)EVP_PKEY_get_bits(v->pub);
+	return P11_OK;
 }
 
 /*
@@ -302,14 +366,54 @@ out:
 	return r;
 }
 
-/* Whether candidate mi is to be believed over best. */
-static bool newer_metadata(const struct p11_key_info *mi,
-			   const struct p11_key_info *best)
+/*
+ * A metadata object as a load reads it, label and value in one call, the
+ * value parsed at once (so nothing of its size is kept).
+ */
+struct meta_object {
+	CK_OBJECT_HANDLE h;
+	size_t order; /* its place in the token's find order */
+	bool valid; /* label and value read, value parsed */
+	char name[KB_NAME_MAX + 1];
+	struct p11_key_info fields; /* version and times; no key */
+};
+
+/*
+ * Reads h into m, its value into text (META_MAX bytes, *len of them).
+ * P11_ERR_HSM if the token is gone; an unreadable or invalid object is
+ * marked invalid, not an error: it is passed over.
+ */
+static int read_meta_object(struct p11_keystore *ks, CK_OBJECT_HANDLE h,
+			    size_t order, char *text, size_t *len,
+			    struct meta_object *m)
 {
-	if (mi->updated != best->updated)
-		return mi->updated > best->updated;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_LABEL, m->name, KB_NAME_MAX },
+		{ CKA_VALUE, text, META_MAX },
+	};
+
+	m->h = h;
+	m->order = order;
+	m->valid = false;
+	memset(&m->fields, 0, sizeof(m->fields));
+	if (p11_get_attrs(ks, h, t, 2) == P11_ERR_HSM)
+		return P11_ERR_HSM;
+	if (!attr_read(&t[0]) || !attr_read(&t[1]))
+		return P11_OK;
+	m->name[t[0].ulValueLen] = '\0';
+	*len = t[1].ulValueLen;
+	m->valid = p11_parse_metadata(text, *len, &m->fields) == P11_OK;
+	return P11_OK;
+}
+
+/* Whether candidate m is to be believed over best. */
+static bool newer_metadata(const struct meta_object *m,
+			   const struct meta_object *best)
+{
+	if (m->fields.updated != best->fields.updated)
+		return m->fields.updated > best->fields.updated;
 	/* Two writes in one second cannot be told apart: fail closed. */
-	return !mi->enabled && best->enabled;
+	return !m->fields.enabled && best->fields.enabled;
 }
 
 int p11_metadata_newest(struct p11_keystore *ks, const CK_OBJECT_HANDLE *metas,
@@ -317,64 +421,98 @@ int p11_metadata_newest(struct p11_keystore *ks, const CK_OBJECT_HANDLE *metas,
 			CK_OBJECT_HANDLE *obj, char *text, size_t *len,
 			struct p11_key_info *mi)
 {
-	struct p11_key_info cand, best;
-	char label[KB_NAME_MAX + 1], *buf;
-	size_t i, llen, tlen;
-	int r = P11_ERR_NOT_FOUND;
+	struct meta_object *cand = NULL, *best = NULL;
+	char *buf = NULL;
+	size_t i, tlen;
+	int r = P11_ERR_NOMEM;
 
-	if ((buf = malloc(META_MAX)) == NULL)
-		return P11_ERR_NOMEM;
+	if ((buf = malloc(META_MAX)) == NULL ||
+	    (cand = malloc(sizeof(*cand))) == NULL ||
+	    (best = malloc(sizeof(*best))) == NULL)
+		goto out;
+	r = P11_ERR_NOT_FOUND;
 	for (i = 0; i < n; i++) {
-		if (p11_get_attr(ks, metas[i], CKA_LABEL, label, KB_NAME_MAX,
-				 &llen) != P11_OK)
+		if (read_meta_object(ks, metas[i], i, buf, &tlen, cand) ==
+		    P11_ERR_HSM) {
+			r = P11_ERR_HSM;
+			goto out;
+		}
+		if (!cand->valid || strcmp(cand->name, name) != 0 ||
+		    strcmp(cand->fields.version, version) != 0 ||
+		    (r == P11_OK && !newer_metadata(cand, best)))
 			continue;
-		label[llen] = '\0';
-		/* Unreadable or invalid objects are passed over, not fatal. */
-		if (strcmp(label, name) != 0 ||
-		    p11_get_attr(ks, metas[i], CKA_VALUE, buf, META_MAX,
-				 &tlen) != P11_OK)
-			continue;
-		memset(&cand, 0, sizeof(cand));
-		if (p11_parse_metadata(buf, tlen, &cand) != P11_OK ||
-		    strcmp(cand.version, version) != 0 ||
-		    (r == P11_OK && !newer_metadata(&cand, &best)))
-			continue;
-		best = cand;
-		*obj = metas[i];
+		*best = *cand;
 		if (text != NULL) {
 			memcpy(text, buf, tlen);
 			*len = tlen;
 		}
 		r = P11_OK;
 	}
-	if (r == P11_OK)
-		*mi = best;
+	if (r == P11_OK) {
+		*obj = best->h;
+		*mi = best->fields;
+	}
+out:
 	free(buf);
+	free(cand);
+	free(best);
 	return r;
 }
 
-/* Applies the metadata of v to it; P11_ERR_NOT_FOUND if none reads back. */
-static int load_metadata(struct p11_keystore *ks, CK_OBJECT_HANDLE *metas,
-			 size_t nmetas, struct key_version *v)
+/* Orders by name, version, then find order. */
+static int meta_object_cmp(const void *a, const void *b)
 {
-	struct p11_key_info mi;
-	CK_OBJECT_HANDLE obj;
+	const struct meta_object *x = *(const struct meta_object *const *)a;
+	const struct meta_object *y = *(const struct meta_object *const *)b;
 	int r;
 
-	if ((r = p11_metadata_newest(ks, metas, nmetas, v->info.name,
-				     v->info.version, &obj, NULL, NULL, &mi)) !=
-	    P11_OK)
+	if ((r = strcmp(x->name, y->name)) != 0 ||
+	    (r = strcmp(x->fields.version, y->fields.version)) != 0)
 		return r;
-	v->info.created = mi.created;
-	v->info.created_us = mi.created_us;
-	v->info.updated = mi.updated;
-	v->info.nbf = mi.nbf;
-	v->info.exp = mi.exp;
-	v->info.enabled = mi.enabled;
-	v->info.repaired = mi.repaired;
-	memcpy(v->info.recovery_level, mi.recovery_level,
-	       sizeof(mi.recovery_level));
-	v->info.recoverable_days = mi.recoverable_days;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/*
+ * Applies to v the metadata to believe among sorted[0..n) (the valid
+ * ones, sorted by meta_object_cmp): of those of its name and version,
+ * the newest, a disabled one winning a tie, else the first found.
+ * P11_ERR_NOT_FOUND if there is none.
+ */
+static int load_metadata(struct meta_object *const *sorted, size_t n,
+			 struct key_version *v)
+{
+	const struct meta_object *best;
+	size_t lo = 0, hi = n, mid;
+	int r;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if ((r = strcmp(sorted[mid]->name, v->info.name)) == 0)
+			r = strcmp(sorted[mid]->fields.version,
+				   v->info.version);
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (best = NULL;
+	     lo < n && strcmp(sorted[lo]->name, v->info.name) == 0 &&
+	     strcmp(sorted[lo]->fields.version, v->info.version) == 0;
+	     lo++)
+		if (best == NULL || newer_metadata(sorted[lo], best))
+			best = sorted[lo];
+	if (best == NULL)
+		return P11_ERR_NOT_FOUND;
+	v->info.created = best->fields.created;
+	v->info.created_us = best->fields.created_us;
+	v->info.updated = best->fields.updated;
+	v->info.nbf = best->fields.nbf;
+	v->info.exp = best->fields.exp;
+	v->info.enabled = best->fields.enabled;
+	v->info.repaired = best->fields.repaired;
+	memcpy(v->info.recovery_level, best->fields.recovery_level,
+	       sizeof(best->fields.recovery_level));
+	v->info.recoverable_days = best->fields.recoverable_days;
 	return P11_OK;
 }
 
@@ -472,8 +610,32 @@ static void probe_paths(struct p11_keystore *ks, struct catalog *c,
 
 /* ---- loading the catalogue ---- */
 
-/* Reads every key version from the token. Needs admin_lock. */
-static int catalog_load(struct p11_keystore *ks, struct catalog **out)
+/*
+ * Everything a load reads of the key objects: each read once, the public
+ * keys and metadata sorted for the join. Freed by objects_free.
+ */
+struct objects {
+	CK_OBJECT_HANDLE *privs, *pubs, *metas;
+	size_t nprivs, npubs, nmetas;
+	struct key_object *priv, *pub, **pub_sorted;
+	struct meta_object *meta, **meta_sorted;
+	size_t npub_sorted, nmeta_sorted;
+};
+
+static void objects_free(struct objects *o)
+{
+	free(o->privs);
+	free(o->pubs);
+	free(o->metas);
+	free(o->priv);
+	free(o->pub);
+	free(o->pub_sorted);
+	free(o->meta);
+	free(o->meta_sorted);
+}
+
+/* Finds the objects of every key version and reads them. Needs admin_lock. */
+static int objects_read(struct p11_keystore *ks, struct objects *o)
 {
 	CK_OBJECT_CLASS cpriv = CKO_PRIVATE_KEY, cpub = CKO_PUBLIC_KEY,
 			cdata = CKO_DATA;
@@ -494,64 +656,107 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 		{ CKA_APPLICATION, META_APPLICATION,
 		  sizeof(META_APPLICATION) - 1 },
 	};
-	CK_OBJECT_HANDLE *privs = NULL, *pubs = NULL, *metas = NULL;
-	size_t nprivs, npubs, nmetas, i;
+	char *text;
+	size_t i, len;
+	int r;
+
+	if ((r = p11_find_all(ks, tpriv, 2, &o->privs, &o->nprivs)) != 0 ||
+	    (r = p11_find_all(ks, tpub, 2, &o->pubs, &o->npubs)) != 0 ||
+	    (r = p11_find_all(ks, tdata, 3, &o->metas, &o->nmetas)) != 0)
+		return r;
+	if ((o->priv = calloc(o->nprivs + 1, sizeof(*o->priv))) == NULL ||
+	    (o->pub = calloc(o->npubs + 1, sizeof(*o->pub))) == NULL ||
+	    (o->pub_sorted = calloc(o->npubs + 1, sizeof(*o->pub_sorted))) ==
+		    NULL ||
+	    (o->meta = calloc(o->nmetas + 1, sizeof(*o->meta))) == NULL ||
+	    (o->meta_sorted = calloc(o->nmetas + 1, sizeof(*o->meta_sorted))) ==
+		    NULL)
+		return P11_ERR_NOMEM;
+	for (i = 0; i < o->nprivs; i++)
+		if ((r = read_key_object(ks, o->privs[i], i, true,
+					 &o->priv[i])) != P11_OK)
+			return r;
+	for (i = 0; i < o->npubs; i++) {
+		if ((r = read_key_object(ks, o->pubs[i], i, false,
+					 &o->pub[i])) != P11_OK)
+			return r;
+		/* Objects that are not ours are passed over. */
+		if (o->pub[i].named)
+			o->pub_sorted[o->npub_sorted++] = &o->pub[i];
+	}
+	if ((text = malloc(META_MAX)) == NULL)
+		return P11_ERR_NOMEM;
+	for (i = 0; i < o->nmetas; i++) {
+		if ((r = read_meta_object(ks, o->metas[i], i, text, &len,
+					  &o->meta[i])) != P11_OK)
+			break;
+		if (o->meta[i].valid)
+			o->meta_sorted[o->nmeta_sorted++] = &o->meta[i];
+	}
+	free(text);
+	if (r != P11_OK)
+		return r;
+	qsort(o->pub_sorted, o->npub_sorted, sizeof(*o->pub_sorted),
+	      key_object_cmp);
+	qsort(o->meta_sorted, o->nmeta_sorted, sizeof(*o->meta_sorted),
+	      meta_object_cmp);
+	return P11_OK;
+}
+
+/* Reads every key version from the token. Needs admin_lock. */
+static int catalog_load(struct p11_keystore *ks, struct catalog **out)
+{
+	struct objects o = { .nprivs = 0 };
 	struct p11_findings f = { .len = 0 };
 	char what[KB_NAME_MAX + KB_VERSION_LEN + 32];
+	const struct key_object *k;
 	struct catalog *c;
 	struct key_version *v;
+	size_t i;
 	int r;
 
 	*out = NULL;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return P11_ERR_NOMEM;
-	if ((r = p11_find_all(ks, tpriv, 2, &privs, &nprivs)) != 0 ||
-	    (r = p11_find_all(ks, tpub, 2, &pubs, &npubs)) != 0 ||
-	    (r = p11_find_all(ks, tdata, 3, &metas, &nmetas)) != 0)
+	if ((r = objects_read(ks, &o)) != P11_OK)
 		goto out_free;
-	if (nprivs > 0 && (c->v = calloc(nprivs, sizeof(*c->v))) == NULL) {
+	if (o.nprivs > 0 && (c->v = calloc(o.nprivs, sizeof(*c->v))) == NULL) {
 		r = P11_ERR_NOMEM;
 		goto out_free;
 	}
-	for (i = 0; i < nprivs; i++) {
+	for (i = 0; i < o.nprivs; i++) {
+		k = &o.priv[i];
 		v = &c->v[c->n];
 		memset(v, 0, sizeof(*v));
-		v->priv = privs[i];
+		v->priv = k->h;
 		/* Objects that are not ours (or are damaged) are skipped. */
-		if ((r = get_name_version(ks, privs[i], &v->info)) ==
-		    P11_ERR_PARAM)
+		if (!k->named) {
 			p11_note(&f,
 				 "an RSA private key whose label is not a key "
 				 "name or whose ID is not 16 bytes; ignored");
-		if (r == P11_OK) {
-			snprintf(what, sizeof(what), "key %s version %s",
-				 v->info.name, v->info.version);
-			if (!p11_key_protected(ks, privs[i], what, &f))
-				r = P11_ERR_PARAM;
+			continue;
 		}
-		if (r == P11_OK)
-			r = load_public(ks, pubs, npubs, v, &f);
+		memcpy(v->info.name, k->name, sizeof(k->name));
+		memcpy(v->info.version, k->version, sizeof(k->version));
+		snprintf(what, sizeof(what), "key %s version %s", k->name,
+			 k->version);
+		if (!p11_protection_judge(k->prot, what, &f))
+			continue;
+		if (load_public(k, o.pub_sorted, o.npub_sorted, v, &f) !=
+		    P11_OK)
+			continue;
 		/*
 		 * A private key is never made invisible by its metadata: a
 		 * write the token lost must not take a key with it.
 		 */
-		if (r == P11_OK && (r = load_metadata(ks, metas, nmetas, v)) ==
-					   P11_ERR_NOT_FOUND) {
+		if (load_metadata(o.meta_sorted, o.nmeta_sorted, v) ==
+		    P11_ERR_NOT_FOUND) {
 			p11_note(&f,
 				 "%s: no readable metadata; listed as damaged "
 				 "and refused until keybrokerctl repair-key "
 				 "%s %s --enabled|--disabled",
 				 what, v->info.name, v->info.version);
 			v->info.damaged = true;
-			r = P11_OK;
-		}
-		if (r == P11_ERR_HSM || r == P11_ERR_NOMEM) {
-			EVP_PKEY_free(v->pub);
-			goto out_free;
-		}
-		if (r != P11_OK) {
-			EVP_PKEY_free(v->pub);
-			continue;
 		}
 		c->n++;
 	}
@@ -568,9 +773,7 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 	r = P11_OK;
 out_free:
 	p11_catalog_free(c);
-	free(privs);
-	free(pubs);
-	free(metas);
+	objects_free(&o);
 	return r;
 }
 

@@ -137,6 +137,15 @@ int p11_get_attr(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
  * broker's fixed labels are made only where none is. Needs admin_lock.
  */
 int p11_label_taken(struct p11_keystore *ks, const char *label, bool *taken);
+/*
+ * Several attributes of obj in one call, into the buffers of t[0..n):
+ * each one the module cannot return (absent, sensitive, larger than its
+ * buffer) comes back with ulValueLen CK_UNAVAILABLE_INFORMATION, and
+ * so does every one if the call fails (P11_ERR_HSM if the token is
+ * gone, P11_ERR_PARAM otherwise). Needs admin_lock.
+ */
+int p11_get_attrs(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
+		  CK_ATTRIBUTE *t, size_t n);
 /* A CK_BBOOL attribute: 1, 0, or -1 if unreadable. Needs admin_lock. */
 int p11_get_bool(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
 		 CK_ATTRIBUTE_TYPE type);
@@ -147,6 +156,16 @@ int p11_get_bool(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
  */
 bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
 		       const char *what, struct p11_findings *f);
+/*
+ * The same check on attributes read with others: p11_protection_template
+ * fills t[0..P11_PROTECTION_ATTRS) to read into vals, and, once read,
+ * p11_protection_judge says whether they show such a key (noting in f why
+ * not).
+ */
+#define P11_PROTECTION_ATTRS 6
+void p11_protection_template(CK_ATTRIBUTE *t, CK_BBOOL *vals);
+bool p11_protection_judge(const CK_ATTRIBUTE *t, const char *what,
+			  struct p11_findings *f);
 
 /*
  * Confirms want[0..n) by a fresh load (p11_confirm); P11_ERR_UNSUPPORTED
@@ -211,6 +230,14 @@ int p11_metadata_newest(struct p11_keystore *ks, const CK_OBJECT_HANDLE *metas,
 
 /* ---- p11_keystore.c ---- */
 
+/*
+ * Renews every session after the token failed and re-reads the
+ * catalogue, unless another thread already did since seen_gen (a
+ * worker's session generation), and at most once per RECOVER_INTERVAL_S
+ * while the token stays away. A worker whose token call failed with
+ * P11_ERR_HSM calls it and, if it succeeds, tries once more.
+ */
+int p11_keystore_recover(struct p11_keystore *ks, unsigned int seen_gen);
 /* Tries to bring the token back if it is known to be gone. */
 int p11_ensure_available(struct p11_keystore *ks);
 /* A live session of the current generation. Needs module_lock shared. */

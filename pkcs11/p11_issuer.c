@@ -104,27 +104,33 @@ EVP_PKEY *p11_keystore_issuer_key(struct p11_keystore *ks, char *kid)
 int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
 			    const unsigned char *digest, unsigned char *sig)
 {
-	struct catalog *c = p11_catalog_get(ks);
 	CK_OBJECT_HANDLE key;
-	int r;
+	struct catalog *c;
+	int attempt, r;
 
-	if (c == NULL || c->issuer_pub == NULL) {
+	for (attempt = 0; attempt < 2; attempt++) {
+		/* The key of the catalogue in force: recovery re-reads it. */
+		key = CK_INVALID_HANDLE;
+		if ((c = p11_catalog_get(ks)) != NULL && c->issuer_pub != NULL)
+			key = c->issuer_priv;
 		p11_catalog_put(ks, c);
-		return P11_ERR_NOT_FOUND;
+		if (key == CK_INVALID_HANDLE)
+			return P11_ERR_NOT_FOUND;
+		if (w == NULL) {
+			p11_admin_enter(ks);
+			r = p11_es256_sign(ks->fn, ks->admin, key, digest, sig);
+			p11_admin_leave(ks);
+			return r;
+		}
+		if ((r = p11_ensure_available(ks)) != P11_OK)
+			return r;
+		pthread_rwlock_rdlock(&ks->module_lock);
+		if ((r = p11_worker_session(w)) == P11_OK)
+			r = p11_es256_sign(ks->fn, w->h, key, digest, sig);
+		pthread_rwlock_unlock(&ks->module_lock);
+		if (r != P11_ERR_HSM ||
+		    p11_keystore_recover(ks, w->gen) != P11_OK)
+			break;
 	}
-	key = c->issuer_priv;
-	p11_catalog_put(ks, c);
-	if (w == NULL) {
-		p11_admin_enter(ks);
-		r = p11_es256_sign(ks->fn, ks->admin, key, digest, sig);
-		p11_admin_leave(ks);
-		return r;
-	}
-	if ((r = p11_ensure_available(ks)) != P11_OK)
-		return r;
-	pthread_rwlock_rdlock(&ks->module_lock);
-	if ((r = p11_worker_session(w)) == P11_OK)
-		r = p11_es256_sign(ks->fn, w->h, key, digest, sig);
-	pthread_rwlock_unlock(&ks->module_lock);
 	return r;
 }

@@ -17,12 +17,7 @@
 #include "p11_keystore.h"
 #include "p11_store.h"
 
-/*
- * Renews every session after the token failed and re-reads the
- * catalogue, unless another thread already did since seen_gen, and at
- * most once per RECOVER_INTERVAL_S while the token stays away.
- */
-static int keystore_recover(struct p11_keystore *ks, unsigned int seen_gen)
+int p11_keystore_recover(struct p11_keystore *ks, unsigned int seen_gen)
 {
 	char err[256];
 	time_t now = time(NULL);
@@ -341,7 +336,7 @@ int p11_ensure_available(struct p11_keystore *ks)
 	gen = ks->gen;
 	available = ks->available;
 	pthread_mutex_unlock(&ks->lock);
-	return available ? P11_OK : keystore_recover(ks, gen);
+	return available ? P11_OK : p11_keystore_recover(ks, gen);
 }
 
 /*
@@ -468,7 +463,7 @@ int p11_worker_unwrap(struct p11_worker *w, const char *name,
 		}
 		p11_catalog_put(w->ks, cat);
 		if (r != P11_ERR_HSM ||
-		    keystore_recover(w->ks, w->gen) != P11_OK)
+		    p11_keystore_recover(w->ks, w->gen) != P11_OK)
 			break;
 	}
 	return r;

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "kb_admin.h"
+
+struct kb_admin {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool pending, stopping; /* under lock */
+	void (*reload)(void *arg);
+	void *arg;
+};
+
+static void *admin_main(void *arg)
+{
+	struct kb_admin *a = arg;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		while (!a->pending && !a->stopping)
+			pthread_cond_wait(&a->wake, &a->lock);
+		if (a->stopping)
+			break;
+		a->pending = false;
+		pthread_mutex_unlock(&a->lock);
+		a->reload(a->arg);
+		pthread_mutex_lock(&a->lock);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+int kb_admin_start(void (*reload)(void *arg), void *arg, struct kb_admin **out)
+{
+	struct kb_admin *a;
+	int e;
+
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return ENOMEM;
+	a->reload = reload;
+	a->arg = arg;
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->wake, NULL);
+	if ((e = pthread_create(&a->thread, NULL, admin_main, a)) != 0) {
+		pthread_cond_destroy(&a->wake);
+		pthread_mutex_destroy(&a->lock);
+		free(a);
+		return e;
+	}
+	*out = a;
+	return 0;
+}
+
+void kb_admin_reload(struct kb_admin *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->pending = true;
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void kb_admin_stop(struct kb_admin *a)
+{
+	if (a == NULL)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->stopping = true;
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+	pthread_join(a->thread, NULL);
+	pthread_cond_destroy(&a->wake);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}

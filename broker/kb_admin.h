@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The admin lane: one thread for work that may wait on the token for as
+ * long as the token takes (today SIGHUP's re-read of the configuration
+ * and the key catalogue), so that the event loop and the workers never
+ * wait for it: a token that hangs while the catalogue is read stops
+ * reloads, not requests.
+ *
+ * Reloads are coalesced: asking while one is pending adds nothing, and
+ * asking while one runs makes one more run after it, so the last request
+ * is always followed by a whole reload.
+ *
+ * Threads: kb_admin_reload may be called from any thread;
+ * kb_admin_start and kb_admin_stop from the thread that owns the lane.
+ * The thread inherits the caller's signal mask: start it with the
+ * signals the event loop reads blocked.
+ */
+#ifndef KB_ADMIN_H
+#define KB_ADMIN_H
+
+struct kb_admin;
+
+/* Starts the lane; reload(arg) is what each reload runs. 0 or an errno. */
+int kb_admin_start(void (*reload)(void *arg), void *arg, struct kb_admin **out);
+
+/* Asks for a reload; returns at once. */
+void kb_admin_reload(struct kb_admin *a);
+
+/*
+ * Waits for the reload that runs, if any (a pending one is dropped), and
+ * frees the lane. NULL is allowed.
+ */
+void kb_admin_stop(struct kb_admin *a);
+
+#endif

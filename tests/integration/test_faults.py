@@ -1,0 +1,256 @@
+# SPDX-License-Identifier: MIT
+"""The token failing under a running broker, and a token of thousands of
+key versions. The faults come from the fault-injecting module
+(tests/fault/p11_fault.c) in front of SoftHSMv2, given new rules while the
+broker runs through the file KB_FAULT_FILE names; the big token is filled
+by tests/integration/p11_populate.c, which copies one key pair in the
+token instead of generating thousands."""
+
+import os
+import select
+import subprocess
+import time
+import unittest
+
+from harness import BUILD, FAULT_MODULE, SOFTHSM_LIB, Broker, Token, b64d, finish
+
+
+def set_rules(path, *rules):
+    """Gives the fault module of a running process new rules."""
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write("\n".join(rules) + "\n")
+    os.replace(tmp, path)
+
+
+def counts(path):
+    """The per-function call counts the fault module wrote."""
+    with open(path) as f:
+        return {fn: int(n) for fn, n in (line.split() for line in f)}
+
+
+class TokenFaults(unittest.TestCase):
+    """A broker whose token fails on command: each failure is answered
+    clearly, and the broker recovers without a restart."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.token = Token([("cmk", 2048)], module=FAULT_MODULE)
+        cls.broker = None
+        try:
+            cls.rules = os.path.join(cls.token.dir, "fault-rules")
+            set_rules(cls.rules)
+            cls.broker = Broker(cls.token, name="faults",
+                                env={"KB_FAULT_FILE": cls.rules}).start()
+            cls.dek = os.urandom(32)
+            c = cls.broker.connect()
+            cls.wrapped = c.wrap("cmk", cls.dek)["value"]
+            c.close()
+        except BaseException:
+            finish(cls.broker, cls.token)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        finish(cls.broker, cls.token)
+
+    def tearDown(self):
+        set_rules(self.rules)
+
+    def unwrap(self, c):
+        return c.request("unwrapKey", key="cmk", value=self.wrapped)
+
+    def assertUnwraps(self, c):
+        r = self.unwrap(c)
+        self.assertNotIn("error", r)
+        self.assertEqual(b64d(r["result"]["value"]), self.dek)
+
+    def assertUnwrapsSoon(self, c):
+        """Recovery is tried on demand, at most once a second: the token
+        back, an unwrap succeeds within a few tries."""
+        deadline = time.time() + 10
+        while "error" in (r := self.unwrap(c)) and time.time() < deadline:
+            self.assertEqual(r["error"]["code"], "HsmUnavailable", r)
+            time.sleep(0.2)
+        self.assertUnwraps(c)
+
+    def setUp(self):
+        # Each test starts on a token that works (the last one's fault
+        # may still be in the once-a-second recovery window).
+        c = self.broker.connect(authenticate=False)
+        try:
+            deadline = time.time() + 10
+            while "error" in (r := c.request("getToken")) and time.time() < deadline:
+                time.sleep(0.2)
+            self.assertNotIn("error", r)
+        finally:
+            c.close()
+
+    def wait_log(self, text, since, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.broker.read_log()[since:]:
+                return
+            time.sleep(0.05)
+        self.fail("%r not logged:\n%s" % (text, self.broker.read_log()[since:]))
+
+    def test_lost_session_is_renewed_and_the_request_retried(self):
+        since = len(self.broker.read_log())
+        set_rules(self.rules, "C_Decrypt rv=CKR_SESSION_HANDLE_INVALID times=1")
+        c = self.broker.connect()
+        try:
+            self.assertUnwraps(c)
+        finally:
+            c.close()
+        self.wait_log("failed; renewing sessions", since)
+
+    def test_lost_session_on_signing_is_renewed_and_the_request_retried(self):
+        since = len(self.broker.read_log())
+        c = self.broker.connect()
+        try:
+            # The next signature finds its session gone: the worker must
+            # renew it and sign again, as an unwrap does, not answer
+            # HsmUnavailable.
+            set_rules(self.rules, "C_Sign rv=CKR_SESSION_HANDLE_INVALID times=1")
+            self.assertIn("access_token", c.ok("getToken"))
+        finally:
+            c.close()
+        self.wait_log("failed; renewing sessions", since)
+
+    def test_device_error_is_hsm_unavailable_until_it_clears(self):
+        set_rules(self.rules, "C_Decrypt rv=CKR_DEVICE_ERROR")
+        c = self.broker.connect()
+        try:
+            r = self.unwrap(c)
+            self.assertEqual(r["error"]["code"], "HsmUnavailable", r)
+            # Wraps use the cached public key: the token is not needed.
+            c.wrap("cmk", self.dek)
+            set_rules(self.rules)
+            self.assertUnwrapsSoon(c)
+        finally:
+            c.close()
+
+    def test_token_removed_and_back(self):
+        since = len(self.broker.read_log())
+        set_rules(self.rules, "C_Decrypt rv=CKR_TOKEN_NOT_PRESENT",
+                  "C_OpenSession rv=CKR_TOKEN_NOT_PRESENT",
+                  "C_GetTokenInfo rv=CKR_TOKEN_NOT_PRESENT")
+        c = self.broker.connect()
+        try:
+            r = self.unwrap(c)
+            self.assertEqual(r["error"]["code"], "HsmUnavailable", r)
+            self.wait_log("token unavailable", since)
+            c.wrap("cmk", self.dek)
+            set_rules(self.rules)
+            self.assertUnwrapsSoon(c)
+            self.wait_log("is back", since)
+        finally:
+            c.close()
+
+    def test_slow_token_still_answers(self):
+        set_rules(self.rules, "C_Decrypt sleep=400")
+        c = self.broker.connect()
+        try:
+            self.assertUnwraps(c)
+        finally:
+            c.close()
+
+    def test_hung_token_call_does_not_stop_other_requests(self):
+        set_rules(self.rules, "C_Decrypt hang")
+        stuck, other = self.broker.connect(), self.broker.connect()
+        try:
+            stuck.send_raw(b'{"id":1,"op":"unwrapKey","key":"cmk","value":"%s"}\n'
+                           % self.wrapped.encode())
+            # Requests that need no token call are answered meanwhile.
+            other.wrap("cmk", self.dek)
+            other.ok("getKey", key="cmk")
+            readable, _, _ = select.select([stuck.sock], [], [], 0.2)
+            self.assertEqual(readable, [], "the hung unwrap was answered")
+            set_rules(self.rules)
+            r = stuck.read_line()
+            self.assertEqual(b64d(r["result"]["value"]), self.dek)
+        finally:
+            stuck.close()
+            other.close()
+
+    def test_reload_hung_in_the_token_does_not_stop_requests(self):
+        since = len(self.broker.read_log())
+        set_rules(self.rules, "C_FindObjectsInit hang")
+        self.broker.reload()
+        self.wait_log("SIGHUP: reloading", since)
+        c = self.broker.connect()
+        try:
+            # The reload waits in the token; requests do not wait for it.
+            c.wrap("cmk", self.dek)
+            self.assertUnwraps(c)
+            self.assertNotIn("in force", self.broker.read_log()[since:])
+            set_rules(self.rules)
+            self.wait_log("access entries in force", since)
+        finally:
+            c.close()
+
+
+class BigCatalogue(unittest.TestCase):
+    """1,000 keys of 3 versions each: the catalogue is read in one pass
+    (each object's attributes once, joined by label and ID), so loading
+    it costs in proportion to the objects, not their square."""
+
+    KEYS, VERSIONS = 1000, 3
+
+    @classmethod
+    def setUpClass(cls):
+        cls.token = Token([], module=FAULT_MODULE)
+        try:
+            start = time.monotonic()
+            out = subprocess.run(
+                [os.path.join(BUILD, "tests", "p11_populate"), SOFTHSM_LIB, "keybroker",
+                 os.path.join(cls.token.dir, "user.pin"), "k", str(cls.KEYS),
+                 str(cls.VERSIONS)],
+                env=cls.token.env, check=True, capture_output=True, text=True).stdout
+            cls.made = [tuple(line.split()) for line in out.splitlines()]
+            print("\n  populated %d versions in %.1f s"
+                  % (len(cls.made), time.monotonic() - start))
+        except BaseException:
+            cls.token.remove()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.token.remove()
+
+    def test_load_reads_each_object_once(self):
+        count = os.path.join(self.token.dir, "counts")
+        start = time.monotonic()
+        r = self.token.ctl("list-keys", env={"KB_FAULT_COUNT": count})
+        elapsed = time.monotonic() - start
+        listed = {tuple(line.split()[0].rsplit("/", 2)[1:]) for line in r.stdout.splitlines()}
+        self.assertEqual(listed, set(self.made))
+        self.assertNotIn("damaged", r.stdout)
+        # A private key, a public key and a metadata object per version.
+        objects = 3 * len(self.made)
+        reads = counts(count)["C_GetAttributeValue"]
+        print("\n  %d versions listed in %.2f s, %d attribute reads for %d objects"
+              % (len(self.made), elapsed, reads, objects))
+        self.assertLessEqual(reads, objects + 100)
+
+    def test_broker_serves_the_last_key_of_many(self):
+        broker = Broker(self.token, name="big")
+        try:
+            start = time.monotonic()
+            broker.start()
+            print("\n  broker up on %d versions in %.2f s"
+                  % (len(self.made), time.monotonic() - start))
+            name, version = self.made[-2]
+            c = broker.connect()
+            dek = os.urandom(32)
+            w = c.wrap(name, dek, version=version)
+            self.assertTrue(w["kid"].endswith("/%s/%s" % (name, version)), w)
+            self.assertEqual(b64d(c.unwrap(name, b64d(w["value"]), version=version)["value"]),
+                             dek)
+            c.close()
+        finally:
+            finish(broker, None)
+
+
+if __name__ == "__main__":
+    unittest.main()
