@@ -53,7 +53,12 @@ CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
-DAEMON_OBJS = $(call obj,$(COMMON) $(CONFIG) $(PKCS11) $(BROKER))
+# Each folder is an archive, linked top layer first: a call from a folder
+# to one above it (scripts/check-layers.sh) does not link.
+A_COMMON = $(B)/common/libcommon.a
+A_CONFIG = $(B)/config/libconfig.a
+A_PKCS11 = $(B)/pkcs11/libpkcs11.a
+A_BROKER = $(B)/broker/libbroker.a
 CLIENT_OBJS = $(call obj,$(CLIENTLIB))
 
 PROGS = $(B)/keybrokerd $(B)/keybroker $(B)/keybrokerctl
@@ -66,12 +71,21 @@ $(B)/%.o: %.c
 	@echo "  CC      $<"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(B)/keybrokerd: $(DAEMON_OBJS) $(B)/broker/keybrokerd.o
+$(A_COMMON): $(call obj,$(COMMON))
+$(A_CONFIG): $(call obj,$(CONFIG))
+$(A_PKCS11): $(call obj,$(PKCS11))
+$(A_BROKER): $(call obj,$(BROKER))
+$(A_COMMON) $(A_CONFIG) $(A_PKCS11) $(A_BROKER):
+	@rm -f $@
+	@echo "  AR      $@"
+	@ar rcs $@ $^
+
+$(B)/keybrokerd: $(B)/broker/keybrokerd.o $(A_BROKER) $(A_PKCS11) \
+		$(A_CONFIG) $(A_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/keybrokerctl: $(call obj,$(COMMON) $(CONFIG) $(PKCS11) broker/kb_jwt.c \
-		broker/kb_jwk.c) \
-		$(B)/client/keybrokerctl.o $(B)/client/kb_output.o
+$(B)/keybrokerctl: $(B)/client/keybrokerctl.o $(B)/client/kb_output.o \
+		$(A_BROKER) $(A_PKCS11) $(A_CONFIG) $(A_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(B)/keybroker: $(B)/client/keybroker.o $(B)/client/kb_output.o \
@@ -129,8 +143,8 @@ $(UNIT_BINS):
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
 
-$(B)/tests/kb_bench: $(B)/tests/bench/kb_bench.o \
-		$(call obj,$(COMMON) $(CONFIG) $(PKCS11)) $(B)/libkeybroker.a
+$(B)/tests/kb_bench: $(B)/tests/bench/kb_bench.o $(B)/libkeybroker.a \
+		$(A_PKCS11) $(A_CONFIG) $(A_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -212,8 +226,9 @@ bench: all $(B)/tests/kb_bench
 # ---- lint ----
 SOURCES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null || \
 	find . -name '*.[ch]' -not -path './build*')
-lint:
+lint: all
 	clang-format --dry-run -Werror $(SOURCES)
+	sh scripts/check-layers.sh $(B)
 	cppcheck --quiet --error-exitcode=1 --std=c11 --inline-suppr \
 		--enable=warning,portability,performance \
 		--suppress=missingIncludeSystem -D__GNUC__ \

@@ -1,0 +1,87 @@
+#!/bin/sh
+# Fails if a folder calls up: the folders are layers, and each may use
+# only itself and the layers below it.
+#
+#   common   bytes, encodings, logging, secrets, the grant vocabulary
+#   config   the configuration file             (uses common)
+#   pkcs11   the token                          (uses common)
+#   broker   the daemon                         (uses common, config, pkcs11)
+#   client   the library and the tools          (uses all of them)
+#
+# Two checks: every #include "..." of a source file names a header of an
+# allowed folder, and, given a build directory, every symbol an object
+# file leaves undefined is defined in an allowed folder (or outside the
+# project).
+#
+#   scripts/check-layers.sh [BUILD-DIR]
+set -eu
+cd "$(dirname "$0")/.."
+
+allowed() {
+	case $1 in
+	common) echo "common" ;;
+	config) echo "common config" ;;
+	pkcs11) echo "common pkcs11" ;;
+	broker) echo "common config pkcs11 broker" ;;
+	client) echo "common config pkcs11 broker client" ;;
+	esac
+}
+
+LAYERS="common config pkcs11 broker client"
+status=0
+
+# ---- includes ----
+for dir in $LAYERS; do
+	ok=$(allowed "$dir")
+	for f in "$dir"/*.c "$dir"/*.h; do
+		[ -e "$f" ] || continue
+		grep -n '^#include "' "$f" | while IFS= read -r line; do
+			hdr=${line#*\"}
+			hdr=${hdr%%\"*}
+			owner=
+			for d in $LAYERS; do
+				[ -e "$d/$hdr" ] && owner=$d
+			done
+			[ -n "$owner" ] || continue
+			case " $ok " in
+			*" $owner "*) ;;
+			*) echo "$f:${line%%:*}: includes $owner/$hdr: $dir/ may use only $ok"
+			   echo x >&3 ;;
+			esac
+		done
+	done
+done 3>/tmp/check-layers.$$
+[ -s /tmp/check-layers.$$ ] && status=1
+rm -f /tmp/check-layers.$$
+
+# ---- symbols ----
+B=${1:-}
+if [ -n "$B" ]; then
+	for dir in $LAYERS; do
+		[ -d "$B/$dir" ] || { echo "check-layers: no $B/$dir; build first" >&2; exit 1; }
+	done
+	defs=$(mktemp)
+	for dir in $LAYERS; do
+		for o in "$B/$dir"/*.o; do
+			nm --defined-only -g "$o" | awk -v d="$dir" 'NF == 3 { print $3, d }'
+		done
+	done | sort -u >"$defs"
+	for dir in $LAYERS; do
+		ok=$(allowed "$dir")
+		for o in "$B/$dir"/*.o; do
+			nm -u "$o" | awk '{ print $NF }' | sort -u |
+				join - "$defs" | while read -r sym owner; do
+				case " $ok " in
+				*" $owner "*) ;;
+				*) echo "$o: calls $sym of $owner/: $dir/ may use only $ok"
+				   echo x >&3 ;;
+				esac
+			done
+		done
+	done 3>/tmp/check-layers.$$
+	[ -s /tmp/check-layers.$$ ] && status=1
+	rm -f /tmp/check-layers.$$ "$defs"
+fi
+
+[ $status -eq 0 ] && echo "layers: no folder uses one above it"
+exit $status
