@@ -112,9 +112,8 @@ $(B)/tests/test_kid: $(B)/tests/unit/test_kid.o $(call obj,common/kb_kid.c)
 $(B)/tests/test_config: $(B)/tests/unit/test_config.o \
 	$(call obj,$(CONFIG) common/kb_kid.c common/kb_log.c common/kb_grant.c \
 	common/kb_jws.c)
-$(B)/tests/test_proto: $(B)/tests/unit/test_proto.o \
-	$(call obj,broker/kb_proto.c common/kb_kid.c common/kb_b64.c \
-	common/kb_secret.c common/kb_json.c)
+$(B)/tests/test_proto: $(B)/tests/unit/test_proto.o $(A_BROKER) $(A_PKCS11) \
+	$(A_CONFIG) $(A_COMMON)
 $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o \
 	$(call obj,broker/kb_acl.c common/kb_grant.c)
 $(B)/tests/test_peer: $(B)/tests/unit/test_peer.o $(call obj,broker/kb_peer.c)
@@ -158,8 +157,7 @@ FUZZ_BINS = $(FZ)/fuzz_proto $(FZ)/fuzz_kid $(FZ)/fuzz_b64 $(FZ)/fuzz_oaep \
 	$(FZ)/fuzz_acl $(FZ)/fuzz_jwt $(FZ)/fuzz_config $(FZ)/fuzz_jwks \
 	$(FZ)/fuzz_meta $(FZ)/fuzz_reply
 
-$(FZ)/fuzz_proto: tests/fuzz/fuzz_proto.c broker/kb_proto.c common/kb_kid.c \
-	common/kb_b64.c common/kb_json.c common/kb_secret.c
+$(FZ)/fuzz_proto: tests/fuzz/fuzz_proto.c $(BROKER) $(PKCS11) $(CONFIG) $(COMMON)
 $(FZ)/fuzz_kid: tests/fuzz/fuzz_kid.c common/kb_kid.c
 $(FZ)/fuzz_b64: tests/fuzz/fuzz_b64.c common/kb_b64.c
 $(FZ)/fuzz_acl: tests/fuzz/fuzz_acl.c common/kb_grant.c

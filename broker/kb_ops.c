@@ -51,14 +51,14 @@ static json_t *kid_string(const struct kb_ops *ops,
 }
 
 /* Maps a keystore status to a protocol error with a specific message. */
-static void status_error(const struct kb_ops *ops, const struct kb_request *req,
-			 const struct p11_key_info *info, int status,
-			 struct kb_error *err)
+static void status_error(const struct kb_call *call, struct kb_error *err)
 {
+	const struct kb_request *req = call->req;
+	const struct p11_key_info *info = &call->info;
 	const char *alg = kb_alg_name(req->alg);
 	size_t max, hlen;
 
-	switch (status) {
+	switch (call->status) {
 	case P11_ERR_NOT_FOUND:
 		err->code = KB_KEY_NOT_FOUND;
 		if (req->key.version[0] != '\0')
@@ -166,44 +166,51 @@ static json_t *key_bundle(const struct kb_ops *ops,
 			 "unwrapKey", "attributes", attrs);
 }
 
-static json_t *do_get_key(const struct kb_ops *ops, struct kb_request *req,
-			  struct p11_key_info *info, int *status)
+static json_t *do_get_key(struct kb_call *call, struct kb_error *err)
 {
-	*status = p11_keystore_describe(ops->ks, req->key.name,
-					req->key.version, info);
-	return *status == P11_OK ? key_bundle(ops, info) : NULL;
+	struct kb_request *req = call->req;
+
+	call->status = p11_keystore_describe(call->ops->ks, req->key.name,
+					     req->key.version, &call->info);
+	return call->status == P11_OK ? key_bundle(call->ops, &call->info) :
+					NULL;
 }
 
-static json_t *do_wrap(const struct kb_ops *ops, struct p11_worker *w,
-		       struct kb_request *req, struct p11_key_info *info,
-		       int *status)
+static json_t *do_wrap(struct kb_call *call, struct kb_error *err)
 {
+	struct kb_request *req = call->req;
 	unsigned char out[P11_MODULUS_MAX];
 	size_t outlen;
 
-	*status = p11_keystore_wrap(ops->ks, w, req->key.name, req->key.version,
-				    to_p11_alg(req->alg), req->value,
-				    req->value_len, out, &outlen, info);
-	if (*status != P11_OK)
+	call->status = p11_keystore_wrap(call->ops->ks, call->w, req->key.name,
+					 req->key.version, to_p11_alg(req->alg),
+					 req->value, req->value_len, out,
+					 &outlen, &call->info);
+	if (call->status != P11_OK)
 		return NULL;
-	return json_pack("{s:o, s:o}", "kid", kid_string(ops, info), "value",
+	return json_pack("{s:o, s:o}", "kid",
+			 kid_string(call->ops, &call->info), "value",
 			 b64_string(out, outlen));
 }
 
-static json_t *do_unwrap(const struct kb_ops *ops, struct p11_worker *w,
-			 struct kb_request *req, struct p11_key_info *info,
-			 int *status)
+static json_t *do_unwrap(struct kb_call *call, struct kb_error *err)
 {
+	struct kb_request *req = call->req;
+	enum p11_alg alg = to_p11_alg(req->alg);
 	unsigned char out[P11_MODULUS_MAX];
 	size_t outlen = 0;
 	json_t *res = NULL;
 
-	*status = p11_worker_unwrap(w, req->key.name, req->key.version,
-				    to_p11_alg(req->alg), req->value,
-				    req->value_len, out, &outlen, info);
-	if (*status == P11_OK)
-		res = json_pack("{s:o, s:o}", "kid", kid_string(ops, info),
-				"value", b64_string(out, outlen));
+	call->status = p11_worker_unwrap(call->w, req->key.name,
+					 req->key.version, alg, req->value,
+					 req->value_len, out, &outlen,
+					 &call->info);
+	if (call->status == P11_OK) {
+		res = json_pack("{s:o, s:o}", "kid",
+				kid_string(call->ops, &call->info), "value",
+				b64_string(out, outlen));
+		call->note = p11_path_name(call->info.path[alg]);
+	}
 	kb_wipe(out, sizeof(out));
 	return res;
 }
@@ -238,18 +245,18 @@ static int rate_limit(const struct kb_ops *ops, const struct kb_policy *pol,
 			    identity, pol->cfg->rate_per_s);
 }
 
-static json_t *do_authenticate(const struct kb_ops *ops,
-			       const struct kb_policy *pol,
-			       struct kb_request *req, struct kb_caller *caller,
-			       struct kb_error *err)
+static json_t *do_authenticate(struct kb_call *call, struct kb_error *err)
 {
+	const struct kb_ops *ops = call->ops;
+	const struct kb_request *req = call->req;
+	struct kb_caller *caller = call->caller;
 	const struct kb_identity_cfg *id;
 	char why[256], peer[240], jti[sizeof(caller->jti)];
 	int64_t expires;
 
-	if (kb_policy_authenticate(pol, ops->ks, req->token, req->token_len,
-				   now_us() / 1000000, &id, &expires, jti, why,
-				   sizeof(why)) != 0) {
+	if (kb_policy_authenticate(call->pol, ops->ks, req->token,
+				   req->token_len, now_us() / 1000000, &id,
+				   &expires, jti, why, sizeof(why)) != 0) {
 		kb_error_set(err, KB_UNAUTHORIZED, "%s", why);
 		return NULL;
 	}
@@ -281,13 +288,13 @@ static int sign_in_token(const unsigned char *digest, unsigned char *sig,
 									     -1;
 }
 
-static json_t *do_get_token(const struct kb_ops *ops,
-			    const struct kb_policy *pol, struct p11_worker *w,
-			    const struct kb_caller *caller,
-			    struct kb_error *err)
+static json_t *do_get_token(struct kb_call *call, struct kb_error *err)
 {
+	const struct kb_ops *ops = call->ops;
+	const struct kb_policy *pol = call->pol;
+	const struct kb_caller *caller = call->caller;
 	const struct kb_identity_cfg *id;
-	struct signer sg = { ops->ks, w };
+	struct signer sg = { ops->ks, call->w };
 	struct kb_jwt_mint m;
 	char tok[2048], jti[33], peer[240];
 	json_t *res;
@@ -341,11 +348,11 @@ static json_t *do_get_token(const struct kb_ops *ops,
  * callers who may signal the broker and read its PIN file anyway. It can
  * only ever refuse more.
  */
-static json_t *do_revoke_token(const struct kb_ops *ops,
-			       const struct kb_request *req,
-			       const struct kb_caller *caller,
-			       struct kb_error *err)
+static json_t *do_revoke_token(struct kb_call *call, struct kb_error *err)
 {
+	const struct kb_ops *ops = call->ops;
+	const struct kb_request *req = call->req;
+	const struct kb_caller *caller = call->caller;
 	char q[80];
 
 	if (caller->peer.uid != 0 && caller->peer.uid != geteuid()) {
@@ -367,20 +374,6 @@ static json_t *do_revoke_token(const struct kb_ops *ops,
 	return json_pack("{s:s}", "jti", req->jti);
 }
 
-static unsigned int op_permission(enum kb_op op)
-{
-	switch (op) {
-	case KB_OP_GET_KEY:
-		return KB_PERM_GET;
-	case KB_OP_WRAP_KEY:
-		return KB_PERM_WRAP_KEY;
-	case KB_OP_UNWRAP_KEY:
-		return KB_PERM_UNWRAP_KEY;
-	default:
-		return 0;
-	}
-}
-
 /*
  * Who may do this: an identity that has not expired, within its rate,
  * holding the op's permission on the key. Never reveals whether a key the
@@ -390,7 +383,7 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 		     const struct kb_caller *caller,
 		     const struct kb_request *req, struct kb_error *err)
 {
-	unsigned int perm = op_permission(req->op);
+	unsigned int perm = req->def->perm;
 
 	if (caller->identity[0] == '\0')
 		return kb_error_set(
@@ -409,7 +402,8 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 				    "again with another token");
 	if (rate_limit(ops, pol, caller->identity, err) != 0)
 		return -1;
-	if (!kb_acl_allows(pol->acl, caller->identity, req->key.name, perm))
+	if (perm != 0 &&
+	    !kb_acl_allows(pol->acl, caller->identity, req->key.name, perm))
 		return kb_error_set(err, KB_FORBIDDEN,
 				    "identity '%s' lacks %s on key '%s'",
 				    caller->identity, kb_perm_name(perm),
@@ -437,6 +431,42 @@ static void log_refusal(const struct kb_ops *ops,
 		(unsigned int)caller->peer.uid, note);
 }
 
+/* The op table. Ops of protocol v1 not offered yet have no handler. */
+static const struct kb_op_def op_rows[] = {
+	{ "authenticate", KB_F_TOKEN, 0, KB_OPF_BARRIER, do_authenticate },
+	{ "getToken", 0, 0, KB_OPF_TOKEN, do_get_token },
+	{ "getKey", KB_F_KEY, KB_PERM_GET, KB_OPF_IDENTITY, do_get_key },
+	{ "wrapKey", KB_F_KEY | KB_F_ALG | KB_F_VALUE, KB_PERM_WRAP_KEY,
+	  KB_OPF_IDENTITY, do_wrap },
+	{ "unwrapKey", KB_F_KEY | KB_F_ALG | KB_F_VALUE, KB_PERM_UNWRAP_KEY,
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_unwrap },
+	{ "revokeToken", KB_F_JTI, 0, 0, do_revoke_token },
+	{ .name = "createKey" },
+	{ .name = "importKey" },
+	{ .name = "rotateKey" },
+	{ .name = "updateKey" },
+	{ .name = "getKeys" },
+	{ .name = "getKeyVersions" },
+	{ .name = "deleteKey" },
+	{ .name = "getDeletedKey" },
+	{ .name = "getDeletedKeys" },
+	{ .name = "recoverDeletedKey" },
+	{ .name = "purgeDeletedKey" },
+	{ .name = "getKeyRotationPolicy" },
+	{ .name = "updateKeyRotationPolicy" },
+	{ .name = "rewrapKey" },
+};
+
+static const struct kb_op_table op_table = {
+	op_rows,
+	sizeof(op_rows) / sizeof(op_rows[0]),
+};
+
+const struct kb_op_table *kb_ops_table(void)
+{
+	return &op_table;
+}
+
 char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
 		    struct kb_caller *caller, const char *line, size_t len,
 		    size_t *resplen, enum kb_code *code)
@@ -444,64 +474,44 @@ char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
 	struct kb_policy *pol = kb_policy_get(ops->policy);
 	struct kb_request req;
 	struct kb_error err = { KB_OK, "" };
-	struct p11_key_info info;
+	struct kb_call call = {
+		.ops = ops,
+		.pol = pol,
+		.w = w,
+		.caller = caller,
+		.req = &req,
+		.status = P11_OK,
+		.note = "",
+	};
 	json_t *result = NULL;
 	char *resp;
-	int status = P11_OK;
 
-	memset(&info, 0, sizeof(info));
-	if (kb_proto_parse(line, len, ops->instance, &req, &err) != 0)
+	if (kb_proto_parse(line, len, ops->instance, &op_table, &req, &err) !=
+	    0)
 		goto reply;
-	if (req.op == KB_OP_AUTHENTICATE) {
-		result = do_authenticate(ops, pol, &req, caller, &err);
+	if ((req.def->flags & KB_OPF_IDENTITY) &&
+	    authorise(ops, pol, caller, &req, &err) != 0)
 		goto reply;
-	}
-	if (req.op == KB_OP_GET_TOKEN) {
-		result = do_get_token(ops, pol, w, caller, &err);
-		goto reply;
-	}
-	if (req.op == KB_OP_REVOKE_TOKEN) {
-		result = do_revoke_token(ops, &req, caller, &err);
-		goto reply;
-	}
-	if (authorise(ops, pol, caller, &req, &err) != 0)
-		goto reply;
-	if (req.alg == KB_ALG_RSA1_5 && !ops->allow_rsa1_5 &&
-	    req.op != KB_OP_GET_KEY) {
+	if ((req.def->fields & KB_F_ALG) && req.alg == KB_ALG_RSA1_5 &&
+	    !ops->allow_rsa1_5) {
 		kb_error_set(&err, KB_NOT_SUPPORTED,
 			     "RSA1_5 is disabled by the broker configuration");
 		goto reply;
 	}
-	switch (req.op) {
-	case KB_OP_GET_KEY:
-		result = do_get_key(ops, &req, &info, &status);
-		break;
-	case KB_OP_WRAP_KEY:
-		result = do_wrap(ops, w, &req, &info, &status);
-		break;
-	case KB_OP_UNWRAP_KEY:
-		result = do_unwrap(ops, w, &req, &info, &status);
-		break;
-	default:
-		status = P11_ERR_UNSUPPORTED;
-		break;
-	}
-	if (status != P11_OK)
-		status_error(ops, &req, &info, status, &err);
-	else if (result == NULL)
-		status_error(ops, &req, &info, P11_ERR_NOMEM, &err);
+	result = req.def->handle(&call, &err);
+	if (call.status == P11_OK && result == NULL && err.code == KB_OK)
+		call.status = P11_ERR_NOMEM;
+	if (call.status != P11_OK)
+		status_error(&call, &err);
 reply:
 	if (err.code == KB_OK && result == NULL)
 		kb_error_set(&err, KB_INTERNAL, "internal error");
 	if (err.code == KB_OK) {
 		kb_debug("%s %s %s%s%s: ok%s%s",
 			 caller->identity[0] ? caller->identity : "-",
-			 req.opname, info.name, info.version[0] ? "/" : "",
-			 info.version,
-			 req.op == KB_OP_UNWRAP_KEY ? " via " : "",
-			 req.op == KB_OP_UNWRAP_KEY ?
-				 p11_path_name(info.path[to_p11_alg(req.alg)]) :
-				 "");
+			 req.opname, call.info.name,
+			 call.info.version[0] ? "/" : "", call.info.version,
+			 call.note[0] ? " via " : "", call.note);
 		resp = kb_proto_result(req.id, result, resplen);
 	} else {
 		log_refusal(ops, caller, &req, &err);

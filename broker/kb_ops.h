@@ -26,6 +26,22 @@ struct kb_ops {
 	bool allow_rsa1_5;
 };
 
+/* What a handler of the op table works with, for one request. */
+struct kb_call {
+	const struct kb_ops *ops;
+	const struct kb_policy *pol; /* in force for this request */
+	struct p11_worker *w; /* the worker's token session */
+	struct kb_caller *caller;
+	struct kb_request *req;
+	/* An op on a key: its status and the version it used. */
+	int status; /* P11_OK or P11_ERR_* */
+	struct p11_key_info info;
+	const char *note; /* said when it succeeds (debug), or "" */
+};
+
+/* The op table: every op of protocol v1, offered or not. */
+const struct kb_op_table *kb_ops_table(void);
+
 /*
  * Handles line[0..len) for caller and returns the response line
  * (malloc'ed; it may carry a DEK, so the caller frees it with

@@ -84,41 +84,6 @@ const char *kb_alg_name(enum kb_alg alg)
 	return "?";
 }
 
-/* Data-plane ops and which fields each accepts. */
-#define F_KEY 1u /* key, version, kid */
-#define F_ALG 2u
-#define F_VALUE 4u
-#define F_TOKEN 8u
-#define F_JTI 16u
-
-static const struct {
-	const char *name;
-	enum kb_op op;
-	unsigned int fields;
-} op_table[] = {
-	{ "authenticate", KB_OP_AUTHENTICATE, F_TOKEN },
-	{ "getToken", KB_OP_GET_TOKEN, 0 },
-	{ "getKey", KB_OP_GET_KEY, F_KEY },
-	{ "wrapKey", KB_OP_WRAP_KEY, F_KEY | F_ALG | F_VALUE },
-	{ "unwrapKey", KB_OP_UNWRAP_KEY, F_KEY | F_ALG | F_VALUE },
-	{ "revokeToken", KB_OP_REVOKE_TOKEN, F_JTI },
-	/* Part of protocol v1 but not offered by this broker yet. */
-	{ "createKey", KB_OP_UNAVAILABLE, 0 },
-	{ "importKey", KB_OP_UNAVAILABLE, 0 },
-	{ "rotateKey", KB_OP_UNAVAILABLE, 0 },
-	{ "updateKey", KB_OP_UNAVAILABLE, 0 },
-	{ "getKeys", KB_OP_UNAVAILABLE, 0 },
-	{ "getKeyVersions", KB_OP_UNAVAILABLE, 0 },
-	{ "deleteKey", KB_OP_UNAVAILABLE, 0 },
-	{ "getDeletedKey", KB_OP_UNAVAILABLE, 0 },
-	{ "getDeletedKeys", KB_OP_UNAVAILABLE, 0 },
-	{ "recoverDeletedKey", KB_OP_UNAVAILABLE, 0 },
-	{ "purgeDeletedKey", KB_OP_UNAVAILABLE, 0 },
-	{ "getKeyRotationPolicy", KB_OP_UNAVAILABLE, 0 },
-	{ "updateKeyRotationPolicy", KB_OP_UNAVAILABLE, 0 },
-	{ "rewrapKey", KB_OP_UNAVAILABLE, 0 },
-};
-
 void kb_proto_quote(char *dst, size_t dstlen, const char *src, size_t max)
 {
 	size_t i, o = 0;
@@ -181,17 +146,17 @@ static int check_fields(struct kb_request *req, unsigned int allowed,
 	json_object_foreach(req->root, k, v) {
 		if (strcmp(k, "id") == 0 || strcmp(k, "op") == 0)
 			continue;
-		if ((allowed & F_KEY) &&
+		if ((allowed & KB_F_KEY) &&
 		    (strcmp(k, "key") == 0 || strcmp(k, "version") == 0 ||
 		     strcmp(k, "kid") == 0))
 			continue;
-		if ((allowed & F_ALG) && strcmp(k, "alg") == 0)
+		if ((allowed & KB_F_ALG) && strcmp(k, "alg") == 0)
 			continue;
-		if ((allowed & F_VALUE) && strcmp(k, "value") == 0)
+		if ((allowed & KB_F_VALUE) && strcmp(k, "value") == 0)
 			continue;
-		if ((allowed & F_TOKEN) && strcmp(k, "token") == 0)
+		if ((allowed & KB_F_TOKEN) && strcmp(k, "token") == 0)
 			continue;
-		if ((allowed & F_JTI) && strcmp(k, "jti") == 0)
+		if ((allowed & KB_F_JTI) && strcmp(k, "jti") == 0)
 			continue;
 		kb_proto_quote(q, sizeof(q), k, 32);
 		return kb_error_set(err, KB_BAD_PARAMETER,
@@ -326,39 +291,65 @@ static int parse_jti(struct kb_request *req, struct kb_error *err)
 	return 0;
 }
 
-void kb_proto_classify(const char *line, size_t len, bool *barrier,
+/* The row of table named name, or NULL. */
+static const struct kb_op_def *find_op(const struct kb_op_table *table,
+				       const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < table->n; i++)
+		if (strcmp(name, table->rows[i].name) == 0)
+			return &table->rows[i];
+	return NULL;
+}
+
+/* Whether line may name an op with any of flags (a plain-text search). */
+static bool may_name(const char *line, size_t len,
+		     const struct kb_op_table *table, unsigned int flags)
+{
+	size_t i;
+
+	for (i = 0; i < table->n; i++)
+		if ((table->rows[i].flags & flags) &&
+		    memmem(line, len, table->rows[i].name,
+			   strlen(table->rows[i].name)) != NULL)
+			return true;
+	return false;
+}
+
+void kb_proto_classify(const char *line, size_t len,
+		       const struct kb_op_table *table, bool *barrier,
 		       bool *token_op)
 {
 	bool escaped = memchr(line, '\\', len) != NULL;
-	const char *name;
+	const struct kb_op_def *def;
 	json_t *root, *op;
 
-	*token_op = memmem(line, len, "unwrapKey", 9) != NULL ||
-		    memmem(line, len, "getToken", 8) != NULL;
+	*token_op = may_name(line, len, table, KB_OPF_TOKEN);
 	*barrier = false;
 	/*
 	 * Cheap test first: most lines cannot be one. A line with escapes
 	 * may spell the op in \u form, so it is always parsed.
 	 */
-	if (memmem(line, len, "authenticate", 12) == NULL && !escaped)
+	if (!may_name(line, len, table, KB_OPF_BARRIER) && !escaped)
 		return;
 	if ((root = json_loadb(line, len, 0, NULL)) == NULL)
 		return;
 	op = json_object_get(root, "op");
-	name = json_is_string(op) ? json_string_value(op) : "";
-	*barrier = strcmp(name, "authenticate") == 0;
+	def = json_is_string(op) ? find_op(table, json_string_value(op)) : NULL;
+	*barrier = def != NULL && (def->flags & KB_OPF_BARRIER);
 	if (escaped)
-		*token_op = strcmp(name, "unwrapKey") == 0 ||
-			    strcmp(name, "getToken") == 0;
+		*token_op = def != NULL && (def->flags & KB_OPF_TOKEN);
 	json_decref(root);
 }
 
 int kb_proto_parse(const char *line, size_t len, const char *instance,
-		   struct kb_request *req, struct kb_error *err)
+		   const struct kb_op_table *table, struct kb_request *req,
+		   struct kb_error *err)
 {
+	const struct kb_op_def *def;
 	json_error_t jerr;
 	json_t *op;
-	size_t i;
 	char q[48], *near;
 
 	memset(req, 0, sizeof(*req));
@@ -388,33 +379,30 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 	if (!json_is_string(op))
 		return kb_error_set(err, KB_BAD_REQUEST,
 				    "missing string field 'op'");
-	for (i = 0; i < sizeof(op_table) / sizeof(op_table[0]); i++)
-		if (strcmp(json_string_value(op), op_table[i].name) == 0)
-			break;
-	if (i == sizeof(op_table) / sizeof(op_table[0])) {
+	if ((def = find_op(table, json_string_value(op))) == NULL) {
 		kb_proto_quote(q, sizeof(q), json_string_value(op), 32);
 		return kb_error_set(err, KB_BAD_REQUEST, "unknown op '%s'", q);
 	}
-	req->op = op_table[i].op;
-	snprintf(req->opname, sizeof(req->opname), "%s", op_table[i].name);
-	if (req->op == KB_OP_UNAVAILABLE)
+	req->def = def;
+	snprintf(req->opname, sizeof(req->opname), "%s", def->name);
+	if (def->handle == NULL)
 		return kb_error_set(
 			err, KB_NOT_SUPPORTED,
 			"op '%s' is not offered by this broker version",
 			req->opname);
-	if (check_fields(req, op_table[i].fields, err) != 0)
+	if (check_fields(req, def->fields, err) != 0)
 		return -1;
-	if ((op_table[i].fields & F_TOKEN) && parse_token(req, err) != 0)
+	if ((def->fields & KB_F_TOKEN) && parse_token(req, err) != 0)
 		return -1;
-	if ((op_table[i].fields & F_JTI) && parse_jti(req, err) != 0)
+	if ((def->fields & KB_F_JTI) && parse_jti(req, err) != 0)
 		return -1;
-	if (!(op_table[i].fields & F_KEY))
+	if (!(def->fields & KB_F_KEY))
 		return 0;
 	if (parse_key(req, instance, err) != 0)
 		return -1;
-	if ((op_table[i].fields & F_ALG) && parse_alg(req, err) != 0)
+	if ((def->fields & KB_F_ALG) && parse_alg(req, err) != 0)
 		return -1;
-	if ((op_table[i].fields & F_VALUE) && parse_value(req, err) != 0)
+	if ((def->fields & KB_F_VALUE) && parse_value(req, err) != 0)
 		return -1;
 	return 0;
 }

@@ -35,16 +35,6 @@ enum kb_code {
 	KB_INTERNAL,
 };
 
-enum kb_op {
-	KB_OP_AUTHENTICATE,
-	KB_OP_GET_TOKEN,
-	KB_OP_GET_KEY,
-	KB_OP_WRAP_KEY,
-	KB_OP_UNWRAP_KEY,
-	KB_OP_REVOKE_TOKEN,
-	KB_OP_UNAVAILABLE, /* a v1 op this broker does not offer yet */
-};
-
 enum kb_alg {
 	KB_ALG_RSA_OAEP,
 	KB_ALG_RSA_OAEP_256,
@@ -57,10 +47,54 @@ struct kb_error {
 	char msg[512];
 };
 
+/* The fields a request may carry besides "id" and "op". */
+#define KB_F_KEY 0x01u /* key (+ version), or kid: required */
+#define KB_F_ALG 0x02u /* optional, RSA-OAEP-256 if absent */
+#define KB_F_VALUE 0x04u /* required, base64url */
+#define KB_F_TOKEN 0x08u /* required, a JWT */
+#define KB_F_JTI 0x10u /* required, an identity-token id */
+
+/*
+ * How an op is run. BARRIER: it changes who the connection is, so nothing
+ * after it starts before it has finished. TOKEN: it may call the token
+ * (steers scheduling only). IDENTITY: it needs an authenticated identity,
+ * not expired or revoked, within its rate, and perm on the key if perm is
+ * set.
+ */
+#define KB_OPF_BARRIER 0x01u
+#define KB_OPF_TOKEN 0x02u
+#define KB_OPF_IDENTITY 0x04u
+
+struct kb_call; /* what a handler works with: kb_ops.h */
+
+/*
+ * One op of protocol v1: a row of the one op table (kb_ops.c). The
+ * parser accepts exactly its fields, the request handler authorises and
+ * dispatches from it, the server schedules from its flags. Adding an op
+ * is one row and one handler.
+ */
+struct kb_op_def {
+	const char *name;
+	unsigned int fields; /* KB_F_* */
+	unsigned int perm; /* KB_PERM_* needed on the key; 0: none */
+	unsigned int flags; /* KB_OPF_* */
+	/*
+	 * Runs the op: a result object, or NULL with err set (or, for an op
+	 * on a key, with call->status set). NULL for an op of protocol v1
+	 * this broker does not offer yet.
+	 */
+	json_t *(*handle)(struct kb_call *call, struct kb_error *err);
+};
+
+struct kb_op_table {
+	const struct kb_op_def *rows;
+	size_t n;
+};
+
 struct kb_request {
 	json_t *root;
 	json_t *id; /* borrowed from root; NULL until parsed */
-	enum kb_op op;
+	const struct kb_op_def *def; /* NULL until the op is known */
 	char opname[32];
 	struct kb_keyref key;
 	enum kb_alg alg;
@@ -82,23 +116,25 @@ const char *kb_code_name(enum kb_code code);
 const char *kb_alg_name(enum kb_alg alg);
 
 /*
- * Parses and validates line[0..len). On failure fills err; req->id is set
- * whenever the line carried a usable id, so the error can echo it.
- * Always call kb_request_uninit afterwards.
+ * Parses and validates line[0..len) as a request for one of the ops of
+ * table. On failure fills err; req->id is set whenever the line carried
+ * a usable id, so the error can echo it. Always call kb_request_uninit
+ * afterwards.
  */
 int kb_proto_parse(const char *line, size_t len, const char *instance,
-		   struct kb_request *req, struct kb_error *err);
+		   const struct kb_op_table *table, struct kb_request *req,
+		   struct kb_error *err);
 void kb_request_uninit(struct kb_request *req);
 
 /*
- * What the event loop needs to know of a line before a worker parses it:
- * *barrier if it is an authenticate (it changes who the connection is,
- * so no later request may start before it has finished, exactly), and
- * *token_op if it may need the token (unwrapKey, getToken: a guess from
- * the text that only steers scheduling, so a wrong guess costs only the
- * line's own sender).
+ * What the event loop needs to know of a line before a worker parses it,
+ * from the flags of its op in table: *barrier if it is a KB_OPF_BARRIER
+ * op (exactly: the line is parsed if it may be one), and *token_op if it
+ * may be a KB_OPF_TOKEN op (a guess from the text that only steers
+ * scheduling, so a wrong guess costs only the line's own sender).
  */
-void kb_proto_classify(const char *line, size_t len, bool *barrier,
+void kb_proto_classify(const char *line, size_t len,
+		       const struct kb_op_table *table, bool *barrier,
 		       bool *token_op);
 
 /* Response lines, '\n'-terminated, malloc'ed; *len excludes nothing. */

@@ -293,8 +293,8 @@ static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
 		if (job->done)
 			continue;
 		job->caller = c->caller;
-		kb_proto_classify(job->line, job->line_len, &job->barrier,
-				  &token_op);
+		kb_proto_classify(job->line, job->line_len, kb_ops_table(),
+				  &job->barrier, &token_op);
 		c->barrier = job->barrier;
 		c->in_workers++;
 		kb_queue_push(

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "kb_ops.h"
 #include "kb_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -20,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		kb_proto_init();
 		initialised = 1;
 	}
-	kb_proto_parse((const char *)data, size, "fuzz", &req, &err);
+	kb_proto_parse((const char *)data, size, "fuzz", kb_ops_table(), &req,
+		       &err);
 	/* Whatever the outcome, the reply must be formattable. */
 	resp = err.code == KB_OK ?
 		       kb_proto_result(req.id, json_object(), &len) :
