@@ -42,6 +42,7 @@ COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
 	common/kb_jws.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_store.c pkcs11/p11_confirm.c \
+	pkcs11/p11_object.c \
 	pkcs11/p11_key.c pkcs11/p11_admin.c pkcs11/p11_identity.c \
 	pkcs11/p11_catalog.c pkcs11/p11_keystore.c pkcs11/p11_issuer.c
 BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \

@@ -139,10 +139,9 @@ static void log_findings(struct p11_keystore *ks, const struct p11_findings *f)
 /* ---- reading the token: each object once ---- */
 
 /*
- * An RSA key object as a load reads it, in one C_GetAttributeValue call:
- * a catalogue load reads every object once and joins them by label and
- * ID, so its cost grows with the number of objects, not their square.
- * Never moved once read (sorted through pointers): prot points into it.
+ * An RSA key object as a load reads it, in one p11_read: a catalogue
+ * load reads every object once and joins them by label and ID, so its
+ * cost grows with the number of objects, not their square.
  */
 struct key_object {
 	CK_OBJECT_HANDLE h;
@@ -151,60 +150,47 @@ struct key_object {
 	bool keyed; /* modulus and exponent read */
 	char name[KB_NAME_MAX + 1];
 	char version[KB_VERSION_LEN + 1];
-	unsigned char n[P11_MODULUS_MAX], e[8];
+	unsigned char n[P11_MODULUS_MAX], e[P11_EXPONENT_MAX];
 	size_t nlen, elen;
-	CK_ATTRIBUTE prot[P11_PROTECTION_ATTRS]; /* private keys only */
-	CK_BBOOL protv[P11_PROTECTION_ATTRS];
+	unsigned int have, set; /* of p11_read, for the protection check */
 };
-
-static bool attr_read(const CK_ATTRIBUTE *a)
-{
-	return a->ulValueLen != CK_UNAVAILABLE_INFORMATION;
-}
 
 /*
  * Reads label, ID, modulus and exponent of h (and, for a private key,
- * what says it stays in the token). P11_ERR_HSM if the token is gone;
- * what cannot be read is marked in o, not an error.
+ * what says it stays in the token) into o, through scratch.
+ * P11_ERR_HSM if the token is gone; what cannot be read is marked in o,
+ * not an error.
  */
 static int read_key_object(struct p11_keystore *ks, CK_OBJECT_HANDLE h,
-			   size_t order, bool private, struct key_object *o)
+			   size_t order, bool private,
+			   struct p11_object *scratch, struct key_object *o)
 {
-	unsigned char id[KB_VERSION_BYTES + 1];
-	CK_ATTRIBUTE t[4 + P11_PROTECTION_ATTRS] = {
-		{ CKA_LABEL, o->name, KB_NAME_MAX },
-		{ CKA_ID, id, sizeof(id) },
-		{ CKA_MODULUS, o->n, sizeof(o->n) },
-		{ CKA_PUBLIC_EXPONENT, o->e, sizeof(o->e) },
-	};
-	size_t nt = 4, zeros;
+	unsigned int want = P11_A_LABEL | P11_A_ID | P11_A_MODULUS |
+			    P11_A_EXPONENT |
+			    (private ? P11_PROTECTION_ATTRS : 0);
 
 	o->h = h;
 	o->order = order;
-	if (private) {
-		p11_protection_template(t + 4, o->protv);
-		nt += P11_PROTECTION_ATTRS;
-	}
-	if (p11_get_attrs(ks, h, t, nt) == P11_ERR_HSM)
+	if (p11_read(ks->tok, ks->admin, h, want, scratch) == P11_ERR_HSM)
 		return P11_ERR_HSM;
-	if (private)
-		memcpy(o->prot, t + 4, sizeof(o->prot));
-	o->named = attr_read(&t[0]) &&
-		   kb_name_valid(o->name, t[0].ulValueLen) &&
-		   t[1].ulValueLen == KB_VERSION_BYTES;
+	o->have = scratch->have;
+	o->set = scratch->set;
+	o->named = (scratch->have & P11_A_LABEL) &&
+		   scratch->label_len <= KB_NAME_MAX &&
+		   kb_name_valid(scratch->label, scratch->label_len) &&
+		   (scratch->have & P11_A_ID) &&
+		   scratch->id_len == KB_VERSION_BYTES;
 	if (o->named) {
-		o->name[t[0].ulValueLen] = '\0';
-		kb_hex_encode(o->version, id, KB_VERSION_BYTES);
+		memcpy(o->name, scratch->label, scratch->label_len + 1);
+		kb_hex_encode(o->version, scratch->id, KB_VERSION_BYTES);
 	}
-	o->keyed = attr_read(&t[2]) && attr_read(&t[3]);
+	o->keyed = (scratch->have & P11_A_MODULUS) &&
+		   (scratch->have & P11_A_EXPONENT);
 	if (o->keyed) {
-		/* CKA_MODULUS without leading zero bytes (some tokens keep them). */
-		for (zeros = 0; zeros < t[2].ulValueLen && o->n[zeros] == 0;
-		     zeros++)
-			;
-		o->nlen = t[2].ulValueLen - zeros;
-		memmove(o->n, o->n + zeros, o->nlen);
-		o->elen = t[3].ulValueLen;
+		o->nlen = scratch->modulus_len;
+		memcpy(o->n, scratch->modulus, o->nlen);
+		o->elen = scratch->exponent_len;
+		memcpy(o->e, scratch->exponent, o->elen);
 	}
 	return P11_OK;
 }
@@ -387,21 +373,20 @@ static int read_meta_object(struct p11_keystore *ks, CK_OBJECT_HANDLE h,
 			    size_t order, char *text, size_t *len,
 			    struct meta_object *m)
 {
-	CK_ATTRIBUTE t[] = {
-		{ CKA_LABEL, m->name, KB_NAME_MAX },
-		{ CKA_VALUE, text, META_MAX },
-	};
+	struct p11_object o = { .value = text, .value_max = META_MAX };
 
 	m->h = h;
 	m->order = order;
 	m->valid = false;
 	memset(&m->fields, 0, sizeof(m->fields));
-	if (p11_get_attrs(ks, h, t, 2) == P11_ERR_HSM)
+	if (p11_read(ks->tok, ks->admin, h, P11_A_LABEL | P11_A_VALUE, &o) ==
+	    P11_ERR_HSM)
 		return P11_ERR_HSM;
-	if (!attr_read(&t[0]) || !attr_read(&t[1]))
+	if (!(o.have & P11_A_LABEL) || o.label_len > KB_NAME_MAX ||
+	    !(o.have & P11_A_VALUE))
 		return P11_OK;
-	m->name[t[0].ulValueLen] = '\0';
-	*len = t[1].ulValueLen;
+	memcpy(m->name, o.label, o.label_len + 1);
+	*len = o.value_len;
 	m->valid = p11_parse_metadata(text, *len, &m->fields) == P11_OK;
 	return P11_OK;
 }
@@ -518,17 +503,6 @@ static int load_metadata(struct meta_object *const *sorted, size_t n,
 
 /* ---- unwrap paths ---- */
 
-/* Whether the token offers mechanism m for use (CKF_DECRYPT, CKF_SIGN). */
-static bool mech_offers(struct p11_keystore *ks, CK_MECHANISM_TYPE m,
-			CK_FLAGS use)
-{
-	CK_MECHANISM_INFO mi;
-
-	return ks->fn->C_GetMechanismInfo(p11_token_slot(ks->tok), m, &mi) ==
-		       CKR_OK &&
-	       (mi.flags & use);
-}
-
 /*
  * True if the token decrypts an OAEP ciphertext made by OpenSSL for alg
  * with its own mechanism. Needs admin_lock.
@@ -537,19 +511,16 @@ static bool probe_native_oaep(struct p11_keystore *ks,
 			      const struct key_version *v, enum p11_alg alg)
 {
 	unsigned char msg[32], ct[P11_MODULUS_MAX], pt[P11_MODULUS_MAX];
-	CK_RSA_PKCS_OAEP_PARAMS params;
-	CK_MECHANISM mech = { CKM_RSA_PKCS_OAEP, &params, sizeof(params) };
-	size_t ctlen;
-	CK_ULONG ptlen = sizeof(pt);
-	bool ok = false;
+	enum p11_mech mech = p11_alg_mech(alg);
+	size_t ctlen, ptlen;
+	bool ok = false, began;
 
-	if (!mech_offers(ks, CKM_RSA_PKCS_OAEP, CKF_DECRYPT) ||
+	if (!p11_mech_offered(ks->tok, mech, true) ||
 	    RAND_bytes(msg, sizeof(msg)) != 1 ||
 	    p11_public_encrypt(v->pub, alg, msg, sizeof(msg), ct, &ctlen) != 0)
 		return false;
-	p11_oaep_params(alg, &params);
-	if (ks->fn->C_DecryptInit(ks->admin, &mech, v->priv) == CKR_OK &&
-	    ks->fn->C_Decrypt(ks->admin, ct, ctlen, pt, &ptlen) == CKR_OK)
+	if (p11_decrypt(ks->tok, ks->admin, v->priv, mech, ct, ctlen, pt,
+			sizeof(pt), &ptlen, &began) == CKR_OK)
 		ok = ptlen == sizeof(msg) && memcmp(pt, msg, ptlen) == 0;
 	kb_wipe(pt, sizeof(pt));
 	return ok;
@@ -559,16 +530,13 @@ static bool probe_native_oaep(struct p11_keystore *ks,
 static CK_OBJECT_HANDLE find_kdk_secret(struct p11_keystore *ks,
 					struct p11_findings *f)
 {
-	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_LABEL, KDK_LABEL, sizeof(KDK_LABEL) - 1 },
-	};
+	struct p11_match m = { .cls = P11_CLASS_SECRET_KEY,
+			       .label = KDK_LABEL };
 	CK_OBJECT_HANDLE *objs, h = CK_INVALID_HANDLE;
 	size_t n;
 
 	/* All of that label, private or not: one only, and protected. */
-	if (p11_find_all(ks, t, 2, &objs, &n) != P11_OK)
+	if (p11_find(ks->tok, ks->admin, &m, &objs, &n) != P11_OK)
 		return CK_INVALID_HANDLE;
 	if (n > 1)
 		p11_note(f, "%zu secret keys are labelled '%s'; RSA1_5 is off",
@@ -584,7 +552,7 @@ static CK_OBJECT_HANDLE find_kdk_secret(struct p11_keystore *ks,
 static void probe_paths(struct p11_keystore *ks, struct catalog *c,
 			struct p11_findings *f)
 {
-	bool raw = mech_offers(ks, CKM_RSA_X_509, CKF_DECRYPT);
+	bool raw = p11_mech_offered(ks->tok, P11_MECH_RSA_RAW, true);
 	enum p11_alg alg;
 
 	for (alg = 0; alg < P11_ALG_COUNT; alg++)
@@ -604,7 +572,7 @@ static void probe_paths(struct p11_keystore *ks, struct catalog *c,
 	 * Bleichenbacher oracle. Only raw RSA with implicit rejection.
 	 */
 	if (raw && c->kdk_secret != CK_INVALID_HANDLE &&
-	    mech_offers(ks, CKM_SHA256_HMAC, CKF_SIGN))
+	    p11_mech_offered(ks->tok, P11_MECH_SHA256_HMAC, false))
 		c->path[P11_ALG_RSA1_5] = P11_PATH_RAW_PKCS1;
 }
 
@@ -637,32 +605,29 @@ static void objects_free(struct objects *o)
 /* Finds the objects of every key version and reads them. Needs admin_lock. */
 static int objects_read(struct p11_keystore *ks, struct objects *o)
 {
-	CK_OBJECT_CLASS cpriv = CKO_PRIVATE_KEY, cpub = CKO_PUBLIC_KEY,
-			cdata = CKO_DATA;
-	CK_KEY_TYPE krsa = CKK_RSA;
-	CK_BBOOL yes = CK_TRUE;
 	/*
 	 * Private keys of every kind are looked at (public ones are refused
 	 * by name); metadata only as private objects: public ones can be
 	 * written without the PIN and are not ours.
 	 */
-	CK_ATTRIBUTE tpriv[] = { { CKA_CLASS, &cpriv, sizeof(cpriv) },
-				 { CKA_KEY_TYPE, &krsa, sizeof(krsa) } };
-	CK_ATTRIBUTE tpub[] = { { CKA_CLASS, &cpub, sizeof(cpub) },
-				{ CKA_KEY_TYPE, &krsa, sizeof(krsa) } };
-	CK_ATTRIBUTE tdata[] = {
-		{ CKA_CLASS, &cdata, sizeof(cdata) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_APPLICATION, META_APPLICATION,
-		  sizeof(META_APPLICATION) - 1 },
-	};
+	struct p11_match mpriv = { .cls = P11_CLASS_PRIVATE_KEY,
+				   .type = P11_TYPE_RSA };
+	struct p11_match mpub = { .cls = P11_CLASS_PUBLIC_KEY,
+				  .type = P11_TYPE_RSA };
+	struct p11_match mdata = { .cls = P11_CLASS_DATA,
+				   .application = META_APPLICATION,
+				   .private_only = true };
+	struct p11_object *scratch = NULL;
 	char *text;
 	size_t i, len;
 	int r;
 
-	if ((r = p11_find_all(ks, tpriv, 2, &o->privs, &o->nprivs)) != 0 ||
-	    (r = p11_find_all(ks, tpub, 2, &o->pubs, &o->npubs)) != 0 ||
-	    (r = p11_find_all(ks, tdata, 3, &o->metas, &o->nmetas)) != 0)
+	if ((r = p11_find(ks->tok, ks->admin, &mpriv, &o->privs, &o->nprivs)) !=
+		    0 ||
+	    (r = p11_find(ks->tok, ks->admin, &mpub, &o->pubs, &o->npubs)) !=
+		    0 ||
+	    (r = p11_find(ks->tok, ks->admin, &mdata, &o->metas, &o->nmetas)) !=
+		    0)
 		return r;
 	if ((o->priv = calloc(o->nprivs + 1, sizeof(*o->priv))) == NULL ||
 	    (o->pub = calloc(o->npubs + 1, sizeof(*o->pub))) == NULL ||
@@ -672,18 +637,21 @@ static int objects_read(struct p11_keystore *ks, struct objects *o)
 	    (o->meta_sorted = calloc(o->nmetas + 1, sizeof(*o->meta_sorted))) ==
 		    NULL)
 		return P11_ERR_NOMEM;
-	for (i = 0; i < o->nprivs; i++)
-		if ((r = read_key_object(ks, o->privs[i], i, true,
-					 &o->priv[i])) != P11_OK)
-			return r;
-	for (i = 0; i < o->npubs; i++) {
-		if ((r = read_key_object(ks, o->pubs[i], i, false,
-					 &o->pub[i])) != P11_OK)
-			return r;
+	if ((scratch = malloc(sizeof(*scratch))) == NULL)
+		return P11_ERR_NOMEM;
+	for (i = 0, r = P11_OK; i < o->nprivs && r == P11_OK; i++)
+		r = read_key_object(ks, o->privs[i], i, true, scratch,
+				    &o->priv[i]);
+	for (i = 0; i < o->npubs && r == P11_OK; i++) {
+		r = read_key_object(ks, o->pubs[i], i, false, scratch,
+				    &o->pub[i]);
 		/* Objects that are not ours are passed over. */
-		if (o->pub[i].named)
+		if (r == P11_OK && o->pub[i].named)
 			o->pub_sorted[o->npub_sorted++] = &o->pub[i];
 	}
+	free(scratch);
+	if (r != P11_OK)
+		return r;
 	if ((text = malloc(META_MAX)) == NULL)
 		return P11_ERR_NOMEM;
 	for (i = 0; i < o->nmetas; i++) {
@@ -740,7 +708,7 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 		memcpy(v->info.version, k->version, sizeof(k->version));
 		snprintf(what, sizeof(what), "key %s version %s", k->name,
 			 k->version);
-		if (!p11_protection_judge(k->prot, what, &f))
+		if (!p11_protection_judge(k->have, k->set, what, &f))
 			continue;
 		if (load_public(k, o.pub_sorted, o.npub_sorted, v, &f) !=
 		    P11_OK)

@@ -161,9 +161,11 @@ int p11_confirm(const struct p11_confirm_target *t,
 		if (want[i].id_len > P11_CONFIRM_ID_MAX)
 			return P11_ERR_PARAM;
 		snprintf(cls[i], sizeof(cls[i]), "%lu",
-			 (unsigned long)want[i].cls);
+			 (unsigned long)p11_class_ck(want[i].cls));
 		snprintf(type[i], sizeof(type[i]), "%lu",
-			 (unsigned long)want[i].value_type);
+			 (unsigned long)(want[i].value_attr == P11_A_MODULUS ?
+						 CKA_MODULUS :
+						 CKA_VALUE));
 		id[i][0] = digest[i][0] = '\0';
 		if (want[i].id != NULL)
 			kb_hex_encode(id[i], want[i].id, want[i].id_len);

@@ -18,6 +18,8 @@
 #include <p11-kit/pkcs11.h>
 #include <stddef.h>
 
+#include "p11_object.h"
+
 #define P11_CONFIRM_COMMAND "__confirm-token-write"
 #define P11_CONFIRM_MAX 4 /* objects in one check */
 #define P11_CONFIRM_ID_MAX 64 /* bytes of a CKA_ID to look for */
@@ -33,13 +35,16 @@ enum p11_confirm_status {
 
 /* One object a fresh load must find. */
 struct p11_expect {
-	CK_OBJECT_CLASS cls;
+	enum p11_class cls;
 	const char *label; /* CKA_LABEL */
 	const unsigned char *id; /* CKA_ID, or NULL */
 	size_t id_len;
 	const char *application; /* CKA_APPLICATION, or NULL */
-	/* An attribute that must read back as value[0..value_len). */
-	CK_ATTRIBUTE_TYPE value_type;
+	/*
+	 * An attribute that must read back as value[0..value_len):
+	 * P11_A_VALUE or P11_A_MODULUS.
+	 */
+	unsigned int value_attr;
 	const void *value; /* NULL: none */
 	size_t value_len;
 	const char *what; /* for messages: "the new metadata object" */

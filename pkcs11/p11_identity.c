@@ -47,17 +47,15 @@ static EVP_PKEY *ec_public_key(const unsigned char *pt, size_t len)
 	return pkey;
 }
 
-int p11_es256_sign(CK_FUNCTION_LIST *fn, CK_SESSION_HANDLE h,
+int p11_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
 		   CK_OBJECT_HANDLE key, const unsigned char *digest,
 		   unsigned char *sig)
 {
-	CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
-	CK_ULONG n = 64;
+	size_t n;
 	CK_RV rv;
 
-	if ((rv = fn->C_SignInit(h, &mech, key)) != CKR_OK ||
-	    (rv = fn->C_Sign(h, (unsigned char *)digest, 32, sig, &n)) !=
-		    CKR_OK)
+	if ((rv = p11_sign(tok, h, key, P11_MECH_ECDSA, digest, 32, sig, 64,
+			   &n)) != CKR_OK)
 		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
 						  P11_ERR_UNSUPPORTED;
 	return n == 64 ? P11_OK : P11_ERR_UNSUPPORTED;
@@ -79,7 +77,7 @@ static bool pair_matches(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
 	int len;
 
 	if (RAND_bytes(digest, sizeof(digest)) != 1 ||
-	    p11_es256_sign(ks->fn, ks->admin, priv, digest, sig) != P11_OK ||
+	    p11_es256_sign(ks->tok, ks->admin, priv, digest, sig) != P11_OK ||
 	    (es = ECDSA_SIG_new()) == NULL ||
 	    (r = BN_bin2bn(sig, 32, NULL)) == NULL ||
 	    (s = BN_bin2bn(sig + 32, 32, NULL)) == NULL ||
@@ -104,9 +102,11 @@ out:
 /* True if key allows no decrypt, unwrap or derive (all read back). */
 static bool signs_only(struct p11_keystore *ks, CK_OBJECT_HANDLE key)
 {
-	return p11_get_bool(ks, key, CKA_DECRYPT) == 0 &&
-	       p11_get_bool(ks, key, CKA_UNWRAP) == 0 &&
-	       p11_get_bool(ks, key, CKA_DERIVE) == 0;
+	const unsigned int uses = P11_A_DECRYPT | P11_A_UNWRAP | P11_A_DERIVE;
+	struct p11_object o;
+
+	p11_read(ks->tok, ks->admin, key, uses, &o);
+	return (o.have & uses) == uses && (o.set & uses) == 0;
 }
 
 /*
@@ -116,26 +116,21 @@ static bool signs_only(struct p11_keystore *ks, CK_OBJECT_HANDLE key)
 static int load_issuer(struct p11_keystore *ks, struct catalog *c,
 		       struct p11_findings *f)
 {
-	CK_OBJECT_CLASS cpriv = CKO_PRIVATE_KEY, cpub = CKO_PUBLIC_KEY;
-	CK_KEY_TYPE kec = CKK_EC;
 	/* Every object of the label: planted ones are refused by name. */
-	CK_ATTRIBUTE tpriv[] = {
-		{ CKA_CLASS, &cpriv, sizeof(cpriv) },
-		{ CKA_KEY_TYPE, &kec, sizeof(kec) },
-		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
-	};
-	CK_ATTRIBUTE tpub[] = {
-		{ CKA_CLASS, &cpub, sizeof(cpub) },
-		{ CKA_KEY_TYPE, &kec, sizeof(kec) },
-		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
-	};
-	unsigned char id[KB_VERSION_BYTES], pubid[KB_VERSION_BYTES], pt[80];
+	struct p11_match mpriv = { .cls = P11_CLASS_PRIVATE_KEY,
+				   .type = P11_TYPE_EC,
+				   .label = ISSUER_LABEL };
+	struct p11_match mpub = { .cls = P11_CLASS_PUBLIC_KEY,
+				  .type = P11_TYPE_EC,
+				  .label = ISSUER_LABEL };
 	CK_OBJECT_HANDLE *privs = NULL, *pubs = NULL;
-	size_t nprivs, npubs, idlen, pubidlen, ptlen;
+	struct p11_object *po = NULL, *pp = NULL;
+	size_t nprivs, npubs;
 	int r;
 
-	if ((r = p11_find_all(ks, tpriv, 3, &privs, &nprivs)) != P11_OK ||
-	    (r = p11_find_all(ks, tpub, 3, &pubs, &npubs)) != P11_OK)
+	if ((r = p11_find(ks->tok, ks->admin, &mpriv, &privs, &nprivs)) !=
+		    P11_OK ||
+	    (r = p11_find(ks->tok, ks->admin, &mpub, &pubs, &npubs)) != P11_OK)
 		goto out;
 	r = P11_ERR_NOT_FOUND;
 	if (nprivs > 1 || npubs > 1)
@@ -154,15 +149,22 @@ static int load_issuer(struct p11_keystore *ks, struct catalog *c,
 		p11_note(f, "the token-signing key also allows decrypt, unwrap "
 			    "or derive (made by an older keybroker); the "
 			    "broker only signs with it");
-	if (p11_get_attr(ks, privs[0], CKA_ID, id, sizeof(id), &idlen) !=
+	if ((po = malloc(sizeof(*po))) == NULL ||
+	    (pp = malloc(sizeof(*pp))) == NULL) {
+		r = P11_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = p11_read(ks->tok, ks->admin, privs[0], P11_A_ID, po)) !=
 		    P11_OK ||
-	    idlen != sizeof(id) ||
-	    p11_get_attr(ks, pubs[0], CKA_ID, pubid, sizeof(pubid),
-			 &pubidlen) != P11_OK ||
-	    pubidlen != idlen || memcmp(id, pubid, idlen) != 0 ||
-	    p11_get_attr(ks, pubs[0], CKA_EC_POINT, pt, sizeof(pt), &ptlen) !=
-		    P11_OK ||
-	    (c->issuer_pub = ec_public_key(pt, ptlen)) == NULL) {
+	    (r = p11_read(ks->tok, ks->admin, pubs[0],
+			  P11_A_ID | P11_A_EC_POINT, pp)) != P11_OK)
+		goto out;
+	if (!(po->have & P11_A_ID) || po->id_len != KB_VERSION_BYTES ||
+	    !(pp->have & P11_A_ID) || pp->id_len != po->id_len ||
+	    memcmp(po->id, pp->id, po->id_len) != 0 ||
+	    !(pp->have & P11_A_EC_POINT) ||
+	    (c->issuer_pub = ec_public_key(pp->ec_point, pp->ec_point_len)) ==
+		    NULL) {
 		p11_note(f, "the token-signing key's public object is not "
 			    "its own (ID or point); refused");
 		r = P11_ERR_PARAM;
@@ -177,9 +179,11 @@ static int load_issuer(struct p11_keystore *ks, struct catalog *c,
 		goto out;
 	}
 	c->issuer_priv = privs[0];
-	kb_hex_encode(c->issuer_kid, id, sizeof(id));
+	kb_hex_encode(c->issuer_kid, po->id, KB_VERSION_BYTES);
 	r = P11_OK;
 out:
+	free(po);
+	free(pp);
 	free(privs);
 	free(pubs);
 	return r;
@@ -205,38 +209,38 @@ static int str_cmp(const void *a, const void *b)
 /* Reads the revoked jtis into c, sorted. Needs admin_lock. */
 static int load_revoked(struct p11_keystore *ks, struct catalog *c)
 {
-	CK_OBJECT_CLASS cdata = CKO_DATA;
-	CK_BBOOL yes = CK_TRUE;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cdata, sizeof(cdata) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_APPLICATION, REVOKED_APPLICATION,
-		  sizeof(REVOKED_APPLICATION) - 1 },
-	};
+	struct p11_match m = { .cls = P11_CLASS_DATA,
+			       .application = REVOKED_APPLICATION,
+			       .private_only = true };
 	CK_OBJECT_HANDLE *objs;
-	char jti[P11_JTI_MAX + 1];
-	size_t n, i, len;
+	struct p11_object *o;
+	size_t n, i;
 	int r;
 
-	if ((r = p11_find_all(ks, t, 3, &objs, &n)) != P11_OK)
+	_Static_assert(P11_JTI_MAX <= P11_LABEL_MAX, "a jti is a label");
+	if ((r = p11_find(ks->tok, ks->admin, &m, &objs, &n)) != P11_OK)
 		return r;
-	if (n > 0 && (c->revoked = calloc(n, sizeof(*c->revoked))) == NULL) {
+	if ((o = malloc(sizeof(*o))) == NULL ||
+	    (n > 0 && (c->revoked = calloc(n, sizeof(*c->revoked))) == NULL)) {
+		free(o);
 		free(objs);
 		return P11_ERR_NOMEM;
 	}
-	for (i = 0; i < n; i++) {
-		if (p11_get_attr(ks, objs[i], CKA_LABEL, jti, P11_JTI_MAX,
-				 &len) != P11_OK ||
-		    len == 0)
+	for (i = 0; i < n && r == P11_OK; i++) {
+		if ((r = p11_read(ks->tok, ks->admin, objs[i], P11_A_LABEL,
+				  o)) != P11_OK ||
+		    !(o->have & P11_A_LABEL) || o->label_len == 0 ||
+		    o->label_len > P11_JTI_MAX)
 			continue;
-		jti[len] = '\0';
-		if ((c->revoked[c->n_revoked] = strdup(jti)) == NULL) {
-			free(objs);
-			return P11_ERR_NOMEM;
-		}
-		c->n_revoked++;
+		if ((c->revoked[c->n_revoked] = strdup(o->label)) == NULL)
+			r = P11_ERR_NOMEM;
+		else
+			c->n_revoked++;
 	}
+	free(o);
 	free(objs);
+	if (r != P11_OK)
+		return r;
 	if (c->n_revoked > 1)
 		qsort(c->revoked, c->n_revoked, sizeof(*c->revoked), str_cmp);
 	return P11_OK;
@@ -364,7 +368,7 @@ int p11_keystore_revoke(struct p11_keystore *ks, const char *jti, char *err,
 	 * A revocation that was not confirmed stays in the token: if it did
 	 * reach storage it is wanted, and revoking too much fails closed.
 	 */
-	if ((r = p11_store_check_space(ks->fn, err, errlen)) == P11_OK)
+	if ((r = p11_token_check_space(ks->tok, err, errlen)) == P11_OK)
 		r = p11_create_confirmed(ks, REVOKED_APPLICATION, jti, text,
 					 true, "the revocation", &obj, err,
 					 errlen);

@@ -22,13 +22,13 @@
 
 #include "p11_confirm.h"
 #include "p11_key.h"
+#include "p11_object.h"
 #include "p11_token.h"
 
 #define META_APPLICATION "keybroker:key-version"
 #define KDK_LABEL "keybroker-rsa1_5-kdk"
 #define ISSUER_LABEL "keybroker-issuer"
 #define META_MAX 4096
-#define FIND_BATCH 64
 #define RECOVER_INTERVAL_S 1
 #define MISS_RELOAD_INTERVAL_S 2
 
@@ -60,7 +60,6 @@ struct catalog {
 
 struct p11_keystore {
 	struct p11_token *tok;
-	CK_FUNCTION_LIST *fn;
 	bool allow_rsa1_5;
 	/* How writes are confirmed by a fresh load (p11_confirm.h). */
 	struct p11_confirm_target confirm; /* .exe NULL: they cannot be */
@@ -126,45 +125,24 @@ struct p11_findings {
 void p11_note(struct p11_findings *f, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Every object matching tmpl, on the admin session. Needs admin_lock. */
-int p11_find_all(struct p11_keystore *ks, CK_ATTRIBUTE *tmpl, CK_ULONG ntmpl,
-		 CK_OBJECT_HANDLE **out, size_t *count);
-/* One attribute of at most max bytes. Needs admin_lock. */
-int p11_get_attr(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
-		 CK_ATTRIBUTE_TYPE type, void *buf, size_t max, size_t *len);
 /*
  * Whether any object of any class has CKA_LABEL label: objects of the
  * broker's fixed labels are made only where none is. Needs admin_lock.
  */
 int p11_label_taken(struct p11_keystore *ks, const char *label, bool *taken);
 /*
- * Several attributes of obj in one call, into the buffers of t[0..n):
- * each one the module cannot return (absent, sensitive, larger than its
- * buffer) comes back with ulValueLen CK_UNAVAILABLE_INFORMATION, and
- * so does every one if the call fails (P11_ERR_HSM if the token is
- * gone, P11_ERR_PARAM otherwise). Needs admin_lock.
- */
-int p11_get_attrs(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
-		  CK_ATTRIBUTE *t, size_t n);
-/* A CK_BBOOL attribute: 1, 0, or -1 if unreadable. Needs admin_lock. */
-int p11_get_bool(struct p11_keystore *ks, CK_OBJECT_HANDLE obj,
-		 CK_ATTRIBUTE_TYPE type);
-/*
  * Whether a private key was made to stay in the token: sensitive, never
- * extractable, generated there (CKA_LOCAL). Notes why not in f. Needs
- * admin_lock.
+ * extractable, generated there (CKA_LOCAL). p11_key_protected reads
+ * what it needs (needs admin_lock); p11_protection_judge looks at the
+ * have and set of an object read with P11_PROTECTION_ATTRS. Both note in
+ * f why not.
  */
+#define P11_PROTECTION_ATTRS                                                 \
+	(P11_A_PRIVATE | P11_A_SENSITIVE | P11_A_EXTRACTABLE | P11_A_LOCAL | \
+	 P11_A_ALWAYS_SENSITIVE | P11_A_NEVER_EXTRACTABLE)
 bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
 		       const char *what, struct p11_findings *f);
-/*
- * The same check on attributes read with others: p11_protection_template
- * fills t[0..P11_PROTECTION_ATTRS) to read into vals, and, once read,
- * p11_protection_judge says whether they show such a key (noting in f why
- * not).
- */
-#define P11_PROTECTION_ATTRS 6
-void p11_protection_template(CK_ATTRIBUTE *t, CK_BBOOL *vals);
-bool p11_protection_judge(const CK_ATTRIBUTE *t, const char *what,
+bool p11_protection_judge(unsigned int have, unsigned int set, const char *what,
 			  struct p11_findings *f);
 
 /*
@@ -184,17 +162,11 @@ int p11_create_confirmed(struct p11_keystore *ks, const char *application,
 			 const char *label, const char *value, bool keep,
 			 const char *what, CK_OBJECT_HANDLE *obj, char *err,
 			 size_t errlen);
-/* A new private data object in the token, unconfirmed. Needs admin_lock. */
-CK_RV p11_create_data(struct p11_keystore *ks, const char *application,
-		      const char *label, const char *value,
-		      CK_OBJECT_HANDLE *obj);
-/* Destroys obj; true if it is gone (or never was). Needs admin_lock. */
-bool p11_destroy(struct p11_keystore *ks, CK_OBJECT_HANDLE obj, CK_RV *rv);
 
 /* ---- p11_identity.c ---- */
 
 /* Signs a SHA-256 digest with EC key on session h; r || s into sig. */
-int p11_es256_sign(CK_FUNCTION_LIST *fn, CK_SESSION_HANDLE h,
+int p11_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
 		   CK_OBJECT_HANDLE key, const unsigned char *digest,
 		   unsigned char *sig);
 /* Finds the issuer key and the revoked jtis for c. Needs admin_lock. */

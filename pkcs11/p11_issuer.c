@@ -10,45 +10,11 @@
 #include "p11_issuer.h"
 #include "p11_store.h"
 
-/* DER of the prime256v1 OID, as CKA_EC_PARAMS. */
-static const unsigned char p256_params[] = { 0x06, 0x08, 0x2a, 0x86, 0x48,
-					     0xce, 0x3d, 0x03, 0x01, 0x07 };
-
 int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 			       size_t errlen)
 {
-	CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	unsigned char id[KB_VERSION_BYTES];
 	CK_OBJECT_HANDLE pub, priv;
-	/* Sign-only: every other usage is set false explicitly. */
-	CK_ATTRIBUTE tpub[] = {
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &no, sizeof(no) },
-		{ CKA_MODIFIABLE, &no, sizeof(no) },
-		{ CKA_VERIFY, &yes, sizeof(yes) },
-		{ CKA_VERIFY_RECOVER, &no, sizeof(no) },
-		{ CKA_ENCRYPT, &no, sizeof(no) },
-		{ CKA_WRAP, &no, sizeof(no) },
-		{ CKA_DERIVE, &no, sizeof(no) },
-		{ CKA_EC_PARAMS, (void *)p256_params, sizeof(p256_params) },
-		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
-		{ CKA_ID, id, sizeof(id) },
-	};
-	CK_ATTRIBUTE tpriv[] = {
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_MODIFIABLE, &no, sizeof(no) },
-		{ CKA_SENSITIVE, &yes, sizeof(yes) },
-		{ CKA_EXTRACTABLE, &no, sizeof(no) },
-		{ CKA_SIGN, &yes, sizeof(yes) },
-		{ CKA_SIGN_RECOVER, &no, sizeof(no) },
-		{ CKA_DECRYPT, &no, sizeof(no) },
-		{ CKA_UNWRAP, &no, sizeof(no) },
-		{ CKA_DERIVE, &no, sizeof(no) },
-		{ CKA_LABEL, ISSUER_LABEL, sizeof(ISSUER_LABEL) - 1 },
-		{ CKA_ID, id, sizeof(id) },
-	};
 	bool taken;
 	CK_RV rv;
 	int r;
@@ -56,7 +22,7 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 	if (RAND_bytes(id, sizeof(id)) != 1)
 		return P11_ERR_NOMEM;
 	p11_admin_enter(ks);
-	if ((r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK)
+	if ((r = p11_token_check_space(ks->tok, err, errlen)) != P11_OK)
 		goto out;
 	/* Any object of that label, usable or refused, stays the only one. */
 	if ((r = p11_label_taken(ks, ISSUER_LABEL, &taken)) != P11_OK) {
@@ -71,10 +37,8 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 		r = P11_ERR_CONFLICT;
 		goto out;
 	}
-	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub,
-				       sizeof(tpub) / sizeof(tpub[0]), tpriv,
-				       sizeof(tpriv) / sizeof(tpriv[0]), &pub,
-				       &priv);
+	rv = p11_generate_ec_p256(ks->tok, ks->admin, ISSUER_LABEL, id,
+				  sizeof(id), &pub, &priv);
 	if (rv != CKR_OK) {
 		snprintf(err, errlen, "C_GenerateKeyPair (EC P-256): %s",
 			 p11_rv_name(rv));
@@ -118,7 +82,8 @@ int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
 			return P11_ERR_NOT_FOUND;
 		if (w == NULL) {
 			p11_admin_enter(ks);
-			r = p11_es256_sign(ks->fn, ks->admin, key, digest, sig);
+			r = p11_es256_sign(ks->tok, ks->admin, key, digest,
+					   sig);
 			p11_admin_leave(ks);
 			return r;
 		}
@@ -126,7 +91,7 @@ int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
 			return r;
 		pthread_rwlock_rdlock(&ks->module_lock);
 		if ((r = p11_worker_session(w)) == P11_OK)
-			r = p11_es256_sign(ks->fn, w->h, key, digest, sig);
+			r = p11_es256_sign(ks->tok, w->h, key, digest, sig);
 		pthread_rwlock_unlock(&ks->module_lock);
 		if (r != P11_ERR_HSM ||
 		    p11_keystore_recover(ks, w->gen) != P11_OK)

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
-#include <string.h>
 
 #include "p11_key.h"
 
@@ -33,12 +32,10 @@ const char *p11_alg_name(enum p11_alg alg)
 	}
 }
 
-void p11_oaep_params(enum p11_alg alg, CK_RSA_PKCS_OAEP_PARAMS *p)
+enum p11_mech p11_alg_mech(enum p11_alg alg)
 {
-	memset(p, 0, sizeof(*p));
-	p->hashAlg = alg == P11_ALG_RSA_OAEP ? CKM_SHA_1 : CKM_SHA256;
-	p->mgf = alg == P11_ALG_RSA_OAEP ? CKG_MGF1_SHA1 : CKG_MGF1_SHA256;
-	p->source = CKZ_DATA_SPECIFIED;
+	return alg == P11_ALG_RSA_OAEP ? P11_MECH_RSA_OAEP_SHA1 :
+					 P11_MECH_RSA_OAEP_SHA256;
 }
 
 const EVP_MD *p11_alg_md(enum p11_alg alg)

@@ -15,9 +15,8 @@
 #include <stdint.h>
 
 #include "kb_kid.h"
+#include "p11_object.h"
 #include "p11_token.h"
-
-#define P11_MODULUS_MAX 512 /* 4096-bit keys */
 
 enum p11_alg {
 	P11_ALG_RSA_OAEP, /* OAEP, SHA-1 and MGF1-SHA-1 */
@@ -66,8 +65,8 @@ struct p11_key_info {
 const char *p11_path_name(enum p11_path path);
 const char *p11_alg_name(enum p11_alg alg);
 
-/* The token's OAEP parameters for alg (RSA-OAEP or RSA-OAEP-256). */
-void p11_oaep_params(enum p11_alg alg, CK_RSA_PKCS_OAEP_PARAMS *p);
+/* The token's own mechanism for alg (RSA-OAEP or RSA-OAEP-256). */
+enum p11_mech p11_alg_mech(enum p11_alg alg);
 /* The hash of alg's OAEP and MGF1. */
 const EVP_MD *p11_alg_md(enum p11_alg alg);
 

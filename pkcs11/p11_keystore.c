@@ -41,7 +41,7 @@ int p11_keystore_recover(struct p11_keystore *ks, unsigned int seen_gen)
 
 	/* No other thread is inside the module past this point. */
 	pthread_rwlock_wrlock(&ks->module_lock);
-	ks->fn->C_CloseAllSessions(p11_token_slot(ks->tok));
+	p11_token_close_all_sessions(ks->tok);
 	r = p11_token_select(ks->tok, err, sizeof(err));
 	if (r != P11_OK &&
 	    (r = p11_token_reinitialise(ks->tok, err, sizeof(err))) == P11_OK)
@@ -121,30 +121,6 @@ static int check_usable(const struct p11_key_info *info, bool wrapping)
 
 int p11_keystore_ensure_rsa15_secret(struct p11_keystore *ks)
 {
-	CK_MECHANISM mech = { CKM_GENERIC_SECRET_KEY_GEN, NULL, 0 };
-	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-	CK_KEY_TYPE type = CKK_GENERIC_SECRET;
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_ULONG len = 32;
-	/* HMAC-only: it signs (derives KDKs) and does nothing else. */
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_KEY_TYPE, &type, sizeof(type) },
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_MODIFIABLE, &no, sizeof(no) },
-		{ CKA_SENSITIVE, &yes, sizeof(yes) },
-		{ CKA_EXTRACTABLE, &no, sizeof(no) },
-		{ CKA_SIGN, &yes, sizeof(yes) },
-		{ CKA_VERIFY, &no, sizeof(no) },
-		{ CKA_ENCRYPT, &no, sizeof(no) },
-		{ CKA_DECRYPT, &no, sizeof(no) },
-		{ CKA_WRAP, &no, sizeof(no) },
-		{ CKA_UNWRAP, &no, sizeof(no) },
-		{ CKA_DERIVE, &no, sizeof(no) },
-		{ CKA_VALUE_LEN, &len, sizeof(len) },
-		{ CKA_LABEL, KDK_LABEL, sizeof(KDK_LABEL) - 1 },
-	};
 	CK_OBJECT_HANDLE h;
 	bool taken;
 	CK_RV rv;
@@ -157,8 +133,8 @@ int p11_keystore_ensure_rsa15_secret(struct p11_keystore *ks)
 	 */
 	if ((r = p11_label_taken(ks, KDK_LABEL, &taken)) != P11_OK || taken)
 		goto out;
-	rv = ks->fn->C_GenerateKey(ks->admin, &mech, t,
-				   sizeof(t) / sizeof(t[0]), &h);
+	/* HMAC-only: it signs (derives KDKs) and does nothing else. */
+	rv = p11_generate_hmac_secret(ks->tok, ks->admin, KDK_LABEL, 32, &h);
 	if (rv != CKR_OK) {
 		kb_warn("cannot make the RSA1_5 secret in the token (%s); "
 			"RSA1_5 stays unavailable",
@@ -183,19 +159,17 @@ static int derive_kdk(struct p11_worker *w, CK_OBJECT_HANDLE secret,
 		      const struct key_version *v, const unsigned char *in,
 		      size_t inlen, unsigned char *kdk)
 {
-	CK_FUNCTION_LIST *fn = w->ks->fn;
-	CK_MECHANISM mech = { CKM_SHA256_HMAC, NULL, 0 };
 	unsigned char data[KB_VERSION_BYTES + P11_MODULUS_MAX];
-	CK_ULONG n = KB_PKCS1_KDK_LEN;
+	size_t n;
 	CK_RV rv;
 
 	if (inlen > P11_MODULUS_MAX ||
 	    kb_hex_decode(data, KB_VERSION_BYTES, v->info.version) != 0)
 		return P11_ERR_PARAM;
 	memcpy(data + KB_VERSION_BYTES, in, inlen);
-	if ((rv = fn->C_SignInit(w->h, &mech, secret)) != CKR_OK ||
-	    (rv = fn->C_Sign(w->h, data, KB_VERSION_BYTES + inlen, kdk, &n)) !=
-		    CKR_OK)
+	if ((rv = p11_sign(w->ks->tok, w->h, secret, P11_MECH_SHA256_HMAC, data,
+			   KB_VERSION_BYTES + inlen, kdk, KB_PKCS1_KDK_LEN,
+			   &n)) != CKR_OK)
 		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
 						  P11_ERR_UNSUPPORTED;
 	return n == KB_PKCS1_KDK_LEN ? P11_OK : P11_ERR_UNSUPPORTED;
@@ -243,7 +217,6 @@ int p11_keystore_open(const struct p11_keystore_params *params,
 	if ((r = p11_token_load(params->module, params->token_uri, &ks->tok,
 				err, errlen)) != P11_OK)
 		goto out_free;
-	ks->fn = p11_token_functions(ks->tok);
 	if ((r = p11_token_read_pin(ks->tok, params->pin_file, err, errlen)) !=
 	    P11_OK)
 		goto out_free;
@@ -377,28 +350,22 @@ static int unwrap_once(struct p11_worker *w, const struct key_version *v,
 		       const unsigned char *in, size_t inlen,
 		       unsigned char *out, size_t *outlen)
 {
-	CK_FUNCTION_LIST *fn = w->ks->fn;
 	enum p11_path path = v->info.path[alg];
-	CK_RSA_PKCS_OAEP_PARAMS params;
-	CK_MECHANISM mech = { CKM_RSA_X_509, NULL, 0 };
 	unsigned char em[P11_MODULUS_MAX], kdk[KB_PKCS1_KDK_LEN];
-	CK_ULONG n = sizeof(em);
-	size_t k = v->info.nlen;
+	size_t n, k = v->info.nlen;
+	bool began;
 	CK_RV rv;
 	int r = P11_ERR_CIPHERTEXT;
 
-	if (path == P11_PATH_NATIVE) {
-		p11_oaep_params(alg, &params);
-		mech.mechanism = CKM_RSA_PKCS_OAEP;
-		mech.pParameter = &params;
-		mech.ulParameterLen = sizeof(params);
-	}
-	if ((rv = fn->C_DecryptInit(w->h, &mech, v->priv)) != CKR_OK) {
+	rv = p11_decrypt(w->ks->tok, w->h, v->priv,
+			 path == P11_PATH_NATIVE ? p11_alg_mech(alg) :
+						   P11_MECH_RSA_RAW,
+			 in, inlen, em, sizeof(em), &n, &began);
+	if (rv != CKR_OK && !began) {
 		r = p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
 					       P11_ERR_UNSUPPORTED;
 		goto out;
 	}
-	rv = fn->C_Decrypt(w->h, (unsigned char *)in, inlen, em, &n);
 	if (rv != CKR_OK) {
 		if (p11_rv_is_token_lost(rv))
 			r = P11_ERR_HSM;
@@ -590,7 +557,7 @@ static void undo_create(struct p11_keystore *ks, const CK_OBJECT_HANDLE *objs,
 	CK_RV rv, failed = CKR_OK;
 
 	for (i = 0; i < n; i++)
-		if (!p11_destroy(ks, objs[i], &rv)) {
+		if ((rv = p11_destroy(ks->tok, ks->admin, objs[i])) != CKR_OK) {
 			gone = false;
 			failed = rv;
 		}
@@ -614,19 +581,27 @@ static int confirm_version(struct p11_keystore *ks, const char *name,
 {
 	unsigned char n[P11_MODULUS_MAX];
 	struct p11_expect want[3] = {
-		{ CKO_PRIVATE_KEY, name, id, KB_VERSION_BYTES, NULL,
-		  CKA_MODULUS, n, 0, "the new private key" },
-		{ CKO_PUBLIC_KEY, name, id, KB_VERSION_BYTES, NULL, CKA_MODULUS,
-		  n, 0, "the new public key" },
-		{ CKO_DATA, name, NULL, 0, META_APPLICATION, CKA_VALUE, meta,
-		  strlen(meta), "the new metadata object" },
+		{ P11_CLASS_PRIVATE_KEY, name, id, KB_VERSION_BYTES, NULL,
+		  P11_A_MODULUS, n, 0, "the new private key" },
+		{ P11_CLASS_PUBLIC_KEY, name, id, KB_VERSION_BYTES, NULL,
+		  P11_A_MODULUS, n, 0, "the new public key" },
+		{ P11_CLASS_DATA, name, NULL, 0, META_APPLICATION, P11_A_VALUE,
+		  meta, strlen(meta), "the new metadata object" },
 	};
+	struct p11_object *o;
 	char why[384];
-	size_t nlen;
+	size_t nlen = 0;
 	int r;
 
-	if (p11_get_attr(ks, priv, CKA_MODULUS, n, sizeof(n), &nlen) !=
-	    P11_OK) {
+	if ((o = malloc(sizeof(*o))) == NULL)
+		return P11_ERR_NOMEM;
+	if (p11_read(ks->tok, ks->admin, priv, P11_A_MODULUS, o) == P11_OK &&
+	    (o->have & P11_A_MODULUS)) {
+		nlen = o->modulus_len;
+		memcpy(n, o->modulus, nlen);
+	}
+	free(o);
+	if (nlen == 0) {
 		snprintf(err, errlen,
 			 "the token did not keep the new key pair (is its "
 			 "storage full?): its modulus does not read back");
@@ -653,48 +628,11 @@ static int generate_pair(struct p11_keystore *ks, const char *name,
 			 CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv,
 			 char *err, size_t errlen)
 {
-	static const unsigned char f4[] = { 0x01, 0x00, 0x01 };
-	CK_MECHANISM mech = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_ULONG modbits = bits;
-	/*
-	 * Decrypt-only: the broker wraps with the public key in OpenSSL and
-	 * unwraps with C_Decrypt; every other usage is set false explicitly.
-	 */
-	CK_ATTRIBUTE tpub[] = {
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &no, sizeof(no) },
-		{ CKA_MODIFIABLE, &no, sizeof(no) },
-		{ CKA_ENCRYPT, &no, sizeof(no) },
-		{ CKA_VERIFY, &no, sizeof(no) },
-		{ CKA_VERIFY_RECOVER, &no, sizeof(no) },
-		{ CKA_WRAP, &no, sizeof(no) },
-		{ CKA_DERIVE, &no, sizeof(no) },
-		{ CKA_MODULUS_BITS, &modbits, sizeof(modbits) },
-		{ CKA_PUBLIC_EXPONENT, (void *)f4, sizeof(f4) },
-		{ CKA_LABEL, (void *)name, strlen(name) },
-		{ CKA_ID, (void *)id, KB_VERSION_BYTES },
-	};
-	CK_ATTRIBUTE tpriv[] = {
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_MODIFIABLE, &no, sizeof(no) },
-		{ CKA_SENSITIVE, &yes, sizeof(yes) },
-		{ CKA_EXTRACTABLE, &no, sizeof(no) },
-		{ CKA_DECRYPT, &yes, sizeof(yes) },
-		{ CKA_SIGN, &no, sizeof(no) },
-		{ CKA_SIGN_RECOVER, &no, sizeof(no) },
-		{ CKA_UNWRAP, &no, sizeof(no) },
-		{ CKA_DERIVE, &no, sizeof(no) },
-		{ CKA_LABEL, (void *)name, strlen(name) },
-		{ CKA_ID, (void *)id, KB_VERSION_BYTES },
-	};
 	CK_RV rv;
 
-	rv = ks->fn->C_GenerateKeyPair(ks->admin, &mech, tpub,
-				       sizeof(tpub) / sizeof(tpub[0]), tpriv,
-				       sizeof(tpriv) / sizeof(tpriv[0]), pub,
-				       priv);
+	/* Decrypt-only: wraps are done with the public key in OpenSSL. */
+	rv = p11_generate_rsa(ks->tok, ks->admin, bits, name, id,
+			      KB_VERSION_BYTES, pub, priv);
 	if (rv != CKR_OK) {
 		snprintf(err, errlen,
 			 "the token refused to generate the key pair "
@@ -731,7 +669,7 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 	kb_hex_encode(version, id, sizeof(id));
 
 	p11_admin_enter(ks);
-	if ((r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK ||
+	if ((r = p11_token_check_space(ks->tok, err, errlen)) != P11_OK ||
 	    (r = generate_pair(ks, name, bits, id, &objs[0], &objs[1], err,
 			       errlen)) != P11_OK)
 		goto out_unlock;
@@ -741,8 +679,8 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 		undo_create(ks, objs, 2, err, errlen);
 		goto out_unlock;
 	}
-	if ((rv = p11_create_data(ks, META_APPLICATION, name, meta,
-				  &objs[2])) != CKR_OK) {
+	if ((rv = p11_create_data(ks->tok, ks->admin, META_APPLICATION, name,
+				  meta, strlen(meta), &objs[2])) != CKR_OK) {
 		snprintf(err, errlen,
 			 "storing the key metadata in the token failed: %s",
 			 p11_rv_name(rv));
@@ -776,21 +714,28 @@ static void destroy_replaced(struct p11_keystore *ks,
 			     const char *name, const char *version, char *text)
 {
 	struct p11_key_info mi;
-	size_t i, len;
+	struct p11_object *o;
+	size_t i;
 	CK_RV rv;
 
+	if ((o = malloc(sizeof(*o))) == NULL)
+		return; /* they stay: the newest wins */
 	for (i = 0; i < n; i++) {
 		memset(&mi, 0, sizeof(mi));
-		if (p11_get_attr(ks, metas[i], CKA_VALUE, text, META_MAX,
-				 &len) != P11_OK ||
-		    p11_parse_metadata(text, len, &mi) != P11_OK ||
+		o->value = text;
+		o->value_max = META_MAX;
+		if (p11_read(ks->tok, ks->admin, metas[i], P11_A_VALUE, o) !=
+			    P11_OK ||
+		    !(o->have & P11_A_VALUE) ||
+		    p11_parse_metadata(text, o->value_len, &mi) != P11_OK ||
 		    strcmp(mi.version, version) != 0 ||
-		    p11_destroy(ks, metas[i], &rv))
+		    (rv = p11_destroy(ks->tok, ks->admin, metas[i])) == CKR_OK)
 			continue;
 		kb_warn("key %s version %s: a replaced metadata object was not "
 			"removed (%s); the newest one is used",
 			name, version, p11_rv_name(rv));
 	}
+	free(o);
 }
 
 /*
@@ -803,15 +748,10 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 			   const char *version, bool enabled, char *err,
 			   size_t errlen)
 {
-	CK_OBJECT_CLASS cdata = CKO_DATA;
-	CK_BBOOL yes = CK_TRUE;
-	CK_ATTRIBUTE tmpl[] = {
-		{ CKA_CLASS, &cdata, sizeof(cdata) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_APPLICATION, META_APPLICATION,
-		  sizeof(META_APPLICATION) - 1 },
-		{ CKA_LABEL, (void *)name, strlen(name) },
-	};
+	struct p11_match m = { .cls = P11_CLASS_DATA,
+			       .label = name,
+			       .application = META_APPLICATION,
+			       .private_only = true };
 	CK_OBJECT_HANDLE *metas, old, obj;
 	struct p11_key_info mi;
 	char *text, *out = NULL;
@@ -820,7 +760,7 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 	size_t n, len;
 	int r;
 
-	if ((r = p11_find_all(ks, tmpl, 4, &metas, &n)) != P11_OK)
+	if ((r = p11_find(ks->tok, ks->admin, &m, &metas, &n)) != P11_OK)
 		return r;
 	if ((text = malloc(META_MAX)) == NULL) {
 		r = P11_ERR_NOMEM;
@@ -880,7 +820,7 @@ int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
 		r = P11_ERR_DAMAGED;
 		goto out_unlock;
 	}
-	if ((r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK)
+	if ((r = p11_token_check_space(ks->tok, err, errlen)) != P11_OK)
 		goto out_unlock;
 	r = update_metadata(ks, name, version, enabled, err, errlen);
 	if (r == P11_ERR_NOT_FOUND)
@@ -954,7 +894,7 @@ int p11_keystore_repair_key(struct p11_keystore *ks, const char *name,
 	}
 	p11_catalog_put(ks, c);
 	if (r != P11_OK ||
-	    (r = p11_store_check_space(ks->fn, err, errlen)) != P11_OK)
+	    (r = p11_token_check_space(ks->tok, err, errlen)) != P11_OK)
 		goto out_unlock;
 	if ((text = metadata_text(name, version, created_us, enabled,
 				  (int64_t)time(NULL))) == NULL) {

@@ -469,6 +469,16 @@ int p11_token_reinitialise(struct p11_token *tok, char *err, size_t errlen)
 	return P11_OK;
 }
 
+void p11_token_close_all_sessions(struct p11_token *tok)
+{
+	tok->fn->C_CloseAllSessions(tok->slot);
+}
+
+int p11_token_check_space(struct p11_token *tok, char *err, size_t errlen)
+{
+	return p11_store_check_space(tok->fn, err, errlen);
+}
+
 CK_FUNCTION_LIST *p11_token_functions(const struct p11_token *tok)
 {
 	return tok->fn;

@@ -73,6 +73,15 @@ int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
  */
 int p11_token_reinitialise(struct p11_token *tok, char *err, size_t errlen);
 
+/* Closes every session of this process on the token (for recovery). */
+void p11_token_close_all_sessions(struct p11_token *tok);
+
+/*
+ * Whether the token's storage has room for an admin write (p11_store.h):
+ * P11_OK, or P11_ERR_STORAGE with err saying what is short.
+ */
+int p11_token_check_space(struct p11_token *tok, char *err, size_t errlen);
+
 CK_FUNCTION_LIST *p11_token_functions(const struct p11_token *tok);
 const char *p11_token_label(const struct p11_token *tok);
 CK_SLOT_ID p11_token_slot(const struct p11_token *tok);

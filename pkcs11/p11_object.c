@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: MIT
+#include <stdlib.h>
+#include <string.h>
+
+#include "p11_object.h"
+
+#define FIND_BATCH 64
+
+/* ---- finding ---- */
+
+CK_OBJECT_CLASS p11_class_ck(enum p11_class cls)
+{
+	switch (cls) {
+	case P11_CLASS_PRIVATE_KEY:
+		return CKO_PRIVATE_KEY;
+	case P11_CLASS_PUBLIC_KEY:
+		return CKO_PUBLIC_KEY;
+	case P11_CLASS_SECRET_KEY:
+		return CKO_SECRET_KEY;
+	default:
+		return CKO_DATA;
+	}
+}
+
+int p11_find(struct p11_token *tok, CK_SESSION_HANDLE s,
+	     const struct p11_match *m, CK_OBJECT_HANDLE **out, size_t *count)
+{
+	CK_FUNCTION_LIST *fn = p11_token_functions(tok);
+	CK_OBJECT_CLASS cls = p11_class_ck(m->cls);
+	CK_KEY_TYPE type = m->type == P11_TYPE_RSA ? CKK_RSA : CKK_EC;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE t[5];
+	CK_OBJECT_HANDLE *objs = NULL, *grown;
+	CK_ULONG nt = 0, got;
+	size_t n = 0, cap = 0;
+	CK_RV rv;
+
+	*out = NULL;
+	*count = 0;
+	if (m->cls != P11_CLASS_ANY)
+		t[nt++] = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof(cls) };
+	if (m->type != P11_TYPE_ANY)
+		t[nt++] = (CK_ATTRIBUTE){ CKA_KEY_TYPE, &type, sizeof(type) };
+	if (m->label != NULL)
+		t[nt++] = (CK_ATTRIBUTE){ CKA_LABEL, (void *)m->label,
+					  strlen(m->label) };
+	if (m->application != NULL)
+		t[nt++] = (CK_ATTRIBUTE){ CKA_APPLICATION,
+					  (void *)m->application,
+					  strlen(m->application) };
+	if (m->private_only)
+		t[nt++] = (CK_ATTRIBUTE){ CKA_PRIVATE, &yes, sizeof(yes) };
+	if (fn->C_FindObjectsInit(s, t, nt) != CKR_OK)
+		return P11_ERR_HSM;
+	for (;;) {
+		if (cap - n < FIND_BATCH) {
+			cap += FIND_BATCH * 4;
+			if ((grown = realloc(objs, cap * sizeof(*objs))) ==
+			    NULL) {
+				fn->C_FindObjectsFinal(s);
+				free(objs);
+				return P11_ERR_NOMEM;
+			}
+			objs = grown;
+		}
+		rv = fn->C_FindObjects(s, objs + n, FIND_BATCH, &got);
+		if (rv != CKR_OK) {
+			fn->C_FindObjectsFinal(s);
+			free(objs);
+			return P11_ERR_HSM;
+		}
+		n += got;
+		if (got == 0)
+			break;
+	}
+	fn->C_FindObjectsFinal(s);
+	*out = objs;
+	*count = n;
+	return P11_OK;
+}
+
+/* ---- reading ---- */
+
+static const struct {
+	unsigned int bit;
+	CK_ATTRIBUTE_TYPE type;
+} flag_attrs[] = {
+	{ P11_A_PRIVATE, CKA_PRIVATE },
+	{ P11_A_SENSITIVE, CKA_SENSITIVE },
+	{ P11_A_EXTRACTABLE, CKA_EXTRACTABLE },
+	{ P11_A_LOCAL, CKA_LOCAL },
+	{ P11_A_ALWAYS_SENSITIVE, CKA_ALWAYS_SENSITIVE },
+	{ P11_A_NEVER_EXTRACTABLE, CKA_NEVER_EXTRACTABLE },
+	{ P11_A_DECRYPT, CKA_DECRYPT },
+	{ P11_A_UNWRAP, CKA_UNWRAP },
+	{ P11_A_DERIVE, CKA_DERIVE },
+};
+
+#define NFLAGS (sizeof(flag_attrs) / sizeof(flag_attrs[0]))
+
+int p11_read(struct p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
+	     unsigned int want, struct p11_object *o)
+{
+	CK_ATTRIBUTE t[6 + NFLAGS];
+	unsigned int bit[6 + NFLAGS];
+	CK_BBOOL flags[NFLAGS];
+	CK_ULONG nt = 0, i;
+	size_t zeros;
+	CK_RV rv;
+
+#define WANT(b, ty, buf, size)                                           \
+	do {                                                             \
+		if (want & (b)) {                                        \
+			bit[nt] = (b);                                   \
+			t[nt++] = (CK_ATTRIBUTE){ (ty), (buf), (size) }; \
+		}                                                        \
+	} while (0)
+	WANT(P11_A_LABEL, CKA_LABEL, o->label, P11_LABEL_MAX);
+	WANT(P11_A_ID, CKA_ID, o->id, sizeof(o->id));
+	WANT(P11_A_VALUE, CKA_VALUE, o->value, o->value_max);
+	WANT(P11_A_MODULUS, CKA_MODULUS, o->modulus, sizeof(o->modulus));
+	WANT(P11_A_EXPONENT, CKA_PUBLIC_EXPONENT, o->exponent,
+	     sizeof(o->exponent));
+	WANT(P11_A_EC_POINT, CKA_EC_POINT, o->ec_point, sizeof(o->ec_point));
+	for (i = 0; i < NFLAGS; i++)
+		WANT(flag_attrs[i].bit, flag_attrs[i].type, &flags[i],
+		     sizeof(flags[i]));
+#undef WANT
+	o->have = o->set = 0;
+	rv = p11_token_functions(tok)->C_GetAttributeValue(s, obj, t, nt);
+	switch (rv) {
+	case CKR_OK:
+	case CKR_ATTRIBUTE_SENSITIVE:
+	case CKR_ATTRIBUTE_TYPE_INVALID:
+	case CKR_BUFFER_TOO_SMALL:
+		/* The module marked each attribute it could not return. */
+		break;
+	default:
+		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM : P11_OK;
+	}
+	for (i = 0; i < nt; i++) {
+		if (t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION)
+			continue;
+		if (bit[i] >= P11_A_PRIVATE) { /* a flag */
+			if (t[i].ulValueLen != sizeof(CK_BBOOL))
+				continue;
+			if (*(CK_BBOOL *)t[i].pValue == CK_TRUE)
+				o->set |= bit[i];
+		}
+		o->have |= bit[i];
+		switch (bit[i]) {
+		case P11_A_LABEL:
+			o->label_len = t[i].ulValueLen;
+			o->label[o->label_len] = '\0';
+			break;
+		case P11_A_ID:
+			o->id_len = t[i].ulValueLen;
+			break;
+		case P11_A_VALUE:
+			o->value_len = t[i].ulValueLen;
+			break;
+		case P11_A_MODULUS:
+			/* Some tokens keep leading zero bytes. */
+			for (zeros = 0;
+			     zeros < t[i].ulValueLen && o->modulus[zeros] == 0;
+			     zeros++)
+				;
+			o->modulus_len = t[i].ulValueLen - zeros;
+			memmove(o->modulus, o->modulus + zeros, o->modulus_len);
+			break;
+		case P11_A_EXPONENT:
+			o->exponent_len = t[i].ulValueLen;
+			break;
+		case P11_A_EC_POINT:
+			o->ec_point_len = t[i].ulValueLen;
+			break;
+		}
+	}
+	return P11_OK;
+}
+
+/* ---- writing ---- */
+
+CK_RV p11_create_data(struct p11_token *tok, CK_SESSION_HANDLE s,
+		      const char *application, const char *label,
+		      const void *value, size_t len, CK_OBJECT_HANDLE *obj)
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_APPLICATION, (void *)application, strlen(application) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_VALUE, (void *)value, len },
+	};
+
+	return p11_token_functions(tok)->C_CreateObject(
+		s, t, sizeof(t) / sizeof(t[0]), obj);
+}
+
+CK_RV p11_destroy(struct p11_token *tok, CK_SESSION_HANDLE s,
+		  CK_OBJECT_HANDLE obj)
+{
+	CK_RV rv = p11_token_functions(tok)->C_DestroyObject(s, obj);
+
+	return rv == CKR_OBJECT_HANDLE_INVALID ? CKR_OK : rv;
+}
+
+CK_RV p11_generate_rsa(struct p11_token *tok, CK_SESSION_HANDLE s,
+		       unsigned int bits, const char *label,
+		       const unsigned char *id, size_t idlen,
+		       CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+{
+	static const unsigned char f4[] = { 0x01, 0x00, 0x01 };
+	CK_MECHANISM mech = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ULONG modbits = bits;
+	/*
+	 * Decrypt-only: keybroker wraps with the public key in OpenSSL and
+	 * unwraps with C_Decrypt; every other usage is set false explicitly.
+	 */
+	CK_ATTRIBUTE tpub[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &no, sizeof(no) },
+		{ CKA_MODIFIABLE, &no, sizeof(no) },
+		{ CKA_ENCRYPT, &no, sizeof(no) },
+		{ CKA_VERIFY, &no, sizeof(no) },
+		{ CKA_VERIFY_RECOVER, &no, sizeof(no) },
+		{ CKA_WRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
+		{ CKA_MODULUS_BITS, &modbits, sizeof(modbits) },
+		{ CKA_PUBLIC_EXPONENT, (void *)f4, sizeof(f4) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_ID, (void *)id, idlen },
+	};
+	CK_ATTRIBUTE tpriv[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_MODIFIABLE, &no, sizeof(no) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_DECRYPT, &yes, sizeof(yes) },
+		{ CKA_SIGN, &no, sizeof(no) },
+		{ CKA_SIGN_RECOVER, &no, sizeof(no) },
+		{ CKA_UNWRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_ID, (void *)id, idlen },
+	};
+
+	return p11_token_functions(tok)->C_GenerateKeyPair(
+		s, &mech, tpub, sizeof(tpub) / sizeof(tpub[0]), tpriv,
+		sizeof(tpriv) / sizeof(tpriv[0]), pub, priv);
+}
+
+/* DER of the prime256v1 OID, as CKA_EC_PARAMS. */
+static const unsigned char p256_params[] = { 0x06, 0x08, 0x2a, 0x86, 0x48,
+					     0xce, 0x3d, 0x03, 0x01, 0x07 };
+
+CK_RV p11_generate_ec_p256(struct p11_token *tok, CK_SESSION_HANDLE s,
+			   const char *label, const unsigned char *id,
+			   size_t idlen, CK_OBJECT_HANDLE *pub,
+			   CK_OBJECT_HANDLE *priv)
+{
+	CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	/* Sign-only: every other usage is set false explicitly. */
+	CK_ATTRIBUTE tpub[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &no, sizeof(no) },
+		{ CKA_MODIFIABLE, &no, sizeof(no) },
+		{ CKA_VERIFY, &yes, sizeof(yes) },
+		{ CKA_VERIFY_RECOVER, &no, sizeof(no) },
+		{ CKA_ENCRYPT, &no, sizeof(no) },
+		{ CKA_WRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
+		{ CKA_EC_PARAMS, (void *)p256_params, sizeof(p256_params) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_ID, (void *)id, idlen },
+	};
+	CK_ATTRIBUTE tpriv[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_MODIFIABLE, &no, sizeof(no) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_SIGN_RECOVER, &no, sizeof(no) },
+		{ CKA_DECRYPT, &no, sizeof(no) },
+		{ CKA_UNWRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_ID, (void *)id, idlen },
+	};
+
+	return p11_token_functions(tok)->C_GenerateKeyPair(
+		s, &mech, tpub, sizeof(tpub) / sizeof(tpub[0]), tpriv,
+		sizeof(tpriv) / sizeof(tpriv[0]), pub, priv);
+}
+
+CK_RV p11_generate_hmac_secret(struct p11_token *tok, CK_SESSION_HANDLE s,
+			       const char *label, size_t len,
+			       CK_OBJECT_HANDLE *obj)
+{
+	CK_MECHANISM mech = { CKM_GENERIC_SECRET_KEY_GEN, NULL, 0 };
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ULONG vlen = len;
+	/* HMAC-only: it signs and does nothing else. */
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &type, sizeof(type) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_MODIFIABLE, &no, sizeof(no) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_VERIFY, &no, sizeof(no) },
+		{ CKA_ENCRYPT, &no, sizeof(no) },
+		{ CKA_DECRYPT, &no, sizeof(no) },
+		{ CKA_WRAP, &no, sizeof(no) },
+		{ CKA_UNWRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
+		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+
+	return p11_token_functions(tok)->C_GenerateKey(
+		s, &mech, t, sizeof(t) / sizeof(t[0]), obj);
+}
+
+/* ---- using keys ---- */
+
+/* The mechanism of mech; p holds OAEP's parameters. */
+static CK_MECHANISM mechanism(enum p11_mech mech, CK_RSA_PKCS_OAEP_PARAMS *p)
+{
+	switch (mech) {
+	case P11_MECH_RSA_OAEP_SHA1:
+	case P11_MECH_RSA_OAEP_SHA256:
+		*p = (CK_RSA_PKCS_OAEP_PARAMS){
+			.hashAlg = mech == P11_MECH_RSA_OAEP_SHA1 ? CKM_SHA_1 :
+								    CKM_SHA256,
+			.mgf = mech == P11_MECH_RSA_OAEP_SHA1 ? CKG_MGF1_SHA1 :
+								CKG_MGF1_SHA256,
+			.source = CKZ_DATA_SPECIFIED,
+		};
+		return (CK_MECHANISM){ CKM_RSA_PKCS_OAEP, p, sizeof(*p) };
+	case P11_MECH_ECDSA:
+		return (CK_MECHANISM){ CKM_ECDSA, NULL, 0 };
+	case P11_MECH_SHA256_HMAC:
+		return (CK_MECHANISM){ CKM_SHA256_HMAC, NULL, 0 };
+	default:
+		return (CK_MECHANISM){ CKM_RSA_X_509, NULL, 0 };
+	}
+}
+
+bool p11_mech_offered(struct p11_token *tok, enum p11_mech mech, bool decrypt)
+{
+	CK_RSA_PKCS_OAEP_PARAMS p;
+	CK_MECHANISM m = mechanism(mech, &p);
+	CK_MECHANISM_INFO mi;
+
+	return p11_token_functions(tok)->C_GetMechanismInfo(
+		       p11_token_slot(tok), m.mechanism, &mi) == CKR_OK &&
+	       (mi.flags & (decrypt ? CKF_DECRYPT : CKF_SIGN));
+}
+
+CK_RV p11_decrypt(struct p11_token *tok, CK_SESSION_HANDLE s,
+		  CK_OBJECT_HANDLE key, enum p11_mech mech,
+		  const unsigned char *in, size_t inlen, unsigned char *out,
+		  size_t out_max, size_t *outlen, bool *began)
+{
+	CK_FUNCTION_LIST *fn = p11_token_functions(tok);
+	CK_RSA_PKCS_OAEP_PARAMS p;
+	CK_MECHANISM m = mechanism(mech, &p);
+	CK_ULONG n = out_max;
+	CK_RV rv;
+
+	*outlen = 0;
+	if ((*began = (rv = fn->C_DecryptInit(s, &m, key)) == CKR_OK) == false)
+		return rv;
+	rv = fn->C_Decrypt(s, (unsigned char *)in, inlen, out, &n);
+	*outlen = rv == CKR_OK ? n : 0;
+	return rv;
+}
+
+CK_RV p11_sign(struct p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+	       enum p11_mech mech, const unsigned char *in, size_t inlen,
+	       unsigned char *sig, size_t sig_max, size_t *siglen)
+{
+	CK_FUNCTION_LIST *fn = p11_token_functions(tok);
+	CK_RSA_PKCS_OAEP_PARAMS p;
+	CK_MECHANISM m = mechanism(mech, &p);
+	CK_ULONG n = sig_max;
+	CK_RV rv;
+
+	if ((rv = fn->C_SignInit(s, &m, key)) != CKR_OK)
+		return rv;
+	rv = fn->C_Sign(s, (unsigned char *)in, inlen, sig, &n);
+	*siglen = rv == CKR_OK ? n : 0;
+	return rv;
+}
