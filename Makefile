@@ -42,13 +42,13 @@ COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
 	common/kb_jws.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_store.c pkcs11/p11_confirm.c \
-	pkcs11/p11_object.c \
-	pkcs11/p11_key.c pkcs11/p11_admin.c pkcs11/p11_identity.c \
-	pkcs11/p11_catalog.c pkcs11/p11_keystore.c pkcs11/p11_issuer.c
+	pkcs11/p11_object.c
 BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_conn.c broker/kb_server.c broker/kb_acl.c broker/kb_jwk.c \
 	broker/kb_jwt.c broker/kb_peer.c broker/kb_policy.c broker/kb_rate.c \
-	broker/kb_listen.c broker/kb_admit.c broker/kb_lograte.c broker/kb_admin.c
+	broker/kb_listen.c broker/kb_admit.c broker/kb_lograte.c broker/kb_admin.c \
+	broker/kb_key.c broker/kb_keyadmin.c broker/kb_identity.c \
+	broker/kb_catalog.c broker/kb_keystore.c broker/kb_issuer.c
 CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 	common/kb_kid.c
 
@@ -144,7 +144,7 @@ $(UNIT_BINS):
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
 
 $(B)/tests/kb_bench: $(B)/tests/bench/kb_bench.o $(B)/libkeybroker.a \
-		$(A_PKCS11) $(A_CONFIG) $(A_COMMON)
+		$(A_BROKER) $(A_PKCS11) $(A_CONFIG) $(A_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -170,7 +170,7 @@ $(FZ)/fuzz_config: tests/fuzz/fuzz_config.c $(CONFIG) common/kb_kid.c \
 	common/kb_log.c common/kb_grant.c common/kb_jws.c
 $(FZ)/fuzz_jwks: tests/fuzz/fuzz_jwks.c broker/kb_jwk.c common/kb_b64.c \
 	common/kb_json.c
-$(FZ)/fuzz_meta: tests/fuzz/fuzz_meta.c $(PKCS11) $(COMMON)
+$(FZ)/fuzz_meta: tests/fuzz/fuzz_meta.c $(BROKER) $(PKCS11) $(CONFIG) $(COMMON)
 $(FZ)/fuzz_reply: tests/fuzz/fuzz_reply.c $(CLIENTLIB)
 
 $(FUZZ_BINS):

@@ -6,28 +6,17 @@
 #include <unistd.h>
 
 #include "kb_b64.h"
+#include "kb_identity.h"
+#include "kb_issuer.h"
 #include "kb_jwt.h"
 #include "kb_log.h"
 #include "kb_ops.h"
 #include "kb_proto.h"
 #include "kb_secret.h"
-#include "p11_identity.h"
-#include "p11_issuer.h"
 
 /* revokeToken's ids fit the keystore's list: only memory can fail there. */
-_Static_assert(KB_JTI_MAX <= P11_JTI_MAX, "a revokeToken jti fits the list");
-
-static enum p11_alg to_p11_alg(enum kb_alg alg)
-{
-	switch (alg) {
-	case KB_ALG_RSA_OAEP:
-		return P11_ALG_RSA_OAEP;
-	case KB_ALG_RSA1_5:
-		return P11_ALG_RSA1_5;
-	default:
-		return P11_ALG_RSA_OAEP_256;
-	}
-}
+_Static_assert(KB_JTI_MAX <= KB_REVOKED_JTI_MAX,
+	       "a revokeToken jti fits the list");
 
 static json_t *b64_string(const unsigned char *p, size_t n)
 {
@@ -41,7 +30,7 @@ static json_t *b64_string(const unsigned char *p, size_t n)
 }
 
 static json_t *kid_string(const struct kb_ops *ops,
-			  const struct p11_key_info *info)
+			  const struct kb_key_info *info)
 {
 	char kid[KB_KID_MAX];
 
@@ -54,7 +43,7 @@ static json_t *kid_string(const struct kb_ops *ops,
 static void status_error(const struct kb_call *call, struct kb_error *err)
 {
 	const struct kb_request *req = call->req;
-	const struct p11_key_info *info = &call->info;
+	const struct kb_key_info *info = &call->info;
 	const char *alg = kb_alg_name(req->alg);
 	size_t max, hlen;
 
@@ -141,15 +130,15 @@ static void status_error(const struct kb_call *call, struct kb_error *err)
 }
 
 static json_t *key_bundle(const struct kb_ops *ops,
-			  const struct p11_key_info *info)
+			  const struct kb_key_info *info)
 {
 	json_t *attrs, *paths;
-	enum p11_alg a;
+	enum kb_alg a;
 
 	paths = json_object();
-	for (a = 0; a < P11_ALG_COUNT; a++)
-		json_object_set_new(paths, p11_alg_name(a),
-				    json_string(p11_path_name(info->path[a])));
+	for (a = 0; a < KB_ALG_COUNT; a++)
+		json_object_set_new(paths, kb_alg_name(a),
+				    json_string(kb_path_name(info->path[a])));
 	attrs = json_pack("{s:b, s:I, s:I, s:s, s:i, s:o}", "enabled",
 			  info->enabled, "created", (json_int_t)info->created,
 			  "updated", (json_int_t)info->updated, "recoveryLevel",
@@ -170,8 +159,8 @@ static json_t *do_get_key(struct kb_call *call, struct kb_error *err)
 {
 	struct kb_request *req = call->req;
 
-	call->status = p11_keystore_describe(call->ops->ks, req->key.name,
-					     req->key.version, &call->info);
+	call->status = kb_keystore_describe(call->ops->ks, req->key.name,
+					    req->key.version, &call->info);
 	return call->status == P11_OK ? key_bundle(call->ops, &call->info) :
 					NULL;
 }
@@ -182,10 +171,10 @@ static json_t *do_wrap(struct kb_call *call, struct kb_error *err)
 	unsigned char out[P11_MODULUS_MAX];
 	size_t outlen;
 
-	call->status = p11_keystore_wrap(call->ops->ks, call->w, req->key.name,
-					 req->key.version, to_p11_alg(req->alg),
-					 req->value, req->value_len, out,
-					 &outlen, &call->info);
+	call->status = kb_keystore_wrap(call->ops->ks, call->w, req->key.name,
+					req->key.version, req->alg, req->value,
+					req->value_len, out, &outlen,
+					&call->info);
 	if (call->status != P11_OK)
 		return NULL;
 	return json_pack("{s:o, s:o}", "kid",
@@ -196,20 +185,20 @@ static json_t *do_wrap(struct kb_call *call, struct kb_error *err)
 static json_t *do_unwrap(struct kb_call *call, struct kb_error *err)
 {
 	struct kb_request *req = call->req;
-	enum p11_alg alg = to_p11_alg(req->alg);
+	enum kb_alg alg = req->alg;
 	unsigned char out[P11_MODULUS_MAX];
 	size_t outlen = 0;
 	json_t *res = NULL;
 
-	call->status = p11_worker_unwrap(call->w, req->key.name,
-					 req->key.version, alg, req->value,
-					 req->value_len, out, &outlen,
-					 &call->info);
+	call->status = kb_keyworker_unwrap(call->w, req->key.name,
+					   req->key.version, alg, req->value,
+					   req->value_len, out, &outlen,
+					   &call->info);
 	if (call->status == P11_OK) {
 		res = json_pack("{s:o, s:o}", "kid",
 				kid_string(call->ops, &call->info), "value",
 				b64_string(out, outlen));
-		call->note = p11_path_name(call->info.path[alg]);
+		call->note = kb_path_name(call->info.path[alg]);
 	}
 	kb_wipe(out, sizeof(out));
 	return res;
@@ -275,8 +264,8 @@ static json_t *do_authenticate(struct kb_call *call, struct kb_error *err)
 }
 
 struct signer {
-	struct p11_keystore *ks;
-	struct p11_worker *w;
+	struct kb_keystore *ks;
+	struct kb_keyworker *w;
 };
 
 static int sign_in_token(const unsigned char *digest, unsigned char *sig,
@@ -284,8 +273,8 @@ static int sign_in_token(const unsigned char *digest, unsigned char *sig,
 {
 	struct signer *s = arg;
 
-	return p11_keystore_sign_es256(s->ks, s->w, digest, sig) == P11_OK ? 0 :
-									     -1;
+	return kb_keystore_sign_es256(s->ks, s->w, digest, sig) == P11_OK ? 0 :
+									    -1;
 }
 
 static json_t *do_get_token(struct kb_call *call, struct kb_error *err)
@@ -363,7 +352,7 @@ static json_t *do_revoke_token(struct kb_call *call, struct kb_error *err)
 			     (unsigned int)caller->peer.uid);
 		return NULL;
 	}
-	if (p11_keystore_remember_revoked(ops->ks, req->jti) != P11_OK) {
+	if (kb_keystore_remember_revoked(ops->ks, req->jti) != P11_OK) {
 		kb_error_set(err, KB_INTERNAL, "out of memory");
 		return NULL;
 	}
@@ -395,8 +384,7 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 		return kb_error_set(err, KB_UNAUTHORIZED,
 				    "token expired: authenticate again");
 	/* A revocation stops connections that already authenticated. */
-	if (caller->jti[0] != '\0' &&
-	    p11_keystore_revoked(ops->ks, caller->jti))
+	if (caller->jti[0] != '\0' && kb_keystore_revoked(ops->ks, caller->jti))
 		return kb_error_set(err, KB_UNAUTHORIZED,
 				    "token has been revoked: authenticate "
 				    "again with another token");
@@ -467,7 +455,7 @@ const struct kb_op_table *kb_ops_table(void)
 	return &op_table;
 }
 
-char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
+char *kb_ops_handle(const struct kb_ops *ops, struct kb_keyworker *w,
 		    struct kb_caller *caller, const char *line, size_t len,
 		    size_t *resplen, enum kb_code *code)
 {

@@ -10,15 +10,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "kb_keystore.h"
 #include "kb_lograte.h"
 #include "kb_peer.h"
 #include "kb_policy.h"
 #include "kb_proto.h"
 #include "kb_rate.h"
-#include "p11_keystore.h"
 
 struct kb_ops {
-	struct p11_keystore *ks;
+	struct kb_keystore *ks;
 	struct kb_policy_holder *policy;
 	struct kb_rate *rate;
 	struct kb_lograte *lograte; /* failed requests, per uid */
@@ -30,12 +30,12 @@ struct kb_ops {
 struct kb_call {
 	const struct kb_ops *ops;
 	const struct kb_policy *pol; /* in force for this request */
-	struct p11_worker *w; /* the worker's token session */
+	struct kb_keyworker *w; /* the worker's token session */
 	struct kb_caller *caller;
 	struct kb_request *req;
 	/* An op on a key: its status and the version it used. */
 	int status; /* P11_OK or P11_ERR_* */
-	struct p11_key_info info;
+	struct kb_key_info info;
 	const char *note; /* said when it succeeds (debug), or "" */
 };
 
@@ -48,7 +48,7 @@ const struct kb_op_table *kb_ops_table(void);
  * kb_wipe_free) and its code (KB_OK or the error's), or NULL when out of
  * memory. A successful authenticate updates caller.
  */
-char *kb_ops_handle(const struct kb_ops *ops, struct p11_worker *w,
+char *kb_ops_handle(const struct kb_ops *ops, struct kb_keyworker *w,
 		    struct kb_caller *caller, const char *line, size_t len,
 		    size_t *resplen, enum kb_code *code);
 

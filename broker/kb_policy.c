@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kb_identity.h"
+#include "kb_issuer.h"
 #include "kb_policy.h"
-#include "p11_identity.h"
-#include "p11_issuer.h"
 
 _Static_assert(sizeof(((struct kb_caller *)0)->jti) ==
 		       sizeof(((struct kb_jwt_claims *)0)->jti),
@@ -46,7 +46,7 @@ static int build_acl(struct kb_policy *pol, char *err, size_t errlen)
 	return 0;
 }
 
-static int build_issuers(struct kb_policy *pol, struct p11_keystore *ks,
+static int build_issuers(struct kb_policy *pol, struct kb_keystore *ks,
 			 char *err, size_t errlen)
 {
 	const struct kb_config *cfg = pol->cfg;
@@ -58,7 +58,7 @@ static int build_issuers(struct kb_policy *pol, struct p11_keystore *ks,
 	pol->jwks = calloc(n, sizeof(*pol->jwks));
 	if (pol->issuers == NULL || pol->jwks == NULL)
 		return -1;
-	if ((self = p11_keystore_issuer_key(ks, pol->self_kid)) != NULL) {
+	if ((self = kb_keystore_issuer_key(ks, pol->self_kid)) != NULL) {
 		pol->jwks[0] = kb_jwks_from_ec(self, pol->self_kid);
 		EVP_PKEY_free(self);
 		if (pol->jwks[0] == NULL)
@@ -98,7 +98,7 @@ static int build_issuers(struct kb_policy *pol, struct p11_keystore *ks,
 	return 0;
 }
 
-struct kb_policy *kb_policy_new(struct kb_config *cfg, struct p11_keystore *ks,
+struct kb_policy *kb_policy_new(struct kb_config *cfg, struct kb_keystore *ks,
 				char *err, size_t errlen)
 {
 	struct kb_policy *pol = calloc(1, sizeof(*pol));
@@ -135,10 +135,10 @@ void kb_policy_free(struct kb_policy *pol)
 
 static bool revoked(const char *jti, void *arg)
 {
-	return p11_keystore_revoked(arg, jti);
+	return kb_keystore_revoked(arg, jti);
 }
 
-int kb_policy_authenticate(const struct kb_policy *pol, struct p11_keystore *ks,
+int kb_policy_authenticate(const struct kb_policy *pol, struct kb_keystore *ks,
 			   const char *token, size_t len, int64_t now,
 			   const struct kb_identity_cfg **id, int64_t *expires,
 			   char *jti, char *err, size_t errlen)

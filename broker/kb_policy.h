@@ -17,8 +17,8 @@
 #include "kb_acl.h"
 #include "kb_config.h"
 #include "kb_jwt.h"
+#include "kb_keystore.h"
 #include "kb_peer.h"
-#include "p11_keystore.h"
 
 struct kb_policy {
 	struct kb_config *cfg; /* owned */
@@ -36,7 +36,7 @@ struct kb_policy {
  * of ks. Errors name the file and line (e.g. an unreadable JWKS, or unit
  * bindings on a kernel that cannot serve them).
  */
-struct kb_policy *kb_policy_new(struct kb_config *cfg, struct p11_keystore *ks,
+struct kb_policy *kb_policy_new(struct kb_config *cfg, struct kb_keystore *ks,
 				char *err, size_t errlen);
 void kb_policy_free(struct kb_policy *pol);
 
@@ -51,7 +51,7 @@ kb_policy_system_identity(const struct kb_policy *pol,
  * subjects list. Returns 0 with *id, *expires and the token's jti (256
  * bytes; "" if it has none), or -1 with err.
  */
-int kb_policy_authenticate(const struct kb_policy *pol, struct p11_keystore *ks,
+int kb_policy_authenticate(const struct kb_policy *pol, struct kb_keystore *ks,
 			   const char *token, size_t len, int64_t now,
 			   const struct kb_identity_cfg **id, int64_t *expires,
 			   char *jti, char *err, size_t errlen);

@@ -65,25 +65,6 @@ const char *kb_code_name(enum kb_code code)
 	return code <= KB_INTERNAL ? code_names[code] : "Internal";
 }
 
-static const struct {
-	const char *name;
-	enum kb_alg alg;
-} alg_table[] = {
-	{ "RSA-OAEP", KB_ALG_RSA_OAEP },
-	{ "RSA-OAEP-256", KB_ALG_RSA_OAEP_256 },
-	{ "RSA1_5", KB_ALG_RSA1_5 },
-};
-
-const char *kb_alg_name(enum kb_alg alg)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(alg_table) / sizeof(alg_table[0]); i++)
-		if (alg_table[i].alg == alg)
-			return alg_table[i].name;
-	return "?";
-}
-
 void kb_proto_quote(char *dst, size_t dstlen, const char *src, size_t max)
 {
 	size_t i, o = 0;
@@ -223,18 +204,12 @@ static int parse_key(struct kb_request *req, const char *instance,
 static int parse_alg(struct kb_request *req, struct kb_error *err)
 {
 	json_t *alg = json_object_get(req->root, "alg");
-	size_t i;
 
 	req->alg = KB_ALG_RSA_OAEP_256;
-	if (alg == NULL)
+	if (alg == NULL ||
+	    (json_is_string(alg) &&
+	     kb_alg_parse(json_string_value(alg), &req->alg) == 0))
 		return 0;
-	if (json_is_string(alg))
-		for (i = 0; i < sizeof(alg_table) / sizeof(alg_table[0]); i++)
-			if (strcmp(json_string_value(alg), alg_table[i].name) ==
-			    0) {
-				req->alg = alg_table[i].alg;
-				return 0;
-			}
 	return kb_error_set(err, KB_BAD_PARAMETER,
 			    "'alg' must be RSA-OAEP, RSA-OAEP-256 or RSA1_5");
 }

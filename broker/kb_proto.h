@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "kb_key.h"
 #include "kb_kid.h"
 
 #define KB_LINE_MAX 65536 /* bytes of one request line, without '\n' */
@@ -33,12 +34,6 @@ enum kb_code {
 	KB_THROTTLED,
 	KB_HSM_UNAVAILABLE,
 	KB_INTERNAL,
-};
-
-enum kb_alg {
-	KB_ALG_RSA_OAEP,
-	KB_ALG_RSA_OAEP_256,
-	KB_ALG_RSA1_5,
 };
 
 struct kb_error {
@@ -113,7 +108,6 @@ struct kb_request {
 void kb_proto_init(void);
 
 const char *kb_code_name(enum kb_code code);
-const char *kb_alg_name(enum kb_alg alg);
 
 /*
  * Parses and validates line[0..len) as a request for one of the ops of

@@ -35,7 +35,7 @@ struct kb_server;
 struct kb_worker {
 	struct kb_server *srv;
 	pthread_t thread;
-	struct p11_worker *p11;
+	struct kb_keyworker *p11;
 	struct kb_waiter waiter;
 	bool started;
 };
@@ -533,7 +533,7 @@ static void reload(void *arg)
 	char err[512];
 
 	kb_info("SIGHUP: reloading %s and the key catalogue", srv->cfg->path);
-	if (p11_keystore_reload(srv->ops.ks) != P11_OK)
+	if (kb_keystore_reload(srv->ops.ks) != P11_OK)
 		kb_warn("re-reading the key catalogue failed; the previous "
 			"one stays");
 	if (kb_config_load(srv->cfg->path, &cfg, err, sizeof(err)) != 0) {
@@ -658,7 +658,7 @@ static int server_setup(struct kb_server *srv, sigset_t *mask)
 	for (i = 0; i < srv->cfg->workers; i++) {
 		srv->workers[i].srv = srv;
 		kb_waiter_init(&srv->workers[i].waiter);
-		if (p11_worker_new(srv->ops.ks, &srv->workers[i].p11) != 0)
+		if (kb_keyworker_new(srv->ops.ks, &srv->workers[i].p11) != 0)
 			goto out_errno;
 		if ((errno = pthread_create(&srv->workers[i].thread, NULL,
 					    worker_main, &srv->workers[i])) !=
@@ -684,7 +684,7 @@ static void server_teardown(struct kb_server *srv)
 	for (i = 0; i < srv->cfg->workers && srv->workers != NULL; i++) {
 		if (srv->workers[i].started)
 			pthread_join(srv->workers[i].thread, NULL);
-		p11_worker_free(srv->workers[i].p11);
+		kb_keyworker_free(srv->workers[i].p11);
 		kb_waiter_uninit(&srv->workers[i].waiter);
 	}
 	free(srv->workers);
@@ -716,7 +716,7 @@ static void server_teardown(struct kb_server *srv)
 	kb_queue_uninit(&srv->done);
 }
 
-int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
+int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 		  struct kb_policy_holder *policy, struct kb_listener *listener)
 {
 	struct kb_server srv = {

@@ -8,9 +8,9 @@
 #define KB_SERVER_H
 
 #include "kb_config.h"
+#include "kb_keystore.h"
 #include "kb_listen.h"
 #include "kb_policy.h"
-#include "p11_keystore.h"
 
 /*
  * Serves on listener (open; closed when draining) until SIGTERM or
@@ -19,7 +19,7 @@
  * into policy (atomically, or not at all) and re-reads the key catalogue
  * from the token. Returns -1 if it cannot start.
  */
-int kb_server_run(const struct kb_config *cfg, struct p11_keystore *ks,
+int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 		  struct kb_policy_holder *policy,
 		  struct kb_listener *listener);
 

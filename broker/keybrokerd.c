@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "kb_config.h"
+#include "kb_issuer.h"
 #include "kb_jwk.h"
+#include "kb_keystore.h"
 #include "kb_listen.h"
 #include "kb_log.h"
 #include "kb_peer.h"
@@ -19,8 +21,6 @@
 #include "kb_proto.h"
 #include "kb_secret.h"
 #include "kb_server.h"
-#include "p11_issuer.h"
-#include "p11_keystore.h"
 
 #define DEFAULT_CONFIG "/etc/keybroker/keybroker.conf"
 
@@ -48,16 +48,16 @@ static void usage(FILE *f)
 		DEFAULT_CONFIG);
 }
 
-static void log_key(const struct p11_key_info *info, void *arg)
+static void log_key(const struct kb_key_info *info, void *arg)
 {
 	int *n = arg;
 
 	if ((*n)++ == 0)
 		kb_info("unwrap paths: RSA-OAEP via %s, RSA-OAEP-256 via %s, "
 			"RSA1_5 %s",
-			p11_path_name(info->path[P11_ALG_RSA_OAEP]),
-			p11_path_name(info->path[P11_ALG_RSA_OAEP_256]),
-			p11_path_name(info->path[P11_ALG_RSA1_5]));
+			kb_path_name(info->path[KB_ALG_RSA_OAEP]),
+			kb_path_name(info->path[KB_ALG_RSA_OAEP_256]),
+			kb_path_name(info->path[KB_ALG_RSA1_5]));
 	if (info->damaged)
 		kb_warn("key %s version %s: RSA-HSM %u, damaged (metadata "
 			"unreadable): refused until keybrokerctl repair-key %s "
@@ -149,20 +149,20 @@ static void block_signals(void)
 }
 
 /* Identity tokens need the token-signing key: made once per token. */
-static int ensure_issuer_key(struct p11_keystore *ks)
+static int ensure_issuer_key(struct kb_keystore *ks)
 {
 	char kid[KB_VERSION_LEN + 1], err[256];
-	EVP_PKEY *pub = p11_keystore_issuer_key(ks, kid);
+	EVP_PKEY *pub = kb_keystore_issuer_key(ks, kid);
 
 	if (pub != NULL) {
 		EVP_PKEY_free(pub);
 		return 0;
 	}
-	if (p11_keystore_create_issuer(ks, err, sizeof(err)) != 0) {
+	if (kb_keystore_create_issuer(ks, err, sizeof(err)) != 0) {
 		kb_err("creating the token-signing key: %s", err);
 		return -1;
 	}
-	if ((pub = p11_keystore_issuer_key(ks, kid)) == NULL) {
+	if ((pub = kb_keystore_issuer_key(ks, kid)) == NULL) {
 		kb_err("the token-signing key just made is not in the token");
 		return -1;
 	}
@@ -181,8 +181,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = DEFAULT_CONFIG;
-	struct p11_keystore_params params;
-	struct p11_keystore *ks = NULL;
+	struct kb_keystore_params params;
+	struct kb_keystore *ks = NULL;
 	struct kb_config *cfg = NULL, *policy_cfg = NULL;
 	struct kb_listener listener = { .fd = -1, .lock_fd = -1 };
 	struct kb_policy_holder holder;
@@ -238,23 +238,23 @@ int main(int argc, char **argv)
 		kb_err("%s", err);
 		goto out;
 	}
-	params = (struct p11_keystore_params){
+	params = (struct kb_keystore_params){
 		.module = cfg->pkcs11_module,
 		.token_uri = cfg->pkcs11_token,
 		.pin_file = cfg->pkcs11_pin_file,
 		.allow_rsa1_5 = cfg->allow_rsa1_5,
 	};
-	if (p11_keystore_open(&params, NULL, &ks, err, sizeof(err)) != 0) {
+	if (kb_keystore_open(&params, NULL, &ks, err, sizeof(err)) != 0) {
 		kb_err("%s", err);
 		goto out;
 	}
-	kb_info("token '%s' open (module %s)", p11_keystore_token_label(ks),
+	kb_info("token '%s' open (module %s)", kb_keystore_token_label(ks),
 		cfg->pkcs11_module);
 	if (ensure_issuer_key(ks) != 0)
 		goto out;
 	if (cfg->allow_rsa1_5)
-		p11_keystore_ensure_rsa15_secret(ks); /* says why if it fails */
-	p11_keystore_foreach(ks, log_key, &nkeys);
+		kb_keystore_ensure_rsa15_secret(ks); /* says why if it fails */
+	kb_keystore_foreach(ks, log_key, &nkeys);
 	if (nkeys == 0)
 		kb_warn("the token holds no keys yet (keybrokerctl create-key)");
 	if (kb_config_load(path, &policy_cfg, err, sizeof(err)) != 0 ||
@@ -272,7 +272,7 @@ int main(int argc, char **argv)
 	kb_policy_holder_uninit(&holder);
 out:
 	kb_listener_uninit(&listener);
-	p11_keystore_free(ks);
+	kb_keystore_free(ks);
 	kb_config_free(cfg);
 	return status;
 }

@@ -19,16 +19,16 @@
 #include <unistd.h>
 
 #include "kb_config.h"
+#include "kb_identity.h"
+#include "kb_issuer.h"
 #include "kb_jwk.h"
 #include "kb_jwt.h"
+#include "kb_keystore.h"
 #include "kb_kid.h"
 #include "kb_log.h"
 #include "kb_output.h"
 #include "kb_secret.h"
 #include "p11_confirm.h"
-#include "p11_identity.h"
-#include "p11_issuer.h"
-#include "p11_keystore.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77 /* Linux 6.5; newer than this system's headers */
@@ -100,7 +100,7 @@ static void format_time(char *buf, size_t size, int64_t when)
 	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static void print_version(const struct p11_key_info *info, void *arg)
+static void print_version(const struct kb_key_info *info, void *arg)
 {
 	const struct kb_config *cfg = arg;
 	char kid[KB_KID_MAX], when[32], repaired[32];
@@ -122,9 +122,9 @@ static void print_version(const struct p11_key_info *info, void *arg)
 }
 
 static int open_keystore(const struct kb_config *cfg, const char *so_pin,
-			 struct p11_keystore **ks)
+			 struct kb_keystore **ks)
 {
-	struct p11_keystore_params p = {
+	struct kb_keystore_params p = {
 		.module = cfg->pkcs11_module,
 		.token_uri = cfg->pkcs11_token,
 		.pin_file = cfg->pkcs11_pin_file,
@@ -134,7 +134,7 @@ static int open_keystore(const struct kb_config *cfg, const char *so_pin,
 	};
 	char err[512];
 
-	if (p11_keystore_open(&p, so_pin, ks, err, sizeof(err)) != P11_OK) {
+	if (kb_keystore_open(&p, so_pin, ks, err, sizeof(err)) != P11_OK) {
 		fprintf(stderr, "keybrokerctl: %s\n", err);
 		return -1;
 	}
@@ -147,7 +147,7 @@ static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
 		{ "so-pin-file", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct p11_keystore *ks;
+	struct kb_keystore *ks;
 	const char *so_pin = NULL;
 	char err[512];
 	int c;
@@ -164,14 +164,14 @@ static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
 	}
 	if (open_keystore(cfg, so_pin, &ks) != 0)
 		return 1;
-	printf("initialised token '%s'\n", p11_keystore_token_label(ks));
-	if (p11_keystore_create_issuer(ks, err, sizeof(err)) != P11_OK) {
+	printf("initialised token '%s'\n", kb_keystore_token_label(ks));
+	if (kb_keystore_create_issuer(ks, err, sizeof(err)) != P11_OK) {
 		fprintf(stderr, "keybrokerctl: %s\n", err);
-		p11_keystore_free(ks);
+		kb_keystore_free(ks);
 		return 1;
 	}
 	printf("created the token-signing key for identity tokens\n");
-	p11_keystore_free(ks);
+	kb_keystore_free(ks);
 	return 0;
 }
 
@@ -181,8 +181,8 @@ static int cmd_create_key(const struct kb_config *cfg, int argc, char **argv)
 		{ "size", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct p11_keystore *ks;
-	struct p11_key_info info;
+	struct kb_keystore *ks;
+	struct kb_key_info info;
 	char err[512], *end;
 	unsigned long bits = 2048;
 	int c, r;
@@ -204,20 +204,20 @@ static int cmd_create_key(const struct kb_config *cfg, int argc, char **argv)
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	r = p11_keystore_create_key(ks, argv[optind], (unsigned int)bits, &info,
-				    err, sizeof(err));
+	r = kb_keystore_create_key(ks, argv[optind], (unsigned int)bits, &info,
+				   err, sizeof(err));
 	if (r != P11_OK)
 		fprintf(stderr, "keybrokerctl: create-key %s: %s\n",
 			argv[optind], err);
 	else
 		print_version(&info, (void *)cfg);
-	p11_keystore_free(ks);
+	kb_keystore_free(ks);
 	return r == P11_OK ? 0 : 1;
 }
 
 static int cmd_list_keys(const struct kb_config *cfg, int argc, char **argv)
 {
-	struct p11_keystore *ks;
+	struct kb_keystore *ks;
 
 	if (argc != 1) {
 		fprintf(stderr, "keybrokerctl: list-keys takes no arguments\n");
@@ -225,8 +225,8 @@ static int cmd_list_keys(const struct kb_config *cfg, int argc, char **argv)
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	p11_keystore_foreach(ks, print_version, (void *)cfg);
-	p11_keystore_free(ks);
+	kb_keystore_foreach(ks, print_version, (void *)cfg);
+	kb_keystore_free(ks);
 	return 0;
 }
 
@@ -241,7 +241,7 @@ static int usage_repair(void)
 static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 			   bool enabled)
 {
-	struct p11_keystore *ks;
+	struct kb_keystore *ks;
 	char err[512];
 	int r;
 
@@ -255,14 +255,14 @@ static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	r = p11_keystore_set_enabled(ks, argv[1], argv[2], enabled, err,
-				     sizeof(err));
+	r = kb_keystore_set_enabled(ks, argv[1], argv[2], enabled, err,
+				    sizeof(err));
 	if (r != P11_OK)
 		fprintf(stderr, "keybrokerctl: %s: %s\n", argv[0], err);
 	else
 		printf("key %s version %s %s\n", argv[1], argv[2],
 		       enabled ? "enabled" : "disabled");
-	p11_keystore_free(ks);
+	kb_keystore_free(ks);
 	return r == P11_OK ? 0 : 1;
 }
 
@@ -275,7 +275,7 @@ static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
 		{ "current", no_argument, NULL, OPT_CURRENT },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct p11_keystore *ks;
+	struct kb_keystore *ks;
 	bool current = false;
 	int c, r, enabled = -1;
 	char err[512];
@@ -295,8 +295,8 @@ static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
 		return usage_repair();
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	r = p11_keystore_repair_key(ks, argv[optind], argv[optind + 1],
-				    enabled == 1, current, err, sizeof(err));
+	r = kb_keystore_repair_key(ks, argv[optind], argv[optind + 1],
+				   enabled == 1, current, err, sizeof(err));
 	if (r != P11_OK)
 		fprintf(stderr, "keybrokerctl: repair-key: %s\n", err);
 	else
@@ -305,15 +305,15 @@ static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
 		       argv[optind], argv[optind + 1],
 		       enabled == 1 ? "enabled" : "disabled",
 		       current ? ", current" : "");
-	p11_keystore_free(ks);
+	kb_keystore_free(ks);
 	return r == P11_OK ? 0 : 1;
 }
 
 static int sign_admin(const unsigned char *digest, unsigned char *sig,
 		      void *arg)
 {
-	return p11_keystore_sign_es256(arg, NULL, digest, sig) == P11_OK ? 0 :
-									   -1;
+	return kb_keystore_sign_es256(arg, NULL, digest, sig) == P11_OK ? 0 :
+									  -1;
 }
 
 /* A lifetime: seconds, or a number with s, m, h or d; -1 if invalid. */
@@ -349,7 +349,7 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 	struct kb_jwt_mint m = { .ttl_s = cfg->token_lifetime_s };
 	char tok[2048], jti[33], kid[KB_VERSION_LEN + 1], err[512];
 	const char *out = NULL;
-	struct p11_keystore *ks;
+	struct kb_keystore *ks;
 	bool force = false;
 	EVP_PKEY *pub;
 	int c, n, r;
@@ -386,10 +386,10 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	if ((pub = p11_keystore_issuer_key(ks, kid)) == NULL) {
+	if ((pub = kb_keystore_issuer_key(ks, kid)) == NULL) {
 		fprintf(stderr, "keybrokerctl: the token has no token-signing "
 				"key yet (keybrokerd makes it at start)\n");
-		p11_keystore_free(ks);
+		kb_keystore_free(ks);
 		return 1;
 	}
 	EVP_PKEY_free(pub);
@@ -399,7 +399,7 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 	m.kid = kid;
 	m.now = (int64_t)time(NULL);
 	n = kb_jwt_mint(&m, sign_admin, ks, tok, sizeof(tok), jti);
-	p11_keystore_free(ks);
+	kb_keystore_free(ks);
 	if (n < 0) {
 		fprintf(stderr, "keybrokerctl: signing the token failed\n");
 		return 1;
@@ -419,7 +419,7 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 static int cmd_jwks(const struct kb_config *cfg, int argc, char **argv)
 {
 	char kid[KB_VERSION_LEN + 1], *jwk;
-	struct p11_keystore *ks;
+	struct kb_keystore *ks;
 	EVP_PKEY *pub;
 
 	if (argc != 1) {
@@ -428,10 +428,10 @@ static int cmd_jwks(const struct kb_config *cfg, int argc, char **argv)
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	pub = p11_keystore_issuer_key(ks, kid);
+	pub = kb_keystore_issuer_key(ks, kid);
 	jwk = pub ? kb_jwk_ec_json(pub, kid) : NULL;
 	EVP_PKEY_free(pub);
-	p11_keystore_free(ks);
+	kb_keystore_free(ks);
 	if (jwk == NULL) {
 		fprintf(stderr, "keybrokerctl: the token has no token-signing "
 				"key yet\n");
@@ -621,7 +621,7 @@ out:
 
 static int cmd_revoke(const struct kb_config *cfg, int argc, char **argv)
 {
-	struct p11_keystore *ks;
+	struct kb_keystore *ks;
 	char err[512];
 	int r = 1;
 
@@ -629,20 +629,19 @@ static int cmd_revoke(const struct kb_config *cfg, int argc, char **argv)
 		fprintf(stderr, "keybrokerctl: revoke needs one JTI\n");
 		return 2;
 	}
-	if (argv[1][0] == '\0' || strlen(argv[1]) > P11_JTI_MAX) {
+	if (argv[1][0] == '\0' || strlen(argv[1]) > KB_REVOKED_JTI_MAX) {
 		fprintf(stderr,
 			"keybrokerctl: revoke: a token id is 1-%d "
 			"bytes\n",
-			P11_JTI_MAX);
+			KB_REVOKED_JTI_MAX);
 		return 2;
 	}
 	if (open_keystore(cfg, NULL, &ks) == 0) {
-		if (p11_keystore_revoke(ks, argv[1], err, sizeof(err)) ==
-		    P11_OK)
+		if (kb_keystore_revoke(ks, argv[1], err, sizeof(err)) == P11_OK)
 			r = 0;
 		else
 			fprintf(stderr, "keybrokerctl: revoke: %s\n", err);
-		p11_keystore_free(ks);
+		kb_keystore_free(ks);
 	}
 	if (r == 0)
 		printf("revoked token %s\n", argv[1]);

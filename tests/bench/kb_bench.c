@@ -26,8 +26,8 @@
 
 #include "kb_b64.h"
 #include "kb_config.h"
+#include "kb_keystore.h"
 #include "keybroker.h"
-#include "p11_keystore.h"
 
 #define MAX_SAMPLES 2000000
 #define IDLE_CONNECTIONS 1000
@@ -37,7 +37,7 @@ struct run {
 	int threads;
 	double seconds;
 	/* baseline */
-	struct p11_keystore *ks;
+	struct kb_keystore *ks;
 	/* broker */
 	const char *socket;
 	enum { OP_UNWRAP, OP_WRAP, OP_GET } op;
@@ -100,26 +100,26 @@ static int cmp_double(const void *a, const void *b)
 static void *direct_worker(void *arg)
 {
 	struct worker *w = arg;
-	struct p11_worker *p11;
+	struct kb_keyworker *p11;
 	unsigned char out[P11_MODULUS_MAX];
-	struct p11_key_info info;
+	struct kb_key_info info;
 	size_t outlen;
 	double end, t0, t1;
 
-	if (p11_worker_new(w->run->ks, &p11) != 0) {
+	if (kb_keyworker_new(w->run->ks, &p11) != 0) {
 		w->failed++;
 		return NULL;
 	}
 	end = now_s() + w->run->seconds;
 	while ((t0 = now_s()) < end && w->n < MAX_SAMPLES) {
-		if (p11_worker_unwrap(p11, w->run->key, "", P11_ALG_RSA_OAEP,
-				      w->run->ct, w->run->ct_len, out, &outlen,
-				      &info) != P11_OK)
+		if (kb_keyworker_unwrap(p11, w->run->key, "", KB_ALG_RSA_OAEP,
+					w->run->ct, w->run->ct_len, out,
+					&outlen, &info) != P11_OK)
 			w->failed++;
 		t1 = now_s();
 		w->lat[w->n++] = (t1 - t0) * 1e6;
 	}
-	p11_worker_free(p11);
+	kb_keyworker_free(p11);
 	return NULL;
 }
 
@@ -343,8 +343,8 @@ int main(int argc, char **argv)
 	struct flood flood = { 0 };
 	pthread_t flooder;
 	unsigned char ct[P11_MODULUS_MAX];
-	struct p11_keystore_params params;
-	struct p11_key_info info;
+	struct kb_keystore_params params;
+	struct kb_key_info info;
 	struct kb_config *cfg;
 	double seconds = 3;
 	char err[512];
@@ -380,16 +380,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kb_bench: %s\n", err);
 		return 1;
 	}
-	params = (struct p11_keystore_params){
+	params = (struct kb_keystore_params){
 		.module = cfg->pkcs11_module,
 		.token_uri = cfg->pkcs11_token,
 		.pin_file = cfg->pkcs11_pin_file,
 	};
 	struct run run = { .seconds = seconds, .key = key, .socket = sock };
 
-	if (p11_keystore_open(&params, NULL, &run.ks, err, sizeof(err)) != 0 ||
-	    p11_keystore_wrap(
-		    run.ks, NULL, key, "", P11_ALG_RSA_OAEP,
+	if (kb_keystore_open(&params, NULL, &run.ks, err, sizeof(err)) != 0 ||
+	    kb_keystore_wrap(
+		    run.ks, NULL, key, "", KB_ALG_RSA_OAEP,
 		    (const unsigned char *)"0123456789abcdef0123456789abcdef",
 		    32, ct, &ct_len, &info) != 0) {
 		fprintf(stderr, "kb_bench: %s\n", err);
@@ -406,7 +406,7 @@ int main(int argc, char **argv)
 	bad |= measure(&run, direct_worker, &d1);
 	run.threads = 2;
 	bad |= measure(&run, direct_worker, &d2);
-	p11_keystore_free(run.ks);
+	kb_keystore_free(run.ks);
 	run.ks = NULL;
 
 	broker = broker_pid(sock);

@@ -8,18 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "p11_internal.h"
+#include "kb_keystore_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct p11_key_info info;
+	struct kb_key_info info;
 
 	if (size > META_MAX)
 		return 0;
 	memset(&info, 0, sizeof(info));
-	if (p11_parse_metadata((const char *)data, size, &info) != P11_OK)
+	if (kb_parse_metadata((const char *)data, size, &info) != P11_OK)
 		return 0;
 	/*
 	 * What it accepted is a usable, terminated version and level, and

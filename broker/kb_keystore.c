@@ -9,15 +9,14 @@
 #include <time.h>
 
 #include "kb_json.h"
+#include "kb_keystore.h"
+#include "kb_keystore_internal.h"
 #include "kb_log.h"
 #include "kb_oaep.h"
 #include "kb_pkcs1.h"
 #include "kb_secret.h"
-#include "p11_internal.h"
-#include "p11_keystore.h"
-#include "p11_store.h"
 
-int p11_keystore_recover(struct p11_keystore *ks, unsigned int seen_gen)
+int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen)
 {
 	char err[256];
 	time_t now = time(NULL);
@@ -49,7 +48,7 @@ int p11_keystore_recover(struct p11_keystore *ks, unsigned int seen_gen)
 	if (r == P11_OK)
 		r = p11_token_open_session(ks->tok, true, &ks->admin, err,
 					   sizeof(err));
-	if (r == P11_OK && (r = p11_catalog_reload_locked(ks)) != P11_OK) {
+	if (r == P11_OK && (r = kb_catalog_reload_locked(ks)) != P11_OK) {
 		snprintf(err, sizeof(err), "cannot read the key catalogue");
 		p11_token_close_session(ks->tok, ks->admin);
 	}
@@ -74,36 +73,33 @@ int p11_keystore_recover(struct p11_keystore *ks, unsigned int seen_gen)
  * token (at most every MISS_RELOAD_INTERVAL_S) in case a key was created
  * by another process, then looks again. On success *cat holds a reference.
  */
-static int lookup(struct p11_keystore *ks, const char *name,
-		  const char *version, struct catalog **cat,
-		  const struct key_version **v)
+static int lookup(struct kb_keystore *ks, const char *name, const char *version,
+		  struct catalog **cat, const struct key_version **v)
 {
 	bool reload;
 
-	*cat = p11_catalog_get(ks);
-	if (*cat != NULL &&
-	    (*v = p11_catalog_find(*cat, name, version)) != NULL)
+	*cat = kb_catalog_get(ks);
+	if (*cat != NULL && (*v = kb_catalog_find(*cat, name, version)) != NULL)
 		return P11_OK;
-	p11_catalog_put(ks, *cat);
+	kb_catalog_put(ks, *cat);
 	*cat = NULL;
-	p11_admin_enter(ks);
+	kb_keystore_admin_enter(ks);
 	pthread_mutex_lock(&ks->lock);
 	reload = ks->available &&
 		 time(NULL) - ks->last_reload >= MISS_RELOAD_INTERVAL_S;
 	pthread_mutex_unlock(&ks->lock);
 	if (reload)
-		p11_catalog_reload_locked(ks);
-	p11_admin_leave(ks);
-	*cat = p11_catalog_get(ks);
-	if (*cat != NULL &&
-	    (*v = p11_catalog_find(*cat, name, version)) != NULL)
+		kb_catalog_reload_locked(ks);
+	kb_keystore_admin_leave(ks);
+	*cat = kb_catalog_get(ks);
+	if (*cat != NULL && (*v = kb_catalog_find(*cat, name, version)) != NULL)
 		return P11_OK;
-	p11_catalog_put(ks, *cat);
+	kb_catalog_put(ks, *cat);
 	*cat = NULL;
 	return P11_ERR_NOT_FOUND;
 }
 
-static int check_usable(const struct p11_key_info *info, bool wrapping)
+static int check_usable(const struct kb_key_info *info, bool wrapping)
 {
 	time_t now = time(NULL);
 
@@ -119,19 +115,19 @@ static int check_usable(const struct p11_key_info *info, bool wrapping)
 
 /* ---- RSA1_5 with implicit rejection ---- */
 
-int p11_keystore_ensure_rsa15_secret(struct p11_keystore *ks)
+int kb_keystore_ensure_rsa15_secret(struct kb_keystore *ks)
 {
 	CK_OBJECT_HANDLE h;
 	bool taken;
 	CK_RV rv;
 	int r;
 
-	p11_admin_enter(ks);
+	kb_keystore_admin_enter(ks);
 	/*
 	 * Made only where nothing has the label: one that is there but
 	 * refused stays the only one (the log says why; RSA1_5 stays off).
 	 */
-	if ((r = p11_label_taken(ks, KDK_LABEL, &taken)) != P11_OK || taken)
+	if ((r = kb_label_taken(ks, KDK_LABEL, &taken)) != P11_OK || taken)
 		goto out;
 	/* HMAC-only: it signs (derives KDKs) and does nothing else. */
 	rv = p11_generate_hmac_secret(ks->tok, ks->admin, KDK_LABEL, 32, &h);
@@ -143,9 +139,9 @@ int p11_keystore_ensure_rsa15_secret(struct p11_keystore *ks)
 		goto out;
 	}
 	kb_info("made the RSA1_5 key-derivation secret in the token");
-	r = p11_catalog_reload_locked(ks);
+	r = kb_catalog_reload_locked(ks);
 out:
-	p11_admin_leave(ks);
+	kb_keystore_admin_leave(ks);
 	return r;
 }
 
@@ -155,7 +151,7 @@ out:
  * in. Computed for every RSA1_5 unwrap, whatever the padding turns out
  * to be. Needs module_lock shared.
  */
-static int derive_kdk(struct p11_worker *w, CK_OBJECT_HANDLE secret,
+static int derive_kdk(struct kb_keyworker *w, CK_OBJECT_HANDLE secret,
 		      const struct key_version *v, const unsigned char *in,
 		      size_t inlen, unsigned char *kdk)
 {
@@ -178,8 +174,8 @@ static int derive_kdk(struct p11_worker *w, CK_OBJECT_HANDLE secret,
 /* ---- public operations ---- */
 
 /* What a fresh load needs to find the token as this process did. */
-static int keep_confirm_target(struct p11_keystore *ks,
-			       const struct p11_keystore_params *params)
+static int keep_confirm_target(struct kb_keystore *ks,
+			       const struct kb_keystore_params *params)
 {
 	ks->module = strdup(params->module);
 	ks->uri = strdup(params->token_uri);
@@ -198,11 +194,11 @@ static int keep_confirm_target(struct p11_keystore *ks,
 	return P11_OK;
 }
 
-int p11_keystore_open(const struct p11_keystore_params *params,
-		      const char *initialise_with_so_pin,
-		      struct p11_keystore **out, char *err, size_t errlen)
+int kb_keystore_open(const struct kb_keystore_params *params,
+		     const char *initialise_with_so_pin,
+		     struct kb_keystore **out, char *err, size_t errlen)
 {
-	struct p11_keystore *ks;
+	struct kb_keystore *ks;
 	int r;
 
 	*out = NULL;
@@ -231,9 +227,9 @@ int p11_keystore_open(const struct p11_keystore_params *params,
 					errlen)) != P11_OK)
 		goto out_free;
 	ks->available = true;
-	p11_admin_enter(ks);
-	r = p11_catalog_reload_locked(ks);
-	p11_admin_leave(ks);
+	kb_keystore_admin_enter(ks);
+	r = kb_catalog_reload_locked(ks);
+	kb_keystore_admin_leave(ks);
 	if (r != P11_OK) {
 		snprintf(err, errlen,
 			 "cannot read the key catalogue from "
@@ -244,16 +240,16 @@ int p11_keystore_open(const struct p11_keystore_params *params,
 	*out = ks;
 	return P11_OK;
 out_free:
-	p11_keystore_free(ks);
+	kb_keystore_free(ks);
 	return r;
 }
 
-void p11_keystore_free(struct p11_keystore *ks)
+void kb_keystore_free(struct kb_keystore *ks)
 {
 	if (ks == NULL)
 		return;
-	p11_catalog_free(ks->cat);
-	p11_revoked_free(ks);
+	kb_catalog_free(ks->cat);
+	kb_revoked_free(ks);
 	free(ks->findings);
 	free(ks->module);
 	free(ks->uri);
@@ -266,14 +262,14 @@ void p11_keystore_free(struct p11_keystore *ks)
 	free(ks);
 }
 
-const char *p11_keystore_token_label(const struct p11_keystore *ks)
+const char *kb_keystore_token_label(const struct kb_keystore *ks)
 {
 	return p11_token_label(ks->tok);
 }
 
-int p11_worker_new(struct p11_keystore *ks, struct p11_worker **out)
+int kb_keyworker_new(struct kb_keystore *ks, struct kb_keyworker **out)
 {
-	struct p11_worker *w;
+	struct kb_keyworker *w;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return P11_ERR_NOMEM;
@@ -282,13 +278,13 @@ int p11_worker_new(struct p11_keystore *ks, struct p11_worker **out)
 	return P11_OK;
 }
 
-void p11_worker_free(struct p11_worker *w)
+void kb_keyworker_free(struct kb_keyworker *w)
 {
-	enum p11_alg a;
+	enum kb_alg a;
 
 	if (w == NULL)
 		return;
-	for (a = 0; a < P11_ALG_COUNT; a++) {
+	for (a = 0; a < KB_ALG_COUNT; a++) {
 		EVP_PKEY_CTX_free(w->wrap[a].ctx);
 		EVP_PKEY_free(w->wrap[a].key);
 	}
@@ -300,7 +296,7 @@ void p11_worker_free(struct p11_worker *w)
 }
 
 /* Tries to bring the token back if it is known to be gone. */
-int p11_ensure_available(struct p11_keystore *ks)
+int kb_ensure_available(struct kb_keystore *ks)
 {
 	unsigned int gen;
 	bool available;
@@ -309,16 +305,16 @@ int p11_ensure_available(struct p11_keystore *ks)
 	gen = ks->gen;
 	available = ks->available;
 	pthread_mutex_unlock(&ks->lock);
-	return available ? P11_OK : p11_keystore_recover(ks, gen);
+	return available ? P11_OK : kb_keystore_recover(ks, gen);
 }
 
 /*
  * Makes sure w has a live session of the current generation. Needs
  * module_lock shared.
  */
-int p11_worker_session(struct p11_worker *w)
+int kb_keyworker_session(struct kb_keyworker *w)
 {
-	struct p11_keystore *ks = w->ks;
+	struct kb_keystore *ks = w->ks;
 	unsigned int gen;
 	char err[256];
 
@@ -345,12 +341,12 @@ int p11_worker_session(struct p11_worker *w)
  * One unwrap attempt on w's session; P11_ERR_HSM if the token or session
  * failed. kdk_secret is the catalogue's, for RSA1_5.
  */
-static int unwrap_once(struct p11_worker *w, const struct key_version *v,
-		       CK_OBJECT_HANDLE kdk_secret, enum p11_alg alg,
+static int unwrap_once(struct kb_keyworker *w, const struct key_version *v,
+		       CK_OBJECT_HANDLE kdk_secret, enum kb_alg alg,
 		       const unsigned char *in, size_t inlen,
 		       unsigned char *out, size_t *outlen)
 {
-	enum p11_path path = v->info.path[alg];
+	enum kb_path path = v->info.path[alg];
 	unsigned char em[P11_MODULUS_MAX], kdk[KB_PKCS1_KDK_LEN];
 	size_t n, k = v->info.nlen;
 	bool began;
@@ -358,8 +354,8 @@ static int unwrap_once(struct p11_worker *w, const struct key_version *v,
 	int r = P11_ERR_CIPHERTEXT;
 
 	rv = p11_decrypt(w->ks->tok, w->h, v->priv,
-			 path == P11_PATH_NATIVE ? p11_alg_mech(alg) :
-						   P11_MECH_RSA_RAW,
+			 path == KB_PATH_NATIVE ? kb_alg_mech(alg) :
+						  P11_MECH_RSA_RAW,
 			 in, inlen, em, sizeof(em), &n, &began);
 	if (rv != CKR_OK && !began) {
 		r = p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
@@ -371,7 +367,7 @@ static int unwrap_once(struct p11_worker *w, const struct key_version *v,
 			r = P11_ERR_HSM;
 		goto out;
 	}
-	if (path == P11_PATH_NATIVE) {
+	if (path == KB_PATH_NATIVE) {
 		memcpy(out, em, n);
 		*outlen = n;
 		r = P11_OK;
@@ -382,7 +378,7 @@ static int unwrap_once(struct p11_worker *w, const struct key_version *v,
 		goto out;
 	memmove(em + (k - n), em, n);
 	memset(em, 0, k - n);
-	if (path == P11_PATH_RAW_PKCS1) {
+	if (path == KB_PATH_RAW_PKCS1) {
 		/* Never fails on padding: a synthetic message instead. */
 		if ((r = derive_kdk(w, kdk_secret, v, in, inlen, kdk)) ==
 			    P11_OK &&
@@ -390,7 +386,7 @@ static int unwrap_once(struct p11_worker *w, const struct key_version *v,
 			    0)
 			r = P11_ERR_NOMEM;
 	} else if (kb_oaep_decode(out, P11_MODULUS_MAX, outlen, em, k,
-				  p11_alg_md(alg)) == 0) {
+				  kb_alg_md(alg)) == 0) {
 		r = P11_OK;
 	}
 out:
@@ -399,45 +395,46 @@ out:
 	return r;
 }
 
-int p11_worker_unwrap(struct p11_worker *w, const char *name,
-		      const char *version, enum p11_alg alg,
-		      const unsigned char *in, size_t inlen, unsigned char *out,
-		      size_t *outlen, struct p11_key_info *info)
+int kb_keyworker_unwrap(struct kb_keyworker *w, const char *name,
+			const char *version, enum kb_alg alg,
+			const unsigned char *in, size_t inlen,
+			unsigned char *out, size_t *outlen,
+			struct kb_key_info *info)
 {
 	const struct key_version *v;
 	struct catalog *cat;
 	int attempt, r;
 
-	if (alg >= P11_ALG_COUNT)
+	if (alg >= KB_ALG_COUNT)
 		return P11_ERR_UNSUPPORTED;
 	for (attempt = 0; attempt < 2; attempt++) {
 		if ((r = lookup(w->ks, name, version, &cat, &v)) != P11_OK)
 			return r;
 		*info = v->info;
 		if ((r = check_usable(&v->info, false)) == P11_OK &&
-		    v->info.path[alg] == P11_PATH_NONE)
+		    v->info.path[alg] == KB_PATH_NONE)
 			r = P11_ERR_UNSUPPORTED;
 		if (r == P11_OK && inlen != v->info.nlen)
 			r = P11_ERR_CIPHERTEXT;
 		if (r == P11_OK)
-			r = p11_ensure_available(w->ks);
+			r = kb_ensure_available(w->ks);
 		if (r == P11_OK) {
 			pthread_rwlock_rdlock(&w->ks->module_lock);
-			if ((r = p11_worker_session(w)) == P11_OK)
+			if ((r = kb_keyworker_session(w)) == P11_OK)
 				r = unwrap_once(w, v, cat->kdk_secret, alg, in,
 						inlen, out, outlen);
 			pthread_rwlock_unlock(&w->ks->module_lock);
 		}
-		p11_catalog_put(w->ks, cat);
+		kb_catalog_put(w->ks, cat);
 		if (r != P11_ERR_HSM ||
-		    p11_keystore_recover(w->ks, w->gen) != P11_OK)
+		    kb_keystore_recover(w->ks, w->gen) != P11_OK)
 			break;
 	}
 	return r;
 }
 
-int p11_keystore_describe(struct p11_keystore *ks, const char *name,
-			  const char *version, struct p11_key_info *info)
+int kb_keystore_describe(struct kb_keystore *ks, const char *name,
+			 const char *version, struct kb_key_info *info)
 {
 	const struct key_version *v;
 	struct catalog *cat;
@@ -446,19 +443,19 @@ int p11_keystore_describe(struct p11_keystore *ks, const char *name,
 	if ((r = lookup(ks, name, version, &cat, &v)) != P11_OK)
 		return r;
 	*info = v->info;
-	p11_catalog_put(ks, cat);
+	kb_catalog_put(ks, cat);
 	return info->damaged ? P11_ERR_DAMAGED : P11_OK;
 }
 
 /* Encrypts with w's cached context for pub and alg, making it if needed. */
-static int worker_encrypt(struct p11_worker *w, EVP_PKEY *pub, enum p11_alg alg,
-			  const unsigned char *in, size_t inlen,
-			  unsigned char *out, size_t *outlen)
+static int worker_encrypt(struct kb_keyworker *w, EVP_PKEY *pub,
+			  enum kb_alg alg, const unsigned char *in,
+			  size_t inlen, unsigned char *out, size_t *outlen)
 {
 	EVP_PKEY_CTX *ctx = w->wrap[alg].ctx;
 
 	if (w->wrap[alg].key != pub) {
-		if ((ctx = p11_encrypt_ctx_new(pub, alg)) == NULL ||
+		if ((ctx = kb_encrypt_ctx_new(pub, alg)) == NULL ||
 		    EVP_PKEY_up_ref(pub) != 1) {
 			EVP_PKEY_CTX_free(ctx);
 			return P11_ERR_NOMEM;
@@ -474,37 +471,37 @@ static int worker_encrypt(struct p11_worker *w, EVP_PKEY *pub, enum p11_alg alg,
 		       P11_ERR_PARAM;
 }
 
-int p11_keystore_wrap(struct p11_keystore *ks, struct p11_worker *w,
-		      const char *name, const char *version, enum p11_alg alg,
-		      const unsigned char *in, size_t inlen, unsigned char *out,
-		      size_t *outlen, struct p11_key_info *info)
+int kb_keystore_wrap(struct kb_keystore *ks, struct kb_keyworker *w,
+		     const char *name, const char *version, enum kb_alg alg,
+		     const unsigned char *in, size_t inlen, unsigned char *out,
+		     size_t *outlen, struct kb_key_info *info)
 {
 	const struct key_version *v;
 	struct catalog *cat;
 	size_t max;
 	int r;
 
-	if (alg >= P11_ALG_COUNT)
+	if (alg >= KB_ALG_COUNT)
 		return P11_ERR_UNSUPPORTED;
 	if ((r = lookup(ks, name, version, &cat, &v)) != P11_OK)
 		return r;
 	*info = v->info;
-	max = alg == P11_ALG_RSA1_5 ?
+	max = alg == KB_ALG_RSA1_5 ?
 		      v->info.nlen - 11 :
 		      v->info.nlen -
-			      2 * (size_t)EVP_MD_get_size(p11_alg_md(alg)) - 2;
+			      2 * (size_t)EVP_MD_get_size(kb_alg_md(alg)) - 2;
 	if ((r = check_usable(&v->info, true)) != P11_OK)
 		goto out;
-	if (alg == P11_ALG_RSA1_5 && !ks->allow_rsa1_5)
+	if (alg == KB_ALG_RSA1_5 && !ks->allow_rsa1_5)
 		r = P11_ERR_UNSUPPORTED;
 	else if (inlen == 0 || inlen > max)
 		r = P11_ERR_PARAM;
 	else if (w != NULL)
 		r = worker_encrypt(w, v->pub, alg, in, inlen, out, outlen);
 	else
-		r = p11_public_encrypt(v->pub, alg, in, inlen, out, outlen);
+		r = kb_public_encrypt(v->pub, alg, in, inlen, out, outlen);
 out:
-	p11_catalog_put(ks, cat);
+	kb_catalog_put(ks, cat);
 	return r;
 }
 
@@ -549,7 +546,7 @@ static char *metadata_text(const char *name, const char *version,
  * Takes back the objects of a new version that was not confirmed; adds to
  * err what could not be removed. Needs admin_lock.
  */
-static void undo_create(struct p11_keystore *ks, const CK_OBJECT_HANDLE *objs,
+static void undo_create(struct kb_keystore *ks, const CK_OBJECT_HANDLE *objs,
 			size_t n, char *err, size_t errlen)
 {
 	size_t i, len = strlen(err);
@@ -575,7 +572,7 @@ static void undo_create(struct p11_keystore *ks, const CK_OBJECT_HANDLE *objs,
  * Confirms a new version by a fresh load: its key pair (by label, ID
  * and modulus) and its metadata (by value). Needs admin_lock.
  */
-static int confirm_version(struct p11_keystore *ks, const char *name,
+static int confirm_version(struct kb_keystore *ks, const char *name,
 			   const unsigned char *id, CK_OBJECT_HANDLE priv,
 			   const char *meta, char *err, size_t errlen)
 {
@@ -608,7 +605,7 @@ static int confirm_version(struct p11_keystore *ks, const char *name,
 		return P11_ERR_STORAGE;
 	}
 	want[0].value_len = want[1].value_len = nlen;
-	if ((r = p11_keystore_confirm(ks, want, 3, why, sizeof(why))) ==
+	if ((r = kb_keystore_confirm(ks, want, 3, why, sizeof(why))) ==
 	    P11_ERR_STORAGE)
 		snprintf(err, errlen,
 			 "the token did not keep the new version (is its "
@@ -623,7 +620,7 @@ static int confirm_version(struct p11_keystore *ks, const char *name,
 }
 
 /* Generates the key pair of a new version. Needs admin_lock. */
-static int generate_pair(struct p11_keystore *ks, const char *name,
+static int generate_pair(struct kb_keystore *ks, const char *name,
 			 unsigned int bits, const unsigned char *id,
 			 CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv,
 			 char *err, size_t errlen)
@@ -643,9 +640,9 @@ static int generate_pair(struct p11_keystore *ks, const char *name,
 	return P11_OK;
 }
 
-int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
-			    unsigned int bits, struct p11_key_info *info,
-			    char *err, size_t errlen)
+int kb_keystore_create_key(struct kb_keystore *ks, const char *name,
+			   unsigned int bits, struct kb_key_info *info,
+			   char *err, size_t errlen)
 {
 	unsigned char id[KB_VERSION_BYTES];
 	char version[KB_VERSION_LEN + 1], *meta = NULL;
@@ -668,7 +665,7 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 		return P11_ERR_NOMEM;
 	kb_hex_encode(version, id, sizeof(id));
 
-	p11_admin_enter(ks);
+	kb_keystore_admin_enter(ks);
 	if ((r = p11_token_check_space(ks->tok, err, errlen)) != P11_OK ||
 	    (r = generate_pair(ks, name, bits, id, &objs[0], &objs[1], err,
 			       errlen)) != P11_OK)
@@ -693,13 +690,13 @@ int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
 		undo_create(ks, objs, 3, err, errlen);
 		goto out_unlock;
 	}
-	if ((r = p11_catalog_reload_locked(ks)) != P11_OK)
+	if ((r = kb_catalog_reload_locked(ks)) != P11_OK)
 		snprintf(err, errlen, "re-reading the key catalogue failed");
 out_unlock:
-	p11_admin_leave(ks);
+	kb_keystore_admin_leave(ks);
 	free(meta);
 	if (r == P11_OK &&
-	    (r = p11_keystore_describe(ks, name, version, info)) != P11_OK)
+	    (r = kb_keystore_describe(ks, name, version, info)) != P11_OK)
 		snprintf(err, errlen, "new key version not in the catalogue");
 	return r;
 }
@@ -709,11 +706,11 @@ out_unlock:
  * confirmed successor replaces (and any an earlier update left behind).
  * One that stays is harmless, the newest wins. Needs admin_lock.
  */
-static void destroy_replaced(struct p11_keystore *ks,
+static void destroy_replaced(struct kb_keystore *ks,
 			     const CK_OBJECT_HANDLE *metas, size_t n,
 			     const char *name, const char *version, char *text)
 {
-	struct p11_key_info mi;
+	struct kb_key_info mi;
 	struct p11_object *o;
 	size_t i;
 	CK_RV rv;
@@ -727,7 +724,7 @@ static void destroy_replaced(struct p11_keystore *ks,
 		if (p11_read(ks->tok, ks->admin, metas[i], P11_A_VALUE, o) !=
 			    P11_OK ||
 		    !(o->have & P11_A_VALUE) ||
-		    p11_parse_metadata(text, o->value_len, &mi) != P11_OK ||
+		    kb_parse_metadata(text, o->value_len, &mi) != P11_OK ||
 		    strcmp(mi.version, version) != 0 ||
 		    (rv = p11_destroy(ks->tok, ks->admin, metas[i])) == CKR_OK)
 			continue;
@@ -744,7 +741,7 @@ static void destroy_replaced(struct p11_keystore *ks,
  * the old one is destroyed, so a lost write leaves the old one in force.
  * P11_ERR_NOT_FOUND if no metadata reads back. Needs admin_lock.
  */
-static int update_metadata(struct p11_keystore *ks, const char *name,
+static int update_metadata(struct kb_keystore *ks, const char *name,
 			   const char *version, bool enabled, char *err,
 			   size_t errlen)
 {
@@ -753,7 +750,7 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 			       .application = META_APPLICATION,
 			       .private_only = true };
 	CK_OBJECT_HANDLE *metas, old, obj;
-	struct p11_key_info mi;
+	struct kb_key_info mi;
 	char *text, *out = NULL;
 	json_t *o = NULL;
 	json_int_t now = (json_int_t)time(NULL), updated;
@@ -766,8 +763,8 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 		r = P11_ERR_NOMEM;
 		goto out_free;
 	}
-	if ((r = p11_metadata_newest(ks, metas, n, name, version, &old, text,
-				     &len, &mi)) != P11_OK)
+	if ((r = kb_metadata_newest(ks, metas, n, name, version, &old, text,
+				    &len, &mi)) != P11_OK)
 		goto out_free;
 	/* "updated" orders the objects: the new one must pass the old. */
 	updated = now > mi.updated ? now : mi.updated + 1;
@@ -784,9 +781,9 @@ static int update_metadata(struct p11_keystore *ks, const char *name,
 	 * Tokens may refuse to change CKA_VALUE (SoftHSMv2 does), so the
 	 * new metadata is a new object.
 	 */
-	if ((r = p11_create_confirmed(ks, META_APPLICATION, name, out, false,
-				      "the new metadata object", &obj, err,
-				      errlen)) == P11_OK)
+	if ((r = kb_create_confirmed(ks, META_APPLICATION, name, out, false,
+				     "the new metadata object", &obj, err,
+				     errlen)) == P11_OK)
 		destroy_replaced(ks, metas, n, name, version, text);
 out_free:
 	json_decref(o);
@@ -796,9 +793,9 @@ out_free:
 	return r;
 }
 
-int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
-			     const char *version, bool enabled, char *err,
-			     size_t errlen)
+int kb_keystore_set_enabled(struct kb_keystore *ks, const char *name,
+			    const char *version, bool enabled, char *err,
+			    size_t errlen)
 {
 	const struct key_version *v;
 	struct catalog *c;
@@ -806,11 +803,11 @@ int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
 	int r;
 
 	err[0] = '\0';
-	p11_admin_enter(ks);
-	c = p11_catalog_get(ks);
-	v = c != NULL ? p11_catalog_find(c, name, version) : NULL;
+	kb_keystore_admin_enter(ks);
+	c = kb_catalog_get(ks);
+	v = c != NULL ? kb_catalog_find(c, name, version) : NULL;
 	damaged = v != NULL && v->info.damaged;
-	p11_catalog_put(ks, c);
+	kb_catalog_put(ks, c);
 	if (damaged) {
 		snprintf(err, errlen,
 			 "key %s version %s is damaged (no readable metadata); "
@@ -830,12 +827,12 @@ int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
 		snprintf(err, errlen, "out of memory");
 	else if (r == P11_ERR_HSM && err[0] == '\0')
 		snprintf(err, errlen, "reading the key metadata failed");
-	if (r == P11_OK && (r = p11_catalog_reload_locked(ks)) != P11_OK)
+	if (r == P11_OK && (r = kb_catalog_reload_locked(ks)) != P11_OK)
 		snprintf(err, errlen,
 			 "the change is stored, but re-reading the key "
 			 "catalogue failed");
 out_unlock:
-	p11_admin_leave(ks);
+	kb_keystore_admin_leave(ks);
 	return r;
 }
 
@@ -864,9 +861,9 @@ static int64_t repaired_created_us(const struct catalog *c, const char *name,
 	return oldest > 1 ? oldest - 1 : now;
 }
 
-int p11_keystore_repair_key(struct p11_keystore *ks, const char *name,
-			    const char *version, bool enabled,
-			    bool make_current, char *err, size_t errlen)
+int kb_keystore_repair_key(struct kb_keystore *ks, const char *name,
+			   const char *version, bool enabled, bool make_current,
+			   char *err, size_t errlen)
 {
 	const struct key_version *v;
 	struct catalog *c;
@@ -875,11 +872,11 @@ int p11_keystore_repair_key(struct p11_keystore *ks, const char *name,
 	char *text;
 	int r = P11_OK;
 
-	p11_admin_enter(ks);
-	if ((c = p11_catalog_get(ks)) == NULL) {
+	kb_keystore_admin_enter(ks);
+	if ((c = kb_catalog_get(ks)) == NULL) {
 		snprintf(err, errlen, "no key catalogue");
 		r = P11_ERR_HSM;
-	} else if ((v = p11_catalog_find(c, name, version)) == NULL) {
+	} else if ((v = kb_catalog_find(c, name, version)) == NULL) {
 		snprintf(err, errlen, "key '%s' has no version '%s'", name,
 			 version);
 		r = P11_ERR_NOT_FOUND;
@@ -892,7 +889,7 @@ int p11_keystore_repair_key(struct p11_keystore *ks, const char *name,
 	} else {
 		created_us = repaired_created_us(c, name, make_current);
 	}
-	p11_catalog_put(ks, c);
+	kb_catalog_put(ks, c);
 	if (r != P11_OK ||
 	    (r = p11_token_check_space(ks->tok, err, errlen)) != P11_OK)
 		goto out_unlock;
@@ -902,39 +899,39 @@ int p11_keystore_repair_key(struct p11_keystore *ks, const char *name,
 		r = P11_ERR_NOMEM;
 		goto out_unlock;
 	}
-	r = p11_create_confirmed(ks, META_APPLICATION, name, text, false,
-				 "the new metadata object", &obj, err, errlen);
+	r = kb_create_confirmed(ks, META_APPLICATION, name, text, false,
+				"the new metadata object", &obj, err, errlen);
 	free(text);
-	if (r == P11_OK && (r = p11_catalog_reload_locked(ks)) != P11_OK)
+	if (r == P11_OK && (r = kb_catalog_reload_locked(ks)) != P11_OK)
 		snprintf(err, errlen,
 			 "the repair is stored, but re-reading the key "
 			 "catalogue failed");
 out_unlock:
-	p11_admin_leave(ks);
+	kb_keystore_admin_leave(ks);
 	return r;
 }
 
-int p11_keystore_reload(struct p11_keystore *ks)
+int kb_keystore_reload(struct kb_keystore *ks)
 {
 	int r;
 
-	p11_admin_enter(ks);
-	r = p11_catalog_reload_locked(ks);
-	p11_admin_leave(ks);
+	kb_keystore_admin_enter(ks);
+	r = kb_catalog_reload_locked(ks);
+	kb_keystore_admin_leave(ks);
 	return r;
 }
 
-int p11_keystore_foreach(struct p11_keystore *ks,
-			 void (*fn)(const struct p11_key_info *, void *),
-			 void *arg)
+int kb_keystore_foreach(struct kb_keystore *ks,
+			void (*fn)(const struct kb_key_info *, void *),
+			void *arg)
 {
-	struct catalog *c = p11_catalog_get(ks);
+	struct catalog *c = kb_catalog_get(ks);
 	size_t i;
 
 	if (c == NULL)
 		return P11_ERR_HSM;
 	for (i = 0; i < c->n; i++)
 		fn(&c->v[i].info, arg);
-	p11_catalog_put(ks, c);
+	kb_catalog_put(ks, c);
 	return P11_OK;
 }

@@ -1,27 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What the pkcs11/ files share and nobody else sees: the keystore's
- * state, the catalogue snapshot, and the helpers of each layer. From the
- * bottom up, each calling only those below it:
+ * What the key store's files share and nobody else sees: the keystore's
+ * state, the catalogue snapshot, and the helpers of each layer. They
+ * reach the token only through the pkcs11/ adapter (p11_token.h,
+ * p11_object.h, p11_confirm.h). From the bottom up, each calling only
+ * those below it:
  *
- *   p11_admin.c     the admin session: its lock, object search and
- *                   attribute reads, confirmed writes, what a load refused
- *   p11_identity.c  identity-token objects as a load reads them (the
+ *   kb_key.c        algorithms, unwrap paths, public-key encryption
+ *   kb_keyadmin.c   the admin session: its lock, the protection check,
+ *                   confirmed writes, what a load refused
+ *   kb_identity.c   identity-token objects as a load reads them (the
  *                   issuer key pair, revocations) and the revoked ids
- *   p11_catalog.c   reads the token into snapshots and publishes them
- *   p11_keystore.c  opening, sessions and recovery; operations on keys
- *   p11_issuer.c    making, reading and using the token-signing key
+ *   kb_catalog.c    the metadata schema; reads the token into snapshots
+ *                   in one pass and publishes them
+ *   kb_keystore.c   opening, sessions and recovery; operations on keys
+ *   kb_issuer.c     making and using the token-signing key
  */
-#ifndef P11_INTERNAL_H
-#define P11_INTERNAL_H
+#ifndef KB_KEYSTORE_INTERNAL_H
+#define KB_KEYSTORE_INTERNAL_H
 
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <time.h>
 
+#include "kb_key.h"
 #include "p11_confirm.h"
-#include "p11_key.h"
 #include "p11_object.h"
 #include "p11_token.h"
 
@@ -33,7 +37,7 @@
 #define MISS_RELOAD_INTERVAL_S 2
 
 struct key_version {
-	struct p11_key_info info;
+	struct kb_key_info info;
 	CK_OBJECT_HANDLE priv;
 	EVP_PKEY *pub;
 };
@@ -43,7 +47,7 @@ struct catalog {
 	unsigned int refs;
 	struct key_version *v; /* sorted by name, then created, then version */
 	size_t n;
-	enum p11_path path[P11_ALG_COUNT];
+	enum kb_path path[KB_ALG_COUNT];
 	/*
 	 * Revoked identity-token ids read from the token, sorted; merged
 	 * into the keystore's own list when the snapshot is published.
@@ -58,7 +62,7 @@ struct catalog {
 	char issuer_kid[KB_VERSION_LEN + 1];
 };
 
-struct p11_keystore {
+struct kb_keystore {
 	struct p11_token *tok;
 	bool allow_rsa1_5;
 	/* How writes are confirmed by a fresh load (p11_confirm.h). */
@@ -70,7 +74,7 @@ struct p11_keystore {
 	/*
 	 * Every identity-token id this process has known to be revoked,
 	 * sorted: what each load read from the token, and what it was told
-	 * (p11_keystore_remember_revoked). It only grows, so a revocation
+	 * (kb_keystore_remember_revoked). It only grows, so a revocation
 	 * the token loses or never kept still holds until the process ends.
 	 */
 	char **revoked;
@@ -93,8 +97,8 @@ struct p11_keystore {
 	pthread_rwlock_t module_lock;
 };
 
-struct p11_worker {
-	struct p11_keystore *ks;
+struct kb_keyworker {
+	struct kb_keystore *ks;
 	CK_SESSION_HANDLE h;
 	unsigned int gen;
 	bool open;
@@ -102,55 +106,55 @@ struct p11_worker {
 	struct {
 		EVP_PKEY *key;
 		EVP_PKEY_CTX *ctx;
-	} wrap[P11_ALG_COUNT];
+	} wrap[KB_ALG_COUNT];
 };
 
-/* ---- p11_admin.c ---- */
+/* ---- kb_keyadmin.c ---- */
 
 /* Serialises admin work and keeps recovery out of the module meanwhile. */
-void p11_admin_enter(struct p11_keystore *ks);
-void p11_admin_leave(struct p11_keystore *ks);
+void kb_keystore_admin_enter(struct kb_keystore *ks);
+void kb_keystore_admin_leave(struct kb_keystore *ks);
 
 /*
  * Objects a catalogue load refused or did not recognise, as lines; logged
  * when they differ from the previous load's, so reloads do not repeat
  * them.
  */
-struct p11_findings {
+struct kb_findings {
 	char text[2048];
 	size_t len;
 	unsigned int n, dropped;
 };
 
-void p11_note(struct p11_findings *f, const char *fmt, ...)
+void kb_note(struct kb_findings *f, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /*
  * Whether any object of any class has CKA_LABEL label: objects of the
  * broker's fixed labels are made only where none is. Needs admin_lock.
  */
-int p11_label_taken(struct p11_keystore *ks, const char *label, bool *taken);
+int kb_label_taken(struct kb_keystore *ks, const char *label, bool *taken);
 /*
  * Whether a private key was made to stay in the token: sensitive, never
- * extractable, generated there (CKA_LOCAL). p11_key_protected reads
- * what it needs (needs admin_lock); p11_protection_judge looks at the
- * have and set of an object read with P11_PROTECTION_ATTRS. Both note in
+ * extractable, generated there (CKA_LOCAL). kb_key_protected reads
+ * what it needs (needs admin_lock); kb_protection_judge looks at the
+ * have and set of an object read with KB_PROTECTION_ATTRS. Both note in
  * f why not.
  */
-#define P11_PROTECTION_ATTRS                                                 \
+#define KB_PROTECTION_ATTRS                                                  \
 	(P11_A_PRIVATE | P11_A_SENSITIVE | P11_A_EXTRACTABLE | P11_A_LOCAL | \
 	 P11_A_ALWAYS_SENSITIVE | P11_A_NEVER_EXTRACTABLE)
-bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
-		       const char *what, struct p11_findings *f);
-bool p11_protection_judge(unsigned int have, unsigned int set, const char *what,
-			  struct p11_findings *f);
+bool kb_key_protected(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
+		      const char *what, struct kb_findings *f);
+bool kb_protection_judge(unsigned int have, unsigned int set, const char *what,
+			 struct kb_findings *f);
 
 /*
  * Confirms want[0..n) by a fresh load (p11_confirm); P11_ERR_UNSUPPORTED
  * if this process was not given a way to. Needs admin_lock.
  */
-int p11_keystore_confirm(struct p11_keystore *ks, const struct p11_expect *want,
-			 size_t n, char *err, size_t errlen);
+int kb_keystore_confirm(struct kb_keystore *ks, const struct p11_expect *want,
+			size_t n, char *err, size_t errlen);
 /*
  * Creates a private CKO_DATA object (application, label, value) and
  * confirms it by a fresh load. If it is not confirmed, it is destroyed
@@ -158,49 +162,48 @@ int p11_keystore_confirm(struct p11_keystore *ks, const struct p11_expect *want,
  * must stay: revocations). P11_ERR_STORAGE if the token did not keep it;
  * err says so. Needs admin_lock.
  */
-int p11_create_confirmed(struct p11_keystore *ks, const char *application,
-			 const char *label, const char *value, bool keep,
-			 const char *what, CK_OBJECT_HANDLE *obj, char *err,
-			 size_t errlen);
+int kb_create_confirmed(struct kb_keystore *ks, const char *application,
+			const char *label, const char *value, bool keep,
+			const char *what, CK_OBJECT_HANDLE *obj, char *err,
+			size_t errlen);
 
-/* ---- p11_identity.c ---- */
+/* ---- kb_identity.c ---- */
 
 /* Signs a SHA-256 digest with EC key on session h; r || s into sig. */
-int p11_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
-		   CK_OBJECT_HANDLE key, const unsigned char *digest,
-		   unsigned char *sig);
+int kb_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
+		  CK_OBJECT_HANDLE key, const unsigned char *digest,
+		  unsigned char *sig);
 /* Finds the issuer key and the revoked jtis for c. Needs admin_lock. */
-int p11_identity_load(struct p11_keystore *ks, struct catalog *c,
-		      struct p11_findings *f);
+int kb_identity_load(struct kb_keystore *ks, struct catalog *c,
+		     struct kb_findings *f);
 /* Moves c's revoked jtis into the keystore's list. Needs ks->lock. */
-void p11_revoked_merge_locked(struct p11_keystore *ks, struct catalog *c);
-void p11_revoked_free(struct p11_keystore *ks);
+void kb_revoked_merge_locked(struct kb_keystore *ks, struct catalog *c);
+void kb_revoked_free(struct kb_keystore *ks);
 
-/* ---- p11_catalog.c ---- */
+/* ---- kb_catalog.c ---- */
 
-void p11_catalog_free(struct catalog *c);
+void kb_catalog_free(struct catalog *c);
 /* A reference to the current snapshot (NULL if none), and its release. */
-struct catalog *p11_catalog_get(struct p11_keystore *ks);
-void p11_catalog_put(struct p11_keystore *ks, struct catalog *c);
+struct catalog *kb_catalog_get(struct kb_keystore *ks);
+void kb_catalog_put(struct kb_keystore *ks, struct catalog *c);
 /* name/version, or the current version of name if version is "". */
-const struct key_version *p11_catalog_find(const struct catalog *c,
-					   const char *name,
-					   const char *version);
+const struct key_version *
+kb_catalog_find(const struct catalog *c, const char *name, const char *version);
 /* Reads the token and publishes a new snapshot. Needs admin_lock. */
-int p11_catalog_reload_locked(struct p11_keystore *ks);
-int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info);
+int kb_catalog_reload_locked(struct kb_keystore *ks);
+int kb_parse_metadata(const char *text, size_t len, struct kb_key_info *info);
 /*
  * The metadata object of name/version to believe among metas[0..n): the
  * newest ("updated") that reads back and parses, a disabled one winning a
  * tie. Its handle, text (META_MAX bytes at text, *len of them) and parsed
  * fields; P11_ERR_NOT_FOUND if none. Needs admin_lock.
  */
-int p11_metadata_newest(struct p11_keystore *ks, const CK_OBJECT_HANDLE *metas,
-			size_t n, const char *name, const char *version,
-			CK_OBJECT_HANDLE *obj, char *text, size_t *len,
-			struct p11_key_info *mi);
+int kb_metadata_newest(struct kb_keystore *ks, const CK_OBJECT_HANDLE *metas,
+		       size_t n, const char *name, const char *version,
+		       CK_OBJECT_HANDLE *obj, char *text, size_t *len,
+		       struct kb_key_info *mi);
 
-/* ---- p11_keystore.c ---- */
+/* ---- kb_keystore.c ---- */
 
 /*
  * Renews every session after the token failed and re-reads the
@@ -209,10 +212,10 @@ int p11_metadata_newest(struct p11_keystore *ks, const CK_OBJECT_HANDLE *metas,
  * while the token stays away. A worker whose token call failed with
  * P11_ERR_HSM calls it and, if it succeeds, tries once more.
  */
-int p11_keystore_recover(struct p11_keystore *ks, unsigned int seen_gen);
+int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen);
 /* Tries to bring the token back if it is known to be gone. */
-int p11_ensure_available(struct p11_keystore *ks);
+int kb_ensure_available(struct kb_keystore *ks);
 /* A live session of the current generation. Needs module_lock shared. */
-int p11_worker_session(struct p11_worker *w);
+int kb_keyworker_session(struct kb_keyworker *w);
 
 #endif

@@ -11,16 +11,16 @@
  * public key and never touch the token; unwraps run in the token on the
  * calling worker's own session.
  */
-#ifndef P11_KEYSTORE_H
-#define P11_KEYSTORE_H
+#ifndef KB_KEYSTORE_H
+#define KB_KEYSTORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "p11_key.h"
+#include "kb_key.h"
 #include "p11_token.h"
 
-struct p11_keystore_params {
+struct kb_keystore_params {
 	const char *module;
 	const char *token_uri;
 	const char *pin_file;
@@ -33,24 +33,24 @@ struct p11_keystore_params {
 	const char *confirm_exe;
 };
 
-struct p11_keystore;
-struct p11_worker;
+struct kb_keystore;
+struct kb_keyworker;
 
 /*
  * Loads the module, selects and logs in to the token and reads the
  * catalogue. If initialise_with_so_pin is set, the token is provisioned
  * first (see p11_token_initialise).
  */
-int p11_keystore_open(const struct p11_keystore_params *params,
-		      const char *initialise_with_so_pin,
-		      struct p11_keystore **out, char *err, size_t errlen);
-void p11_keystore_free(struct p11_keystore *ks);
+int kb_keystore_open(const struct kb_keystore_params *params,
+		     const char *initialise_with_so_pin,
+		     struct kb_keystore **out, char *err, size_t errlen);
+void kb_keystore_free(struct kb_keystore *ks);
 
-const char *p11_keystore_token_label(const struct p11_keystore *ks);
+const char *kb_keystore_token_label(const struct kb_keystore *ks);
 
 /* A token session owned by one thread. */
-int p11_worker_new(struct p11_keystore *ks, struct p11_worker **out);
-void p11_worker_free(struct p11_worker *w);
+int kb_keyworker_new(struct kb_keystore *ks, struct kb_keyworker **out);
+void kb_keyworker_free(struct kb_keyworker *w);
 
 /*
  * Looks up name (and version, or the current version if version is "").
@@ -58,28 +58,29 @@ void p11_worker_free(struct p11_worker *w);
  * if that version is damaged or, with version "", if any version of name
  * is: the current one cannot be told then. Wrap and unwrap likewise.
  */
-int p11_keystore_describe(struct p11_keystore *ks, const char *name,
-			  const char *version, struct p11_key_info *info);
+int kb_keystore_describe(struct kb_keystore *ks, const char *name,
+			 const char *version, struct kb_key_info *info);
 
 /*
  * Wraps in[0..inlen) with the public key of name/version. out needs
  * P11_MODULUS_MAX bytes. P11_ERR_PARAM if in is too long for the key.
  * With a worker, its encryption contexts are reused across calls.
  */
-int p11_keystore_wrap(struct p11_keystore *ks, struct p11_worker *w,
-		      const char *name, const char *version, enum p11_alg alg,
-		      const unsigned char *in, size_t inlen, unsigned char *out,
-		      size_t *outlen, struct p11_key_info *info);
+int kb_keystore_wrap(struct kb_keystore *ks, struct kb_keyworker *w,
+		     const char *name, const char *version, enum kb_alg alg,
+		     const unsigned char *in, size_t inlen, unsigned char *out,
+		     size_t *outlen, struct kb_key_info *info);
 
 /*
  * Unwraps in the token on w's session. out needs P11_MODULUS_MAX bytes and
  * holds a secret on success: the caller wipes it. Every failure caused by
  * the input is P11_ERR_CIPHERTEXT.
  */
-int p11_worker_unwrap(struct p11_worker *w, const char *name,
-		      const char *version, enum p11_alg alg,
-		      const unsigned char *in, size_t inlen, unsigned char *out,
-		      size_t *outlen, struct p11_key_info *info);
+int kb_keyworker_unwrap(struct kb_keyworker *w, const char *name,
+			const char *version, enum kb_alg alg,
+			const unsigned char *in, size_t inlen,
+			unsigned char *out, size_t *outlen,
+			struct kb_key_info *info);
 
 /*
  * Admin writes (create, enable/disable, repair, revoke) are serialised,
@@ -95,21 +96,21 @@ int p11_worker_unwrap(struct p11_worker *w, const char *name,
  * RSA key pair of bits (2048, 3072 or 4096) in the token. Fills info with
  * the new version.
  */
-int p11_keystore_create_key(struct p11_keystore *ks, const char *name,
-			    unsigned int bits, struct p11_key_info *info,
-			    char *err, size_t errlen);
+int kb_keystore_create_key(struct kb_keystore *ks, const char *name,
+			   unsigned int bits, struct kb_key_info *info,
+			   char *err, size_t errlen);
 
 /* Enables or disables one key version (its metadata in the token). */
-int p11_keystore_set_enabled(struct p11_keystore *ks, const char *name,
-			     const char *version, bool enabled, char *err,
-			     size_t errlen);
+int kb_keystore_set_enabled(struct kb_keystore *ks, const char *name,
+			    const char *version, bool enabled, char *err,
+			    size_t errlen);
 
 /*
  * Makes the secret that RSA1_5's implicit rejection derives its keys
  * from (an HMAC key in the token), unless an object of its label is
  * there already. For the broker at start, when RSA1_5 is enabled.
  */
-int p11_keystore_ensure_rsa15_secret(struct p11_keystore *ks);
+int kb_keystore_ensure_rsa15_secret(struct kb_keystore *ks);
 
 /*
  * Writes new metadata for a damaged version (P11_ERR_CONFLICT if it is
@@ -118,16 +119,16 @@ int p11_keystore_ensure_rsa15_secret(struct p11_keystore *ks);
  * otherwise it is dated just before the key's oldest readable version,
  * so the current version stays what it was.
  */
-int p11_keystore_repair_key(struct p11_keystore *ks, const char *name,
-			    const char *version, bool enabled,
-			    bool make_current, char *err, size_t errlen);
+int kb_keystore_repair_key(struct kb_keystore *ks, const char *name,
+			   const char *version, bool enabled, bool make_current,
+			   char *err, size_t errlen);
 
 /* Re-reads the catalogue from the token now; the old one stays on failure. */
-int p11_keystore_reload(struct p11_keystore *ks);
+int kb_keystore_reload(struct kb_keystore *ks);
 
 /* Calls fn for each key version, in name then creation order. */
-int p11_keystore_foreach(struct p11_keystore *ks,
-			 void (*fn)(const struct p11_key_info *, void *),
-			 void *arg);
+int kb_keystore_foreach(struct kb_keystore *ks,
+			void (*fn)(const struct kb_key_info *, void *),
+			void *arg);
 
 #endif

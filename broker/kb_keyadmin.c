@@ -4,18 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "p11_internal.h"
+#include "kb_keystore_internal.h"
 
 /* ---- the admin session ---- */
 
 /* Serialises admin work and keeps recovery out of the module meanwhile. */
-void p11_admin_enter(struct p11_keystore *ks)
+void kb_keystore_admin_enter(struct kb_keystore *ks)
 {
 	pthread_mutex_lock(&ks->admin_lock);
 	pthread_rwlock_rdlock(&ks->module_lock);
 }
 
-void p11_admin_leave(struct p11_keystore *ks)
+void kb_keystore_admin_leave(struct kb_keystore *ks)
 {
 	pthread_rwlock_unlock(&ks->module_lock);
 	pthread_mutex_unlock(&ks->admin_lock);
@@ -23,7 +23,7 @@ void p11_admin_leave(struct p11_keystore *ks)
 
 /* ---- what a load refused ---- */
 
-void p11_note(struct p11_findings *f, const char *fmt, ...)
+void kb_note(struct kb_findings *f, const char *fmt, ...)
 {
 	size_t room = sizeof(f->text) - f->len;
 	va_list ap;
@@ -45,7 +45,7 @@ void p11_note(struct p11_findings *f, const char *fmt, ...)
 
 /* ---- reading objects ---- */
 
-int p11_label_taken(struct p11_keystore *ks, const char *label, bool *taken)
+int kb_label_taken(struct kb_keystore *ks, const char *label, bool *taken)
 {
 	struct p11_match m = { .cls = P11_CLASS_ANY, .label = label };
 	CK_OBJECT_HANDLE *found;
@@ -74,34 +74,34 @@ static const struct {
 	{ P11_A_NEVER_EXTRACTABLE, true, "was extractable once" },
 };
 
-bool p11_protection_judge(unsigned int have, unsigned int set, const char *what,
-			  struct p11_findings *f)
+bool kb_protection_judge(unsigned int have, unsigned int set, const char *what,
+			 struct kb_findings *f)
 {
 	size_t i;
 
 	for (i = 0; i < sizeof(protection) / sizeof(protection[0]); i++)
 		if (!(have & protection[i].attr) ||
 		    ((set & protection[i].attr) != 0) != protection[i].want) {
-			p11_note(f, "%s: the private key %s; refused", what,
-				 protection[i].why);
+			kb_note(f, "%s: the private key %s; refused", what,
+				protection[i].why);
 			return false;
 		}
 	return true;
 }
 
-bool p11_key_protected(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
-		       const char *what, struct p11_findings *f)
+bool kb_key_protected(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
+		      const char *what, struct kb_findings *f)
 {
 	struct p11_object o;
 
-	p11_read(ks->tok, ks->admin, priv, P11_PROTECTION_ATTRS, &o);
-	return p11_protection_judge(o.have, o.set, what, f);
+	p11_read(ks->tok, ks->admin, priv, KB_PROTECTION_ATTRS, &o);
+	return kb_protection_judge(o.have, o.set, what, f);
 }
 
 /* ---- writing objects ---- */
 
-int p11_keystore_confirm(struct p11_keystore *ks, const struct p11_expect *want,
-			 size_t n, char *err, size_t errlen)
+int kb_keystore_confirm(struct kb_keystore *ks, const struct p11_expect *want,
+			size_t n, char *err, size_t errlen)
 {
 	if (ks->confirm.exe == NULL) {
 		snprintf(err, errlen,
@@ -112,10 +112,10 @@ int p11_keystore_confirm(struct p11_keystore *ks, const struct p11_expect *want,
 	return p11_confirm(&ks->confirm, want, n, err, errlen);
 }
 
-int p11_create_confirmed(struct p11_keystore *ks, const char *application,
-			 const char *label, const char *value, bool keep,
-			 const char *what, CK_OBJECT_HANDLE *obj, char *err,
-			 size_t errlen)
+int kb_create_confirmed(struct kb_keystore *ks, const char *application,
+			const char *label, const char *value, bool keep,
+			const char *what, CK_OBJECT_HANDLE *obj, char *err,
+			size_t errlen)
 {
 	struct p11_expect want = {
 		.cls = P11_CLASS_DATA,
@@ -136,8 +136,7 @@ int p11_create_confirmed(struct p11_keystore *ks, const char *application,
 			 what, p11_rv_name(rv));
 		return P11_ERR_HSM;
 	}
-	if ((r = p11_keystore_confirm(ks, &want, 1, why, sizeof(why))) ==
-	    P11_OK)
+	if ((r = kb_keystore_confirm(ks, &want, 1, why, sizeof(why))) == P11_OK)
 		return P11_OK;
 	if (r == P11_ERR_STORAGE)
 		snprintf(err, errlen,

@@ -10,13 +10,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "kb_keystore_internal.h"
 #include "kb_log.h"
 #include "kb_secret.h"
-#include "p11_internal.h"
 
 /* ---- snapshots ---- */
 
-void p11_catalog_free(struct catalog *c)
+void kb_catalog_free(struct catalog *c)
 {
 	size_t i;
 
@@ -32,7 +32,7 @@ void p11_catalog_free(struct catalog *c)
 	free(c);
 }
 
-struct catalog *p11_catalog_get(struct p11_keystore *ks)
+struct catalog *kb_catalog_get(struct kb_keystore *ks)
 {
 	struct catalog *c;
 
@@ -43,7 +43,7 @@ struct catalog *p11_catalog_get(struct p11_keystore *ks)
 	return c;
 }
 
-void p11_catalog_put(struct p11_keystore *ks, struct catalog *c)
+void kb_catalog_put(struct kb_keystore *ks, struct catalog *c)
 {
 	bool last;
 
@@ -53,23 +53,23 @@ void p11_catalog_put(struct p11_keystore *ks, struct catalog *c)
 	last = --c->refs == 0;
 	pthread_mutex_unlock(&ks->lock);
 	if (last)
-		p11_catalog_free(c);
+		kb_catalog_free(c);
 }
 
 /* Needs ks->lock. */
-static void catalog_publish_locked(struct p11_keystore *ks, struct catalog *c)
+static void catalog_publish_locked(struct kb_keystore *ks, struct catalog *c)
 {
 	struct catalog *old = ks->cat;
 
 	c->refs = 1;
-	p11_revoked_merge_locked(ks, c);
+	kb_revoked_merge_locked(ks, c);
 	ks->cat = c;
 	if (old != NULL && --old->refs == 0)
-		p11_catalog_free(old);
+		kb_catalog_free(old);
 }
 
-const struct key_version *
-p11_catalog_find(const struct catalog *c, const char *name, const char *version)
+const struct key_version *kb_catalog_find(const struct catalog *c,
+					  const char *name, const char *version)
 {
 	const struct key_version *cur = NULL;
 	size_t lo = 0, hi = c->n, mid;
@@ -103,8 +103,8 @@ p11_catalog_find(const struct catalog *c, const char *name, const char *version)
 
 static int version_cmp(const void *a, const void *b)
 {
-	const struct p11_key_info *x = &((const struct key_version *)a)->info;
-	const struct p11_key_info *y = &((const struct key_version *)b)->info;
+	const struct kb_key_info *x = &((const struct key_version *)a)->info;
+	const struct kb_key_info *y = &((const struct key_version *)b)->info;
 	int r;
 
 	if ((r = strcmp(x->name, y->name)) != 0)
@@ -119,7 +119,7 @@ static int version_cmp(const void *a, const void *b)
 /* ---- what a load refused ---- */
 
 /* Logs f if it differs from the last load's. Needs admin_lock. */
-static void log_findings(struct p11_keystore *ks, const struct p11_findings *f)
+static void log_findings(struct kb_keystore *ks, const struct kb_findings *f)
 {
 	const char *line, *nl;
 
@@ -161,13 +161,13 @@ struct key_object {
  * P11_ERR_HSM if the token is gone; what cannot be read is marked in o,
  * not an error.
  */
-static int read_key_object(struct p11_keystore *ks, CK_OBJECT_HANDLE h,
+static int read_key_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 			   size_t order, bool private,
 			   struct p11_object *scratch, struct key_object *o)
 {
 	unsigned int want = P11_A_LABEL | P11_A_ID | P11_A_MODULUS |
 			    P11_A_EXPONENT |
-			    (private ? P11_PROTECTION_ATTRS : 0);
+			    (private ? KB_PROTECTION_ATTRS : 0);
 
 	o->h = h;
 	o->order = order;
@@ -234,7 +234,7 @@ static const struct key_object *find_public(struct key_object *const *sorted,
 		       NULL;
 }
 
-static EVP_PKEY *rsa_public_key(const struct p11_key_info *info)
+static EVP_PKEY *rsa_public_key(const struct kb_key_info *info)
 {
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
 	OSSL_PARAM *params = NULL;
@@ -267,7 +267,7 @@ static EVP_PKEY *rsa_public_key(const struct p11_key_info *info)
  */
 static int load_public(const struct key_object *priv,
 		       struct key_object *const *pubs, size_t npubs,
-		       struct key_version *v, struct p11_findings *f)
+		       struct key_version *v, struct kb_findings *f)
 {
 	const struct key_object *pub;
 
@@ -279,8 +279,8 @@ static int load_public(const struct key_object *priv,
 	v->info.elen = priv->elen;
 	if ((pub = find_public(pubs, npubs, v->info.name, v->info.version)) ==
 	    NULL) {
-		p11_note(f, "key %s version %s: no public key object; refused",
-			 v->info.name, v->info.version);
+		kb_note(f, "key %s version %s: no public key object; refused",
+			v->info.name, v->info.version);
 		return P11_ERR_NOT_FOUND;
 	}
 	if (!pub->keyed)
@@ -288,10 +288,10 @@ static int load_public(const struct key_object *priv,
 	if (pub->nlen != priv->nlen || pub->elen != priv->elen ||
 	    memcmp(pub->n, priv->n, priv->nlen) != 0 ||
 	    memcmp(pub->e, priv->e, priv->elen) != 0) {
-		p11_note(f,
-			 "key %s version %s: the public key object is not the "
-			 "private key's; refused",
-			 v->info.name, v->info.version);
+		kb_note(f,
+			"key %s version %s: the public key object is not the "
+			"private key's; refused",
+			v->info.name, v->info.version);
 		return P11_ERR_PARAM;
 	}
 	if (v->info.nlen < 256 || (v->pub = rsa_public_key(&v->info)) == NULL)
@@ -316,7 +316,7 @@ static int json_time(const json_t *o, const char *k, int64_t max, int64_t *t)
 	return *t >= 0 && *t <= max ? 0 : -1;
 }
 
-int p11_parse_metadata(const char *text, size_t len, struct p11_key_info *info)
+int kb_parse_metadata(const char *text, size_t len, struct kb_key_info *info)
 {
 	json_t *o, *v;
 	const char *s;
@@ -361,7 +361,7 @@ struct meta_object {
 	size_t order; /* its place in the token's find order */
 	bool valid; /* label and value read, value parsed */
 	char name[KB_NAME_MAX + 1];
-	struct p11_key_info fields; /* version and times; no key */
+	struct kb_key_info fields; /* version and times; no key */
 };
 
 /*
@@ -369,7 +369,7 @@ struct meta_object {
  * P11_ERR_HSM if the token is gone; an unreadable or invalid object is
  * marked invalid, not an error: it is passed over.
  */
-static int read_meta_object(struct p11_keystore *ks, CK_OBJECT_HANDLE h,
+static int read_meta_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 			    size_t order, char *text, size_t *len,
 			    struct meta_object *m)
 {
@@ -387,7 +387,7 @@ static int read_meta_object(struct p11_keystore *ks, CK_OBJECT_HANDLE h,
 		return P11_OK;
 	memcpy(m->name, o.label, o.label_len + 1);
 	*len = o.value_len;
-	m->valid = p11_parse_metadata(text, *len, &m->fields) == P11_OK;
+	m->valid = kb_parse_metadata(text, *len, &m->fields) == P11_OK;
 	return P11_OK;
 }
 
@@ -401,10 +401,10 @@ static bool newer_metadata(const struct meta_object *m,
 	return !m->fields.enabled && best->fields.enabled;
 }
 
-int p11_metadata_newest(struct p11_keystore *ks, const CK_OBJECT_HANDLE *metas,
-			size_t n, const char *name, const char *version,
-			CK_OBJECT_HANDLE *obj, char *text, size_t *len,
-			struct p11_key_info *mi)
+int kb_metadata_newest(struct kb_keystore *ks, const CK_OBJECT_HANDLE *metas,
+		       size_t n, const char *name, const char *version,
+		       CK_OBJECT_HANDLE *obj, char *text, size_t *len,
+		       struct kb_key_info *mi)
 {
 	struct meta_object *cand = NULL, *best = NULL;
 	char *buf = NULL;
@@ -507,17 +507,17 @@ static int load_metadata(struct meta_object *const *sorted, size_t n,
  * True if the token decrypts an OAEP ciphertext made by OpenSSL for alg
  * with its own mechanism. Needs admin_lock.
  */
-static bool probe_native_oaep(struct p11_keystore *ks,
-			      const struct key_version *v, enum p11_alg alg)
+static bool probe_native_oaep(struct kb_keystore *ks,
+			      const struct key_version *v, enum kb_alg alg)
 {
 	unsigned char msg[32], ct[P11_MODULUS_MAX], pt[P11_MODULUS_MAX];
-	enum p11_mech mech = p11_alg_mech(alg);
+	enum p11_mech mech = kb_alg_mech(alg);
 	size_t ctlen, ptlen;
 	bool ok = false, began;
 
 	if (!p11_mech_offered(ks->tok, mech, true) ||
 	    RAND_bytes(msg, sizeof(msg)) != 1 ||
-	    p11_public_encrypt(v->pub, alg, msg, sizeof(msg), ct, &ctlen) != 0)
+	    kb_public_encrypt(v->pub, alg, msg, sizeof(msg), ct, &ctlen) != 0)
 		return false;
 	if (p11_decrypt(ks->tok, ks->admin, v->priv, mech, ct, ctlen, pt,
 			sizeof(pt), &ptlen, &began) == CKR_OK)
@@ -527,8 +527,8 @@ static bool probe_native_oaep(struct p11_keystore *ks,
 }
 
 /* The RSA1_5 key-derivation secret, or CK_INVALID_HANDLE. Needs admin_lock. */
-static CK_OBJECT_HANDLE find_kdk_secret(struct p11_keystore *ks,
-					struct p11_findings *f)
+static CK_OBJECT_HANDLE find_kdk_secret(struct kb_keystore *ks,
+					struct kb_findings *f)
 {
 	struct p11_match m = { .cls = P11_CLASS_SECRET_KEY,
 			       .label = KDK_LABEL };
@@ -539,33 +539,33 @@ static CK_OBJECT_HANDLE find_kdk_secret(struct p11_keystore *ks,
 	if (p11_find(ks->tok, ks->admin, &m, &objs, &n) != P11_OK)
 		return CK_INVALID_HANDLE;
 	if (n > 1)
-		p11_note(f, "%zu secret keys are labelled '%s'; RSA1_5 is off",
-			 n, KDK_LABEL);
+		kb_note(f, "%zu secret keys are labelled '%s'; RSA1_5 is off",
+			n, KDK_LABEL);
 	else if (n == 1 &&
-		 p11_key_protected(ks, objs[0], "the RSA1_5 secret", f))
+		 kb_key_protected(ks, objs[0], "the RSA1_5 secret", f))
 		h = objs[0];
 	free(objs);
 	return h;
 }
 
 /* Needs admin_lock. */
-static void probe_paths(struct p11_keystore *ks, struct catalog *c,
-			struct p11_findings *f)
+static void probe_paths(struct kb_keystore *ks, struct catalog *c,
+			struct kb_findings *f)
 {
 	bool raw = p11_mech_offered(ks->tok, P11_MECH_RSA_RAW, true);
-	enum p11_alg alg;
+	enum kb_alg alg;
 
-	for (alg = 0; alg < P11_ALG_COUNT; alg++)
-		c->path[alg] = P11_PATH_NONE;
+	for (alg = 0; alg < KB_ALG_COUNT; alg++)
+		c->path[alg] = KB_PATH_NONE;
 	c->kdk_secret = ks->allow_rsa1_5 ? find_kdk_secret(ks, f) :
 					   CK_INVALID_HANDLE;
 	if (c->n == 0)
 		return;
-	for (alg = P11_ALG_RSA_OAEP; alg <= P11_ALG_RSA_OAEP_256; alg++) {
+	for (alg = KB_ALG_RSA_OAEP; alg <= KB_ALG_RSA_OAEP_256; alg++) {
 		if (probe_native_oaep(ks, &c->v[0], alg))
-			c->path[alg] = P11_PATH_NATIVE;
+			c->path[alg] = KB_PATH_NATIVE;
 		else if (raw)
-			c->path[alg] = P11_PATH_RAW_OAEP;
+			c->path[alg] = KB_PATH_RAW_OAEP;
 	}
 	/*
 	 * Never the token's own CKM_RSA_PKCS: it fails on bad padding, a
@@ -573,7 +573,7 @@ static void probe_paths(struct p11_keystore *ks, struct catalog *c,
 	 */
 	if (raw && c->kdk_secret != CK_INVALID_HANDLE &&
 	    p11_mech_offered(ks->tok, P11_MECH_SHA256_HMAC, false))
-		c->path[P11_ALG_RSA1_5] = P11_PATH_RAW_PKCS1;
+		c->path[KB_ALG_RSA1_5] = KB_PATH_RAW_PKCS1;
 }
 
 /* ---- loading the catalogue ---- */
@@ -603,7 +603,7 @@ static void objects_free(struct objects *o)
 }
 
 /* Finds the objects of every key version and reads them. Needs admin_lock. */
-static int objects_read(struct p11_keystore *ks, struct objects *o)
+static int objects_read(struct kb_keystore *ks, struct objects *o)
 {
 	/*
 	 * Private keys of every kind are looked at (public ones are refused
@@ -672,10 +672,10 @@ static int objects_read(struct p11_keystore *ks, struct objects *o)
 }
 
 /* Reads every key version from the token. Needs admin_lock. */
-static int catalog_load(struct p11_keystore *ks, struct catalog **out)
+static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 {
 	struct objects o = { .nprivs = 0 };
-	struct p11_findings f = { .len = 0 };
+	struct kb_findings f = { .len = 0 };
 	char what[KB_NAME_MAX + KB_VERSION_LEN + 32];
 	const struct key_object *k;
 	struct catalog *c;
@@ -699,16 +699,16 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 		v->priv = k->h;
 		/* Objects that are not ours (or are damaged) are skipped. */
 		if (!k->named) {
-			p11_note(&f,
-				 "an RSA private key whose label is not a key "
-				 "name or whose ID is not 16 bytes; ignored");
+			kb_note(&f,
+				"an RSA private key whose label is not a key "
+				"name or whose ID is not 16 bytes; ignored");
 			continue;
 		}
 		memcpy(v->info.name, k->name, sizeof(k->name));
 		memcpy(v->info.version, k->version, sizeof(k->version));
 		snprintf(what, sizeof(what), "key %s version %s", k->name,
 			 k->version);
-		if (!p11_protection_judge(k->have, k->set, what, &f))
+		if (!kb_protection_judge(k->have, k->set, what, &f))
 			continue;
 		if (load_public(k, o.pub_sorted, o.npub_sorted, v, &f) !=
 		    P11_OK)
@@ -719,11 +719,11 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 		 */
 		if (load_metadata(o.meta_sorted, o.nmeta_sorted, v) ==
 		    P11_ERR_NOT_FOUND) {
-			p11_note(&f,
-				 "%s: no readable metadata; listed as damaged "
-				 "and refused until keybrokerctl repair-key "
-				 "%s %s --enabled|--disabled",
-				 what, v->info.name, v->info.version);
+			kb_note(&f,
+				"%s: no readable metadata; listed as damaged "
+				"and refused until keybrokerctl repair-key "
+				"%s %s --enabled|--disabled",
+				what, v->info.name, v->info.version);
 			v->info.damaged = true;
 		}
 		c->n++;
@@ -731,7 +731,7 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 	if (c->n > 1)
 		qsort(c->v, c->n, sizeof(*c->v), version_cmp);
 	probe_paths(ks, c, &f);
-	if ((r = p11_identity_load(ks, c, &f)) != P11_OK)
+	if ((r = kb_identity_load(ks, c, &f)) != P11_OK)
 		goto out_free;
 	log_findings(ks, &f);
 	for (i = 0; i < c->n; i++)
@@ -740,13 +740,13 @@ static int catalog_load(struct p11_keystore *ks, struct catalog **out)
 	c = NULL;
 	r = P11_OK;
 out_free:
-	p11_catalog_free(c);
+	kb_catalog_free(c);
 	objects_free(&o);
 	return r;
 }
 
 /* Re-reads the catalogue now and publishes it. Needs admin_lock. */
-int p11_catalog_reload_locked(struct p11_keystore *ks)
+int kb_catalog_reload_locked(struct kb_keystore *ks)
 {
 	struct catalog *c;
 	int r;

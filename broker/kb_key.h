@@ -5,8 +5,8 @@
  * of a version, and the public-key side of RSA, done in OpenSSL (a wrap
  * never touches the token).
  */
-#ifndef P11_KEY_H
-#define P11_KEY_H
+#ifndef KB_KEY_H
+#define KB_KEY_H
 
 #include <openssl/evp.h>
 #include <p11-kit/pkcs11.h>
@@ -18,27 +18,27 @@
 #include "p11_object.h"
 #include "p11_token.h"
 
-enum p11_alg {
-	P11_ALG_RSA_OAEP, /* OAEP, SHA-1 and MGF1-SHA-1 */
-	P11_ALG_RSA_OAEP_256, /* OAEP, SHA-256 and MGF1-SHA-256 */
-	P11_ALG_RSA1_5, /* PKCS#1 v1.5 */
-	P11_ALG_COUNT,
+enum kb_alg {
+	KB_ALG_RSA_OAEP, /* OAEP, SHA-1 and MGF1-SHA-1 */
+	KB_ALG_RSA_OAEP_256, /* OAEP, SHA-256 and MGF1-SHA-256 */
+	KB_ALG_RSA1_5, /* PKCS#1 v1.5 */
+	KB_ALG_COUNT,
 };
 
 /* How the token performs an unwrap with one algorithm. */
-enum p11_path {
-	P11_PATH_NONE, /* not available (refused or disabled) */
-	P11_PATH_NATIVE, /* the token's own mechanism */
-	P11_PATH_RAW_OAEP, /* CKM_RSA_X_509 + constant-time OAEP decode */
+enum kb_path {
+	KB_PATH_NONE, /* not available (refused or disabled) */
+	KB_PATH_NATIVE, /* the token's own mechanism */
+	KB_PATH_RAW_OAEP, /* CKM_RSA_X_509 + constant-time OAEP decode */
 	/*
 	 * CKM_RSA_X_509 + PKCS#1 v1.5 decode with implicit rejection, its
 	 * key-derivation key an HMAC in the token (RSA1_5 only ever so).
 	 */
-	P11_PATH_RAW_PKCS1,
+	KB_PATH_RAW_PKCS1,
 };
 
 /* Everything a caller may learn about one key version (no secrets). */
-struct p11_key_info {
+struct kb_key_info {
 	char name[KB_NAME_MAX + 1];
 	char version[KB_VERSION_LEN + 1];
 	unsigned int bits;
@@ -56,31 +56,34 @@ struct p11_key_info {
 	/*
 	 * The private key is there but no metadata object reads back: the
 	 * version is listed, refused (P11_ERR_DAMAGED) and has no known
-	 * place among its key's versions until p11_keystore_repair_key.
+	 * place among its key's versions until kb_keystore_repair_key.
 	 */
 	bool damaged;
-	enum p11_path path[P11_ALG_COUNT];
+	enum kb_path path[KB_ALG_COUNT];
 };
 
-const char *p11_path_name(enum p11_path path);
-const char *p11_alg_name(enum p11_alg alg);
+const char *kb_path_name(enum kb_path path);
+/* "RSA-OAEP", "RSA-OAEP-256", "RSA1_5" (the JOSE names). */
+const char *kb_alg_name(enum kb_alg alg);
+/* The algorithm of a JOSE name; -1 if there is none. */
+int kb_alg_parse(const char *name, enum kb_alg *alg);
 
 /* The token's own mechanism for alg (RSA-OAEP or RSA-OAEP-256). */
-enum p11_mech p11_alg_mech(enum p11_alg alg);
+enum p11_mech kb_alg_mech(enum kb_alg alg);
 /* The hash of alg's OAEP and MGF1. */
-const EVP_MD *p11_alg_md(enum p11_alg alg);
+const EVP_MD *kb_alg_md(enum kb_alg alg);
 
 /*
  * A context that encrypts with pub and alg, reusable for many messages;
  * NULL if OpenSSL cannot make one.
  */
-EVP_PKEY_CTX *p11_encrypt_ctx_new(EVP_PKEY *pub, enum p11_alg alg);
+EVP_PKEY_CTX *kb_encrypt_ctx_new(EVP_PKEY *pub, enum kb_alg alg);
 /*
  * Encrypts in[0..inlen) with pub and alg into out (P11_MODULUS_MAX
  * bytes). P11_OK; P11_ERR_NOMEM; P11_ERR_PARAM if in is too long for the
  * key.
  */
-int p11_public_encrypt(EVP_PKEY *pub, enum p11_alg alg, const unsigned char *in,
-		       size_t inlen, unsigned char *out, size_t *outlen);
+int kb_public_encrypt(EVP_PKEY *pub, enum kb_alg alg, const unsigned char *in,
+		      size_t inlen, unsigned char *out, size_t *outlen);
 
 #endif

@@ -6,12 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "p11_internal.h"
-#include "p11_issuer.h"
-#include "p11_store.h"
+#include "kb_issuer.h"
+#include "kb_keystore_internal.h"
 
-int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
-			       size_t errlen)
+int kb_keystore_create_issuer(struct kb_keystore *ks, char *err, size_t errlen)
 {
 	unsigned char id[KB_VERSION_BYTES];
 	CK_OBJECT_HANDLE pub, priv;
@@ -21,11 +19,11 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 
 	if (RAND_bytes(id, sizeof(id)) != 1)
 		return P11_ERR_NOMEM;
-	p11_admin_enter(ks);
+	kb_keystore_admin_enter(ks);
 	if ((r = p11_token_check_space(ks->tok, err, errlen)) != P11_OK)
 		goto out;
 	/* Any object of that label, usable or refused, stays the only one. */
-	if ((r = p11_label_taken(ks, ISSUER_LABEL, &taken)) != P11_OK) {
+	if ((r = kb_label_taken(ks, ISSUER_LABEL, &taken)) != P11_OK) {
 		snprintf(err, errlen, "cannot search the token");
 		goto out;
 	}
@@ -43,17 +41,17 @@ int p11_keystore_create_issuer(struct p11_keystore *ks, char *err,
 		snprintf(err, errlen, "C_GenerateKeyPair (EC P-256): %s",
 			 p11_rv_name(rv));
 		r = P11_ERR_HSM;
-	} else if ((r = p11_catalog_reload_locked(ks)) != P11_OK) {
+	} else if ((r = kb_catalog_reload_locked(ks)) != P11_OK) {
 		snprintf(err, errlen, "re-reading the key catalogue failed");
 	}
 out:
-	p11_admin_leave(ks);
+	kb_keystore_admin_leave(ks);
 	return r;
 }
 
-EVP_PKEY *p11_keystore_issuer_key(struct p11_keystore *ks, char *kid)
+EVP_PKEY *kb_keystore_issuer_key(struct kb_keystore *ks, char *kid)
 {
-	struct catalog *c = p11_catalog_get(ks);
+	struct catalog *c = kb_catalog_get(ks);
 	EVP_PKEY *pub = NULL;
 
 	if (c != NULL && c->issuer_pub != NULL &&
@@ -61,12 +59,12 @@ EVP_PKEY *p11_keystore_issuer_key(struct p11_keystore *ks, char *kid)
 		pub = c->issuer_pub;
 		memcpy(kid, c->issuer_kid, sizeof(c->issuer_kid));
 	}
-	p11_catalog_put(ks, c);
+	kb_catalog_put(ks, c);
 	return pub;
 }
 
-int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
-			    const unsigned char *digest, unsigned char *sig)
+int kb_keystore_sign_es256(struct kb_keystore *ks, struct kb_keyworker *w,
+			   const unsigned char *digest, unsigned char *sig)
 {
 	CK_OBJECT_HANDLE key;
 	struct catalog *c;
@@ -75,26 +73,25 @@ int p11_keystore_sign_es256(struct p11_keystore *ks, struct p11_worker *w,
 	for (attempt = 0; attempt < 2; attempt++) {
 		/* The key of the catalogue in force: recovery re-reads it. */
 		key = CK_INVALID_HANDLE;
-		if ((c = p11_catalog_get(ks)) != NULL && c->issuer_pub != NULL)
+		if ((c = kb_catalog_get(ks)) != NULL && c->issuer_pub != NULL)
 			key = c->issuer_priv;
-		p11_catalog_put(ks, c);
+		kb_catalog_put(ks, c);
 		if (key == CK_INVALID_HANDLE)
 			return P11_ERR_NOT_FOUND;
 		if (w == NULL) {
-			p11_admin_enter(ks);
-			r = p11_es256_sign(ks->tok, ks->admin, key, digest,
-					   sig);
-			p11_admin_leave(ks);
+			kb_keystore_admin_enter(ks);
+			r = kb_es256_sign(ks->tok, ks->admin, key, digest, sig);
+			kb_keystore_admin_leave(ks);
 			return r;
 		}
-		if ((r = p11_ensure_available(ks)) != P11_OK)
+		if ((r = kb_ensure_available(ks)) != P11_OK)
 			return r;
 		pthread_rwlock_rdlock(&ks->module_lock);
-		if ((r = p11_worker_session(w)) == P11_OK)
-			r = p11_es256_sign(ks->tok, w->h, key, digest, sig);
+		if ((r = kb_keyworker_session(w)) == P11_OK)
+			r = kb_es256_sign(ks->tok, w->h, key, digest, sig);
 		pthread_rwlock_unlock(&ks->module_lock);
 		if (r != P11_ERR_HSM ||
-		    p11_keystore_recover(ks, w->gen) != P11_OK)
+		    kb_keystore_recover(ks, w->gen) != P11_OK)
 			break;
 	}
 	return r;

@@ -11,11 +11,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "kb_identity.h"
 #include "kb_json.h"
+#include "kb_keystore_internal.h"
 #include "kb_log.h"
-#include "p11_identity.h"
-#include "p11_internal.h"
-#include "p11_store.h"
 
 /* ---- the token-signing (issuer) key, as a load finds it ---- */
 
@@ -47,9 +46,9 @@ static EVP_PKEY *ec_public_key(const unsigned char *pt, size_t len)
 	return pkey;
 }
 
-int p11_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
-		   CK_OBJECT_HANDLE key, const unsigned char *digest,
-		   unsigned char *sig)
+int kb_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
+		  CK_OBJECT_HANDLE key, const unsigned char *digest,
+		  unsigned char *sig)
 {
 	size_t n;
 	CK_RV rv;
@@ -66,7 +65,7 @@ int p11_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
  * beside a private key can be replaced without the PIN, so it is only
  * believed once the pair is shown to match. Needs admin_lock.
  */
-static bool pair_matches(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
+static bool pair_matches(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
 			 EVP_PKEY *pub)
 {
 	unsigned char digest[32], sig[64], *der = NULL;
@@ -77,7 +76,7 @@ static bool pair_matches(struct p11_keystore *ks, CK_OBJECT_HANDLE priv,
 	int len;
 
 	if (RAND_bytes(digest, sizeof(digest)) != 1 ||
-	    p11_es256_sign(ks->tok, ks->admin, priv, digest, sig) != P11_OK ||
+	    kb_es256_sign(ks->tok, ks->admin, priv, digest, sig) != P11_OK ||
 	    (es = ECDSA_SIG_new()) == NULL ||
 	    (r = BN_bin2bn(sig, 32, NULL)) == NULL ||
 	    (s = BN_bin2bn(sig + 32, 32, NULL)) == NULL ||
@@ -100,7 +99,7 @@ out:
 }
 
 /* True if key allows no decrypt, unwrap or derive (all read back). */
-static bool signs_only(struct p11_keystore *ks, CK_OBJECT_HANDLE key)
+static bool signs_only(struct kb_keystore *ks, CK_OBJECT_HANDLE key)
 {
 	const unsigned int uses = P11_A_DECRYPT | P11_A_UNWRAP | P11_A_DERIVE;
 	struct p11_object o;
@@ -113,8 +112,8 @@ static bool signs_only(struct p11_keystore *ks, CK_OBJECT_HANDLE key)
  * Finds the issuer key pair (label ISSUER_LABEL, EC P-256) and caches its
  * handle and public key in c. Needs admin_lock.
  */
-static int load_issuer(struct p11_keystore *ks, struct catalog *c,
-		       struct p11_findings *f)
+static int load_issuer(struct kb_keystore *ks, struct catalog *c,
+		       struct kb_findings *f)
 {
 	/* Every object of the label: planted ones are refused by name. */
 	struct p11_match mpriv = { .cls = P11_CLASS_PRIVATE_KEY,
@@ -134,21 +133,21 @@ static int load_issuer(struct p11_keystore *ks, struct catalog *c,
 		goto out;
 	r = P11_ERR_NOT_FOUND;
 	if (nprivs > 1 || npubs > 1)
-		p11_note(f,
-			 "%zu private and %zu public keys are labelled '%s'; "
-			 "identity tokens are off until one pair is left",
-			 nprivs, npubs, ISSUER_LABEL);
+		kb_note(f,
+			"%zu private and %zu public keys are labelled '%s'; "
+			"identity tokens are off until one pair is left",
+			nprivs, npubs, ISSUER_LABEL);
 	if (nprivs != 1 || npubs != 1)
 		goto out;
 	/* A planted signing key would let its holder mint any identity. */
-	if (!p11_key_protected(ks, privs[0], "the token-signing key", f)) {
+	if (!kb_key_protected(ks, privs[0], "the token-signing key", f)) {
 		r = P11_ERR_PARAM;
 		goto out;
 	}
 	if (!signs_only(ks, privs[0]))
-		p11_note(f, "the token-signing key also allows decrypt, unwrap "
-			    "or derive (made by an older keybroker); the "
-			    "broker only signs with it");
+		kb_note(f, "the token-signing key also allows decrypt, unwrap "
+			   "or derive (made by an older keybroker); the "
+			   "broker only signs with it");
 	if ((po = malloc(sizeof(*po))) == NULL ||
 	    (pp = malloc(sizeof(*pp))) == NULL) {
 		r = P11_ERR_NOMEM;
@@ -165,14 +164,14 @@ static int load_issuer(struct p11_keystore *ks, struct catalog *c,
 	    !(pp->have & P11_A_EC_POINT) ||
 	    (c->issuer_pub = ec_public_key(pp->ec_point, pp->ec_point_len)) ==
 		    NULL) {
-		p11_note(f, "the token-signing key's public object is not "
-			    "its own (ID or point); refused");
+		kb_note(f, "the token-signing key's public object is not "
+			   "its own (ID or point); refused");
 		r = P11_ERR_PARAM;
 		goto out;
 	}
 	if (!pair_matches(ks, privs[0], c->issuer_pub)) {
-		p11_note(f, "the token-signing key's public object does not "
-			    "verify what the private key signs; refused");
+		kb_note(f, "the token-signing key's public object does not "
+			   "verify what the private key signs; refused");
 		EVP_PKEY_free(c->issuer_pub);
 		c->issuer_pub = NULL;
 		r = P11_ERR_PARAM;
@@ -207,7 +206,7 @@ static int str_cmp(const void *a, const void *b)
 }
 
 /* Reads the revoked jtis into c, sorted. Needs admin_lock. */
-static int load_revoked(struct p11_keystore *ks, struct catalog *c)
+static int load_revoked(struct kb_keystore *ks, struct catalog *c)
 {
 	struct p11_match m = { .cls = P11_CLASS_DATA,
 			       .application = REVOKED_APPLICATION,
@@ -217,7 +216,7 @@ static int load_revoked(struct p11_keystore *ks, struct catalog *c)
 	size_t n, i;
 	int r;
 
-	_Static_assert(P11_JTI_MAX <= P11_LABEL_MAX, "a jti is a label");
+	_Static_assert(KB_REVOKED_JTI_MAX <= P11_LABEL_MAX, "a jti is a label");
 	if ((r = p11_find(ks->tok, ks->admin, &m, &objs, &n)) != P11_OK)
 		return r;
 	if ((o = malloc(sizeof(*o))) == NULL ||
@@ -230,7 +229,7 @@ static int load_revoked(struct p11_keystore *ks, struct catalog *c)
 		if ((r = p11_read(ks->tok, ks->admin, objs[i], P11_A_LABEL,
 				  o)) != P11_OK ||
 		    !(o->have & P11_A_LABEL) || o->label_len == 0 ||
-		    o->label_len > P11_JTI_MAX)
+		    o->label_len > KB_REVOKED_JTI_MAX)
 			continue;
 		if ((c->revoked[c->n_revoked] = strdup(o->label)) == NULL)
 			r = P11_ERR_NOMEM;
@@ -251,7 +250,7 @@ static int load_revoked(struct p11_keystore *ks, struct catalog *c)
  * dropping duplicates. Needs ks->lock. On failure the strings are freed
  * and the list is as before, less nothing.
  */
-static int revoked_add_locked(struct p11_keystore *ks, char **add, size_t n)
+static int revoked_add_locked(struct kb_keystore *ks, char **add, size_t n)
 {
 	char **grown;
 	size_t i, o;
@@ -277,7 +276,7 @@ static int revoked_add_locked(struct p11_keystore *ks, char **add, size_t n)
 	return P11_OK;
 }
 
-void p11_revoked_merge_locked(struct p11_keystore *ks, struct catalog *c)
+void kb_revoked_merge_locked(struct kb_keystore *ks, struct catalog *c)
 {
 	if (revoked_add_locked(ks, c->revoked, c->n_revoked) != P11_OK)
 		kb_err("out of memory keeping %zu revoked token ids",
@@ -287,7 +286,7 @@ void p11_revoked_merge_locked(struct p11_keystore *ks, struct catalog *c)
 	c->n_revoked = 0;
 }
 
-void p11_revoked_free(struct p11_keystore *ks)
+void kb_revoked_free(struct kb_keystore *ks)
 {
 	size_t i;
 
@@ -298,7 +297,7 @@ void p11_revoked_free(struct p11_keystore *ks)
 	ks->n_revoked = 0;
 }
 
-bool p11_keystore_revoked(struct p11_keystore *ks, const char *jti)
+bool kb_keystore_revoked(struct kb_keystore *ks, const char *jti)
 {
 	bool found;
 
@@ -312,12 +311,12 @@ bool p11_keystore_revoked(struct p11_keystore *ks, const char *jti)
 	return found;
 }
 
-int p11_keystore_remember_revoked(struct p11_keystore *ks, const char *jti)
+int kb_keystore_remember_revoked(struct kb_keystore *ks, const char *jti)
 {
 	char *copy;
 	int r;
 
-	if (jti[0] == '\0' || strlen(jti) > P11_JTI_MAX)
+	if (jti[0] == '\0' || strlen(jti) > KB_REVOKED_JTI_MAX)
 		return P11_ERR_PARAM;
 	if ((copy = strdup(jti)) == NULL)
 		return P11_ERR_NOMEM;
@@ -341,44 +340,45 @@ static char *revocation_text(const char *jti)
 	return text;
 }
 
-int p11_keystore_revoke(struct p11_keystore *ks, const char *jti, char *err,
-			size_t errlen)
+int kb_keystore_revoke(struct kb_keystore *ks, const char *jti, char *err,
+		       size_t errlen)
 {
 	CK_OBJECT_HANDLE obj;
 	char *text;
 	int r;
 
-	if (jti[0] == '\0' || strlen(jti) > P11_JTI_MAX) {
-		snprintf(err, errlen, "a token id is 1-%d bytes", P11_JTI_MAX);
+	if (jti[0] == '\0' || strlen(jti) > KB_REVOKED_JTI_MAX) {
+		snprintf(err, errlen, "a token id is 1-%d bytes",
+			 KB_REVOKED_JTI_MAX);
 		return P11_ERR_PARAM;
 	}
 	/*
 	 * Already known. (keybrokerctl has just loaded the token, so what it
 	 * knows is what is stored.)
 	 */
-	if (p11_keystore_revoked(ks, jti))
+	if (kb_keystore_revoked(ks, jti))
 		return P11_OK;
-	if ((r = p11_keystore_remember_revoked(ks, jti)) != P11_OK ||
+	if ((r = kb_keystore_remember_revoked(ks, jti)) != P11_OK ||
 	    (text = revocation_text(jti)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return P11_ERR_NOMEM;
 	}
-	p11_admin_enter(ks);
+	kb_keystore_admin_enter(ks);
 	/*
 	 * A revocation that was not confirmed stays in the token: if it did
 	 * reach storage it is wanted, and revoking too much fails closed.
 	 */
 	if ((r = p11_token_check_space(ks->tok, err, errlen)) == P11_OK)
-		r = p11_create_confirmed(ks, REVOKED_APPLICATION, jti, text,
-					 true, "the revocation", &obj, err,
-					 errlen);
-	p11_admin_leave(ks);
+		r = kb_create_confirmed(ks, REVOKED_APPLICATION, jti, text,
+					true, "the revocation", &obj, err,
+					errlen);
+	kb_keystore_admin_leave(ks);
 	free(text);
 	return r;
 }
 
-int p11_identity_load(struct p11_keystore *ks, struct catalog *c,
-		      struct p11_findings *f)
+int kb_identity_load(struct kb_keystore *ks, struct catalog *c,
+		     struct kb_findings *f)
 {
 	int r = load_issuer(ks, c, f);
 
