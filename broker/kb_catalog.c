@@ -158,7 +158,7 @@ struct key_object {
 /*
  * Reads label, ID, modulus and exponent of h (and, for a private key,
  * what says it stays in the token) into o, through scratch.
- * P11_ERR_HSM if the token is gone; what cannot be read is marked in o,
+ * KB_ERR_HSM if the token is gone; what cannot be read is marked in o,
  * not an error.
  */
 static int read_key_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
@@ -171,8 +171,8 @@ static int read_key_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 
 	o->h = h;
 	o->order = order;
-	if (p11_read(ks->tok, ks->admin, h, want, scratch) == P11_ERR_HSM)
-		return P11_ERR_HSM;
+	if (p11_read(ks->tok, ks->admin, h, want, scratch) == KB_ERR_HSM)
+		return KB_ERR_HSM;
 	o->have = scratch->have;
 	o->set = scratch->set;
 	o->named = (scratch->have & P11_A_LABEL) &&
@@ -192,7 +192,7 @@ static int read_key_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 		o->elen = scratch->exponent_len;
 		memcpy(o->e, scratch->exponent, o->elen);
 	}
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 /* Orders by name, version, then find order. */
@@ -272,7 +272,7 @@ static int load_public(const struct key_object *priv,
 	const struct key_object *pub;
 
 	if (!priv->keyed)
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	memcpy(v->info.n, priv->n, priv->nlen);
 	v->info.nlen = priv->nlen;
 	memcpy(v->info.e, priv->e, priv->elen);
@@ -281,10 +281,10 @@ static int load_public(const struct key_object *priv,
 	    NULL) {
 		kb_note(f, "key %s version %s: no public key object; refused",
 			v->info.name, v->info.version);
-		return P11_ERR_NOT_FOUND;
+		return KB_ERR_NOT_FOUND;
 	}
 	if (!pub->keyed)
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	if (pub->nlen != priv->nlen || pub->elen != priv->elen ||
 	    memcmp(pub->n, priv->n, priv->nlen) != 0 ||
 	    memcmp(pub->e, priv->e, priv->elen) != 0) {
@@ -292,12 +292,12 @@ static int load_public(const struct key_object *priv,
 			"key %s version %s: the public key object is not the "
 			"private key's; refused",
 			v->info.name, v->info.version);
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	}
 	if (v->info.nlen < 256 || (v->pub = rsa_public_key(&v->info)) == NULL)
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	v->info.bits = (unsigned int)EVP_PKEY_get_bits(v->pub);
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 /*
@@ -320,10 +320,10 @@ int kb_parse_metadata(const char *text, size_t len, struct kb_key_info *info)
 {
 	json_t *o, *v;
 	const char *s;
-	int r = P11_ERR_PARAM;
+	int r = KB_ERR_PARAM;
 
 	if ((o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL)) == NULL)
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	v = json_object_get(o, "version");
 	if (!json_is_string(v) ||
 	    !kb_version_valid(json_string_value(v), json_string_length(v)))
@@ -346,7 +346,7 @@ int kb_parse_metadata(const char *text, size_t len, struct kb_key_info *info)
 	v = json_object_get(o, "recoverableDays");
 	info->recoverable_days =
 		json_is_integer(v) ? (int)json_integer_value(v) : 90;
-	r = P11_OK;
+	r = KB_STATUS_OK;
 out:
 	json_decref(o);
 	return r;
@@ -366,7 +366,7 @@ struct meta_object {
 
 /*
  * Reads h into m, its value into text (META_MAX bytes, *len of them).
- * P11_ERR_HSM if the token is gone; an unreadable or invalid object is
+ * KB_ERR_HSM if the token is gone; an unreadable or invalid object is
  * marked invalid, not an error: it is passed over.
  */
 static int read_meta_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
@@ -380,15 +380,15 @@ static int read_meta_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 	m->valid = false;
 	memset(&m->fields, 0, sizeof(m->fields));
 	if (p11_read(ks->tok, ks->admin, h, P11_A_LABEL | P11_A_VALUE, &o) ==
-	    P11_ERR_HSM)
-		return P11_ERR_HSM;
+	    KB_ERR_HSM)
+		return KB_ERR_HSM;
 	if (!(o.have & P11_A_LABEL) || o.label_len > KB_NAME_MAX ||
 	    !(o.have & P11_A_VALUE))
-		return P11_OK;
+		return KB_STATUS_OK;
 	memcpy(m->name, o.label, o.label_len + 1);
 	*len = o.value_len;
-	m->valid = kb_parse_metadata(text, *len, &m->fields) == P11_OK;
-	return P11_OK;
+	m->valid = kb_parse_metadata(text, *len, &m->fields) == KB_STATUS_OK;
+	return KB_STATUS_OK;
 }
 
 /* Whether candidate m is to be believed over best. */
@@ -409,31 +409,31 @@ int kb_metadata_newest(struct kb_keystore *ks, const CK_OBJECT_HANDLE *metas,
 	struct meta_object *cand = NULL, *best = NULL;
 	char *buf = NULL;
 	size_t i, tlen;
-	int r = P11_ERR_NOMEM;
+	int r = KB_ERR_NOMEM;
 
 	if ((buf = malloc(META_MAX)) == NULL ||
 	    (cand = malloc(sizeof(*cand))) == NULL ||
 	    (best = malloc(sizeof(*best))) == NULL)
 		goto out;
-	r = P11_ERR_NOT_FOUND;
+	r = KB_ERR_NOT_FOUND;
 	for (i = 0; i < n; i++) {
 		if (read_meta_object(ks, metas[i], i, buf, &tlen, cand) ==
-		    P11_ERR_HSM) {
-			r = P11_ERR_HSM;
+		    KB_ERR_HSM) {
+			r = KB_ERR_HSM;
 			goto out;
 		}
 		if (!cand->valid || strcmp(cand->name, name) != 0 ||
 		    strcmp(cand->fields.version, version) != 0 ||
-		    (r == P11_OK && !newer_metadata(cand, best)))
+		    (r == KB_STATUS_OK && !newer_metadata(cand, best)))
 			continue;
 		*best = *cand;
 		if (text != NULL) {
 			memcpy(text, buf, tlen);
 			*len = tlen;
 		}
-		r = P11_OK;
+		r = KB_STATUS_OK;
 	}
-	if (r == P11_OK) {
+	if (r == KB_STATUS_OK) {
 		*obj = best->h;
 		*mi = best->fields;
 	}
@@ -461,7 +461,7 @@ static int meta_object_cmp(const void *a, const void *b)
  * Applies to v the metadata to believe among sorted[0..n) (the valid
  * ones, sorted by meta_object_cmp): of those of its name and version,
  * the newest, a disabled one winning a tie, else the first found.
- * P11_ERR_NOT_FOUND if there is none.
+ * KB_ERR_NOT_FOUND if there is none.
  */
 static int load_metadata(struct meta_object *const *sorted, size_t n,
 			 struct key_version *v)
@@ -487,7 +487,7 @@ static int load_metadata(struct meta_object *const *sorted, size_t n,
 		if (best == NULL || newer_metadata(sorted[lo], best))
 			best = sorted[lo];
 	if (best == NULL)
-		return P11_ERR_NOT_FOUND;
+		return KB_ERR_NOT_FOUND;
 	v->info.created = best->fields.created;
 	v->info.created_us = best->fields.created_us;
 	v->info.updated = best->fields.updated;
@@ -498,7 +498,7 @@ static int load_metadata(struct meta_object *const *sorted, size_t n,
 	memcpy(v->info.recovery_level, best->fields.recovery_level,
 	       sizeof(best->fields.recovery_level));
 	v->info.recoverable_days = best->fields.recoverable_days;
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 /* ---- unwrap paths ---- */
@@ -536,7 +536,7 @@ static CK_OBJECT_HANDLE find_kdk_secret(struct kb_keystore *ks,
 	size_t n;
 
 	/* All of that label, private or not: one only, and protected. */
-	if (p11_find(ks->tok, ks->admin, &m, &objs, &n) != P11_OK)
+	if (p11_find(ks->tok, ks->admin, &m, &objs, &n) != KB_STATUS_OK)
 		return CK_INVALID_HANDLE;
 	if (n > 1)
 		kb_note(f, "%zu secret keys are labelled '%s'; RSA1_5 is off",
@@ -636,39 +636,39 @@ static int objects_read(struct kb_keystore *ks, struct objects *o)
 	    (o->meta = calloc(o->nmetas + 1, sizeof(*o->meta))) == NULL ||
 	    (o->meta_sorted = calloc(o->nmetas + 1, sizeof(*o->meta_sorted))) ==
 		    NULL)
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	if ((scratch = malloc(sizeof(*scratch))) == NULL)
-		return P11_ERR_NOMEM;
-	for (i = 0, r = P11_OK; i < o->nprivs && r == P11_OK; i++)
+		return KB_ERR_NOMEM;
+	for (i = 0, r = KB_STATUS_OK; i < o->nprivs && r == KB_STATUS_OK; i++)
 		r = read_key_object(ks, o->privs[i], i, true, scratch,
 				    &o->priv[i]);
-	for (i = 0; i < o->npubs && r == P11_OK; i++) {
+	for (i = 0; i < o->npubs && r == KB_STATUS_OK; i++) {
 		r = read_key_object(ks, o->pubs[i], i, false, scratch,
 				    &o->pub[i]);
 		/* Objects that are not ours are passed over. */
-		if (r == P11_OK && o->pub[i].named)
+		if (r == KB_STATUS_OK && o->pub[i].named)
 			o->pub_sorted[o->npub_sorted++] = &o->pub[i];
 	}
 	free(scratch);
-	if (r != P11_OK)
+	if (r != KB_STATUS_OK)
 		return r;
 	if ((text = malloc(META_MAX)) == NULL)
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	for (i = 0; i < o->nmetas; i++) {
 		if ((r = read_meta_object(ks, o->metas[i], i, text, &len,
-					  &o->meta[i])) != P11_OK)
+					  &o->meta[i])) != KB_STATUS_OK)
 			break;
 		if (o->meta[i].valid)
 			o->meta_sorted[o->nmeta_sorted++] = &o->meta[i];
 	}
 	free(text);
-	if (r != P11_OK)
+	if (r != KB_STATUS_OK)
 		return r;
 	qsort(o->pub_sorted, o->npub_sorted, sizeof(*o->pub_sorted),
 	      key_object_cmp);
 	qsort(o->meta_sorted, o->nmeta_sorted, sizeof(*o->meta_sorted),
 	      meta_object_cmp);
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 /* Reads every key version from the token. Needs admin_lock. */
@@ -685,11 +685,11 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 
 	*out = NULL;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return P11_ERR_NOMEM;
-	if ((r = objects_read(ks, &o)) != P11_OK)
+		return KB_ERR_NOMEM;
+	if ((r = objects_read(ks, &o)) != KB_STATUS_OK)
 		goto out_free;
 	if (o.nprivs > 0 && (c->v = calloc(o.nprivs, sizeof(*c->v))) == NULL) {
-		r = P11_ERR_NOMEM;
+		r = KB_ERR_NOMEM;
 		goto out_free;
 	}
 	for (i = 0; i < o.nprivs; i++) {
@@ -711,14 +711,14 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 		if (!kb_protection_judge(k->have, k->set, what, &f))
 			continue;
 		if (load_public(k, o.pub_sorted, o.npub_sorted, v, &f) !=
-		    P11_OK)
+		    KB_STATUS_OK)
 			continue;
 		/*
 		 * A private key is never made invisible by its metadata: a
 		 * write the token lost must not take a key with it.
 		 */
 		if (load_metadata(o.meta_sorted, o.nmeta_sorted, v) ==
-		    P11_ERR_NOT_FOUND) {
+		    KB_ERR_NOT_FOUND) {
 			kb_note(&f,
 				"%s: no readable metadata; listed as damaged "
 				"and refused until keybrokerctl repair-key "
@@ -731,14 +731,14 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 	if (c->n > 1)
 		qsort(c->v, c->n, sizeof(*c->v), version_cmp);
 	probe_paths(ks, c, &f);
-	if ((r = kb_identity_load(ks, c, &f)) != P11_OK)
+	if ((r = kb_identity_load(ks, c, &f)) != KB_STATUS_OK)
 		goto out_free;
 	log_findings(ks, &f);
 	for (i = 0; i < c->n; i++)
 		memcpy(c->v[i].info.path, c->path, sizeof(c->path));
 	*out = c;
 	c = NULL;
-	r = P11_OK;
+	r = KB_STATUS_OK;
 out_free:
 	kb_catalog_free(c);
 	objects_free(&o);
@@ -751,11 +751,11 @@ int kb_catalog_reload_locked(struct kb_keystore *ks)
 	struct catalog *c;
 	int r;
 
-	if ((r = catalog_load(ks, &c)) != P11_OK)
+	if ((r = catalog_load(ks, &c)) != KB_STATUS_OK)
 		return r;
 	pthread_mutex_lock(&ks->lock);
 	catalog_publish_locked(ks, c);
 	ks->last_reload = time(NULL);
 	pthread_mutex_unlock(&ks->lock);
-	return P11_OK;
+	return KB_STATUS_OK;
 }

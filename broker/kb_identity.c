@@ -55,9 +55,9 @@ int kb_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
 
 	if ((rv = p11_sign(tok, h, key, P11_MECH_ECDSA, digest, 32, sig, 64,
 			   &n)) != CKR_OK)
-		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
-						  P11_ERR_UNSUPPORTED;
-	return n == 64 ? P11_OK : P11_ERR_UNSUPPORTED;
+		return p11_rv_is_token_lost(rv) ? KB_ERR_HSM :
+						  KB_ERR_UNSUPPORTED;
+	return n == 64 ? KB_STATUS_OK : KB_ERR_UNSUPPORTED;
 }
 
 /*
@@ -76,7 +76,8 @@ static bool pair_matches(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
 	int len;
 
 	if (RAND_bytes(digest, sizeof(digest)) != 1 ||
-	    kb_es256_sign(ks->tok, ks->admin, priv, digest, sig) != P11_OK ||
+	    kb_es256_sign(ks->tok, ks->admin, priv, digest, sig) !=
+		    KB_STATUS_OK ||
 	    (es = ECDSA_SIG_new()) == NULL ||
 	    (r = BN_bin2bn(sig, 32, NULL)) == NULL ||
 	    (s = BN_bin2bn(sig + 32, 32, NULL)) == NULL ||
@@ -128,10 +129,11 @@ static int load_issuer(struct kb_keystore *ks, struct catalog *c,
 	int r;
 
 	if ((r = p11_find(ks->tok, ks->admin, &mpriv, &privs, &nprivs)) !=
-		    P11_OK ||
-	    (r = p11_find(ks->tok, ks->admin, &mpub, &pubs, &npubs)) != P11_OK)
+		    KB_STATUS_OK ||
+	    (r = p11_find(ks->tok, ks->admin, &mpub, &pubs, &npubs)) !=
+		    KB_STATUS_OK)
 		goto out;
-	r = P11_ERR_NOT_FOUND;
+	r = KB_ERR_NOT_FOUND;
 	if (nprivs > 1 || npubs > 1)
 		kb_note(f,
 			"%zu private and %zu public keys are labelled '%s'; "
@@ -141,7 +143,7 @@ static int load_issuer(struct kb_keystore *ks, struct catalog *c,
 		goto out;
 	/* A planted signing key would let its holder mint any identity. */
 	if (!kb_key_protected(ks, privs[0], "the token-signing key", f)) {
-		r = P11_ERR_PARAM;
+		r = KB_ERR_PARAM;
 		goto out;
 	}
 	if (!signs_only(ks, privs[0]))
@@ -150,13 +152,13 @@ static int load_issuer(struct kb_keystore *ks, struct catalog *c,
 			   "broker only signs with it");
 	if ((po = malloc(sizeof(*po))) == NULL ||
 	    (pp = malloc(sizeof(*pp))) == NULL) {
-		r = P11_ERR_NOMEM;
+		r = KB_ERR_NOMEM;
 		goto out;
 	}
 	if ((r = p11_read(ks->tok, ks->admin, privs[0], P11_A_ID, po)) !=
-		    P11_OK ||
+		    KB_STATUS_OK ||
 	    (r = p11_read(ks->tok, ks->admin, pubs[0],
-			  P11_A_ID | P11_A_EC_POINT, pp)) != P11_OK)
+			  P11_A_ID | P11_A_EC_POINT, pp)) != KB_STATUS_OK)
 		goto out;
 	if (!(po->have & P11_A_ID) || po->id_len != KB_VERSION_BYTES ||
 	    !(pp->have & P11_A_ID) || pp->id_len != po->id_len ||
@@ -166,7 +168,7 @@ static int load_issuer(struct kb_keystore *ks, struct catalog *c,
 		    NULL) {
 		kb_note(f, "the token-signing key's public object is not "
 			   "its own (ID or point); refused");
-		r = P11_ERR_PARAM;
+		r = KB_ERR_PARAM;
 		goto out;
 	}
 	if (!pair_matches(ks, privs[0], c->issuer_pub)) {
@@ -174,12 +176,12 @@ static int load_issuer(struct kb_keystore *ks, struct catalog *c,
 			   "verify what the private key signs; refused");
 		EVP_PKEY_free(c->issuer_pub);
 		c->issuer_pub = NULL;
-		r = P11_ERR_PARAM;
+		r = KB_ERR_PARAM;
 		goto out;
 	}
 	c->issuer_priv = privs[0];
 	kb_hex_encode(c->issuer_kid, po->id, KB_VERSION_BYTES);
-	r = P11_OK;
+	r = KB_STATUS_OK;
 out:
 	free(po);
 	free(pp);
@@ -217,32 +219,32 @@ static int load_revoked(struct kb_keystore *ks, struct catalog *c)
 	int r;
 
 	_Static_assert(KB_REVOKED_JTI_MAX <= P11_LABEL_MAX, "a jti is a label");
-	if ((r = p11_find(ks->tok, ks->admin, &m, &objs, &n)) != P11_OK)
+	if ((r = p11_find(ks->tok, ks->admin, &m, &objs, &n)) != KB_STATUS_OK)
 		return r;
 	if ((o = malloc(sizeof(*o))) == NULL ||
 	    (n > 0 && (c->revoked = calloc(n, sizeof(*c->revoked))) == NULL)) {
 		free(o);
 		free(objs);
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	}
-	for (i = 0; i < n && r == P11_OK; i++) {
+	for (i = 0; i < n && r == KB_STATUS_OK; i++) {
 		if ((r = p11_read(ks->tok, ks->admin, objs[i], P11_A_LABEL,
-				  o)) != P11_OK ||
+				  o)) != KB_STATUS_OK ||
 		    !(o->have & P11_A_LABEL) || o->label_len == 0 ||
 		    o->label_len > KB_REVOKED_JTI_MAX)
 			continue;
 		if ((c->revoked[c->n_revoked] = strdup(o->label)) == NULL)
-			r = P11_ERR_NOMEM;
+			r = KB_ERR_NOMEM;
 		else
 			c->n_revoked++;
 	}
 	free(o);
 	free(objs);
-	if (r != P11_OK)
+	if (r != KB_STATUS_OK)
 		return r;
 	if (c->n_revoked > 1)
 		qsort(c->revoked, c->n_revoked, sizeof(*c->revoked), str_cmp);
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 /*
@@ -256,12 +258,12 @@ static int revoked_add_locked(struct kb_keystore *ks, char **add, size_t n)
 	size_t i, o;
 
 	if (n == 0)
-		return P11_OK;
+		return KB_STATUS_OK;
 	grown = realloc(ks->revoked, (ks->n_revoked + n) * sizeof(*grown));
 	if (grown == NULL) {
 		for (i = 0; i < n; i++)
 			free(add[i]);
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	}
 	ks->revoked = grown;
 	memcpy(grown + ks->n_revoked, add, n * sizeof(*add));
@@ -273,12 +275,12 @@ static int revoked_add_locked(struct kb_keystore *ks, char **add, size_t n)
 		else
 			grown[o++] = grown[i];
 	ks->n_revoked = o;
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 void kb_revoked_merge_locked(struct kb_keystore *ks, struct catalog *c)
 {
-	if (revoked_add_locked(ks, c->revoked, c->n_revoked) != P11_OK)
+	if (revoked_add_locked(ks, c->revoked, c->n_revoked) != KB_STATUS_OK)
 		kb_err("out of memory keeping %zu revoked token ids",
 		       c->n_revoked);
 	free(c->revoked);
@@ -317,9 +319,9 @@ int kb_keystore_remember_revoked(struct kb_keystore *ks, const char *jti)
 	int r;
 
 	if (jti[0] == '\0' || strlen(jti) > KB_REVOKED_JTI_MAX)
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	if ((copy = strdup(jti)) == NULL)
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	pthread_mutex_lock(&ks->lock);
 	r = revoked_add_locked(ks, &copy, 1);
 	pthread_mutex_unlock(&ks->lock);
@@ -350,25 +352,25 @@ int kb_keystore_revoke(struct kb_keystore *ks, const char *jti, char *err,
 	if (jti[0] == '\0' || strlen(jti) > KB_REVOKED_JTI_MAX) {
 		snprintf(err, errlen, "a token id is 1-%d bytes",
 			 KB_REVOKED_JTI_MAX);
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	}
 	/*
 	 * Already known. (keybrokerctl has just loaded the token, so what it
 	 * knows is what is stored.)
 	 */
 	if (kb_keystore_revoked(ks, jti))
-		return P11_OK;
-	if ((r = kb_keystore_remember_revoked(ks, jti)) != P11_OK ||
+		return KB_STATUS_OK;
+	if ((r = kb_keystore_remember_revoked(ks, jti)) != KB_STATUS_OK ||
 	    (text = revocation_text(jti)) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	}
 	kb_keystore_admin_enter(ks);
 	/*
 	 * A revocation that was not confirmed stays in the token: if it did
 	 * reach storage it is wanted, and revoking too much fails closed.
 	 */
-	if ((r = p11_token_check_space(ks->tok, err, errlen)) == P11_OK)
+	if ((r = p11_token_check_space(ks->tok, err, errlen)) == KB_STATUS_OK)
 		r = kb_create_confirmed(ks, REVOKED_APPLICATION, jti, text,
 					true, "the revocation", &obj, err,
 					errlen);
@@ -382,7 +384,7 @@ int kb_identity_load(struct kb_keystore *ks, struct catalog *c,
 {
 	int r = load_issuer(ks, c, f);
 
-	if (r != P11_OK && r != P11_ERR_NOT_FOUND && r != P11_ERR_PARAM)
+	if (r != KB_STATUS_OK && r != KB_ERR_NOT_FOUND && r != KB_ERR_PARAM)
 		return r;
 	return load_revoked(ks, c);
 }

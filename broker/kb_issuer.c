@@ -18,12 +18,12 @@ int kb_keystore_create_issuer(struct kb_keystore *ks, char *err, size_t errlen)
 	int r;
 
 	if (RAND_bytes(id, sizeof(id)) != 1)
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	kb_keystore_admin_enter(ks);
-	if ((r = p11_token_check_space(ks->tok, err, errlen)) != P11_OK)
+	if ((r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK)
 		goto out;
 	/* Any object of that label, usable or refused, stays the only one. */
-	if ((r = kb_label_taken(ks, ISSUER_LABEL, &taken)) != P11_OK) {
+	if ((r = kb_label_taken(ks, ISSUER_LABEL, &taken)) != KB_STATUS_OK) {
 		snprintf(err, errlen, "cannot search the token");
 		goto out;
 	}
@@ -32,7 +32,7 @@ int kb_keystore_create_issuer(struct kb_keystore *ks, char *err, size_t errlen)
 			 "the token already has objects labelled '%s' (if the "
 			 "broker refuses them, its log says why)",
 			 ISSUER_LABEL);
-		r = P11_ERR_CONFLICT;
+		r = KB_ERR_CONFLICT;
 		goto out;
 	}
 	rv = p11_generate_ec_p256(ks->tok, ks->admin, ISSUER_LABEL, id,
@@ -40,8 +40,8 @@ int kb_keystore_create_issuer(struct kb_keystore *ks, char *err, size_t errlen)
 	if (rv != CKR_OK) {
 		snprintf(err, errlen, "C_GenerateKeyPair (EC P-256): %s",
 			 p11_rv_name(rv));
-		r = P11_ERR_HSM;
-	} else if ((r = kb_catalog_reload_locked(ks)) != P11_OK) {
+		r = KB_ERR_HSM;
+	} else if ((r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK) {
 		snprintf(err, errlen, "re-reading the key catalogue failed");
 	}
 out:
@@ -77,21 +77,21 @@ int kb_keystore_sign_es256(struct kb_keystore *ks, struct kb_keyworker *w,
 			key = c->issuer_priv;
 		kb_catalog_put(ks, c);
 		if (key == CK_INVALID_HANDLE)
-			return P11_ERR_NOT_FOUND;
+			return KB_ERR_NOT_FOUND;
 		if (w == NULL) {
 			kb_keystore_admin_enter(ks);
 			r = kb_es256_sign(ks->tok, ks->admin, key, digest, sig);
 			kb_keystore_admin_leave(ks);
 			return r;
 		}
-		if ((r = kb_ensure_available(ks)) != P11_OK)
+		if ((r = kb_ensure_available(ks)) != KB_STATUS_OK)
 			return r;
 		pthread_rwlock_rdlock(&ks->module_lock);
-		if ((r = kb_keyworker_session(w)) == P11_OK)
+		if ((r = kb_keyworker_session(w)) == KB_STATUS_OK)
 			r = kb_es256_sign(ks->tok, w->h, key, digest, sig);
 		pthread_rwlock_unlock(&ks->module_lock);
-		if (r != P11_ERR_HSM ||
-		    kb_keystore_recover(ks, w->gen) != P11_OK)
+		if (r != KB_ERR_HSM ||
+		    kb_keystore_recover(ks, w->gen) != KB_STATUS_OK)
 			break;
 	}
 	return r;

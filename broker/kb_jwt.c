@@ -4,30 +4,17 @@
 #include <openssl/ec.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "kb_b64.h"
+#include "kb_error.h"
 #include "kb_json.h"
 #include "kb_jws.h"
 #include "kb_jwt.h"
 #include "kb_kid.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 /* Equality of public strings without an early exit on the first byte. */
 static bool str_equal(const char *a, size_t alen, const char *b)
@@ -163,30 +150,30 @@ static int check_header(const json_t *h, const struct kb_jwt_issuer *iss,
 
 	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
 		if (json_object_get(h, refused[i]) != NULL)
-			return fail(err, errlen,
-				    "token header carries \"%s\"; "
-				    "refused",
-				    refused[i]);
+			return kb_errorf(err, errlen,
+					 "token header carries \"%s\"; "
+					 "refused",
+					 refused[i]);
 	if (!json_is_string(a))
-		return fail(err, errlen, "token header has no \"alg\"");
+		return kb_errorf(err, errlen, "token header has no \"alg\"");
 	if (kb_jws_alg_parse(json_string_value(a), alg) != 0 ||
 	    !(iss->algs & *alg))
-		return fail(err, errlen,
-			    "token algorithm is not accepted for "
-			    "issuer %s",
-			    iss->issuer);
+		return kb_errorf(err, errlen,
+				 "token algorithm is not accepted for "
+				 "issuer %s",
+				 iss->issuer);
 	if (typ != NULL && (!json_is_string(typ) ||
 			    strcasecmp(json_string_value(typ), "JWT") != 0))
-		return fail(err, errlen, "token \"typ\" is not JWT");
+		return kb_errorf(err, errlen, "token \"typ\" is not JWT");
 	if (kid != NULL &&
 	    (!json_is_string(kid) || json_string_length(kid) > KB_JWK_KID_MAX))
-		return fail(err, errlen, "token \"kid\" is malformed");
+		return kb_errorf(err, errlen, "token \"kid\" is malformed");
 	*key = kb_jwks_find(iss->keys, kid ? json_string_value(kid) : NULL);
 	if (*key == NULL)
-		return fail(err, errlen,
-			    "token \"kid\" matches no key of "
-			    "issuer %s",
-			    iss->issuer);
+		return kb_errorf(err, errlen,
+				 "token \"kid\" matches no key of "
+				 "issuer %s",
+				 iss->issuer);
 	return 0;
 }
 
@@ -244,37 +231,39 @@ static int check_claims(const json_t *p, const struct kb_jwt_issuer *iss,
 	int64_t start;
 
 	if (!audience_ok(json_object_get(p, "aud"), iss->audience))
-		return fail(err, errlen, "token audience is not %s",
-			    iss->audience);
+		return kb_errorf(err, errlen, "token audience is not %s",
+				 iss->audience);
 	if ((has_exp = get_time(p, "exp", &c->exp)) < 0 ||
 	    (has_nbf = get_time(p, "nbf", &c->nbf)) < 0 ||
 	    (has_iat = get_time(p, "iat", &c->iat)) < 0)
-		return fail(err, errlen,
-			    "token exp, nbf or iat is not a "
-			    "NumericDate");
+		return kb_errorf(err, errlen,
+				 "token exp, nbf or iat is not a "
+				 "NumericDate");
 	if (!has_exp)
-		return fail(err, errlen, "token has no \"exp\"");
+		return kb_errorf(err, errlen, "token has no \"exp\"");
 	if (now >= c->exp)
-		return fail(err, errlen, "token expired");
+		return kb_errorf(err, errlen, "token expired");
 	if (has_nbf && c->nbf > now + KB_JWT_LEEWAY_S)
-		return fail(err, errlen, "token not valid yet (nbf)");
+		return kb_errorf(err, errlen, "token not valid yet (nbf)");
 	if (has_iat && c->iat > now + KB_JWT_LEEWAY_S)
-		return fail(err, errlen, "token issued in the future (iat)");
+		return kb_errorf(err, errlen,
+				 "token issued in the future (iat)");
 	if (!has_iat && !has_nbf)
-		return fail(err, errlen,
-			    "token has neither iat nor nbf, so "
-			    "its lifetime is unbounded");
+		return kb_errorf(err, errlen,
+				 "token has neither iat nor nbf, so "
+				 "its lifetime is unbounded");
 	start = has_iat ? c->iat : c->nbf;
 	if (c->exp - start > iss->max_lifetime_s)
-		return fail(err, errlen,
-			    "token lifetime exceeds the %lld s "
-			    "allowed for issuer %s",
-			    (long long)iss->max_lifetime_s, iss->issuer);
+		return kb_errorf(err, errlen,
+				 "token lifetime exceeds the %lld s "
+				 "allowed for issuer %s",
+				 (long long)iss->max_lifetime_s, iss->issuer);
 	if (copy_claim(p, iss->identity_claim, c->subject) != 1)
-		return fail(err, errlen, "token has no usable \"%s\" claim",
-			    iss->identity_claim);
+		return kb_errorf(err, errlen,
+				 "token has no usable \"%s\" claim",
+				 iss->identity_claim);
 	if (copy_claim(p, "jti", c->jti) < 0)
-		return fail(err, errlen, "token \"jti\" is malformed");
+		return kb_errorf(err, errlen, "token \"jti\" is malformed");
 	return 0;
 }
 
@@ -294,22 +283,22 @@ int kb_jwt_verify(const char *token, size_t len,
 
 	memset(claims, 0, sizeof(*claims));
 	if (len > KB_JWT_MAX)
-		return fail(err, errlen, "token longer than %d bytes",
-			    KB_JWT_MAX);
+		return kb_errorf(err, errlen, "token longer than %d bytes",
+				 KB_JWT_MAX);
 	dot1 = memchr(token, '.', len);
 	dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) :
 		      NULL;
 	if (dot1 == NULL || dot2 == NULL ||
 	    memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL)
-		return fail(err, errlen,
-			    "token is not three dot-separated "
-			    "parts");
+		return kb_errorf(err, errlen,
+				 "token is not three dot-separated "
+				 "parts");
 	h = segment_json(token, (size_t)(dot1 - token));
 	p = segment_json(dot1 + 1, (size_t)(dot2 - dot1 - 1));
 	if (h == NULL || p == NULL) {
-		fail(err, errlen,
-		     "token header or payload is not base64url "
-		     "JSON");
+		kb_errorf(err, errlen,
+			  "token header or payload is not base64url "
+			  "JSON");
 		goto out;
 	}
 	iv = json_object_get(p, "iss");
@@ -318,7 +307,7 @@ int kb_jwt_verify(const char *token, size_t len,
 			      issuers[i].issuer))
 			iss = &issuers[i];
 	if (iss == NULL) {
-		fail(err, errlen, "token issuer is not trusted");
+		kb_errorf(err, errlen, "token issuer is not trusted");
 		goto out;
 	}
 	if (check_header(h, iss, &alg, &key, err, errlen) != 0)
@@ -328,21 +317,21 @@ int kb_jwt_verify(const char *token, size_t len,
 			  len - (size_t)(sig64 - token)) != 0 ||
 	    !signature_ok(alg, key, token, (size_t)(dot2 - token), sig,
 			  siglen)) {
-		fail(err, errlen, "token signature is invalid");
+		kb_errorf(err, errlen, "token signature is invalid");
 		goto out;
 	}
 	if (alg == KB_JWS_ES256 && iss->low_s_only && high_s(sig)) {
-		fail(err, errlen,
-		     "token signature is not in low-s form, as issuer %s "
-		     "makes them",
-		     iss->issuer);
+		kb_errorf(err, errlen,
+			  "token signature is not in low-s form, as issuer %s "
+			  "makes them",
+			  iss->issuer);
 		goto out;
 	}
 	if (check_claims(p, iss, now, claims, err, errlen) != 0)
 		goto out;
 	if (claims->jti[0] != '\0' && revoked != NULL &&
 	    revoked(claims->jti, revoked_arg)) {
-		fail(err, errlen, "token has been revoked");
+		kb_errorf(err, errlen, "token has been revoked");
 		goto out;
 	}
 	claims->issuer = iss;

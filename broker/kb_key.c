@@ -86,9 +86,9 @@ int kb_public_encrypt(EVP_PKEY *pub, enum kb_alg alg, const unsigned char *in,
 	int ok;
 
 	if (ctx == NULL)
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	*outlen = P11_MODULUS_MAX;
 	ok = EVP_PKEY_encrypt(ctx, out, outlen, in, inlen) == 1;
 	EVP_PKEY_CTX_free(ctx);
-	return ok ? P11_OK : P11_ERR_PARAM;
+	return ok ? KB_STATUS_OK : KB_ERR_PARAM;
 }

@@ -55,7 +55,7 @@ struct kb_key_info {
 	int64_t repaired; /* when repair-key rewrote the metadata; 0: never */
 	/*
 	 * The private key is there but no metadata object reads back: the
-	 * version is listed, refused (P11_ERR_DAMAGED) and has no known
+	 * version is listed, refused (KB_ERR_DAMAGED) and has no known
 	 * place among its key's versions until kb_keystore_repair_key.
 	 */
 	bool damaged;
@@ -80,7 +80,7 @@ const EVP_MD *kb_alg_md(enum kb_alg alg);
 EVP_PKEY_CTX *kb_encrypt_ctx_new(EVP_PKEY *pub, enum kb_alg alg);
 /*
  * Encrypts in[0..inlen) with pub and alg into out (P11_MODULUS_MAX
- * bytes). P11_OK; P11_ERR_NOMEM; P11_ERR_PARAM if in is too long for the
+ * bytes). KB_STATUS_OK; KB_ERR_NOMEM; KB_ERR_PARAM if in is too long for the
  * key.
  */
 int kb_public_encrypt(EVP_PKEY *pub, enum kb_alg alg, const unsigned char *in,

@@ -52,7 +52,8 @@ int kb_label_taken(struct kb_keystore *ks, const char *label, bool *taken)
 	size_t n;
 	int r;
 
-	if ((r = p11_find(ks->tok, ks->admin, &m, &found, &n)) == P11_OK) {
+	if ((r = p11_find(ks->tok, ks->admin, &m, &found, &n)) ==
+	    KB_STATUS_OK) {
 		free(found);
 		*taken = n > 0;
 	}
@@ -107,7 +108,7 @@ int kb_keystore_confirm(struct kb_keystore *ks, const struct p11_expect *want,
 		snprintf(err, errlen,
 			 "this program cannot confirm token writes by a fresh "
 			 "load");
-		return P11_ERR_UNSUPPORTED;
+		return KB_ERR_UNSUPPORTED;
 	}
 	return p11_confirm(&ks->confirm, want, n, err, errlen);
 }
@@ -134,11 +135,12 @@ int kb_create_confirmed(struct kb_keystore *ks, const char *application,
 				  strlen(value), obj)) != CKR_OK) {
 		snprintf(err, errlen, "storing %s in the token failed: %s",
 			 what, p11_rv_name(rv));
-		return P11_ERR_HSM;
+		return KB_ERR_HSM;
 	}
-	if ((r = kb_keystore_confirm(ks, &want, 1, why, sizeof(why))) == P11_OK)
-		return P11_OK;
-	if (r == P11_ERR_STORAGE)
+	if ((r = kb_keystore_confirm(ks, &want, 1, why, sizeof(why))) ==
+	    KB_STATUS_OK)
+		return KB_STATUS_OK;
+	if (r == KB_ERR_STORAGE)
 		snprintf(err, errlen,
 			 "the token did not keep %s (is its storage full?): %s",
 			 what, why);
@@ -153,5 +155,5 @@ int kb_create_confirmed(struct kb_keystore *ks, const char *application,
 			 "; removing it again failed (%s), so it may still "
 			 "take effect",
 			 p11_rv_name(rv));
-	return P11_ERR_STORAGE;
+	return KB_ERR_STORAGE;
 }

@@ -30,7 +30,7 @@ int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen)
 		ok = ks->available;
 		pthread_mutex_unlock(&ks->lock);
 		pthread_mutex_unlock(&ks->admin_lock);
-		return ok ? P11_OK : P11_ERR_HSM;
+		return ok ? KB_STATUS_OK : KB_ERR_HSM;
 	}
 	if (ks->available)
 		kb_warn("token '%s' failed; renewing sessions",
@@ -42,30 +42,32 @@ int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen)
 	pthread_rwlock_wrlock(&ks->module_lock);
 	p11_token_close_all_sessions(ks->tok);
 	r = p11_token_select(ks->tok, err, sizeof(err));
-	if (r != P11_OK &&
-	    (r = p11_token_reinitialise(ks->tok, err, sizeof(err))) == P11_OK)
+	if (r != KB_STATUS_OK &&
+	    (r = p11_token_reinitialise(ks->tok, err, sizeof(err))) ==
+		    KB_STATUS_OK)
 		r = p11_token_select(ks->tok, err, sizeof(err));
-	if (r == P11_OK)
+	if (r == KB_STATUS_OK)
 		r = p11_token_open_session(ks->tok, true, &ks->admin, err,
 					   sizeof(err));
-	if (r == P11_OK && (r = kb_catalog_reload_locked(ks)) != P11_OK) {
+	if (r == KB_STATUS_OK &&
+	    (r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK) {
 		snprintf(err, sizeof(err), "cannot read the key catalogue");
 		p11_token_close_session(ks->tok, ks->admin);
 	}
 	pthread_rwlock_unlock(&ks->module_lock);
 
 	pthread_mutex_lock(&ks->lock);
-	if (r == P11_OK && !ks->available)
+	if (r == KB_STATUS_OK && !ks->available)
 		kb_info("token '%s' is back", p11_token_label(ks->tok));
-	else if (r != P11_OK && ks->available)
+	else if (r != KB_STATUS_OK && ks->available)
 		kb_err("token unavailable: %s; requests get HsmUnavailable "
 		       "until it returns",
 		       err);
-	ks->available = r == P11_OK;
+	ks->available = r == KB_STATUS_OK;
 	ks->gen++;
 	pthread_mutex_unlock(&ks->lock);
 	pthread_mutex_unlock(&ks->admin_lock);
-	return r == P11_OK ? P11_OK : P11_ERR_HSM;
+	return r == KB_STATUS_OK ? KB_STATUS_OK : KB_ERR_HSM;
 }
 
 /*
@@ -80,7 +82,7 @@ static int lookup(struct kb_keystore *ks, const char *name, const char *version,
 
 	*cat = kb_catalog_get(ks);
 	if (*cat != NULL && (*v = kb_catalog_find(*cat, name, version)) != NULL)
-		return P11_OK;
+		return KB_STATUS_OK;
 	kb_catalog_put(ks, *cat);
 	*cat = NULL;
 	kb_keystore_admin_enter(ks);
@@ -93,10 +95,10 @@ static int lookup(struct kb_keystore *ks, const char *name, const char *version,
 	kb_keystore_admin_leave(ks);
 	*cat = kb_catalog_get(ks);
 	if (*cat != NULL && (*v = kb_catalog_find(*cat, name, version)) != NULL)
-		return P11_OK;
+		return KB_STATUS_OK;
 	kb_catalog_put(ks, *cat);
 	*cat = NULL;
-	return P11_ERR_NOT_FOUND;
+	return KB_ERR_NOT_FOUND;
 }
 
 static int check_usable(const struct kb_key_info *info, bool wrapping)
@@ -104,13 +106,13 @@ static int check_usable(const struct kb_key_info *info, bool wrapping)
 	time_t now = time(NULL);
 
 	if (info->damaged)
-		return P11_ERR_DAMAGED;
+		return KB_ERR_DAMAGED;
 	if (!info->enabled || (info->nbf != 0 && now < info->nbf))
-		return P11_ERR_DISABLED;
+		return KB_ERR_DISABLED;
 	/* Expired keys still unwrap what they wrapped, but wrap no more. */
 	if (wrapping && info->exp != 0 && now >= info->exp)
-		return P11_ERR_DISABLED;
-	return P11_OK;
+		return KB_ERR_DISABLED;
+	return KB_STATUS_OK;
 }
 
 /* ---- RSA1_5 with implicit rejection ---- */
@@ -127,7 +129,8 @@ int kb_keystore_ensure_rsa15_secret(struct kb_keystore *ks)
 	 * Made only where nothing has the label: one that is there but
 	 * refused stays the only one (the log says why; RSA1_5 stays off).
 	 */
-	if ((r = kb_label_taken(ks, KDK_LABEL, &taken)) != P11_OK || taken)
+	if ((r = kb_label_taken(ks, KDK_LABEL, &taken)) != KB_STATUS_OK ||
+	    taken)
 		goto out;
 	/* HMAC-only: it signs (derives KDKs) and does nothing else. */
 	rv = p11_generate_hmac_secret(ks->tok, ks->admin, KDK_LABEL, 32, &h);
@@ -135,7 +138,7 @@ int kb_keystore_ensure_rsa15_secret(struct kb_keystore *ks)
 		kb_warn("cannot make the RSA1_5 secret in the token (%s); "
 			"RSA1_5 stays unavailable",
 			p11_rv_name(rv));
-		r = P11_ERR_HSM;
+		r = KB_ERR_HSM;
 		goto out;
 	}
 	kb_info("made the RSA1_5 key-derivation secret in the token");
@@ -161,14 +164,14 @@ static int derive_kdk(struct kb_keyworker *w, CK_OBJECT_HANDLE secret,
 
 	if (inlen > P11_MODULUS_MAX ||
 	    kb_hex_decode(data, KB_VERSION_BYTES, v->info.version) != 0)
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	memcpy(data + KB_VERSION_BYTES, in, inlen);
 	if ((rv = p11_sign(w->ks->tok, w->h, secret, P11_MECH_SHA256_HMAC, data,
 			   KB_VERSION_BYTES + inlen, kdk, KB_PKCS1_KDK_LEN,
 			   &n)) != CKR_OK)
-		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
-						  P11_ERR_UNSUPPORTED;
-	return n == KB_PKCS1_KDK_LEN ? P11_OK : P11_ERR_UNSUPPORTED;
+		return p11_rv_is_token_lost(rv) ? KB_ERR_HSM :
+						  KB_ERR_UNSUPPORTED;
+	return n == KB_PKCS1_KDK_LEN ? KB_STATUS_OK : KB_ERR_UNSUPPORTED;
 }
 
 /* ---- public operations ---- */
@@ -184,14 +187,14 @@ static int keep_confirm_target(struct kb_keystore *ks,
 		ks->confirm_exe = strdup(params->confirm_exe);
 	if (ks->module == NULL || ks->uri == NULL || ks->pin_file == NULL ||
 	    (params->confirm_exe != NULL && ks->confirm_exe == NULL))
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	ks->confirm = (struct p11_confirm_target){
 		.exe = ks->confirm_exe,
 		.module = ks->module,
 		.uri = ks->uri,
 		.pin_file = ks->pin_file,
 	};
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 int kb_keystore_open(const struct kb_keystore_params *params,
@@ -203,34 +206,34 @@ int kb_keystore_open(const struct kb_keystore_params *params,
 
 	*out = NULL;
 	if ((ks = calloc(1, sizeof(*ks))) == NULL)
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	pthread_mutex_init(&ks->lock, NULL);
 	pthread_mutex_init(&ks->admin_lock, NULL);
 	pthread_rwlock_init(&ks->module_lock, NULL);
 	ks->allow_rsa1_5 = params->allow_rsa1_5;
-	if ((r = keep_confirm_target(ks, params)) != P11_OK)
+	if ((r = keep_confirm_target(ks, params)) != KB_STATUS_OK)
 		goto out_free;
 	if ((r = p11_token_load(params->module, params->token_uri, &ks->tok,
-				err, errlen)) != P11_OK)
+				err, errlen)) != KB_STATUS_OK)
 		goto out_free;
 	if ((r = p11_token_read_pin(ks->tok, params->pin_file, err, errlen)) !=
-	    P11_OK)
+	    KB_STATUS_OK)
 		goto out_free;
 	if (initialise_with_so_pin != NULL)
 		r = p11_token_initialise(ks->tok, initialise_with_so_pin, err,
 					 errlen);
 	else
 		r = p11_token_select(ks->tok, err, errlen);
-	if (r != P11_OK)
+	if (r != KB_STATUS_OK)
 		goto out_free;
 	if ((r = p11_token_open_session(ks->tok, true, &ks->admin, err,
-					errlen)) != P11_OK)
+					errlen)) != KB_STATUS_OK)
 		goto out_free;
 	ks->available = true;
 	kb_keystore_admin_enter(ks);
 	r = kb_catalog_reload_locked(ks);
 	kb_keystore_admin_leave(ks);
-	if (r != P11_OK) {
+	if (r != KB_STATUS_OK) {
 		snprintf(err, errlen,
 			 "cannot read the key catalogue from "
 			 "token '%s'",
@@ -238,7 +241,7 @@ int kb_keystore_open(const struct kb_keystore_params *params,
 		goto out_free;
 	}
 	*out = ks;
-	return P11_OK;
+	return KB_STATUS_OK;
 out_free:
 	kb_keystore_free(ks);
 	return r;
@@ -272,10 +275,10 @@ int kb_keyworker_new(struct kb_keystore *ks, struct kb_keyworker **out)
 	struct kb_keyworker *w;
 
 	if ((w = calloc(1, sizeof(*w))) == NULL)
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	w->ks = ks;
 	*out = w;
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 void kb_keyworker_free(struct kb_keyworker *w)
@@ -305,7 +308,7 @@ int kb_ensure_available(struct kb_keystore *ks)
 	gen = ks->gen;
 	available = ks->available;
 	pthread_mutex_unlock(&ks->lock);
-	return available ? P11_OK : kb_keystore_recover(ks, gen);
+	return available ? KB_STATUS_OK : kb_keystore_recover(ks, gen);
 }
 
 /*
@@ -322,7 +325,7 @@ int kb_keyworker_session(struct kb_keyworker *w)
 	gen = ks->gen;
 	pthread_mutex_unlock(&ks->lock);
 	if (w->open && w->gen == gen)
-		return P11_OK;
+		return KB_STATUS_OK;
 	/*
 	 * A session of an older generation died with the recovery; its
 	 * handle may already name another thread's new session, so it is
@@ -331,14 +334,14 @@ int kb_keyworker_session(struct kb_keyworker *w)
 	w->open = false;
 	w->gen = gen;
 	if (p11_token_open_session(ks->tok, false, &w->h, err, sizeof(err)) !=
-	    P11_OK)
-		return P11_ERR_HSM;
+	    KB_STATUS_OK)
+		return KB_ERR_HSM;
 	w->open = true;
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 /*
- * One unwrap attempt on w's session; P11_ERR_HSM if the token or session
+ * One unwrap attempt on w's session; KB_ERR_HSM if the token or session
  * failed. kdk_secret is the catalogue's, for RSA1_5.
  */
 static int unwrap_once(struct kb_keyworker *w, const struct key_version *v,
@@ -351,26 +354,25 @@ static int unwrap_once(struct kb_keyworker *w, const struct key_version *v,
 	size_t n, k = v->info.nlen;
 	bool began;
 	CK_RV rv;
-	int r = P11_ERR_CIPHERTEXT;
+	int r = KB_ERR_CIPHERTEXT;
 
 	rv = p11_decrypt(w->ks->tok, w->h, v->priv,
 			 path == KB_PATH_NATIVE ? kb_alg_mech(alg) :
 						  P11_MECH_RSA_RAW,
 			 in, inlen, em, sizeof(em), &n, &began);
 	if (rv != CKR_OK && !began) {
-		r = p11_rv_is_token_lost(rv) ? P11_ERR_HSM :
-					       P11_ERR_UNSUPPORTED;
+		r = p11_rv_is_token_lost(rv) ? KB_ERR_HSM : KB_ERR_UNSUPPORTED;
 		goto out;
 	}
 	if (rv != CKR_OK) {
 		if (p11_rv_is_token_lost(rv))
-			r = P11_ERR_HSM;
+			r = KB_ERR_HSM;
 		goto out;
 	}
 	if (path == KB_PATH_NATIVE) {
 		memcpy(out, em, n);
 		*outlen = n;
-		r = P11_OK;
+		r = KB_STATUS_OK;
 		goto out;
 	}
 	/* Raw RSA: the encoded message is exactly k bytes, left-padded. */
@@ -381,13 +383,13 @@ static int unwrap_once(struct kb_keyworker *w, const struct key_version *v,
 	if (path == KB_PATH_RAW_PKCS1) {
 		/* Never fails on padding: a synthetic message instead. */
 		if ((r = derive_kdk(w, kdk_secret, v, in, inlen, kdk)) ==
-			    P11_OK &&
+			    KB_STATUS_OK &&
 		    kb_pkcs1_decode(out, P11_MODULUS_MAX, outlen, em, k, kdk) !=
 			    0)
-			r = P11_ERR_NOMEM;
+			r = KB_ERR_NOMEM;
 	} else if (kb_oaep_decode(out, P11_MODULUS_MAX, outlen, em, k,
 				  kb_alg_md(alg)) == 0) {
-		r = P11_OK;
+		r = KB_STATUS_OK;
 	}
 out:
 	kb_wipe(em, sizeof(em));
@@ -406,28 +408,29 @@ int kb_keyworker_unwrap(struct kb_keyworker *w, const char *name,
 	int attempt, r;
 
 	if (alg >= KB_ALG_COUNT)
-		return P11_ERR_UNSUPPORTED;
+		return KB_ERR_UNSUPPORTED;
 	for (attempt = 0; attempt < 2; attempt++) {
-		if ((r = lookup(w->ks, name, version, &cat, &v)) != P11_OK)
+		if ((r = lookup(w->ks, name, version, &cat, &v)) !=
+		    KB_STATUS_OK)
 			return r;
 		*info = v->info;
-		if ((r = check_usable(&v->info, false)) == P11_OK &&
+		if ((r = check_usable(&v->info, false)) == KB_STATUS_OK &&
 		    v->info.path[alg] == KB_PATH_NONE)
-			r = P11_ERR_UNSUPPORTED;
-		if (r == P11_OK && inlen != v->info.nlen)
-			r = P11_ERR_CIPHERTEXT;
-		if (r == P11_OK)
+			r = KB_ERR_UNSUPPORTED;
+		if (r == KB_STATUS_OK && inlen != v->info.nlen)
+			r = KB_ERR_CIPHERTEXT;
+		if (r == KB_STATUS_OK)
 			r = kb_ensure_available(w->ks);
-		if (r == P11_OK) {
+		if (r == KB_STATUS_OK) {
 			pthread_rwlock_rdlock(&w->ks->module_lock);
-			if ((r = kb_keyworker_session(w)) == P11_OK)
+			if ((r = kb_keyworker_session(w)) == KB_STATUS_OK)
 				r = unwrap_once(w, v, cat->kdk_secret, alg, in,
 						inlen, out, outlen);
 			pthread_rwlock_unlock(&w->ks->module_lock);
 		}
 		kb_catalog_put(w->ks, cat);
-		if (r != P11_ERR_HSM ||
-		    kb_keystore_recover(w->ks, w->gen) != P11_OK)
+		if (r != KB_ERR_HSM ||
+		    kb_keystore_recover(w->ks, w->gen) != KB_STATUS_OK)
 			break;
 	}
 	return r;
@@ -440,11 +443,11 @@ int kb_keystore_describe(struct kb_keystore *ks, const char *name,
 	struct catalog *cat;
 	int r;
 
-	if ((r = lookup(ks, name, version, &cat, &v)) != P11_OK)
+	if ((r = lookup(ks, name, version, &cat, &v)) != KB_STATUS_OK)
 		return r;
 	*info = v->info;
 	kb_catalog_put(ks, cat);
-	return info->damaged ? P11_ERR_DAMAGED : P11_OK;
+	return info->damaged ? KB_ERR_DAMAGED : KB_STATUS_OK;
 }
 
 /* Encrypts with w's cached context for pub and alg, making it if needed. */
@@ -458,7 +461,7 @@ static int worker_encrypt(struct kb_keyworker *w, EVP_PKEY *pub,
 		if ((ctx = kb_encrypt_ctx_new(pub, alg)) == NULL ||
 		    EVP_PKEY_up_ref(pub) != 1) {
 			EVP_PKEY_CTX_free(ctx);
-			return P11_ERR_NOMEM;
+			return KB_ERR_NOMEM;
 		}
 		EVP_PKEY_CTX_free(w->wrap[alg].ctx);
 		EVP_PKEY_free(w->wrap[alg].key);
@@ -467,8 +470,8 @@ static int worker_encrypt(struct kb_keyworker *w, EVP_PKEY *pub,
 	}
 	*outlen = P11_MODULUS_MAX;
 	return EVP_PKEY_encrypt(ctx, out, outlen, in, inlen) == 1 ?
-		       P11_OK :
-		       P11_ERR_PARAM;
+		       KB_STATUS_OK :
+		       KB_ERR_PARAM;
 }
 
 int kb_keystore_wrap(struct kb_keystore *ks, struct kb_keyworker *w,
@@ -482,20 +485,20 @@ int kb_keystore_wrap(struct kb_keystore *ks, struct kb_keyworker *w,
 	int r;
 
 	if (alg >= KB_ALG_COUNT)
-		return P11_ERR_UNSUPPORTED;
-	if ((r = lookup(ks, name, version, &cat, &v)) != P11_OK)
+		return KB_ERR_UNSUPPORTED;
+	if ((r = lookup(ks, name, version, &cat, &v)) != KB_STATUS_OK)
 		return r;
 	*info = v->info;
 	max = alg == KB_ALG_RSA1_5 ?
 		      v->info.nlen - 11 :
 		      v->info.nlen -
 			      2 * (size_t)EVP_MD_get_size(kb_alg_md(alg)) - 2;
-	if ((r = check_usable(&v->info, true)) != P11_OK)
+	if ((r = check_usable(&v->info, true)) != KB_STATUS_OK)
 		goto out;
 	if (alg == KB_ALG_RSA1_5 && !ks->allow_rsa1_5)
-		r = P11_ERR_UNSUPPORTED;
+		r = KB_ERR_UNSUPPORTED;
 	else if (inlen == 0 || inlen > max)
-		r = P11_ERR_PARAM;
+		r = KB_ERR_PARAM;
 	else if (w != NULL)
 		r = worker_encrypt(w, v->pub, alg, in, inlen, out, outlen);
 	else
@@ -591,8 +594,9 @@ static int confirm_version(struct kb_keystore *ks, const char *name,
 	int r;
 
 	if ((o = malloc(sizeof(*o))) == NULL)
-		return P11_ERR_NOMEM;
-	if (p11_read(ks->tok, ks->admin, priv, P11_A_MODULUS, o) == P11_OK &&
+		return KB_ERR_NOMEM;
+	if (p11_read(ks->tok, ks->admin, priv, P11_A_MODULUS, o) ==
+		    KB_STATUS_OK &&
 	    (o->have & P11_A_MODULUS)) {
 		nlen = o->modulus_len;
 		memcpy(n, o->modulus, nlen);
@@ -602,21 +606,21 @@ static int confirm_version(struct kb_keystore *ks, const char *name,
 		snprintf(err, errlen,
 			 "the token did not keep the new key pair (is its "
 			 "storage full?): its modulus does not read back");
-		return P11_ERR_STORAGE;
+		return KB_ERR_STORAGE;
 	}
 	want[0].value_len = want[1].value_len = nlen;
 	if ((r = kb_keystore_confirm(ks, want, 3, why, sizeof(why))) ==
-	    P11_ERR_STORAGE)
+	    KB_ERR_STORAGE)
 		snprintf(err, errlen,
 			 "the token did not keep the new version (is its "
 			 "storage full?): %s",
 			 why);
-	else if (r != P11_OK)
+	else if (r != KB_STATUS_OK)
 		snprintf(err, errlen,
 			 "the new version could not be confirmed by a fresh "
 			 "load of the token: %s",
 			 why);
-	return r == P11_OK ? P11_OK : P11_ERR_STORAGE;
+	return r == KB_STATUS_OK ? KB_STATUS_OK : KB_ERR_STORAGE;
 }
 
 /* Generates the key pair of a new version. Needs admin_lock. */
@@ -635,9 +639,9 @@ static int generate_pair(struct kb_keystore *ks, const char *name,
 			 "the token refused to generate the key pair "
 			 "(C_GenerateKeyPair: %s)",
 			 p11_rv_name(rv));
-		return P11_ERR_HSM;
+		return KB_ERR_HSM;
 	}
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 int kb_keystore_create_key(struct kb_keystore *ks, const char *name,
@@ -655,24 +659,24 @@ int kb_keystore_create_key(struct kb_keystore *ks, const char *name,
 			 "invalid key name: use 1-%d of "
 			 "A-Z a-z 0-9 -",
 			 KB_NAME_MAX);
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	}
 	if (bits != 2048 && bits != 3072 && bits != 4096) {
 		snprintf(err, errlen, "key size must be 2048, 3072 or 4096");
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	}
 	if (RAND_bytes(id, sizeof(id)) != 1)
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	kb_hex_encode(version, id, sizeof(id));
 
 	kb_keystore_admin_enter(ks);
-	if ((r = p11_token_check_space(ks->tok, err, errlen)) != P11_OK ||
+	if ((r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK ||
 	    (r = generate_pair(ks, name, bits, id, &objs[0], &objs[1], err,
-			       errlen)) != P11_OK)
+			       errlen)) != KB_STATUS_OK)
 		goto out_unlock;
 	if ((meta = metadata_text(name, version, now_us(), true, 0)) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		r = P11_ERR_NOMEM;
+		r = KB_ERR_NOMEM;
 		undo_create(ks, objs, 2, err, errlen);
 		goto out_unlock;
 	}
@@ -681,22 +685,22 @@ int kb_keystore_create_key(struct kb_keystore *ks, const char *name,
 		snprintf(err, errlen,
 			 "storing the key metadata in the token failed: %s",
 			 p11_rv_name(rv));
-		r = P11_ERR_HSM;
+		r = KB_ERR_HSM;
 		undo_create(ks, objs, 2, err, errlen);
 		goto out_unlock;
 	}
 	if ((r = confirm_version(ks, name, id, objs[1], meta, err, errlen)) !=
-	    P11_OK) {
+	    KB_STATUS_OK) {
 		undo_create(ks, objs, 3, err, errlen);
 		goto out_unlock;
 	}
-	if ((r = kb_catalog_reload_locked(ks)) != P11_OK)
+	if ((r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK)
 		snprintf(err, errlen, "re-reading the key catalogue failed");
 out_unlock:
 	kb_keystore_admin_leave(ks);
 	free(meta);
-	if (r == P11_OK &&
-	    (r = kb_keystore_describe(ks, name, version, info)) != P11_OK)
+	if (r == KB_STATUS_OK &&
+	    (r = kb_keystore_describe(ks, name, version, info)) != KB_STATUS_OK)
 		snprintf(err, errlen, "new key version not in the catalogue");
 	return r;
 }
@@ -722,9 +726,10 @@ static void destroy_replaced(struct kb_keystore *ks,
 		o->value = text;
 		o->value_max = META_MAX;
 		if (p11_read(ks->tok, ks->admin, metas[i], P11_A_VALUE, o) !=
-			    P11_OK ||
+			    KB_STATUS_OK ||
 		    !(o->have & P11_A_VALUE) ||
-		    kb_parse_metadata(text, o->value_len, &mi) != P11_OK ||
+		    kb_parse_metadata(text, o->value_len, &mi) !=
+			    KB_STATUS_OK ||
 		    strcmp(mi.version, version) != 0 ||
 		    (rv = p11_destroy(ks->tok, ks->admin, metas[i])) == CKR_OK)
 			continue;
@@ -739,7 +744,7 @@ static void destroy_replaced(struct kb_keystore *ks,
  * Replaces the metadata of name/version with a copy whose "enabled" is
  * set: the new object is created and confirmed by a fresh load before
  * the old one is destroyed, so a lost write leaves the old one in force.
- * P11_ERR_NOT_FOUND if no metadata reads back. Needs admin_lock.
+ * KB_ERR_NOT_FOUND if no metadata reads back. Needs admin_lock.
  */
 static int update_metadata(struct kb_keystore *ks, const char *name,
 			   const char *version, bool enabled, char *err,
@@ -757,14 +762,14 @@ static int update_metadata(struct kb_keystore *ks, const char *name,
 	size_t n, len;
 	int r;
 
-	if ((r = p11_find(ks->tok, ks->admin, &m, &metas, &n)) != P11_OK)
+	if ((r = p11_find(ks->tok, ks->admin, &m, &metas, &n)) != KB_STATUS_OK)
 		return r;
 	if ((text = malloc(META_MAX)) == NULL) {
-		r = P11_ERR_NOMEM;
+		r = KB_ERR_NOMEM;
 		goto out_free;
 	}
 	if ((r = kb_metadata_newest(ks, metas, n, name, version, &old, text,
-				    &len, &mi)) != P11_OK)
+				    &len, &mi)) != KB_STATUS_OK)
 		goto out_free;
 	/* "updated" orders the objects: the new one must pass the old. */
 	updated = now > mi.updated ? now : mi.updated + 1;
@@ -774,7 +779,7 @@ static int update_metadata(struct kb_keystore *ks, const char *name,
 	    json_object_set_new(o, "updated", json_integer(updated)) != 0 ||
 	    (out = kb_json_text(o, JSON_COMPACT | JSON_SORT_KEYS, NULL)) ==
 		    NULL) {
-		r = P11_ERR_NOMEM;
+		r = KB_ERR_NOMEM;
 		goto out_free;
 	}
 	/*
@@ -783,7 +788,7 @@ static int update_metadata(struct kb_keystore *ks, const char *name,
 	 */
 	if ((r = kb_create_confirmed(ks, META_APPLICATION, name, out, false,
 				     "the new metadata object", &obj, err,
-				     errlen)) == P11_OK)
+				     errlen)) == KB_STATUS_OK)
 		destroy_replaced(ks, metas, n, name, version, text);
 out_free:
 	json_decref(o);
@@ -814,20 +819,21 @@ int kb_keystore_set_enabled(struct kb_keystore *ks, const char *name,
 			 "keybrokerctl repair-key %s %s --enabled|--disabled "
 			 "rewrites it",
 			 name, version, name, version);
-		r = P11_ERR_DAMAGED;
+		r = KB_ERR_DAMAGED;
 		goto out_unlock;
 	}
-	if ((r = p11_token_check_space(ks->tok, err, errlen)) != P11_OK)
+	if ((r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK)
 		goto out_unlock;
 	r = update_metadata(ks, name, version, enabled, err, errlen);
-	if (r == P11_ERR_NOT_FOUND)
+	if (r == KB_ERR_NOT_FOUND)
 		snprintf(err, errlen, "key '%s' has no version '%s'", name,
 			 version);
-	else if (r == P11_ERR_NOMEM)
+	else if (r == KB_ERR_NOMEM)
 		snprintf(err, errlen, "out of memory");
-	else if (r == P11_ERR_HSM && err[0] == '\0')
+	else if (r == KB_ERR_HSM && err[0] == '\0')
 		snprintf(err, errlen, "reading the key metadata failed");
-	if (r == P11_OK && (r = kb_catalog_reload_locked(ks)) != P11_OK)
+	if (r == KB_STATUS_OK &&
+	    (r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK)
 		snprintf(err, errlen,
 			 "the change is stored, but re-reading the key "
 			 "catalogue failed");
@@ -870,39 +876,40 @@ int kb_keystore_repair_key(struct kb_keystore *ks, const char *name,
 	CK_OBJECT_HANDLE obj;
 	int64_t created_us = 0;
 	char *text;
-	int r = P11_OK;
+	int r = KB_STATUS_OK;
 
 	kb_keystore_admin_enter(ks);
 	if ((c = kb_catalog_get(ks)) == NULL) {
 		snprintf(err, errlen, "no key catalogue");
-		r = P11_ERR_HSM;
+		r = KB_ERR_HSM;
 	} else if ((v = kb_catalog_find(c, name, version)) == NULL) {
 		snprintf(err, errlen, "key '%s' has no version '%s'", name,
 			 version);
-		r = P11_ERR_NOT_FOUND;
+		r = KB_ERR_NOT_FOUND;
 	} else if (!v->info.damaged) {
 		snprintf(err, errlen,
 			 "key %s version %s is not damaged (its metadata reads "
 			 "back); enable-key or disable-key changes it",
 			 name, version);
-		r = P11_ERR_CONFLICT;
+		r = KB_ERR_CONFLICT;
 	} else {
 		created_us = repaired_created_us(c, name, make_current);
 	}
 	kb_catalog_put(ks, c);
-	if (r != P11_OK ||
-	    (r = p11_token_check_space(ks->tok, err, errlen)) != P11_OK)
+	if (r != KB_STATUS_OK ||
+	    (r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK)
 		goto out_unlock;
 	if ((text = metadata_text(name, version, created_us, enabled,
 				  (int64_t)time(NULL))) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		r = P11_ERR_NOMEM;
+		r = KB_ERR_NOMEM;
 		goto out_unlock;
 	}
 	r = kb_create_confirmed(ks, META_APPLICATION, name, text, false,
 				"the new metadata object", &obj, err, errlen);
 	free(text);
-	if (r == P11_OK && (r = kb_catalog_reload_locked(ks)) != P11_OK)
+	if (r == KB_STATUS_OK &&
+	    (r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK)
 		snprintf(err, errlen,
 			 "the repair is stored, but re-reading the key "
 			 "catalogue failed");
@@ -929,9 +936,9 @@ int kb_keystore_foreach(struct kb_keystore *ks,
 	size_t i;
 
 	if (c == NULL)
-		return P11_ERR_HSM;
+		return KB_ERR_HSM;
 	for (i = 0; i < c->n; i++)
 		fn(&c->v[i].info, arg);
 	kb_catalog_put(ks, c);
-	return P11_OK;
+	return KB_STATUS_OK;
 }

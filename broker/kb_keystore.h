@@ -54,7 +54,7 @@ void kb_keyworker_free(struct kb_keyworker *w);
 
 /*
  * Looks up name (and version, or the current version if version is "").
- * P11_ERR_NOT_FOUND if absent. P11_ERR_DAMAGED (info names the version)
+ * KB_ERR_NOT_FOUND if absent. KB_ERR_DAMAGED (info names the version)
  * if that version is damaged or, with version "", if any version of name
  * is: the current one cannot be told then. Wrap and unwrap likewise.
  */
@@ -63,7 +63,7 @@ int kb_keystore_describe(struct kb_keystore *ks, const char *name,
 
 /*
  * Wraps in[0..inlen) with the public key of name/version. out needs
- * P11_MODULUS_MAX bytes. P11_ERR_PARAM if in is too long for the key.
+ * P11_MODULUS_MAX bytes. KB_ERR_PARAM if in is too long for the key.
  * With a worker, its encryption contexts are reused across calls.
  */
 int kb_keystore_wrap(struct kb_keystore *ks, struct kb_keyworker *w,
@@ -74,7 +74,7 @@ int kb_keystore_wrap(struct kb_keystore *ks, struct kb_keyworker *w,
 /*
  * Unwraps in the token on w's session. out needs P11_MODULUS_MAX bytes and
  * holds a secret on success: the caller wipes it. Every failure caused by
- * the input is P11_ERR_CIPHERTEXT.
+ * the input is KB_ERR_CIPHERTEXT.
  */
 int kb_keyworker_unwrap(struct kb_keyworker *w, const char *name,
 			const char *version, enum kb_alg alg,
@@ -87,7 +87,7 @@ int kb_keyworker_unwrap(struct kb_keyworker *w, const char *name,
  * refused up front while a file-backed token's storage is nearly full
  * (p11_store.h), and done only once a fresh load reads them back
  * (p11_confirm.h): a write the token did not keep fails with
- * P11_ERR_STORAGE and leaves the previous state, and an object is
+ * KB_ERR_STORAGE and leaves the previous state, and an object is
  * replaced only after its successor is confirmed. err says what failed.
  */
 
@@ -113,7 +113,7 @@ int kb_keystore_set_enabled(struct kb_keystore *ks, const char *name,
 int kb_keystore_ensure_rsa15_secret(struct kb_keystore *ks);
 
 /*
- * Writes new metadata for a damaged version (P11_ERR_CONFLICT if it is
+ * Writes new metadata for a damaged version (KB_ERR_CONFLICT if it is
  * not damaged). Its creation time was in the lost metadata: with
  * make_current it is dated now and becomes the key's current version;
  * otherwise it is dated just before the key's oldest readable version,

@@ -150,7 +150,7 @@ bool kb_protection_judge(unsigned int have, unsigned int set, const char *what,
 			 struct kb_findings *f);
 
 /*
- * Confirms want[0..n) by a fresh load (p11_confirm); P11_ERR_UNSUPPORTED
+ * Confirms want[0..n) by a fresh load (p11_confirm); KB_ERR_UNSUPPORTED
  * if this process was not given a way to. Needs admin_lock.
  */
 int kb_keystore_confirm(struct kb_keystore *ks, const struct p11_expect *want,
@@ -159,7 +159,7 @@ int kb_keystore_confirm(struct kb_keystore *ks, const struct p11_expect *want,
  * Creates a private CKO_DATA object (application, label, value) and
  * confirms it by a fresh load. If it is not confirmed, it is destroyed
  * unless keep is set (for writes where a copy that did reach storage
- * must stay: revocations). P11_ERR_STORAGE if the token did not keep it;
+ * must stay: revocations). KB_ERR_STORAGE if the token did not keep it;
  * err says so. Needs admin_lock.
  */
 int kb_create_confirmed(struct kb_keystore *ks, const char *application,
@@ -196,7 +196,7 @@ int kb_parse_metadata(const char *text, size_t len, struct kb_key_info *info);
  * The metadata object of name/version to believe among metas[0..n): the
  * newest ("updated") that reads back and parses, a disabled one winning a
  * tie. Its handle, text (META_MAX bytes at text, *len of them) and parsed
- * fields; P11_ERR_NOT_FOUND if none. Needs admin_lock.
+ * fields; KB_ERR_NOT_FOUND if none. Needs admin_lock.
  */
 int kb_metadata_newest(struct kb_keystore *ks, const CK_OBJECT_HANDLE *metas,
 		       size_t n, const char *name, const char *version,
@@ -210,7 +210,7 @@ int kb_metadata_newest(struct kb_keystore *ks, const CK_OBJECT_HANDLE *metas,
  * catalogue, unless another thread already did since seen_gen (a
  * worker's session generation), and at most once per RECOVER_INTERVAL_S
  * while the token stays away. A worker whose token call failed with
- * P11_ERR_HSM calls it and, if it succeeds, tries once more.
+ * KB_ERR_HSM calls it and, if it succeeds, tries once more.
  */
 int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen);
 /* Tries to bring the token back if it is known to be gone. */

@@ -39,7 +39,10 @@ static json_t *kid_string(const struct kb_ops *ops,
 	return json_string(kid);
 }
 
-/* Maps a keystore status to a protocol error with a specific message. */
+/*
+ * A keystore status as a protocol error: its code from the one table
+ * (kb_error.h), a message that names the key and the limit.
+ */
 static void status_error(const struct kb_call *call, struct kb_error *err)
 {
 	const struct kb_request *req = call->req;
@@ -47,9 +50,9 @@ static void status_error(const struct kb_call *call, struct kb_error *err)
 	const char *alg = kb_alg_name(req->alg);
 	size_t max, hlen;
 
+	err->code = kb_status_code(call->status);
 	switch (call->status) {
-	case P11_ERR_NOT_FOUND:
-		err->code = KB_KEY_NOT_FOUND;
+	case KB_ERR_NOT_FOUND:
 		if (req->key.version[0] != '\0')
 			snprintf(err->msg, sizeof(err->msg),
 				 "key '%s' has no version '%s'", req->key.name,
@@ -58,8 +61,7 @@ static void status_error(const struct kb_call *call, struct kb_error *err)
 			snprintf(err->msg, sizeof(err->msg),
 				 "key '%s' not found", req->key.name);
 		break;
-	case P11_ERR_DISABLED:
-		err->code = KB_KEY_DISABLED;
+	case KB_ERR_DISABLED:
 		snprintf(err->msg, sizeof(err->msg),
 			 "key '%s' version %s is %s", info->name, info->version,
 			 !info->enabled ? "disabled" :
@@ -67,37 +69,27 @@ static void status_error(const struct kb_call *call, struct kb_error *err)
 					  "not yet valid (nbf)" :
 					  "expired (exp) and may only unwrap");
 		break;
-	case P11_ERR_CIPHERTEXT:
+	case KB_ERR_CIPHERTEXT:
 		/* One code and message for every ciphertext problem. */
-		err->code = KB_BAD_PARAMETER;
 		snprintf(err->msg, sizeof(err->msg),
 			 "value cannot be unwrapped with this key version and "
 			 "algorithm");
 		break;
-	case P11_ERR_UNSUPPORTED:
-		err->code = KB_NOT_SUPPORTED;
+	case KB_ERR_UNSUPPORTED:
 		snprintf(err->msg, sizeof(err->msg),
 			 "the token cannot unwrap %s with key '%s'", alg,
 			 info->name);
 		break;
-	case P11_ERR_PARAM:
+	case KB_ERR_PARAM:
 		hlen = req->alg == KB_ALG_RSA_OAEP ? 20 : 32;
 		max = req->alg == KB_ALG_RSA1_5 ? info->nlen - 11 :
 						  info->nlen - 2 * hlen - 2;
-		err->code = KB_BAD_PARAMETER;
 		snprintf(err->msg, sizeof(err->msg),
 			 "value too long for %s with a %u-bit key (at most %zu "
 			 "bytes)",
 			 alg, info->bits, max);
 		break;
-	case P11_ERR_DAMAGED:
-		/*
-		 * KeyDisabled: like a disabled version, it is a state of the
-		 * key that an admin changes; not the token's absence
-		 * (HsmUnavailable, retried) nor a fault of the broker
-		 * (Internal).
-		 */
-		err->code = KB_KEY_DISABLED;
+	case KB_ERR_DAMAGED:
 		if (req->key.version[0] == '\0')
 			snprintf(
 				err->msg, sizeof(err->msg),
@@ -117,13 +109,11 @@ static void status_error(const struct kb_call *call, struct kb_error *err)
 				 info->name, info->version, info->name,
 				 info->version);
 		break;
-	case P11_ERR_HSM:
-		err->code = KB_HSM_UNAVAILABLE;
+	case KB_ERR_HSM:
 		snprintf(err->msg, sizeof(err->msg),
 			 "the HSM token is unavailable; retry later");
 		break;
 	default:
-		err->code = KB_INTERNAL;
 		snprintf(err->msg, sizeof(err->msg), "internal error");
 		break;
 	}
@@ -161,8 +151,9 @@ static json_t *do_get_key(struct kb_call *call, struct kb_error *err)
 
 	call->status = kb_keystore_describe(call->ops->ks, req->key.name,
 					    req->key.version, &call->info);
-	return call->status == P11_OK ? key_bundle(call->ops, &call->info) :
-					NULL;
+	return call->status == KB_STATUS_OK ?
+		       key_bundle(call->ops, &call->info) :
+		       NULL;
 }
 
 static json_t *do_wrap(struct kb_call *call, struct kb_error *err)
@@ -175,7 +166,7 @@ static json_t *do_wrap(struct kb_call *call, struct kb_error *err)
 					req->key.version, req->alg, req->value,
 					req->value_len, out, &outlen,
 					&call->info);
-	if (call->status != P11_OK)
+	if (call->status != KB_STATUS_OK)
 		return NULL;
 	return json_pack("{s:o, s:o}", "kid",
 			 kid_string(call->ops, &call->info), "value",
@@ -194,7 +185,7 @@ static json_t *do_unwrap(struct kb_call *call, struct kb_error *err)
 					   req->key.version, alg, req->value,
 					   req->value_len, out, &outlen,
 					   &call->info);
-	if (call->status == P11_OK) {
+	if (call->status == KB_STATUS_OK) {
 		res = json_pack("{s:o, s:o}", "kid",
 				kid_string(call->ops, &call->info), "value",
 				b64_string(out, outlen));
@@ -273,8 +264,10 @@ static int sign_in_token(const unsigned char *digest, unsigned char *sig,
 {
 	struct signer *s = arg;
 
-	return kb_keystore_sign_es256(s->ks, s->w, digest, sig) == P11_OK ? 0 :
-									    -1;
+	return kb_keystore_sign_es256(s->ks, s->w, digest, sig) ==
+			       KB_STATUS_OK ?
+		       0 :
+		       -1;
 }
 
 static json_t *do_get_token(struct kb_call *call, struct kb_error *err)
@@ -352,7 +345,7 @@ static json_t *do_revoke_token(struct kb_call *call, struct kb_error *err)
 			     (unsigned int)caller->peer.uid);
 		return NULL;
 	}
-	if (kb_keystore_remember_revoked(ops->ks, req->jti) != P11_OK) {
+	if (kb_keystore_remember_revoked(ops->ks, req->jti) != KB_STATUS_OK) {
 		kb_error_set(err, KB_INTERNAL, "out of memory");
 		return NULL;
 	}
@@ -468,7 +461,7 @@ char *kb_ops_handle(const struct kb_ops *ops, struct kb_keyworker *w,
 		.w = w,
 		.caller = caller,
 		.req = &req,
-		.status = P11_OK,
+		.status = KB_STATUS_OK,
 		.note = "",
 	};
 	json_t *result = NULL;
@@ -487,9 +480,9 @@ char *kb_ops_handle(const struct kb_ops *ops, struct kb_keyworker *w,
 		goto reply;
 	}
 	result = req.def->handle(&call, &err);
-	if (call.status == P11_OK && result == NULL && err.code == KB_OK)
-		call.status = P11_ERR_NOMEM;
-	if (call.status != P11_OK)
+	if (call.status == KB_STATUS_OK && result == NULL && err.code == KB_OK)
+		call.status = KB_ERR_NOMEM;
+	if (call.status != KB_STATUS_OK)
 		status_error(&call, &err);
 reply:
 	if (err.code == KB_OK && result == NULL)

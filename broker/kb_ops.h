@@ -34,7 +34,7 @@ struct kb_call {
 	struct kb_caller *caller;
 	struct kb_request *req;
 	/* An op on a key: its status and the version it used. */
-	int status; /* P11_OK or P11_ERR_* */
+	int status; /* KB_STATUS_OK or KB_ERR_* */
 	struct kb_key_info info;
 	const char *note; /* said when it succeeds (debug), or "" */
 };

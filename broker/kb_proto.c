@@ -45,26 +45,6 @@ void kb_proto_init(void)
 	json_set_alloc_funcs(wiping_malloc, wiping_free);
 }
 
-static const char *const code_names[] = {
-	[KB_OK] = "OK",
-	[KB_BAD_REQUEST] = "BadRequest",
-	[KB_BAD_PARAMETER] = "BadParameter",
-	[KB_UNAUTHORIZED] = "Unauthorized",
-	[KB_FORBIDDEN] = "Forbidden",
-	[KB_KEY_NOT_FOUND] = "KeyNotFound",
-	[KB_KEY_DISABLED] = "KeyDisabled",
-	[KB_NOT_SUPPORTED] = "NotSupported",
-	[KB_CONFLICT] = "Conflict",
-	[KB_THROTTLED] = "Throttled",
-	[KB_HSM_UNAVAILABLE] = "HsmUnavailable",
-	[KB_INTERNAL] = "Internal",
-};
-
-const char *kb_code_name(enum kb_code code)
-{
-	return code <= KB_INTERNAL ? code_names[code] : "Internal";
-}
-
 void kb_proto_quote(char *dst, size_t dstlen, const char *src, size_t max)
 {
 	size_t i, o = 0;

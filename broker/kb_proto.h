@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "kb_error.h"
 #include "kb_key.h"
 #include "kb_kid.h"
 
@@ -19,22 +20,6 @@
 #define KB_VALUE_MAX 1024 /* decoded bytes of a "value" */
 #define KB_ID_STRING_MAX 128
 #define KB_JTI_MAX 255 /* bytes of an identity-token id (revokeToken) */
-
-/* The closed set of error codes, in docs/protocol.md. */
-enum kb_code {
-	KB_OK = 0,
-	KB_BAD_REQUEST,
-	KB_BAD_PARAMETER,
-	KB_UNAUTHORIZED,
-	KB_FORBIDDEN,
-	KB_KEY_NOT_FOUND,
-	KB_KEY_DISABLED,
-	KB_NOT_SUPPORTED,
-	KB_CONFLICT,
-	KB_THROTTLED,
-	KB_HSM_UNAVAILABLE,
-	KB_INTERNAL,
-};
 
 struct kb_error {
 	enum kb_code code;
@@ -106,8 +91,6 @@ struct kb_request {
  * Call once, before any thread uses jansson.
  */
 void kb_proto_init(void);
-
-const char *kb_code_name(enum kb_code code);
 
 /*
  * Parses and validates line[0..len) as a request for one of the ops of

@@ -533,7 +533,7 @@ static void reload(void *arg)
 	char err[512];
 
 	kb_info("SIGHUP: reloading %s and the key catalogue", srv->cfg->path);
-	if (kb_keystore_reload(srv->ops.ks) != P11_OK)
+	if (kb_keystore_reload(srv->ops.ks) != KB_STATUS_OK)
 		kb_warn("re-reading the key catalogue failed; the previous "
 			"one stays");
 	if (kb_config_load(srv->cfg->path, &cfg, err, sizeof(err)) != 0) {

@@ -84,7 +84,7 @@ static int preflight(const struct kb_config *cfg, char *err, size_t errlen)
 	if (kb_peer_check_bindings(cfg, err, errlen) != 0)
 		return -1;
 	if (p11_token_check_module(cfg->pkcs11_module, why, sizeof(why)) !=
-	    P11_OK) {
+	    KB_STATUS_OK) {
 		snprintf(err, errlen, "%s: pkcs11.module: %s", cfg->path, why);
 		return -1;
 	}

@@ -134,7 +134,8 @@ static int open_keystore(const struct kb_config *cfg, const char *so_pin,
 	};
 	char err[512];
 
-	if (kb_keystore_open(&p, so_pin, ks, err, sizeof(err)) != P11_OK) {
+	if (kb_keystore_open(&p, so_pin, ks, err, sizeof(err)) !=
+	    KB_STATUS_OK) {
 		fprintf(stderr, "keybrokerctl: %s\n", err);
 		return -1;
 	}
@@ -165,7 +166,7 @@ static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
 	if (open_keystore(cfg, so_pin, &ks) != 0)
 		return 1;
 	printf("initialised token '%s'\n", kb_keystore_token_label(ks));
-	if (kb_keystore_create_issuer(ks, err, sizeof(err)) != P11_OK) {
+	if (kb_keystore_create_issuer(ks, err, sizeof(err)) != KB_STATUS_OK) {
 		fprintf(stderr, "keybrokerctl: %s\n", err);
 		kb_keystore_free(ks);
 		return 1;
@@ -206,13 +207,13 @@ static int cmd_create_key(const struct kb_config *cfg, int argc, char **argv)
 		return 1;
 	r = kb_keystore_create_key(ks, argv[optind], (unsigned int)bits, &info,
 				   err, sizeof(err));
-	if (r != P11_OK)
+	if (r != KB_STATUS_OK)
 		fprintf(stderr, "keybrokerctl: create-key %s: %s\n",
 			argv[optind], err);
 	else
 		print_version(&info, (void *)cfg);
 	kb_keystore_free(ks);
-	return r == P11_OK ? 0 : 1;
+	return r == KB_STATUS_OK ? 0 : 1;
 }
 
 static int cmd_list_keys(const struct kb_config *cfg, int argc, char **argv)
@@ -257,13 +258,13 @@ static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 		return 1;
 	r = kb_keystore_set_enabled(ks, argv[1], argv[2], enabled, err,
 				    sizeof(err));
-	if (r != P11_OK)
+	if (r != KB_STATUS_OK)
 		fprintf(stderr, "keybrokerctl: %s: %s\n", argv[0], err);
 	else
 		printf("key %s version %s %s\n", argv[1], argv[2],
 		       enabled ? "enabled" : "disabled");
 	kb_keystore_free(ks);
-	return r == P11_OK ? 0 : 1;
+	return r == KB_STATUS_OK ? 0 : 1;
 }
 
 static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
@@ -297,7 +298,7 @@ static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
 		return 1;
 	r = kb_keystore_repair_key(ks, argv[optind], argv[optind + 1],
 				   enabled == 1, current, err, sizeof(err));
-	if (r != P11_OK)
+	if (r != KB_STATUS_OK)
 		fprintf(stderr, "keybrokerctl: repair-key: %s\n", err);
 	else
 		printf("key %s version %s repaired, %s%s (keybrokerctl reload "
@@ -306,14 +307,15 @@ static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
 		       enabled == 1 ? "enabled" : "disabled",
 		       current ? ", current" : "");
 	kb_keystore_free(ks);
-	return r == P11_OK ? 0 : 1;
+	return r == KB_STATUS_OK ? 0 : 1;
 }
 
 static int sign_admin(const unsigned char *digest, unsigned char *sig,
 		      void *arg)
 {
-	return kb_keystore_sign_es256(arg, NULL, digest, sig) == P11_OK ? 0 :
-									  -1;
+	return kb_keystore_sign_es256(arg, NULL, digest, sig) == KB_STATUS_OK ?
+		       0 :
+		       -1;
 }
 
 /* A lifetime: seconds, or a number with s, m, h or d; -1 if invalid. */
@@ -637,7 +639,8 @@ static int cmd_revoke(const struct kb_config *cfg, int argc, char **argv)
 		return 2;
 	}
 	if (open_keystore(cfg, NULL, &ks) == 0) {
-		if (kb_keystore_revoke(ks, argv[1], err, sizeof(err)) == P11_OK)
+		if (kb_keystore_revoke(ks, argv[1], err, sizeof(err)) ==
+		    KB_STATUS_OK)
 			r = 0;
 		else
 			fprintf(stderr, "keybrokerctl: revoke: %s\n", err);

@@ -151,7 +151,7 @@ int p11_confirm(const struct p11_confirm_target *t,
 	int status;
 
 	if (n == 0 || n > P11_CONFIRM_MAX)
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	argv[a++] = program_invocation_short_name;
 	argv[a++] = P11_CONFIRM_COMMAND;
 	argv[a++] = (char *)t->module;
@@ -159,7 +159,7 @@ int p11_confirm(const struct p11_confirm_target *t,
 	argv[a++] = (char *)t->pin_file;
 	for (i = 0; i < n; i++) {
 		if (want[i].id_len > P11_CONFIRM_ID_MAX)
-			return P11_ERR_PARAM;
+			return KB_ERR_PARAM;
 		snprintf(cls[i], sizeof(cls[i]), "%lu",
 			 (unsigned long)p11_class_ck(want[i].cls));
 		snprintf(type[i], sizeof(type[i]), "%lu",
@@ -183,15 +183,15 @@ int p11_confirm(const struct p11_confirm_target *t,
 	argv[a] = NULL;
 	status = run_check(t->exe, argv, out, sizeof(out), err, errlen);
 	if (status == P11_CONFIRM_FOUND)
-		return P11_OK;
+		return KB_STATUS_OK;
 	if (status == P11_CONFIRM_MISSING) {
 		snprintf(err, errlen, "%s", out);
-		return P11_ERR_STORAGE;
+		return KB_ERR_STORAGE;
 	}
 	if (status >= 0)
 		snprintf(err, errlen, "the check failed: %s",
 			 out[0] ? out : "(no message)");
-	return P11_ERR_HSM;
+	return KB_ERR_HSM;
 }
 
 /* ---- the check ---- */
@@ -316,9 +316,10 @@ static int open_fresh(char **argv, struct p11_token **tok, CK_SESSION_HANDLE *s,
 	int r;
 
 	if ((r = p11_token_load(argv[1], argv[2], tok, err, errlen)) !=
-		    P11_OK ||
-	    (r = p11_token_read_pin(*tok, argv[3], err, errlen)) != P11_OK ||
-	    (r = p11_token_select(*tok, err, errlen)) != P11_OK)
+		    KB_STATUS_OK ||
+	    (r = p11_token_read_pin(*tok, argv[3], err, errlen)) !=
+		    KB_STATUS_OK ||
+	    (r = p11_token_select(*tok, err, errlen)) != KB_STATUS_OK)
 		return r;
 	return p11_token_open_session(*tok, false, s, err, errlen);
 }
@@ -354,7 +355,7 @@ int p11_confirm_main(int argc, char **argv)
 		fprintf(stderr, "out of memory\n");
 		return P11_CONFIRM_ERROR;
 	}
-	if (open_fresh(argv, &tok, &s, err, sizeof(err)) != P11_OK) {
+	if (open_fresh(argv, &tok, &s, err, sizeof(err)) != KB_STATUS_OK) {
 		fprintf(stderr, "%s\n", err);
 		goto out_free;
 	}

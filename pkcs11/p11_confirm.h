@@ -60,8 +60,8 @@ struct p11_confirm_target {
 
 /*
  * Runs the check for want[0..n) and waits for it (at most
- * P11_CONFIRM_TIMEOUT_S). P11_OK if a fresh load finds every object;
- * P11_ERR_STORAGE if one is missing or different; P11_ERR_HSM if the
+ * P11_CONFIRM_TIMEOUT_S). KB_STATUS_OK if a fresh load finds every object;
+ * KB_ERR_STORAGE if one is missing or different; KB_ERR_HSM if the
  * check could not be made. err says which object or why.
  */
 int p11_confirm(const struct p11_confirm_target *t,

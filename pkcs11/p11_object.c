@@ -51,7 +51,7 @@ int p11_find(struct p11_token *tok, CK_SESSION_HANDLE s,
 	if (m->private_only)
 		t[nt++] = (CK_ATTRIBUTE){ CKA_PRIVATE, &yes, sizeof(yes) };
 	if (fn->C_FindObjectsInit(s, t, nt) != CKR_OK)
-		return P11_ERR_HSM;
+		return KB_ERR_HSM;
 	for (;;) {
 		if (cap - n < FIND_BATCH) {
 			cap += FIND_BATCH * 4;
@@ -59,7 +59,7 @@ int p11_find(struct p11_token *tok, CK_SESSION_HANDLE s,
 			    NULL) {
 				fn->C_FindObjectsFinal(s);
 				free(objs);
-				return P11_ERR_NOMEM;
+				return KB_ERR_NOMEM;
 			}
 			objs = grown;
 		}
@@ -67,7 +67,7 @@ int p11_find(struct p11_token *tok, CK_SESSION_HANDLE s,
 		if (rv != CKR_OK) {
 			fn->C_FindObjectsFinal(s);
 			free(objs);
-			return P11_ERR_HSM;
+			return KB_ERR_HSM;
 		}
 		n += got;
 		if (got == 0)
@@ -76,7 +76,7 @@ int p11_find(struct p11_token *tok, CK_SESSION_HANDLE s,
 	fn->C_FindObjectsFinal(s);
 	*out = objs;
 	*count = n;
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 /* ---- reading ---- */
@@ -136,7 +136,7 @@ int p11_read(struct p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
 		/* The module marked each attribute it could not return. */
 		break;
 	default:
-		return p11_rv_is_token_lost(rv) ? P11_ERR_HSM : P11_OK;
+		return p11_rv_is_token_lost(rv) ? KB_ERR_HSM : KB_STATUS_OK;
 	}
 	for (i = 0; i < nt; i++) {
 		if (t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION)
@@ -176,7 +176,7 @@ int p11_read(struct p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
 			break;
 		}
 	}
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 /* ---- writing ---- */

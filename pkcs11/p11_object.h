@@ -51,8 +51,8 @@ struct p11_match {
 };
 
 /*
- * Every matching object; *out is malloc'ed (NULL if none). P11_OK,
- * P11_ERR_HSM, P11_ERR_NOMEM.
+ * Every matching object; *out is malloc'ed (NULL if none). KB_STATUS_OK,
+ * KB_ERR_HSM, KB_ERR_NOMEM.
  */
 int p11_find(struct p11_token *tok, CK_SESSION_HANDLE s,
 	     const struct p11_match *m, CK_OBJECT_HANDLE **out, size_t *n);
@@ -100,8 +100,8 @@ struct p11_object {
 /*
  * Reads the attributes want (P11_A_*) of obj in one call. Each that the
  * module cannot return (absent, sensitive, longer than its buffer) is
- * left out of o->have; so is every one if the call fails. P11_OK, or
- * P11_ERR_HSM if the token is gone.
+ * left out of o->have; so is every one if the call fails. KB_STATUS_OK, or
+ * KB_ERR_HSM if the token is gone.
  */
 int p11_read(struct p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
 	     unsigned int want, struct p11_object *o);

@@ -84,7 +84,7 @@ static int softhsm_tokendir(const char *conf, char *dir, size_t size, char *err,
 			 "cannot read SoftHSMv2's configuration %s to find its "
 			 "token directory: %s",
 			 conf, strerror(errno));
-		return P11_ERR_STORAGE;
+		return KB_ERR_STORAGE;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
 		line[strcspn(line, "#\n\r")] = '\0';
@@ -101,7 +101,7 @@ static int softhsm_tokendir(const char *conf, char *dir, size_t size, char *err,
 	fclose(f);
 	if (!found)
 		snprintf(dir, size, "%s", SOFTHSM_TOKENDIR_DEFAULT);
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 /* Whether the file system holding dir has the margin free. */
@@ -115,7 +115,7 @@ static int check_dir(const char *dir, char *err, size_t errlen)
 			 "cannot measure the free space of the token directory "
 			 "%s: %s",
 			 dir, strerror(errno));
-		return P11_ERR_STORAGE;
+		return KB_ERR_STORAGE;
 	}
 	/* What an unprivileged writer may use: root's reserve is not ours. */
 	kib = (unsigned long long)sv.f_bavail * sv.f_frsize / 1024;
@@ -127,7 +127,7 @@ static int check_dir(const char *dir, char *err, size_t errlen)
 			 "that SoftHSMv2 reports as done); nothing was "
 			 "written; free some space and retry",
 			 dir, kib, P11_STORE_MARGIN_KIB);
-		return P11_ERR_STORAGE;
+		return KB_ERR_STORAGE;
 	}
 	/* f_files is 0 where a file system has no inode limit. */
 	if (sv.f_files != 0 && sv.f_favail < P11_STORE_MARGIN_INODES) {
@@ -137,9 +137,9 @@ static int check_dir(const char *dir, char *err, size_t errlen)
 			 "keeps; nothing was written; free some and retry",
 			 dir, (unsigned long long)sv.f_favail,
 			 P11_STORE_MARGIN_INODES);
-		return P11_ERR_STORAGE;
+		return KB_ERR_STORAGE;
 	}
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 int p11_store_check_space(CK_FUNCTION_LIST *fn, char *err, size_t errlen)
@@ -148,10 +148,10 @@ int p11_store_check_space(CK_FUNCTION_LIST *fn, char *err, size_t errlen)
 	int r;
 
 	if (!is_softhsm(fn))
-		return P11_OK;
+		return KB_STATUS_OK;
 	softhsm_conf_path(conf, sizeof(conf));
 	if ((r = softhsm_tokendir(conf, dir, sizeof(dir), err, errlen)) !=
-	    P11_OK)
+	    KB_STATUS_OK)
 		return r;
 	return check_dir(dir, err, errlen);
 }

@@ -27,9 +27,9 @@
 #define P11_STORE_MARGIN_INODES 64
 
 /*
- * P11_OK if the storage of the module behind fn has room for an admin
+ * KB_STATUS_OK if the storage of the module behind fn has room for an admin
  * write, or is not known to be a local file system. Otherwise
- * P11_ERR_STORAGE, and err names the directory, what is free and the
+ * KB_ERR_STORAGE, and err names the directory, what is free and the
  * margin.
  */
 int p11_store_check_space(CK_FUNCTION_LIST *fn, char *err, size_t errlen);

@@ -158,9 +158,9 @@ int p11_token_check_module(const char *module, char *err, size_t errlen)
 	CK_FUNCTION_LIST *fn = load_module(module, err, errlen);
 
 	if (fn == NULL)
-		return P11_ERR_HSM;
+		return KB_ERR_HSM;
 	p11_kit_module_release(fn);
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 int p11_token_load(const char *module, const char *uri, struct p11_token **out,
@@ -173,12 +173,12 @@ int p11_token_load(const char *module, const char *uri, struct p11_token **out,
 
 	*out = NULL;
 	if ((tok = calloc(1, sizeof(*tok))) == NULL)
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	tok->pin = kb_secure_alloc(PIN_MAX + 1);
 	tok->uri = p11_kit_uri_new();
 	tok->uri_text = strdup(uri);
 	if (tok->pin == NULL || tok->uri == NULL || tok->uri_text == NULL) {
-		r = P11_ERR_NOMEM;
+		r = KB_ERR_NOMEM;
 		goto out_free;
 	}
 	if (p11_kit_uri_parse(uri, P11_KIT_URI_FOR_TOKEN, tok->uri) !=
@@ -186,11 +186,11 @@ int p11_token_load(const char *module, const char *uri, struct p11_token **out,
 		snprintf(err, errlen,
 			 "token URI is not a valid PKCS#11 URI "
 			 "(RFC 7512)");
-		r = P11_ERR_PARAM;
+		r = KB_ERR_PARAM;
 		goto out_free;
 	}
 	if ((tok->fn = load_module(module, err, errlen)) == NULL) {
-		r = P11_ERR_HSM;
+		r = KB_ERR_HSM;
 		goto out_free;
 	}
 	rv = tok->fn->C_Initialize(&args);
@@ -199,11 +199,11 @@ int p11_token_load(const char *module, const char *uri, struct p11_token **out,
 			 module, p11_rv_name(rv));
 		p11_kit_module_release(tok->fn);
 		tok->fn = NULL;
-		r = P11_ERR_HSM;
+		r = KB_ERR_HSM;
 		goto out_free;
 	}
 	*out = tok;
-	return P11_OK;
+	return KB_STATUS_OK;
 out_free:
 	p11_token_free(tok);
 	return r;
@@ -230,11 +230,11 @@ int p11_token_read_pin(struct p11_token *tok, const char *path, char *err,
 	char why[384];
 	ssize_t n;
 	size_t len = 0;
-	int fd, r = P11_ERR_PIN;
+	int fd, r = KB_ERR_PIN;
 
 	if ((fd = kb_secret_file_open(path, why, sizeof(why))) < 0) {
 		snprintf(err, errlen, "PIN file %s", why);
-		return P11_ERR_PIN;
+		return KB_ERR_PIN;
 	}
 	while ((n = read(fd, tok->pin + len, PIN_MAX + 1 - len)) > 0)
 		len += (size_t)n;
@@ -251,7 +251,7 @@ int p11_token_read_pin(struct p11_token *tok, const char *path, char *err,
 		goto out_wipe;
 	}
 	tok->pinlen = len;
-	r = P11_OK;
+	r = KB_STATUS_OK;
 	goto out_close;
 out_wipe:
 	kb_wipe(tok->pin, PIN_MAX + 1);
@@ -269,15 +269,15 @@ static int list_slots(struct p11_token *tok, CK_SLOT_ID **slots,
 
 	*slots = NULL;
 	if ((rv = tok->fn->C_GetSlotList(CK_TRUE, NULL, count)) != CKR_OK)
-		return P11_ERR_HSM;
+		return KB_ERR_HSM;
 	if ((*slots = calloc(*count + 1, sizeof(**slots))) == NULL)
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	if ((rv = tok->fn->C_GetSlotList(CK_TRUE, *slots, count)) != CKR_OK) {
 		free(*slots);
 		*slots = NULL;
-		return P11_ERR_HSM;
+		return KB_ERR_HSM;
 	}
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 /*
@@ -303,7 +303,7 @@ int p11_token_select(struct p11_token *tok, char *err, size_t errlen)
 	int r;
 
 	tok->selected = false;
-	if ((r = list_slots(tok, &slots, &count)) != P11_OK) {
+	if ((r = list_slots(tok, &slots, &count)) != KB_STATUS_OK) {
 		snprintf(err, errlen, "cannot list PKCS#11 slots");
 		return r;
 	}
@@ -327,12 +327,12 @@ int p11_token_select(struct p11_token *tok, char *err, size_t errlen)
 				 "%lu tokens match '%.200s'; make "
 				 "the URI more specific (e.g. add serial=)",
 				 (unsigned long)matches, tok->uri_text);
-		return matches == 0 ? P11_ERR_HSM : P11_ERR_PARAM;
+		return matches == 0 ? KB_ERR_HSM : KB_ERR_PARAM;
 	}
 	for (i = 32; i > 0 && tok->label[i - 1] == ' '; i--)
 		tok->label[i - 1] = '\0';
 	tok->selected = true;
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 int p11_token_open_session(struct p11_token *tok, bool rw,
@@ -343,23 +343,23 @@ int p11_token_open_session(struct p11_token *tok, bool rw,
 
 	if (!tok->selected) {
 		snprintf(err, errlen, "no token selected");
-		return P11_ERR_HSM;
+		return KB_ERR_HSM;
 	}
 	rv = tok->fn->C_OpenSession(tok->slot, flags, NULL, NULL, out);
 	if (rv != CKR_OK) {
 		snprintf(err, errlen, "C_OpenSession on token '%s': %s",
 			 tok->label, p11_rv_name(rv));
-		return P11_ERR_HSM;
+		return KB_ERR_HSM;
 	}
 	rv = tok->fn->C_Login(*out, CKU_USER, tok->pin, tok->pinlen);
 	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
-		return P11_OK;
+		return KB_STATUS_OK;
 	snprintf(err, errlen, "login to token '%s' failed: %s%s", tok->label,
 		 p11_rv_name(rv),
 		 rv == CKR_PIN_INCORRECT ? " (wrong PIN in the PIN file)" : "");
 	tok->fn->C_CloseSession(*out);
-	return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ? P11_ERR_PIN :
-								 P11_ERR_HSM;
+	return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ? KB_ERR_PIN :
+								 KB_ERR_HSM;
 }
 
 void p11_token_close_session(struct p11_token *tok, CK_SESSION_HANDLE h)
@@ -392,25 +392,25 @@ int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
 
 	if (tok->pinlen == 0) {
 		snprintf(err, errlen, "no user PIN read");
-		return P11_ERR_PIN;
+		return KB_ERR_PIN;
 	}
-	if (p11_token_select(tok, err, errlen) == P11_OK) {
+	if (p11_token_select(tok, err, errlen) == KB_STATUS_OK) {
 		snprintf(err, errlen, "token '%s' is already initialised",
 			 tok->label);
-		return P11_ERR_CONFLICT;
+		return KB_ERR_CONFLICT;
 	}
 	memcpy(label, want->label, sizeof(label));
 	if (label[0] == ' ' || label[0] == '\0') {
 		snprintf(err, errlen,
 			 "the token URI must name the token "
 			 "label to create (pkcs11:token=NAME)");
-		return P11_ERR_PARAM;
+		return KB_ERR_PARAM;
 	}
 	if ((so_pin = kb_secure_alloc(PIN_MAX + 1)) == NULL)
-		return P11_ERR_NOMEM;
+		return KB_ERR_NOMEM;
 	if ((r = read_so_pin(so_pin_file, so_pin, &so_len, err, errlen)) != 0)
 		goto out_pin;
-	if ((r = list_slots(tok, &slots, &count)) != P11_OK) {
+	if ((r = list_slots(tok, &slots, &count)) != KB_STATUS_OK) {
 		snprintf(err, errlen, "cannot list PKCS#11 slots");
 		goto out_pin;
 	}
@@ -420,12 +420,12 @@ int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
 			break;
 	if (i == count) {
 		snprintf(err, errlen, "no uninitialised token slot available");
-		r = P11_ERR_HSM;
+		r = KB_ERR_HSM;
 		goto out_slots;
 	}
-	if ((r = p11_store_check_space(tok->fn, err, errlen)) != P11_OK)
+	if ((r = p11_store_check_space(tok->fn, err, errlen)) != KB_STATUS_OK)
 		goto out_slots;
-	r = P11_ERR_HSM;
+	r = KB_ERR_HSM;
 	rv = tok->fn->C_InitToken(slots[i], so_pin, so_len, label);
 	if (rv != CKR_OK) {
 		snprintf(err, errlen, "C_InitToken: %s", p11_rv_name(rv));
@@ -464,9 +464,9 @@ int p11_token_reinitialise(struct p11_token *tok, char *err, size_t errlen)
 	rv = tok->fn->C_Initialize(&args);
 	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 		snprintf(err, errlen, "C_Initialize: %s", p11_rv_name(rv));
-		return P11_ERR_HSM;
+		return KB_ERR_HSM;
 	}
-	return P11_OK;
+	return KB_STATUS_OK;
 }
 
 void p11_token_close_all_sessions(struct p11_token *tok)

@@ -12,26 +12,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct p11_token;
+#include "kb_error.h"
 
-/* Status codes of the pkcs11/ layer; callers map them to protocol codes. */
-enum p11_status {
-	P11_OK = 0,
-	P11_ERR_HSM = -1, /* token absent, session lost, device error */
-	P11_ERR_NOT_FOUND = -2, /* no such key or version */
-	P11_ERR_CIPHERTEXT = -3, /* unwrap input rejected */
-	P11_ERR_UNSUPPORTED = -4,
-	P11_ERR_PARAM = -5, /* caller input out of range */
-	P11_ERR_NOMEM = -6,
-	P11_ERR_CONFLICT = -7, /* already exists / already initialised */
-	P11_ERR_PIN = -8, /* PIN file refused or PIN wrong */
-	P11_ERR_DISABLED =
-		-9, /* key version disabled, not yet valid or expired */
-	/* A key version whose private key exists but whose metadata does not. */
-	P11_ERR_DAMAGED = -10,
-	/* The token's storage refused a write or did not keep it. */
-	P11_ERR_STORAGE = -11,
-};
+struct p11_token;
 
 /*
  * Loads module (a p11-kit registered module name such as "softhsm2", or an
@@ -78,7 +61,7 @@ void p11_token_close_all_sessions(struct p11_token *tok);
 
 /*
  * Whether the token's storage has room for an admin write (p11_store.h):
- * P11_OK, or P11_ERR_STORAGE with err saying what is short.
+ * KB_STATUS_OK, or KB_ERR_STORAGE with err saying what is short.
  */
 int p11_token_check_space(struct p11_token *tok, char *err, size_t errlen);
 

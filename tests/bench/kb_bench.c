@@ -114,7 +114,7 @@ static void *direct_worker(void *arg)
 	while ((t0 = now_s()) < end && w->n < MAX_SAMPLES) {
 		if (kb_keyworker_unwrap(p11, w->run->key, "", KB_ALG_RSA_OAEP,
 					w->run->ct, w->run->ct_len, out,
-					&outlen, &info) != P11_OK)
+					&outlen, &info) != KB_STATUS_OK)
 			w->failed++;
 		t1 = now_s();
 		w->lat[w->n++] = (t1 - t0) * 1e6;
