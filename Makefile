@@ -39,7 +39,7 @@ LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 
 COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
 	common/kb_oaep.c common/kb_pkcs1.c common/kb_json.c common/kb_grant.c \
-	common/kb_jws.c common/kb_error.c
+	common/kb_jws.c common/kb_error.c common/kb_pkey.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_store.c pkcs11/p11_confirm.c \
 	pkcs11/p11_object.c
@@ -124,7 +124,8 @@ $(B)/tests/test_pkcs1: $(B)/tests/unit/test_pkcs1.o $(call obj,common/kb_pkcs1.c
 $(B)/tests/unit/test_pkcs1.o: CPPFLAGS += -DTEST_DATA='"$(CURDIR)/tests/unit/data"'
 $(B)/tests/test_jwt: $(B)/tests/unit/test_jwt.o \
 	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c common/kb_kid.c \
-	common/kb_json.c common/kb_jws.c common/kb_error.c common/kb_log.c)
+	common/kb_json.c common/kb_jws.c common/kb_error.c common/kb_log.c \
+	common/kb_pkey.c)
 $(B)/tests/test_oaep: $(B)/tests/unit/test_oaep.o \
 	$(call obj,common/kb_oaep.c common/kb_secret.c)
 CT_SOURCES = common/kb_b64.c common/kb_pkcs1.c common/kb_oaep.c \
@@ -164,13 +165,13 @@ $(FZ)/fuzz_b64: tests/fuzz/fuzz_b64.c common/kb_b64.c
 $(FZ)/fuzz_acl: tests/fuzz/fuzz_acl.c common/kb_grant.c
 $(FZ)/fuzz_jwt: tests/fuzz/fuzz_jwt.c broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c \
 	common/kb_kid.c common/kb_json.c common/kb_jws.c common/kb_error.c \
-	common/kb_log.c
+	common/kb_log.c common/kb_pkey.c
 $(FZ)/fuzz_oaep: tests/fuzz/fuzz_oaep.c common/kb_oaep.c common/kb_pkcs1.c \
 	common/kb_secret.c
 $(FZ)/fuzz_config: tests/fuzz/fuzz_config.c $(CONFIG) common/kb_kid.c \
 	common/kb_log.c common/kb_grant.c common/kb_jws.c
 $(FZ)/fuzz_jwks: tests/fuzz/fuzz_jwks.c broker/kb_jwk.c common/kb_b64.c \
-	common/kb_json.c
+	common/kb_json.c common/kb_pkey.c
 $(FZ)/fuzz_meta: tests/fuzz/fuzz_meta.c $(BROKER) $(PKCS11) $(CONFIG) $(COMMON)
 $(FZ)/fuzz_reply: tests/fuzz/fuzz_reply.c $(CLIENTLIB)
 

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <jansson.h>
-#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/param_build.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,6 +10,7 @@
 
 #include "kb_keystore_internal.h"
 #include "kb_log.h"
+#include "kb_pkey.h"
 #include "kb_secret.h"
 
 /* ---- snapshots ---- */
@@ -234,31 +233,6 @@ static const struct key_object *find_public(struct key_object *const *sorted,
 		       NULL;
 }
 
-static EVP_PKEY *rsa_public_key(const struct kb_key_info *info)
-{
-	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY *pkey = NULL;
-	BIGNUM *n = BN_bin2bn(info->n, (int)info->nlen, NULL);
-	BIGNUM *e = BN_bin2bn(info->e, (int)info->elen, NULL);
-
-	if (bld == NULL || n == NULL || e == NULL ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1 ||
-	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
-	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
-	    EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
-		pkey = NULL;
-	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(params);
-	OSSL_PARAM_BLD_free(bld);
-	BN_free(n);
-	BN_free(e);
-	return pkey;
-}
-
 /*
  * Takes the public key of v from its private key object priv, and
  * requires the public key object of the same name and version to be the
@@ -294,7 +268,9 @@ static int load_public(const struct key_object *priv,
 			v->info.name, v->info.version);
 		return KB_ERR_PARAM;
 	}
-	if (v->info.nlen < 256 || (v->pub = rsa_public_key(&v->info)) == NULL)
+	if (v->info.nlen < 256 ||
+	    (v->pub = kb_pkey_rsa(v->info.n, v->info.nlen, v->info.e,
+				  v->info.elen)) == NULL)
 		return KB_ERR_PARAM;
 	v->info.bits = (unsigned int)EVP_PKEY_get_bits(v->pub);
 	return KB_STATUS_OK;

@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <jansson.h>
-#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/param_build.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,35 +13,18 @@
 #include "kb_json.h"
 #include "kb_keystore_internal.h"
 #include "kb_log.h"
+#include "kb_pkey.h"
 
 /* ---- the token-signing (issuer) key, as a load finds it ---- */
 
 /* An EVP_PKEY from CKA_EC_POINT: a DER OCTET STRING or the raw point. */
 static EVP_PKEY *ec_public_key(const unsigned char *pt, size_t len)
 {
-	OSSL_PARAM_BLD *bld;
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY *pkey = NULL;
-
 	if (len == 67 && pt[0] == 0x04 && pt[1] == 65) {
 		pt += 2;
 		len -= 2;
 	}
-	if (len != 65 || pt[0] != 0x04 || (bld = OSSL_PARAM_BLD_new()) == NULL)
-		return NULL;
-	if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-					    "prime256v1", 0) == 1 &&
-	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt,
-					     len) == 1 &&
-	    (params = OSSL_PARAM_BLD_to_param(bld)) != NULL &&
-	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) != NULL &&
-	    EVP_PKEY_fromdata_init(ctx) == 1)
-		EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params);
-	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(params);
-	OSSL_PARAM_BLD_free(bld);
-	return pkey;
+	return kb_pkey_p256(pt, len);
 }
 
 int kb_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,

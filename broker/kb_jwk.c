@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <jansson.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
-#include <openssl/param_build.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +9,7 @@
 #include "kb_b64.h"
 #include "kb_json.h"
 #include "kb_jwk.h"
+#include "kb_pkey.h"
 
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BYTES 1024 /* 8192-bit modulus */
@@ -32,44 +33,25 @@ static int member_b64(const json_t *jwk, const char *name, unsigned char *buf,
 			     json_string_length(v));
 }
 
-static EVP_PKEY *from_params(const char *type, OSSL_PARAM_BLD *bld)
-{
-	OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
-	EVP_PKEY *pkey = NULL;
-
-	if (params == NULL || ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
-		pkey = NULL;
-	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(params);
-	return pkey;
-}
-
 static EVP_PKEY *rsa_key(const json_t *jwk)
 {
 	unsigned char n[RSA_MAX_BYTES], e[8];
 	size_t nlen, elen;
-	OSSL_PARAM_BLD *bld;
-	BIGNUM *bn = NULL, *be = NULL;
+	BIGNUM *be = NULL;
 	EVP_PKEY *pkey = NULL;
 
 	if (member_b64(jwk, "n", n, sizeof(n), &nlen) != 0 ||
 	    member_b64(jwk, "e", e, sizeof(e), &elen) != 0 || nlen == 0 ||
-	    elen == 0 || n[0] == 0)
+	    elen == 0 || n[0] == 0 ||
+	    (be = BN_bin2bn(e, (int)elen, NULL)) == NULL)
 		return NULL;
-	if ((bld = OSSL_PARAM_BLD_new()) == NULL)
-		return NULL;
-	bn = BN_bin2bn(n, (int)nlen, NULL);
-	be = BN_bin2bn(e, (int)elen, NULL);
-	if (bn != NULL && be != NULL && BN_num_bits(bn) >= RSA_MIN_BITS &&
-	    BN_is_odd(be) && !BN_is_one(be) &&
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) == 1 &&
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) == 1)
-		pkey = from_params("RSA", bld);
-	BN_free(bn);
+	if (BN_is_odd(be) && !BN_is_one(be) &&
+	    (pkey = kb_pkey_rsa(n, nlen, e, elen)) != NULL &&
+	    EVP_PKEY_get_bits(pkey) < RSA_MIN_BITS) {
+		EVP_PKEY_free(pkey);
+		pkey = NULL;
+	}
 	BN_free(be);
-	OSSL_PARAM_BLD_free(bld);
 	return pkey;
 }
 
@@ -78,9 +60,6 @@ static EVP_PKEY *ec_key(const json_t *jwk)
 {
 	unsigned char point[65];
 	const json_t *crv = json_object_get(jwk, "crv");
-	OSSL_PARAM_BLD *bld;
-	EVP_PKEY_CTX *check;
-	EVP_PKEY *pkey = NULL;
 	size_t xlen, ylen;
 
 	if (!json_is_string(crv) || strcmp(json_string_value(crv), "P-256"))
@@ -90,23 +69,7 @@ static EVP_PKEY *ec_key(const json_t *jwk)
 	    member_b64(jwk, "y", point + 33, 32, &ylen) != 0 || xlen != 32 ||
 	    ylen != 32)
 		return NULL;
-	if ((bld = OSSL_PARAM_BLD_new()) == NULL)
-		return NULL;
-	if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-					    "prime256v1", 0) == 1 &&
-	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
-					     point, sizeof(point)) == 1)
-		pkey = from_params("EC", bld);
-	OSSL_PARAM_BLD_free(bld);
-	if (pkey == NULL)
-		return NULL;
-	check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
-	if (check == NULL || EVP_PKEY_public_check(check) != 1) {
-		EVP_PKEY_free(pkey);
-		pkey = NULL;
-	}
-	EVP_PKEY_CTX_free(check);
-	return pkey;
+	return kb_pkey_p256(point, sizeof(point));
 }
 
 static int parse_key(const json_t *jwk, size_t i, struct kb_jwk *out, char *err,

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "kb_b64.h"
+#include "kb_cursor.h"
 #include "kb_error.h"
 #include "kb_json.h"
 #include "kb_jws.h"
@@ -273,7 +274,10 @@ int kb_jwt_verify(const char *token, size_t len,
 		  struct kb_jwt_claims *claims, char *err, size_t errlen)
 {
 	const struct kb_jwt_issuer *iss = NULL;
-	const char *dot1, *dot2, *sig64;
+	const char *h64, *p64, *sig64;
+	size_t hlen, plen, siglen64;
+	struct kb_cursor c;
+	bool three;
 	unsigned char sig[1024];
 	const struct kb_jwk *key;
 	json_t *h = NULL, *p = NULL, *iv;
@@ -285,16 +289,17 @@ int kb_jwt_verify(const char *token, size_t len,
 	if (len > KB_JWT_MAX)
 		return kb_errorf(err, errlen, "token longer than %d bytes",
 				 KB_JWT_MAX);
-	dot1 = memchr(token, '.', len);
-	dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) :
-		      NULL;
-	if (dot1 == NULL || dot2 == NULL ||
-	    memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL)
+	/* header.payload.signature */
+	kb_cursor_init(&c, token, len);
+	three = kb_cursor_until(&c, '.', &h64, &hlen) &&
+		kb_cursor_until(&c, '.', &p64, &plen);
+	kb_cursor_rest(&c, &sig64, &siglen64);
+	if (!three || memchr(sig64, '.', siglen64) != NULL)
 		return kb_errorf(err, errlen,
 				 "token is not three dot-separated "
 				 "parts");
-	h = segment_json(token, (size_t)(dot1 - token));
-	p = segment_json(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+	h = segment_json(h64, hlen);
+	p = segment_json(p64, plen);
 	if (h == NULL || p == NULL) {
 		kb_errorf(err, errlen,
 			  "token header or payload is not base64url "
@@ -312,11 +317,9 @@ int kb_jwt_verify(const char *token, size_t len,
 	}
 	if (check_header(h, iss, &alg, &key, err, errlen) != 0)
 		goto out;
-	sig64 = dot2 + 1;
-	if (kb_b64_decode(sig, sizeof(sig), &siglen, sig64,
-			  len - (size_t)(sig64 - token)) != 0 ||
-	    !signature_ok(alg, key, token, (size_t)(dot2 - token), sig,
-			  siglen)) {
+	/* The signing input is header.payload, as it came. */
+	if (kb_b64_decode(sig, sizeof(sig), &siglen, sig64, siglen64) != 0 ||
+	    !signature_ok(alg, key, token, hlen + 1 + plen, sig, siglen)) {
 		kb_errorf(err, errlen, "token signature is invalid");
 		goto out;
 	}

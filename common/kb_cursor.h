@@ -61,4 +61,31 @@ static inline bool kb_cursor_expect(struct kb_cursor *c, const char *s,
 	return true;
 }
 
+/*
+ * Takes the bytes up to the next delim into s[0..*n) and the delim
+ * after them; false, taking nothing, if no delim follows.
+ */
+static inline bool kb_cursor_until(struct kb_cursor *c, int delim,
+				   const char **s, size_t *n)
+{
+	const unsigned char *start = c->p + c->off;
+	const unsigned char *d = memchr(start, delim, c->len - c->off);
+
+	if (d == NULL)
+		return false;
+	*s = (const char *)start;
+	*n = (size_t)(d - start);
+	c->off += *n + 1;
+	return true;
+}
+
+/* Takes everything left into s[0..*n). */
+static inline void kb_cursor_rest(struct kb_cursor *c, const char **s,
+				  size_t *n)
+{
+	*s = (const char *)(c->p + c->off);
+	*n = c->len - c->off;
+	c->off = c->len;
+}
+
 #endif

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kb_cursor.h"
 #include "kb_kid.h"
 
 static bool is_alnum(char c)
@@ -54,35 +55,28 @@ bool kb_version_valid(const char *s, size_t len)
 enum kb_kid_status kb_kid_parse(const char *kid, size_t len,
 				const char *instance, struct kb_keyref *ref)
 {
-	const size_t plen = sizeof(KB_KID_PREFIX) - 1;
-	const char *p, *end = kid + len, *slash;
-	size_t ilen, nlen;
+	const char *inst, *name, *version = NULL;
+	size_t ilen, nlen, vlen = 0;
+	struct kb_cursor c;
 
 	memset(ref, 0, sizeof(*ref));
-	if (len < plen || memcmp(kid, KB_KID_PREFIX, plen) != 0)
+	kb_cursor_init(&c, kid, len);
+	/* keybroker://<instance>/keys/<name>[/<version>] */
+	if (!kb_cursor_expect(&c, KB_KID_PREFIX, sizeof(KB_KID_PREFIX) - 1) ||
+	    !kb_cursor_until(&c, '/', &inst, &ilen) ||
+	    !kb_instance_valid(inst, ilen) || !kb_cursor_expect(&c, "keys/", 5))
 		return KB_KID_BAD_SYNTAX;
-	p = kid + plen;
-	if ((slash = memchr(p, '/', (size_t)(end - p))) == NULL)
+	if (kb_cursor_until(&c, '/', &name, &nlen))
+		kb_cursor_rest(&c, &version, &vlen);
+	else
+		kb_cursor_rest(&c, &name, &nlen);
+	if (!kb_name_valid(name, nlen) ||
+	    (version != NULL && !kb_version_valid(version, vlen)))
 		return KB_KID_BAD_SYNTAX;
-	ilen = (size_t)(slash - p);
-	if (!kb_instance_valid(p, ilen))
-		return KB_KID_BAD_SYNTAX;
-	p = slash;
-	if ((size_t)(end - p) < 6 || memcmp(p, "/keys/", 6) != 0)
-		return KB_KID_BAD_SYNTAX;
-	p += 6;
-	slash = memchr(p, '/', (size_t)(end - p));
-	nlen = (size_t)((slash != NULL ? slash : end) - p);
-	if (!kb_name_valid(p, nlen))
-		return KB_KID_BAD_SYNTAX;
-	memcpy(ref->name, p, nlen);
-	if (slash != NULL) {
-		p = slash + 1;
-		if (!kb_version_valid(p, (size_t)(end - p)))
-			return KB_KID_BAD_SYNTAX;
-		memcpy(ref->version, p, KB_VERSION_LEN);
-	}
-	if (strlen(instance) != ilen || memcmp(kid + plen, instance, ilen) != 0)
+	memcpy(ref->name, name, nlen);
+	if (version != NULL)
+		memcpy(ref->version, version, KB_VERSION_LEN);
+	if (strlen(instance) != ilen || memcmp(inst, instance, ilen) != 0)
 		return KB_KID_OTHER_INSTANCE;
 	return KB_KID_OK;
 }
