@@ -103,7 +103,8 @@ $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 
 # ---- tests ----
 UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl \
-	test_jwt test_peer test_jread test_pkcs1 test_ct test_output
+	test_jwt test_peer test_jread test_pkcs1 test_ct test_output test_conn \
+	test_ops
 UNIT_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 UNIT_RUN = $(UNIT_BINS) $(if $(SANITIZE),,$(B)/tests/test_ct_clang)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
@@ -118,6 +119,10 @@ $(B)/tests/test_proto: $(B)/tests/unit/test_proto.o $(A_BROKER) $(A_PKCS11) \
 $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o \
 	$(call obj,broker/kb_acl.c common/kb_grant.c)
 $(B)/tests/test_peer: $(B)/tests/unit/test_peer.o $(call obj,broker/kb_peer.c)
+$(B)/tests/test_conn: $(B)/tests/unit/test_conn.o $(A_BROKER) $(A_PKCS11) \
+	$(A_CONFIG) $(A_COMMON)
+$(B)/tests/test_ops: $(B)/tests/unit/test_ops.o $(A_BROKER) $(A_PKCS11) \
+	$(A_CONFIG) $(A_COMMON)
 $(B)/tests/test_jread: $(B)/tests/unit/test_jread.o $(call obj,client/kb_jread.c)
 $(B)/tests/test_output: $(B)/tests/unit/test_output.o $(call obj,client/kb_output.c)
 $(B)/tests/test_pkcs1: $(B)/tests/unit/test_pkcs1.o $(call obj,common/kb_pkcs1.c)

@@ -58,7 +58,8 @@ static int build_issuers(struct kb_policy *pol, struct kb_keystore *ks,
 	pol->jwks = calloc(n, sizeof(*pol->jwks));
 	if (pol->issuers == NULL || pol->jwks == NULL)
 		return -1;
-	if ((self = kb_keystore_issuer_key(ks, pol->self_kid)) != NULL) {
+	if (ks != NULL &&
+	    (self = kb_keystore_issuer_key(ks, pol->self_kid)) != NULL) {
 		pol->jwks[0] = kb_jwks_from_ec(self, pol->self_kid);
 		EVP_PKEY_free(self);
 		if (pol->jwks[0] == NULL)

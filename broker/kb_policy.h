@@ -33,7 +33,9 @@ struct kb_policy {
 
 /*
  * Builds a policy from cfg (taking it over on success) and the issuer key
- * of ks. Errors name the file and line (e.g. an unreadable JWKS, or unit
+ * of ks (none if ks is NULL: a policy that trusts only the config's
+ * external issuers, as the request handler's tests use). Errors name the
+ * file and line (e.g. an unreadable JWKS, or unit
  * bindings on a kernel that cannot serve them).
  */
 struct kb_policy *kb_policy_new(struct kb_config *cfg, struct kb_keystore *ks,
