@@ -39,7 +39,7 @@ LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 
 COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
 	common/kb_oaep.c common/kb_pkcs1.c common/kb_json.c common/kb_grant.c \
-	common/kb_jws.c common/kb_error.c common/kb_pkey.c
+	common/kb_jws.c common/kb_error.c common/kb_pkey.c common/kb_buf.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_store.c pkcs11/p11_confirm.c \
 	pkcs11/p11_object.c
@@ -50,7 +50,7 @@ BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_key.c broker/kb_keyadmin.c broker/kb_identity.c \
 	broker/kb_catalog.c broker/kb_keystore.c broker/kb_issuer.c
 CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
-	common/kb_kid.c
+	common/kb_kid.c common/kb_buf.c
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
@@ -104,13 +104,14 @@ $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 # ---- tests ----
 UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl \
 	test_jwt test_peer test_jread test_pkcs1 test_ct test_output test_conn \
-	test_ops
+	test_ops test_buf
 UNIT_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 UNIT_RUN = $(UNIT_BINS) $(if $(SANITIZE),,$(B)/tests/test_ct_clang)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 
 $(B)/tests/test_b64: $(B)/tests/unit/test_b64.o $(call obj,common/kb_b64.c)
 $(B)/tests/test_kid: $(B)/tests/unit/test_kid.o $(call obj,common/kb_kid.c)
+$(B)/tests/test_buf: $(B)/tests/unit/test_buf.o $(call obj,common/kb_buf.c)
 $(B)/tests/test_config: $(B)/tests/unit/test_config.o \
 	$(call obj,$(CONFIG) common/kb_kid.c common/kb_log.c common/kb_grant.c \
 	common/kb_jws.c)

@@ -6,10 +6,10 @@
 
 #include "kb_conn.h"
 #include "kb_proto.h"
-#include "kb_secret.h"
 
 #define IN_MAX (KB_LINE_MAX + 1) /* a maximal line and its '\n' */
 #define IN_FIRST 4096
+#define OUT_FIRST 1024
 
 struct kb_conn *kb_conn_new(int fd, const struct kb_peer *peer, int64_t now)
 {
@@ -41,28 +41,10 @@ void kb_conn_free(struct kb_conn *c)
 	}
 	if (c->fd >= 0)
 		close(c->fd);
-	kb_wipe_free(c->in, c->in_cap);
-	kb_wipe_free(c->out, c->out_len);
+	kb_buf_free(&c->in);
+	kb_buf_free(&c->out);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
-}
-
-static int grow_input(struct kb_conn *c)
-{
-	size_t cap = c->in_cap == 0 ? IN_FIRST : c->in_cap * 2;
-	char *p;
-
-	if (cap > IN_MAX)
-		cap = IN_MAX;
-	if ((p = malloc(cap)) == NULL)
-		return -1;
-	/* Not realloc: the old block holds request bytes to wipe. */
-	if (c->in_len > 0)
-		memcpy(p, c->in, c->in_len);
-	kb_wipe_free(c->in, c->in_cap);
-	c->in = p;
-	c->in_cap = cap;
-	return 0;
 }
 
 enum kb_io kb_conn_read(struct kb_conn *c, int64_t now)
@@ -70,19 +52,19 @@ enum kb_io kb_conn_read(struct kb_conn *c, int64_t now)
 	ssize_t n;
 
 	for (;;) {
-		if (c->in_len == c->in_cap) {
-			if (c->in_cap == IN_MAX)
+		if (c->in.len == c->in.cap) {
+			if (c->in.cap == IN_MAX)
 				return KB_IO_OK;
-			if (grow_input(c) != 0)
+			if (kb_buf_reserve(&c->in, 1, IN_FIRST, IN_MAX) != 0)
 				return KB_IO_ERROR;
 		}
-		n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+		n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
 		if (n > 0) {
-			if (c->in_len == 0)
+			if (c->in.len == 0)
 				c->line_started_ms = now;
-			c->in_len += (size_t)n;
+			c->in.len += (size_t)n;
 			/* A short read drained the socket; epoll says if not. */
-			if (c->in_len < c->in_cap)
+			if (c->in.len < c->in.cap)
 				return KB_IO_OK;
 			continue;
 		}
@@ -105,18 +87,11 @@ static void append_job(struct kb_conn *c, struct kb_job *job)
 	c->pending++;
 }
 
-/* Drops the first n bytes of the input, wiping what they leave behind. */
+/* Drops the first n bytes of the input. */
 static void consume_input(struct kb_conn *c, size_t n, int64_t now)
 {
-	memmove(c->in, c->in + n, c->in_len - n);
-	kb_wipe(c->in + c->in_len - n, n);
-	c->in_len -= n;
+	kb_buf_consume(&c->in, n);
 	c->line_started_ms = now;
-	if (c->in_len == 0) {
-		kb_wipe_free(c->in, c->in_cap);
-		c->in = NULL;
-		c->in_cap = 0;
-	}
 }
 
 static struct kb_job *too_long_job(struct kb_conn *c)
@@ -140,30 +115,30 @@ struct kb_job *kb_conn_next_line(struct kb_conn *c, int64_t now)
 	char *nl;
 	size_t len;
 
-	while (!c->close_after_flush && c->in_len > 0) {
-		nl = memchr(c->in, '\n', c->in_len);
+	while (!c->close_after_flush && c->in.len > 0) {
+		nl = memchr(c->in.p, '\n', c->in.len);
 		if (nl == NULL) {
-			if (c->in_len < IN_MAX)
+			if (c->in.len < IN_MAX)
 				return NULL;
 			/* No newline within the limit: refuse and stop. */
 			if ((job = too_long_job(c)) == NULL)
 				return NULL;
-			consume_input(c, c->in_len, now);
+			consume_input(c, c->in.len, now);
 			c->close_after_flush = true;
 			append_job(c, job);
 			return job;
 		}
-		len = (size_t)(nl - c->in);
-		if (len > 0 && c->in[len - 1] == '\r')
+		len = (size_t)(nl - c->in.p);
+		if (len > 0 && c->in.p[len - 1] == '\r')
 			len--;
 		if (len == 0) { /* blank lines are ignored */
-			consume_input(c, (size_t)(nl - c->in) + 1, now);
+			consume_input(c, (size_t)(nl - c->in.p) + 1, now);
 			continue;
 		}
-		job = kb_job_new(c, c->in, len);
+		job = kb_job_new(c, c->in.p, len);
 		if (job == NULL)
 			return NULL;
-		consume_input(c, (size_t)(nl - c->in) + 1, now);
+		consume_input(c, (size_t)(nl - c->in.p) + 1, now);
 		append_job(c, job);
 		c->last_activity_ms = now;
 		return job;
@@ -174,21 +149,12 @@ struct kb_job *kb_conn_next_line(struct kb_conn *c, int64_t now)
 int kb_conn_collect(struct kb_conn *c)
 {
 	struct kb_job *job;
-	size_t need;
-	char *p;
 
 	while ((job = c->first) != NULL && job->done) {
-		need = c->out_len - c->out_off + job->resp_len - job->resp_sent;
-		if ((p = malloc(need)) == NULL)
+		if (kb_buf_append(&c->out, job->resp + job->resp_sent,
+				  job->resp_len - job->resp_sent, OUT_FIRST,
+				  SIZE_MAX) != 0)
 			return -1;
-		if (c->out_len > c->out_off)
-			memcpy(p, c->out + c->out_off, c->out_len - c->out_off);
-		memcpy(p + c->out_len - c->out_off, job->resp + job->resp_sent,
-		       job->resp_len - job->resp_sent);
-		kb_wipe_free(c->out, c->out_len);
-		c->out = p;
-		c->out_len = need;
-		c->out_off = 0;
 		if (job->close_after)
 			c->close_after_flush = true;
 		c->first = job->conn_next;
@@ -214,7 +180,7 @@ bool kb_conn_send_direct(struct kb_conn *c, struct kb_job *job,
 	 * would not look at the connection again once this one is gone.
 	 */
 	if (c->dead || c->read_closed || c->close_after_flush || c->barrier ||
-	    c->first != job || job->conn_next != NULL || c->out_len != 0 ||
+	    c->first != job || job->conn_next != NULL || c->out.len != 0 ||
 	    c->pending >= max_pipeline || job->close_after || job->barrier)
 		return false;
 	while (job->resp_sent < job->resp_len) {
@@ -242,11 +208,11 @@ enum kb_io kb_conn_write(struct kb_conn *c, int64_t now)
 {
 	ssize_t n;
 
-	while (c->out_off < c->out_len) {
-		n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+	while (c->out.len > 0) {
+		n = send(c->fd, c->out.p, c->out.len,
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
-			c->out_off += (size_t)n;
+			kb_buf_consume(&c->out, (size_t)n);
 			c->write_blocked_ms = now;
 			c->last_activity_ms = now;
 			continue;
@@ -257,18 +223,15 @@ enum kb_io kb_conn_write(struct kb_conn *c, int64_t now)
 			return KB_IO_OK;
 		return KB_IO_ERROR;
 	}
-	kb_wipe_free(c->out, c->out_len);
-	c->out = NULL;
-	c->out_len = c->out_off = 0;
 	return KB_IO_OK;
 }
 
 bool kb_conn_line_incomplete(const struct kb_conn *c)
 {
-	return c->in_len > 0 && memchr(c->in, '\n', c->in_len) == NULL;
+	return c->in.len > 0 && memchr(c->in.p, '\n', c->in.len) == NULL;
 }
 
 bool kb_conn_idle(const struct kb_conn *c)
 {
-	return c->pending == 0 && c->out_len == 0;
+	return c->pending == 0 && c->out.len == 0;
 }

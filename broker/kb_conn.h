@@ -17,6 +17,7 @@
 
 #include <pthread.h>
 
+#include "kb_buf.h"
 #include "kb_queue.h"
 
 /* What the event loop's epoll data points at. */
@@ -39,8 +40,7 @@ struct kb_conn {
 	struct kb_caller caller; /* peer, and the identity it authenticated */
 	uint32_t events; /* epoll interest now registered */
 
-	char *in; /* kb_wipe_free'd: holds request lines */
-	size_t in_len, in_cap;
+	struct kb_buf in; /* request bytes not yet cut into lines */
 
 	struct kb_job *first, *last; /* in request order */
 	unsigned int pending; /* jobs in the order list */
@@ -49,8 +49,7 @@ struct kb_conn {
 	struct kb_lane lanes[KB_LANE_KINDS];
 	unsigned int bad_run; /* malformed requests in a row */
 
-	char *out; /* response bytes not yet written */
-	size_t out_len, out_off;
+	struct kb_buf out; /* response bytes not yet written */
 
 	int64_t accepted_ms; /* the authenticate deadline counts from here */
 	int64_t last_activity_ms; /* a request taken or a reply written */

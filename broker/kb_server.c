@@ -147,10 +147,9 @@ static void conn_set_events(struct kb_server *srv, struct kb_conn *c)
 	bool want_read = !c->read_closed && !c->close_after_flush &&
 			 !srv->draining && !c->waits_for_queue &&
 			 c->pending < (unsigned int)srv->cfg->max_pipeline &&
-			 c->out_len < OUT_HIGH_WATER;
+			 c->out.len < OUT_HIGH_WATER;
 
-	ev.events = (want_read ? EPOLLIN : 0) |
-		    (c->out_len > c->out_off ? EPOLLOUT : 0);
+	ev.events = (want_read ? EPOLLIN : 0) | (c->out.len > 0 ? EPOLLOUT : 0);
 	if (ev.events == c->events)
 		return;
 	if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
@@ -476,9 +475,9 @@ static const char *timeout_reason(const struct kb_config *cfg,
 	if (kb_conn_line_incomplete(c) &&
 	    now - c->line_started_ms > cfg->request_timeout_ms)
 		return "request line not completed in time";
-	if (c->out_len > 0 && now - last_write > cfg->request_timeout_ms)
+	if (c->out.len > 0 && now - last_write > cfg->request_timeout_ms)
 		return "client not reading replies";
-	if (c->pending == 0 && c->in_len == 0 &&
+	if (c->pending == 0 && c->in.len == 0 &&
 	    now - c->last_activity_ms > cfg->idle_timeout_ms)
 		return "idle";
 	return NULL;
@@ -494,7 +493,7 @@ static void check_timeouts(struct kb_server *srv, int64_t now)
 		next = c->next;
 		conn_lock(c);
 		if ((why = timeout_reason(srv->cfg, c, now)) != NULL &&
-		    c->unauthenticated && c->out_len == 0)
+		    c->unauthenticated && c->out.len == 0)
 			send_refusal(c->fd, KB_UNAUTHORIZED,
 				     "no authenticate within "
 				     "authenticate_timeout; closing");

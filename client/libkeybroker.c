@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kb_b64.h"
+#include "kb_buf.h"
 #include "kb_jread.h"
 #include "kb_kid.h"
 #include "keybroker.h"
@@ -27,8 +28,7 @@ struct keybroker {
 	long long next_id;
 	int timeout_ms; /* for each call, from sending to the whole reply */
 	int64_t deadline_ms; /* of the call in progress */
-	char *in; /* received bytes not yet consumed; may hold a DEK */
-	size_t in_len, in_cap;
+	struct kb_buf in; /* received bytes not yet consumed; may hold a DEK */
 	char code[32];
 	char message[512];
 };
@@ -144,7 +144,7 @@ void keybroker_close(struct keybroker *kb)
 	if (kb == NULL)
 		return;
 	close(kb->fd);
-	keybroker_free_secret(kb->in, kb->in_cap);
+	kb_buf_free(&kb->in);
 	pthread_mutex_destroy(&kb->lock);
 	free(kb);
 }
@@ -211,29 +211,22 @@ static int send_all(struct keybroker *kb, const char *p, size_t n)
 /* Receives one reply line into a new buffer *line (a secret). */
 static int recv_line(struct keybroker *kb, char **line, size_t *len)
 {
-	char *nl, *grown;
-	size_t cap;
+	char *nl;
 	ssize_t n;
 	int r;
 
-	while ((nl = kb->in_len ? memchr(kb->in, '\n', kb->in_len) : NULL) ==
+	while ((nl = kb->in.len ? memchr(kb->in.p, '\n', kb->in.len) : NULL) ==
 	       NULL) {
-		if (kb->in_len == kb->in_cap) {
-			if (kb->in_cap >= REPLY_MAX)
+		if (kb->in.len == kb->in.cap) {
+			if (kb->in.cap >= REPLY_MAX)
 				return set_error(kb, KEYBROKER_E_PROTOCOL, "",
 						 "reply line too long");
-			cap = kb->in_cap ? kb->in_cap * 2 : 4096;
-			if ((grown = malloc(cap)) == NULL)
+			if (kb_buf_reserve(&kb->in, 1, 4096, REPLY_MAX) != 0)
 				return KEYBROKER_E_NOMEM;
-			if (kb->in_len)
-				memcpy(grown, kb->in, kb->in_len);
-			keybroker_free_secret(kb->in, kb->in_cap);
-			kb->in = grown;
-			kb->in_cap = cap;
 		}
 		if ((r = wait_ready(kb, POLLIN)) != KEYBROKER_OK)
 			return r;
-		n = recv(kb->fd, kb->in + kb->in_len, kb->in_cap - kb->in_len,
+		n = recv(kb->fd, kb->in.p + kb->in.len, kb->in.cap - kb->in.len,
 			 MSG_DONTWAIT);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
@@ -243,16 +236,14 @@ static int recv_line(struct keybroker *kb, char **line, size_t *len)
 						  "connection" :
 						  "cannot receive from the "
 						  "broker");
-		kb->in_len += (size_t)n;
+		kb->in.len += (size_t)n;
 	}
-	*len = (size_t)(nl - kb->in);
+	*len = (size_t)(nl - kb->in.p);
 	if ((*line = malloc(*len + 1)) == NULL)
 		return KEYBROKER_E_NOMEM;
-	memcpy(*line, kb->in, *len);
+	memcpy(*line, kb->in.p, *len);
 	(*line)[*len] = '\0';
-	memmove(kb->in, nl + 1, kb->in_len - *len - 1);
-	kb->in_len -= *len + 1;
-	wipe(kb->in + kb->in_len, *len + 1);
+	kb_buf_consume(&kb->in, *len + 1);
 	return KEYBROKER_OK;
 }
 

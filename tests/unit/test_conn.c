@@ -108,7 +108,7 @@ static void test_replies_in_request_order(void **state)
 	/* The second finishes first: nothing may be written yet. */
 	finish(b, "reply-2\n");
 	assert_int_equal(kb_conn_collect(p->c), 0);
-	assert_int_equal(p->c->out_len, 0);
+	assert_int_equal(p->c->out.len, 0);
 	finish(a, "reply-1\n");
 	assert_int_equal(kb_conn_collect(p->c), 0);
 	assert_int_equal(kb_conn_write(p->c, 2), KB_IO_OK);
