@@ -47,8 +47,12 @@ static void status_error(const struct kb_call *call, struct kb_error *err)
 {
 	const struct kb_request *req = call->req;
 	const struct kb_key_info *info = &call->info;
-	const char *alg = kb_alg_name(req->alg);
+	/* Only wrapKey and unwrapKey end in UNSUPPORTED or PARAM. */
+	const char *alg = "";
 	size_t max, hlen;
+
+	if (req->def->fields & KB_F_ALG)
+		alg = kb_alg_name(req->crypt.alg);
 
 	err->code = kb_status_code(call->status);
 	switch (call->status) {
@@ -81,9 +85,10 @@ static void status_error(const struct kb_call *call, struct kb_error *err)
 			 info->name);
 		break;
 	case KB_ERR_PARAM:
-		hlen = req->alg == KB_ALG_RSA_OAEP ? 20 : 32;
-		max = req->alg == KB_ALG_RSA1_5 ? info->nlen - 11 :
-						  info->nlen - 2 * hlen - 2;
+		hlen = req->crypt.alg == KB_ALG_RSA_OAEP ? 20 : 32;
+		max = req->crypt.alg == KB_ALG_RSA1_5 ?
+			      info->nlen - 11 :
+			      info->nlen - 2 * hlen - 2;
 		snprintf(err->msg, sizeof(err->msg),
 			 "value too long for %s with a %u-bit key (at most %zu "
 			 "bytes)",
@@ -163,9 +168,9 @@ static json_t *do_wrap(struct kb_call *call, struct kb_error *err)
 	size_t outlen;
 
 	call->status = kb_keystore_wrap(call->ops->ks, call->w, req->key.name,
-					req->key.version, req->alg, req->value,
-					req->value_len, out, &outlen,
-					&call->info);
+					req->key.version, req->crypt.alg,
+					req->crypt.value, req->crypt.value_len,
+					out, &outlen, &call->info);
 	if (call->status != KB_STATUS_OK)
 		return NULL;
 	return json_pack("{s:o, s:o}", "kid",
@@ -176,15 +181,14 @@ static json_t *do_wrap(struct kb_call *call, struct kb_error *err)
 static json_t *do_unwrap(struct kb_call *call, struct kb_error *err)
 {
 	struct kb_request *req = call->req;
-	enum kb_alg alg = req->alg;
+	enum kb_alg alg = req->crypt.alg;
 	unsigned char out[P11_MODULUS_MAX];
 	size_t outlen = 0;
 	json_t *res = NULL;
 
-	call->status = kb_keyworker_unwrap(call->w, req->key.name,
-					   req->key.version, alg, req->value,
-					   req->value_len, out, &outlen,
-					   &call->info);
+	call->status = kb_keyworker_unwrap(
+		call->w, req->key.name, req->key.version, alg, req->crypt.value,
+		req->crypt.value_len, out, &outlen, &call->info);
 	if (call->status == KB_STATUS_OK) {
 		res = json_pack("{s:o, s:o}", "kid",
 				kid_string(call->ops, &call->info), "value",
@@ -234,8 +238,8 @@ static json_t *do_authenticate(struct kb_call *call, struct kb_error *err)
 	char why[256], peer[240], jti[sizeof(caller->jti)];
 	int64_t expires;
 
-	if (kb_policy_authenticate(call->pol, ops->ks, req->token,
-				   req->token_len, now_us() / 1000000, &id,
+	if (kb_policy_authenticate(call->pol, ops->ks, req->auth.token,
+				   req->auth.token_len, now_us() / 1000000, &id,
 				   &expires, jti, why, sizeof(why)) != 0) {
 		kb_error_set(err, KB_UNAUTHORIZED, "%s", why);
 		return NULL;
@@ -345,15 +349,16 @@ static json_t *do_revoke_token(struct kb_call *call, struct kb_error *err)
 			     (unsigned int)caller->peer.uid);
 		return NULL;
 	}
-	if (kb_keystore_remember_revoked(ops->ks, req->jti) != KB_STATUS_OK) {
+	if (kb_keystore_remember_revoked(ops->ks, req->revoke.jti) !=
+	    KB_STATUS_OK) {
 		kb_error_set(err, KB_INTERNAL, "out of memory");
 		return NULL;
 	}
-	kb_proto_quote(q, sizeof(q), req->jti, 64);
+	kb_proto_quote(q, sizeof(q), req->revoke.jti, 64);
 	kb_info("revokeToken: token %s is refused from now on (told by uid "
 		"%u pid %d)",
 		q, (unsigned int)caller->peer.uid, (int)caller->peer.pid);
-	return json_pack("{s:s}", "jti", req->jti);
+	return json_pack("{s:s}", "jti", req->revoke.jti);
 }
 
 /*
@@ -473,7 +478,7 @@ char *kb_ops_handle(const struct kb_ops *ops, struct kb_keyworker *w,
 	if ((req.def->flags & KB_OPF_IDENTITY) &&
 	    authorise(ops, pol, caller, &req, &err) != 0)
 		goto reply;
-	if ((req.def->fields & KB_F_ALG) && req.alg == KB_ALG_RSA1_5 &&
+	if ((req.def->fields & KB_F_ALG) && req.crypt.alg == KB_ALG_RSA1_5 &&
 	    !ops->allow_rsa1_5) {
 		kb_error_set(&err, KB_NOT_SUPPORTED,
 			     "RSA1_5 is disabled by the broker configuration");

@@ -185,10 +185,10 @@ static int parse_alg(struct kb_request *req, struct kb_error *err)
 {
 	json_t *alg = json_object_get(req->root, "alg");
 
-	req->alg = KB_ALG_RSA_OAEP_256;
+	req->crypt.alg = KB_ALG_RSA_OAEP_256;
 	if (alg == NULL ||
 	    (json_is_string(alg) &&
-	     kb_alg_parse(json_string_value(alg), &req->alg) == 0))
+	     kb_alg_parse(json_string_value(alg), &req->crypt.alg) == 0))
 		return 0;
 	return kb_error_set(err, KB_BAD_PARAMETER,
 			    "'alg' must be RSA-OAEP, RSA-OAEP-256 or RSA1_5");
@@ -208,11 +208,12 @@ static int parse_value(struct kb_request *req, struct kb_error *err)
 		return kb_error_set(err, KB_BAD_PARAMETER,
 				    "'value' longer than %d bytes",
 				    KB_VALUE_MAX);
-	if (kb_b64_decode(req->value, sizeof(req->value), &req->value_len,
-			  json_string_value(v), json_string_length(v)) != 0)
+	if (kb_b64_decode(req->crypt.value, sizeof(req->crypt.value),
+			  &req->crypt.value_len, json_string_value(v),
+			  json_string_length(v)) != 0)
 		return kb_error_set(err, KB_BAD_PARAMETER,
 				    "'value' is not base64url without padding");
-	if (req->value_len == 0)
+	if (req->crypt.value_len == 0)
 		return kb_error_set(err, KB_BAD_PARAMETER, "'value' is empty");
 	return 0;
 }
@@ -224,8 +225,8 @@ static int parse_token(struct kb_request *req, struct kb_error *err)
 	if (!json_is_string(t))
 		return kb_error_set(err, KB_BAD_PARAMETER,
 				    "'token' (a JWT) must be a string");
-	req->token = json_string_value(t);
-	req->token_len = json_string_length(t);
+	req->auth.token = json_string_value(t);
+	req->auth.token_len = json_string_length(t);
 	return 0;
 }
 
@@ -242,7 +243,7 @@ static int parse_jti(struct kb_request *req, struct kb_error *err)
 		return kb_error_set(err, KB_BAD_PARAMETER,
 				    "'jti' must be 1-%d bytes, without NUL",
 				    KB_JTI_MAX);
-	req->jti = json_string_value(t);
+	req->revoke.jti = json_string_value(t);
 	return 0;
 }
 
@@ -365,7 +366,7 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 void kb_request_uninit(struct kb_request *req)
 {
 	json_decref(req->root);
-	OPENSSL_cleanse(req->value, sizeof(req->value));
+	OPENSSL_cleanse(req->crypt.value, sizeof(req->crypt.value));
 	req->root = NULL;
 	req->id = NULL;
 }

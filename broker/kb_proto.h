@@ -71,18 +71,33 @@ struct kb_op_table {
 	size_t n;
 };
 
+/* The parameters of each kind of op, parsed from the fields its row takes. */
+struct kb_crypt_params { /* wrapKey, unwrapKey: KB_F_ALG, KB_F_VALUE */
+	enum kb_alg alg;
+	unsigned char value[KB_VALUE_MAX]; /* a DEK for wrapKey: wiped */
+	size_t value_len;
+};
+
+struct kb_auth_params { /* authenticate: KB_F_TOKEN */
+	const char *token; /* borrowed from the request's root */
+	size_t token_len;
+};
+
+struct kb_revoke_params { /* revokeToken: KB_F_JTI */
+	const char *jti; /* borrowed from the root, no NUL inside */
+};
+
 struct kb_request {
 	json_t *root;
 	json_t *id; /* borrowed from root; NULL until parsed */
 	const struct kb_op_def *def; /* NULL until the op is known */
 	char opname[32];
-	struct kb_keyref key;
-	enum kb_alg alg;
-	unsigned char value[KB_VALUE_MAX]; /* secret for wrapKey: wiped */
-	size_t value_len;
-	const char *token; /* authenticate: borrowed from root */
-	size_t token_len;
-	const char *jti; /* revokeToken: borrowed from root, no NUL inside */
+	struct kb_keyref key; /* KB_F_KEY: what the ACL is checked on */
+	union { /* which one: by def's fields */
+		struct kb_crypt_params crypt;
+		struct kb_auth_params auth;
+		struct kb_revoke_params revoke;
+	};
 };
 
 /*

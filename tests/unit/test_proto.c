@@ -54,10 +54,10 @@ static void test_valid_requests(void **state)
 			       &req, &err),
 			 0);
 	assert_string_equal(req.def->name, "unwrapKey");
-	assert_int_equal(req.alg, KB_ALG_RSA_OAEP);
+	assert_int_equal(req.crypt.alg, KB_ALG_RSA_OAEP);
 	assert_string_equal(req.key.version, V);
-	assert_int_equal(req.value_len, 3);
-	assert_memory_equal(req.value, "foo", 3);
+	assert_int_equal(req.crypt.value_len, 3);
+	assert_memory_equal(req.crypt.value, "foo", 3);
 	kb_request_uninit(&req);
 
 	/* alg defaults to RSA-OAEP-256. */
@@ -65,7 +65,7 @@ static void test_valid_requests(void **state)
 			       "\"version\":\"" V "\",\"value\":\"AA\"}",
 			       &req, &err),
 			 0);
-	assert_int_equal(req.alg, KB_ALG_RSA_OAEP_256);
+	assert_int_equal(req.crypt.alg, KB_ALG_RSA_OAEP_256);
 	kb_request_uninit(&req);
 }
 
@@ -146,7 +146,7 @@ static void test_identity_ops(void **state)
 			       &req, &err),
 			 0);
 	assert_string_equal(req.def->name, "authenticate");
-	assert_int_equal(req.token_len, 5);
+	assert_int_equal(req.auth.token_len, 5);
 	kb_request_uninit(&req);
 	assert_int_equal(parse("{\"id\":1,\"op\":\"getToken\"}", &req, &err),
 			 0);
@@ -172,7 +172,7 @@ static void test_revoke_token(void **state)
 			       &req, &err),
 			 0);
 	assert_string_equal(req.def->name, "revokeToken");
-	assert_string_equal(req.jti, "abc");
+	assert_string_equal(req.revoke.jti, "abc");
 	kb_request_uninit(&req);
 
 	memset(jti, 'j', KB_JTI_MAX);
@@ -180,7 +180,7 @@ static void test_revoke_token(void **state)
 	snprintf(line, sizeof(line),
 		 "{\"id\":1,\"op\":\"revokeToken\",\"jti\":\"%s\"}", jti);
 	assert_int_equal(parse(line, &req, &err), 0);
-	assert_int_equal(strlen(req.jti), KB_JTI_MAX);
+	assert_int_equal(strlen(req.revoke.jti), KB_JTI_MAX);
 	kb_request_uninit(&req);
 	jti[KB_JTI_MAX] = 'j';
 	jti[KB_JTI_MAX + 1] = '\0';
@@ -301,7 +301,7 @@ static void test_alg_and_value(void **state)
 		 "\"a\",\"value\":\"%s\"}",
 		 b64);
 	assert_int_equal(parse(line, &req, &err), 0);
-	assert_int_equal(req.value_len, KB_VALUE_MAX);
+	assert_int_equal(req.crypt.value_len, KB_VALUE_MAX);
 	kb_request_uninit(&req);
 	/* ...one more byte is not. */
 	kb_b64_encode(b64, raw, KB_VALUE_MAX + 1);
