@@ -4,9 +4,13 @@
 #
 #   common   bytes, encodings, logging, secrets, the grant vocabulary
 #   config   the configuration file             (uses common)
-#   pkcs11   the token                          (uses common)
-#   broker   the daemon                         (uses common, config, pkcs11)
-#   client   the library and the tools          (uses all of them)
+#   pkcs11   the token adapter                  (uses common)
+#   broker   the daemon and its key store       (uses common, config, pkcs11)
+#   client   the library and the CLI            (uses common)
+#
+# One file is let through for now: client/keybrokerctl.c changes keys on
+# the token through the broker's key store (broker/kb_keystore.h), until
+# its key commands go through the socket as management operations.
 #
 # Two checks: every #include "..." of a source file names a header of an
 # allowed folder, and, given a build directory, every symbol an object
@@ -17,13 +21,19 @@
 set -eu
 cd "$(dirname "$0")/.."
 
+# What the file (or object) $2 of folder $1 may use.
 allowed() {
 	case $1 in
 	common) echo "common" ;;
 	config) echo "common config" ;;
 	pkcs11) echo "common pkcs11" ;;
 	broker) echo "common config pkcs11 broker" ;;
-	client) echo "common config pkcs11 broker client" ;;
+	client)
+		case ${2##*/} in
+		keybrokerctl.c | keybrokerctl.o)
+			echo "common config pkcs11 broker client" ;;
+		*) echo "common client" ;;
+		esac ;;
 	esac
 }
 
@@ -32,9 +42,9 @@ status=0
 
 # ---- includes ----
 for dir in $LAYERS; do
-	ok=$(allowed "$dir")
 	for f in "$dir"/*.c "$dir"/*.h; do
 		[ -e "$f" ] || continue
+		ok=$(allowed "$dir" "$f")
 		grep -n '^#include "' "$f" | while IFS= read -r line; do
 			hdr=${line#*\"}
 			hdr=${hdr%%\"*}
@@ -67,8 +77,8 @@ if [ -n "$B" ]; then
 		done
 	done | sort -u >"$defs"
 	for dir in $LAYERS; do
-		ok=$(allowed "$dir")
 		for o in "$B/$dir"/*.o; do
+			ok=$(allowed "$dir" "$o")
 			nm -u "$o" | awk '{ print $NF }' | sort -u |
 				join - "$defs" | while read -r sym owner; do
 				case " $ok " in
