@@ -61,7 +61,7 @@ static void catalog_publish_locked(struct kb_keystore *ks, struct catalog *c)
 	struct catalog *old = ks->cat;
 
 	c->refs = 1;
-	kb_revoked_merge_locked(ks, c);
+	kb_identity_merge_revoked_locked(ks, c);
 	ks->cat = c;
 	if (old != NULL && --old->refs == 0)
 		kb_catalog_free(old);
@@ -166,7 +166,7 @@ static int read_key_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 {
 	unsigned int want = P11_A_LABEL | P11_A_ID | P11_A_MODULUS |
 			    P11_A_EXPONENT |
-			    (private ? KB_PROTECTION_ATTRS : 0);
+			    (private ? KB_KEYADMIN_PROTECTION_ATTRS : 0);
 
 	o->h = h;
 	o->order = order;
@@ -253,7 +253,8 @@ static int load_public(const struct key_object *priv,
 	v->info.elen = priv->elen;
 	if ((pub = find_public(pubs, npubs, v->info.name, v->info.version)) ==
 	    NULL) {
-		kb_note(f, "key %s version %s: no public key object; refused",
+		kb_keyadmin_note(
+			f, "key %s version %s: no public key object; refused",
 			v->info.name, v->info.version);
 		return KB_ERR_NOT_FOUND;
 	}
@@ -262,7 +263,8 @@ static int load_public(const struct key_object *priv,
 	if (pub->nlen != priv->nlen || pub->elen != priv->elen ||
 	    memcmp(pub->n, priv->n, priv->nlen) != 0 ||
 	    memcmp(pub->e, priv->e, priv->elen) != 0) {
-		kb_note(f,
+		kb_keyadmin_note(
+			f,
 			"key %s version %s: the public key object is not the "
 			"private key's; refused",
 			v->info.name, v->info.version);
@@ -292,7 +294,8 @@ static int json_time(const json_t *o, const char *k, int64_t max, int64_t *t)
 	return *t >= 0 && *t <= max ? 0 : -1;
 }
 
-int kb_parse_metadata(const char *text, size_t len, struct kb_key_info *info)
+int kb_catalog_parse_metadata(const char *text, size_t len,
+			      struct kb_key_info *info)
 {
 	json_t *o, *v;
 	const char *s;
@@ -363,7 +366,8 @@ static int read_meta_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 		return KB_STATUS_OK;
 	memcpy(m->name, o.label, o.label_len + 1);
 	*len = o.value_len;
-	m->valid = kb_parse_metadata(text, *len, &m->fields) == KB_STATUS_OK;
+	m->valid = kb_catalog_parse_metadata(text, *len, &m->fields) ==
+		   KB_STATUS_OK;
 	return KB_STATUS_OK;
 }
 
@@ -377,10 +381,11 @@ static bool newer_metadata(const struct meta_object *m,
 	return !m->fields.enabled && best->fields.enabled;
 }
 
-int kb_metadata_newest(struct kb_keystore *ks, const CK_OBJECT_HANDLE *metas,
-		       size_t n, const char *name, const char *version,
-		       CK_OBJECT_HANDLE *obj, char *text, size_t *len,
-		       struct kb_key_info *mi)
+int kb_catalog_metadata_newest(struct kb_keystore *ks,
+			       const CK_OBJECT_HANDLE *metas, size_t n,
+			       const char *name, const char *version,
+			       CK_OBJECT_HANDLE *obj, char *text, size_t *len,
+			       struct kb_key_info *mi)
 {
 	struct meta_object *cand = NULL, *best = NULL;
 	char *buf = NULL;
@@ -515,10 +520,11 @@ static CK_OBJECT_HANDLE find_kdk_secret(struct kb_keystore *ks,
 	if (p11_find(ks->tok, ks->admin, &m, &objs, &n) != KB_STATUS_OK)
 		return CK_INVALID_HANDLE;
 	if (n > 1)
-		kb_note(f, "%zu secret keys are labelled '%s'; RSA1_5 is off",
+		kb_keyadmin_note(
+			f, "%zu secret keys are labelled '%s'; RSA1_5 is off",
 			n, KDK_LABEL);
 	else if (n == 1 &&
-		 kb_key_protected(ks, objs[0], "the RSA1_5 secret", f))
+		 kb_keyadmin_key_protected(ks, objs[0], "the RSA1_5 secret", f))
 		h = objs[0];
 	free(objs);
 	return h;
@@ -675,7 +681,8 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 		v->priv = k->h;
 		/* Objects that are not ours (or are damaged) are skipped. */
 		if (!k->named) {
-			kb_note(&f,
+			kb_keyadmin_note(
+				&f,
 				"an RSA private key whose label is not a key "
 				"name or whose ID is not 16 bytes; ignored");
 			continue;
@@ -684,7 +691,7 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 		memcpy(v->info.version, k->version, sizeof(k->version));
 		snprintf(what, sizeof(what), "key %s version %s", k->name,
 			 k->version);
-		if (!kb_protection_judge(k->have, k->set, what, &f))
+		if (!kb_keyadmin_protection_judge(k->have, k->set, what, &f))
 			continue;
 		if (load_public(k, o.pub_sorted, o.npub_sorted, v, &f) !=
 		    KB_STATUS_OK)
@@ -695,7 +702,8 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 		 */
 		if (load_metadata(o.meta_sorted, o.nmeta_sorted, v) ==
 		    KB_ERR_NOT_FOUND) {
-			kb_note(&f,
+			kb_keyadmin_note(
+				&f,
 				"%s: no readable metadata; listed as damaged "
 				"and refused until keybrokerctl repair-key "
 				"%s %s --enabled|--disabled",

@@ -27,9 +27,9 @@ static EVP_PKEY *ec_public_key(const unsigned char *pt, size_t len)
 	return kb_pkey_p256(pt, len);
 }
 
-int kb_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
-		  CK_OBJECT_HANDLE key, const unsigned char *digest,
-		  unsigned char *sig)
+int kb_identity_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
+			   CK_OBJECT_HANDLE key, const unsigned char *digest,
+			   unsigned char *sig)
 {
 	size_t n;
 	CK_RV rv;
@@ -57,7 +57,7 @@ static bool pair_matches(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
 	int len;
 
 	if (RAND_bytes(digest, sizeof(digest)) != 1 ||
-	    kb_es256_sign(ks->tok, ks->admin, priv, digest, sig) !=
+	    kb_identity_es256_sign(ks->tok, ks->admin, priv, digest, sig) !=
 		    KB_STATUS_OK ||
 	    (es = ECDSA_SIG_new()) == NULL ||
 	    (r = BN_bin2bn(sig, 32, NULL)) == NULL ||
@@ -116,19 +116,22 @@ static int load_issuer(struct kb_keystore *ks, struct catalog *c,
 		goto out;
 	r = KB_ERR_NOT_FOUND;
 	if (nprivs > 1 || npubs > 1)
-		kb_note(f,
+		kb_keyadmin_note(
+			f,
 			"%zu private and %zu public keys are labelled '%s'; "
 			"identity tokens are off until one pair is left",
 			nprivs, npubs, ISSUER_LABEL);
 	if (nprivs != 1 || npubs != 1)
 		goto out;
 	/* A planted signing key would let its holder mint any identity. */
-	if (!kb_key_protected(ks, privs[0], "the token-signing key", f)) {
+	if (!kb_keyadmin_key_protected(ks, privs[0], "the token-signing key",
+				       f)) {
 		r = KB_ERR_PARAM;
 		goto out;
 	}
 	if (!signs_only(ks, privs[0]))
-		kb_note(f, "the token-signing key also allows decrypt, unwrap "
+		kb_keyadmin_note(
+			f, "the token-signing key also allows decrypt, unwrap "
 			   "or derive (made by an older keybroker); the "
 			   "broker only signs with it");
 	if ((po = malloc(sizeof(*po))) == NULL ||
@@ -147,13 +150,15 @@ static int load_issuer(struct kb_keystore *ks, struct catalog *c,
 	    !(pp->have & P11_A_EC_POINT) ||
 	    (c->issuer_pub = ec_public_key(pp->ec_point, pp->ec_point_len)) ==
 		    NULL) {
-		kb_note(f, "the token-signing key's public object is not "
-			   "its own (ID or point); refused");
+		kb_keyadmin_note(f,
+				 "the token-signing key's public object is not "
+				 "its own (ID or point); refused");
 		r = KB_ERR_PARAM;
 		goto out;
 	}
 	if (!pair_matches(ks, privs[0], c->issuer_pub)) {
-		kb_note(f, "the token-signing key's public object does not "
+		kb_keyadmin_note(
+			f, "the token-signing key's public object does not "
 			   "verify what the private key signs; refused");
 		EVP_PKEY_free(c->issuer_pub);
 		c->issuer_pub = NULL;
@@ -259,7 +264,7 @@ static int revoked_add_locked(struct kb_keystore *ks, char **add, size_t n)
 	return KB_STATUS_OK;
 }
 
-void kb_revoked_merge_locked(struct kb_keystore *ks, struct catalog *c)
+void kb_identity_merge_revoked_locked(struct kb_keystore *ks, struct catalog *c)
 {
 	if (revoked_add_locked(ks, c->revoked, c->n_revoked) != KB_STATUS_OK)
 		kb_err("out of memory keeping %zu revoked token ids",
@@ -269,7 +274,7 @@ void kb_revoked_merge_locked(struct kb_keystore *ks, struct catalog *c)
 	c->n_revoked = 0;
 }
 
-void kb_revoked_free(struct kb_keystore *ks)
+void kb_identity_free_revoked(struct kb_keystore *ks)
 {
 	size_t i;
 
@@ -280,7 +285,7 @@ void kb_revoked_free(struct kb_keystore *ks)
 	ks->n_revoked = 0;
 }
 
-bool kb_keystore_revoked(struct kb_keystore *ks, const char *jti)
+bool kb_identity_revoked(struct kb_keystore *ks, const char *jti)
 {
 	bool found;
 
@@ -294,7 +299,7 @@ bool kb_keystore_revoked(struct kb_keystore *ks, const char *jti)
 	return found;
 }
 
-int kb_keystore_remember_revoked(struct kb_keystore *ks, const char *jti)
+int kb_identity_remember_revoked(struct kb_keystore *ks, const char *jti)
 {
 	char *copy;
 	int r;
@@ -323,7 +328,7 @@ static char *revocation_text(const char *jti)
 	return text;
 }
 
-int kb_keystore_revoke(struct kb_keystore *ks, const char *jti, char *err,
+int kb_identity_revoke(struct kb_keystore *ks, const char *jti, char *err,
 		       size_t errlen)
 {
 	CK_OBJECT_HANDLE obj;
@@ -339,23 +344,23 @@ int kb_keystore_revoke(struct kb_keystore *ks, const char *jti, char *err,
 	 * Already known. (keybrokerctl has just loaded the token, so what it
 	 * knows is what is stored.)
 	 */
-	if (kb_keystore_revoked(ks, jti))
+	if (kb_identity_revoked(ks, jti))
 		return KB_STATUS_OK;
-	if ((r = kb_keystore_remember_revoked(ks, jti)) != KB_STATUS_OK ||
+	if ((r = kb_identity_remember_revoked(ks, jti)) != KB_STATUS_OK ||
 	    (text = revocation_text(jti)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return KB_ERR_NOMEM;
 	}
-	kb_keystore_admin_enter(ks);
+	kb_keyadmin_enter(ks);
 	/*
 	 * A revocation that was not confirmed stays in the token: if it did
 	 * reach storage it is wanted, and revoking too much fails closed.
 	 */
 	if ((r = p11_token_check_space(ks->tok, err, errlen)) == KB_STATUS_OK)
-		r = kb_create_confirmed(ks, REVOKED_APPLICATION, jti, text,
-					true, "the revocation", &obj, err,
-					errlen);
-	kb_keystore_admin_leave(ks);
+		r = kb_keyadmin_create_confirmed(ks, REVOKED_APPLICATION, jti,
+						 text, true, "the revocation",
+						 &obj, err, errlen);
+	kb_keyadmin_leave(ks);
 	free(text);
 	return r;
 }

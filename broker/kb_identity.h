@@ -4,11 +4,11 @@
  * data object each, so revocations survive restarts and are shared by
  * every broker on the token; each catalogue load also reads them.
  *
- * kb_keystore_revoked answers from every id this process has known to
+ * kb_identity_revoked answers from every id this process has known to
  * be revoked (true before the first catalogue: fail closed).
- * kb_keystore_revoke stores one in the token and confirms it by a fresh
+ * kb_identity_revoke stores one in the token and confirms it by a fresh
  * load; an unconfirmed one is still remembered by this process and left
- * in the token in case it did arrive. kb_keystore_remember_revoked only
+ * in the token in case it did arrive. kb_identity_remember_revoked only
  * remembers (a running broker told by keybrokerctl).
  */
 #ifndef KB_IDENTITY_H
@@ -21,9 +21,9 @@
 
 struct kb_keystore;
 
-bool kb_keystore_revoked(struct kb_keystore *ks, const char *jti);
-int kb_keystore_revoke(struct kb_keystore *ks, const char *jti, char *err,
+bool kb_identity_revoked(struct kb_keystore *ks, const char *jti);
+int kb_identity_revoke(struct kb_keystore *ks, const char *jti, char *err,
 		       size_t errlen);
-int kb_keystore_remember_revoked(struct kb_keystore *ks, const char *jti);
+int kb_identity_remember_revoked(struct kb_keystore *ks, const char *jti);
 
 #endif

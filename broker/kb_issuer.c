@@ -9,7 +9,7 @@
 #include "kb_issuer.h"
 #include "kb_keystore_internal.h"
 
-int kb_keystore_create_issuer(struct kb_keystore *ks, char *err, size_t errlen)
+int kb_issuer_create(struct kb_keystore *ks, char *err, size_t errlen)
 {
 	unsigned char id[KB_VERSION_BYTES];
 	CK_OBJECT_HANDLE pub, priv;
@@ -19,11 +19,12 @@ int kb_keystore_create_issuer(struct kb_keystore *ks, char *err, size_t errlen)
 
 	if (RAND_bytes(id, sizeof(id)) != 1)
 		return KB_ERR_NOMEM;
-	kb_keystore_admin_enter(ks);
+	kb_keyadmin_enter(ks);
 	if ((r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK)
 		goto out;
 	/* Any object of that label, usable or refused, stays the only one. */
-	if ((r = kb_label_taken(ks, ISSUER_LABEL, &taken)) != KB_STATUS_OK) {
+	if ((r = kb_keyadmin_label_taken(ks, ISSUER_LABEL, &taken)) !=
+	    KB_STATUS_OK) {
 		snprintf(err, errlen, "cannot search the token");
 		goto out;
 	}
@@ -45,11 +46,11 @@ int kb_keystore_create_issuer(struct kb_keystore *ks, char *err, size_t errlen)
 		snprintf(err, errlen, "re-reading the key catalogue failed");
 	}
 out:
-	kb_keystore_admin_leave(ks);
+	kb_keyadmin_leave(ks);
 	return r;
 }
 
-EVP_PKEY *kb_keystore_issuer_key(struct kb_keystore *ks, char *kid)
+EVP_PKEY *kb_issuer_key(struct kb_keystore *ks, char *kid)
 {
 	struct catalog *c = kb_catalog_get(ks);
 	EVP_PKEY *pub = NULL;
@@ -63,8 +64,8 @@ EVP_PKEY *kb_keystore_issuer_key(struct kb_keystore *ks, char *kid)
 	return pub;
 }
 
-int kb_keystore_sign_es256(struct kb_keystore *ks, struct kb_keyworker *w,
-			   const unsigned char *digest, unsigned char *sig)
+int kb_issuer_sign(struct kb_keystore *ks, struct kb_keyworker *w,
+		   const unsigned char *digest, unsigned char *sig)
 {
 	CK_OBJECT_HANDLE key;
 	struct catalog *c;
@@ -79,16 +80,18 @@ int kb_keystore_sign_es256(struct kb_keystore *ks, struct kb_keyworker *w,
 		if (key == CK_INVALID_HANDLE)
 			return KB_ERR_NOT_FOUND;
 		if (w == NULL) {
-			kb_keystore_admin_enter(ks);
-			r = kb_es256_sign(ks->tok, ks->admin, key, digest, sig);
-			kb_keystore_admin_leave(ks);
+			kb_keyadmin_enter(ks);
+			r = kb_identity_es256_sign(ks->tok, ks->admin, key,
+						   digest, sig);
+			kb_keyadmin_leave(ks);
 			return r;
 		}
-		if ((r = kb_ensure_available(ks)) != KB_STATUS_OK)
+		if ((r = kb_keystore_ensure_available(ks)) != KB_STATUS_OK)
 			return r;
 		pthread_rwlock_rdlock(&ks->module_lock);
 		if ((r = kb_keyworker_session(w)) == KB_STATUS_OK)
-			r = kb_es256_sign(ks->tok, w->h, key, digest, sig);
+			r = kb_identity_es256_sign(ks->tok, w->h, key, digest,
+						   sig);
 		pthread_rwlock_unlock(&ks->module_lock);
 		if (r != KB_ERR_HSM ||
 		    kb_keystore_recover(ks, w->gen) != KB_STATUS_OK)

@@ -9,13 +9,13 @@
 /* ---- the admin session ---- */
 
 /* Serialises admin work and keeps recovery out of the module meanwhile. */
-void kb_keystore_admin_enter(struct kb_keystore *ks)
+void kb_keyadmin_enter(struct kb_keystore *ks)
 {
 	pthread_mutex_lock(&ks->admin_lock);
 	pthread_rwlock_rdlock(&ks->module_lock);
 }
 
-void kb_keystore_admin_leave(struct kb_keystore *ks)
+void kb_keyadmin_leave(struct kb_keystore *ks)
 {
 	pthread_rwlock_unlock(&ks->module_lock);
 	pthread_mutex_unlock(&ks->admin_lock);
@@ -23,7 +23,7 @@ void kb_keystore_admin_leave(struct kb_keystore *ks)
 
 /* ---- what a load refused ---- */
 
-void kb_note(struct kb_findings *f, const char *fmt, ...)
+void kb_keyadmin_note(struct kb_findings *f, const char *fmt, ...)
 {
 	size_t room = sizeof(f->text) - f->len;
 	va_list ap;
@@ -45,7 +45,8 @@ void kb_note(struct kb_findings *f, const char *fmt, ...)
 
 /* ---- reading objects ---- */
 
-int kb_label_taken(struct kb_keystore *ks, const char *label, bool *taken)
+int kb_keyadmin_label_taken(struct kb_keystore *ks, const char *label,
+			    bool *taken)
 {
 	struct p11_match m = { .cls = P11_CLASS_ANY, .label = label };
 	CK_OBJECT_HANDLE *found;
@@ -75,33 +76,33 @@ static const struct {
 	{ P11_A_NEVER_EXTRACTABLE, true, "was extractable once" },
 };
 
-bool kb_protection_judge(unsigned int have, unsigned int set, const char *what,
-			 struct kb_findings *f)
+bool kb_keyadmin_protection_judge(unsigned int have, unsigned int set,
+				  const char *what, struct kb_findings *f)
 {
 	size_t i;
 
 	for (i = 0; i < sizeof(protection) / sizeof(protection[0]); i++)
 		if (!(have & protection[i].attr) ||
 		    ((set & protection[i].attr) != 0) != protection[i].want) {
-			kb_note(f, "%s: the private key %s; refused", what,
-				protection[i].why);
+			kb_keyadmin_note(f, "%s: the private key %s; refused",
+					 what, protection[i].why);
 			return false;
 		}
 	return true;
 }
 
-bool kb_key_protected(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
-		      const char *what, struct kb_findings *f)
+bool kb_keyadmin_key_protected(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
+			       const char *what, struct kb_findings *f)
 {
 	struct p11_object o;
 
-	p11_read(ks->tok, ks->admin, priv, KB_PROTECTION_ATTRS, &o);
-	return kb_protection_judge(o.have, o.set, what, f);
+	p11_read(ks->tok, ks->admin, priv, KB_KEYADMIN_PROTECTION_ATTRS, &o);
+	return kb_keyadmin_protection_judge(o.have, o.set, what, f);
 }
 
 /* ---- writing objects ---- */
 
-int kb_keystore_confirm(struct kb_keystore *ks, const struct p11_expect *want,
+int kb_keyadmin_confirm(struct kb_keystore *ks, const struct p11_expect *want,
 			size_t n, char *err, size_t errlen)
 {
 	if (ks->confirm.exe == NULL) {
@@ -113,10 +114,11 @@ int kb_keystore_confirm(struct kb_keystore *ks, const struct p11_expect *want,
 	return p11_confirm(&ks->confirm, want, n, err, errlen);
 }
 
-int kb_create_confirmed(struct kb_keystore *ks, const char *application,
-			const char *label, const char *value, bool keep,
-			const char *what, CK_OBJECT_HANDLE *obj, char *err,
-			size_t errlen)
+int kb_keyadmin_create_confirmed(struct kb_keystore *ks,
+				 const char *application, const char *label,
+				 const char *value, bool keep, const char *what,
+				 CK_OBJECT_HANDLE *obj, char *err,
+				 size_t errlen)
 {
 	struct p11_expect want = {
 		.cls = P11_CLASS_DATA,
@@ -137,7 +139,7 @@ int kb_create_confirmed(struct kb_keystore *ks, const char *application,
 			 what, p11_rv_name(rv));
 		return KB_ERR_HSM;
 	}
-	if ((r = kb_keystore_confirm(ks, &want, 1, why, sizeof(why))) ==
+	if ((r = kb_keyadmin_confirm(ks, &want, 1, why, sizeof(why))) ==
 	    KB_STATUS_OK)
 		return KB_STATUS_OK;
 	if (r == KB_ERR_STORAGE)

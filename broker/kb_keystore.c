@@ -85,14 +85,14 @@ static int lookup(struct kb_keystore *ks, const char *name, const char *version,
 		return KB_STATUS_OK;
 	kb_catalog_put(ks, *cat);
 	*cat = NULL;
-	kb_keystore_admin_enter(ks);
+	kb_keyadmin_enter(ks);
 	pthread_mutex_lock(&ks->lock);
 	reload = ks->available &&
 		 time(NULL) - ks->last_reload >= MISS_RELOAD_INTERVAL_S;
 	pthread_mutex_unlock(&ks->lock);
 	if (reload)
 		kb_catalog_reload_locked(ks);
-	kb_keystore_admin_leave(ks);
+	kb_keyadmin_leave(ks);
 	*cat = kb_catalog_get(ks);
 	if (*cat != NULL && (*v = kb_catalog_find(*cat, name, version)) != NULL)
 		return KB_STATUS_OK;
@@ -124,12 +124,13 @@ int kb_keystore_ensure_rsa15_secret(struct kb_keystore *ks)
 	CK_RV rv;
 	int r;
 
-	kb_keystore_admin_enter(ks);
+	kb_keyadmin_enter(ks);
 	/*
 	 * Made only where nothing has the label: one that is there but
 	 * refused stays the only one (the log says why; RSA1_5 stays off).
 	 */
-	if ((r = kb_label_taken(ks, KDK_LABEL, &taken)) != KB_STATUS_OK ||
+	if ((r = kb_keyadmin_label_taken(ks, KDK_LABEL, &taken)) !=
+		    KB_STATUS_OK ||
 	    taken)
 		goto out;
 	/* HMAC-only: it signs (derives KDKs) and does nothing else. */
@@ -144,7 +145,7 @@ int kb_keystore_ensure_rsa15_secret(struct kb_keystore *ks)
 	kb_info("made the RSA1_5 key-derivation secret in the token");
 	r = kb_catalog_reload_locked(ks);
 out:
-	kb_keystore_admin_leave(ks);
+	kb_keyadmin_leave(ks);
 	return r;
 }
 
@@ -230,9 +231,9 @@ int kb_keystore_open(const struct kb_keystore_params *params,
 					errlen)) != KB_STATUS_OK)
 		goto out_free;
 	ks->available = true;
-	kb_keystore_admin_enter(ks);
+	kb_keyadmin_enter(ks);
 	r = kb_catalog_reload_locked(ks);
-	kb_keystore_admin_leave(ks);
+	kb_keyadmin_leave(ks);
 	if (r != KB_STATUS_OK) {
 		snprintf(err, errlen,
 			 "cannot read the key catalogue from "
@@ -252,7 +253,7 @@ void kb_keystore_free(struct kb_keystore *ks)
 	if (ks == NULL)
 		return;
 	kb_catalog_free(ks->cat);
-	kb_revoked_free(ks);
+	kb_identity_free_revoked(ks);
 	free(ks->findings);
 	free(ks->module);
 	free(ks->uri);
@@ -299,7 +300,7 @@ void kb_keyworker_free(struct kb_keyworker *w)
 }
 
 /* Tries to bring the token back if it is known to be gone. */
-int kb_ensure_available(struct kb_keystore *ks)
+int kb_keystore_ensure_available(struct kb_keystore *ks)
 {
 	unsigned int gen;
 	bool available;
@@ -420,7 +421,7 @@ int kb_keyworker_unwrap(struct kb_keyworker *w, const char *name,
 		if (r == KB_STATUS_OK && inlen != v->info.nlen)
 			r = KB_ERR_CIPHERTEXT;
 		if (r == KB_STATUS_OK)
-			r = kb_ensure_available(w->ks);
+			r = kb_keystore_ensure_available(w->ks);
 		if (r == KB_STATUS_OK) {
 			pthread_rwlock_rdlock(&w->ks->module_lock);
 			if ((r = kb_keyworker_session(w)) == KB_STATUS_OK)
@@ -609,7 +610,7 @@ static int confirm_version(struct kb_keystore *ks, const char *name,
 		return KB_ERR_STORAGE;
 	}
 	want[0].value_len = want[1].value_len = nlen;
-	if ((r = kb_keystore_confirm(ks, want, 3, why, sizeof(why))) ==
+	if ((r = kb_keyadmin_confirm(ks, want, 3, why, sizeof(why))) ==
 	    KB_ERR_STORAGE)
 		snprintf(err, errlen,
 			 "the token did not keep the new version (is its "
@@ -669,7 +670,7 @@ int kb_keystore_create_key(struct kb_keystore *ks, const char *name,
 		return KB_ERR_NOMEM;
 	kb_hex_encode(version, id, sizeof(id));
 
-	kb_keystore_admin_enter(ks);
+	kb_keyadmin_enter(ks);
 	if ((r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK ||
 	    (r = generate_pair(ks, name, bits, id, &objs[0], &objs[1], err,
 			       errlen)) != KB_STATUS_OK)
@@ -697,7 +698,7 @@ int kb_keystore_create_key(struct kb_keystore *ks, const char *name,
 	if ((r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK)
 		snprintf(err, errlen, "re-reading the key catalogue failed");
 out_unlock:
-	kb_keystore_admin_leave(ks);
+	kb_keyadmin_leave(ks);
 	free(meta);
 	if (r == KB_STATUS_OK &&
 	    (r = kb_keystore_describe(ks, name, version, info)) != KB_STATUS_OK)
@@ -728,7 +729,7 @@ static void destroy_replaced(struct kb_keystore *ks,
 		if (p11_read(ks->tok, ks->admin, metas[i], P11_A_VALUE, o) !=
 			    KB_STATUS_OK ||
 		    !(o->have & P11_A_VALUE) ||
-		    kb_parse_metadata(text, o->value_len, &mi) !=
+		    kb_catalog_parse_metadata(text, o->value_len, &mi) !=
 			    KB_STATUS_OK ||
 		    strcmp(mi.version, version) != 0 ||
 		    (rv = p11_destroy(ks->tok, ks->admin, metas[i])) == CKR_OK)
@@ -768,8 +769,8 @@ static int update_metadata(struct kb_keystore *ks, const char *name,
 		r = KB_ERR_NOMEM;
 		goto out_free;
 	}
-	if ((r = kb_metadata_newest(ks, metas, n, name, version, &old, text,
-				    &len, &mi)) != KB_STATUS_OK)
+	if ((r = kb_catalog_metadata_newest(ks, metas, n, name, version, &old,
+					    text, &len, &mi)) != KB_STATUS_OK)
 		goto out_free;
 	/* "updated" orders the objects: the new one must pass the old. */
 	updated = now > mi.updated ? now : mi.updated + 1;
@@ -786,9 +787,10 @@ static int update_metadata(struct kb_keystore *ks, const char *name,
 	 * Tokens may refuse to change CKA_VALUE (SoftHSMv2 does), so the
 	 * new metadata is a new object.
 	 */
-	if ((r = kb_create_confirmed(ks, META_APPLICATION, name, out, false,
-				     "the new metadata object", &obj, err,
-				     errlen)) == KB_STATUS_OK)
+	if ((r = kb_keyadmin_create_confirmed(ks, META_APPLICATION, name, out,
+					      false, "the new metadata object",
+					      &obj, err, errlen)) ==
+	    KB_STATUS_OK)
 		destroy_replaced(ks, metas, n, name, version, text);
 out_free:
 	json_decref(o);
@@ -808,7 +810,7 @@ int kb_keystore_set_enabled(struct kb_keystore *ks, const char *name,
 	int r;
 
 	err[0] = '\0';
-	kb_keystore_admin_enter(ks);
+	kb_keyadmin_enter(ks);
 	c = kb_catalog_get(ks);
 	v = c != NULL ? kb_catalog_find(c, name, version) : NULL;
 	damaged = v != NULL && v->info.damaged;
@@ -838,7 +840,7 @@ int kb_keystore_set_enabled(struct kb_keystore *ks, const char *name,
 			 "the change is stored, but re-reading the key "
 			 "catalogue failed");
 out_unlock:
-	kb_keystore_admin_leave(ks);
+	kb_keyadmin_leave(ks);
 	return r;
 }
 
@@ -878,7 +880,7 @@ int kb_keystore_repair_key(struct kb_keystore *ks, const char *name,
 	char *text;
 	int r = KB_STATUS_OK;
 
-	kb_keystore_admin_enter(ks);
+	kb_keyadmin_enter(ks);
 	if ((c = kb_catalog_get(ks)) == NULL) {
 		snprintf(err, errlen, "no key catalogue");
 		r = KB_ERR_HSM;
@@ -905,8 +907,9 @@ int kb_keystore_repair_key(struct kb_keystore *ks, const char *name,
 		r = KB_ERR_NOMEM;
 		goto out_unlock;
 	}
-	r = kb_create_confirmed(ks, META_APPLICATION, name, text, false,
-				"the new metadata object", &obj, err, errlen);
+	r = kb_keyadmin_create_confirmed(ks, META_APPLICATION, name, text,
+					 false, "the new metadata object", &obj,
+					 err, errlen);
 	free(text);
 	if (r == KB_STATUS_OK &&
 	    (r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK)
@@ -914,7 +917,7 @@ int kb_keystore_repair_key(struct kb_keystore *ks, const char *name,
 			 "the repair is stored, but re-reading the key "
 			 "catalogue failed");
 out_unlock:
-	kb_keystore_admin_leave(ks);
+	kb_keyadmin_leave(ks);
 	return r;
 }
 
@@ -922,9 +925,9 @@ int kb_keystore_reload(struct kb_keystore *ks)
 {
 	int r;
 
-	kb_keystore_admin_enter(ks);
+	kb_keyadmin_enter(ks);
 	r = kb_catalog_reload_locked(ks);
-	kb_keystore_admin_leave(ks);
+	kb_keyadmin_leave(ks);
 	return r;
 }
 

@@ -74,7 +74,7 @@ struct kb_keystore {
 	/*
 	 * Every identity-token id this process has known to be revoked,
 	 * sorted: what each load read from the token, and what it was told
-	 * (kb_keystore_remember_revoked). It only grows, so a revocation
+	 * (kb_identity_remember_revoked). It only grows, so a revocation
 	 * the token loses or never kept still holds until the process ends.
 	 */
 	char **revoked;
@@ -112,8 +112,8 @@ struct kb_keyworker {
 /* ---- kb_keyadmin.c ---- */
 
 /* Serialises admin work and keeps recovery out of the module meanwhile. */
-void kb_keystore_admin_enter(struct kb_keystore *ks);
-void kb_keystore_admin_leave(struct kb_keystore *ks);
+void kb_keyadmin_enter(struct kb_keystore *ks);
+void kb_keyadmin_leave(struct kb_keystore *ks);
 
 /*
  * Objects a catalogue load refused or did not recognise, as lines; logged
@@ -126,34 +126,35 @@ struct kb_findings {
 	unsigned int n, dropped;
 };
 
-void kb_note(struct kb_findings *f, const char *fmt, ...)
+void kb_keyadmin_note(struct kb_findings *f, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /*
  * Whether any object of any class has CKA_LABEL label: objects of the
  * broker's fixed labels are made only where none is. Needs admin_lock.
  */
-int kb_label_taken(struct kb_keystore *ks, const char *label, bool *taken);
+int kb_keyadmin_label_taken(struct kb_keystore *ks, const char *label,
+			    bool *taken);
 /*
  * Whether a private key was made to stay in the token: sensitive, never
- * extractable, generated there (CKA_LOCAL). kb_key_protected reads
- * what it needs (needs admin_lock); kb_protection_judge looks at the
- * have and set of an object read with KB_PROTECTION_ATTRS. Both note in
+ * extractable, generated there (CKA_LOCAL). kb_keyadmin_key_protected reads
+ * what it needs (needs admin_lock); kb_keyadmin_protection_judge looks at the
+ * have and set of an object read with KB_KEYADMIN_PROTECTION_ATTRS. Both note in
  * f why not.
  */
-#define KB_PROTECTION_ATTRS                                                  \
+#define KB_KEYADMIN_PROTECTION_ATTRS                                         \
 	(P11_A_PRIVATE | P11_A_SENSITIVE | P11_A_EXTRACTABLE | P11_A_LOCAL | \
 	 P11_A_ALWAYS_SENSITIVE | P11_A_NEVER_EXTRACTABLE)
-bool kb_key_protected(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
-		      const char *what, struct kb_findings *f);
-bool kb_protection_judge(unsigned int have, unsigned int set, const char *what,
-			 struct kb_findings *f);
+bool kb_keyadmin_key_protected(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
+			       const char *what, struct kb_findings *f);
+bool kb_keyadmin_protection_judge(unsigned int have, unsigned int set,
+				  const char *what, struct kb_findings *f);
 
 /*
  * Confirms want[0..n) by a fresh load (p11_confirm); KB_ERR_UNSUPPORTED
  * if this process was not given a way to. Needs admin_lock.
  */
-int kb_keystore_confirm(struct kb_keystore *ks, const struct p11_expect *want,
+int kb_keyadmin_confirm(struct kb_keystore *ks, const struct p11_expect *want,
 			size_t n, char *err, size_t errlen);
 /*
  * Creates a private CKO_DATA object (application, label, value) and
@@ -162,23 +163,25 @@ int kb_keystore_confirm(struct kb_keystore *ks, const struct p11_expect *want,
  * must stay: revocations). KB_ERR_STORAGE if the token did not keep it;
  * err says so. Needs admin_lock.
  */
-int kb_create_confirmed(struct kb_keystore *ks, const char *application,
-			const char *label, const char *value, bool keep,
-			const char *what, CK_OBJECT_HANDLE *obj, char *err,
-			size_t errlen);
+int kb_keyadmin_create_confirmed(struct kb_keystore *ks,
+				 const char *application, const char *label,
+				 const char *value, bool keep, const char *what,
+				 CK_OBJECT_HANDLE *obj, char *err,
+				 size_t errlen);
 
 /* ---- kb_identity.c ---- */
 
 /* Signs a SHA-256 digest with EC key on session h; r || s into sig. */
-int kb_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
-		  CK_OBJECT_HANDLE key, const unsigned char *digest,
-		  unsigned char *sig);
+int kb_identity_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
+			   CK_OBJECT_HANDLE key, const unsigned char *digest,
+			   unsigned char *sig);
 /* Finds the issuer key and the revoked jtis for c. Needs admin_lock. */
 int kb_identity_load(struct kb_keystore *ks, struct catalog *c,
 		     struct kb_findings *f);
 /* Moves c's revoked jtis into the keystore's list. Needs ks->lock. */
-void kb_revoked_merge_locked(struct kb_keystore *ks, struct catalog *c);
-void kb_revoked_free(struct kb_keystore *ks);
+void kb_identity_merge_revoked_locked(struct kb_keystore *ks,
+				      struct catalog *c);
+void kb_identity_free_revoked(struct kb_keystore *ks);
 
 /* ---- kb_catalog.c ---- */
 
@@ -191,17 +194,19 @@ const struct key_version *
 kb_catalog_find(const struct catalog *c, const char *name, const char *version);
 /* Reads the token and publishes a new snapshot. Needs admin_lock. */
 int kb_catalog_reload_locked(struct kb_keystore *ks);
-int kb_parse_metadata(const char *text, size_t len, struct kb_key_info *info);
+int kb_catalog_parse_metadata(const char *text, size_t len,
+			      struct kb_key_info *info);
 /*
  * The metadata object of name/version to believe among metas[0..n): the
  * newest ("updated") that reads back and parses, a disabled one winning a
  * tie. Its handle, text (META_MAX bytes at text, *len of them) and parsed
  * fields; KB_ERR_NOT_FOUND if none. Needs admin_lock.
  */
-int kb_metadata_newest(struct kb_keystore *ks, const CK_OBJECT_HANDLE *metas,
-		       size_t n, const char *name, const char *version,
-		       CK_OBJECT_HANDLE *obj, char *text, size_t *len,
-		       struct kb_key_info *mi);
+int kb_catalog_metadata_newest(struct kb_keystore *ks,
+			       const CK_OBJECT_HANDLE *metas, size_t n,
+			       const char *name, const char *version,
+			       CK_OBJECT_HANDLE *obj, char *text, size_t *len,
+			       struct kb_key_info *mi);
 
 /* ---- kb_keystore.c ---- */
 
@@ -214,7 +219,7 @@ int kb_metadata_newest(struct kb_keystore *ks, const CK_OBJECT_HANDLE *metas,
  */
 int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen);
 /* Tries to bring the token back if it is known to be gone. */
-int kb_ensure_available(struct kb_keystore *ks);
+int kb_keystore_ensure_available(struct kb_keystore *ks);
 /* A live session of the current generation. Needs module_lock shared. */
 int kb_keyworker_session(struct kb_keyworker *w);
 

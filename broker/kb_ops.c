@@ -268,10 +268,8 @@ static int sign_in_token(const unsigned char *digest, unsigned char *sig,
 {
 	struct signer *s = arg;
 
-	return kb_keystore_sign_es256(s->ks, s->w, digest, sig) ==
-			       KB_STATUS_OK ?
-		       0 :
-		       -1;
+	return kb_issuer_sign(s->ks, s->w, digest, sig) == KB_STATUS_OK ? 0 :
+									  -1;
 }
 
 static json_t *do_get_token(struct kb_call *call, struct kb_error *err)
@@ -349,7 +347,7 @@ static json_t *do_revoke_token(struct kb_call *call, struct kb_error *err)
 			     (unsigned int)caller->peer.uid);
 		return NULL;
 	}
-	if (kb_keystore_remember_revoked(ops->ks, req->revoke.jti) !=
+	if (kb_identity_remember_revoked(ops->ks, req->revoke.jti) !=
 	    KB_STATUS_OK) {
 		kb_error_set(err, KB_INTERNAL, "out of memory");
 		return NULL;
@@ -382,7 +380,7 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 		return kb_error_set(err, KB_UNAUTHORIZED,
 				    "token expired: authenticate again");
 	/* A revocation stops connections that already authenticated. */
-	if (caller->jti[0] != '\0' && kb_keystore_revoked(ops->ks, caller->jti))
+	if (caller->jti[0] != '\0' && kb_identity_revoked(ops->ks, caller->jti))
 		return kb_error_set(err, KB_UNAUTHORIZED,
 				    "token has been revoked: authenticate "
 				    "again with another token");

@@ -58,8 +58,7 @@ static int build_issuers(struct kb_policy *pol, struct kb_keystore *ks,
 	pol->jwks = calloc(n, sizeof(*pol->jwks));
 	if (pol->issuers == NULL || pol->jwks == NULL)
 		return -1;
-	if (ks != NULL &&
-	    (self = kb_keystore_issuer_key(ks, pol->self_kid)) != NULL) {
+	if (ks != NULL && (self = kb_issuer_key(ks, pol->self_kid)) != NULL) {
 		pol->jwks[0] = kb_jwks_from_ec(self, pol->self_kid);
 		EVP_PKEY_free(self);
 		if (pol->jwks[0] == NULL)
@@ -136,7 +135,7 @@ void kb_policy_free(struct kb_policy *pol)
 
 static bool revoked(const char *jti, void *arg)
 {
-	return kb_keystore_revoked(arg, jti);
+	return kb_identity_revoked(arg, jti);
 }
 
 int kb_policy_authenticate(const struct kb_policy *pol, struct kb_keystore *ks,

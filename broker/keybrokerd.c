@@ -152,17 +152,17 @@ static void block_signals(void)
 static int ensure_issuer_key(struct kb_keystore *ks)
 {
 	char kid[KB_VERSION_LEN + 1], err[256];
-	EVP_PKEY *pub = kb_keystore_issuer_key(ks, kid);
+	EVP_PKEY *pub = kb_issuer_key(ks, kid);
 
 	if (pub != NULL) {
 		EVP_PKEY_free(pub);
 		return 0;
 	}
-	if (kb_keystore_create_issuer(ks, err, sizeof(err)) != 0) {
+	if (kb_issuer_create(ks, err, sizeof(err)) != 0) {
 		kb_err("creating the token-signing key: %s", err);
 		return -1;
 	}
-	if ((pub = kb_keystore_issuer_key(ks, kid)) == NULL) {
+	if ((pub = kb_issuer_key(ks, kid)) == NULL) {
 		kb_err("the token-signing key just made is not in the token");
 		return -1;
 	}

@@ -166,7 +166,7 @@ static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
 	if (open_keystore(cfg, so_pin, &ks) != 0)
 		return 1;
 	printf("initialised token '%s'\n", kb_keystore_token_label(ks));
-	if (kb_keystore_create_issuer(ks, err, sizeof(err)) != KB_STATUS_OK) {
+	if (kb_issuer_create(ks, err, sizeof(err)) != KB_STATUS_OK) {
 		fprintf(stderr, "keybrokerctl: %s\n", err);
 		kb_keystore_free(ks);
 		return 1;
@@ -313,9 +313,7 @@ static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
 static int sign_admin(const unsigned char *digest, unsigned char *sig,
 		      void *arg)
 {
-	return kb_keystore_sign_es256(arg, NULL, digest, sig) == KB_STATUS_OK ?
-		       0 :
-		       -1;
+	return kb_issuer_sign(arg, NULL, digest, sig) == KB_STATUS_OK ? 0 : -1;
 }
 
 /* A lifetime: seconds, or a number with s, m, h or d; -1 if invalid. */
@@ -388,7 +386,7 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	if ((pub = kb_keystore_issuer_key(ks, kid)) == NULL) {
+	if ((pub = kb_issuer_key(ks, kid)) == NULL) {
 		fprintf(stderr, "keybrokerctl: the token has no token-signing "
 				"key yet (keybrokerd makes it at start)\n");
 		kb_keystore_free(ks);
@@ -430,7 +428,7 @@ static int cmd_jwks(const struct kb_config *cfg, int argc, char **argv)
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	pub = kb_keystore_issuer_key(ks, kid);
+	pub = kb_issuer_key(ks, kid);
 	jwk = pub ? kb_jwk_ec_json(pub, kid) : NULL;
 	EVP_PKEY_free(pub);
 	kb_keystore_free(ks);
@@ -639,7 +637,7 @@ static int cmd_revoke(const struct kb_config *cfg, int argc, char **argv)
 		return 2;
 	}
 	if (open_keystore(cfg, NULL, &ks) == 0) {
-		if (kb_keystore_revoke(ks, argv[1], err, sizeof(err)) ==
+		if (kb_identity_revoke(ks, argv[1], err, sizeof(err)) ==
 		    KB_STATUS_OK)
 			r = 0;
 		else

@@ -19,7 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > META_MAX)
 		return 0;
 	memset(&info, 0, sizeof(info));
-	if (kb_parse_metadata((const char *)data, size, &info) != KB_STATUS_OK)
+	if (kb_catalog_parse_metadata((const char *)data, size, &info) !=
+	    KB_STATUS_OK)
 		return 0;
 	/*
 	 * What it accepted is a usable, terminated version and level, and
