@@ -54,8 +54,9 @@ CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
-# Each folder is an archive, linked top layer first: a call from a folder
-# to one above it (scripts/check-layers.sh) does not link.
+# Each folder is an archive, linked top layer first, so a call up a layer
+# usually fails to link; scripts/check-layers.sh (make lint) is the check
+# that always catches one.
 A_COMMON = $(B)/common/libcommon.a
 A_CONFIG = $(B)/config/libconfig.a
 A_PKCS11 = $(B)/pkcs11/libpkcs11.a

@@ -63,16 +63,18 @@ void kb_admin_reload(struct kb_admin *a)
 	pthread_mutex_unlock(&a->lock);
 }
 
-void kb_admin_stop(struct kb_admin *a)
+bool kb_admin_stop(struct kb_admin *a, const struct timespec *deadline)
 {
 	if (a == NULL)
-		return;
+		return true;
 	pthread_mutex_lock(&a->lock);
 	a->stopping = true;
 	pthread_cond_signal(&a->wake);
 	pthread_mutex_unlock(&a->lock);
-	pthread_join(a->thread, NULL);
+	if (pthread_timedjoin_np(a->thread, NULL, deadline) != 0)
+		return false;
 	pthread_cond_destroy(&a->wake);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
+	return true;
 }

@@ -2,9 +2,10 @@
 /*
  * The admin lane: one thread for work that may wait on the token for as
  * long as the token takes (today SIGHUP's re-read of the configuration
- * and the key catalogue), so that the event loop and the workers never
- * wait for it: a token that hangs while the catalogue is read stops
- * reloads, not requests.
+ * and the key catalogue), so that the event loop never waits for it and
+ * workers do not either: a token that hangs while the catalogue is read
+ * stops reloads; requests that need no token call go on, and one that
+ * would re-read the catalogue after a miss answers from the one it has.
  *
  * Reloads are coalesced: asking while one is pending adds nothing, and
  * asking while one runs makes one more run after it, so the last request
@@ -18,6 +19,9 @@
 #ifndef KB_ADMIN_H
 #define KB_ADMIN_H
 
+#include <stdbool.h>
+#include <time.h>
+
 struct kb_admin;
 
 /* Starts the lane; reload(arg) is what each reload runs. 0 or an errno. */
@@ -27,9 +31,12 @@ int kb_admin_start(void (*reload)(void *arg), void *arg, struct kb_admin **out);
 void kb_admin_reload(struct kb_admin *a);
 
 /*
- * Waits for the reload that runs, if any (a pending one is dropped), and
- * frees the lane. NULL is allowed.
+ * Waits until deadline (CLOCK_REALTIME) for the reload that runs, if any
+ * (a pending one is dropped), and frees the lane: true. False if the
+ * reload is still running then (stuck in the token): the lane is left
+ * as it is, and the process must exit without touching the token.
+ * NULL is allowed.
  */
-void kb_admin_stop(struct kb_admin *a);
+bool kb_admin_stop(struct kb_admin *a, const struct timespec *deadline);
 
 #endif

@@ -15,6 +15,14 @@ void kb_keyadmin_enter(struct kb_keystore *ks)
 	pthread_rwlock_rdlock(&ks->module_lock);
 }
 
+bool kb_keyadmin_try_enter(struct kb_keystore *ks)
+{
+	if (pthread_mutex_trylock(&ks->admin_lock) != 0)
+		return false;
+	pthread_rwlock_rdlock(&ks->module_lock);
+	return true;
+}
+
 void kb_keyadmin_leave(struct kb_keystore *ks)
 {
 	pthread_rwlock_unlock(&ks->module_lock);

@@ -73,7 +73,9 @@ int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen)
 /*
  * Finds name/version in the current catalogue; on a miss, re-reads the
  * token (at most every MISS_RELOAD_INTERVAL_S) in case a key was created
- * by another process, then looks again. On success *cat holds a reference.
+ * by another process, then looks again. The re-read is skipped while
+ * other admin work (a reload) holds the token: a worker never waits for
+ * it, however long the token takes. On success *cat holds a reference.
  */
 static int lookup(struct kb_keystore *ks, const char *name, const char *version,
 		  struct catalog **cat, const struct key_version **v)
@@ -85,14 +87,15 @@ static int lookup(struct kb_keystore *ks, const char *name, const char *version,
 		return KB_STATUS_OK;
 	kb_catalog_put(ks, *cat);
 	*cat = NULL;
-	kb_keyadmin_enter(ks);
-	pthread_mutex_lock(&ks->lock);
-	reload = ks->available &&
-		 time(NULL) - ks->last_reload >= MISS_RELOAD_INTERVAL_S;
-	pthread_mutex_unlock(&ks->lock);
-	if (reload)
-		kb_catalog_reload_locked(ks);
-	kb_keyadmin_leave(ks);
+	if (kb_keyadmin_try_enter(ks)) {
+		pthread_mutex_lock(&ks->lock);
+		reload = ks->available &&
+			 time(NULL) - ks->last_reload >= MISS_RELOAD_INTERVAL_S;
+		pthread_mutex_unlock(&ks->lock);
+		if (reload)
+			kb_catalog_reload_locked(ks);
+		kb_keyadmin_leave(ks);
+	}
 	*cat = kb_catalog_get(ks);
 	if (*cat != NULL && (*v = kb_catalog_find(*cat, name, version)) != NULL)
 		return KB_STATUS_OK;

@@ -113,6 +113,8 @@ struct kb_keyworker {
 
 /* Serialises admin work and keeps recovery out of the module meanwhile. */
 void kb_keyadmin_enter(struct kb_keystore *ks);
+/* The same, unless another thread is doing admin work: then false. */
+bool kb_keyadmin_try_enter(struct kb_keystore *ks);
 void kb_keyadmin_leave(struct kb_keystore *ks);
 
 /*

@@ -85,6 +85,11 @@ static void status_error(const struct kb_call *call, struct kb_error *err)
 			 info->name);
 		break;
 	case KB_ERR_PARAM:
+		if (!(req->def->fields & KB_F_ALG)) {
+			snprintf(err->msg, sizeof(err->msg),
+				 "a parameter is out of range");
+			break;
+		}
 		hlen = req->crypt.alg == KB_ALG_RSA_OAEP ? 20 : 32;
 		max = req->crypt.alg == KB_ALG_RSA1_5 ?
 			      info->nlen - 11 :

@@ -24,6 +24,8 @@
 #define MAX_EVENTS 64
 #define OUT_HIGH_WATER (256 * 1024) /* stop reading while this is owed */
 #define TICK_MS 500
+/* After the grace period, how long threads in the token get to return. */
+#define JOIN_SLACK_MS 1000
 #define BAD_RUN_MAX 8 /* malformed or unauthenticated requests in a row */
 #define ACCEPT_PAUSE_MS 100 /* out of fds: stop accepting this long */
 #define ACCEPT_LOG_MS 10000 /* and say so at most this often */
@@ -37,7 +39,6 @@ struct kb_worker {
 	pthread_t thread;
 	struct kb_keyworker *p11;
 	struct kb_waiter waiter;
-	bool started;
 };
 
 struct kb_server {
@@ -663,7 +664,6 @@ static int server_setup(struct kb_server *srv, sigset_t *mask)
 					    worker_main, &srv->workers[i])) !=
 		    0)
 			goto out_errno;
-		srv->workers[i].started = true;
 		srv->nworkers++;
 	}
 	return 0;
@@ -672,17 +672,46 @@ out_errno:
 	return -1;
 }
 
-static void server_teardown(struct kb_server *srv)
+/*
+ * When threads that are still in the token must be given up: the end of
+ * the shutdown grace period, or that long from now if the loop ended
+ * some other way, as CLOCK_REALTIME for pthread_timedjoin_np.
+ */
+static struct timespec join_deadline(const struct kb_server *srv)
 {
+	int64_t left = srv->draining ? srv->drain_deadline_ms - now_ms() :
+				       srv->cfg->shutdown_grace_ms;
+	struct timespec ts;
+
+	if (left < 0)
+		left = 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	left += ts.tv_nsec / 1000000 + JOIN_SLACK_MS;
+	ts.tv_sec += left / 1000;
+	ts.tv_nsec = (left % 1000) * 1000000;
+	return ts;
+}
+
+/*
+ * Stops the threads and frees everything. False if a thread did not stop
+ * by the deadline (a call into the token that does not return): nothing
+ * is freed then, since that thread may still use it.
+ */
+static bool server_teardown(struct kb_server *srv)
+{
+	struct timespec deadline = join_deadline(srv);
 	struct kb_conn *c, *next;
 	struct kb_job *job, *jnext;
 	int i;
 
-	kb_admin_stop(srv->admin);
+	if (!kb_admin_stop(srv->admin, &deadline))
+		return false;
 	kb_queue_close(&srv->jobs);
+	for (i = 0; i < srv->nworkers; i++)
+		if (pthread_timedjoin_np(srv->workers[i].thread, NULL,
+					 &deadline) != 0)
+			return false;
 	for (i = 0; i < srv->cfg->workers && srv->workers != NULL; i++) {
-		if (srv->workers[i].started)
-			pthread_join(srv->workers[i].thread, NULL);
 		kb_keyworker_free(srv->workers[i].p11);
 		kb_waiter_uninit(&srv->workers[i].waiter);
 	}
@@ -713,6 +742,7 @@ static void server_teardown(struct kb_server *srv)
 		close(srv->done_fd);
 	kb_queue_uninit(&srv->jobs);
 	kb_queue_uninit(&srv->done);
+	return true;
 }
 
 int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
@@ -801,7 +831,11 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 	kb_info("stopped");
 	r = 0;
 out:
-	server_teardown(&srv);
+	if (!server_teardown(&srv)) {
+		kb_err("a call into the token has not returned; exiting "
+		       "without closing the token");
+		return KB_SERVER_STUCK;
+	}
 	kb_rate_free(srv.ops.rate);
 	return r;
 }

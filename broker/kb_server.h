@@ -12,12 +12,18 @@
 #include "kb_listen.h"
 #include "kb_policy.h"
 
+/* kb_server_run's result when a thread is stuck in the token. */
+#define KB_SERVER_STUCK 1
+
 /*
  * Serves on listener (open; closed when draining) until SIGTERM or
  * SIGINT, then stops accepting, finishes in-flight requests (for at most
  * cfg->shutdown_grace_ms) and returns 0. SIGHUP reloads the configuration
  * into policy (atomically, or not at all) and re-reads the key catalogue
- * from the token. Returns -1 if it cannot start.
+ * from the token, on the admin lane (kb_admin.h). Returns -1 if it cannot
+ * start, and KB_SERVER_STUCK if a thread's call into the token had not
+ * returned a second after the grace period: then nothing was freed, and
+ * the caller must exit at once without touching the token or ks.
  */
 int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 		  struct kb_policy_holder *policy,

@@ -267,8 +267,14 @@ int main(int argc, char **argv)
 		policy_cfg->n_identities, policy_cfg->n_issuers,
 		policy_cfg->n_grants);
 	kb_policy_holder_init(&holder, pol);
-	if (kb_server_run(cfg, ks, &holder, &listener) == 0)
+	switch (kb_server_run(cfg, ks, &holder, &listener)) {
+	case 0:
 		status = 0;
+		break;
+	case KB_SERVER_STUCK:
+		/* A thread is still inside the module: touch nothing. */
+		_exit(1);
+	}
 	kb_policy_holder_uninit(&holder);
 out:
 	kb_listener_uninit(&listener);

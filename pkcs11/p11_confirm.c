@@ -266,6 +266,12 @@ static int matches(CK_FUNCTION_LIST *fn, CK_SESSION_HANDLE s,
 		return p11_rv_is_token_lost(rv) ? -1 : 1;
 	if (!w->has_value)
 		return 0;
+	/* A modulus is compared without leading zero bytes, as p11_read has it. */
+	if (w->value_type == CKA_MODULUS)
+		while (a.ulValueLen > 0 && buf[0] == 0) {
+			buf++;
+			a.ulValueLen--;
+		}
 	if (EVP_Digest(buf, a.ulValueLen, md, &len, EVP_sha256(), NULL) != 1)
 		return -1;
 	return len == 32 && CRYPTO_memcmp(md, w->digest, 32) == 0 ? 0 : 1;

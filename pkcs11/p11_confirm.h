@@ -42,7 +42,8 @@ struct p11_expect {
 	const char *application; /* CKA_APPLICATION, or NULL */
 	/*
 	 * An attribute that must read back as value[0..value_len):
-	 * P11_A_VALUE or P11_A_MODULUS.
+	 * P11_A_VALUE, or P11_A_MODULUS (compared without leading zero
+	 * bytes, as p11_read returns it).
 	 */
 	unsigned int value_attr;
 	const void *value; /* NULL: none */

@@ -98,34 +98,85 @@ static const struct {
 
 #define NFLAGS (sizeof(flag_attrs) / sizeof(flag_attrs[0]))
 
+/* One attribute of a p11_read template. */
+struct wanted {
+	CK_ATTRIBUTE_TYPE type;
+	unsigned int bit;
+	void *buf;
+	size_t size; /* of buf: a longer value is not read */
+};
+
+/* Appends w to t (and what it is to asked) if want asks for its bit. */
+static void ask(unsigned int want, const struct wanted *w, CK_ATTRIBUTE *t,
+		struct wanted *asked, CK_ULONG *nt)
+{
+	if (!(want & w->bit))
+		return;
+	t[*nt] = (CK_ATTRIBUTE){ w->type, w->buf, w->size };
+	asked[*nt] = *w;
+	(*nt)++;
+}
+
+/* Records in o what attribute a of bit came back as, len bytes long. */
+static void take(struct p11_object *o, unsigned int bit, size_t len)
+{
+	size_t zeros;
+
+	o->have |= bit;
+	switch (bit) {
+	case P11_A_LABEL:
+		o->label_len = len;
+		o->label[len] = '\0';
+		break;
+	case P11_A_ID:
+		o->id_len = len;
+		break;
+	case P11_A_VALUE:
+		o->value_len = len;
+		break;
+	case P11_A_MODULUS:
+		/* Some tokens keep leading zero bytes. */
+		for (zeros = 0; zeros < len && o->modulus[zeros] == 0; zeros++)
+			;
+		o->modulus_len = len - zeros;
+		memmove(o->modulus, o->modulus + zeros, o->modulus_len);
+		break;
+	case P11_A_EXPONENT:
+		o->exponent_len = len;
+		break;
+	case P11_A_EC_POINT:
+		o->ec_point_len = len;
+		break;
+	}
+}
+
 int p11_read(struct p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
 	     unsigned int want, struct p11_object *o)
 {
-	CK_ATTRIBUTE t[6 + NFLAGS];
-	unsigned int bit[6 + NFLAGS];
-	CK_BBOOL flags[NFLAGS];
+	CK_BBOOL flags[NFLAGS] = { 0 };
+	const struct wanted values[] = {
+		{ CKA_LABEL, P11_A_LABEL, o->label, P11_LABEL_MAX },
+		{ CKA_ID, P11_A_ID, o->id, sizeof(o->id) },
+		{ CKA_VALUE, P11_A_VALUE, o->value, o->value_max },
+		{ CKA_MODULUS, P11_A_MODULUS, o->modulus, sizeof(o->modulus) },
+		{ CKA_PUBLIC_EXPONENT, P11_A_EXPONENT, o->exponent,
+		  sizeof(o->exponent) },
+		{ CKA_EC_POINT, P11_A_EC_POINT, o->ec_point,
+		  sizeof(o->ec_point) },
+	};
+	CK_ATTRIBUTE t[sizeof(values) / sizeof(values[0]) + NFLAGS];
+	struct wanted asked[sizeof(values) / sizeof(values[0]) + NFLAGS];
 	CK_ULONG nt = 0, i;
-	size_t zeros;
+	struct wanted w;
 	CK_RV rv;
 
-#define WANT(b, ty, buf, size)                                           \
-	do {                                                             \
-		if (want & (b)) {                                        \
-			bit[nt] = (b);                                   \
-			t[nt++] = (CK_ATTRIBUTE){ (ty), (buf), (size) }; \
-		}                                                        \
-	} while (0)
-	WANT(P11_A_LABEL, CKA_LABEL, o->label, P11_LABEL_MAX);
-	WANT(P11_A_ID, CKA_ID, o->id, sizeof(o->id));
-	WANT(P11_A_VALUE, CKA_VALUE, o->value, o->value_max);
-	WANT(P11_A_MODULUS, CKA_MODULUS, o->modulus, sizeof(o->modulus));
-	WANT(P11_A_EXPONENT, CKA_PUBLIC_EXPONENT, o->exponent,
-	     sizeof(o->exponent));
-	WANT(P11_A_EC_POINT, CKA_EC_POINT, o->ec_point, sizeof(o->ec_point));
-	for (i = 0; i < NFLAGS; i++)
-		WANT(flag_attrs[i].bit, flag_attrs[i].type, &flags[i],
-		     sizeof(flags[i]));
-#undef WANT
+	for (i = 0; i < sizeof(values) / sizeof(values[0]); i++)
+		ask(want, &values[i], t, asked, &nt);
+	for (i = 0; i < NFLAGS; i++) {
+		w = (struct wanted){ flag_attrs[i].type, flag_attrs[i].bit,
+				     &flags[i], sizeof(flags[i]) };
+		ask(want, &w, t, asked, &nt);
+	}
 	o->have = o->set = 0;
 	rv = p11_token_functions(tok)->C_GetAttributeValue(s, obj, t, nt);
 	switch (rv) {
@@ -135,46 +186,27 @@ int p11_read(struct p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
 	case CKR_BUFFER_TOO_SMALL:
 		/* The module marked each attribute it could not return. */
 		break;
+	case CKR_OBJECT_HANDLE_INVALID:
+		/* Gone since it was found (another process destroyed it). */
+		return KB_STATUS_OK;
 	default:
 		return p11_rv_is_token_lost(rv) ? KB_ERR_HSM : KB_STATUS_OK;
 	}
 	for (i = 0; i < nt; i++) {
-		if (t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION)
+		/*
+		 * Not read: CK_UNAVAILABLE_INFORMATION, or a length longer
+		 * than the buffer, which the module cannot have filled.
+		 */
+		if (t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION ||
+		    t[i].ulValueLen > asked[i].size)
 			continue;
-		if (bit[i] >= P11_A_PRIVATE) { /* a flag */
+		if (asked[i].bit >= P11_A_PRIVATE) { /* a flag */
 			if (t[i].ulValueLen != sizeof(CK_BBOOL))
 				continue;
 			if (*(CK_BBOOL *)t[i].pValue == CK_TRUE)
-				o->set |= bit[i];
+				o->set |= asked[i].bit;
 		}
-		o->have |= bit[i];
-		switch (bit[i]) {
-		case P11_A_LABEL:
-			o->label_len = t[i].ulValueLen;
-			o->label[o->label_len] = '\0';
-			break;
-		case P11_A_ID:
-			o->id_len = t[i].ulValueLen;
-			break;
-		case P11_A_VALUE:
-			o->value_len = t[i].ulValueLen;
-			break;
-		case P11_A_MODULUS:
-			/* Some tokens keep leading zero bytes. */
-			for (zeros = 0;
-			     zeros < t[i].ulValueLen && o->modulus[zeros] == 0;
-			     zeros++)
-				;
-			o->modulus_len = t[i].ulValueLen - zeros;
-			memmove(o->modulus, o->modulus + zeros, o->modulus_len);
-			break;
-		case P11_A_EXPONENT:
-			o->exponent_len = t[i].ulValueLen;
-			break;
-		case P11_A_EC_POINT:
-			o->ec_point_len = t[i].ulValueLen;
-			break;
-		}
+		take(o, asked[i].bit, t[i].ulValueLen);
 	}
 	return KB_STATUS_OK;
 }

@@ -148,8 +148,9 @@ bool p11_mech_offered(struct p11_token *tok, enum p11_mech mech, bool decrypt);
 /*
  * Decrypts in[0..inlen) with key into out (out_max bytes): *outlen is
  * what came out. *began says whether the module took key and mechanism
- * (so that a failure after it is about the input). A failure ends the
- * operation.
+ * (so that a failure after it is about the input). out_max must hold
+ * the whole result (a modulus): then every failure ends the operation,
+ * as CKR_BUFFER_TOO_SMALL, the one that does not, cannot happen.
  */
 CK_RV p11_decrypt(struct p11_token *tok, CK_SESSION_HANDLE s,
 		  CK_OBJECT_HANDLE key, enum p11_mech mech,

@@ -39,6 +39,8 @@ allowed() {
 
 LAYERS="common config pkcs11 broker client"
 status=0
+found=$(mktemp)
+trap 'rm -f "$found"' EXIT
 
 # ---- includes ----
 for dir in $LAYERS; do
@@ -60,9 +62,8 @@ for dir in $LAYERS; do
 			esac
 		done
 	done
-done 3>/tmp/check-layers.$$
-[ -s /tmp/check-layers.$$ ] && status=1
-rm -f /tmp/check-layers.$$
+done 3>"$found"
+[ -s "$found" ] && status=1
 
 # ---- symbols ----
 B=${1:-}
@@ -88,9 +89,9 @@ if [ -n "$B" ]; then
 				esac
 			done
 		done
-	done 3>/tmp/check-layers.$$
-	[ -s /tmp/check-layers.$$ ] && status=1
-	rm -f /tmp/check-layers.$$ "$defs"
+	done 3>>"$found"
+	[ -s "$found" ] && status=1
+	rm -f "$defs"
 fi
 
 [ $status -eq 0 ] && echo "layers: no folder uses one above it"

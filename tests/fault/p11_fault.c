@@ -30,7 +30,9 @@
  *	           process ever does); a destroy does nothing;
  *	fill=PATH  (the same three) fill the file system that holds PATH
  *	           (append to PATH until ENOSPC), then call the module: a
- *	           real full disk.
+ *	           real full disk;
+ *	zeropad    (C_GetAttributeValue) return CKA_MODULUS with a leading
+ *	           zero byte, as some tokens keep it.
  * app=A acts only on objects whose CKA_APPLICATION is A (from the
  * template, or read from the object to destroy). skip=N lets the first N
  * matching calls through; times=N acts on N calls (default: all). Counts
@@ -63,7 +65,15 @@
 #define FILL_MAX (64 << 20)
 #define COUNTED_MAX 32
 
-enum action { ACT_FAIL, ACT_RV, ACT_SLEEP, ACT_HANG, ACT_LOST, ACT_FILL };
+enum action {
+	ACT_FAIL,
+	ACT_RV,
+	ACT_SLEEP,
+	ACT_HANG,
+	ACT_LOST,
+	ACT_FILL,
+	ACT_ZEROPAD,
+};
 
 struct rule {
 	char function[32];
@@ -124,6 +134,7 @@ static bool parse_rv(const char *word, CK_RV *rv)
 		{ "CKR_TOKEN_NOT_RECOGNIZED", CKR_TOKEN_NOT_RECOGNIZED },
 		{ "CKR_USER_NOT_LOGGED_IN", CKR_USER_NOT_LOGGED_IN },
 		{ "CKR_HOST_MEMORY", CKR_HOST_MEMORY },
+		{ "CKR_OBJECT_HANDLE_INVALID", CKR_OBJECT_HANDLE_INVALID },
 	};
 	char *end;
 	size_t i;
@@ -158,6 +169,8 @@ static int parse_rule(char *line, struct rule *r)
 			r->ms = strtoul(word + 6, NULL, 10);
 		} else if (i == 1 && strcmp(word, "hang") == 0)
 			r->action = ACT_HANG;
+		else if (i == 1 && strcmp(word, "zeropad") == 0)
+			r->action = ACT_ZEROPAD;
 		else if (i == 1 && strcmp(word, "lost") == 0)
 			r->action = ACT_LOST;
 		else if (i == 1 && strncmp(word, "fill=", 5) == 0) {
@@ -465,10 +478,6 @@ WRAP(C_FindObjects,
      (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR objs, CK_ULONG max,
       CK_ULONG_PTR n),
      (h, objs, max, n))
-WRAP(C_GetAttributeValue,
-     (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR t,
-      CK_ULONG n),
-     (h, obj, t, n))
 WRAP(C_DecryptInit,
      (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key),
      (h, m, key))
@@ -503,6 +512,54 @@ WRAP(C_GenerateRandom, (CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len),
 
 WRAP_ENDING(C_Decrypt)
 WRAP_ENDING(C_Sign)
+
+/* Gives each CKA_MODULUS in t[0..n) a leading zero byte, where it fits. */
+static CK_RV zeropad(CK_ATTRIBUTE_PTR t, CK_ULONG n, const CK_ULONG *size,
+		     CK_RV rv)
+{
+	CK_ULONG i;
+
+	for (i = 0; i < n; i++) {
+		if (t[i].type != CKA_MODULUS ||
+		    t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION)
+			continue;
+		if (t[i].pValue == NULL) {
+			t[i].ulValueLen++;
+		} else if (t[i].ulValueLen < size[i]) {
+			memmove((unsigned char *)t[i].pValue + 1, t[i].pValue,
+				t[i].ulValueLen);
+			*(unsigned char *)t[i].pValue = 0;
+			t[i].ulValueLen++;
+		} else {
+			t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+			rv = rv == CKR_OK ? CKR_BUFFER_TOO_SMALL : rv;
+		}
+	}
+	return rv;
+}
+
+static CK_RV fault_C_GetAttributeValue(CK_SESSION_HANDLE h,
+				       CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR t,
+				       CK_ULONG n)
+{
+	CK_ULONG size[64], i;
+	struct rule r;
+	CK_RV rv;
+
+	if (!decide("C_GetAttributeValue", NULL, &r))
+		return fault.real->C_GetAttributeValue(h, obj, t, n);
+	if (r.action != ACT_ZEROPAD || n > 64)
+		return act(&r, &rv) ?
+			       rv :
+			       fault.real->C_GetAttributeValue(h, obj, t, n);
+	for (i = 0; i < n; i++)
+		size[i] = t[i].ulValueLen;
+	rv = fault.real->C_GetAttributeValue(h, obj, t, n);
+	if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL &&
+	    rv != CKR_ATTRIBUTE_SENSITIVE && rv != CKR_ATTRIBUTE_TYPE_INVALID)
+		return rv;
+	return zeropad(t, n, size, rv);
+}
 
 static CK_RV fault_C_Finalize(CK_VOID_PTR reserved)
 {

@@ -180,14 +180,83 @@ class TokenFaults(unittest.TestCase):
         self.wait_log("SIGHUP: reloading", since)
         c = self.broker.connect()
         try:
-            # The reload waits in the token; requests do not wait for it.
+            # The reload waits in the token; requests do not wait for it,
+            # not even a miss, which would re-read the catalogue.
             c.wrap("cmk", self.dek)
             self.assertUnwraps(c)
+            for _ in range(6):
+                r = c.request("getKey", key="nosuchkey")
+                self.assertEqual(r["error"]["code"], "KeyNotFound", r)
             self.assertNotIn("in force", self.broker.read_log()[since:])
             set_rules(self.rules)
             self.wait_log("access entries in force", since)
         finally:
             c.close()
+
+
+class TokenQuirks(unittest.TestCase):
+    """Tokens that behave within the standard but unlike SoftHSMv2, and a
+    token that hangs when the broker is told to stop."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.token = Token([("cmk", 2048)], module=FAULT_MODULE)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.token.remove()
+
+    def test_modulus_with_leading_zero(self):
+        # Some tokens keep a leading zero byte in CKA_MODULUS: creating,
+        # confirming (in a fresh process) and listing a key must not mind.
+        quirk = {"KB_FAULT": "C_GetAttributeValue zeropad"}
+        r = self.token.ctl("create-key", "padded", check=False, env=quirk)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.token.ctl("list-keys", env=quirk)
+        self.assertIn("/padded/", r.stdout)
+        self.assertIn("RSA-HSM 2048", r.stdout)
+        self.assertNotIn("damaged", r.stdout)
+
+    def test_object_gone_while_the_catalogue_is_read(self):
+        # The third attribute read of a load is the metadata object of
+        # the one key: it vanishes (another process replaced it). The
+        # load goes on; the version is listed as damaged, as when its
+        # metadata cannot be read.
+        token = Token([("solo", 2048)], module=FAULT_MODULE)
+        try:
+            r = token.ctl("list-keys", check=False, env={
+                "KB_FAULT": "C_GetAttributeValue rv=CKR_OBJECT_HANDLE_INVALID "
+                            "skip=2 times=1"})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("damaged", r.stdout)
+            r = token.ctl("list-keys")
+            self.assertNotIn("damaged", r.stdout)
+        finally:
+            token.remove()
+
+    def test_stop_while_a_reload_hangs_in_the_token(self):
+        rules = os.path.join(self.token.dir, "stop-rules")
+        set_rules(rules)
+        broker = Broker(self.token, name="stop", shutdown_grace="1",
+                        env={"KB_FAULT_FILE": rules}).start()
+        try:
+            set_rules(rules, "C_FindObjectsInit hang")
+            broker.reload()
+            deadline = time.time() + 10
+            while "SIGHUP: reloading" not in broker.read_log():
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
+            # Stopping does not wait for the token for ever: after the
+            # grace period the broker exits, saying why, without closing
+            # the token (a thread is still inside it).
+            status = broker.stop(timeout=15)
+            self.assertEqual(status, 1)
+            self.assertIn("a call into the token has not returned",
+                          broker.read_log())
+        finally:
+            set_rules(rules)
+            if broker.proc.poll() is None:
+                broker.stop()
 
 
 class BigCatalogue(unittest.TestCase):
