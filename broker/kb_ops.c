@@ -129,12 +129,14 @@ static void status_error(const struct kb_call *call, struct kb_error *err)
 	}
 }
 
-static json_t *key_bundle(const struct kb_ops *ops,
-			  const struct kb_key_info *info)
+/* The attributes of a key version, as getKey and the lists show them. */
+static json_t *key_attributes(const struct kb_key_info *info)
 {
 	json_t *attrs, *paths;
 	enum kb_alg a;
 
+	if (info->damaged)
+		return json_pack("{s:b, s:b}", "enabled", 0, "damaged", 1);
 	paths = json_object();
 	for (a = 0; a < KB_ALG_COUNT; a++)
 		json_object_set_new(paths, kb_alg_name(a),
@@ -148,11 +150,17 @@ static json_t *key_bundle(const struct kb_ops *ops,
 		json_object_set_new(attrs, "nbf", json_integer(info->nbf));
 	if (attrs != NULL && info->exp != 0)
 		json_object_set_new(attrs, "exp", json_integer(info->exp));
+	return attrs;
+}
+
+static json_t *key_bundle(const struct kb_ops *ops,
+			  const struct kb_key_info *info)
+{
 	return json_pack("{s:{s:o, s:s, s:o, s:o, s:[ss]}, s:o}", "key", "kid",
 			 kid_string(ops, info), "kty", "RSA-HSM", "n",
 			 b64_string(info->n, info->nlen), "e",
 			 b64_string(info->e, info->elen), "key_ops", "wrapKey",
-			 "unwrapKey", "attributes", attrs);
+			 "unwrapKey", "attributes", key_attributes(info));
 }
 
 static json_t *do_get_key(struct kb_call *call, struct kb_error *err)
@@ -164,6 +172,157 @@ static json_t *do_get_key(struct kb_call *call, struct kb_error *err)
 	return call->status == KB_STATUS_OK ?
 		       key_bundle(call->ops, &call->info) :
 		       NULL;
+}
+
+/*
+ * One page of a list: items in a JSON array, and where the page ended if
+ * more follow. Filled in catalogue order by the foreach callbacks below.
+ */
+struct page {
+	struct kb_call *call;
+	json_t *items;
+	unsigned int n;
+	bool more; /* an item past the page exists */
+	bool started; /* past the previous page's end */
+	char last[KB_NAME_MAX + 1]; /* the last item's name or version */
+	char seen[KB_NAME_MAX + 1]; /* getKeys: the name last looked at */
+};
+
+/* getKeys: each key name the caller may list, after the previous page. */
+static void page_key(const struct kb_key_info *info, void *arg)
+{
+	struct page *pg = arg;
+	const struct kb_request *req = pg->call->req;
+
+	if (pg->more || strcmp(info->name, pg->seen) == 0)
+		return;
+	snprintf(pg->seen, sizeof(pg->seen), "%s", info->name);
+	if (strcmp(info->name, req->page.next) <= 0 ||
+	    !kb_acl_allows(pg->call->pol->acl, pg->call->caller->identity,
+			   info->name, req->def->perm))
+		return;
+	if (pg->n == req->page.max) {
+		pg->more = true;
+		return;
+	}
+	json_array_append_new(pg->items, json_string(info->name));
+	snprintf(pg->last, sizeof(pg->last), "%s", info->name);
+	pg->n++;
+}
+
+/* getKeyVersions: each version of the key, after the previous page. */
+static void page_version(const struct kb_key_info *info, void *arg)
+{
+	struct page *pg = arg;
+	const struct kb_request *req = pg->call->req;
+	char kid[KB_KID_MAX];
+
+	if (pg->more || strcmp(info->name, req->key.name) != 0)
+		return;
+	pg->call->status = KB_STATUS_OK; /* the key exists */
+	if (!pg->started) {
+		pg->started = strcmp(info->version, req->page.next) == 0;
+		return;
+	}
+	if (pg->n == req->page.max) {
+		pg->more = true;
+		return;
+	}
+	kb_kid_format(kid, sizeof(kid), pg->call->ops->instance, info->name,
+		      info->version);
+	json_array_append_new(pg->items,
+			      json_pack("{s:s, s:o}", "kid", kid, "attributes",
+					key_attributes(info)));
+	snprintf(pg->last, sizeof(pg->last), "%s", info->version);
+	pg->n++;
+}
+
+/* The result of a list: {"value": [...], "nextLink": ...}. */
+static json_t *page_result(struct page *pg)
+{
+	json_t *res = json_pack("{s:o}", "value", pg->items);
+
+	if (res != NULL && pg->more)
+		json_object_set_new(res, "nextLink", json_string(pg->last));
+	return res;
+}
+
+/*
+ * getKeys: the keys the caller may list (others are left out, not
+ * refused: a list does not reveal them), each with its current
+ * version's attributes, in name order.
+ */
+static json_t *do_get_keys(struct kb_call *call, struct kb_error *err)
+{
+	struct page pg = { .call = call, .items = json_array() };
+	struct kb_key_info info;
+	json_t *names, *v, *item;
+	char kid[KB_KID_MAX];
+	size_t i;
+	int r;
+
+	if (pg.items == NULL ||
+	    (call->status = kb_keystore_foreach(call->ops->ks, page_key,
+						&pg)) != KB_STATUS_OK) {
+		json_decref(pg.items);
+		return NULL;
+	}
+	names = pg.items;
+	if ((pg.items = json_array()) == NULL) {
+		json_decref(names);
+		return NULL;
+	}
+	json_array_foreach(names, i, v) {
+		r = kb_keystore_describe(call->ops->ks, json_string_value(v),
+					 "", &info);
+		if (r != KB_STATUS_OK && r != KB_ERR_DAMAGED)
+			continue; /* gone since the walk */
+		kb_kid_format(kid, sizeof(kid), call->ops->instance,
+			      json_string_value(v), NULL);
+		item = json_pack("{s:s, s:o}", "kid", kid, "attributes",
+				 key_attributes(&info));
+		json_array_append_new(pg.items, item);
+	}
+	json_decref(names);
+	return page_result(&pg);
+}
+
+/* getKeyVersions: the versions of one key, oldest first. */
+static json_t *do_get_key_versions(struct kb_call *call, struct kb_error *err)
+{
+	struct kb_request *req = call->req;
+	struct page pg = { .call = call, .items = json_array() };
+	int r;
+
+	pg.started = req->page.next[0] == '\0';
+	if (pg.started == false &&
+	    !kb_version_valid(req->page.next, strlen(req->page.next))) {
+		json_decref(pg.items);
+		kb_error_set(
+			err, KB_BAD_PARAMETER,
+			"'nextLink' must be what a previous page returned");
+		return NULL;
+	}
+	snprintf(call->info.name, sizeof(call->info.name), "%s", req->key.name);
+	call->status = KB_ERR_NOT_FOUND; /* until a version is seen */
+	if (pg.items == NULL ||
+	    (r = kb_keystore_foreach(call->ops->ks, page_version, &pg)) !=
+		    KB_STATUS_OK) {
+		call->status = pg.items == NULL ? KB_ERR_NOMEM : r;
+		json_decref(pg.items);
+		return NULL;
+	}
+	if (call->status != KB_STATUS_OK || !pg.started) {
+		json_decref(pg.items);
+		if (call->status == KB_STATUS_OK)
+			kb_error_set(err, KB_BAD_PARAMETER,
+				     "'nextLink' names no version of key "
+				     "'%s' (deleted since?); list from the "
+				     "start",
+				     req->key.name);
+		return NULL;
+	}
+	return page_result(&pg);
 }
 
 static json_t *do_wrap(struct kb_call *call, struct kb_error *err)
@@ -391,7 +550,8 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 				    "again with another token");
 	if (rate_limit(ops, pol, caller->identity, err) != 0)
 		return -1;
-	if (perm != 0 &&
+	/* An op on no one key (a list) applies perm to each key itself. */
+	if (perm != 0 && (req->def->fields & KB_F_KEY) &&
 	    !kb_acl_allows(pol->acl, caller->identity, req->key.name, perm))
 		return kb_error_set(err, KB_FORBIDDEN,
 				    "identity '%s' lacks %s on key '%s'",
@@ -434,8 +594,9 @@ static const struct kb_op_def op_rows[] = {
 	{ .name = "importKey" },
 	{ .name = "rotateKey" },
 	{ .name = "updateKey" },
-	{ .name = "getKeys" },
-	{ .name = "getKeyVersions" },
+	{ "getKeys", KB_F_PAGE, KB_PERM_LIST, KB_OPF_IDENTITY, do_get_keys },
+	{ "getKeyVersions", KB_F_KEY | KB_F_PAGE, KB_PERM_LIST, KB_OPF_IDENTITY,
+	  do_get_key_versions },
 	{ .name = "deleteKey" },
 	{ .name = "getDeletedKey" },
 	{ .name = "getDeletedKeys" },

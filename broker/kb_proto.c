@@ -119,6 +119,9 @@ static int check_fields(struct kb_request *req, unsigned int allowed,
 			continue;
 		if ((allowed & KB_F_JTI) && strcmp(k, "jti") == 0)
 			continue;
+		if ((allowed & KB_F_PAGE) && (strcmp(k, "maxresults") == 0 ||
+					      strcmp(k, "nextLink") == 0))
+			continue;
 		kb_proto_quote(q, sizeof(q), k, 32);
 		return kb_error_set(err, KB_BAD_PARAMETER,
 				    "unknown field '%s' for op '%s'", q,
@@ -273,6 +276,38 @@ static bool may_name(const char *line, size_t len,
 	return false;
 }
 
+static int parse_page(struct kb_request *req, struct kb_error *err)
+{
+	json_t *max = json_object_get(req->root, "maxresults");
+	json_t *next = json_object_get(req->root, "nextLink");
+	const char *s;
+	size_t i, len;
+
+	req->page.max = KB_PAGE_MAX;
+	if (max != NULL) {
+		if (!json_is_integer(max) || json_integer_value(max) < 1 ||
+		    json_integer_value(max) > KB_PAGE_MAX)
+			return kb_error_set(err, KB_BAD_PARAMETER,
+					    "'maxresults' must be an integer "
+					    "from 1 to %d",
+					    KB_PAGE_MAX);
+		req->page.max = (unsigned int)json_integer_value(max);
+	}
+	if (next == NULL)
+		return 0;
+	/* A key name or a version: what an earlier page gave. */
+	s = json_is_string(next) ? json_string_value(next) : NULL;
+	len = s != NULL ? json_string_length(next) : 0;
+	for (i = 0; i < len && kb_name_valid(s + i, 1); i++)
+		;
+	if (s == NULL || len == 0 || len > KB_NAME_MAX || i != len)
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'nextLink' must be what a previous page "
+				    "returned");
+	memcpy(req->page.next, s, len + 1);
+	return 0;
+}
+
 void kb_proto_classify(const char *line, size_t len,
 		       const struct kb_op_table *table, bool *barrier,
 		       bool *token_op)
@@ -351,6 +386,8 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 	if ((def->fields & KB_F_TOKEN) && parse_token(req, err) != 0)
 		return -1;
 	if ((def->fields & KB_F_JTI) && parse_jti(req, err) != 0)
+		return -1;
+	if ((def->fields & KB_F_PAGE) && parse_page(req, err) != 0)
 		return -1;
 	if (!(def->fields & KB_F_KEY))
 		return 0;

@@ -33,6 +33,9 @@ struct kb_error {
 #define KB_F_VALUE 0x04u /* required, base64url */
 #define KB_F_TOKEN 0x08u /* required, a JWT */
 #define KB_F_JTI 0x10u /* required, an identity-token id */
+#define KB_F_PAGE 0x20u /* optional: maxresults, nextLink */
+
+#define KB_PAGE_MAX 25 /* most items in one page of a list */
 
 /*
  * How an op is run. BARRIER: it changes who the connection is, so nothing
@@ -87,6 +90,12 @@ struct kb_revoke_params { /* revokeToken: KB_F_JTI */
 	const char *jti; /* borrowed from the root, no NUL inside */
 };
 
+struct kb_page_params { /* getKeys, getKeyVersions: KB_F_PAGE */
+	unsigned int max; /* 1..KB_PAGE_MAX */
+	/* Where the previous page ended (a key name or version), or "". */
+	char next[KB_NAME_MAX + 1];
+};
+
 struct kb_request {
 	json_t *root;
 	json_t *id; /* borrowed from root; NULL until parsed */
@@ -97,6 +106,7 @@ struct kb_request {
 		struct kb_crypt_params crypt;
 		struct kb_auth_params auth;
 		struct kb_revoke_params revoke;
+		struct kb_page_params page;
 	};
 };
 

@@ -320,6 +320,25 @@ class BigCatalogue(unittest.TestCase):
         finally:
             finish(broker, None)
 
+    def test_get_keys_pages_through_all(self):
+        broker = Broker(self.token, name="pages")
+        try:
+            broker.start()
+            c = broker.connect()
+            names, link, pages = [], None, 0
+            while True:
+                r = c.ok("getKeys", **({"nextLink": link} if link else {}))
+                names += [i["kid"].rsplit("/", 1)[1] for i in r["value"]]
+                pages += 1
+                link = r.get("nextLink")
+                if link is None:
+                    break
+            c.close()
+            self.assertEqual(names, sorted({n for n, _ in self.made}))
+            self.assertEqual(pages, self.KEYS // 25)
+        finally:
+            finish(broker, None)
+
 
 if __name__ == "__main__":
     unittest.main()

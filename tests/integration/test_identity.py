@@ -159,6 +159,74 @@ class Matrix(unittest.TestCase):
         c.close()
 
 
+class Lists(unittest.TestCase):
+    """getKeys and getKeyVersions: paged, and filtered by the list
+    permission; a list never reveals a key the caller may not list."""
+
+    def client_as(self, identity):
+        c = Client(BROKER.socket, authenticate=False)
+        self.assertIn("result", authenticate(c, ctl_token(identity)))
+        return c
+
+    def pages(self, c, op, **fields):
+        """Every item of a paged list, and the number of pages."""
+        items, pages, link = [], 0, None
+        while True:
+            extra = dict(fields, nextLink=link) if link else fields
+            r = c.ok(op, maxresults=1, **extra)
+            items += r["value"]
+            pages += 1
+            link = r.get("nextLink")
+            if link is None:
+                return items, pages
+
+    def test_auditor_lists_every_key_page_by_page(self):
+        c = self.client_as("auditor")
+        try:
+            items, pages = self.pages(c, "getKeys")
+            self.assertEqual([i["kid"] for i in items],
+                             ["keybroker://it/keys/%s" % k for k in sorted(KEYS)])
+            self.assertEqual(pages, len(KEYS))
+            self.assertTrue(all(i["attributes"]["enabled"] for i in items))
+            whole = c.ok("getKeys")
+            self.assertEqual(whole["value"], items)
+            self.assertNotIn("nextLink", whole)
+        finally:
+            c.close()
+
+    def test_versions_oldest_first(self):
+        c = self.client_as("auditor")
+        try:
+            items, _ = self.pages(c, "getKeyVersions", key="cmk")
+            self.assertEqual([i["kid"] for i in items],
+                             ["keybroker://it/keys/cmk/%s" % v for v in TOKEN.versions["cmk"]])
+            r = c.request("getKeyVersions", key="nosuchkey")
+            self.assertEqual(r["error"]["code"], "KeyNotFound")
+            r = c.request("getKeyVersions", key="cmk", nextLink="0" * 32)
+            self.assertEqual(r["error"]["code"], "BadParameter")
+            self.assertIn("names no version of key 'cmk'", r["error"]["message"])
+        finally:
+            c.close()
+
+    def test_without_list_nothing_is_shown(self):
+        # svc-enc may use cmk but not list it: an empty list, not an error,
+        # and getKeyVersions is Forbidden.
+        c = self.client_as("svc-enc")
+        try:
+            self.assertEqual(c.ok("getKeys"), {"value": []})
+            r = c.request("getKeyVersions", key="cmk")
+            self.assertEqual(r["error"]["code"], "Forbidden")
+            self.assertIn("lacks list on key 'cmk'", r["error"]["message"])
+        finally:
+            c.close()
+        c = Client(BROKER.socket, authenticate=False)
+        try:
+            r = c.request("getKeys")
+            self.assertEqual(r["error"]["code"], "Unauthorized")
+        finally:
+            c.close()
+
+
 class Cli(unittest.TestCase):
     def test_token_file_allowed_and_denied(self):
         admin = BROKER.connect()

@@ -137,6 +137,8 @@ static void test_key_op_needs_an_identity(void **state)
 
 	expect(f, &anon, "{\"id\":9,\"op\":\"getKey\",\"key\":\"cmk\"}",
 	       KB_UNAUTHORIZED, "no identity: send authenticate");
+	expect(f, &anon, "{\"id\":9,\"op\":\"getKeys\"}", KB_UNAUTHORIZED,
+	       "no identity: send authenticate");
 }
 
 static void test_expired_identity(void **state)
@@ -159,6 +161,9 @@ static void test_missing_permission(void **state)
 	       KB_FORBIDDEN, "identity 'svc' lacks unwrapKey on key 'cmk'");
 	expect(f, &f->caller, "{\"id\":9,\"op\":\"getKey\",\"key\":\"other\"}",
 	       KB_FORBIDDEN, "identity 'svc' lacks get on key 'other'");
+	expect(f, &f->caller,
+	       "{\"id\":9,\"op\":\"getKeyVersions\",\"key\":\"cmk\"}",
+	       KB_FORBIDDEN, "identity 'svc' lacks list on key 'cmk'");
 }
 
 static void test_rsa1_5_disabled(void **state)

@@ -370,6 +370,41 @@ static void test_quote(void **state)
 	assert_string_equal(q, "abcd...");
 }
 
+static void test_list_paging(void **state)
+{
+	struct kb_request req;
+	struct kb_error err;
+
+	assert_int_equal(parse("{\"id\":1,\"op\":\"getKeys\"}", &req, &err), 0);
+	assert_int_equal(req.page.max, KB_PAGE_MAX);
+	assert_string_equal(req.page.next, "");
+	kb_request_uninit(&req);
+	assert_int_equal(parse("{\"id\":1,\"op\":\"getKeyVersions\",\"key\":"
+			       "\"k\",\"maxresults\":3,\"nextLink\":\"" V "\"}",
+			       &req, &err),
+			 0);
+	assert_string_equal(req.key.name, "k");
+	assert_int_equal(req.page.max, 3);
+	assert_string_equal(req.page.next, V);
+	kb_request_uninit(&req);
+	expect_fail("{\"id\":1,\"op\":\"getKeys\",\"maxresults\":0}",
+		    KB_BAD_PARAMETER, "'maxresults' must be an integer from 1");
+	expect_fail("{\"id\":1,\"op\":\"getKeys\",\"maxresults\":26}",
+		    KB_BAD_PARAMETER, "'maxresults' must be an integer from 1");
+	expect_fail("{\"id\":1,\"op\":\"getKeys\",\"maxresults\":\"5\"}",
+		    KB_BAD_PARAMETER, "'maxresults' must be an integer from 1");
+	expect_fail("{\"id\":1,\"op\":\"getKeys\",\"nextLink\":\"a/b\"}",
+		    KB_BAD_PARAMETER,
+		    "'nextLink' must be what a previous page");
+	expect_fail("{\"id\":1,\"op\":\"getKeys\",\"nextLink\":\"\"}",
+		    KB_BAD_PARAMETER,
+		    "'nextLink' must be what a previous page");
+	expect_fail("{\"id\":1,\"op\":\"getKeys\",\"key\":\"k\"}",
+		    KB_BAD_PARAMETER, "unknown field 'key' for op 'getKeys'");
+	expect_fail("{\"id\":1,\"op\":\"getKeyVersions\"}", KB_BAD_PARAMETER,
+		    "missing field 'key'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -387,6 +422,7 @@ int main(void)
 		cmocka_unit_test(test_line_limit),
 		cmocka_unit_test(test_responses),
 		cmocka_unit_test(test_quote),
+		cmocka_unit_test(test_list_paging),
 	};
 
 	kb_proto_init();
