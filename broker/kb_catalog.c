@@ -485,26 +485,37 @@ static int load_metadata(struct meta_object *const *sorted, size_t n,
 /* ---- unwrap paths ---- */
 
 /*
- * True if the token decrypts an OAEP ciphertext made by OpenSSL for alg
- * with its own mechanism. Needs admin_lock.
+ * Whether (*native) the token decrypts an OAEP ciphertext made by
+ * OpenSSL for alg with its own mechanism. KB_ERR_HSM if the token failed
+ * while asked. Needs admin_lock.
  */
-static bool probe_native_oaep(struct kb_keystore *ks,
-			      const struct key_version *v, enum kb_alg alg)
+static int probe_native_oaep(struct kb_keystore *ks,
+			     const struct key_version *v, enum kb_alg alg,
+			     bool *native)
 {
 	unsigned char msg[32], ct[P11_MODULUS_MAX], pt[P11_MODULUS_MAX];
 	enum p11_mech mech = kb_alg_mech(alg);
 	size_t ctlen, ptlen;
-	bool ok = false, began;
+	bool began;
+	CK_RV rv;
 
+	*native = false;
 	if (!p11_mech_offered(ks->tok, mech, true) ||
 	    RAND_bytes(msg, sizeof(msg)) != 1 ||
 	    kb_public_encrypt(v->pub, alg, msg, sizeof(msg), ct, &ctlen) != 0)
-		return false;
-	if (p11_decrypt(ks->tok, ks->admin, v->priv, mech, ct, ctlen, pt,
-			sizeof(pt), &ptlen, &began) == CKR_OK)
-		ok = ptlen == sizeof(msg) && memcmp(pt, msg, ptlen) == 0;
+		return KB_STATUS_OK;
+	rv = p11_decrypt(ks->tok, ks->admin, v->priv, mech, ct, ctlen, pt,
+			 sizeof(pt), &ptlen, &began);
+	if (rv == CKR_OK)
+		*native = ptlen == sizeof(msg) && memcmp(pt, msg, ptlen) == 0;
 	kb_wipe(pt, sizeof(pt));
-	return ok;
+	/*
+	 * A token that fails (rather than refuses the mechanism) says
+	 * nothing about the mechanism: the load fails instead of settling
+	 * for the raw path.
+	 */
+	return rv != CKR_OK && p11_rv_is_token_lost(rv) ? KB_ERR_HSM :
+							  KB_STATUS_OK;
 }
 
 /* The RSA1_5 key-derivation secret, or CK_INVALID_HANDLE. Needs admin_lock. */
@@ -530,21 +541,28 @@ static CK_OBJECT_HANDLE find_kdk_secret(struct kb_keystore *ks,
 	return h;
 }
 
-/* Needs admin_lock. */
-static void probe_paths(struct kb_keystore *ks, struct catalog *c,
-			struct kb_findings *f)
+/*
+ * How each alg is unwrapped; KB_ERR_HSM if the token failed while asked.
+ * Needs admin_lock.
+ */
+static int probe_paths(struct kb_keystore *ks, struct catalog *c,
+		       struct kb_findings *f)
 {
-	bool raw = p11_mech_offered(ks->tok, P11_MECH_RSA_RAW, true);
+	bool raw = p11_mech_offered(ks->tok, P11_MECH_RSA_RAW, true), native;
 	enum kb_alg alg;
+	int r;
 
 	for (alg = 0; alg < KB_ALG_COUNT; alg++)
 		c->path[alg] = KB_PATH_NONE;
 	c->kdk_secret = ks->allow_rsa1_5 ? find_kdk_secret(ks, f) :
 					   CK_INVALID_HANDLE;
 	if (c->n == 0)
-		return;
+		return KB_STATUS_OK;
 	for (alg = KB_ALG_RSA_OAEP; alg <= KB_ALG_RSA_OAEP_256; alg++) {
-		if (probe_native_oaep(ks, &c->v[0], alg))
+		if ((r = probe_native_oaep(ks, &c->v[0], alg, &native)) !=
+		    KB_STATUS_OK)
+			return r;
+		if (native)
 			c->path[alg] = KB_PATH_NATIVE;
 		else if (raw)
 			c->path[alg] = KB_PATH_RAW_OAEP;
@@ -556,6 +574,7 @@ static void probe_paths(struct kb_keystore *ks, struct catalog *c,
 	if (raw && c->kdk_secret != CK_INVALID_HANDLE &&
 	    p11_mech_offered(ks->tok, P11_MECH_SHA256_HMAC, false))
 		c->path[KB_ALG_RSA1_5] = KB_PATH_RAW_PKCS1;
+	return KB_STATUS_OK;
 }
 
 /* ---- loading the catalogue ---- */
@@ -714,7 +733,8 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 	}
 	if (c->n > 1)
 		qsort(c->v, c->n, sizeof(*c->v), version_cmp);
-	probe_paths(ks, c, &f);
+	if ((r = probe_paths(ks, c, &f)) != KB_STATUS_OK)
+		goto out_free;
 	if ((r = kb_identity_load(ks, c, &f)) != KB_STATUS_OK)
 		goto out_free;
 	log_findings(ks, &f);

@@ -130,6 +130,30 @@ class TokenFaults(unittest.TestCase):
         finally:
             c.close()
 
+    def test_device_error_does_not_change_how_the_token_unwraps(self):
+        # Recovery re-reads the catalogue and probes the token's own OAEP
+        # mechanism again; a device error during that probe must fail the
+        # recovery (tried again a second later), not make the broker
+        # settle for raw RSA where the token does OAEP itself.
+        c = self.broker.connect()
+        try:
+            before = c.ok("getKey", key="cmk")["attributes"]["unwrapPaths"]
+            self.assertEqual(before["RSA-OAEP"], "token")
+            w = c.wrap("cmk", self.dek, alg="RSA-OAEP")["value"]
+            set_rules(self.rules, "C_Decrypt rv=CKR_DEVICE_ERROR")
+            r = c.request("unwrapKey", key="cmk", value=w, alg="RSA-OAEP")
+            self.assertEqual(r["error"]["code"], "HsmUnavailable", r)
+            set_rules(self.rules)
+            deadline = time.time() + 10
+            while "error" in (r := c.request("unwrapKey", key="cmk", value=w,
+                                             alg="RSA-OAEP")):
+                self.assertLess(time.time(), deadline, r)
+                time.sleep(0.2)
+            after = c.ok("getKey", key="cmk")["attributes"]["unwrapPaths"]
+            self.assertEqual(after, before)
+        finally:
+            c.close()
+
     def test_token_removed_and_back(self):
         since = len(self.broker.read_log())
         set_rules(self.rules, "C_Decrypt rv=CKR_TOKEN_NOT_PRESENT",
