@@ -240,30 +240,32 @@ CK_RV p11_destroy(struct p11_token *tok, CK_SESSION_HANDLE s,
 	return rv == CKR_OBJECT_HANDLE_INVALID ? CKR_OK : rv;
 }
 
-CK_RV p11_generate_rsa(struct p11_token *tok, CK_SESSION_HANDLE s,
-		       unsigned int bits, const char *label,
-		       const unsigned char *id, size_t idlen,
-		       CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+/*
+ * Generates a key pair by mech, both objects of label and id and not
+ * modifiable, the private key sensitive and never extractable and good
+ * for use alone (CKA_DECRYPT or CKA_SIGN; the public key verifies if it
+ * signs): every other usage is set false explicitly. params[0..np) are
+ * the public template's key parameters (size, curve).
+ */
+static CK_RV generate_pair(struct p11_token *tok, CK_SESSION_HANDLE s,
+			   CK_MECHANISM_TYPE mech, const CK_ATTRIBUTE *params,
+			   size_t np, CK_ATTRIBUTE_TYPE use, const char *label,
+			   const unsigned char *id, size_t idlen,
+			   CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
 {
-	static const unsigned char f4[] = { 0x01, 0x00, 0x01 };
-	CK_MECHANISM mech = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+	CK_MECHANISM m = { mech, NULL, 0 };
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_ULONG modbits = bits;
-	/*
-	 * Decrypt-only: keybroker wraps with the public key in OpenSSL and
-	 * unwraps with C_Decrypt; every other usage is set false explicitly.
-	 */
-	CK_ATTRIBUTE tpub[] = {
+	CK_BBOOL signs = use == CKA_SIGN ? CK_TRUE : CK_FALSE;
+	CK_BBOOL decrypts = use == CKA_DECRYPT ? CK_TRUE : CK_FALSE;
+	CK_ATTRIBUTE tpub[12] = {
 		{ CKA_TOKEN, &yes, sizeof(yes) },
 		{ CKA_PRIVATE, &no, sizeof(no) },
 		{ CKA_MODIFIABLE, &no, sizeof(no) },
 		{ CKA_ENCRYPT, &no, sizeof(no) },
-		{ CKA_VERIFY, &no, sizeof(no) },
+		{ CKA_VERIFY, &signs, sizeof(signs) },
 		{ CKA_VERIFY_RECOVER, &no, sizeof(no) },
 		{ CKA_WRAP, &no, sizeof(no) },
 		{ CKA_DERIVE, &no, sizeof(no) },
-		{ CKA_MODULUS_BITS, &modbits, sizeof(modbits) },
-		{ CKA_PUBLIC_EXPONENT, (void *)f4, sizeof(f4) },
 		{ CKA_LABEL, (void *)label, strlen(label) },
 		{ CKA_ID, (void *)id, idlen },
 	};
@@ -273,18 +275,39 @@ CK_RV p11_generate_rsa(struct p11_token *tok, CK_SESSION_HANDLE s,
 		{ CKA_MODIFIABLE, &no, sizeof(no) },
 		{ CKA_SENSITIVE, &yes, sizeof(yes) },
 		{ CKA_EXTRACTABLE, &no, sizeof(no) },
-		{ CKA_DECRYPT, &yes, sizeof(yes) },
-		{ CKA_SIGN, &no, sizeof(no) },
+		{ CKA_DECRYPT, &decrypts, sizeof(decrypts) },
+		{ CKA_SIGN, &signs, sizeof(signs) },
 		{ CKA_SIGN_RECOVER, &no, sizeof(no) },
 		{ CKA_UNWRAP, &no, sizeof(no) },
 		{ CKA_DERIVE, &no, sizeof(no) },
 		{ CKA_LABEL, (void *)label, strlen(label) },
 		{ CKA_ID, (void *)id, idlen },
 	};
+	size_t npub = 10;
 
+	if (np > sizeof(tpub) / sizeof(tpub[0]) - npub)
+		return CKR_ARGUMENTS_BAD;
+	memcpy(tpub + npub, params, np * sizeof(*params));
 	return p11_token_functions(tok)->C_GenerateKeyPair(
-		s, &mech, tpub, sizeof(tpub) / sizeof(tpub[0]), tpriv,
-		sizeof(tpriv) / sizeof(tpriv[0]), pub, priv);
+		s, &m, tpub, npub + np, tpriv, sizeof(tpriv) / sizeof(tpriv[0]),
+		pub, priv);
+}
+
+CK_RV p11_generate_rsa(struct p11_token *tok, CK_SESSION_HANDLE s,
+		       unsigned int bits, const char *label,
+		       const unsigned char *id, size_t idlen,
+		       CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+{
+	static const unsigned char f4[] = { 0x01, 0x00, 0x01 };
+	CK_ULONG modbits = bits;
+	const CK_ATTRIBUTE params[] = {
+		{ CKA_MODULUS_BITS, &modbits, sizeof(modbits) },
+		{ CKA_PUBLIC_EXPONENT, (void *)f4, sizeof(f4) },
+	};
+
+	/* Decrypt-only: keybroker wraps with the public key in OpenSSL. */
+	return generate_pair(tok, s, CKM_RSA_PKCS_KEY_PAIR_GEN, params, 2,
+			     CKA_DECRYPT, label, id, idlen, pub, priv);
 }
 
 /* DER of the prime256v1 OID, as CKA_EC_PARAMS. */
@@ -296,40 +319,12 @@ CK_RV p11_generate_ec_p256(struct p11_token *tok, CK_SESSION_HANDLE s,
 			   size_t idlen, CK_OBJECT_HANDLE *pub,
 			   CK_OBJECT_HANDLE *priv)
 {
-	CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	/* Sign-only: every other usage is set false explicitly. */
-	CK_ATTRIBUTE tpub[] = {
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &no, sizeof(no) },
-		{ CKA_MODIFIABLE, &no, sizeof(no) },
-		{ CKA_VERIFY, &yes, sizeof(yes) },
-		{ CKA_VERIFY_RECOVER, &no, sizeof(no) },
-		{ CKA_ENCRYPT, &no, sizeof(no) },
-		{ CKA_WRAP, &no, sizeof(no) },
-		{ CKA_DERIVE, &no, sizeof(no) },
+	const CK_ATTRIBUTE params[] = {
 		{ CKA_EC_PARAMS, (void *)p256_params, sizeof(p256_params) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-		{ CKA_ID, (void *)id, idlen },
-	};
-	CK_ATTRIBUTE tpriv[] = {
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_MODIFIABLE, &no, sizeof(no) },
-		{ CKA_SENSITIVE, &yes, sizeof(yes) },
-		{ CKA_EXTRACTABLE, &no, sizeof(no) },
-		{ CKA_SIGN, &yes, sizeof(yes) },
-		{ CKA_SIGN_RECOVER, &no, sizeof(no) },
-		{ CKA_DECRYPT, &no, sizeof(no) },
-		{ CKA_UNWRAP, &no, sizeof(no) },
-		{ CKA_DERIVE, &no, sizeof(no) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-		{ CKA_ID, (void *)id, idlen },
 	};
 
-	return p11_token_functions(tok)->C_GenerateKeyPair(
-		s, &mech, tpub, sizeof(tpub) / sizeof(tpub[0]), tpriv,
-		sizeof(tpriv) / sizeof(tpriv[0]), pub, priv);
+	return generate_pair(tok, s, CKM_EC_KEY_PAIR_GEN, params, 1, CKA_SIGN,
+			     label, id, idlen, pub, priv);
 }
 
 CK_RV p11_generate_hmac_secret(struct p11_token *tok, CK_SESSION_HANDLE s,
