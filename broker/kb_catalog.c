@@ -138,17 +138,65 @@ static void log_findings(struct kb_keystore *ks, const struct kb_findings *f)
 /* ---- reading the token: each object once ---- */
 
 /*
- * An RSA key object as a load reads it, in one p11_read: a catalogue
- * load reads every object once and joins them by label and ID, so its
- * cost grows with the number of objects, not their square.
+ * A catalogue load reads every object once and joins them by name and
+ * version (from label and ID, or from the metadata), so its cost grows
+ * with the number of objects, not their square. What the join looks at
+ * is the first member of each kind of object read, so that one order and
+ * one search serve them all.
  */
-struct key_object {
-	CK_OBJECT_HANDLE h;
-	size_t order; /* its place in the token's find order */
-	bool named; /* label a key name, ID KB_VERSION_BYTES long */
-	bool keyed; /* modulus and exponent read */
+struct join_key {
 	char name[KB_NAME_MAX + 1];
 	char version[KB_VERSION_LEN + 1];
+	size_t order; /* its place in the token's find order */
+};
+
+/* Orders by name, version, then find order (qsort of join_key pointers). */
+static int join_cmp(const void *a, const void *b)
+{
+	const struct join_key *x = *(const struct join_key *const *)a;
+	const struct join_key *y = *(const struct join_key *const *)b;
+	int r;
+
+	if ((r = strcmp(x->name, y->name)) != 0 ||
+	    (r = strcmp(x->version, y->version)) != 0)
+		return r;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static bool join_is(const struct join_key *k, const char *name,
+		    const char *version)
+{
+	return strcmp(k->name, name) == 0 && strcmp(k->version, version) == 0;
+}
+
+/*
+ * Where the objects of name/version begin among sorted[0..n) (sorted by
+ * join_cmp), first in find order: n if there are none.
+ */
+static size_t join_find(struct join_key *const *sorted, size_t n,
+			const char *name, const char *version)
+{
+	size_t lo = 0, hi = n, mid;
+	int r;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if ((r = strcmp(sorted[mid]->name, name)) == 0)
+			r = strcmp(sorted[mid]->version, version);
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && join_is(sorted[lo], name, version) ? lo : n;
+}
+
+/* An RSA key object as a load reads it, in one p11_read. */
+struct key_object {
+	struct join_key k; /* first: the join sorts pointers to it */
+	CK_OBJECT_HANDLE h;
+	bool named; /* label a key name, ID KB_VERSION_BYTES long */
+	bool keyed; /* modulus and exponent read */
 	unsigned char n[P11_MODULUS_MAX], e[P11_EXPONENT_MAX];
 	size_t nlen, elen;
 	unsigned int have, set; /* of p11_read, for the protection check */
@@ -169,7 +217,7 @@ static int read_key_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 			    (private ? KB_KEYADMIN_PROTECTION_ATTRS : 0);
 
 	o->h = h;
-	o->order = order;
+	o->k.order = order;
 	if (p11_read(ks->tok, ks->admin, h, want, scratch) == KB_ERR_HSM)
 		return KB_ERR_HSM;
 	o->have = scratch->have;
@@ -180,8 +228,8 @@ static int read_key_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 		   (scratch->have & P11_A_ID) &&
 		   scratch->id_len == KB_VERSION_BYTES;
 	if (o->named) {
-		memcpy(o->name, scratch->label, scratch->label_len + 1);
-		kb_hex_encode(o->version, scratch->id, KB_VERSION_BYTES);
+		memcpy(o->k.name, scratch->label, scratch->label_len + 1);
+		kb_hex_encode(o->k.version, scratch->id, KB_VERSION_BYTES);
 	}
 	o->keyed = (scratch->have & P11_A_MODULUS) &&
 		   (scratch->have & P11_A_EXPONENT);
@@ -194,45 +242,6 @@ static int read_key_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 	return KB_STATUS_OK;
 }
 
-/* Orders by name, version, then find order. */
-static int key_object_cmp(const void *a, const void *b)
-{
-	const struct key_object *x = *(const struct key_object *const *)a;
-	const struct key_object *y = *(const struct key_object *const *)b;
-	int r;
-
-	if ((r = strcmp(x->name, y->name)) != 0 ||
-	    (r = strcmp(x->version, y->version)) != 0)
-		return r;
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
-/*
- * The public key object of name/version that a load believes: the first
- * in find order among sorted[0..n). NULL if none.
- */
-static const struct key_object *find_public(struct key_object *const *sorted,
-					    size_t n, const char *name,
-					    const char *version)
-{
-	size_t lo = 0, hi = n, mid;
-	int r;
-
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		if ((r = strcmp(sorted[mid]->name, name)) == 0)
-			r = strcmp(sorted[mid]->version, version);
-		if (r < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && strcmp(sorted[lo]->name, name) == 0 &&
-			       strcmp(sorted[lo]->version, version) == 0 ?
-		       sorted[lo] :
-		       NULL;
-}
-
 /*
  * Takes the public key of v from its private key object priv, and
  * requires the public key object of the same name and version to be the
@@ -240,10 +249,11 @@ static const struct key_object *find_public(struct key_object *const *sorted,
  * not used to wrap. Caches it as an EVP_PKEY.
  */
 static int load_public(const struct key_object *priv,
-		       struct key_object *const *pubs, size_t npubs,
+		       struct join_key *const *pubs, size_t npubs,
 		       struct key_version *v, struct kb_findings *f)
 {
 	const struct key_object *pub;
+	size_t i;
 
 	if (!priv->keyed)
 		return KB_ERR_PARAM;
@@ -251,13 +261,15 @@ static int load_public(const struct key_object *priv,
 	v->info.nlen = priv->nlen;
 	memcpy(v->info.e, priv->e, priv->elen);
 	v->info.elen = priv->elen;
-	if ((pub = find_public(pubs, npubs, v->info.name, v->info.version)) ==
-	    NULL) {
+	/* The first in find order is the one believed. */
+	if ((i = join_find(pubs, npubs, v->info.name, v->info.version)) ==
+	    npubs) {
 		kb_keyadmin_note(
 			f, "key %s version %s: no public key object; refused",
 			v->info.name, v->info.version);
 		return KB_ERR_NOT_FOUND;
 	}
+	pub = (const struct key_object *)pubs[i];
 	if (!pub->keyed)
 		return KB_ERR_PARAM;
 	if (pub->nlen != priv->nlen || pub->elen != priv->elen ||
@@ -336,10 +348,9 @@ out:
  * value parsed at once (so nothing of its size is kept).
  */
 struct meta_object {
+	struct join_key k; /* first: the join sorts pointers to it */
 	CK_OBJECT_HANDLE h;
-	size_t order; /* its place in the token's find order */
 	bool valid; /* label and value read, value parsed */
-	char name[KB_NAME_MAX + 1];
 	struct kb_key_info fields; /* version and times; no key */
 };
 
@@ -355,7 +366,7 @@ static int read_meta_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 	struct p11_object o = { .value = text, .value_max = META_MAX };
 
 	m->h = h;
-	m->order = order;
+	m->k.order = order;
 	m->valid = false;
 	memset(&m->fields, 0, sizeof(m->fields));
 	if (p11_read(ks->tok, ks->admin, h, P11_A_LABEL | P11_A_VALUE, &o) ==
@@ -364,10 +375,12 @@ static int read_meta_object(struct kb_keystore *ks, CK_OBJECT_HANDLE h,
 	if (!(o.have & P11_A_LABEL) || o.label_len > KB_NAME_MAX ||
 	    !(o.have & P11_A_VALUE))
 		return KB_STATUS_OK;
-	memcpy(m->name, o.label, o.label_len + 1);
+	memcpy(m->k.name, o.label, o.label_len + 1);
 	*len = o.value_len;
 	m->valid = kb_catalog_parse_metadata(text, *len, &m->fields) ==
 		   KB_STATUS_OK;
+	if (m->valid)
+		memcpy(m->k.version, m->fields.version, sizeof(m->k.version));
 	return KB_STATUS_OK;
 }
 
@@ -403,8 +416,7 @@ int kb_catalog_metadata_newest(struct kb_keystore *ks,
 			r = KB_ERR_HSM;
 			goto out;
 		}
-		if (!cand->valid || strcmp(cand->name, name) != 0 ||
-		    strcmp(cand->fields.version, version) != 0 ||
+		if (!cand->valid || !join_is(&cand->k, name, version) ||
 		    (r == KB_STATUS_OK && !newer_metadata(cand, best)))
 			continue;
 		*best = *cand;
@@ -425,48 +437,24 @@ out:
 	return r;
 }
 
-/* Orders by name, version, then find order. */
-static int meta_object_cmp(const void *a, const void *b)
-{
-	const struct meta_object *x = *(const struct meta_object *const *)a;
-	const struct meta_object *y = *(const struct meta_object *const *)b;
-	int r;
-
-	if ((r = strcmp(x->name, y->name)) != 0 ||
-	    (r = strcmp(x->fields.version, y->fields.version)) != 0)
-		return r;
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
 /*
  * Applies to v the metadata to believe among sorted[0..n) (the valid
- * ones, sorted by meta_object_cmp): of those of its name and version,
+ * ones, sorted by join_cmp): of those of its name and version,
  * the newest, a disabled one winning a tie, else the first found.
  * KB_ERR_NOT_FOUND if there is none.
  */
-static int load_metadata(struct meta_object *const *sorted, size_t n,
+static int load_metadata(struct join_key *const *sorted, size_t n,
 			 struct key_version *v)
 {
-	const struct meta_object *best;
-	size_t lo = 0, hi = n, mid;
-	int r;
+	const struct meta_object *best = NULL, *m;
+	size_t i;
 
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		if ((r = strcmp(sorted[mid]->name, v->info.name)) == 0)
-			r = strcmp(sorted[mid]->fields.version,
-				   v->info.version);
-		if (r < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
+	for (i = join_find(sorted, n, v->info.name, v->info.version);
+	     i < n && join_is(sorted[i], v->info.name, v->info.version); i++) {
+		m = (const struct meta_object *)sorted[i];
+		if (best == NULL || newer_metadata(m, best))
+			best = m;
 	}
-	for (best = NULL;
-	     lo < n && strcmp(sorted[lo]->name, v->info.name) == 0 &&
-	     strcmp(sorted[lo]->fields.version, v->info.version) == 0;
-	     lo++)
-		if (best == NULL || newer_metadata(sorted[lo], best))
-			best = sorted[lo];
 	if (best == NULL)
 		return KB_ERR_NOT_FOUND;
 	v->info.created = best->fields.created;
@@ -586,8 +574,9 @@ static int probe_paths(struct kb_keystore *ks, struct catalog *c,
 struct objects {
 	CK_OBJECT_HANDLE *privs, *pubs, *metas;
 	size_t nprivs, npubs, nmetas;
-	struct key_object *priv, *pub, **pub_sorted;
-	struct meta_object *meta, **meta_sorted;
+	struct key_object *priv, *pub;
+	struct meta_object *meta;
+	struct join_key **pub_sorted, **meta_sorted;
 	size_t npub_sorted, nmeta_sorted;
 };
 
@@ -648,7 +637,7 @@ static int objects_read(struct kb_keystore *ks, struct objects *o)
 				    &o->pub[i]);
 		/* Objects that are not ours are passed over. */
 		if (r == KB_STATUS_OK && o->pub[i].named)
-			o->pub_sorted[o->npub_sorted++] = &o->pub[i];
+			o->pub_sorted[o->npub_sorted++] = &o->pub[i].k;
 	}
 	free(scratch);
 	if (r != KB_STATUS_OK)
@@ -660,15 +649,14 @@ static int objects_read(struct kb_keystore *ks, struct objects *o)
 					  &o->meta[i])) != KB_STATUS_OK)
 			break;
 		if (o->meta[i].valid)
-			o->meta_sorted[o->nmeta_sorted++] = &o->meta[i];
+			o->meta_sorted[o->nmeta_sorted++] = &o->meta[i].k;
 	}
 	free(text);
 	if (r != KB_STATUS_OK)
 		return r;
-	qsort(o->pub_sorted, o->npub_sorted, sizeof(*o->pub_sorted),
-	      key_object_cmp);
+	qsort(o->pub_sorted, o->npub_sorted, sizeof(*o->pub_sorted), join_cmp);
 	qsort(o->meta_sorted, o->nmeta_sorted, sizeof(*o->meta_sorted),
-	      meta_object_cmp);
+	      join_cmp);
 	return KB_STATUS_OK;
 }
 
@@ -706,10 +694,10 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 				"name or whose ID is not 16 bytes; ignored");
 			continue;
 		}
-		memcpy(v->info.name, k->name, sizeof(k->name));
-		memcpy(v->info.version, k->version, sizeof(k->version));
-		snprintf(what, sizeof(what), "key %s version %s", k->name,
-			 k->version);
+		memcpy(v->info.name, k->k.name, sizeof(k->k.name));
+		memcpy(v->info.version, k->k.version, sizeof(k->k.version));
+		snprintf(what, sizeof(what), "key %s version %s", k->k.name,
+			 k->k.version);
 		if (!kb_keyadmin_protection_judge(k->have, k->set, what, &f))
 			continue;
 		if (load_public(k, o.pub_sorted, o.npub_sorted, v, &f) !=
