@@ -39,7 +39,8 @@ LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 
 COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
 	common/kb_oaep.c common/kb_pkcs1.c common/kb_json.c common/kb_grant.c \
-	common/kb_jws.c common/kb_error.c common/kb_pkey.c common/kb_buf.c
+	common/kb_jws.c common/kb_error.c common/kb_pkey.c common/kb_buf.c \
+	common/kb_duration.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_store.c pkcs11/p11_confirm.c \
 	pkcs11/p11_object.c
@@ -48,7 +49,8 @@ BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_jwt.c broker/kb_peer.c broker/kb_policy.c broker/kb_rate.c \
 	broker/kb_listen.c broker/kb_admit.c broker/kb_lograte.c broker/kb_admin.c \
 	broker/kb_key.c broker/kb_keyadmin.c broker/kb_identity.c \
-	broker/kb_catalog.c broker/kb_keystore.c broker/kb_issuer.c
+	broker/kb_catalog.c broker/kb_keystore.c broker/kb_issuer.c \
+	broker/kb_keystate.c broker/kb_lifecycle.c broker/kb_keyattr.c
 CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 	common/kb_kid.c common/kb_buf.c
 
@@ -105,7 +107,7 @@ $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 # ---- tests ----
 UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl \
 	test_jwt test_peer test_jread test_pkcs1 test_ct test_output test_conn \
-	test_ops test_buf
+	test_ops test_buf test_duration
 UNIT_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 UNIT_RUN = $(UNIT_BINS) $(if $(SANITIZE),,$(B)/tests/test_ct_clang)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
@@ -113,9 +115,11 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 $(B)/tests/test_b64: $(B)/tests/unit/test_b64.o $(call obj,common/kb_b64.c)
 $(B)/tests/test_kid: $(B)/tests/unit/test_kid.o $(call obj,common/kb_kid.c)
 $(B)/tests/test_buf: $(B)/tests/unit/test_buf.o $(call obj,common/kb_buf.c)
+$(B)/tests/test_duration: $(B)/tests/unit/test_duration.o \
+	$(call obj,common/kb_duration.c)
 $(B)/tests/test_config: $(B)/tests/unit/test_config.o \
 	$(call obj,$(CONFIG) common/kb_kid.c common/kb_log.c common/kb_grant.c \
-	common/kb_jws.c)
+	common/kb_jws.c common/kb_duration.c)
 $(B)/tests/test_proto: $(B)/tests/unit/test_proto.o $(A_BROKER) $(A_PKCS11) \
 	$(A_CONFIG) $(A_COMMON)
 $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o \

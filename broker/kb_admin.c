@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "kb_admin.h"
 
@@ -12,29 +13,44 @@ struct kb_admin {
 	pthread_cond_t wake;
 	bool pending, stopping; /* under lock */
 	void (*reload)(void *arg);
+	void (*tick)(void *arg);
 	void *arg;
 };
 
 static void *admin_main(void *arg)
 {
 	struct kb_admin *a = arg;
+	struct timespec next;
+	bool reload;
 
+	clock_gettime(CLOCK_REALTIME, &next);
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
-		while (!a->pending && !a->stopping)
-			pthread_cond_wait(&a->wake, &a->lock);
+		next.tv_sec += KB_ADMIN_TICK_S;
+		while (!a->pending && !a->stopping &&
+		       pthread_cond_timedwait(&a->wake, &a->lock, &next) !=
+			       ETIMEDOUT)
+			;
 		if (a->stopping)
 			break;
+		reload = a->pending;
 		a->pending = false;
 		pthread_mutex_unlock(&a->lock);
-		a->reload(a->arg);
+		if (reload) {
+			a->reload(a->arg);
+		} else {
+			a->tick(a->arg);
+			/* A tick that ran long is not made up for. */
+			clock_gettime(CLOCK_REALTIME, &next);
+		}
 		pthread_mutex_lock(&a->lock);
 	}
 	pthread_mutex_unlock(&a->lock);
 	return NULL;
 }
 
-int kb_admin_start(void (*reload)(void *arg), void *arg, struct kb_admin **out)
+int kb_admin_start(void (*reload)(void *arg), void (*tick)(void *arg),
+		   void *arg, struct kb_admin **out)
 {
 	struct kb_admin *a;
 	int e;
@@ -42,6 +58,7 @@ int kb_admin_start(void (*reload)(void *arg), void *arg, struct kb_admin **out)
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		return ENOMEM;
 	a->reload = reload;
+	a->tick = tick;
 	a->arg = arg;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->wake, NULL);

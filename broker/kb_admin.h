@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The admin lane: one thread for work that may wait on the token for as
- * long as the token takes (today SIGHUP's re-read of the configuration
- * and the key catalogue), so that the event loop never waits for it and
+ * long as the token takes (SIGHUP's re-read of the configuration and the
+ * key catalogue, and a tick about once a second for periodic admin work:
+ * kb_lifecycle_tick), so that the event loop never waits for it and
  * workers do not either: a token that hangs while the catalogue is read
  * stops reloads; requests that need no token call go on, and one that
  * would re-read the catalogue after a miss answers from the one it has.
@@ -24,8 +25,15 @@
 
 struct kb_admin;
 
-/* Starts the lane; reload(arg) is what each reload runs. 0 or an errno. */
-int kb_admin_start(void (*reload)(void *arg), void *arg, struct kb_admin **out);
+#define KB_ADMIN_TICK_S 1
+
+/*
+ * Starts the lane; reload(arg) is what each reload runs, tick(arg) what
+ * runs every KB_ADMIN_TICK_S while there is no reload to run. 0 or an
+ * errno.
+ */
+int kb_admin_start(void (*reload)(void *arg), void (*tick)(void *arg),
+		   void *arg, struct kb_admin **out);
 
 /* Asks for a reload; returns at once. */
 void kb_admin_reload(struct kb_admin *a);

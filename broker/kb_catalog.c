@@ -27,6 +27,7 @@ void kb_catalog_free(struct catalog *c)
 	for (i = 0; i < c->n_revoked; i++)
 		free(c->revoked[i]);
 	free(c->revoked);
+	free(c->states);
 	free(c->v);
 	free(c);
 }
@@ -309,8 +310,8 @@ static int json_time(const json_t *o, const char *k, int64_t max, int64_t *t)
 int kb_catalog_parse_metadata(const char *text, size_t len,
 			      struct kb_key_info *info)
 {
+	char why[160];
 	json_t *o, *v;
-	const char *s;
 	int r = KB_ERR_PARAM;
 
 	if ((o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL)) == NULL)
@@ -331,12 +332,14 @@ int kb_catalog_parse_metadata(const char *text, size_t len,
 	if (info->created_us == 0)
 		info->created_us = info->created * 1000000;
 	info->enabled = json_is_true(json_object_get(o, "enabled"));
-	v = json_object_get(o, "recoveryLevel");
-	s = json_is_string(v) ? json_string_value(v) : "Recoverable+Purgeable";
-	snprintf(info->recovery_level, sizeof(info->recovery_level), "%s", s);
-	v = json_object_get(o, "recoverableDays");
-	info->recoverable_days =
-		json_is_integer(v) ? (int)json_integer_value(v) : 90;
+	info->imported = json_is_true(json_object_get(o, "imported"));
+	info->key_ops = KB_KEYOPS_ALL;
+	if ((v = json_object_get(o, "keyOps")) != NULL &&
+	    kb_key_ops_parse(v, &info->key_ops, why, sizeof(why)) != 0)
+		goto out;
+	if ((v = json_object_get(o, "tags")) != NULL &&
+	    kb_tags_canonical(v, info->tags, why, sizeof(why)) != 0)
+		goto out;
 	r = KB_STATUS_OK;
 out:
 	json_decref(o);
@@ -464,9 +467,9 @@ static int load_metadata(struct join_key *const *sorted, size_t n,
 	v->info.exp = best->fields.exp;
 	v->info.enabled = best->fields.enabled;
 	v->info.repaired = best->fields.repaired;
-	memcpy(v->info.recovery_level, best->fields.recovery_level,
-	       sizeof(best->fields.recovery_level));
-	v->info.recoverable_days = best->fields.recoverable_days;
+	v->info.key_ops = best->fields.key_ops;
+	v->info.imported = best->fields.imported;
+	memcpy(v->info.tags, best->fields.tags, sizeof(v->info.tags));
 	return KB_STATUS_OK;
 }
 
@@ -660,6 +663,26 @@ static int objects_read(struct kb_keystore *ks, struct objects *o)
 	return KB_STATUS_OK;
 }
 
+/*
+ * What is known of v's key as a whole: deleted or not, and what deletion
+ * means (a key vault's recovery levels).
+ */
+static void apply_state(const struct kb_keystore *ks, const struct catalog *c,
+			struct kb_key_info *info)
+{
+	const struct key_state *st = kb_keystate_find(c, info->name);
+
+	if (st != NULL) {
+		info->deleted = st->deleted;
+		info->scheduled_purge = st->scheduled_purge;
+	}
+	info->recoverable_days = ks->recoverable_days;
+	snprintf(info->recovery_level, sizeof(info->recovery_level), "%s%s",
+		 ks->recoverable_days < 90 ? "CustomizedRecoverable" :
+					     "Recoverable",
+		 c->purge_protection ? "" : "+Purgeable");
+}
+
 /* Reads every key version from the token. Needs admin_lock. */
 static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 {
@@ -675,7 +698,13 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 	*out = NULL;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return KB_ERR_NOMEM;
-	if ((r = objects_read(ks, &o)) != KB_STATUS_OK)
+	/*
+	 * The generation first: a write that lands while the objects are
+	 * read bumps it after, and the next check reads again.
+	 */
+	if ((r = kb_keystate_generation(ks, c->generation)) != KB_STATUS_OK ||
+	    (r = kb_keystate_load(ks, c, &f)) != KB_STATUS_OK ||
+	    (r = objects_read(ks, &o)) != KB_STATUS_OK)
 		goto out_free;
 	if (o.nprivs > 0 && (c->v = calloc(o.nprivs, sizeof(*c->v))) == NULL) {
 		r = KB_ERR_NOMEM;
@@ -726,8 +755,10 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 	if ((r = kb_identity_load(ks, c, &f)) != KB_STATUS_OK)
 		goto out_free;
 	log_findings(ks, &f);
-	for (i = 0; i < c->n; i++)
+	for (i = 0; i < c->n; i++) {
 		memcpy(c->v[i].info.path, c->path, sizeof(c->path));
+		apply_state(ks, c, &c->v[i].info);
+	}
 	*out = c;
 	c = NULL;
 	r = KB_STATUS_OK;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kb_keyattr.h"
 #include "kb_kid.h"
 #include "p11_object.h"
 #include "p11_token.h"
@@ -50,7 +51,14 @@ struct kb_key_info {
 	int64_t created_us; /* orders versions made within one second */
 	int64_t nbf, exp; /* 0: not set */
 	bool enabled;
-	char recovery_level[32];
+	unsigned int key_ops; /* KB_KEYOP_* it may be used for */
+	bool imported; /* its private key came from outside the token */
+	char tags[KB_TAGS_TEXT_MAX]; /* canonical JSON object; "" if none */
+	/* Of the key as a whole (kb_keystate): */
+	int64_t deleted; /* when it was soft-deleted; 0: it is not */
+	int64_t scheduled_purge; /* when a deleted key is purged */
+	/* What deletion means for it: from the token and the config. */
+	char recovery_level[48];
 	int recoverable_days;
 	int64_t repaired; /* when repair-key rewrote the metadata; 0: never */
 	/*

@@ -5,26 +5,79 @@
 #include <string.h>
 
 #include "kb_keystore_internal.h"
+#include "kb_log.h"
+#include "p11_store.h"
 
 /* ---- the admin session ---- */
 
-/* Serialises admin work and keeps recovery out of the module meanwhile. */
+/* How long admin work waits for another process on the token's storage. */
+#define STORAGE_WAIT_MS 30000
+
+/*
+ * Has the module look at what other processes wrote. SoftHSMv2 re-reads
+ * its token directory only when the token's generation file moved since
+ * it last looked or wrote; a process that writes without looking first
+ * counts the other processes' writes as its own and never sees their
+ * objects. A search makes it look.
+ */
+static void look(struct kb_keystore *ks)
+{
+	struct p11_match m = { .cls = P11_CLASS_DATA,
+			       .label = GENERATION_LABEL,
+			       .application = GENERATION_APPLICATION,
+			       .private_only = true };
+	CK_OBJECT_HANDLE *objs = NULL;
+	size_t n;
+
+	if (ks->admin != CK_INVALID_HANDLE &&
+	    p11_find(ks->tok, ks->admin, &m, &objs, &n) == KB_STATUS_OK)
+		free(objs);
+}
+
+/*
+ * Serialises admin work with this process's other admin work, with the
+ * other processes on a file-backed token (p11_store_lock), and keeps
+ * recovery out of the module meanwhile.
+ */
 void kb_keyadmin_enter(struct kb_keystore *ks)
 {
+	char err[256];
+
 	pthread_mutex_lock(&ks->admin_lock);
+	ks->storage_lock = p11_token_lock_storage(ks->tok, STORAGE_WAIT_MS, err,
+						  sizeof(err));
+	/*
+	 * A process that holds the token that long is stuck: going on
+	 * without the lock is what every process did before it existed,
+	 * and a write is still only done once a fresh load reads it back.
+	 */
+	if (ks->storage_lock == P11_STORE_BUSY ||
+	    ks->storage_lock == P11_STORE_FAILED)
+		kb_warn("%s; going on without it", err);
 	pthread_rwlock_rdlock(&ks->module_lock);
+	look(ks);
 }
 
 bool kb_keyadmin_try_enter(struct kb_keystore *ks)
 {
+	char err[256];
+
 	if (pthread_mutex_trylock(&ks->admin_lock) != 0)
 		return false;
+	ks->storage_lock = p11_token_lock_storage(ks->tok, 0, err, sizeof(err));
+	if (ks->storage_lock == P11_STORE_BUSY) {
+		pthread_mutex_unlock(&ks->admin_lock);
+		return false;
+	}
 	pthread_rwlock_rdlock(&ks->module_lock);
+	look(ks);
 	return true;
 }
 
 void kb_keyadmin_leave(struct kb_keystore *ks)
 {
+	p11_store_unlock(ks->storage_lock);
+	ks->storage_lock = P11_STORE_NONE;
 	pthread_rwlock_unlock(&ks->module_lock);
 	pthread_mutex_unlock(&ks->admin_lock);
 }

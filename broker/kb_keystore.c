@@ -15,6 +15,7 @@
 #include "kb_oaep.h"
 #include "kb_pkcs1.h"
 #include "kb_secret.h"
+#include "p11_store.h"
 
 int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen)
 {
@@ -71,6 +72,20 @@ int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen)
 }
 
 /*
+ * A version lookup found: a soft-deleted key's versions are not there for
+ * anyone but the deleted-key operations (kb_lifecycle.h).
+ */
+static int found(struct kb_keystore *ks, struct catalog **cat,
+		 const struct key_version *v)
+{
+	if (v->info.deleted == 0)
+		return KB_STATUS_OK;
+	kb_catalog_put(ks, *cat);
+	*cat = NULL;
+	return KB_ERR_NOT_FOUND;
+}
+
+/*
  * Finds name/version in the current catalogue; on a miss, re-reads the
  * token (at most every MISS_RELOAD_INTERVAL_S) in case a key was created
  * by another process, then looks again. The re-read is skipped while
@@ -84,7 +99,7 @@ static int lookup(struct kb_keystore *ks, const char *name, const char *version,
 
 	*cat = kb_catalog_get(ks);
 	if (*cat != NULL && (*v = kb_catalog_find(*cat, name, version)) != NULL)
-		return KB_STATUS_OK;
+		return found(ks, cat, *v);
 	kb_catalog_put(ks, *cat);
 	*cat = NULL;
 	if (kb_keyadmin_try_enter(ks)) {
@@ -98,7 +113,7 @@ static int lookup(struct kb_keystore *ks, const char *name, const char *version,
 	}
 	*cat = kb_catalog_get(ks);
 	if (*cat != NULL && (*v = kb_catalog_find(*cat, name, version)) != NULL)
-		return KB_STATUS_OK;
+		return found(ks, cat, *v);
 	kb_catalog_put(ks, *cat);
 	*cat = NULL;
 	return KB_ERR_NOT_FOUND;
@@ -115,6 +130,8 @@ static int check_usable(const struct kb_key_info *info, bool wrapping)
 	/* Expired keys still unwrap what they wrapped, but wrap no more. */
 	if (wrapping && info->exp != 0 && now >= info->exp)
 		return KB_ERR_DISABLED;
+	if (!(info->key_ops & (wrapping ? KB_KEYOP_WRAP : KB_KEYOP_UNWRAP)))
+		return KB_ERR_FORBIDDEN;
 	return KB_STATUS_OK;
 }
 
@@ -213,8 +230,12 @@ int kb_keystore_open(const struct kb_keystore_params *params,
 		return KB_ERR_NOMEM;
 	pthread_mutex_init(&ks->lock, NULL);
 	pthread_mutex_init(&ks->admin_lock, NULL);
+	ks->storage_lock = P11_STORE_NONE;
 	pthread_rwlock_init(&ks->module_lock, NULL);
 	ks->allow_rsa1_5 = params->allow_rsa1_5;
+	ks->recoverable_days = params->recoverable_days != 0 ?
+				       params->recoverable_days :
+				       KB_RECOVERABLE_DAYS_DEFAULT;
 	if ((r = keep_confirm_target(ks, params)) != KB_STATUS_OK)
 		goto out_free;
 	if ((r = p11_token_load(params->module, params->token_uri, &ks->tok,
@@ -258,6 +279,7 @@ void kb_keystore_free(struct kb_keystore *ks)
 	kb_catalog_free(ks->cat);
 	kb_identity_free_revoked(ks);
 	free(ks->findings);
+	free(ks->notified);
 	free(ks->module);
 	free(ks->uri);
 	free(ks->pin_file);
@@ -509,418 +531,6 @@ int kb_keystore_wrap(struct kb_keystore *ks, struct kb_keyworker *w,
 		r = kb_public_encrypt(v->pub, alg, in, inlen, out, outlen);
 out:
 	kb_catalog_put(ks, cat);
-	return r;
-}
-
-/* ---- admin writes ---- */
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/*
- * The metadata text of a new version, or of a repaired one (repaired:
- * when; 0 if not), malloc'ed.
- */
-static char *metadata_text(const char *name, const char *version,
-			   int64_t created_us, bool enabled, int64_t repaired)
-{
-	json_t *o;
-	char *text;
-
-	o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:n, s:n, s:s, s:i}",
-		      "name", name, "version", version, "created",
-		      (json_int_t)(created_us / 1000000), "createdUs",
-		      (json_int_t)created_us, "updated", (json_int_t)time(NULL),
-		      "enabled", enabled, "nbf", "exp", "recoveryLevel",
-		      "Recoverable+Purgeable", "recoverableDays", 90);
-	if (o == NULL ||
-	    (repaired != 0 &&
-	     json_object_set_new(o, "repaired", json_integer(repaired)) != 0)) {
-		json_decref(o);
-		return NULL;
-	}
-	text = kb_json_text(o, JSON_COMPACT | JSON_SORT_KEYS, NULL);
-	json_decref(o);
-	return text;
-}
-
-/*
- * Takes back the objects of a new version that was not confirmed; adds to
- * err what could not be removed. Needs admin_lock.
- */
-static void undo_create(struct kb_keystore *ks, const CK_OBJECT_HANDLE *objs,
-			size_t n, char *err, size_t errlen)
-{
-	size_t i, len = strlen(err);
-	bool gone = true;
-	CK_RV rv, failed = CKR_OK;
-
-	for (i = 0; i < n; i++)
-		if ((rv = p11_destroy(ks->tok, ks->admin, objs[i])) != CKR_OK) {
-			gone = false;
-			failed = rv;
-		}
-	if (gone)
-		snprintf(err + len, errlen - len, "; nothing was created");
-	else
-		snprintf(err + len, errlen - len,
-			 "; removing what was made failed (%s): if the private "
-			 "key stayed, keybrokerctl list-keys shows the version "
-			 "as damaged",
-			 p11_rv_name(failed));
-}
-
-/*
- * Confirms a new version by a fresh load: its key pair (by label, ID
- * and modulus) and its metadata (by value). Needs admin_lock.
- */
-static int confirm_version(struct kb_keystore *ks, const char *name,
-			   const unsigned char *id, CK_OBJECT_HANDLE priv,
-			   const char *meta, char *err, size_t errlen)
-{
-	unsigned char n[P11_MODULUS_MAX];
-	struct p11_expect want[3] = {
-		{ P11_CLASS_PRIVATE_KEY, name, id, KB_VERSION_BYTES, NULL,
-		  P11_A_MODULUS, n, 0, "the new private key" },
-		{ P11_CLASS_PUBLIC_KEY, name, id, KB_VERSION_BYTES, NULL,
-		  P11_A_MODULUS, n, 0, "the new public key" },
-		{ P11_CLASS_DATA, name, NULL, 0, META_APPLICATION, P11_A_VALUE,
-		  meta, strlen(meta), "the new metadata object" },
-	};
-	struct p11_object *o;
-	char why[384];
-	size_t nlen = 0;
-	int r;
-
-	if ((o = malloc(sizeof(*o))) == NULL)
-		return KB_ERR_NOMEM;
-	if (p11_read(ks->tok, ks->admin, priv, P11_A_MODULUS, o) ==
-		    KB_STATUS_OK &&
-	    (o->have & P11_A_MODULUS)) {
-		nlen = o->modulus_len;
-		memcpy(n, o->modulus, nlen);
-	}
-	free(o);
-	if (nlen == 0) {
-		snprintf(err, errlen,
-			 "the token did not keep the new key pair (is its "
-			 "storage full?): its modulus does not read back");
-		return KB_ERR_STORAGE;
-	}
-	want[0].value_len = want[1].value_len = nlen;
-	if ((r = kb_keyadmin_confirm(ks, want, 3, why, sizeof(why))) ==
-	    KB_ERR_STORAGE)
-		snprintf(err, errlen,
-			 "the token did not keep the new version (is its "
-			 "storage full?): %s",
-			 why);
-	else if (r != KB_STATUS_OK)
-		snprintf(err, errlen,
-			 "the new version could not be confirmed by a fresh "
-			 "load of the token: %s",
-			 why);
-	return r == KB_STATUS_OK ? KB_STATUS_OK : KB_ERR_STORAGE;
-}
-
-/* Generates the key pair of a new version. Needs admin_lock. */
-static int generate_pair(struct kb_keystore *ks, const char *name,
-			 unsigned int bits, const unsigned char *id,
-			 CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv,
-			 char *err, size_t errlen)
-{
-	CK_RV rv;
-
-	/* Decrypt-only: wraps are done with the public key in OpenSSL. */
-	rv = p11_generate_rsa(ks->tok, ks->admin, bits, name, id,
-			      KB_VERSION_BYTES, pub, priv);
-	if (rv != CKR_OK) {
-		snprintf(err, errlen,
-			 "the token refused to generate the key pair "
-			 "(C_GenerateKeyPair: %s)",
-			 p11_rv_name(rv));
-		return KB_ERR_HSM;
-	}
-	return KB_STATUS_OK;
-}
-
-int kb_keystore_create_key(struct kb_keystore *ks, const char *name,
-			   unsigned int bits, struct kb_key_info *info,
-			   char *err, size_t errlen)
-{
-	unsigned char id[KB_VERSION_BYTES];
-	char version[KB_VERSION_LEN + 1], *meta = NULL;
-	CK_OBJECT_HANDLE objs[3]; /* public, private, metadata */
-	CK_RV rv;
-	int r;
-
-	if (!kb_name_valid(name, strlen(name))) {
-		snprintf(err, errlen,
-			 "invalid key name: use 1-%d of "
-			 "A-Z a-z 0-9 -",
-			 KB_NAME_MAX);
-		return KB_ERR_PARAM;
-	}
-	if (bits != 2048 && bits != 3072 && bits != 4096) {
-		snprintf(err, errlen, "key size must be 2048, 3072 or 4096");
-		return KB_ERR_PARAM;
-	}
-	if (RAND_bytes(id, sizeof(id)) != 1)
-		return KB_ERR_NOMEM;
-	kb_hex_encode(version, id, sizeof(id));
-
-	kb_keyadmin_enter(ks);
-	if ((r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK ||
-	    (r = generate_pair(ks, name, bits, id, &objs[0], &objs[1], err,
-			       errlen)) != KB_STATUS_OK)
-		goto out_unlock;
-	if ((meta = metadata_text(name, version, now_us(), true, 0)) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		r = KB_ERR_NOMEM;
-		undo_create(ks, objs, 2, err, errlen);
-		goto out_unlock;
-	}
-	if ((rv = p11_create_data(ks->tok, ks->admin, META_APPLICATION, name,
-				  meta, strlen(meta), &objs[2])) != CKR_OK) {
-		snprintf(err, errlen,
-			 "storing the key metadata in the token failed: %s",
-			 p11_rv_name(rv));
-		r = KB_ERR_HSM;
-		undo_create(ks, objs, 2, err, errlen);
-		goto out_unlock;
-	}
-	if ((r = confirm_version(ks, name, id, objs[1], meta, err, errlen)) !=
-	    KB_STATUS_OK) {
-		undo_create(ks, objs, 3, err, errlen);
-		goto out_unlock;
-	}
-	if ((r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK)
-		snprintf(err, errlen, "re-reading the key catalogue failed");
-out_unlock:
-	kb_keyadmin_leave(ks);
-	free(meta);
-	if (r == KB_STATUS_OK &&
-	    (r = kb_keystore_describe(ks, name, version, info)) != KB_STATUS_OK)
-		snprintf(err, errlen, "new key version not in the catalogue");
-	return r;
-}
-
-/*
- * Destroys every metadata object of name/version among metas: the ones a
- * confirmed successor replaces (and any an earlier update left behind).
- * One that stays is harmless, the newest wins. Needs admin_lock.
- */
-static void destroy_replaced(struct kb_keystore *ks,
-			     const CK_OBJECT_HANDLE *metas, size_t n,
-			     const char *name, const char *version, char *text)
-{
-	struct kb_key_info mi;
-	struct p11_object *o;
-	size_t i;
-	CK_RV rv;
-
-	if ((o = malloc(sizeof(*o))) == NULL)
-		return; /* they stay: the newest wins */
-	for (i = 0; i < n; i++) {
-		memset(&mi, 0, sizeof(mi));
-		o->value = text;
-		o->value_max = META_MAX;
-		if (p11_read(ks->tok, ks->admin, metas[i], P11_A_VALUE, o) !=
-			    KB_STATUS_OK ||
-		    !(o->have & P11_A_VALUE) ||
-		    kb_catalog_parse_metadata(text, o->value_len, &mi) !=
-			    KB_STATUS_OK ||
-		    strcmp(mi.version, version) != 0 ||
-		    (rv = p11_destroy(ks->tok, ks->admin, metas[i])) == CKR_OK)
-			continue;
-		kb_warn("key %s version %s: a replaced metadata object was not "
-			"removed (%s); the newest one is used",
-			name, version, p11_rv_name(rv));
-	}
-	free(o);
-}
-
-/*
- * Replaces the metadata of name/version with a copy whose "enabled" is
- * set: the new object is created and confirmed by a fresh load before
- * the old one is destroyed, so a lost write leaves the old one in force.
- * KB_ERR_NOT_FOUND if no metadata reads back. Needs admin_lock.
- */
-static int update_metadata(struct kb_keystore *ks, const char *name,
-			   const char *version, bool enabled, char *err,
-			   size_t errlen)
-{
-	struct p11_match m = { .cls = P11_CLASS_DATA,
-			       .label = name,
-			       .application = META_APPLICATION,
-			       .private_only = true };
-	CK_OBJECT_HANDLE *metas, old, obj;
-	struct kb_key_info mi;
-	char *text, *out = NULL;
-	json_t *o = NULL;
-	json_int_t now = (json_int_t)time(NULL), updated;
-	size_t n, len;
-	int r;
-
-	if ((r = p11_find(ks->tok, ks->admin, &m, &metas, &n)) != KB_STATUS_OK)
-		return r;
-	if ((text = malloc(META_MAX)) == NULL) {
-		r = KB_ERR_NOMEM;
-		goto out_free;
-	}
-	if ((r = kb_catalog_metadata_newest(ks, metas, n, name, version, &old,
-					    text, &len, &mi)) != KB_STATUS_OK)
-		goto out_free;
-	/* "updated" orders the objects: the new one must pass the old. */
-	updated = now > mi.updated ? now : mi.updated + 1;
-	o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
-	if (o == NULL ||
-	    json_object_set_new(o, "enabled", json_boolean(enabled)) != 0 ||
-	    json_object_set_new(o, "updated", json_integer(updated)) != 0 ||
-	    (out = kb_json_text(o, JSON_COMPACT | JSON_SORT_KEYS, NULL)) ==
-		    NULL) {
-		r = KB_ERR_NOMEM;
-		goto out_free;
-	}
-	/*
-	 * Tokens may refuse to change CKA_VALUE (SoftHSMv2 does), so the
-	 * new metadata is a new object.
-	 */
-	if ((r = kb_keyadmin_create_confirmed(ks, META_APPLICATION, name, out,
-					      false, "the new metadata object",
-					      &obj, err, errlen)) ==
-	    KB_STATUS_OK)
-		destroy_replaced(ks, metas, n, name, version, text);
-out_free:
-	json_decref(o);
-	free(out);
-	free(text);
-	free(metas);
-	return r;
-}
-
-int kb_keystore_set_enabled(struct kb_keystore *ks, const char *name,
-			    const char *version, bool enabled, char *err,
-			    size_t errlen)
-{
-	const struct key_version *v;
-	struct catalog *c;
-	bool damaged;
-	int r;
-
-	err[0] = '\0';
-	kb_keyadmin_enter(ks);
-	c = kb_catalog_get(ks);
-	v = c != NULL ? kb_catalog_find(c, name, version) : NULL;
-	damaged = v != NULL && v->info.damaged;
-	kb_catalog_put(ks, c);
-	if (damaged) {
-		snprintf(err, errlen,
-			 "key %s version %s is damaged (no readable metadata); "
-			 "keybrokerctl repair-key %s %s --enabled|--disabled "
-			 "rewrites it",
-			 name, version, name, version);
-		r = KB_ERR_DAMAGED;
-		goto out_unlock;
-	}
-	if ((r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK)
-		goto out_unlock;
-	r = update_metadata(ks, name, version, enabled, err, errlen);
-	if (r == KB_ERR_NOT_FOUND)
-		snprintf(err, errlen, "key '%s' has no version '%s'", name,
-			 version);
-	else if (r == KB_ERR_NOMEM)
-		snprintf(err, errlen, "out of memory");
-	else if (r == KB_ERR_HSM && err[0] == '\0')
-		snprintf(err, errlen, "reading the key metadata failed");
-	if (r == KB_STATUS_OK &&
-	    (r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK)
-		snprintf(err, errlen,
-			 "the change is stored, but re-reading the key "
-			 "catalogue failed");
-out_unlock:
-	kb_keyadmin_leave(ks);
-	return r;
-}
-
-/*
- * When a repaired version of name was made: now if it is to be current
- * (and after every readable version), else just before the oldest
- * readable version.
- */
-static int64_t repaired_created_us(const struct catalog *c, const char *name,
-				   bool make_current)
-{
-	int64_t oldest = 0, newest = 0, now = now_us();
-	size_t i;
-
-	for (i = 0; i < c->n; i++) {
-		if (strcmp(c->v[i].info.name, name) != 0 ||
-		    c->v[i].info.damaged)
-			continue;
-		if (oldest == 0 || c->v[i].info.created_us < oldest)
-			oldest = c->v[i].info.created_us;
-		if (c->v[i].info.created_us > newest)
-			newest = c->v[i].info.created_us;
-	}
-	if (make_current)
-		return now > newest ? now : newest + 1;
-	return oldest > 1 ? oldest - 1 : now;
-}
-
-int kb_keystore_repair_key(struct kb_keystore *ks, const char *name,
-			   const char *version, bool enabled, bool make_current,
-			   char *err, size_t errlen)
-{
-	const struct key_version *v;
-	struct catalog *c;
-	CK_OBJECT_HANDLE obj;
-	int64_t created_us = 0;
-	char *text;
-	int r = KB_STATUS_OK;
-
-	kb_keyadmin_enter(ks);
-	if ((c = kb_catalog_get(ks)) == NULL) {
-		snprintf(err, errlen, "no key catalogue");
-		r = KB_ERR_HSM;
-	} else if ((v = kb_catalog_find(c, name, version)) == NULL) {
-		snprintf(err, errlen, "key '%s' has no version '%s'", name,
-			 version);
-		r = KB_ERR_NOT_FOUND;
-	} else if (!v->info.damaged) {
-		snprintf(err, errlen,
-			 "key %s version %s is not damaged (its metadata reads "
-			 "back); enable-key or disable-key changes it",
-			 name, version);
-		r = KB_ERR_CONFLICT;
-	} else {
-		created_us = repaired_created_us(c, name, make_current);
-	}
-	kb_catalog_put(ks, c);
-	if (r != KB_STATUS_OK ||
-	    (r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK)
-		goto out_unlock;
-	if ((text = metadata_text(name, version, created_us, enabled,
-				  (int64_t)time(NULL))) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		r = KB_ERR_NOMEM;
-		goto out_unlock;
-	}
-	r = kb_keyadmin_create_confirmed(ks, META_APPLICATION, name, text,
-					 false, "the new metadata object", &obj,
-					 err, errlen);
-	free(text);
-	if (r == KB_STATUS_OK &&
-	    (r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK)
-		snprintf(err, errlen,
-			 "the repair is stored, but re-reading the key "
-			 "catalogue failed");
-out_unlock:
-	kb_keyadmin_leave(ks);
 	return r;
 }
 

@@ -31,7 +31,11 @@ struct kb_keystore_params {
 	 * no such writes (they are then refused).
 	 */
 	const char *confirm_exe;
+	/* A deleted key's retention, 7-90 days; 0: the default. */
+	int recoverable_days;
 };
+
+#define KB_RECOVERABLE_DAYS_DEFAULT 90
 
 struct kb_keystore;
 struct kb_keyworker;
@@ -83,45 +87,12 @@ int kb_keyworker_unwrap(struct kb_keyworker *w, const char *name,
 			struct kb_key_info *info);
 
 /*
- * Admin writes (create, enable/disable, repair, revoke) are serialised,
- * refused up front while a file-backed token's storage is nearly full
- * (p11_store.h), and done only once a fresh load reads them back
- * (p11_confirm.h): a write the token did not keep fails with
- * KB_ERR_STORAGE and leaves the previous state, and an object is
- * replaced only after its successor is confirmed. err says what failed.
- */
-
-/*
- * Generates a new version of key name (creating the key if needed) as an
- * RSA key pair of bits (2048, 3072 or 4096) in the token. Fills info with
- * the new version.
- */
-int kb_keystore_create_key(struct kb_keystore *ks, const char *name,
-			   unsigned int bits, struct kb_key_info *info,
-			   char *err, size_t errlen);
-
-/* Enables or disables one key version (its metadata in the token). */
-int kb_keystore_set_enabled(struct kb_keystore *ks, const char *name,
-			    const char *version, bool enabled, char *err,
-			    size_t errlen);
-
-/*
  * Makes the secret that RSA1_5's implicit rejection derives its keys
  * from (an HMAC key in the token), unless an object of its label is
  * there already. For the broker at start, when RSA1_5 is enabled.
+ * Admin writes to keys are in kb_lifecycle.h.
  */
 int kb_keystore_ensure_rsa15_secret(struct kb_keystore *ks);
-
-/*
- * Writes new metadata for a damaged version (KB_ERR_CONFLICT if it is
- * not damaged). Its creation time was in the lost metadata: with
- * make_current it is dated now and becomes the key's current version;
- * otherwise it is dated just before the key's oldest readable version,
- * so the current version stays what it was.
- */
-int kb_keystore_repair_key(struct kb_keystore *ks, const char *name,
-			   const char *version, bool enabled, bool make_current,
-			   char *err, size_t errlen);
 
 /* Re-reads the catalogue from the token now; the old one stays on failure. */
 int kb_keystore_reload(struct kb_keystore *ks);

@@ -11,9 +11,12 @@
  *                   confirmed writes, what a load refused
  *   kb_identity.c   identity-token objects as a load reads them (the
  *                   issuer key pair, revocations) and the revoked ids
+ *   kb_keystate.c   state of keys as a whole (deletion, rotation policy)
+ *                   and of the token (generation, purge protection)
  *   kb_catalog.c    the metadata schema; reads the token into snapshots
  *                   in one pass and publishes them
  *   kb_keystore.c   opening, sessions and recovery; operations on keys
+ *   kb_lifecycle.c  admin writes: versions, attributes, deletion
  *   kb_issuer.c     making and using the token-signing key
  */
 #ifndef KB_KEYSTORE_INTERNAL_H
@@ -32,6 +35,12 @@
 #define META_APPLICATION "keybroker:key-version"
 #define KDK_LABEL "keybroker-rsa1_5-kdk"
 #define ISSUER_LABEL "keybroker-issuer"
+#define KEYSTATE_APPLICATION "keybroker:key"
+#define GENERATION_APPLICATION "keybroker:generation"
+#define GENERATION_LABEL "keybroker-generation"
+#define TOKEN_APPLICATION "keybroker:token"
+#define PURGE_PROTECTION_LABEL "keybroker-purge-protection"
+#define KEYSTATE_GENERATION_LEN 32 /* a SHA-256 */
 #define META_MAX 4096
 #define RECOVER_INTERVAL_S 1
 #define MISS_RELOAD_INTERVAL_S 2
@@ -40,6 +49,14 @@ struct key_version {
 	struct kb_key_info info;
 	CK_OBJECT_HANDLE priv;
 	EVP_PKEY *pub;
+};
+
+/* A key as a whole, from its newest state object (kb_keystate.c). */
+struct key_state {
+	char name[KB_NAME_MAX + 1];
+	int64_t updated_us; /* orders the objects of one key */
+	int64_t deleted, scheduled_purge; /* 0 if not deleted */
+	struct kb_rotation_policy policy; /* text "" if none */
 };
 
 /* Immutable once published; freed when the last reference goes. */
@@ -60,6 +77,12 @@ struct catalog {
 	CK_OBJECT_HANDLE issuer_priv;
 	EVP_PKEY *issuer_pub;
 	char issuer_kid[KB_VERSION_LEN + 1];
+	/* Keys that have a state object, sorted by name. */
+	struct key_state *states;
+	size_t n_states;
+	bool purge_protection;
+	/* The token's generation when this snapshot was read. */
+	unsigned char generation[KEYSTATE_GENERATION_LEN];
 };
 
 struct kb_keystore {
@@ -67,6 +90,7 @@ struct kb_keystore {
 	bool allow_rsa1_5;
 	/* How writes are confirmed by a fresh load (p11_confirm.h). */
 	struct p11_confirm_target confirm; /* .exe NULL: they cannot be */
+	int recoverable_days; /* a deleted key's retention */
 	char *module, *uri, *pin_file, *confirm_exe; /* its strings */
 
 	pthread_mutex_t lock; /* guards cat, revoked, gen, available, times */
@@ -86,8 +110,13 @@ struct kb_keystore {
 	/* Admin session: catalogue loads, key creation. */
 	pthread_mutex_t admin_lock;
 	CK_SESSION_HANDLE admin;
+	int storage_lock; /* p11_store_lock's, under admin_lock */
 	/* What the last load refused or did not know; logged on change. */
 	char *findings; /* under admin_lock */
+	/* Periodic admin work (kb_lifecycle_tick), under admin_lock. */
+	time_t tick_retry_after; /* no purge or rotation before */
+	char (*notified)[KB_VERSION_LEN + 1]; /* versions warned of expiry */
+	size_t n_notified;
 
 	/*
 	 * Held shared around every call into the module, and exclusively
@@ -184,6 +213,35 @@ int kb_identity_load(struct kb_keystore *ks, struct catalog *c,
 void kb_identity_merge_revoked_locked(struct kb_keystore *ks,
 				      struct catalog *c);
 void kb_identity_free_revoked(struct kb_keystore *ks);
+
+/* ---- kb_keystate.c ---- */
+
+int kb_keystate_parse(const char *text, size_t len, struct key_state *st);
+/* The text of a state object, malloc'ed; NULL when out of memory. */
+char *kb_keystate_text(const struct key_state *st);
+/* The state of name in c, or NULL (not deleted, no policy). */
+const struct key_state *kb_keystate_find(const struct catalog *c,
+					 const char *name);
+/* Reads the key states and the purge-protection flag into c. admin_lock. */
+int kb_keystate_load(struct kb_keystore *ks, struct catalog *c,
+		     struct kb_findings *f);
+/* The digest of the token's generation objects. Needs admin_lock. */
+int kb_keystate_generation(struct kb_keystore *ks, unsigned char *digest);
+/* Tells other brokers that the token changed. Needs admin_lock. */
+void kb_keystate_bump_generation(struct kb_keystore *ks);
+/*
+ * Stores st (its updated_us set here) as the key's newest state object,
+ * confirmed by a fresh load, and destroys the older ones. Needs
+ * admin_lock.
+ */
+int kb_keystate_write(struct kb_keystore *ks, struct key_state *st, char *err,
+		      size_t errlen);
+/* Destroys every state object of name. Needs admin_lock. */
+int kb_keystate_remove(struct kb_keystore *ks, const char *name, char *err,
+		       size_t errlen);
+/* Makes the purge-protection flag unless it is there. Needs admin_lock. */
+int kb_keystate_enable_purge_protection(struct kb_keystore *ks, char *err,
+					size_t errlen);
 
 /* ---- kb_catalog.c ---- */
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include "kb_identity.h"
 #include "kb_issuer.h"
 #include "kb_jwt.h"
+#include "kb_lifecycle.h"
 #include "kb_log.h"
 #include "kb_ops.h"
 #include "kb_proto.h"
@@ -123,6 +125,13 @@ static void status_error(const struct kb_call *call, struct kb_error *err)
 		snprintf(err->msg, sizeof(err->msg),
 			 "the HSM token is unavailable; retry later");
 		break;
+	case KB_ERR_FORBIDDEN:
+		snprintf(err->msg, sizeof(err->msg),
+			 "key '%s' version %s does not allow %s (its key_ops)",
+			 info->name, info->version,
+			 info->key_ops & KB_KEYOP_WRAP ? "unwrapKey" :
+							 "wrapKey");
+		break;
 	default:
 		snprintf(err->msg, sizeof(err->msg), "internal error");
 		break;
@@ -141,26 +150,56 @@ static json_t *key_attributes(const struct kb_key_info *info)
 	for (a = 0; a < KB_ALG_COUNT; a++)
 		json_object_set_new(paths, kb_alg_name(a),
 				    json_string(kb_path_name(info->path[a])));
-	attrs = json_pack("{s:b, s:I, s:I, s:s, s:i, s:o}", "enabled",
+	attrs = json_pack("{s:b, s:I, s:I, s:s, s:i, s:b, s:o}", "enabled",
 			  info->enabled, "created", (json_int_t)info->created,
 			  "updated", (json_int_t)info->updated, "recoveryLevel",
 			  info->recovery_level, "recoverableDays",
-			  info->recoverable_days, "unwrapPaths", paths);
+			  info->recoverable_days, "exportable", 0,
+			  "unwrapPaths", paths);
 	if (attrs != NULL && info->nbf != 0)
 		json_object_set_new(attrs, "nbf", json_integer(info->nbf));
 	if (attrs != NULL && info->exp != 0)
 		json_object_set_new(attrs, "exp", json_integer(info->exp));
+	if (attrs != NULL && info->imported)
+		json_object_set_new(attrs, "imported", json_true());
 	return attrs;
 }
 
+/* The tags of a version as an object (empty if none). */
+static json_t *key_tags(const struct kb_key_info *info)
+{
+	json_t *t = info->tags[0] != '\0' ? json_loads(info->tags, 0, NULL) :
+					    NULL;
+
+	return t != NULL ? t : json_object();
+}
+
+/*
+ * A key bundle, as getKey and the management ops return it; for a
+ * deleted key, with what a deleted bundle adds.
+ */
 static json_t *key_bundle(const struct kb_ops *ops,
 			  const struct kb_key_info *info)
 {
-	return json_pack("{s:{s:o, s:s, s:o, s:o, s:[ss]}, s:o}", "key", "kid",
-			 kid_string(ops, info), "kty", "RSA-HSM", "n",
-			 b64_string(info->n, info->nlen), "e",
-			 b64_string(info->e, info->elen), "key_ops", "wrapKey",
-			 "unwrapKey", "attributes", key_attributes(info));
+	char rid[KB_KID_MAX + 16];
+	json_t *b;
+
+	b = json_pack("{s:{s:o, s:s, s:o, s:o, s:o}, s:o, s:o}", "key", "kid",
+		      kid_string(ops, info), "kty", "RSA-HSM", "n",
+		      b64_string(info->n, info->nlen), "e",
+		      b64_string(info->e, info->elen), "key_ops",
+		      kb_key_ops_json(info->damaged ? 0 : info->key_ops),
+		      "attributes", key_attributes(info), "tags",
+		      key_tags(info));
+	if (b == NULL || info->deleted == 0)
+		return b;
+	snprintf(rid, sizeof(rid), "keybroker://%s/deletedkeys/%s",
+		 ops->instance, info->name);
+	json_object_set_new(b, "recoveryId", json_string(rid));
+	json_object_set_new(b, "deletedDate", json_integer(info->deleted));
+	json_object_set_new(b, "scheduledPurgeDate",
+			    json_integer(info->scheduled_purge));
+	return b;
 }
 
 static json_t *do_get_key(struct kb_call *call, struct kb_error *err)
@@ -184,6 +223,7 @@ struct page {
 	unsigned int n;
 	bool more; /* an item past the page exists */
 	bool started; /* past the previous page's end */
+	bool deleted; /* getKeys: live keys; getDeletedKeys: deleted ones */
 	char last[KB_NAME_MAX + 1]; /* the last item's name or version */
 	char seen[KB_NAME_MAX + 1]; /* getKeys: the name last looked at */
 };
@@ -197,7 +237,8 @@ static void page_key(const struct kb_key_info *info, void *arg)
 	if (pg->more || strcmp(info->name, pg->seen) == 0)
 		return;
 	snprintf(pg->seen, sizeof(pg->seen), "%s", info->name);
-	if (strcmp(info->name, req->page.next) <= 0 ||
+	if ((info->deleted != 0) != pg->deleted ||
+	    strcmp(info->name, req->page.next) <= 0 ||
 	    !kb_acl_allows(pg->call->pol->acl, pg->call->caller->identity,
 			   info->name, req->def->perm))
 		return;
@@ -217,7 +258,8 @@ static void page_version(const struct kb_key_info *info, void *arg)
 	const struct kb_request *req = pg->call->req;
 	char kid[KB_KID_MAX];
 
-	if (pg->more || strcmp(info->name, req->key.name) != 0)
+	if (pg->more || strcmp(info->name, req->key.name) != 0 ||
+	    info->deleted != 0)
 		return;
 	pg->call->status = KB_STATUS_OK; /* the key exists */
 	if (!pg->started) {
@@ -231,8 +273,9 @@ static void page_version(const struct kb_key_info *info, void *arg)
 	kb_kid_format(kid, sizeof(kid), pg->call->ops->instance, info->name,
 		      info->version);
 	json_array_append_new(pg->items,
-			      json_pack("{s:s, s:o}", "kid", kid, "attributes",
-					key_attributes(info)));
+			      json_pack("{s:s, s:o, s:o}", "kid", kid,
+					"attributes", key_attributes(info),
+					"tags", key_tags(info)));
 	snprintf(pg->last, sizeof(pg->last), "%s", info->version);
 	pg->n++;
 }
@@ -248,14 +291,16 @@ static json_t *page_result(struct page *pg)
 }
 
 /*
- * getKeys: the keys the caller may list (others are left out, not
- * refused: a list does not reveal them), each with its current
- * version's attributes, in name order.
+ * getKeys and getDeletedKeys: the keys the caller may list (others are
+ * left out, not refused: a list does not reveal them), each with its
+ * current version's attributes, in name order.
  */
-static json_t *do_get_keys(struct kb_call *call, struct kb_error *err)
+static json_t *list_keys(struct kb_call *call, bool deleted)
 {
-	struct page pg = { .call = call, .items = json_array() };
-	struct kb_key_info info;
+	struct page pg = { .call = call,
+			   .items = json_array(),
+			   .deleted = deleted };
+	struct kb_key_info *info;
 	json_t *names, *v, *item;
 	char kid[KB_KID_MAX];
 	size_t i;
@@ -268,23 +313,49 @@ static json_t *do_get_keys(struct kb_call *call, struct kb_error *err)
 		return NULL;
 	}
 	names = pg.items;
-	if ((pg.items = json_array()) == NULL) {
+	if ((pg.items = json_array()) == NULL ||
+	    (info = malloc(sizeof(*info))) == NULL) {
+		json_decref(pg.items);
 		json_decref(names);
 		return NULL;
 	}
 	json_array_foreach(names, i, v) {
-		r = kb_keystore_describe(call->ops->ks, json_string_value(v),
-					 "", &info);
+		r = deleted ?
+			    kb_lifecycle_describe_deleted(
+				    call->ops->ks, json_string_value(v), info) :
+			    kb_keystore_describe(call->ops->ks,
+						 json_string_value(v), "",
+						 info);
 		if (r != KB_STATUS_OK && r != KB_ERR_DAMAGED)
 			continue; /* gone since the walk */
-		kb_kid_format(kid, sizeof(kid), call->ops->instance,
-			      json_string_value(v), NULL);
-		item = json_pack("{s:s, s:o}", "kid", kid, "attributes",
-				 key_attributes(&info));
+		if (deleted) {
+			item = key_bundle(call->ops, info);
+			json_object_del(item, "key");
+			kb_kid_format(kid, sizeof(kid), call->ops->instance,
+				      json_string_value(v), NULL);
+			json_object_set_new(item, "kid", json_string(kid));
+		} else {
+			kb_kid_format(kid, sizeof(kid), call->ops->instance,
+				      json_string_value(v), NULL);
+			item = json_pack("{s:s, s:o, s:o}", "kid", kid,
+					 "attributes", key_attributes(info),
+					 "tags", key_tags(info));
+		}
 		json_array_append_new(pg.items, item);
 	}
+	free(info);
 	json_decref(names);
 	return page_result(&pg);
+}
+
+static json_t *do_get_keys(struct kb_call *call, struct kb_error *err)
+{
+	return list_keys(call, false);
+}
+
+static json_t *do_get_deleted_keys(struct kb_call *call, struct kb_error *err)
+{
+	return list_keys(call, true);
 }
 
 /* getKeyVersions: the versions of one key, oldest first. */
@@ -523,6 +594,226 @@ static json_t *do_revoke_token(struct kb_call *call, struct kb_error *err)
 	return json_pack("{s:s}", "jti", req->revoke.jti);
 }
 
+/* ---- management ---- */
+
+/* What a lifecycle call returned: the key bundle, or its error. */
+static json_t *managed(struct kb_call *call, int r, const char *msg,
+		       struct kb_error *err)
+{
+	if (r == KB_STATUS_OK)
+		return key_bundle(call->ops, &call->info);
+	kb_error_set(err, kb_status_code(r), "%s",
+		     msg[0] != '\0' ? msg : "internal error");
+	return NULL;
+}
+
+/* Ops on a key as a whole take no version. */
+static bool whole_key(struct kb_call *call, struct kb_error *err)
+{
+	if (call->req->key.version[0] == '\0')
+		return true;
+	kb_error_set(err, KB_BAD_PARAMETER,
+		     "%s works on key '%s' as a whole: give no version",
+		     call->req->opname, call->req->key.name);
+	return false;
+}
+
+static json_t *do_create_key(struct kb_call *call, struct kb_error *err)
+{
+	const struct kb_manage_params *m = &call->req->manage;
+	struct kb_version_spec spec = {
+		.bits = m->bits,
+		.enabled = (m->attrs.set & KB_SET_ENABLED) ? m->attrs.enabled :
+							     true,
+		.nbf = m->attrs.nbf,
+		.exp = m->attrs.exp,
+		.key_ops = (m->attrs.set & KB_SET_KEY_OPS) ? m->attrs.key_ops :
+							     KB_KEYOPS_ALL,
+	};
+	char msg[512] = "";
+
+	if (!whole_key(call, err))
+		return NULL;
+	memcpy(spec.tags, m->attrs.tags, sizeof(spec.tags));
+	return managed(call,
+		       kb_lifecycle_create(call->ops->ks, call->req->key.name,
+					   &spec, &call->info, msg,
+					   sizeof(msg)),
+		       msg, err);
+}
+
+static json_t *do_rotate_key(struct kb_call *call, struct kb_error *err)
+{
+	char msg[512] = "";
+
+	if (!whole_key(call, err))
+		return NULL;
+	return managed(call,
+		       kb_lifecycle_rotate(call->ops->ks, call->req->key.name,
+					   &call->info, msg, sizeof(msg)),
+		       msg, err);
+}
+
+static json_t *do_update_key(struct kb_call *call, struct kb_error *err)
+{
+	const struct kb_request *req = call->req;
+	char msg[512] = "";
+
+	if (req->manage.attrs.set == 0) {
+		kb_error_set(err, KB_BAD_PARAMETER,
+			     "nothing to update: give attributes, tags or "
+			     "key_ops");
+		return NULL;
+	}
+	return managed(call,
+		       kb_lifecycle_update(call->ops->ks, req->key.name,
+					   req->key.version, &req->manage.attrs,
+					   &call->info, msg, sizeof(msg)),
+		       msg, err);
+}
+
+static json_t *do_delete_key(struct kb_call *call, struct kb_error *err)
+{
+	char msg[512] = "";
+
+	if (!whole_key(call, err))
+		return NULL;
+	return managed(call,
+		       kb_lifecycle_delete(call->ops->ks, call->req->key.name,
+					   &call->info, msg, sizeof(msg)),
+		       msg, err);
+}
+
+static json_t *do_get_deleted_key(struct kb_call *call, struct kb_error *err)
+{
+	char msg[512];
+
+	if (!whole_key(call, err))
+		return NULL;
+	snprintf(msg, sizeof(msg), "key '%s' is not a deleted key",
+		 call->req->key.name);
+	return managed(call,
+		       kb_lifecycle_describe_deleted(
+			       call->ops->ks, call->req->key.name, &call->info),
+		       msg, err);
+}
+
+static json_t *do_recover_key(struct kb_call *call, struct kb_error *err)
+{
+	char msg[512] = "";
+
+	if (!whole_key(call, err))
+		return NULL;
+	return managed(call,
+		       kb_lifecycle_recover(call->ops->ks, call->req->key.name,
+					    &call->info, msg, sizeof(msg)),
+		       msg, err);
+}
+
+static json_t *do_purge_key(struct kb_call *call, struct kb_error *err)
+{
+	char msg[512] = "";
+	int r;
+
+	if (!whole_key(call, err))
+		return NULL;
+	r = kb_lifecycle_purge(call->ops->ks, call->req->key.name, msg,
+			       sizeof(msg));
+	if (r == KB_STATUS_OK)
+		return json_object();
+	kb_error_set(err, kb_status_code(r), "%s", msg);
+	return NULL;
+}
+
+/* A rotation policy as the policy ops return it. */
+static json_t *policy_result(const struct kb_call *call,
+			     const struct kb_rotation_policy *p)
+{
+	char id[KB_KID_MAX + 32];
+	json_t *o = p->text[0] != '\0' ? json_loads(p->text, 0, NULL) :
+					 json_pack("{s:[]}", "lifetimeActions");
+
+	kb_kid_format(id, sizeof(id), call->ops->instance, call->req->key.name,
+		      NULL);
+	strcat(id, "/rotationpolicy");
+	if (o != NULL)
+		json_object_set_new(o, "id", json_string(id));
+	return o;
+}
+
+static json_t *do_get_policy(struct kb_call *call, struct kb_error *err)
+{
+	struct kb_rotation_policy p;
+	int r;
+
+	if (!whole_key(call, err))
+		return NULL;
+	if ((r = kb_lifecycle_get_policy(call->ops->ks, call->req->key.name,
+					 &p)) != KB_STATUS_OK) {
+		kb_error_set(err, kb_status_code(r), "key '%s' not found",
+			     call->req->key.name);
+		return NULL;
+	}
+	return policy_result(call, &p);
+}
+
+static json_t *do_update_policy(struct kb_call *call, struct kb_error *err)
+{
+	struct kb_rotation_policy p;
+	char msg[512] = "";
+	int r;
+
+	if (!whole_key(call, err))
+		return NULL;
+	if (kb_rotation_policy_parse(call->req->manage.policy,
+				     call->pol->cfg->min_rotation_s, &p, msg,
+				     sizeof(msg)) != 0) {
+		kb_error_set(err, KB_BAD_PARAMETER, "policy: %s", msg);
+		return NULL;
+	}
+	if ((r = kb_lifecycle_set_policy(call->ops->ks, call->req->key.name, &p,
+					 msg, sizeof(msg))) != KB_STATUS_OK) {
+		kb_error_set(err, kb_status_code(r), "%s", msg);
+		return NULL;
+	}
+	return policy_result(call, &p);
+}
+
+/*
+ * rewrapKey: unwraps value with the version it names and wraps what came
+ * out with the key's current version, in one call: the DEK never leaves
+ * the broker.
+ */
+static json_t *do_rewrap(struct kb_call *call, struct kb_error *err)
+{
+	struct kb_request *req = call->req;
+	enum kb_alg alg = req->crypt.alg;
+	unsigned char dek[P11_MODULUS_MAX], out[P11_MODULUS_MAX];
+	size_t deklen = 0, outlen;
+	json_t *res = NULL;
+
+	if (req->key.version[0] == '\0') {
+		kb_error_set(err, KB_BAD_PARAMETER,
+			     "rewrapKey needs the version that wrapped the "
+			     "value ('version', or a 'kid' with one)");
+		return NULL;
+	}
+	call->status = kb_keyworker_unwrap(
+		call->w, req->key.name, req->key.version, alg, req->crypt.value,
+		req->crypt.value_len, dek, &deklen, &call->info);
+	if (call->status == KB_STATUS_OK)
+		call->status = kb_keystore_wrap(call->ops->ks, call->w,
+						req->key.name, "", alg, dek,
+						deklen, out, &outlen,
+						&call->info);
+	if (call->status == KB_STATUS_OK)
+		res = json_pack("{s:o, s:o}", "kid",
+				kid_string(call->ops, &call->info), "value",
+				b64_string(out, outlen));
+	kb_wipe(dek, sizeof(dek));
+	return res;
+}
+
 /*
  * Who may do this: an identity that has not expired, within its rate,
  * holding the op's permission on the key. Never reveals whether a key the
@@ -532,7 +823,7 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 		     const struct kb_caller *caller,
 		     const struct kb_request *req, struct kb_error *err)
 {
-	unsigned int perm = req->def->perm;
+	unsigned int perm = req->def->perm, bit;
 
 	if (caller->identity[0] == '\0')
 		return kb_error_set(
@@ -550,13 +841,21 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 				    "again with another token");
 	if (rate_limit(ops, pol, caller->identity, err) != 0)
 		return -1;
-	/* An op on no one key (a list) applies perm to each key itself. */
-	if (perm != 0 && (req->def->fields & KB_F_KEY) &&
-	    !kb_acl_allows(pol->acl, caller->identity, req->key.name, perm))
-		return kb_error_set(err, KB_FORBIDDEN,
-				    "identity '%s' lacks %s on key '%s'",
-				    caller->identity, kb_perm_name(perm),
-				    req->key.name);
+	/*
+	 * An op on no one key (a list) applies perm to each key itself. An
+	 * op needing several permissions (rewrapKey) may hold them by
+	 * several grants.
+	 */
+	if (!(req->def->fields & KB_F_KEY))
+		return 0;
+	for (bit = 1; bit <= perm; bit <<= 1)
+		if ((perm & bit) && !kb_acl_allows(pol->acl, caller->identity,
+						   req->key.name, bit))
+			return kb_error_set(
+				err, KB_FORBIDDEN,
+				"identity '%s' lacks %s on key '%s'",
+				caller->identity, kb_perm_name(bit),
+				req->key.name);
 	return 0;
 }
 
@@ -590,21 +889,33 @@ static const struct kb_op_def op_rows[] = {
 	{ "unwrapKey", KB_F_KEY | KB_F_ALG | KB_F_VALUE, KB_PERM_UNWRAP_KEY,
 	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_unwrap },
 	{ "revokeToken", KB_F_JTI, 0, 0, do_revoke_token },
-	{ .name = "createKey" },
+	{ "createKey", KB_F_KEY | KB_F_KTY | KB_F_ATTRS, KB_PERM_CREATE,
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_create_key },
 	{ .name = "importKey" },
-	{ .name = "rotateKey" },
-	{ .name = "updateKey" },
+	{ "rotateKey", KB_F_KEY, KB_PERM_ROTATE, KB_OPF_IDENTITY | KB_OPF_TOKEN,
+	  do_rotate_key },
+	{ "updateKey", KB_F_KEY | KB_F_ATTRS, KB_PERM_UPDATE,
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_update_key },
 	{ "getKeys", KB_F_PAGE, KB_PERM_LIST, KB_OPF_IDENTITY, do_get_keys },
 	{ "getKeyVersions", KB_F_KEY | KB_F_PAGE, KB_PERM_LIST, KB_OPF_IDENTITY,
 	  do_get_key_versions },
-	{ .name = "deleteKey" },
-	{ .name = "getDeletedKey" },
-	{ .name = "getDeletedKeys" },
-	{ .name = "recoverDeletedKey" },
-	{ .name = "purgeDeletedKey" },
-	{ .name = "getKeyRotationPolicy" },
-	{ .name = "updateKeyRotationPolicy" },
-	{ .name = "rewrapKey" },
+	{ "deleteKey", KB_F_KEY, KB_PERM_DELETE, KB_OPF_IDENTITY | KB_OPF_TOKEN,
+	  do_delete_key },
+	{ "getDeletedKey", KB_F_KEY, KB_PERM_LIST, KB_OPF_IDENTITY,
+	  do_get_deleted_key },
+	{ "getDeletedKeys", KB_F_PAGE, KB_PERM_LIST, KB_OPF_IDENTITY,
+	  do_get_deleted_keys },
+	{ "recoverDeletedKey", KB_F_KEY, KB_PERM_RECOVER,
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_recover_key },
+	{ "purgeDeletedKey", KB_F_KEY, KB_PERM_PURGE,
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_purge_key },
+	{ "getKeyRotationPolicy", KB_F_KEY, KB_PERM_GET, KB_OPF_IDENTITY,
+	  do_get_policy },
+	{ "updateKeyRotationPolicy", KB_F_KEY | KB_F_POLICY, KB_PERM_UPDATE,
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_update_policy },
+	{ "rewrapKey", KB_F_KEY | KB_F_ALG | KB_F_VALUE,
+	  KB_PERM_UNWRAP_KEY | KB_PERM_WRAP_KEY, KB_OPF_IDENTITY | KB_OPF_TOKEN,
+	  do_rewrap },
 };
 
 static const struct kb_op_table op_table = {

@@ -122,6 +122,15 @@ static int check_fields(struct kb_request *req, unsigned int allowed,
 		if ((allowed & KB_F_PAGE) && (strcmp(k, "maxresults") == 0 ||
 					      strcmp(k, "nextLink") == 0))
 			continue;
+		if ((allowed & KB_F_KTY) &&
+		    (strcmp(k, "kty") == 0 || strcmp(k, "key_size") == 0))
+			continue;
+		if ((allowed & KB_F_ATTRS) &&
+		    (strcmp(k, "attributes") == 0 || strcmp(k, "tags") == 0 ||
+		     strcmp(k, "key_ops") == 0))
+			continue;
+		if ((allowed & KB_F_POLICY) && strcmp(k, "policy") == 0)
+			continue;
 		kb_proto_quote(q, sizeof(q), k, 32);
 		return kb_error_set(err, KB_BAD_PARAMETER,
 				    "unknown field '%s' for op '%s'", q,
@@ -308,6 +317,113 @@ static int parse_page(struct kb_request *req, struct kb_error *err)
 	return 0;
 }
 
+static int parse_kty(struct kb_request *req, struct kb_error *err)
+{
+	json_t *kty = json_object_get(req->root, "kty");
+	json_t *size = json_object_get(req->root, "key_size");
+
+	req->manage.bits = 2048;
+	if (kty != NULL && (!json_is_string(kty) ||
+			    strcmp(json_string_value(kty), "RSA-HSM") != 0))
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'kty' must be \"RSA-HSM\": keys are made "
+				    "in the token and never leave it");
+	if (size == NULL)
+		return 0;
+	if (!json_is_integer(size) || (json_integer_value(size) != 2048 &&
+				       json_integer_value(size) != 3072 &&
+				       json_integer_value(size) != 4096))
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'key_size' must be 2048, 3072 or 4096");
+	req->manage.bits = (unsigned int)json_integer_value(size);
+	return 0;
+}
+
+/* A time attribute: Unix seconds, or null to clear it. */
+static int parse_time(const json_t *v, const char *name, int64_t *t,
+		      struct kb_error *err)
+{
+	if (json_is_null(v)) {
+		*t = 0;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+	    json_integer_value(v) > KB_TIME_MAX)
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "attribute '%s' must be Unix seconds "
+				    "(1 to %lld) or null",
+				    name, (long long)KB_TIME_MAX);
+	*t = json_integer_value(v);
+	return 0;
+}
+
+static int parse_attrs(struct kb_request *req, struct kb_error *err)
+{
+	struct kb_version_update *u = &req->manage.attrs;
+	json_t *attrs = json_object_get(req->root, "attributes");
+	json_t *tags = json_object_get(req->root, "tags");
+	json_t *ops = json_object_get(req->root, "key_ops");
+	const char *k;
+	char q[48], why[160];
+	json_t *v;
+
+	if (attrs != NULL && !json_is_object(attrs))
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'attributes' must be an object");
+	json_object_foreach(attrs, k, v) {
+		if (strcmp(k, "enabled") == 0) {
+			if (!json_is_boolean(v))
+				return kb_error_set(
+					err, KB_BAD_PARAMETER,
+					"attribute 'enabled' must be true or "
+					"false");
+			u->enabled = json_is_true(v);
+			u->set |= KB_SET_ENABLED;
+		} else if (strcmp(k, "nbf") == 0) {
+			if (parse_time(v, k, &u->nbf, err) != 0)
+				return -1;
+			u->set |= KB_SET_NBF;
+		} else if (strcmp(k, "exp") == 0) {
+			if (parse_time(v, k, &u->exp, err) != 0)
+				return -1;
+			u->set |= KB_SET_EXP;
+		} else {
+			kb_proto_quote(q, sizeof(q), k, 32);
+			return kb_error_set(err, KB_BAD_PARAMETER,
+					    "unknown or read-only attribute "
+					    "'%s': enabled, nbf and exp may "
+					    "be set",
+					    q);
+		}
+	}
+	if ((u->set & KB_SET_NBF) && (u->set & KB_SET_EXP) && u->nbf != 0 &&
+	    u->exp != 0 && u->nbf >= u->exp)
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "attribute 'nbf' must come before 'exp'");
+	if (tags != NULL) {
+		if (kb_tags_canonical(tags, u->tags, why, sizeof(why)) != 0)
+			return kb_error_set(err, KB_BAD_PARAMETER, "%s", why);
+		u->set |= KB_SET_TAGS;
+	}
+	if (ops != NULL) {
+		if (kb_key_ops_parse(ops, &u->key_ops, why, sizeof(why)) != 0)
+			return kb_error_set(err, KB_BAD_PARAMETER, "%s", why);
+		u->set |= KB_SET_KEY_OPS;
+	}
+	return 0;
+}
+
+static int parse_policy(struct kb_request *req, struct kb_error *err)
+{
+	json_t *p = json_object_get(req->root, "policy");
+
+	if (!json_is_object(p))
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "missing object field 'policy'");
+	req->manage.policy = p;
+	return 0;
+}
+
 void kb_proto_classify(const char *line, size_t len,
 		       const struct kb_op_table *table, bool *barrier,
 		       bool *token_op)
@@ -388,6 +504,12 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 	if ((def->fields & KB_F_JTI) && parse_jti(req, err) != 0)
 		return -1;
 	if ((def->fields & KB_F_PAGE) && parse_page(req, err) != 0)
+		return -1;
+	if ((def->fields & KB_F_KTY) && parse_kty(req, err) != 0)
+		return -1;
+	if ((def->fields & KB_F_ATTRS) && parse_attrs(req, err) != 0)
+		return -1;
+	if ((def->fields & KB_F_POLICY) && parse_policy(req, err) != 0)
 		return -1;
 	if (!(def->fields & KB_F_KEY))
 		return 0;

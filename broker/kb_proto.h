@@ -34,6 +34,9 @@ struct kb_error {
 #define KB_F_TOKEN 0x08u /* required, a JWT */
 #define KB_F_JTI 0x10u /* required, an identity-token id */
 #define KB_F_PAGE 0x20u /* optional: maxresults, nextLink */
+#define KB_F_KTY 0x40u /* optional: kty (RSA-HSM), key_size */
+#define KB_F_ATTRS 0x80u /* optional: attributes, tags, key_ops */
+#define KB_F_POLICY 0x100u /* required: policy (a rotation policy) */
 
 #define KB_PAGE_MAX 25 /* most items in one page of a list */
 
@@ -96,6 +99,12 @@ struct kb_page_params { /* getKeys, getKeyVersions: KB_F_PAGE */
 	char next[KB_NAME_MAX + 1];
 };
 
+struct kb_manage_params { /* KB_F_KTY, KB_F_ATTRS, KB_F_POLICY */
+	unsigned int bits; /* key_size: 2048 unless given */
+	struct kb_version_update attrs; /* .set: what the request gave */
+	const json_t *policy; /* borrowed from the root */
+};
+
 struct kb_request {
 	json_t *root;
 	json_t *id; /* borrowed from root; NULL until parsed */
@@ -107,6 +116,7 @@ struct kb_request {
 		struct kb_auth_params auth;
 		struct kb_revoke_params revoke;
 		struct kb_page_params page;
+		struct kb_manage_params manage;
 	};
 };
 

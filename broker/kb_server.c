@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kb_admin.h"
+#include "kb_lifecycle.h"
 #include "kb_admit.h"
 #include "kb_conn.h"
 #include "kb_listen.h"
@@ -561,6 +562,14 @@ static void reload(void *arg)
 		cfg->n_identities, cfg->n_issuers, cfg->n_grants);
 }
 
+/* The admin lane's periodic work: the key lifecycle's (kb_lifecycle.h). */
+static void tick(void *arg)
+{
+	struct kb_server *srv = arg;
+
+	kb_lifecycle_tick(srv->ops.ks, time(NULL));
+}
+
 static void handle_signal(struct kb_server *srv, int64_t now)
 {
 	struct signalfd_siginfo si;
@@ -653,7 +662,7 @@ static int server_setup(struct kb_server *srv, sigset_t *mask)
 	if ((srv->workers = calloc((size_t)srv->cfg->workers,
 				   sizeof(*srv->workers))) == NULL)
 		goto out_errno;
-	if ((errno = kb_admin_start(reload, srv, &srv->admin)) != 0)
+	if ((errno = kb_admin_start(reload, tick, srv, &srv->admin)) != 0)
 		goto out_errno;
 	for (i = 0; i < srv->cfg->workers; i++) {
 		srv->workers[i].srv = srv;

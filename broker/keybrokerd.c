@@ -14,6 +14,7 @@
 #include "kb_issuer.h"
 #include "kb_jwk.h"
 #include "kb_keystore.h"
+#include "kb_lifecycle.h"
 #include "kb_listen.h"
 #include "kb_log.h"
 #include "kb_peer.h"
@@ -21,6 +22,7 @@
 #include "kb_proto.h"
 #include "kb_secret.h"
 #include "kb_server.h"
+#include "p11_confirm.h"
 
 #define DEFAULT_CONFIG "/etc/keybroker/keybroker.conf"
 
@@ -171,6 +173,33 @@ static int ensure_issuer_key(struct kb_keystore *ks)
 	return 0;
 }
 
+/*
+ * Purge protection: turned on for the token when the config asks, and
+ * never off (the flag lives in the token); said at start either way.
+ */
+static int protect_purges(struct kb_keystore *ks, const struct kb_config *cfg)
+{
+	char err[512];
+
+	if (cfg->purge_protection && !kb_lifecycle_purges_protected(ks)) {
+		if (kb_lifecycle_protect_purges(ks, err, sizeof(err)) !=
+		    KB_STATUS_OK) {
+			kb_err("cannot turn purge protection on: %s", err);
+			return -1;
+		}
+		kb_info("purge protection is now on for token '%s', for good",
+			kb_keystore_token_label(ks));
+	} else if (kb_lifecycle_purges_protected(ks)) {
+		kb_info("purge protection is on for token '%s'%s",
+			kb_keystore_token_label(ks),
+			cfg->purge_protection ?
+				"" :
+				" (it cannot be turned off: keys.purge_"
+				"protection = false changes nothing)");
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -192,6 +221,11 @@ int main(int argc, char **argv)
 	int c, nkeys = 0, status = 1;
 
 	kb_log_init("keybrokerd", KB_LOG_INFO);
+	/* This program run again to confirm its own token writes. */
+	if (argc >= 2 && strcmp(argv[1], P11_CONFIRM_COMMAND) == 0) {
+		kb_secret_harden_process();
+		return p11_confirm_main(argc - 1, argv + 1);
+	}
 	while ((c = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -243,6 +277,8 @@ int main(int argc, char **argv)
 		.token_uri = cfg->pkcs11_token,
 		.pin_file = cfg->pkcs11_pin_file,
 		.allow_rsa1_5 = cfg->allow_rsa1_5,
+		.confirm_exe = "/proc/self/exe",
+		.recoverable_days = cfg->recoverable_days,
 	};
 	if (kb_keystore_open(&params, NULL, &ks, err, sizeof(err)) != 0) {
 		kb_err("%s", err);
@@ -254,6 +290,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (cfg->allow_rsa1_5)
 		kb_keystore_ensure_rsa15_secret(ks); /* says why if it fails */
+	if (protect_purges(ks, cfg) != 0)
+		goto out;
 	kb_keystore_foreach(ks, log_key, &nkeys);
 	if (nkeys == 0)
 		kb_warn("the token holds no keys yet (keybrokerctl create-key)");

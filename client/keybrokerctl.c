@@ -25,6 +25,7 @@
 #include "kb_jwt.h"
 #include "kb_keystore.h"
 #include "kb_kid.h"
+#include "kb_lifecycle.h"
 #include "kb_log.h"
 #include "kb_output.h"
 #include "kb_secret.h"
@@ -182,6 +183,8 @@ static int cmd_create_key(const struct kb_config *cfg, int argc, char **argv)
 		{ "size", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct kb_version_spec spec = { .enabled = true,
+					.key_ops = KB_KEYOPS_ALL };
 	struct kb_keystore *ks;
 	struct kb_key_info info;
 	char err[512], *end;
@@ -205,8 +208,9 @@ static int cmd_create_key(const struct kb_config *cfg, int argc, char **argv)
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	r = kb_keystore_create_key(ks, argv[optind], (unsigned int)bits, &info,
-				   err, sizeof(err));
+	spec.bits = (unsigned int)bits;
+	r = kb_lifecycle_add_version(ks, argv[optind], &spec, &info, err,
+				     sizeof(err));
 	if (r != KB_STATUS_OK)
 		fprintf(stderr, "keybrokerctl: create-key %s: %s\n",
 			argv[optind], err);
@@ -242,7 +246,10 @@ static int usage_repair(void)
 static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 			   bool enabled)
 {
+	struct kb_version_update u = { .set = KB_SET_ENABLED,
+				       .enabled = enabled };
 	struct kb_keystore *ks;
+	struct kb_key_info info;
 	char err[512];
 	int r;
 
@@ -256,8 +263,8 @@ static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 	}
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	r = kb_keystore_set_enabled(ks, argv[1], argv[2], enabled, err,
-				    sizeof(err));
+	r = kb_lifecycle_update(ks, argv[1], argv[2], &u, &info, err,
+				sizeof(err));
 	if (r != KB_STATUS_OK)
 		fprintf(stderr, "keybrokerctl: %s: %s\n", argv[0], err);
 	else
@@ -296,8 +303,8 @@ static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
 		return usage_repair();
 	if (open_keystore(cfg, NULL, &ks) != 0)
 		return 1;
-	r = kb_keystore_repair_key(ks, argv[optind], argv[optind + 1],
-				   enabled == 1, current, err, sizeof(err));
+	r = kb_lifecycle_repair(ks, argv[optind], argv[optind + 1],
+				enabled == 1, current, err, sizeof(err));
 	if (r != KB_STATUS_OK)
 		fprintf(stderr, "keybrokerctl: repair-key: %s\n", err);
 	else

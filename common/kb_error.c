@@ -48,6 +48,7 @@ static const enum kb_code status_codes[] = {
 	[-KB_ERR_DISABLED] = KB_KEY_DISABLED,
 	[-KB_ERR_DAMAGED] = KB_KEY_DISABLED,
 	[-KB_ERR_STORAGE] = KB_INTERNAL,
+	[-KB_ERR_FORBIDDEN] = KB_FORBIDDEN,
 };
 
 _Static_assert(sizeof(status_codes) / sizeof(status_codes[0]) ==

@@ -34,8 +34,14 @@ enum kb_status {
 	KB_ERR_DISABLED = -9, /* key version disabled, not yet valid, expired */
 	KB_ERR_DAMAGED = -10, /* private key there, its metadata not */
 	KB_ERR_STORAGE = -11, /* the token's storage refused or lost a write */
+	/*
+	 * The key or the token itself does not allow it, whoever asks: an
+	 * operation outside a version's key_ops, a purge under purge
+	 * protection.
+	 */
+	KB_ERR_FORBIDDEN = -12,
 };
-#define KB_ERR_LAST KB_ERR_STORAGE
+#define KB_ERR_LAST KB_ERR_FORBIDDEN
 
 enum kb_code {
 	KB_OK = 0,

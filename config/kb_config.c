@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "kb_config.h"
+#include "kb_duration.h"
 #include "kb_grant.h"
 #include "kb_jws.h"
 #include "kb_kid.h"
@@ -66,8 +67,12 @@ static const char *const top_keys[] = {
 	"issuers",
 	"access",
 	"rate_limit",
+	"keys",
 	NULL,
 };
+static const char *const lifecycle_keys[] = { "recoverable_days",
+					      "purge_protection",
+					      "min_rotation_period", NULL };
 static const char *const token_keys[] = { "issuer", "audience", "lifetime",
 					  "max_lifetime", NULL };
 static const char *const identity_keys[] = { "name", "assigned", "uids",
@@ -703,6 +708,35 @@ static int load_rate_limit(struct cfg_loader *ld, const config_setting_t *root,
 	return 0;
 }
 
+static int load_lifecycle(struct cfg_loader *ld, const config_setting_t *root,
+			  struct kb_config *cfg)
+{
+	const char *period = "P7D";
+	config_setting_t *g;
+
+	cfg->recoverable_days = 90;
+	cfg->min_rotation_s = 7 * 86400;
+	if (get_group(ld, root, "keys", false, &g) != 0)
+		return -1;
+	if (g == NULL)
+		return 0;
+	if (check_known(ld, g, lifecycle_keys) != 0 ||
+	    get_int(ld, g, "recoverable_days", 90, 7, 90,
+		    &cfg->recoverable_days) != 0 ||
+	    get_bool(ld, g, "purge_protection", false,
+		     &cfg->purge_protection) != 0 ||
+	    get_string(ld, g, "min_rotation_period", false, "P7D", &period) !=
+		    0)
+		return -1;
+	if (kb_duration_parse(period, strlen(period), &cfg->min_rotation_s) !=
+	    0)
+		return cfg_fail(
+			ld, config_setting_get_member(g, "min_rotation_period"),
+			"must be an ISO 8601 duration such as \"P7D\" "
+			"or \"PT30S\"");
+	return 0;
+}
+
 static int load_pkcs11(struct cfg_loader *ld, const config_setting_t *root,
 		       struct kb_config *cfg)
 {
@@ -794,7 +828,8 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	    load_identities(ld, root, cfg) != 0 ||
 	    load_issuers(ld, root, cfg) != 0 ||
 	    load_access(ld, root, cfg) != 0 ||
-	    load_rate_limit(ld, root, cfg) != 0)
+	    load_rate_limit(ld, root, cfg) != 0 ||
+	    load_lifecycle(ld, root, cfg) != 0)
 		return -1;
 	return 0;
 }

@@ -8,6 +8,7 @@
 #define KB_CONFIG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -96,6 +97,11 @@ struct kb_config {
 	char *pkcs11_pin_file;
 
 	bool allow_rsa1_5;
+
+	/* keys { ... }: the lifecycle of keys */
+	int recoverable_days; /* a deleted key's retention, 7-90 */
+	bool purge_protection; /* turn it on for the token (for good) */
+	int64_t min_rotation_s; /* the shortest rotation a policy may ask */
 };
 
 /*

@@ -4,7 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include <sys/statvfs.h>
 
 #include "p11_store.h"
@@ -154,6 +158,50 @@ int p11_store_check_space(CK_FUNCTION_LIST *fn, char *err, size_t errlen)
 	    KB_STATUS_OK)
 		return r;
 	return check_dir(dir, err, errlen);
+}
+
+int p11_store_lock(CK_FUNCTION_LIST *fn, int wait_ms, char *err, size_t errlen)
+{
+	char conf[4096], dir[SOFTHSM_LINE_MAX];
+	struct timespec pause = { 0, 10 * 1000 * 1000 };
+	int fd, waited;
+
+	if (!is_softhsm(fn))
+		return P11_STORE_NONE;
+	softhsm_conf_path(conf, sizeof(conf));
+	if (softhsm_tokendir(conf, dir, sizeof(dir), err, errlen) !=
+	    KB_STATUS_OK)
+		return P11_STORE_FAILED;
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "cannot open the token directory %s: %s",
+			 dir, strerror(errno));
+		return P11_STORE_FAILED;
+	}
+	for (waited = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; waited += 10) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			snprintf(err, errlen,
+				 "cannot lock the token directory %s: %s", dir,
+				 strerror(errno));
+			close(fd);
+			return P11_STORE_FAILED;
+		}
+		if (waited >= wait_ms) {
+			snprintf(err, errlen,
+				 "another process has held the token directory "
+				 "%s for %d ms",
+				 dir, waited);
+			close(fd);
+			return P11_STORE_BUSY;
+		}
+		nanosleep(&pause, NULL);
+	}
+	return fd;
+}
+
+void p11_store_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd); /* the flock goes with the last descriptor */
 }
 
 void p11_store_where(CK_FUNCTION_LIST *fn, char *where, size_t size)

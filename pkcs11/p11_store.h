@@ -35,6 +35,26 @@
 int p11_store_check_space(CK_FUNCTION_LIST *fn, char *err, size_t errlen);
 
 /*
+ * Serialises admin work (catalogue loads and writes) between the
+ * processes that share a file-backed token: SoftHSMv2 does not, and a
+ * load that reads while another process writes sees objects half made,
+ * while two processes writing at once can lose objects. The lock is an
+ * exclusive flock on the token directory, waited for at most wait_ms.
+ *
+ * Returns the fd that holds it, for p11_store_unlock; P11_STORE_NONE
+ * for a module without such storage (its own device or service orders
+ * concurrent clients); P11_STORE_BUSY if another process held it all
+ * along; P11_STORE_FAILED if the directory cannot be locked (err says
+ * why).
+ */
+#define P11_STORE_NONE (-1)
+#define P11_STORE_BUSY (-2)
+#define P11_STORE_FAILED (-3)
+int p11_store_lock(CK_FUNCTION_LIST *fn, int wait_ms, char *err, size_t errlen);
+/* Releases what p11_store_lock returned (anything below 0: nothing). */
+void p11_store_unlock(int fd);
+
+/*
  * Where the module behind fn keeps its tokens, for a message about a
  * token that is not found: for SoftHSMv2, the configuration it reads.
  */

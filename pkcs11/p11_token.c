@@ -479,6 +479,12 @@ int p11_token_check_space(struct p11_token *tok, char *err, size_t errlen)
 	return p11_store_check_space(tok->fn, err, errlen);
 }
 
+int p11_token_lock_storage(struct p11_token *tok, int wait_ms, char *err,
+			   size_t errlen)
+{
+	return p11_store_lock(tok->fn, wait_ms, err, errlen);
+}
+
 CK_FUNCTION_LIST *p11_token_functions(const struct p11_token *tok)
 {
 	return tok->fn;

@@ -64,6 +64,9 @@ void p11_token_close_all_sessions(struct p11_token *tok);
  * KB_STATUS_OK, or KB_ERR_STORAGE with err saying what is short.
  */
 int p11_token_check_space(struct p11_token *tok, char *err, size_t errlen);
+/* p11_store_lock and p11_store_unlock for tok's storage (p11_store.h). */
+int p11_token_lock_storage(struct p11_token *tok, int wait_ms, char *err,
+			   size_t errlen);
 
 CK_FUNCTION_LIST *p11_token_functions(const struct p11_token *tok);
 const char *p11_token_label(const struct p11_token *tok);

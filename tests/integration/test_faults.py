@@ -242,15 +242,16 @@ class TokenQuirks(unittest.TestCase):
         self.assertNotIn("damaged", r.stdout)
 
     def test_object_gone_while_the_catalogue_is_read(self):
-        # The third attribute read of a load is the metadata object of
-        # the one key: it vanishes (another process replaced it). The
+        # A load reads the token's generation object, then the one key's
+        # private key, public key and metadata object: the metadata (the
+        # fourth read) vanishes (another process replaced it). The
         # load goes on; the version is listed as damaged, as when its
         # metadata cannot be read.
         token = Token([("solo", 2048)], module=FAULT_MODULE)
         try:
             r = token.ctl("list-keys", check=False, env={
                 "KB_FAULT": "C_GetAttributeValue rv=CKR_OBJECT_HANDLE_INVALID "
-                            "skip=2 times=1"})
+                            "skip=3 times=1"})
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("damaged", r.stdout)
             r = token.ctl("list-keys")
