@@ -89,6 +89,7 @@ $(B)/keybrokerd: $(B)/broker/keybrokerd.o $(A_BROKER) $(A_PKCS11) \
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(B)/keybrokerctl: $(B)/client/keybrokerctl.o $(B)/client/kb_output.o \
+		$(B)/client/ctl_socket.o $(B)/client/ctl_keys.o \
 		$(A_BROKER) $(A_PKCS11) $(A_CONFIG) $(A_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "kb_b64.h"
+#include "kb_jread.h"
 #include "kb_kid.h"
 #include "kb_output.h"
 #include "keybroker.h"
@@ -38,16 +39,20 @@ static void usage(FILE *f)
 		"\n"
 		"  get      print the key's public JWK and attributes (JSON)\n"
 		"  wrap     wrap a data key read from stdin (raw bytes); print\n"
-		"           the wrapped key as base64url\n"
-		"  unwrap   unwrap a base64url wrapped key read from stdin;\n"
-		"           write the data key as raw bytes\n"
+		"           the wrapped key in an envelope that names the key\n"
+		"           version that made it: {\"kid\":...,\"value\":...}\n"
+		"  unwrap   unwrap a wrapped key read from stdin: an envelope\n"
+		"           (unwrapped with the version it names; --key may be\n"
+		"           left out) or bare base64url; write the data key as\n"
+		"           raw bytes\n"
 		"\n"
 		"options:\n"
 		"  -s, --socket PATH       broker socket (default "
 		"$KEYBROKER_SOCKET or\n"
 		"                          %s)\n"
 		"  -k, --key NAME|KID      key name or keybroker://... kid "
-		"(required)\n"
+		"(required\n"
+		"                          but for unwrapping an envelope)\n"
 		"  -V, --key-version VER   key version (32 hex); default: "
 		"current\n"
 		"  -a, --alg ALG           RSA-OAEP, RSA-OAEP-256 (default) or "
@@ -60,8 +65,10 @@ static void usage(FILE *f)
 		"                          existing file\n"
 		"  -f, --force             replace an existing --out FILE "
 		"(atomically)\n"
-		"      --inform FMT        input format: raw or base64url\n"
-		"      --outform FMT       output format: raw or base64url\n"
+		"      --inform FMT        input format: raw, base64url or "
+		"envelope\n"
+		"      --outform FMT       output format: raw, base64url or "
+		"envelope\n"
 		"  -t, --token-file F      authenticate with the token (JWT) in "
 		"F;\n"
 		"                          default: getToken for this "
@@ -86,7 +93,7 @@ static void usage(FILE *f)
 		DEFAULT_SOCKET);
 }
 
-enum fmt { FMT_DEFAULT, FMT_RAW, FMT_B64 };
+enum fmt { FMT_DEFAULT, FMT_RAW, FMT_B64, FMT_ENVELOPE };
 
 struct opts {
 	const char *socket, *key, *version, *alg, *in, *out, *token_file;
@@ -117,6 +124,8 @@ static int parse_fmt(const char *s, enum fmt *f)
 		*f = FMT_RAW;
 	else if (strcmp(s, "base64url") == 0 || strcmp(s, "b64") == 0)
 		*f = FMT_B64;
+	else if (strcmp(s, "envelope") == 0)
+		*f = FMT_ENVELOPE;
 	else
 		return -1;
 	return 0;
@@ -125,9 +134,10 @@ static int parse_fmt(const char *s, enum fmt *f)
 /* Checks the key, version and alg before anything is sent. */
 static int check_args(const struct opts *o)
 {
-	size_t klen = strlen(o->key);
+	size_t klen = o->key != NULL ? strlen(o->key) : 0;
 
-	if (strncmp(o->key, KB_KID_PREFIX, sizeof(KB_KID_PREFIX) - 1) != 0 &&
+	if (o->key != NULL &&
+	    strncmp(o->key, KB_KID_PREFIX, sizeof(KB_KID_PREFIX) - 1) != 0 &&
 	    !kb_name_valid(o->key, klen))
 		return usage_error("--key '%.64s': not a key name (1-127 of "
 				   "A-Z a-z 0-9 -) nor a kid "
@@ -147,26 +157,65 @@ static int check_args(const struct opts *o)
 	return 0;
 }
 
-/* Reads the input value; a secret for wrap, so wiped by the caller. */
-static int read_input(const struct opts *o, enum fmt fmt, uint8_t *buf,
-		      size_t *len)
+/*
+ * The kid and value of an envelope, text[0..n): {"kid": ..., "value": ...},
+ * each once. 0, or -1 with the reason on stderr.
+ */
+static int read_envelope(const char *text, size_t n, char *kid, uint8_t *buf,
+			 size_t *len)
 {
-	char text[INPUT_MAX + 1];
-	FILE *f = stdin;
-	size_t n;
+	struct kb_jspan root, k, v;
+	char value[INPUT_MAX * 2];
+	size_t klen, vlen;
 	int r = -1;
 
+	if (kb_jread_check(text, n, &root) != 0 || root.type != KB_J_OBJECT ||
+	    kb_jread_member(text, &root, "kid", &k) != 0 ||
+	    kb_jread_member(text, &root, "value", &v) != 0 ||
+	    kb_jread_string(text, &k, kid, KB_KID_MAX, &klen) != 0 ||
+	    kb_jread_string(text, &v, value, sizeof(value), &vlen) != 0)
+		goto bad;
+	if (strncmp(kid, KB_KID_PREFIX, sizeof(KB_KID_PREFIX) - 1) != 0)
+		goto bad;
+	if (kb_b64_decode(buf, INPUT_MAX, len, value, vlen) != 0)
+		goto bad;
+	r = 0;
+	goto out;
+bad:
+	fprintf(stderr,
+		"keybroker: input is not an envelope "
+		"{\"kid\":\"keybroker://...\",\"value\":\"<base64url>\"}\n");
+out:
+	explicit_bzero(value, sizeof(value));
+	return r;
+}
+
+/*
+ * Reads the input value; a secret for wrap, so wiped by the caller. An
+ * envelope (fmt ENVELOPE, or DEFAULT and the input is one) also gives
+ * the kid that made it; kid is "" otherwise.
+ */
+static int read_input(const struct opts *o, enum fmt fmt, uint8_t *buf,
+		      size_t *len, char *kid)
+{
+	char text[INPUT_MAX * 2 + KB_KID_MAX + 64];
+	FILE *f = stdin;
+	size_t n, start = 0;
+	int r = -1;
+
+	kid[0] = '\0';
 	if (o->in != NULL && strcmp(o->in, "-") != 0 &&
 	    (f = fopen(o->in, "rb")) == NULL) {
 		fprintf(stderr, "keybroker: %s: %s\n", o->in, strerror(errno));
 		return -1;
 	}
 	n = fread(text, 1, sizeof(text), f);
-	if (ferror(f) || n > INPUT_MAX) {
+	if (ferror(f) || n == sizeof(text) ||
+	    (fmt == FMT_RAW && n > INPUT_MAX)) {
 		fprintf(stderr,
 			"keybroker: input larger than %d bytes or "
 			"unreadable\n",
-			INPUT_MAX);
+			fmt == FMT_RAW ? INPUT_MAX : (int)sizeof(text) - 1);
 		goto out;
 	}
 	if (fmt == FMT_RAW) {
@@ -175,12 +224,19 @@ static int read_input(const struct opts *o, enum fmt fmt, uint8_t *buf,
 		r = 0;
 		goto out;
 	}
+	while (start < n && (text[start] == ' ' || text[start] == '\n'))
+		start++;
+	if (fmt == FMT_ENVELOPE ||
+	    (fmt == FMT_DEFAULT && start < n && text[start] == '{')) {
+		r = read_envelope(text, n, kid, buf, len);
+		goto out;
+	}
 	while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' ||
 			 text[n - 1] == ' '))
 		n--;
 	if (kb_b64_decode(buf, INPUT_MAX, len, text, n) != 0) {
 		fprintf(stderr, "keybroker: input is not base64url without "
-				"padding\n");
+				"padding, nor an envelope\n");
 		goto out;
 	}
 	r = 0;
@@ -211,7 +267,7 @@ static int write_result(const struct opts *o, enum fmt fmt, const char *kid,
 	int r;
 
 	kb_b64_encode(b64, p, n);
-	if (o->json)
+	if (o->json || fmt == FMT_ENVELOPE)
 		len = (size_t)snprintf(text, sizeof(text),
 				       "{\"kid\":\"%s\",\"value\":\"%s\"}\n",
 				       kid, b64);
@@ -259,28 +315,69 @@ static int cmd_get(struct keybroker *kb, const struct opts *o)
 	return r;
 }
 
+/*
+ * The key an envelope's kid names must be the one --key (and
+ * --key-version) name, if given: the kid says which version made it.
+ */
+static int check_envelope_key(const struct opts *o, const char *kid)
+{
+	const char *keys = strstr(kid, "/keys/"), *name, *ver;
+	size_t nlen;
+
+	if (o->key == NULL)
+		return 0;
+	if (keys == NULL)
+		return -1;
+	name = keys + 6;
+	ver = strchr(name, '/');
+	nlen = ver != NULL ? (size_t)(ver - name) : strlen(name);
+	if (strncmp(o->key, KB_KID_PREFIX, sizeof(KB_KID_PREFIX) - 1) == 0 ?
+		    strncmp(o->key, kid, strlen(o->key)) != 0 :
+		    strlen(o->key) != nlen || strncmp(o->key, name, nlen) != 0)
+		return -1;
+	if (o->version != NULL && (ver == NULL || strcmp(ver + 1, o->version)))
+		return -1;
+	return 0;
+}
+
 static int cmd_transform(struct keybroker *kb, const struct opts *o, bool wrap)
 {
 	uint8_t in[INPUT_MAX], *out = NULL;
 	size_t in_len = 0, out_len = 0;
 	enum fmt inform = o->inform, outform = o->outform;
-	char *kid = NULL;
+	char *kid = NULL, in_kid[KB_KID_MAX];
+	const char *key = o->key, *version = o->version;
 	int r;
 
-	if (inform == FMT_DEFAULT)
-		inform = wrap ? FMT_RAW : FMT_B64;
+	if (inform == FMT_DEFAULT && wrap)
+		inform = FMT_RAW;
 	if (outform == FMT_DEFAULT)
-		outform = wrap ? FMT_B64 : FMT_RAW;
-	if (read_input(o, inform, in, &in_len) != 0) {
+		outform = wrap ? FMT_ENVELOPE : FMT_RAW;
+	if (read_input(o, inform, in, &in_len, in_kid) != 0) {
 		explicit_bzero(in, sizeof(in));
 		return EXIT_LOCAL;
 	}
+	if (in_kid[0] != '\0') {
+		if (check_envelope_key(o, in_kid) != 0) {
+			explicit_bzero(in, sizeof(in));
+			return usage_error("the envelope was made by %.200s, "
+					   "not by the --key/--key-version "
+					   "given",
+					   in_kid);
+		}
+		key = in_kid; /* its version with it */
+		version = NULL;
+	} else if (key == NULL) {
+		explicit_bzero(in, sizeof(in));
+		return usage_error("%s", "--key is required unless the input "
+					 "is an envelope");
+	}
 	if (wrap)
-		r = keybroker_wrap(kb, o->key, o->version, o->alg, in, in_len,
-				   &out, &out_len, &kid);
+		r = keybroker_wrap(kb, key, version, o->alg, in, in_len, &out,
+				   &out_len, &kid);
 	else
-		r = keybroker_unwrap(kb, o->key, o->version, o->alg, in, in_len,
-				     &out, &out_len, &kid);
+		r = keybroker_unwrap(kb, key, version, o->alg, in, in_len, &out,
+				     &out_len, &kid);
 	explicit_bzero(in, sizeof(in));
 	if (r != KEYBROKER_OK)
 		return broker_failure(kb, r);
@@ -419,7 +516,7 @@ int main(int argc, char **argv)
 		return usage_error("unknown command '%.32s': get, wrap or "
 				   "unwrap",
 				   cmd);
-	if (o.key == NULL)
+	if (o.key == NULL && strcmp(cmd, "unwrap") != 0)
 		return usage_error("%s", "--key NAME or --key KID is required");
 	if ((r = check_args(&o)) != 0)
 		return r;

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * keybrokerctl: provisioning of the broker's token. Works on the token
- * directly with the module, token URI and PIN file of the broker's config.
+ * keybrokerctl: the admin's tool. Key management goes through the running
+ * broker as an authenticated identity (keybrokerctl key ..., ctl_keys.h).
+ * Provisioning (init-token), identity tokens and break-glass key commands
+ * work on the token directly, with the module, token URI and PIN file of
+ * the broker's config: no identity, no ACL, only the PIN.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl_keys.h"
+#include "ctl_socket.h"
 #include "kb_config.h"
 #include "kb_identity.h"
 #include "kb_issuer.h"
@@ -43,13 +48,19 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: keybrokerctl [--config FILE] COMMAND [ARGS]\n"
 		"\n"
-		"Provisions the PKCS#11 token named in the broker's config.\n"
+		"Manages keys through the running broker, and provisions the\n"
+		"PKCS#11 token named in the broker's config.\n"
 		"\n"
-		"commands:\n"
+		"through the broker (an identity, checked against the ACL):\n");
+	ctl_keys_usage(f);
+	fprintf(f,
+		"\n"
+		"on the token directly (the PIN; no identity, no ACL):\n"
 		"  init-token --so-pin-file FILE\n"
 		"        initialise a fresh token: label from the config's token\n"
 		"        URI (token=...), SO PIN from FILE, user PIN from the\n"
 		"        config's pin_file\n"
+		"  break-glass, when no broker runs or no admin identity works:\n"
 		"  create-key NAME [--size 2048|3072|4096]\n"
 		"        generate a new RSA-HSM key, or a new version of NAME,\n"
 		"        inside the token (non-extractable); prints its kid\n"
@@ -63,6 +74,7 @@ static void usage(FILE *f)
 		"        write new metadata for a damaged version, enabled or\n"
 		"        not; dated before the key's oldest version, or with\n"
 		"        --current now, making it the current version\n"
+		"  running brokers see these changes within a second\n"
 		"  identity token IDENTITY [--ttl DURATION] [-o FILE [--force]]\n"
 		"        issue a token for a configured identity (ttl: seconds\n"
 		"        or 30m, 12h, 7d; default tokens.lifetime, at most\n"
@@ -308,8 +320,8 @@ static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
 	if (r != KB_STATUS_OK)
 		fprintf(stderr, "keybrokerctl: repair-key: %s\n", err);
 	else
-		printf("key %s version %s repaired, %s%s (keybrokerctl reload "
-		       "tells a running broker)\n",
+		printf("key %s version %s repaired, %s%s (running brokers see "
+		       "it within a second)\n",
 		       argv[optind], argv[optind + 1],
 		       enabled == 1 ? "enabled" : "disabled",
 		       current ? ", current" : "");
@@ -450,69 +462,6 @@ static int cmd_jwks(const struct kb_config *cfg, int argc, char **argv)
 }
 
 /*
- * Whether the socket can be trusted to be the broker's: its directory is
- * not writable by group or others and is owned by root or the listener,
- * and the socket is the listener's. Otherwise anyone could have put a
- * listener there, and a signal to it would go where they chose.
- */
-static int check_socket_owner(const char *path, uid_t peer, char *err,
-			      size_t errlen)
-{
-	char *copy = strdup(path);
-	struct stat d, s;
-	int r = -1;
-
-	if (copy == NULL || lstat(dirname(copy), &d) != 0 ||
-	    lstat(path, &s) != 0)
-		snprintf(err, errlen, "cannot stat it: %s", strerror(errno));
-	else if (!S_ISDIR(d.st_mode) || (d.st_mode & (S_IWGRP | S_IWOTH)))
-		snprintf(err, errlen,
-			 "its directory is writable by group or others "
-			 "(mode %04o)",
-			 (unsigned int)(d.st_mode & 07777));
-	else if (d.st_uid != 0 && d.st_uid != peer)
-		snprintf(err, errlen,
-			 "its directory is owned by uid %u, not by root or "
-			 "the listener (uid %u)",
-			 (unsigned int)d.st_uid, (unsigned int)peer);
-	else if (!S_ISSOCK(s.st_mode) || s.st_uid != peer)
-		snprintf(err, errlen,
-			 "it is not a socket owned by its listener (uid %u)",
-			 (unsigned int)peer);
-	else
-		r = 0;
-	free(copy);
-	return r;
-}
-
-/*
- * Connects to the broker behind the config's socket and checks that it
- * is the broker's (check_socket_owner); fd and its peer's credentials,
- * or -1 with why.
- */
-static int broker_connect(const struct kb_config *cfg, int *fd,
-			  struct ucred *cred, char *why, size_t whylen)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	socklen_t len = sizeof(*cred);
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->socket_path);
-	*fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (*fd < 0 || connect(*fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    getsockopt(*fd, SOL_SOCKET, SO_PEERCRED, cred, &len) != 0) {
-		snprintf(why, whylen, "%s", strerror(errno));
-		goto out_close;
-	}
-	if (check_socket_owner(cfg->socket_path, cred->uid, why, whylen) == 0)
-		return 0;
-out_close:
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-	return -1;
-}
-
-/*
  * SIGHUP to the broker behind the config's socket: to the process that
  * listens there, through its pidfd (SO_PEERPIDFD), so a recycled pid is
  * never signalled; by pid only on kernels without SO_PEERPIDFD.
@@ -524,7 +473,7 @@ static int signal_broker(const struct kb_config *cfg)
 	char why[256];
 	int fd, pidfd = -1, r = -1;
 
-	if (broker_connect(cfg, &fd, &cred, why, sizeof(why)) != 0)
+	if (ctl_connect(cfg->socket_path, &fd, &cred, why, sizeof(why)) != 0)
 		goto out;
 	len = sizeof(pidfd);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
@@ -555,35 +504,6 @@ out:
 	return r;
 }
 
-/* Sends line (and its newline) on fd and reads the reply line into buf. */
-static int broker_request(int fd, const char *line, char *buf, size_t size,
-			  char *why, size_t whylen)
-{
-	struct timeval tv = { .tv_sec = BROKER_REPLY_TIMEOUT_S };
-	size_t len = 0, n = strlen(line);
-	ssize_t got;
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (send(fd, line, n, MSG_NOSIGNAL) != (ssize_t)n ||
-	    send(fd, "\n", 1, MSG_NOSIGNAL) != 1) {
-		snprintf(why, whylen, "sending: %s", strerror(errno));
-		return -1;
-	}
-	while (len + 1 < size && memchr(buf, '\n', len) == NULL) {
-		got = recv(fd, buf + len, size - 1 - len, 0);
-		if (got <= 0) {
-			snprintf(why, whylen, "no reply (%s)",
-				 got == 0 ? "connection closed" :
-					    strerror(errno));
-			return -1;
-		}
-		len += (size_t)got;
-	}
-	buf[len] = '\0';
-	return 0;
-}
-
 /*
  * Tells the running broker that jti is revoked (revokeToken), so that it
  * refuses it whether or not the token kept the revocation.
@@ -601,8 +521,9 @@ static int tell_broker_revoked(const struct kb_config *cfg, const char *jti)
 	if (req == NULL || (line = json_dumps(req, JSON_COMPACT)) == NULL)
 		goto out;
 	/* The request is one line: jansson escapes newlines in strings. */
-	if (broker_connect(cfg, &fd, &cred, why, sizeof(why)) != 0 ||
-	    broker_request(fd, line, buf, sizeof(buf), why, sizeof(why)) != 0)
+	if (ctl_connect(cfg->socket_path, &fd, &cred, why, sizeof(why)) != 0 ||
+	    ctl_request(fd, line, buf, sizeof(buf), BROKER_REPLY_TIMEOUT_S, why,
+			sizeof(why)) != 0)
 		goto out;
 	if ((reply = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL)) == NULL) {
 		snprintf(why, sizeof(why), "its reply is not JSON");
@@ -689,6 +610,12 @@ static int cmd_disable_key(const struct kb_config *cfg, int argc, char **argv)
 	return cmd_set_enabled(cfg, argc, argv, false);
 }
 
+/* keybrokerctl key ...: through the broker's socket (ctl_keys.h). */
+static int cmd_key(const struct kb_config *cfg, int argc, char **argv)
+{
+	return ctl_keys(cfg->socket_path, argc, argv);
+}
+
 /* keybrokerctl identity token|revoke ... */
 static int cmd_identity(const struct kb_config *cfg, int argc, char **argv)
 {
@@ -707,11 +634,17 @@ static const struct {
 	const char *name;
 	command_fn fn;
 } commands[] = {
-	{ "init-token", cmd_init_token },   { "create-key", cmd_create_key },
-	{ "list-keys", cmd_list_keys },	    { "enable-key", cmd_enable_key },
-	{ "disable-key", cmd_disable_key }, { "repair-key", cmd_repair_key },
-	{ "identity", cmd_identity },	    { "jwks", cmd_jwks },
-	{ "reload", cmd_reload },	    { NULL, NULL },
+	{ "init-token", cmd_init_token },
+	{ "create-key", cmd_create_key },
+	{ "list-keys", cmd_list_keys },
+	{ "enable-key", cmd_enable_key },
+	{ "disable-key", cmd_disable_key },
+	{ "repair-key", cmd_repair_key },
+	{ "identity", cmd_identity },
+	{ "jwks", cmd_jwks },
+	{ "reload", cmd_reload },
+	{ "key", cmd_key },
+	{ NULL, NULL },
 };
 
 int main(int argc, char **argv)

@@ -232,7 +232,7 @@ class Errors(unittest.TestCase):
         r = self.c.request("unwrapKey", key="k2048", alg="RSA1_5", value=b64e(b"\0" * 256))
         self.assertEqual(r["error"], {"code": "NotSupported",
                                       "message": "RSA1_5 is disabled by the broker configuration"})
-        r = self.c.request("createKey", key="x")
+        r = self.c.request("importKey", key="x")
         self.assertEqual(r["error"]["code"], "NotSupported")
 
     def test_line_too_long_closes(self):
@@ -673,6 +673,49 @@ class Cli(unittest.TestCase):
         self.assertEqual(u.stdout, dek)
         j = self.kb("unwrap", "--key", "k2048", "--json", stdin=w.stdout)
         self.assertIn(b'"kid":"keybroker://it/keys/k2048/', j.stdout)
+
+    def test_envelope_names_the_version_across_rotation(self):
+        # wrap writes {"kid", "value"}; unwrap reads it back and uses the
+        # version it names, so a rotation in between changes nothing.
+        dek = os.urandom(32)
+        TOKEN.create("cli-rot")
+        admin = BROKER.connect()
+        deadline = time.time() + 5
+        while "error" in admin.request("getKey", key="cli-rot"):
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.1)
+        admin.close()
+        w = self.kb("wrap", "--key", "cli-rot", stdin=dek)
+        env = json.loads(w.stdout)
+        self.assertEqual(set(env), {"kid", "value"})
+        old = env["kid"].rsplit("/", 1)[1]
+        TOKEN.create("cli-rot")
+        admin = BROKER.connect()
+        try:
+            deadline = time.time() + 5
+            while admin.ok("getKey", key="cli-rot")["key"]["kid"].endswith(old):
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.1)
+        finally:
+            admin.close()
+        for args in ((), ("--key", "cli-rot"), ("--key", env["kid"]),
+                     ("--key", "cli-rot", "--key-version", old)):
+            u = self.kb("unwrap", *args, stdin=w.stdout)
+            self.assertEqual((u.returncode, u.stdout), (0, dek), (args, u.stderr))
+        # The bare value, as before, goes to the current version.
+        bare = self.kb("unwrap", "--key", "cli-rot", stdin=env["value"].encode())
+        self.assertEqual(bare.returncode, 5, bare.stderr)
+        u = self.kb("unwrap", "--key", "k2048", stdin=w.stdout)
+        self.assertEqual(u.returncode, 2)
+        self.assertIn(b"the envelope was made by keybroker://it/keys/cli-rot/", u.stderr)
+        for bad in (b'{"kid":"x","value":"AA"}', b'{"kid":"keybroker://it/keys/a/b"}',
+                    b'{"kid":"keybroker://it/keys/a","value":"!!"}', b'{"kid":'):
+            u = self.kb("unwrap", stdin=bad)
+            self.assertEqual(u.returncode, 1, bad)
+            self.assertIn(b"input is not an envelope", u.stderr)
+        self.assertEqual(self.kb("unwrap", stdin=b"AAAA").returncode, 2)
+        b64 = self.kb("wrap", "--key", "k2048", "--outform", "base64url", stdin=dek)
+        self.assertNotIn(b"{", b64.stdout)
 
     def test_exit_codes(self):
         r = self.kb("get", "--key", "nope")

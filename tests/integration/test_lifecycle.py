@@ -9,6 +9,7 @@ its outcome."""
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -17,7 +18,7 @@ import unittest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from harness import Broker, Client, Token, b64d, b64e, finish, pkcs11_session
+from harness import BUILD, Broker, Client, Token, b64d, b64e, finish, pkcs11_session
 
 TOKEN = BROKER = None
 
@@ -490,6 +491,64 @@ class RotationPolicy(unittest.TestCase):
             c.close()
         finally:
             finish(broker, token)
+
+
+class Ctl(unittest.TestCase):
+    """keybrokerctl key ...: through the socket, as an identity."""
+
+    def ctl(self, *args, stdin=None):
+        return subprocess.run([os.path.join(BUILD, "keybrokerctl"), "-c", BROKER.config,
+                               "key", *args], env=TOKEN.env, capture_output=True,
+                              text=True, input=stdin)
+
+    def test_an_admins_day(self):
+        r = self.ctl("create", "life-ctl", "--size", "3072", "--tag", "team=db",
+                     "--exp", "2030-01-01T00:00:00Z")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^keybroker://it/keys/life-ctl/[0-9a-f]{32}  enabled  "
+                                   r"created \S+  exp 2030-01-01T00:00:00Z  tags team=db\n$")
+        r = self.ctl("rotate", "life-ctl")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.ctl("--json", "versions", "life-ctl")
+        self.assertEqual(len(json.loads(r.stdout)["value"]), 2)
+        r = self.ctl("update", "life-ctl", "--disable", "--exp", "none", "--clear-tags")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("  disabled  ", r.stdout)
+        self.assertNotIn("exp ", r.stdout)
+        self.assertNotIn("tags", r.stdout)
+        r = self.ctl("policy", "set", "life-ctl", "-", stdin=json.dumps(POLICY))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(self.ctl("policy", "get", "life-ctl").stdout)
+                         ["lifetimeActions"], POLICY["lifetimeActions"])
+        self.assertEqual(self.ctl("delete", "life-ctl").returncode, 0)
+        r = self.ctl("deleted")
+        self.assertIn("keybroker://it/keys/life-ctl  disabled", r.stdout)
+        self.assertIn("purge due", r.stdout)
+        self.assertEqual(self.ctl("recover", "life-ctl").returncode, 0)
+        self.assertIn("keybroker://it/keys/life-ctl ", self.ctl("list").stdout)
+        self.assertEqual(self.ctl("delete", "life-ctl").returncode, 0)
+        r = self.ctl("purge", "life-ctl")
+        self.assertEqual((r.returncode, r.stdout), (0, "key life-ctl purged\n"), r.stderr)
+
+    def test_refusals_are_the_brokers(self):
+        # An identity without create, by token file: the ACL decides.
+        path = os.path.join(TOKEN.dir, "p-list.jwt")
+        with open(path, "w") as f:
+            f.write(ctl_token(TOKEN, BROKER.config, "p-list"))
+        r = self.ctl("--token-file", path, "create", "perm-x")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, "keybrokerctl: key create: Forbidden: identity 'p-list' "
+                                   "lacks create on key 'perm-x'\n")
+        r = self.ctl("--token-file", path, "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.ctl("create", "life-bad", "--tag", "x=" + "v" * 300)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("BadParameter: a tag value must be a string of at most 256", r.stderr)
+        for args in (("frob",), ("create",), ("create", "a", "--size", "1024"),
+                     ("update", "a", "--nbf", "tomorrow"), ("policy", "set", "a")):
+            r = self.ctl(*args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn("see --help", r.stderr)
 
 
 class TwoBrokers(unittest.TestCase):

@@ -126,7 +126,7 @@ static void test_unknown_and_unoffered_ops(void **state)
 
 	expect(f, &f->caller, "{\"id\":9,\"op\":\"frobKey\"}", KB_BAD_REQUEST,
 	       "unknown op 'frobKey'");
-	expect(f, &f->caller, "{\"id\":9,\"op\":\"createKey\"}",
+	expect(f, &f->caller, "{\"id\":9,\"op\":\"importKey\"}",
 	       KB_NOT_SUPPORTED, "not offered by this broker version");
 }
 

@@ -129,7 +129,7 @@ static void test_ops(void **state)
 	expect_fail("{\"id\":1,\"op\":7}", KB_BAD_REQUEST, "'op'");
 	expect_fail("{\"id\":1,\"op\":\"getkey\"}", KB_BAD_REQUEST,
 		    "unknown op 'getkey'");
-	expect_fail("{\"id\":1,\"op\":\"purgeDeletedKey\",\"key\":\"a\"}",
+	expect_fail("{\"id\":1,\"op\":\"importKey\",\"key\":\"a\"}",
 		    KB_NOT_SUPPORTED, "not offered");
 	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"a\",\"value\":"
 		    "\"AA\"}",
@@ -405,6 +405,80 @@ static void test_list_paging(void **state)
 		    "missing field 'key'");
 }
 
+/* createKey, updateKey and updateKeyRotationPolicy: their fields. */
+static void test_management_fields(void **state)
+{
+	struct kb_request req;
+	struct kb_error err;
+
+	assert_int_equal(parse("{\"id\":1,\"op\":\"createKey\",\"key\":\"k\","
+			       "\"kty\":\"RSA-HSM\",\"key_size\":3072,"
+			       "\"attributes\":{\"enabled\":false,\"exp\":"
+			       "4000000000},\"tags\":{\"b\":\"2\",\"a\":\"1\"},"
+			       "\"key_ops\":[\"unwrapKey\"]}",
+			       &req, &err),
+			 0);
+	assert_int_equal(req.manage.bits, 3072);
+	assert_int_equal(req.manage.attrs.set, KB_SET_ENABLED | KB_SET_EXP |
+						       KB_SET_TAGS |
+						       KB_SET_KEY_OPS);
+	assert_false(req.manage.attrs.enabled);
+	assert_int_equal(req.manage.attrs.exp, 4000000000);
+	assert_string_equal(req.manage.attrs.tags, "{\"a\":\"1\",\"b\":\"2\"}");
+	assert_int_equal(req.manage.attrs.key_ops, KB_KEYOP_UNWRAP);
+	kb_request_uninit(&req);
+	/* Defaults; null clears a time. */
+	assert_int_equal(parse("{\"id\":1,\"op\":\"createKey\",\"key\":\"k\"}",
+			       &req, &err),
+			 0);
+	assert_int_equal(req.manage.bits, 2048);
+	assert_int_equal(req.manage.attrs.set, 0);
+	kb_request_uninit(&req);
+	assert_int_equal(parse("{\"id\":1,\"op\":\"updateKey\",\"key\":\"k\","
+			       "\"attributes\":{\"nbf\":null}}",
+			       &req, &err),
+			 0);
+	assert_int_equal(req.manage.attrs.set, KB_SET_NBF);
+	assert_int_equal(req.manage.attrs.nbf, 0);
+	kb_request_uninit(&req);
+
+	expect_fail("{\"id\":1,\"op\":\"createKey\",\"key\":\"k\",\"kty\":"
+		    "\"RSA\"}",
+		    KB_BAD_PARAMETER, "'kty' must be \"RSA-HSM\"");
+	expect_fail("{\"id\":1,\"op\":\"createKey\",\"key\":\"k\","
+		    "\"key_size\":1024}",
+		    KB_BAD_PARAMETER, "'key_size' must be 2048, 3072 or 4096");
+	expect_fail("{\"id\":1,\"op\":\"createKey\",\"key\":\"k\","
+		    "\"attributes\":[]}",
+		    KB_BAD_PARAMETER, "'attributes' must be an object");
+	expect_fail("{\"id\":1,\"op\":\"createKey\",\"key\":\"k\","
+		    "\"attributes\":{\"created\":1}}",
+		    KB_BAD_PARAMETER,
+		    "unknown or read-only attribute 'created'");
+	expect_fail("{\"id\":1,\"op\":\"createKey\",\"key\":\"k\","
+		    "\"attributes\":{\"exp\":9007199255}}",
+		    KB_BAD_PARAMETER, "attribute 'exp' must be Unix seconds");
+	expect_fail("{\"id\":1,\"op\":\"createKey\",\"key\":\"k\","
+		    "\"attributes\":{\"nbf\":5,\"exp\":5}}",
+		    KB_BAD_PARAMETER, "'nbf' must come before 'exp'");
+	expect_fail("{\"id\":1,\"op\":\"createKey\",\"key\":\"k\","
+		    "\"tags\":[]}",
+		    KB_BAD_PARAMETER, "'tags' must be an object of strings");
+	expect_fail("{\"id\":1,\"op\":\"createKey\",\"key\":\"k\","
+		    "\"tags\":{\"\":\"v\"}}",
+		    KB_BAD_PARAMETER, "a tag name must be 1-64 bytes");
+	expect_fail("{\"id\":1,\"op\":\"createKey\",\"key\":\"k\","
+		    "\"key_ops\":[]}",
+		    KB_BAD_PARAMETER, "'key_ops' must be a non-empty array");
+	expect_fail("{\"id\":1,\"op\":\"rotateKey\",\"key\":\"k\","
+		    "\"tags\":{}}",
+		    KB_BAD_PARAMETER,
+		    "unknown field 'tags' for op 'rotateKey'");
+	expect_fail("{\"id\":1,\"op\":\"updateKeyRotationPolicy\",\"key\":"
+		    "\"k\"}",
+		    KB_BAD_PARAMETER, "missing object field 'policy'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -423,6 +497,7 @@ int main(void)
 		cmocka_unit_test(test_responses),
 		cmocka_unit_test(test_quote),
 		cmocka_unit_test(test_list_paging),
+		cmocka_unit_test(test_management_fields),
 	};
 
 	kb_proto_init();
