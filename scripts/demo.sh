@@ -11,9 +11,9 @@ trap 'rm -rf "$tmp"' EXIT
 
 head -c 32 /dev/urandom > "$tmp/dek"
 $kb wrap --key demo --in "$tmp/dek" --out "$tmp/wrapped"
-echo "wrapped DEK (RSA-OAEP-256, base64url):"
+echo "wrapped DEK (RSA-OAEP-256, in an envelope naming its key version):"
 cat "$tmp/wrapped"
-$kb unwrap --key demo --in "$tmp/wrapped" --out "$tmp/unwrapped"
+$kb unwrap --in "$tmp/wrapped" --out "$tmp/unwrapped"
 if cmp -s "$tmp/dek" "$tmp/unwrapped"; then
 	echo "unwrapped DEK matches the original (32 bytes)"
 else

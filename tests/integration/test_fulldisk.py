@@ -20,6 +20,14 @@ REVOKED = "keybroker:revoked-jti"
 NOBODY = 65534
 
 
+def set_rules(path, *rules):
+    """Gives the fault module of a running process new rules."""
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write("\n".join(rules) + "\n")
+    os.replace(tmp, path)
+
+
 def fault(*rules):
     """The environment that makes the fault module apply rules."""
     return {"KB_FAULT": ";".join(rules)}
@@ -501,7 +509,10 @@ class FullTmpfs(unittest.TestCase):
         cls.broker = None
         try:
             cls.v1, cls.v2 = cls.token.versions["cmk"]
-            cls.broker = Broker(cls.token, name="tmpfs").start()
+            cls.rules = os.path.join(cls.token.dir, "fault-rules")
+            set_rules(cls.rules)
+            cls.broker = Broker(cls.token, name="tmpfs",
+                                env={"KB_FAULT_FILE": cls.rules}).start()
             cls.dek = os.urandom(32)
             c = cls.broker.connect()
             cls.wrapped = {v: c.wrap("cmk", cls.dek, version=v)["value"] for v in (cls.v1, cls.v2)}
@@ -571,6 +582,34 @@ class FullTmpfs(unittest.TestCase):
         self.assertNothingChanged()
         self.assertNotIn("/keys/cmk2/", self.token.ctl("list-keys").stdout)
 
+    def test_full_delete_over_the_socket_is_refused(self):
+        self.fill()
+        c = self.broker.connect()
+        r = c.request("deleteKey", key="cmk")
+        c.close()
+        self.assertEqual(r["error"]["code"], "Internal")
+        self.assertIn("not enough free space for a token write", r["error"]["message"])
+        self.assertNothingChanged()
+
+    def test_lost_delete_leaves_the_key_as_it_was(self):
+        """The disk fills as the key's state object is written: SoftHSMv2
+        says CKR_OK, the fresh load does not find it, and deleteKey says
+        so; the key was never deleted."""
+        set_rules(self.rules, "C_CreateObject fill=%s app=keybroker:key" % self.filler)
+        try:
+            c = self.broker.connect()
+            r = c.request("deleteKey", key="cmk")
+            c.close()
+        finally:
+            set_rules(self.rules)
+        self.assertEqual(r["error"]["code"], "Internal")
+        self.assertIn("the token did not keep the new key state object (is its storage "
+                      "full?)", r["error"]["message"])
+        self.assertNothingChanged()
+        c = self.broker.connect()
+        self.assertEqual(c.request("getDeletedKey", key="cmk")["error"]["code"], "KeyNotFound")
+        c.close()
+
     def test_full_revoke_is_refused_the_running_broker_refuses(self):
         tok, jti = identity_token(self.token, self.broker)
         self.fill()
@@ -601,14 +640,15 @@ class FullTmpfs(unittest.TestCase):
         self.assertNothingChanged()
 
     def test_disk_fills_during_the_new_version_metadata(self):
-        """The key pair is written, then the disk fills: the metadata
-        is lost, and the key pair is taken back."""
+        """The metadata, written first, is lost to a disk that fills as
+        it is written (CKR_OK); the key pair then cannot be made, and
+        what was made is taken back."""
         r = self.ctl("create-key", "cmk3",
                      env=fault("C_CreateObject fill=%s app=%s" % (self.filler, META)))
         self.assertEqual(r.returncode, 1, r.stdout)
-        self.assertIn("create-key cmk3: the token did not keep the new version (is its "
-                      "storage full?): a fresh load of the token does not find the new "
-                      "metadata object (label 'cmk3'); nothing was created", r.stderr)
+        self.assertIn("create-key cmk3: the token refused to generate the key pair "
+                      "(C_GenerateKeyPair: ", r.stderr)
+        self.assertIn("; nothing was created", r.stderr)
         self.assertNothingChanged()
         self.assertNotIn("/keys/cmk3/", self.token.ctl("list-keys").stdout)
         self.assertEqual(private_keys(self.token, "cmk3"), 0)
