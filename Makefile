@@ -50,7 +50,8 @@ BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_listen.c broker/kb_admit.c broker/kb_lograte.c broker/kb_admin.c \
 	broker/kb_key.c broker/kb_keyadmin.c broker/kb_identity.c \
 	broker/kb_catalog.c broker/kb_keystore.c broker/kb_issuer.c \
-	broker/kb_keystate.c broker/kb_lifecycle.c broker/kb_keyattr.c
+	broker/kb_keystate.c broker/kb_lifecycle.c broker/kb_keyattr.c \
+	broker/kb_rsaimport.c
 CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 	common/kb_kid.c common/kb_buf.c
 
@@ -94,8 +95,9 @@ $(B)/keybrokerctl: $(B)/client/keybrokerctl.o $(B)/client/kb_output.o \
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(B)/keybroker: $(B)/client/keybroker.o $(B)/client/kb_output.o \
-		$(B)/libkeybroker.a
-	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+		$(B)/client/kb_byok.o $(B)/common/kb_pkey.o \
+		$(B)/common/kb_secret.o $(B)/libkeybroker.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcrypto) -lpthread
 
 $(B)/libkeybroker.a: $(CLIENT_OBJS)
 	rm -f $@
@@ -181,7 +183,7 @@ $(FZ)/fuzz_jwt: tests/fuzz/fuzz_jwt.c broker/kb_jwt.c broker/kb_jwk.c common/kb_
 $(FZ)/fuzz_oaep: tests/fuzz/fuzz_oaep.c common/kb_oaep.c common/kb_pkcs1.c \
 	common/kb_secret.c
 $(FZ)/fuzz_config: tests/fuzz/fuzz_config.c $(CONFIG) common/kb_kid.c \
-	common/kb_log.c common/kb_grant.c common/kb_jws.c
+	common/kb_log.c common/kb_grant.c common/kb_jws.c common/kb_duration.c
 $(FZ)/fuzz_jwks: tests/fuzz/fuzz_jwks.c broker/kb_jwk.c common/kb_b64.c \
 	common/kb_json.c common/kb_pkey.c
 $(FZ)/fuzz_meta: tests/fuzz/fuzz_meta.c $(BROKER) $(PKCS11) $(CONFIG) $(COMMON)

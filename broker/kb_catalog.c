@@ -332,7 +332,11 @@ int kb_catalog_parse_metadata(const char *text, size_t len,
 	if (info->created_us == 0)
 		info->created_us = info->created * 1000000;
 	info->enabled = json_is_true(json_object_get(o, "enabled"));
-	info->imported = json_is_true(json_object_get(o, "imported"));
+	v = json_object_get(o, "imported");
+	info->imported = !json_is_string(v) ? KB_ORIGIN_TOKEN :
+			 strcmp(json_string_value(v), "byok") == 0 ?
+					      KB_ORIGIN_BYOK :
+					      KB_ORIGIN_PLAIN;
 	info->key_ops = KB_KEYOPS_ALL;
 	if ((v = json_object_get(o, "keyOps")) != NULL &&
 	    kb_key_ops_parse(v, &info->key_ops, why, sizeof(why)) != 0)
@@ -541,16 +545,22 @@ static int probe_paths(struct kb_keystore *ks, struct catalog *c,
 {
 	bool raw = p11_mech_offered(ks->tok, P11_MECH_RSA_RAW, true), native;
 	enum kb_alg alg;
+	size_t i;
 	int r;
 
 	for (alg = 0; alg < KB_ALG_COUNT; alg++)
 		c->path[alg] = KB_PATH_NONE;
 	c->kdk_secret = ks->allow_rsa1_5 ? find_kdk_secret(ks, f) :
 					   CK_INVALID_HANDLE;
-	if (c->n == 0)
+	/* A version that decrypts: not damaged, not a key-exchange key. */
+	for (i = 0; i < c->n && (c->v[i].info.damaged ||
+				 c->v[i].info.key_ops == KB_KEYOP_IMPORT);
+	     i++)
+		;
+	if (i == c->n)
 		return KB_STATUS_OK;
 	for (alg = KB_ALG_RSA_OAEP; alg <= KB_ALG_RSA_OAEP_256; alg++) {
-		if ((r = probe_native_oaep(ks, &c->v[0], alg, &native)) !=
+		if ((r = probe_native_oaep(ks, &c->v[i], alg, &native)) !=
 		    KB_STATUS_OK)
 			return r;
 		if (native)
@@ -727,25 +737,38 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 		memcpy(v->info.version, k->k.version, sizeof(k->k.version));
 		snprintf(what, sizeof(what), "key %s version %s", k->k.name,
 			 k->k.version);
-		if (!kb_keyadmin_protection_judge(k->have, k->set, what, &f))
-			continue;
-		if (load_public(k, o.pub_sorted, o.npub_sorted, v, &f) !=
-		    KB_STATUS_OK)
-			continue;
 		/*
 		 * A private key is never made invisible by its metadata: a
 		 * write the token lost must not take a key with it.
 		 */
-		if (load_metadata(o.meta_sorted, o.nmeta_sorted, v) ==
-		    KB_ERR_NOT_FOUND) {
+		v->info.damaged = load_metadata(o.meta_sorted, o.nmeta_sorted,
+						v) == KB_ERR_NOT_FOUND;
+		/* Imported keys count only where imports are allowed. */
+		if (v->info.imported != KB_ORIGIN_TOKEN && !ks->allow_import) {
+			kb_keyadmin_note(
+				&f,
+				"%s: imported, and this broker does not "
+				"allow imported keys (keys.allow_import); "
+				"refused",
+				what);
+			continue;
+		}
+		if (!kb_keyadmin_protection_judge(
+			    k->have, k->set,
+			    v->info.imported != KB_ORIGIN_TOKEN &&
+				    ks->allow_import,
+			    what, &f))
+			continue;
+		if (load_public(k, o.pub_sorted, o.npub_sorted, v, &f) !=
+		    KB_STATUS_OK)
+			continue;
+		if (v->info.damaged)
 			kb_keyadmin_note(
 				&f,
 				"%s: no readable metadata; listed as damaged "
 				"and refused until keybrokerctl repair-key "
 				"%s %s --enabled|--disabled",
 				what, v->info.name, v->info.version);
-			v->info.damaged = true;
-		}
 		c->n++;
 	}
 	if (c->n > 1)

@@ -52,7 +52,15 @@ struct kb_key_info {
 	int64_t nbf, exp; /* 0: not set */
 	bool enabled;
 	unsigned int key_ops; /* KB_KEYOP_* it may be used for */
-	bool imported; /* its private key came from outside the token */
+	/*
+	 * Where its private key came from: generated in the token (0), or
+	 * imported in plain or wrapped for the token (byok-wrap).
+	 */
+	enum kb_origin {
+		KB_ORIGIN_TOKEN,
+		KB_ORIGIN_PLAIN,
+		KB_ORIGIN_BYOK
+	} imported;
 	char tags[KB_TAGS_TEXT_MAX]; /* canonical JSON object; "" if none */
 	/* Of the key as a whole (kb_keystate): */
 	int64_t deleted; /* when it was soft-deleted; 0: it is not */

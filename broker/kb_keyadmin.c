@@ -122,29 +122,40 @@ int kb_keyadmin_label_taken(struct kb_keystore *ks, const char *label,
 	return r;
 }
 
-/* What a private key that stays in the token has, in the order checked. */
+/*
+ * What a private key that stays in the token has, in the order checked;
+ * the last three say it never was anywhere else (origin), which an
+ * imported key cannot say.
+ */
 static const struct {
 	unsigned int attr;
 	bool want;
+	bool origin;
 	const char *why;
 } protection[] = {
 	/* Public objects can be made without the PIN. */
-	{ P11_A_PRIVATE, true, "is a public object (made without the PIN?)" },
-	{ P11_A_SENSITIVE, true, "is not sensitive" },
-	{ P11_A_EXTRACTABLE, false, "is extractable" },
-	{ P11_A_LOCAL, true, "was not generated in the token (CKA_LOCAL)" },
-	{ P11_A_ALWAYS_SENSITIVE, true, "was not always sensitive" },
-	{ P11_A_NEVER_EXTRACTABLE, true, "was extractable once" },
+	{ P11_A_PRIVATE, true, false,
+	  "is a public object (made without the PIN?)" },
+	{ P11_A_SENSITIVE, true, false, "is not sensitive" },
+	{ P11_A_EXTRACTABLE, false, false, "is extractable" },
+	{ P11_A_LOCAL, true, true,
+	  "was not generated in the token (CKA_LOCAL)" },
+	{ P11_A_ALWAYS_SENSITIVE, true, true, "was not always sensitive" },
+	{ P11_A_NEVER_EXTRACTABLE, true, true, "was extractable once" },
 };
 
 bool kb_keyadmin_protection_judge(unsigned int have, unsigned int set,
-				  const char *what, struct kb_findings *f)
+				  bool imported, const char *what,
+				  struct kb_findings *f)
 {
 	size_t i;
 
 	for (i = 0; i < sizeof(protection) / sizeof(protection[0]); i++)
-		if (!(have & protection[i].attr) ||
-		    ((set & protection[i].attr) != 0) != protection[i].want) {
+		if (imported && protection[i].origin)
+			continue;
+		else if (!(have & protection[i].attr) ||
+			 ((set & protection[i].attr) != 0) !=
+				 protection[i].want) {
 			kb_keyadmin_note(f, "%s: the private key %s; refused",
 					 what, protection[i].why);
 			return false;
@@ -158,7 +169,7 @@ bool kb_keyadmin_key_protected(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
 	struct p11_object o;
 
 	p11_read(ks->tok, ks->admin, priv, KB_KEYADMIN_PROTECTION_ATTRS, &o);
-	return kb_keyadmin_protection_judge(o.have, o.set, what, f);
+	return kb_keyadmin_protection_judge(o.have, o.set, false, what, f);
 }
 
 /* ---- writing objects ---- */

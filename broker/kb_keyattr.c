@@ -85,6 +85,7 @@ static const struct {
 } key_ops[] = {
 	{ "wrapKey", KB_KEYOP_WRAP },
 	{ "unwrapKey", KB_KEYOP_UNWRAP },
+	{ "import", KB_KEYOP_IMPORT },
 };
 
 int kb_key_ops_parse(const json_t *ops, unsigned int *bits, char *why,
@@ -106,11 +107,13 @@ int kb_key_ops_parse(const json_t *ops, unsigned int *bits, char *why,
 			goto bad;
 		*bits |= key_ops[j].bit;
 	}
+	if ((*bits & KB_KEYOP_IMPORT) && *bits != KB_KEYOP_IMPORT)
+		goto bad;
 	return 0;
 bad:
 	snprintf(why, whylen,
 		 "'key_ops' must be a non-empty array of distinct \"wrapKey\" "
-		 "and \"unwrapKey\"");
+		 "and \"unwrapKey\", or [\"import\"] alone");
 	return -1;
 }
 

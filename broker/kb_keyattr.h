@@ -20,10 +20,15 @@
 #define KB_TAG_VALUE_MAX 256 /* bytes */
 #define KB_TAGS_TEXT_MAX 2048 /* bytes of the canonical text, with NUL */
 
-/* What a key version may be used for. */
+/*
+ * What a key version may be used for: wrapping and unwrapping DEKs (a
+ * data key), or, alone, unwrapping keys brought in by importKey (a
+ * key-exchange key, made so in the token: it never decrypts a DEK).
+ */
 #define KB_KEYOP_WRAP 0x1u
 #define KB_KEYOP_UNWRAP 0x2u
 #define KB_KEYOPS_ALL (KB_KEYOP_WRAP | KB_KEYOP_UNWRAP)
+#define KB_KEYOP_IMPORT 0x4u
 
 /*
  * Tags: a JSON object of at most KB_TAGS_MAX string members, names of
@@ -35,8 +40,8 @@
 int kb_tags_canonical(const json_t *tags, char *out, char *why, size_t whylen);
 
 /*
- * key_ops: a non-empty JSON array of distinct "wrapKey" / "unwrapKey".
- * -1 with why filled otherwise.
+ * key_ops: a non-empty JSON array of distinct "wrapKey" / "unwrapKey",
+ * or ["import"] alone. -1 with why filled otherwise.
  */
 int kb_key_ops_parse(const json_t *ops, unsigned int *bits, char *why,
 		     size_t whylen);

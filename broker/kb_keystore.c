@@ -233,6 +233,7 @@ int kb_keystore_open(const struct kb_keystore_params *params,
 	ks->storage_lock = P11_STORE_NONE;
 	pthread_rwlock_init(&ks->module_lock, NULL);
 	ks->allow_rsa1_5 = params->allow_rsa1_5;
+	ks->allow_import = params->allow_import;
 	ks->recoverable_days = params->recoverable_days != 0 ?
 				       params->recoverable_days :
 				       KB_RECOVERABLE_DAYS_DEFAULT;

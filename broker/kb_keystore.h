@@ -33,6 +33,12 @@ struct kb_keystore_params {
 	const char *confirm_exe;
 	/* A deleted key's retention, 7-90 days; 0: the default. */
 	int recoverable_days;
+	/*
+	 * Whether keys that were not generated in the token (imported,
+	 * attributes.imported) are believed at all: off, a load refuses
+	 * them as it refuses any key not made to stay in the token.
+	 */
+	bool allow_import;
 };
 
 #define KB_RECOVERABLE_DAYS_DEFAULT 90

@@ -91,6 +91,7 @@ struct kb_keystore {
 	/* How writes are confirmed by a fresh load (p11_confirm.h). */
 	struct p11_confirm_target confirm; /* .exe NULL: they cannot be */
 	int recoverable_days; /* a deleted key's retention */
+	bool allow_import; /* believe keys marked imported */
 	char *module, *uri, *pin_file, *confirm_exe; /* its strings */
 
 	pthread_mutex_t lock; /* guards cat, revoked, gen, available, times */
@@ -170,8 +171,9 @@ int kb_keyadmin_label_taken(struct kb_keystore *ks, const char *label,
  * Whether a private key was made to stay in the token: sensitive, never
  * extractable, generated there (CKA_LOCAL). kb_keyadmin_key_protected reads
  * what it needs (needs admin_lock); kb_keyadmin_protection_judge looks at the
- * have and set of an object read with KB_KEYADMIN_PROTECTION_ATTRS. Both note in
- * f why not.
+ * have and set of an object read with KB_KEYADMIN_PROTECTION_ATTRS, and
+ * for an imported key (one the keystore allows imports for) only at
+ * whether it stays from now on. Both note in f why not.
  */
 #define KB_KEYADMIN_PROTECTION_ATTRS                                         \
 	(P11_A_PRIVATE | P11_A_SENSITIVE | P11_A_EXTRACTABLE | P11_A_LOCAL | \
@@ -179,7 +181,8 @@ int kb_keyadmin_label_taken(struct kb_keystore *ks, const char *label,
 bool kb_keyadmin_key_protected(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
 			       const char *what, struct kb_findings *f);
 bool kb_keyadmin_protection_judge(unsigned int have, unsigned int set,
-				  const char *what, struct kb_findings *f);
+				  bool imported, const char *what,
+				  struct kb_findings *f);
 
 /*
  * Confirms want[0..n) by a fresh load (p11_confirm); KB_ERR_UNSUPPORTED

@@ -31,8 +31,8 @@ static int64_t now_us(void)
  */
 static char *metadata_text(const char *name, const char *version,
 			   int64_t created_us, int64_t updated,
-			   const struct kb_version_spec *spec, bool imported,
-			   int64_t repaired)
+			   const struct kb_version_spec *spec,
+			   enum kb_origin imported, int64_t repaired)
 {
 	json_t *o, *tags = NULL;
 	char *text = NULL;
@@ -50,8 +50,11 @@ static char *metadata_text(const char *name, const char *version,
 	    (spec->key_ops != KB_KEYOPS_ALL &&
 	     json_object_set_new(o, "keyOps", kb_key_ops_json(spec->key_ops)) !=
 		     0) ||
-	    (imported &&
-	     json_object_set_new(o, "imported", json_true()) != 0) ||
+	    (imported != KB_ORIGIN_TOKEN &&
+	     json_object_set_new(o, "imported",
+				 json_string(imported == KB_ORIGIN_BYOK ?
+						     "byok" :
+						     "plain")) != 0) ||
 	    (repaired != 0 &&
 	     json_object_set_new(o, "repaired", json_integer(repaired)) != 0))
 		goto out;
@@ -226,19 +229,160 @@ static int check_spec(const char *name, const struct kb_version_spec *spec,
 		snprintf(err, errlen, "key size must be 2048, 3072 or 4096");
 		return KB_ERR_PARAM;
 	}
-	if (spec->key_ops == 0 || (spec->key_ops & ~KB_KEYOPS_ALL) != 0) {
-		snprintf(err, errlen, "key_ops must name wrapKey, unwrapKey");
+	if ((spec->key_ops == 0 || (spec->key_ops & ~KB_KEYOPS_ALL) != 0) &&
+	    spec->key_ops != KB_KEYOP_IMPORT) {
+		snprintf(
+			err, errlen,
+			"key_ops must name wrapKey, unwrapKey, or import alone");
 		return KB_ERR_PARAM;
 	}
 	return KB_STATUS_OK;
 }
 
 /*
- * Generates, stores and confirms a new version of name. Needs
- * admin_lock; the caller checked what the name may be.
+ * The key-exchange key src names, usable for an import: its private key
+ * and modulus length. Needs admin_lock.
+ */
+static int find_kek(struct kb_keystore *ks, const struct kb_import_src *src,
+		    CK_OBJECT_HANDLE *priv, size_t *nlen, char *err,
+		    size_t errlen)
+{
+	struct catalog *c = kb_catalog_get(ks);
+	const struct key_version *v;
+	int r = KB_STATUS_OK;
+
+	v = c != NULL ? kb_catalog_find(c, src->kek, src->kek_version) : NULL;
+	if (v == NULL || v->info.deleted != 0) {
+		snprintf(err, errlen, "key-exchange key '%s' %s%s not found",
+			 src->kek, src->kek_version[0] ? "version " : "",
+			 src->kek_version);
+		r = KB_ERR_NOT_FOUND;
+	} else if (v->info.key_ops != KB_KEYOP_IMPORT) {
+		snprintf(err, errlen,
+			 "key '%s' is not a key-exchange key (its key_ops are "
+			 "not [\"import\"])",
+			 src->kek);
+		r = KB_ERR_PARAM;
+	} else if (v->info.damaged || !v->info.enabled ||
+		   (v->info.exp != 0 && time(NULL) >= v->info.exp) ||
+		   (v->info.nbf != 0 && time(NULL) < v->info.nbf)) {
+		snprintf(err, errlen,
+			 "key-exchange key '%s' version %s is disabled, "
+			 "expired, not yet valid or damaged",
+			 src->kek, v->info.version);
+		r = KB_ERR_DISABLED;
+	} else {
+		*priv = v->priv;
+		*nlen = v->info.nlen;
+	}
+	kb_catalog_put(ks, c);
+	return r;
+}
+
+/*
+ * Unwraps src's blob with its key-exchange key into a private key of
+ * name/id, and makes its public key from what the token says it is.
+ * objs: public, private. Needs admin_lock.
+ */
+static int unwrap_pair(struct kb_keystore *ks, const char *name,
+		       const unsigned char *id, const struct kb_import_src *src,
+		       CK_OBJECT_HANDLE *objs, char *err, size_t errlen)
+{
+	enum p11_mech oaep = kb_alg_mech(src->kek_alg);
+	CK_OBJECT_HANDLE kek;
+	struct p11_object *o;
+	size_t klen;
+	CK_RV rv;
+	int r;
+
+	if ((r = find_kek(ks, src, &kek, &klen, err, errlen)) != KB_STATUS_OK)
+		return r;
+	rv = p11_unwrap_rsa_aes(ks->tok, ks->admin, kek, oaep, klen, src->blob,
+				src->bloblen, name, id, KB_VERSION_BYTES,
+				&objs[1]);
+	if (rv != CKR_OK) {
+		snprintf(err, errlen,
+			 "the blob does not unwrap with key-exchange key '%s' "
+			 "(C_UnwrapKey: %s): it was made for another key, with "
+			 "another OAEP hash than %s, or altered",
+			 src->kek, p11_rv_name(rv), kb_alg_name(src->kek_alg));
+		return p11_rv_is_token_lost(rv) ? KB_ERR_HSM : KB_ERR_PARAM;
+	}
+	if ((o = malloc(sizeof(*o))) == NULL) {
+		p11_destroy(ks->tok, ks->admin, objs[1]);
+		return KB_ERR_NOMEM;
+	}
+	r = KB_ERR_PARAM;
+	if (p11_read(ks->tok, ks->admin, objs[1],
+		     P11_A_MODULUS | P11_A_EXPONENT, o) != KB_STATUS_OK ||
+	    !(o->have & P11_A_MODULUS) || !(o->have & P11_A_EXPONENT)) {
+		snprintf(err, errlen,
+			 "the unwrapped key is not an RSA key the token shows");
+	} else if (o->modulus_len != 256 && o->modulus_len != 384 &&
+		   o->modulus_len != 512) {
+		snprintf(err, errlen,
+			 "the unwrapped key is %zu bits: 2048, 3072 or 4096 "
+			 "only",
+			 o->modulus_len * 8);
+	} else if ((rv = p11_create_rsa_public(
+			    ks->tok, ks->admin, o->modulus, o->modulus_len,
+			    o->exponent, o->exponent_len, name, id,
+			    KB_VERSION_BYTES, &objs[0])) != CKR_OK) {
+		snprintf(err, errlen, "storing the public key failed: %s",
+			 p11_rv_name(rv));
+		r = KB_ERR_HSM;
+	} else {
+		r = KB_STATUS_OK;
+	}
+	free(o);
+	if (r != KB_STATUS_OK)
+		p11_destroy(ks->tok, ks->admin, objs[1]);
+	return r;
+}
+
+/*
+ * The key pair of a new version: generated in the token (src NULL), or
+ * imported from src. objs: public, private. Needs admin_lock.
+ */
+static int make_pair(struct kb_keystore *ks, const char *name,
+		     const unsigned char *id,
+		     const struct kb_version_spec *spec,
+		     const struct kb_import_src *src, CK_OBJECT_HANDLE *objs,
+		     char *err, size_t errlen)
+{
+	CK_RV rv;
+
+	if (src != NULL && src->parts == NULL)
+		return unwrap_pair(ks, name, id, src, objs, err, errlen);
+	if (src != NULL) {
+		rv = p11_import_rsa(ks->tok, ks->admin, src->parts, name, id,
+				    KB_VERSION_BYTES, &objs[0], &objs[1]);
+		if (rv == CKR_OK)
+			return KB_STATUS_OK;
+		snprintf(err, errlen,
+			 "the token refused the key (C_CreateObject: %s)",
+			 p11_rv_name(rv));
+		return p11_rv_is_token_lost(rv) ? KB_ERR_HSM : KB_ERR_PARAM;
+	}
+	rv = p11_generate_rsa(ks->tok, ks->admin, spec->bits,
+			      spec->key_ops == KB_KEYOP_IMPORT, name, id,
+			      KB_VERSION_BYTES, &objs[0], &objs[1]);
+	if (rv == CKR_OK)
+		return KB_STATUS_OK;
+	snprintf(err, errlen,
+		 "the token refused to generate the key pair "
+		 "(C_GenerateKeyPair: %s)",
+		 p11_rv_name(rv));
+	return KB_ERR_HSM;
+}
+
+/*
+ * Makes (or imports from src), stores and confirms a new version of name.
+ * Needs admin_lock; the caller checked what the name may be.
  */
 static int new_version_locked(struct kb_keystore *ks, const char *name,
 			      const struct kb_version_spec *spec,
+			      const struct kb_import_src *src,
 			      struct kb_key_info *info, char *err,
 			      size_t errlen)
 {
@@ -256,7 +400,10 @@ static int new_version_locked(struct kb_keystore *ks, const char *name,
 	if ((r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK)
 		return r;
 	if ((meta = metadata_text(name, version, now_us(), time(NULL), spec,
-				  false, 0)) == NULL) {
+				  src == NULL	     ? KB_ORIGIN_TOKEN :
+				  src->parts != NULL ? KB_ORIGIN_PLAIN :
+						       KB_ORIGIN_BYOK,
+				  0)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return KB_ERR_NOMEM;
 	}
@@ -274,17 +421,11 @@ static int new_version_locked(struct kb_keystore *ks, const char *name,
 		free(meta);
 		return KB_ERR_HSM;
 	}
-	/* Decrypt-only: wraps are done with the public key in OpenSSL. */
-	rv = p11_generate_rsa(ks->tok, ks->admin, spec->bits, name, id,
-			      KB_VERSION_BYTES, &objs[0], &objs[1]);
-	if (rv != CKR_OK) {
-		snprintf(err, errlen,
-			 "the token refused to generate the key pair "
-			 "(C_GenerateKeyPair: %s)",
-			 p11_rv_name(rv));
+	if ((r = make_pair(ks, name, id, spec, src, objs, err, errlen)) !=
+	    KB_STATUS_OK) {
 		undo_create(ks, &objs[2], 1, err, errlen);
 		free(meta);
-		return KB_ERR_HSM;
+		return r;
 	}
 	r = confirm_version(ks, name, id, objs[1], meta, err, errlen);
 	free(meta);
@@ -329,7 +470,7 @@ int kb_lifecycle_create(struct kb_keystore *ks, const char *name,
 	}
 	/* A state object left by an interrupted purge is not this key's. */
 	if ((r = kb_keystate_remove(ks, name, err, errlen)) == KB_STATUS_OK)
-		r = new_version_locked(ks, name, spec, info, err, errlen);
+		r = new_version_locked(ks, name, spec, NULL, info, err, errlen);
 out:
 	kb_keyadmin_leave(ks);
 	return r;
@@ -352,7 +493,7 @@ int kb_lifecycle_add_version(struct kb_keystore *ks, const char *name,
 			 name);
 		r = KB_ERR_CONFLICT;
 	} else {
-		r = new_version_locked(ks, name, spec, info, err, errlen);
+		r = new_version_locked(ks, name, spec, NULL, info, err, errlen);
 	}
 	kb_keyadmin_leave(ks);
 	return r;
@@ -391,7 +532,7 @@ static int rotate_locked(struct kb_keystore *ks, const char *name,
 	spec.exp = st.policy.expiry_time != 0 ?
 			   (int64_t)time(NULL) + st.policy.expiry_time :
 			   0;
-	return new_version_locked(ks, name, &spec, info, err, errlen);
+	return new_version_locked(ks, name, &spec, NULL, info, err, errlen);
 }
 
 int kb_lifecycle_rotate(struct kb_keystore *ks, const char *name,
@@ -401,6 +542,56 @@ int kb_lifecycle_rotate(struct kb_keystore *ks, const char *name,
 
 	kb_keyadmin_enter(ks);
 	r = rotate_locked(ks, name, info, err, errlen);
+	kb_keyadmin_leave(ks);
+	return r;
+}
+
+bool kb_lifecycle_imports_allowed(const struct kb_keystore *ks)
+{
+	return ks->allow_import;
+}
+
+int kb_lifecycle_import(struct kb_keystore *ks, const char *name,
+			const struct kb_import_src *src,
+			const struct kb_version_spec *spec,
+			struct kb_key_info *info, char *err, size_t errlen)
+{
+	struct kb_version_spec checked = *spec;
+	struct kb_key_info cur;
+	int r;
+
+	checked.bits = 2048; /* the key's own: checked where it is read */
+	if ((r = check_spec(name, &checked, err, errlen)) != KB_STATUS_OK)
+		return r;
+	if (spec->key_ops == KB_KEYOP_IMPORT) {
+		snprintf(err, errlen,
+			 "an imported key is a data key: key_ops wrapKey, "
+			 "unwrapKey");
+		return KB_ERR_PARAM;
+	}
+	if (!ks->allow_import) {
+		snprintf(err, errlen,
+			 "importKey is off: keys.allow_import = true in the "
+			 "configuration turns it on (for every broker of the "
+			 "token)");
+		return KB_ERR_UNSUPPORTED;
+	}
+	kb_keyadmin_enter(ks);
+	if ((r = find_locked(ks, name, "", &cur)) != KB_ERR_NOT_FOUND &&
+	    cur.deleted != 0) {
+		snprintf(err, errlen,
+			 "key '%s' is deleted: recover or purge it first",
+			 name);
+		r = KB_ERR_CONFLICT;
+	} else if (r != KB_ERR_NOT_FOUND && cur.key_ops == KB_KEYOP_IMPORT) {
+		snprintf(err, errlen,
+			 "key '%s' is a key-exchange key: a data key cannot be "
+			 "a version of it",
+			 name);
+		r = KB_ERR_CONFLICT;
+	} else {
+		r = new_version_locked(ks, name, spec, src, info, err, errlen);
+	}
 	kb_keyadmin_leave(ks);
 	return r;
 }
@@ -578,6 +769,17 @@ int kb_lifecycle_update(struct kb_keystore *ks, const char *name,
 		goto out_unlock;
 	}
 	memcpy(ver, info->version, sizeof(ver));
+	/* What the token lets the private key do cannot change. */
+	if ((u->set & KB_SET_KEY_OPS) &&
+	    (u->key_ops == KB_KEYOP_IMPORT) !=
+		    (info->key_ops == KB_KEYOP_IMPORT)) {
+		snprintf(err, errlen,
+			 "key_ops [\"import\"] is made with the key in the "
+			 "token: it cannot be given to a data key nor taken "
+			 "from a key-exchange key");
+		r = KB_ERR_PARAM;
+		goto out_unlock;
+	}
 	if ((r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK)
 		goto out_unlock;
 	r = update_metadata(ks, name, ver, u, err, errlen);
@@ -655,7 +857,8 @@ int kb_lifecycle_repair(struct kb_keystore *ks, const char *name,
 	    (r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK)
 		goto out_unlock;
 	if ((text = metadata_text(name, version, created_us, time(NULL), &spec,
-				  false, (int64_t)time(NULL))) == NULL) {
+				  KB_ORIGIN_TOKEN, (int64_t)time(NULL))) ==
+	    NULL) {
 		snprintf(err, errlen, "out of memory");
 		r = KB_ERR_NOMEM;
 		goto out_unlock;

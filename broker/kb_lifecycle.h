@@ -32,6 +32,7 @@
 
 #include "kb_keyattr.h"
 #include "kb_keystore.h"
+#include "p11_object.h"
 
 /* What a new key version is made with. */
 struct kb_version_spec {
@@ -66,6 +67,35 @@ int kb_lifecycle_add_version(struct kb_keystore *ks, const char *name,
 			     const struct kb_version_spec *spec,
 			     struct kb_key_info *info, char *err,
 			     size_t errlen);
+
+/*
+ * Where the private key of an imported version comes from: its parts in
+ * plain (a JWK or PKCS#8 PEM, for migrations), or a blob that byok-wrap
+ * made for a key-exchange key of this token (the key is never in plain
+ * outside an HSM): see p11_unwrap_rsa_aes.
+ */
+struct kb_import_src {
+	const struct p11_rsa_parts *parts; /* NULL: the blob */
+	const char *kek; /* a key whose key_ops are ["import"] */
+	const char *kek_version; /* "": its current version */
+	enum kb_alg kek_alg; /* the OAEP of the blob's AES key */
+	const unsigned char *blob;
+	size_t bloblen;
+};
+
+/*
+ * A new version of name (the key is created if needed) whose private key
+ * comes from src; marked imported in its attributes, sensitive and never
+ * extractable from now on. KB_ERR_UNSUPPORTED unless the keystore allows
+ * imports (kb_keystore_params.allow_import); KB_ERR_PARAM for a blob
+ * that does not unwrap (another KEK, another hash, altered) or a key of
+ * another size than 2048, 3072 or 4096 bits.
+ */
+bool kb_lifecycle_imports_allowed(const struct kb_keystore *ks);
+int kb_lifecycle_import(struct kb_keystore *ks, const char *name,
+			const struct kb_import_src *src,
+			const struct kb_version_spec *spec,
+			struct kb_key_info *info, char *err, size_t errlen);
 
 /*
  * Changes one version (the current one if version is ""); info gets the

@@ -11,6 +11,7 @@
 #include "kb_issuer.h"
 #include "kb_jwt.h"
 #include "kb_lifecycle.h"
+#include "kb_rsaimport.h"
 #include "kb_log.h"
 #include "kb_ops.h"
 #include "kb_proto.h"
@@ -160,8 +161,13 @@ static json_t *key_attributes(const struct kb_key_info *info)
 		json_object_set_new(attrs, "nbf", json_integer(info->nbf));
 	if (attrs != NULL && info->exp != 0)
 		json_object_set_new(attrs, "exp", json_integer(info->exp));
-	if (attrs != NULL && info->imported)
-		json_object_set_new(attrs, "imported", json_true());
+	/* Where the key came from: made in the token unless it says. */
+	if (attrs != NULL && info->imported != KB_ORIGIN_TOKEN)
+		json_object_set_new(attrs, "imported",
+				    json_string(info->imported ==
+								KB_ORIGIN_BYOK ?
+							"byok" :
+							"plain"));
 	return attrs;
 }
 
@@ -185,8 +191,9 @@ static json_t *key_bundle(const struct kb_ops *ops,
 	json_t *b;
 
 	b = json_pack("{s:{s:o, s:s, s:o, s:o, s:o}, s:o, s:o}", "key", "kid",
-		      kid_string(ops, info), "kty", "RSA-HSM", "n",
-		      b64_string(info->n, info->nlen), "e",
+		      kid_string(ops, info), "kty",
+		      info->imported == KB_ORIGIN_PLAIN ? "RSA" : "RSA-HSM",
+		      "n", b64_string(info->n, info->nlen), "e",
 		      b64_string(info->e, info->elen), "key_ops",
 		      kb_key_ops_json(info->damaged ? 0 : info->key_ops),
 		      "attributes", key_attributes(info), "tags",
@@ -642,6 +649,69 @@ static json_t *do_create_key(struct kb_call *call, struct kb_error *err)
 		       msg, err);
 }
 
+/*
+ * importKey: a key brought in from outside as a new version of the key,
+ * in plain (jwk, pem) or wrapped for a key-exchange key (kek, blob).
+ */
+static json_t *do_import_key(struct kb_call *call, struct kb_error *err)
+{
+	const struct kb_manage_params *m = &call->req->manage;
+	struct kb_version_spec spec = {
+		.enabled = (m->attrs.set & KB_SET_ENABLED) ? m->attrs.enabled :
+							     true,
+		.nbf = m->attrs.nbf,
+		.exp = m->attrs.exp,
+		.key_ops = (m->attrs.set & KB_SET_KEY_OPS) ? m->attrs.key_ops :
+							     KB_KEYOPS_ALL,
+	};
+	struct kb_import_src src = { .kek = m->kek.name,
+				     .kek_version = m->kek.version,
+				     .kek_alg = m->kek_alg };
+	struct kb_rsa_import *parts = NULL;
+	unsigned char *blob = NULL;
+	char msg[512] = "";
+	json_t *res = NULL;
+
+	if (!whole_key(call, err))
+		return NULL;
+	/* Said before anything of the key is looked at. */
+	if (!kb_lifecycle_imports_allowed(call->ops->ks)) {
+		kb_error_set(err, KB_NOT_SUPPORTED,
+			     "importKey is off: keys.allow_import = true in "
+			     "the configuration turns it on (for every broker "
+			     "of the token)");
+		return NULL;
+	}
+	memcpy(spec.tags, m->attrs.tags, sizeof(spec.tags));
+	if ((m->jwk != NULL &&
+	     kb_rsa_import_jwk(m->jwk, &parts, msg, sizeof(msg)) != 0) ||
+	    (m->pem != NULL && kb_rsa_import_pem(m->pem, m->pem_len, &parts,
+						 msg, sizeof(msg)) != 0)) {
+		kb_error_set(err, KB_BAD_PARAMETER, "%s", msg);
+		return NULL;
+	}
+	if (parts != NULL) {
+		src.parts = kb_rsa_import_parts(parts);
+	} else if ((blob = malloc(KB_BLOB_MAX)) == NULL ||
+		   kb_b64_decode(blob, KB_BLOB_MAX, &src.bloblen, m->blob,
+				 m->blob_len) != 0) {
+		kb_error_set(err, KB_BAD_PARAMETER,
+			     "'blob' is not base64url without padding");
+		goto out;
+	} else {
+		src.blob = blob;
+	}
+	res = managed(call,
+		      kb_lifecycle_import(call->ops->ks, call->req->key.name,
+					  &src, &spec, &call->info, msg,
+					  sizeof(msg)),
+		      msg, err);
+out:
+	kb_rsa_import_free(parts);
+	free(blob);
+	return res;
+}
+
 static json_t *do_rotate_key(struct kb_call *call, struct kb_error *err)
 {
 	char msg[512] = "";
@@ -879,7 +949,7 @@ static void log_refusal(const struct kb_ops *ops,
 		(unsigned int)caller->peer.uid, note);
 }
 
-/* The op table. Ops of protocol v1 not offered yet have no handler. */
+/* The op table: every op of protocol v1. */
 static const struct kb_op_def op_rows[] = {
 	{ "authenticate", KB_F_TOKEN, 0, KB_OPF_BARRIER, do_authenticate },
 	{ "getToken", 0, 0, KB_OPF_TOKEN, do_get_token },
@@ -891,7 +961,8 @@ static const struct kb_op_def op_rows[] = {
 	{ "revokeToken", KB_F_JTI, 0, 0, do_revoke_token },
 	{ "createKey", KB_F_KEY | KB_F_KTY | KB_F_ATTRS, KB_PERM_CREATE,
 	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_create_key },
-	{ .name = "importKey" },
+	{ "importKey", KB_F_KEY | KB_F_ATTRS | KB_F_IMPORT, KB_PERM_IMPORT,
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_import_key },
 	{ "rotateKey", KB_F_KEY, KB_PERM_ROTATE, KB_OPF_IDENTITY | KB_OPF_TOKEN,
 	  do_rotate_key },
 	{ "updateKey", KB_F_KEY | KB_F_ATTRS, KB_PERM_UPDATE,

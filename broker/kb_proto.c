@@ -131,6 +131,11 @@ static int check_fields(struct kb_request *req, unsigned int allowed,
 			continue;
 		if ((allowed & KB_F_POLICY) && strcmp(k, "policy") == 0)
 			continue;
+		if ((allowed & KB_F_IMPORT) &&
+		    (strcmp(k, "jwk") == 0 || strcmp(k, "pem") == 0 ||
+		     strcmp(k, "kek") == 0 || strcmp(k, "blob") == 0 ||
+		     strcmp(k, "alg") == 0))
+			continue;
 		kb_proto_quote(q, sizeof(q), k, 32);
 		return kb_error_set(err, KB_BAD_PARAMETER,
 				    "unknown field '%s' for op '%s'", q,
@@ -424,6 +429,78 @@ static int parse_policy(struct kb_request *req, struct kb_error *err)
 	return 0;
 }
 
+static int parse_import(struct kb_request *req, const char *instance,
+			struct kb_error *err)
+{
+	struct kb_manage_params *m = &req->manage;
+	json_t *jwk = json_object_get(req->root, "jwk");
+	json_t *pem = json_object_get(req->root, "pem");
+	json_t *kek = json_object_get(req->root, "kek");
+	json_t *blob = json_object_get(req->root, "blob");
+	json_t *alg = json_object_get(req->root, "alg");
+
+	if ((jwk != NULL) + (pem != NULL) + (kek != NULL || blob != NULL) !=
+		    1 ||
+	    (kek != NULL) != (blob != NULL))
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "give one of 'jwk' (a private JWK), 'pem' "
+				    "(a PEM private key), or 'kek' with 'blob' "
+				    "(made by keybroker byok-wrap)");
+	if (alg != NULL && kek == NULL)
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'alg' goes with 'kek': the OAEP of the "
+				    "blob's AES key");
+	m->kek_alg = KB_ALG_RSA_OAEP;
+	if (alg != NULL &&
+	    (!json_is_string(alg) ||
+	     kb_alg_parse(json_string_value(alg), &m->kek_alg) != 0 ||
+	     m->kek_alg == KB_ALG_RSA1_5))
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'alg' must be RSA-OAEP or RSA-OAEP-256");
+	if (jwk != NULL && !json_is_object(jwk))
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'jwk' must be a private JWK (an object)");
+	m->jwk = jwk;
+	if (pem != NULL) {
+		if (!json_is_string(pem) || json_string_length(pem) == 0 ||
+		    json_string_length(pem) > KB_PEM_MAX)
+			return kb_error_set(err, KB_BAD_PARAMETER,
+					    "'pem' must be a string of at most "
+					    "%d bytes",
+					    KB_PEM_MAX);
+		m->pem = json_string_value(pem);
+		m->pem_len = json_string_length(pem);
+	}
+	if (kek == NULL)
+		return 0;
+	if (!json_is_string(blob) || json_string_length(blob) == 0 ||
+	    json_string_length(blob) > kb_b64_encoded_len(KB_BLOB_MAX))
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'blob' must be base64url of at most %d "
+				    "bytes",
+				    KB_BLOB_MAX);
+	m->blob = json_string_value(blob);
+	m->blob_len = json_string_length(blob);
+	if (json_is_string(kek) &&
+	    strncmp(json_string_value(kek), KB_KID_PREFIX,
+		    sizeof(KB_KID_PREFIX) - 1) == 0)
+		return kb_kid_parse(json_string_value(kek),
+				    json_string_length(kek), instance,
+				    &m->kek) == KB_KID_OK ?
+			       0 :
+			       kb_error_set(err, KB_BAD_PARAMETER,
+					    "'kek' must be a key name or this "
+					    "broker's kid");
+	if (!json_is_string(kek) ||
+	    !kb_name_valid(json_string_value(kek), json_string_length(kek)))
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'kek' must be a key name or this broker's "
+				    "kid");
+	memcpy(m->kek.name, json_string_value(kek),
+	       json_string_length(kek) + 1);
+	return 0;
+}
+
 void kb_proto_classify(const char *line, size_t len,
 		       const struct kb_op_table *table, bool *barrier,
 		       bool *token_op)
@@ -492,11 +569,6 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 	}
 	req->def = def;
 	snprintf(req->opname, sizeof(req->opname), "%s", def->name);
-	if (def->handle == NULL)
-		return kb_error_set(
-			err, KB_NOT_SUPPORTED,
-			"op '%s' is not offered by this broker version",
-			req->opname);
 	if (check_fields(req, def->fields, err) != 0)
 		return -1;
 	if ((def->fields & KB_F_TOKEN) && parse_token(req, err) != 0)
@@ -510,6 +582,9 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 	if ((def->fields & KB_F_ATTRS) && parse_attrs(req, err) != 0)
 		return -1;
 	if ((def->fields & KB_F_POLICY) && parse_policy(req, err) != 0)
+		return -1;
+	if ((def->fields & KB_F_IMPORT) &&
+	    parse_import(req, instance, err) != 0)
 		return -1;
 	if (!(def->fields & KB_F_KEY))
 		return 0;

@@ -37,6 +37,10 @@ struct kb_error {
 #define KB_F_KTY 0x40u /* optional: kty (RSA-HSM), key_size */
 #define KB_F_ATTRS 0x80u /* optional: attributes, tags, key_ops */
 #define KB_F_POLICY 0x100u /* required: policy (a rotation policy) */
+#define KB_F_IMPORT 0x200u /* jwk, pem, or kek + blob (+ alg) */
+
+#define KB_PEM_MAX 16384 /* bytes of an imported PEM */
+#define KB_BLOB_MAX 8192 /* decoded bytes of a BYOK blob */
 
 #define KB_PAGE_MAX 25 /* most items in one page of a list */
 
@@ -66,8 +70,7 @@ struct kb_op_def {
 	unsigned int flags; /* KB_OPF_* */
 	/*
 	 * Runs the op: a result object, or NULL with err set (or, for an op
-	 * on a key, with call->status set). NULL for an op of protocol v1
-	 * this broker does not offer yet.
+	 * on a key, with call->status set).
 	 */
 	json_t *(*handle)(struct kb_call *call, struct kb_error *err);
 };
@@ -99,10 +102,18 @@ struct kb_page_params { /* getKeys, getKeyVersions: KB_F_PAGE */
 	char next[KB_NAME_MAX + 1];
 };
 
-struct kb_manage_params { /* KB_F_KTY, KB_F_ATTRS, KB_F_POLICY */
+struct kb_manage_params { /* KB_F_KTY, KB_F_ATTRS, KB_F_POLICY, KB_F_IMPORT */
 	unsigned int bits; /* key_size: 2048 unless given */
 	struct kb_version_update attrs; /* .set: what the request gave */
 	const json_t *policy; /* borrowed from the root */
+	/* importKey: one of jwk, pem, or kek + blob; borrowed. */
+	const json_t *jwk;
+	const char *pem;
+	size_t pem_len;
+	struct kb_keyref kek; /* name "" unless given */
+	const char *blob; /* base64url, at most KB_BLOB_MAX decoded */
+	size_t blob_len;
+	enum kb_alg kek_alg; /* the OAEP of the blob's AES key */
 };
 
 struct kb_request {

@@ -279,6 +279,7 @@ int main(int argc, char **argv)
 		.allow_rsa1_5 = cfg->allow_rsa1_5,
 		.confirm_exe = "/proc/self/exe",
 		.recoverable_days = cfg->recoverable_days,
+		.allow_import = cfg->allow_import,
 	};
 	if (kb_keystore_open(&params, NULL, &ks, err, sizeof(err)) != 0) {
 		kb_err("%s", err);

@@ -12,6 +12,7 @@
 
 #include "ctl_keys.h"
 #include "ctl_socket.h"
+#include "kb_json.h"
 #include "kb_kid.h"
 #include "kb_secret.h"
 
@@ -31,6 +32,12 @@ void ctl_keys_usage(FILE *f)
 		"    create NAME [--size 2048|3072|4096] [--disabled]\n"
 		"           [--nbf TIME] [--exp TIME] [--tag K=V]...\n"
 		"           [--ops wrapKey,unwrapKey]\n"
+		"    import NAME --kek KEK --blob FILE [--alg RSA-OAEP-256]\n"
+		"           | --pem FILE | --jwk FILE, and create's options\n"
+		"           (BYOK: the blob from keybroker byok-wrap, the key\n"
+		"           never in plain outside an HSM; pem/jwk: in plain,\n"
+		"           for migrations)\n"
+		"    kek create NAME [--size N]  a key-exchange key for BYOK\n"
 		"    rotate NAME               a new current version\n"
 		"    update NAME [--version V] [--enable|--disable]\n"
 		"           [--nbf TIME|none] [--exp TIME|none]\n"
@@ -70,7 +77,7 @@ static json_t *call(struct session *s, const char *verb, json_t *req)
 
 	if (req == NULL ||
 	    json_object_set_new(req, "id", json_integer(s->next_id++)) != 0 ||
-	    (line = json_dumps(req, JSON_COMPACT)) == NULL) {
+	    (line = kb_json_text(req, JSON_COMPACT, NULL)) == NULL) {
 		fprintf(stderr, "keybrokerctl: key %s: out of memory\n", verb);
 		goto out;
 	}
@@ -183,6 +190,26 @@ static int parse_time(const char *text, bool none_ok, json_t **out)
 	return 0;
 }
 
+/*
+ * A file's content as a request field: text (a PEM, a blob), or parsed
+ * (a JWK). NULL, said, if it cannot be read.
+ */
+static json_t *read_field(const char *path, bool as_json)
+{
+	enum { FIELD_MAX = 32768 };
+	char *text = kb_secure_alloc(FIELD_MAX);
+	json_t *v = NULL;
+
+	if (text != NULL && read_line_file(path, text, FIELD_MAX) == 0) {
+		v = as_json ? json_loads(text, 0, NULL) : json_string(text);
+		if (v == NULL)
+			fprintf(stderr, "keybrokerctl: %s: not %s\n", path,
+				as_json ? "a JSON object" : "text");
+	}
+	kb_secure_free(text, FIELD_MAX);
+	return v;
+}
+
 /* --ops wrapKey,unwrapKey as an array. */
 static json_t *parse_ops(const char *text)
 {
@@ -263,8 +290,8 @@ static void print_result(const struct session *s, const json_t *res)
 	json_t *v;
 
 	if (s->json || json_object_get(res, "lifetimeActions") != NULL) {
-		if ((text = json_dumps(res, JSON_INDENT(2) | JSON_SORT_KEYS)) !=
-		    NULL)
+		if ((text = kb_json_text(res, JSON_INDENT(2) | JSON_SORT_KEYS,
+					 NULL)) != NULL)
 			printf("%s\n", text);
 		free(text);
 		return;
@@ -330,10 +357,12 @@ static int simple(struct session *s, const char *verb, const char *op,
 }
 
 /*
- * The options of create and update into fields: attributes, tags,
- * key_ops (and key_size, version). -1 after a usage error (said).
+ * The options of create, update and import into fields: attributes,
+ * tags, key_ops (and key_size, version; what to import). -1 after a
+ * usage error (said).
  */
-static int attr_options(int argc, char **argv, bool update, json_t *fields)
+static int attr_options(int argc, char **argv, bool update, bool import,
+			json_t *fields)
 {
 	enum {
 		O_SIZE = 256,
@@ -344,7 +373,12 @@ static int attr_options(int argc, char **argv, bool update, json_t *fields)
 		O_TAG,
 		O_CLEAR,
 		O_OPS,
-		O_VERSION
+		O_VERSION,
+		O_PEM,
+		O_JWK,
+		O_KEK,
+		O_BLOB,
+		O_ALG,
 	};
 	static const struct option opts[] = {
 		{ "size", required_argument, NULL, O_SIZE },
@@ -357,6 +391,11 @@ static int attr_options(int argc, char **argv, bool update, json_t *fields)
 		{ "clear-tags", no_argument, NULL, O_CLEAR },
 		{ "ops", required_argument, NULL, O_OPS },
 		{ "version", required_argument, NULL, O_VERSION },
+		{ "pem", required_argument, NULL, O_PEM },
+		{ "jwk", required_argument, NULL, O_JWK },
+		{ "kek", required_argument, NULL, O_KEK },
+		{ "blob", required_argument, NULL, O_BLOB },
+		{ "alg", required_argument, NULL, O_ALG },
 		{ NULL, 0, NULL, 0 },
 	};
 	json_t *attrs = json_object(), *tags = NULL, *t;
@@ -367,9 +406,28 @@ static int attr_options(int argc, char **argv, bool update, json_t *fields)
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
+		case O_PEM:
+		case O_JWK:
+		case O_BLOB:
+			if (!import ||
+			    (t = read_field(optarg, c == O_JWK)) == NULL)
+				goto bad;
+			json_object_set_new(fields,
+					    c == O_PEM ? "pem" :
+					    c == O_JWK ? "jwk" :
+							 "blob",
+					    t);
+			break;
+		case O_KEK:
+		case O_ALG:
+			if (!import)
+				goto bad;
+			json_object_set_new(fields, c == O_KEK ? "kek" : "alg",
+					    json_string(optarg));
+			break;
 		case O_SIZE:
 			size = strtol(optarg, &end, 10);
-			if (update || *end != '\0' ||
+			if (update || import || *end != '\0' ||
 			    (size != 2048 && size != 3072 && size != 4096))
 				goto bad;
 			json_object_set_new(fields, "key_size",
@@ -464,15 +522,31 @@ static int run(struct session *s, int argc, char **argv)
 	const char *verb = argv[0];
 	json_t *fields;
 
-	if (strcmp(verb, "create") == 0 || strcmp(verb, "update") == 0) {
+	if (strcmp(verb, "create") == 0 || strcmp(verb, "update") == 0 ||
+	    strcmp(verb, "import") == 0) {
 		if ((fields = json_object()) == NULL ||
-		    attr_options(argc, argv, verb[0] == 'u', fields) != 0) {
+		    attr_options(argc, argv, verb[0] == 'u', verb[0] == 'i',
+				 fields) != 0) {
 			json_decref(fields);
 			return 2;
 		}
 		return simple(s, verb,
-			      verb[0] == 'u' ? "updateKey" : "createKey",
+			      verb[0] == 'u' ? "updateKey" :
+			      verb[0] == 'i' ? "importKey" :
+					       "createKey",
 			      argv[argc - 1], fields);
+	}
+	if (strcmp(verb, "kek") == 0) {
+		fields = json_pack("{s:[s]}", "key_ops", "import");
+		if (argc < 3 || strcmp(argv[1], "create") != 0 ||
+		    fields == NULL ||
+		    attr_options(argc - 1, argv + 1, false, false, fields) !=
+			    0) {
+			json_decref(fields);
+			return usage_error("kek create NAME [--size N]");
+		}
+		return simple(s, "kek create", "createKey", argv[argc - 1],
+			      fields);
 	}
 	if (strcmp(verb, "list") == 0 && argc == 1)
 		return list(s, verb, "getKeys", NULL);

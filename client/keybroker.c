@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include "kb_b64.h"
+#include "kb_byok.h"
 #include "kb_jread.h"
 #include "kb_kid.h"
 #include "kb_output.h"
+#include "kb_secret.h"
 #include "keybroker.h"
 
 #define DEFAULT_SOCKET "/run/keybroker/keybroker.sock"
@@ -36,6 +38,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: keybroker [OPTIONS] get|wrap|unwrap\n"
+		"       keybroker byok-wrap --kek FILE [--in KEY.pem] [--out F] "
+		"[--alg A]\n"
 		"\n"
 		"  get      print the key's public JWK and attributes (JSON)\n"
 		"  wrap     wrap a data key read from stdin (raw bytes); print\n"
@@ -45,6 +49,13 @@ static void usage(FILE *f)
 		"           (unwrapped with the version it names; --key may be\n"
 		"           left out) or bare base64url; write the data key as\n"
 		"           raw bytes\n"
+		"  byok-wrap  wrap an RSA private key (PEM, from --in or stdin)\n"
+		"           for importKey with a key-exchange key of the broker's\n"
+		"           token, on this machine, without a broker: --kek FILE is\n"
+		"           the KEK as `keybroker get` prints it (or a JWK or PEM\n"
+		"           public key); --alg RSA-OAEP (default: what SoftHSMv2\n"
+		"           unwraps) or RSA-OAEP-256 wraps the AES key; prints\n"
+		"           the blob, base64url\n"
 		"\n"
 		"options:\n"
 		"  -s, --socket PATH       broker socket (default "
@@ -96,7 +107,7 @@ static void usage(FILE *f)
 enum fmt { FMT_DEFAULT, FMT_RAW, FMT_B64, FMT_ENVELOPE };
 
 struct opts {
-	const char *socket, *key, *version, *alg, *in, *out, *token_file;
+	const char *socket, *key, *version, *alg, *in, *out, *token_file, *kek;
 	enum fmt inform, outform;
 	bool json, force;
 	int timeout_ms;
@@ -387,6 +398,81 @@ static int cmd_transform(struct keybroker *kb, const struct opts *o, bool wrap)
 	return r;
 }
 
+/* Reads all of path ("-" or NULL: stdin) into buf (size bytes); 0 or -1. */
+static int slurp(const char *path, char *buf, size_t size, size_t *len)
+{
+	FILE *f = path == NULL || strcmp(path, "-") == 0 ? stdin :
+							   fopen(path, "rb");
+
+	if (f == NULL) {
+		fprintf(stderr, "keybroker: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	*len = fread(buf, 1, size, f);
+	if (ferror(f) || *len == size) {
+		fprintf(stderr,
+			"keybroker: %s: unreadable or longer than %zu "
+			"bytes\n",
+			path != NULL ? path : "stdin", size - 1);
+		if (f != stdin)
+			fclose(f);
+		return -1;
+	}
+	if (f != stdin)
+		fclose(f);
+	return 0;
+}
+
+/* byok-wrap: local, no broker; see kb_byok.h. */
+static int cmd_byok_wrap(const struct opts *o)
+{
+	enum { TEXT_MAX = 32768 };
+	char *text = kb_secure_alloc(TEXT_MAX), why[256], *b64 = NULL;
+	EVP_PKEY *kek = NULL, *key = NULL;
+	unsigned char *blob = NULL;
+	size_t len, bloblen = 0;
+	int r = EXIT_LOCAL;
+
+	if (o->kek == NULL || o->key != NULL || o->version != NULL ||
+	    (o->alg != NULL && strcmp(o->alg, "RSA-OAEP") != 0 &&
+	     strcmp(o->alg, "RSA-OAEP-256") != 0)) {
+		kb_secure_free(text, TEXT_MAX);
+		return usage_error("%s", "byok-wrap takes --kek FILE, the key "
+					 "(--in, or stdin) and --alg RSA-OAEP "
+					 "or RSA-OAEP-256");
+	}
+	if (text == NULL || slurp(o->kek, text, TEXT_MAX, &len) != 0)
+		goto out;
+	if ((kek = kb_byok_read_kek(text, len, why, sizeof(why))) == NULL)
+		goto fail;
+	if (slurp(o->in, text, TEXT_MAX, &len) != 0)
+		goto out;
+	key = kb_byok_read_key(text, len, why, sizeof(why));
+	kb_wipe(text, TEXT_MAX);
+	if (key == NULL ||
+	    kb_byok_wrap(kek,
+			 o->alg != NULL && strcmp(o->alg, "RSA-OAEP-256") == 0 ?
+				 EVP_sha256() :
+				 EVP_sha1(),
+			 key, &blob, &bloblen, why, sizeof(why)) != 0)
+		goto fail;
+	if ((b64 = malloc(kb_b64_encoded_len(bloblen) + 2)) == NULL)
+		goto out;
+	kb_b64_encode(b64, blob, bloblen);
+	strcat(b64, "\n");
+	r = emit(o, b64, strlen(b64)) == 0 ? 0 : EXIT_LOCAL;
+	goto out;
+fail:
+	fprintf(stderr, "keybroker: byok-wrap: %s\n", why);
+out:
+	free(b64);
+	free(blob);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(kek);
+	kb_secure_free(text, TEXT_MAX);
+	return r;
+}
+
 /* Binds the connection to an identity: from a token file, or getToken. */
 static int authenticate(struct keybroker *kb, const struct opts *o)
 {
@@ -417,7 +503,7 @@ static int authenticate(struct keybroker *kb, const struct opts *o)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_INFORM = 256, OPT_OUTFORM, OPT_VERSION };
+	enum { OPT_INFORM = 256, OPT_OUTFORM, OPT_VERSION, OPT_KEK };
 	static const struct option lopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "key", required_argument, NULL, 'k' },
@@ -431,6 +517,7 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "token-file", required_argument, NULL, 't' },
 		{ "timeout", required_argument, NULL, 'T' },
+		{ "kek", required_argument, NULL, OPT_KEK },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
@@ -494,6 +581,9 @@ int main(int argc, char **argv)
 								     "outform",
 						   optarg);
 			break;
+		case OPT_KEK:
+			o.kek = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -511,6 +601,8 @@ int main(int argc, char **argv)
 						 "wrap or unwrap" :
 						 "one command only");
 	cmd = argv[optind];
+	if (strcmp(cmd, "byok-wrap") == 0)
+		return cmd_byok_wrap(&o);
 	if (strcmp(cmd, "get") != 0 && strcmp(cmd, "wrap") != 0 &&
 	    strcmp(cmd, "unwrap") != 0)
 		return usage_error("unknown command '%.32s': get, wrap or "

@@ -26,6 +26,7 @@
 #include "kb_config.h"
 #include "kb_identity.h"
 #include "kb_issuer.h"
+#include "kb_json.h"
 #include "kb_jwk.h"
 #include "kb_jwt.h"
 #include "kb_keystore.h"
@@ -33,6 +34,7 @@
 #include "kb_lifecycle.h"
 #include "kb_log.h"
 #include "kb_output.h"
+#include "kb_proto.h"
 #include "kb_secret.h"
 #include "p11_confirm.h"
 
@@ -144,6 +146,8 @@ static int open_keystore(const struct kb_config *cfg, const char *so_pin,
 		.allow_rsa1_5 = cfg->allow_rsa1_5,
 		/* This program again, which runs the check (see main). */
 		.confirm_exe = "/proc/self/exe",
+		.recoverable_days = cfg->recoverable_days,
+		.allow_import = cfg->allow_import,
 	};
 	char err[512];
 
@@ -518,7 +522,8 @@ static int tell_broker_revoked(const struct kb_config *cfg, const char *jti)
 	int fd = -1, r = -1;
 
 	snprintf(why, sizeof(why), "out of memory");
-	if (req == NULL || (line = json_dumps(req, JSON_COMPACT)) == NULL)
+	if (req == NULL ||
+	    (line = kb_json_text(req, JSON_COMPACT, NULL)) == NULL)
 		goto out;
 	/* The request is one line: jansson escapes newlines in strings. */
 	if (ctl_connect(cfg->socket_path, &fd, &cred, why, sizeof(why)) != 0 ||
@@ -663,6 +668,8 @@ int main(int argc, char **argv)
 
 	kb_log_init("keybrokerctl", KB_LOG_WARN);
 	kb_secret_harden_process();
+	/* jansson wipes what it frees: keys to import pass through it. */
+	kb_proto_init();
 	/* This program run again to confirm its own token writes. */
 	if (argc >= 2 && strcmp(argv[1], P11_CONFIRM_COMMAND) == 0)
 		return p11_confirm_main(argc - 1, argv + 1);

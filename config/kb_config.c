@@ -72,7 +72,8 @@ static const char *const top_keys[] = {
 };
 static const char *const lifecycle_keys[] = { "recoverable_days",
 					      "purge_protection",
-					      "min_rotation_period", NULL };
+					      "min_rotation_period",
+					      "allow_import", NULL };
 static const char *const token_keys[] = { "issuer", "audience", "lifetime",
 					  "max_lifetime", NULL };
 static const char *const identity_keys[] = { "name", "assigned", "uids",
@@ -725,6 +726,7 @@ static int load_lifecycle(struct cfg_loader *ld, const config_setting_t *root,
 		    &cfg->recoverable_days) != 0 ||
 	    get_bool(ld, g, "purge_protection", false,
 		     &cfg->purge_protection) != 0 ||
+	    get_bool(ld, g, "allow_import", false, &cfg->allow_import) != 0 ||
 	    get_string(ld, g, "min_rotation_period", false, "P7D", &period) !=
 		    0)
 		return -1;

@@ -102,6 +102,7 @@ struct kb_config {
 	int recoverable_days; /* a deleted key's retention, 7-90 */
 	bool purge_protection; /* turn it on for the token (for good) */
 	int64_t min_rotation_s; /* the shortest rotation a policy may ask */
+	bool allow_import; /* importKey, and believing imported keys */
 };
 
 /*

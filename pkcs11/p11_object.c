@@ -211,6 +211,29 @@ int p11_read(struct p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj,
 	return KB_STATUS_OK;
 }
 
+/* The mechanism of mech; p holds OAEP's parameters. */
+static CK_MECHANISM mechanism(enum p11_mech mech, CK_RSA_PKCS_OAEP_PARAMS *p)
+{
+	switch (mech) {
+	case P11_MECH_RSA_OAEP_SHA1:
+	case P11_MECH_RSA_OAEP_SHA256:
+		*p = (CK_RSA_PKCS_OAEP_PARAMS){
+			.hashAlg = mech == P11_MECH_RSA_OAEP_SHA1 ? CKM_SHA_1 :
+								    CKM_SHA256,
+			.mgf = mech == P11_MECH_RSA_OAEP_SHA1 ? CKG_MGF1_SHA1 :
+								CKG_MGF1_SHA256,
+			.source = CKZ_DATA_SPECIFIED,
+		};
+		return (CK_MECHANISM){ CKM_RSA_PKCS_OAEP, p, sizeof(*p) };
+	case P11_MECH_ECDSA:
+		return (CK_MECHANISM){ CKM_ECDSA, NULL, 0 };
+	case P11_MECH_SHA256_HMAC:
+		return (CK_MECHANISM){ CKM_SHA256_HMAC, NULL, 0 };
+	default:
+		return (CK_MECHANISM){ CKM_RSA_X_509, NULL, 0 };
+	}
+}
+
 /* ---- writing ---- */
 
 CK_RV p11_create_data(struct p11_token *tok, CK_SESSION_HANDLE s,
@@ -257,6 +280,7 @@ static CK_RV generate_pair(struct p11_token *tok, CK_SESSION_HANDLE s,
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	CK_BBOOL signs = use == CKA_SIGN ? CK_TRUE : CK_FALSE;
 	CK_BBOOL decrypts = use == CKA_DECRYPT ? CK_TRUE : CK_FALSE;
+	CK_BBOOL unwraps = use == CKA_UNWRAP ? CK_TRUE : CK_FALSE;
 	CK_ATTRIBUTE tpub[12] = {
 		{ CKA_TOKEN, &yes, sizeof(yes) },
 		{ CKA_PRIVATE, &no, sizeof(no) },
@@ -278,7 +302,7 @@ static CK_RV generate_pair(struct p11_token *tok, CK_SESSION_HANDLE s,
 		{ CKA_DECRYPT, &decrypts, sizeof(decrypts) },
 		{ CKA_SIGN, &signs, sizeof(signs) },
 		{ CKA_SIGN_RECOVER, &no, sizeof(no) },
-		{ CKA_UNWRAP, &no, sizeof(no) },
+		{ CKA_UNWRAP, &unwraps, sizeof(unwraps) },
 		{ CKA_DERIVE, &no, sizeof(no) },
 		{ CKA_LABEL, (void *)label, strlen(label) },
 		{ CKA_ID, (void *)id, idlen },
@@ -294,7 +318,7 @@ static CK_RV generate_pair(struct p11_token *tok, CK_SESSION_HANDLE s,
 }
 
 CK_RV p11_generate_rsa(struct p11_token *tok, CK_SESSION_HANDLE s,
-		       unsigned int bits, const char *label,
+		       unsigned int bits, bool kek, const char *label,
 		       const unsigned char *id, size_t idlen,
 		       CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
 {
@@ -305,9 +329,149 @@ CK_RV p11_generate_rsa(struct p11_token *tok, CK_SESSION_HANDLE s,
 		{ CKA_PUBLIC_EXPONENT, (void *)f4, sizeof(f4) },
 	};
 
-	/* Decrypt-only: keybroker wraps with the public key in OpenSSL. */
+	/*
+	 * Decrypt-only (keybroker wraps with the public key in OpenSSL), or
+	 * unwrap-only for a key-exchange key.
+	 */
 	return generate_pair(tok, s, CKM_RSA_PKCS_KEY_PAIR_GEN, params, 2,
-			     CKA_DECRYPT, label, id, idlen, pub, priv);
+			     kek ? CKA_UNWRAP : CKA_DECRYPT, label, id, idlen,
+			     pub, priv);
+}
+
+CK_RV p11_create_rsa_public(struct p11_token *tok, CK_SESSION_HANDLE s,
+			    const unsigned char *n, size_t nlen,
+			    const unsigned char *e, size_t elen,
+			    const char *label, const unsigned char *id,
+			    size_t idlen, CK_OBJECT_HANDLE *pub)
+{
+	CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+	CK_KEY_TYPE type = CKK_RSA;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &type, sizeof(type) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &no, sizeof(no) },
+		{ CKA_MODIFIABLE, &no, sizeof(no) },
+		{ CKA_ENCRYPT, &no, sizeof(no) },
+		{ CKA_VERIFY, &no, sizeof(no) },
+		{ CKA_VERIFY_RECOVER, &no, sizeof(no) },
+		{ CKA_WRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
+		{ CKA_MODULUS, (void *)n, nlen },
+		{ CKA_PUBLIC_EXPONENT, (void *)e, elen },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_ID, (void *)id, idlen },
+	};
+
+	return p11_token_functions(tok)->C_CreateObject(
+		s, t, sizeof(t) / sizeof(t[0]), pub);
+}
+
+/*
+ * The template of an RSA private key that comes in from outside: as
+ * generate_pair's decrypt-only private key. t needs room for 14 more
+ * attributes after the n given; returns the count. CKA_MODIFIABLE comes
+ * last: SoftHSMv2 applies an unwrap template in order and refuses
+ * (CKR_ATTRIBUTE_READ_ONLY) what follows it.
+ */
+static size_t imported_private(CK_ATTRIBUTE *t, size_t n, const char *label,
+			       const unsigned char *id, size_t idlen)
+{
+	static CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	static CK_KEY_TYPE type = CKK_RSA;
+	static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	const CK_ATTRIBUTE fixed[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &type, sizeof(type) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_DECRYPT, &yes, sizeof(yes) },
+		{ CKA_SIGN, &no, sizeof(no) },
+		{ CKA_SIGN_RECOVER, &no, sizeof(no) },
+		{ CKA_UNWRAP, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
+	};
+
+	memcpy(t + n, fixed, sizeof(fixed));
+	n += sizeof(fixed) / sizeof(fixed[0]);
+	t[n++] = (CK_ATTRIBUTE){ CKA_LABEL, (void *)label, strlen(label) };
+	t[n++] = (CK_ATTRIBUTE){ CKA_ID, (void *)id, idlen };
+	t[n++] = (CK_ATTRIBUTE){ CKA_MODIFIABLE, &no, sizeof(no) };
+	return n;
+}
+
+CK_RV p11_import_rsa(struct p11_token *tok, CK_SESSION_HANDLE s,
+		     const struct p11_rsa_parts *k, const char *label,
+		     const unsigned char *id, size_t idlen,
+		     CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+{
+	CK_ATTRIBUTE t[24] = {
+		{ CKA_MODULUS, (void *)k->n, k->nlen },
+		{ CKA_PUBLIC_EXPONENT, (void *)k->e, k->elen },
+		{ CKA_PRIVATE_EXPONENT, (void *)k->d, k->dlen },
+		{ CKA_PRIME_1, (void *)k->p, k->plen },
+		{ CKA_PRIME_2, (void *)k->q, k->qlen },
+		{ CKA_EXPONENT_1, (void *)k->dp, k->dplen },
+		{ CKA_EXPONENT_2, (void *)k->dq, k->dqlen },
+		{ CKA_COEFFICIENT, (void *)k->qi, k->qilen },
+	};
+	size_t n = imported_private(t, 8, label, id, idlen);
+	CK_RV rv;
+
+	rv = p11_token_functions(tok)->C_CreateObject(s, t, n, priv);
+	if (rv != CKR_OK)
+		return rv;
+	rv = p11_create_rsa_public(tok, s, k->n, k->nlen, k->e, k->elen, label,
+				   id, idlen, pub);
+	if (rv != CKR_OK)
+		p11_destroy(tok, s, *priv);
+	return rv;
+}
+
+CK_RV p11_unwrap_rsa_aes(struct p11_token *tok, CK_SESSION_HANDLE s,
+			 CK_OBJECT_HANDLE kek, enum p11_mech oaep,
+			 size_t kek_len, const unsigned char *blob,
+			 size_t bloblen, const char *label,
+			 const unsigned char *id, size_t idlen,
+			 CK_OBJECT_HANDLE *priv)
+{
+	CK_FUNCTION_LIST *fn = p11_token_functions(tok);
+	CK_RSA_PKCS_OAEP_PARAMS p;
+	CK_MECHANISM m = mechanism(oaep, &p);
+	CK_MECHANISM kwp = { CKM_AES_KEY_WRAP_PAD, NULL, 0 };
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE type = CKK_AES;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	/* The ephemeral key: a session object that only unwraps. */
+	CK_ATTRIBUTE taes[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &type, sizeof(type) },
+		{ CKA_TOKEN, &no, sizeof(no) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_UNWRAP, &yes, sizeof(yes) },
+		{ CKA_ENCRYPT, &no, sizeof(no) },
+		{ CKA_DECRYPT, &no, sizeof(no) },
+		{ CKA_WRAP, &no, sizeof(no) },
+	};
+	CK_ATTRIBUTE tpriv[16];
+	CK_OBJECT_HANDLE aes;
+	size_t n = imported_private(tpriv, 0, label, id, idlen);
+	CK_RV rv;
+
+	if (bloblen <= kek_len)
+		return CKR_WRAPPED_KEY_LEN_RANGE;
+	rv = fn->C_UnwrapKey(s, &m, kek, (unsigned char *)blob, kek_len, taes,
+			     sizeof(taes) / sizeof(taes[0]), &aes);
+	if (rv != CKR_OK)
+		return rv;
+	rv = fn->C_UnwrapKey(s, &kwp, aes, (unsigned char *)blob + kek_len,
+			     bloblen - kek_len, tpriv, n, priv);
+	fn->C_DestroyObject(s, aes);
+	return rv;
 }
 
 /* DER of the prime256v1 OID, as CKA_EC_PARAMS. */
@@ -361,29 +525,6 @@ CK_RV p11_generate_hmac_secret(struct p11_token *tok, CK_SESSION_HANDLE s,
 }
 
 /* ---- using keys ---- */
-
-/* The mechanism of mech; p holds OAEP's parameters. */
-static CK_MECHANISM mechanism(enum p11_mech mech, CK_RSA_PKCS_OAEP_PARAMS *p)
-{
-	switch (mech) {
-	case P11_MECH_RSA_OAEP_SHA1:
-	case P11_MECH_RSA_OAEP_SHA256:
-		*p = (CK_RSA_PKCS_OAEP_PARAMS){
-			.hashAlg = mech == P11_MECH_RSA_OAEP_SHA1 ? CKM_SHA_1 :
-								    CKM_SHA256,
-			.mgf = mech == P11_MECH_RSA_OAEP_SHA1 ? CKG_MGF1_SHA1 :
-								CKG_MGF1_SHA256,
-			.source = CKZ_DATA_SPECIFIED,
-		};
-		return (CK_MECHANISM){ CKM_RSA_PKCS_OAEP, p, sizeof(*p) };
-	case P11_MECH_ECDSA:
-		return (CK_MECHANISM){ CKM_ECDSA, NULL, 0 };
-	case P11_MECH_SHA256_HMAC:
-		return (CK_MECHANISM){ CKM_SHA256_HMAC, NULL, 0 };
-	default:
-		return (CK_MECHANISM){ CKM_RSA_X_509, NULL, 0 };
-	}
-}
 
 bool p11_mech_offered(struct p11_token *tok, enum p11_mech mech, bool decrypt)
 {

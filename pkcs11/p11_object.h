@@ -118,21 +118,41 @@ CK_RV p11_destroy(struct p11_token *tok, CK_SESSION_HANDLE s,
 /*
  * Generates a key pair in the token, private and public objects of label
  * and id, not modifiable, the private key sensitive and never extractable:
- * RSA of bits (exponent 65537) that only decrypts, or EC P-256 that only
- * signs. Every other usage is set false.
+ * RSA of bits (exponent 65537) that only decrypts (or, with kek, only
+ * unwraps: a key-exchange key), or EC P-256 that only signs. Every other
+ * usage is set false.
  */
 CK_RV p11_generate_rsa(struct p11_token *tok, CK_SESSION_HANDLE s,
-		       unsigned int bits, const char *label,
+		       unsigned int bits, bool kek, const char *label,
 		       const unsigned char *id, size_t idlen,
 		       CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv);
 CK_RV p11_generate_ec_p256(struct p11_token *tok, CK_SESSION_HANDLE s,
 			   const char *label, const unsigned char *id,
 			   size_t idlen, CK_OBJECT_HANDLE *pub,
 			   CK_OBJECT_HANDLE *priv);
-/* A secret of len bytes in the token that only signs (HMAC). */
-CK_RV p11_generate_hmac_secret(struct p11_token *tok, CK_SESSION_HANDLE s,
-			       const char *label, size_t len,
-			       CK_OBJECT_HANDLE *obj);
+/* An RSA public key object of modulus n and exponent e that does nothing. */
+CK_RV p11_create_rsa_public(struct p11_token *tok, CK_SESSION_HANDLE s,
+			    const unsigned char *n, size_t nlen,
+			    const unsigned char *e, size_t elen,
+			    const char *label, const unsigned char *id,
+			    size_t idlen, CK_OBJECT_HANDLE *pub);
+
+/* The parts of an RSA private key, big-endian (secrets, for the caller to wipe). */
+struct p11_rsa_parts {
+	const unsigned char *n, *e, *d, *p, *q, *dp, *dq, *qi;
+	size_t nlen, elen, dlen, plen, qlen, dplen, dqlen, qilen;
+};
+
+/*
+ * Brings an RSA key into the token from its parts (C_CreateObject): a
+ * private key that only decrypts, sensitive and not extractable from now
+ * on (it was not generated there: CKA_LOCAL is false), and its public
+ * key. On failure nothing stays.
+ */
+CK_RV p11_import_rsa(struct p11_token *tok, CK_SESSION_HANDLE s,
+		     const struct p11_rsa_parts *k, const char *label,
+		     const unsigned char *id, size_t idlen,
+		     CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv);
 
 enum p11_mech {
 	P11_MECH_RSA_RAW, /* CKM_RSA_X_509 */
@@ -141,6 +161,27 @@ enum p11_mech {
 	P11_MECH_ECDSA, /* CKM_ECDSA over a digest */
 	P11_MECH_SHA256_HMAC,
 };
+
+/*
+ * Unwraps an RSA private key into the token as CKM_RSA_AES_KEY_WRAP lays
+ * it out: blob is an AES key OAEP-wrapped (oaep: P11_MECH_RSA_OAEP_*)
+ * under kek (kek_len bytes, its modulus), then the key's PKCS#8 wrapped
+ * with that AES key by AES-KWP (RFC 5649). Done in two steps (the AES key
+ * lives only as a session object, destroyed after), which every token
+ * with CKM_RSA_PKCS_OAEP and CKM_AES_KEY_WRAP_PAD can do. The private key
+ * is as p11_import_rsa's; no public key object is made.
+ */
+CK_RV p11_unwrap_rsa_aes(struct p11_token *tok, CK_SESSION_HANDLE s,
+			 CK_OBJECT_HANDLE kek, enum p11_mech oaep,
+			 size_t kek_len, const unsigned char *blob,
+			 size_t bloblen, const char *label,
+			 const unsigned char *id, size_t idlen,
+			 CK_OBJECT_HANDLE *priv);
+
+/* A secret of len bytes in the token that only signs (HMAC). */
+CK_RV p11_generate_hmac_secret(struct p11_token *tok, CK_SESSION_HANDLE s,
+			       const char *label, size_t len,
+			       CK_OBJECT_HANDLE *obj);
 
 /* Whether the token offers mech for decrypting (or else signing). */
 bool p11_mech_offered(struct p11_token *tok, enum p11_mech mech, bool decrypt);

@@ -232,7 +232,7 @@ class Errors(unittest.TestCase):
         r = self.c.request("unwrapKey", key="k2048", alg="RSA1_5", value=b64e(b"\0" * 256))
         self.assertEqual(r["error"], {"code": "NotSupported",
                                       "message": "RSA1_5 is disabled by the broker configuration"})
-        r = self.c.request("importKey", key="x")
+        r = self.c.request("importKey", key="x", pem="x")
         self.assertEqual(r["error"]["code"], "NotSupported")
 
     def test_line_too_long_closes(self):

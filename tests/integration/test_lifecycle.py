@@ -9,8 +9,10 @@ its outcome."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -18,7 +20,8 @@ import unittest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from harness import BUILD, Broker, Client, Token, b64d, b64e, finish, pkcs11_session
+from harness import (BUILD, SOFTHSM_LIB, Broker, Client, Token, b64d, b64e, finish,
+                     pkcs11_session)
 
 TOKEN = BROKER = None
 
@@ -549,6 +552,222 @@ class Ctl(unittest.TestCase):
             r = self.ctl(*args)
             self.assertEqual(r.returncode, 2, (args, r.stderr))
             self.assertIn("see --help", r.stderr)
+
+
+def openssl_key(directory, name, bits=2048, traditional=False):
+    """An RSA private key made by openssl on "another machine"."""
+    path = os.path.join(directory, name + ".pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                    "rsa_keygen_bits:%d" % bits, "-out", path], check=True,
+                   capture_output=True)
+    if traditional:
+        subprocess.run(["openssl", "rsa", "-in", path, "-out", path, "-traditional"],
+                       check=True, capture_output=True)
+    return path
+
+
+def independent_blob(kek_bundle, pem_path, oaep_hash=hashes.SHA1):
+    """A BYOK blob made by pyca/cryptography, not by this project:
+    RSA-OAEP(AES-256 key) || AES-KWP(PKCS#8 DER)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+    kek = rsa.RSAPublicNumbers(int.from_bytes(b64d(kek_bundle["key"]["e"]), "big"),
+                               int.from_bytes(b64d(kek_bundle["key"]["n"]), "big")).public_key()
+    with open(pem_path, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    aes = os.urandom(32)
+    head = kek.encrypt(aes, padding.OAEP(mgf=padding.MGF1(oaep_hash()), algorithm=oaep_hash(),
+                                         label=None))
+    return b64e(head + aes_key_wrap_with_padding(aes, der))
+
+
+def pem_public_wrap(pem_path, dek):
+    """Wraps dek with the public half of the PEM key, in OpenSSL."""
+    from cryptography.hazmat.primitives import serialization
+    with open(pem_path, "rb") as f:
+        pub = serialization.load_pem_private_key(f.read(), None).public_key()
+    return b64e(pub.encrypt(dek, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                               algorithm=hashes.SHA256(), label=None)))
+
+
+class Import(unittest.TestCase):
+    """importKey: BYOK (the key never in plain outside an HSM) and plain
+    (JWK, PEM), on a broker that allows imports."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.token = Token([])
+        cls.broker = Broker(cls.token, name="importing", keys="{ allow_import = true; }").start()
+        cls.workstation = tempfile.mkdtemp(prefix="kb-admin-workstation-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.workstation, ignore_errors=True)
+        finish(cls.broker, cls.token)
+
+    def ctl(self, *args):
+        return subprocess.run([os.path.join(BUILD, "keybrokerctl"), "-c", self.broker.config,
+                               "key", *args], env=self.token.env, capture_output=True,
+                              text=True)
+
+    def test_byok_end_to_end(self):
+        r = self.ctl("kek", "create", "kek-a")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        c = self.broker.connect()
+        kek = c.ok("getKey", key="kek-a")
+        self.assertEqual(kek["key"]["key_ops"], ["import"])
+        # On the admin's workstation: the KEK's public key as getKey
+        # printed it, a key made by openssl, and byok-wrap.
+        kek_file = os.path.join(self.workstation, "kek-a.json")
+        with open(kek_file, "w") as f:
+            json.dump(kek, f)
+        pem = openssl_key(self.workstation, "tenant-key")
+        blob_file = os.path.join(self.workstation, "tenant-key.byok")
+        r = subprocess.run([os.path.join(BUILD, "keybroker"), "byok-wrap", "--kek", kek_file,
+                            "--in", pem, "--out", blob_file], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.ctl("--json", "import", "tenant", "--kek", "kek-a", "--blob", blob_file,
+                     "--tag", "origin=byok")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        bundle = json.loads(r.stdout)
+        self.assertEqual(bundle["key"]["kty"], "RSA-HSM")
+        self.assertEqual(bundle["attributes"]["imported"], "byok")
+        self.assertEqual(bundle["tags"], {"origin": "byok"})
+        # What OpenSSL wraps with the tenant's own public key unwraps in
+        # the token.
+        dek = os.urandom(32)
+        r = c.ok("unwrapKey", kid=bundle["key"]["kid"], value=pem_public_wrap(pem, dek))
+        self.assertEqual(b64d(r["value"]), dek)
+        # The private key cannot be read out of the token: pkcs11-tool
+        # sees it sensitive and not extractable; its private exponent
+        # does not read, and the token refuses to wrap it out.
+        version = bundle["key"]["kid"].rsplit("/", 1)[1]
+        out = subprocess.run(["pkcs11-tool", "--module", SOFTHSM_LIB, "--token-label", "keybroker",
+                              "--login", "--pin", self.token.pin, "--list-objects",
+                              "--type", "privkey", "--id", version],
+                             env=self.token.env, capture_output=True, text=True, check=True)
+        access = next(l for l in out.stdout.splitlines() if "Access:" in l)
+        self.assertIn("sensitive", access)
+        self.assertNotIn(" extractable", access.replace("never extractable", ""))
+        import PyKCS11
+        lib, session = pkcs11_session(self.token)
+        try:
+            priv = session.findObjects([(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY),
+                                        (PyKCS11.CKA_ID, bytes.fromhex(version))])[0]
+            # PyKCS11 gives None for an attribute the token calls
+            # sensitive (CKR_ATTRIBUTE_SENSITIVE).
+            self.assertEqual(session.getAttributeValue(priv, [PyKCS11.CKA_PRIVATE_EXPONENT]),
+                             [None])
+            wrapper = session.generateKey([(PyKCS11.CKA_CLASS, PyKCS11.CKO_SECRET_KEY),
+                                           (PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_AES),
+                                           (PyKCS11.CKA_VALUE_LEN, 32),
+                                           (PyKCS11.CKA_TOKEN, False), (PyKCS11.CKA_WRAP, True)],
+                                          mecha=PyKCS11.Mechanism(PyKCS11.CKM_AES_KEY_GEN))
+            with self.assertRaises(PyKCS11.PyKCS11Error) as e:
+                session.wrapKey(wrapper, priv, mecha=PyKCS11.Mechanism(0x210A))
+            self.assertIn("CKR_KEY_UNEXTRACTABLE", str(e.exception))
+        finally:
+            session.logout()
+            session.closeSession()
+        # A blob made by another implementation imports as well, as a
+        # new version; a tampered one is refused and changes nothing.
+        blob = independent_blob(kek, pem)
+        r = c.ok("importKey", key="tenant", kek=kek["key"]["kid"].rsplit("/", 1)[0], blob=blob)
+        self.assertEqual(len(c.ok("getKeyVersions", key="tenant")["value"]), 2)
+        raw = bytearray(b64d(blob))
+        raw[-5] ^= 1
+        r = c.request("importKey", key="tenant", kek="kek-a", blob=b64e(bytes(raw)))
+        self.assertEqual(r["error"]["code"], "BadParameter")
+        self.assertIn("the blob does not unwrap with key-exchange key 'kek-a'", r["error"]["message"])
+        r = c.request("importKey", key="tenant", kek="kek-a", blob=blob, alg="RSA-OAEP-256")
+        self.assertEqual(r["error"]["code"], "BadParameter")
+        self.assertEqual(len(c.ok("getKeyVersions", key="tenant")["value"]), 2)
+        # The KEK imports; it never wraps or unwraps a DEK.
+        r = c.request("wrapKey", key="kek-a", value=b64e(dek))
+        self.assertEqual(r["error"]["code"], "Forbidden")
+        r = c.request("importKey", key="tenant", kek="tenant", blob=blob)
+        self.assertIn("is not a key-exchange key", r["error"]["message"])
+        r = c.request("updateKey", key="kek-a", key_ops=["wrapKey"])
+        self.assertIn("cannot be given to a data key nor taken", r["error"]["message"])
+        c.close()
+
+    def test_plain_pem_and_jwk(self):
+        import jwt
+        from jwt.algorithms import RSAAlgorithm
+        from cryptography.hazmat.primitives import serialization
+        c = self.broker.connect()
+        for name, traditional in (("mig-pkcs8", False), ("mig-pkcs1", True)):
+            pem = openssl_key(self.workstation, name, traditional=traditional)
+            with open(pem) as f:
+                r = c.ok("importKey", key=name, pem=f.read())
+            self.assertEqual((r["key"]["kty"], r["attributes"]["imported"]), ("RSA", "plain"))
+            dek = os.urandom(32)
+            self.assertEqual(b64d(c.ok("unwrapKey", kid=r["key"]["kid"],
+                                       value=pem_public_wrap(pem, dek))["value"]), dek)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+        jwk = json.loads(RSAAlgorithm.to_jwk(key))
+        r = c.ok("importKey", key="mig-jwk", jwk=jwk)
+        self.assertEqual(b64d(r["key"]["n"]), key.public_key().public_numbers().n.to_bytes(384, "big"))
+        bad = dict(jwk, d=jwk["dp"])
+        r = c.request("importKey", key="mig-bad", jwk=bad)
+        self.assertEqual(r["error"]["code"], "BadParameter")
+        self.assertNotIn(jwk["d"][:16], json.dumps(r))
+        r = c.request("importKey", key="mig-bad", jwk={k: v for k, v in jwk.items() if k != "qi"})
+        self.assertIn("'jwk' member 'qi' must be base64url", r["error"]["message"])
+        small = openssl_key(self.workstation, "small", bits=1024)
+        with open(small) as f:
+            r = c.request("importKey", key="mig-bad", pem=f.read())
+        self.assertEqual(r["error"]["message"], "the key is 1024 bits: 2048, 3072 or 4096 only")
+        enc = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.BestAvailableEncryption(b"secret"))
+        r = c.request("importKey", key="mig-bad", pem=enc.decode())
+        self.assertIn("not a PEM private key without a passphrase", r["error"]["message"])
+        for fields, message in (({}, "give one of 'jwk'"),
+                                ({"pem": "x", "jwk": jwk}, "give one of 'jwk'"),
+                                ({"kek": "kek-a"}, "give one of 'jwk'"),
+                                ({"pem": "x", "alg": "RSA-OAEP"}, "'alg' goes with 'kek'"),
+                                ({"kek": "kek-a", "blob": "!!"}, "'blob' is not base64url")):
+            r = c.request("importKey", key="mig-bad", **fields)
+            self.assertEqual(r["error"]["code"], "BadParameter", fields)
+            self.assertIn(message, r["error"]["message"])
+        self.assertEqual(c.request("getKey", key="mig-bad")["error"]["code"], "KeyNotFound")
+        c.close()
+
+    def test_imported_keys_need_imports_allowed(self):
+        # The main broker does not allow imports: refused, and a broker
+        # that stops allowing them stops believing imported keys.
+        c = BROKER.connect()
+        r = c.request("importKey", key="life-imp", pem="x")
+        self.assertEqual(r["error"], {"code": "NotSupported", "message":
+                                      "importKey is off: keys.allow_import = true in the "
+                                      "configuration turns it on (for every broker of the "
+                                      "token)"})
+        c.close()
+        token = Token([])
+        broker = Broker(token, name="imp-toggle", keys="{ allow_import = true; }")
+        try:
+            broker.start()
+            c = broker.connect()
+            with open(openssl_key(token.dir, "t")) as f:
+                c.ok("importKey", key="imp", pem=f.read())
+            c.ok("createKey", key="gen")
+            c.close()
+            broker.stop()
+            with open(broker.config) as f:
+                text = f.read()
+            with open(broker.config, "w") as f:
+                f.write(text.replace("allow_import = true", "allow_import = false"))
+            broker.start()
+            c = broker.connect()
+            self.assertEqual(c.request("getKey", key="imp")["error"]["code"], "KeyNotFound")
+            self.assertIn("result", c.request("getKey", key="gen"))
+            c.close()
+            self.assertIn("imported, and this broker does not allow imported keys "
+                          "(keys.allow_import); refused", broker.read_log())
+        finally:
+            finish(broker, token)
 
 
 class TwoBrokers(unittest.TestCase):

@@ -130,7 +130,7 @@ static void test_ops(void **state)
 	expect_fail("{\"id\":1,\"op\":\"getkey\"}", KB_BAD_REQUEST,
 		    "unknown op 'getkey'");
 	expect_fail("{\"id\":1,\"op\":\"importKey\",\"key\":\"a\"}",
-		    KB_NOT_SUPPORTED, "not offered");
+		    KB_BAD_PARAMETER, "give one of 'jwk'");
 	expect_fail("{\"id\":1,\"op\":\"getKey\",\"key\":\"a\",\"value\":"
 		    "\"AA\"}",
 		    KB_BAD_PARAMETER, "unknown field 'value'");
