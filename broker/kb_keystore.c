@@ -246,8 +246,11 @@ int kb_keystore_open(const struct kb_keystore_params *params,
 	    KB_STATUS_OK)
 		goto out_free;
 	if (initialise_with_so_pin != NULL)
-		r = p11_token_initialise(ks->tok, initialise_with_so_pin, err,
-					 errlen);
+		r = p11_token_initialise(ks->tok,
+					 params->init_any_slot ?
+						 P11_ANY_SLOT :
+						 params->init_slot,
+					 initialise_with_so_pin, err, errlen);
 	else
 		r = p11_token_select(ks->tok, err, errlen);
 	if (r != KB_STATUS_OK)

@@ -31,6 +31,12 @@ struct kb_keystore_params {
 	 * no such writes (they are then refused).
 	 */
 	const char *confirm_exe;
+	/*
+	 * With initialise_with_so_pin (kb_keystore_open): the slot to
+	 * initialise, or any slot with an uninitialised token.
+	 */
+	bool init_any_slot;
+	CK_SLOT_ID init_slot;
 	/* A deleted key's retention, 7-90 days; 0: the default. */
 	int recoverable_days;
 	/*

@@ -36,6 +36,7 @@
 #include "kb_output.h"
 #include "kb_proto.h"
 #include "kb_secret.h"
+#include "p11_token.h"
 #include "p11_confirm.h"
 
 #ifndef SO_PEERPIDFD
@@ -58,10 +59,21 @@ static void usage(FILE *f)
 	fprintf(f,
 		"\n"
 		"on the token directly (the PIN; no identity, no ACL):\n"
-		"  init-token --so-pin-file FILE\n"
-		"        initialise a fresh token: label from the config's token\n"
+		"  slots\n"
+		"        every slot of the config's module: its token, serial,\n"
+		"        flags, free memory if known, and which one the config\n"
+		"        selects\n"
+		"  init-token --so-pin-file FILE [--slot ID]\n"
+		"        initialise a fresh token (in slot ID, else the first\n"
+		"        uninitialised one): label from the config's token\n"
 		"        URI (token=...), SO PIN from FILE, user PIN from the\n"
 		"        config's pin_file\n"
+		"  set-pin --new-pin-file FILE\n"
+		"        change the user PIN from the config's pin_file's to\n"
+		"        FILE's\n"
+		"  init-pin --so-pin-file FILE\n"
+		"        as the SO, set the user PIN to the config's pin_file's\n"
+		"        (a locked or lost user PIN); PINs only from files\n"
 		"  break-glass, when no broker runs or no admin identity works:\n"
 		"  create-key NAME [--size 2048|3072|4096]\n"
 		"        generate a new RSA-HSM key, or a new version of NAME,\n"
@@ -136,8 +148,8 @@ static void print_version(const struct kb_key_info *info, void *arg)
 	       info->repaired != 0 ? repaired : "");
 }
 
-static int open_keystore(const struct kb_config *cfg, const char *so_pin,
-			 struct kb_keystore **ks)
+static int open_keystore_in(const struct kb_config *cfg, const char *so_pin,
+			    const char *slot, struct kb_keystore **ks)
 {
 	struct kb_keystore_params p = {
 		.module = cfg->pkcs11_module,
@@ -148,9 +160,21 @@ static int open_keystore(const struct kb_config *cfg, const char *so_pin,
 		.confirm_exe = "/proc/self/exe",
 		.recoverable_days = cfg->recoverable_days,
 		.allow_import = cfg->allow_import,
+		.init_any_slot = slot == NULL,
 	};
-	char err[512];
+	char err[512], *end;
 
+	if (slot != NULL) {
+		errno = 0;
+		p.init_slot = strtoul(slot, &end, 10);
+		if (*end != '\0' || end == slot || errno != 0) {
+			fprintf(stderr,
+				"keybrokerctl: --slot '%.32s' is not a "
+				"slot id (keybrokerctl slots)\n",
+				slot);
+			return -1;
+		}
+	}
 	if (kb_keystore_open(&p, so_pin, ks, err, sizeof(err)) !=
 	    KB_STATUS_OK) {
 		fprintf(stderr, "keybrokerctl: %s\n", err);
@@ -159,28 +183,39 @@ static int open_keystore(const struct kb_config *cfg, const char *so_pin,
 	return 0;
 }
 
+static int open_keystore(const struct kb_config *cfg, struct kb_keystore **ks)
+{
+	return open_keystore_in(cfg, NULL, NULL, ks);
+}
+
 static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
 {
+	enum { OPT_SLOT = 256 };
 	static const struct option opts[] = {
 		{ "so-pin-file", required_argument, NULL, 's' },
+		{ "slot", required_argument, NULL, OPT_SLOT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct kb_keystore *ks;
-	const char *so_pin = NULL;
+	const char *so_pin = NULL, *slot = NULL;
 	char err[512];
 	int c;
 
 	while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
-		if (c != 's')
+		if (c == 's')
+			so_pin = optarg;
+		else if (c == OPT_SLOT)
+			slot = optarg;
+		else
 			return 2;
-		so_pin = optarg;
 	}
 	if (so_pin == NULL || optind != argc) {
 		fprintf(stderr, "keybrokerctl: init-token needs "
-				"--so-pin-file FILE\n");
+				"--so-pin-file FILE (and --slot ID to choose "
+				"the slot)\n");
 		return 2;
 	}
-	if (open_keystore(cfg, so_pin, &ks) != 0)
+	if (open_keystore_in(cfg, so_pin, slot, &ks) != 0)
 		return 1;
 	printf("initialised token '%s'\n", kb_keystore_token_label(ks));
 	if (kb_issuer_create(ks, err, sizeof(err)) != KB_STATUS_OK) {
@@ -222,7 +257,7 @@ static int cmd_create_key(const struct kb_config *cfg, int argc, char **argv)
 		fprintf(stderr, "keybrokerctl: create-key needs one NAME\n");
 		return 2;
 	}
-	if (open_keystore(cfg, NULL, &ks) != 0)
+	if (open_keystore(cfg, &ks) != 0)
 		return 1;
 	spec.bits = (unsigned int)bits;
 	r = kb_lifecycle_add_version(ks, argv[optind], &spec, &info, err,
@@ -244,7 +279,7 @@ static int cmd_list_keys(const struct kb_config *cfg, int argc, char **argv)
 		fprintf(stderr, "keybrokerctl: list-keys takes no arguments\n");
 		return 2;
 	}
-	if (open_keystore(cfg, NULL, &ks) != 0)
+	if (open_keystore(cfg, &ks) != 0)
 		return 1;
 	kb_keystore_foreach(ks, print_version, (void *)cfg);
 	kb_keystore_free(ks);
@@ -277,7 +312,7 @@ static int cmd_set_enabled(const struct kb_config *cfg, int argc, char **argv,
 			argv[0]);
 		return 2;
 	}
-	if (open_keystore(cfg, NULL, &ks) != 0)
+	if (open_keystore(cfg, &ks) != 0)
 		return 1;
 	r = kb_lifecycle_update(ks, argv[1], argv[2], &u, &info, err,
 				sizeof(err));
@@ -317,7 +352,7 @@ static int cmd_repair_key(const struct kb_config *cfg, int argc, char **argv)
 	    !kb_name_valid(argv[optind], strlen(argv[optind])) ||
 	    !kb_version_valid(argv[optind + 1], strlen(argv[optind + 1])))
 		return usage_repair();
-	if (open_keystore(cfg, NULL, &ks) != 0)
+	if (open_keystore(cfg, &ks) != 0)
 		return 1;
 	r = kb_lifecycle_repair(ks, argv[optind], argv[optind + 1],
 				enabled == 1, current, err, sizeof(err));
@@ -407,7 +442,7 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 			argv[optind], cfg->path);
 		return 2;
 	}
-	if (open_keystore(cfg, NULL, &ks) != 0)
+	if (open_keystore(cfg, &ks) != 0)
 		return 1;
 	if ((pub = kb_issuer_key(ks, kid)) == NULL) {
 		fprintf(stderr, "keybrokerctl: the token has no token-signing "
@@ -449,7 +484,7 @@ static int cmd_jwks(const struct kb_config *cfg, int argc, char **argv)
 		fprintf(stderr, "keybrokerctl: jwks takes no arguments\n");
 		return 2;
 	}
-	if (open_keystore(cfg, NULL, &ks) != 0)
+	if (open_keystore(cfg, &ks) != 0)
 		return 1;
 	pub = kb_issuer_key(ks, kid);
 	jwk = pub ? kb_jwk_ec_json(pub, kid) : NULL;
@@ -569,7 +604,7 @@ static int cmd_revoke(const struct kb_config *cfg, int argc, char **argv)
 			KB_REVOKED_JTI_MAX);
 		return 2;
 	}
-	if (open_keystore(cfg, NULL, &ks) == 0) {
+	if (open_keystore(cfg, &ks) == 0) {
 		if (kb_identity_revoke(ks, argv[1], err, sizeof(err)) ==
 		    KB_STATUS_OK)
 			r = 0;
@@ -615,6 +650,153 @@ static int cmd_disable_key(const struct kb_config *cfg, int argc, char **argv)
 	return cmd_set_enabled(cfg, argc, argv, false);
 }
 
+/* The module and URI of the config, not yet on a token. */
+static struct p11_token *load_module_of(const struct kb_config *cfg)
+{
+	struct p11_token *tok;
+	char err[512];
+
+	if (p11_token_load(cfg->pkcs11_module, cfg->pkcs11_token, &tok, err,
+			   sizeof(err)) == KB_STATUS_OK)
+		return tok;
+	fprintf(stderr, "keybrokerctl: %s\n", err);
+	return NULL;
+}
+
+static void print_flag(bool on, const char *what, bool *first)
+{
+	if (!on)
+		return;
+	printf("%s%s", *first ? "" : ", ", what);
+	*first = false;
+}
+
+static void print_memory(const char *what, long long bytes)
+{
+	if (bytes >= 0)
+		printf("  %s %lld KiB free", what, bytes / 1024);
+}
+
+/* keybrokerctl slots: every slot of the module and what it holds. */
+static int cmd_slots(const struct kb_config *cfg, int argc, char **argv)
+{
+	struct p11_token *tok;
+	struct p11_slot *slots;
+	char err[512];
+	size_t n, i;
+	bool first;
+
+	if (argc != 1) {
+		fprintf(stderr, "keybrokerctl: slots takes no arguments\n");
+		return 2;
+	}
+	if ((tok = load_module_of(cfg)) == NULL)
+		return 1;
+	if (p11_token_slots(tok, &slots, &n, err, sizeof(err)) !=
+	    KB_STATUS_OK) {
+		fprintf(stderr, "keybrokerctl: %s\n", err);
+		p11_token_free(tok);
+		return 1;
+	}
+	printf("module %s, config token %s\n", cfg->pkcs11_module,
+	       cfg->pkcs11_token);
+	for (i = 0; i < n; i++) {
+		printf("slot %lu%s  %s\n", (unsigned long)slots[i].id,
+		       slots[i].selected ? "  (the config's token)" : "",
+		       slots[i].description);
+		if (!slots[i].has_token) {
+			printf("  no token\n");
+			continue;
+		}
+		printf("  token '%s'  serial %s  %s %s\n  ", slots[i].label,
+		       slots[i].serial, slots[i].manufacturer, slots[i].model);
+		first = true;
+		print_flag(slots[i].flags & CKF_TOKEN_INITIALIZED,
+			   "initialized", &first);
+		print_flag(!(slots[i].flags & CKF_TOKEN_INITIALIZED),
+			   "not initialized (init-token --slot)", &first);
+		print_flag(slots[i].flags & CKF_USER_PIN_INITIALIZED,
+			   "user PIN set", &first);
+		print_flag(slots[i].flags & CKF_LOGIN_REQUIRED,
+			   "login required", &first);
+		print_flag(slots[i].flags & CKF_WRITE_PROTECTED,
+			   "write-protected", &first);
+		print_flag(slots[i].flags & CKF_USER_PIN_COUNT_LOW,
+			   "user PIN count low", &first);
+		print_flag(slots[i].flags & CKF_USER_PIN_LOCKED,
+			   "USER PIN LOCKED (init-pin)", &first);
+		print_flag(slots[i].flags & CKF_SO_PIN_LOCKED, "SO PIN LOCKED",
+			   &first);
+		print_memory("private", slots[i].free_private);
+		print_memory("public", slots[i].free_public);
+		printf("\n");
+	}
+	free(slots);
+	p11_token_free(tok);
+	return 0;
+}
+
+/*
+ * set-pin --new-pin-file F: the user PIN from the config's PIN file's to
+ * F's; init-pin --so-pin-file F: the user PIN set to the config's PIN
+ * file's, by the SO. PINs only ever come from files.
+ */
+static int cmd_pin(const struct kb_config *cfg, int argc, char **argv,
+		   bool as_so)
+{
+	static const struct option opts[] = {
+		{ "new-pin-file", required_argument, NULL, 'n' },
+		{ "so-pin-file", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *file = NULL;
+	struct p11_token *tok;
+	char err[512];
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if ((c != 's' && c != 'n') || (c == 's') != as_so)
+			goto usage;
+		file = optarg;
+	}
+	if (file == NULL || optind != argc)
+		goto usage;
+	if ((tok = load_module_of(cfg)) == NULL)
+		return 1;
+	if ((r = p11_token_read_pin(tok, cfg->pkcs11_pin_file, err,
+				    sizeof(err))) == KB_STATUS_OK &&
+	    (r = p11_token_select(tok, err, sizeof(err))) == KB_STATUS_OK)
+		r = as_so ? p11_token_init_pin(tok, file, err, sizeof(err)) :
+			    p11_token_set_pin(tok, file, err, sizeof(err));
+	if (r != KB_STATUS_OK)
+		fprintf(stderr, "keybrokerctl: %s: %s\n", argv[0], err);
+	else if (as_so)
+		printf("token '%s': the user PIN is now the one in %s\n",
+		       p11_token_label(tok), cfg->pkcs11_pin_file);
+	else
+		printf("token '%s': the user PIN is now the one in %s; put it "
+		       "in %s (or point pkcs11.pin_file there) and restart "
+		       "the brokers\n",
+		       p11_token_label(tok), file, cfg->pkcs11_pin_file);
+	p11_token_free(tok);
+	return r == KB_STATUS_OK ? 0 : 1;
+usage:
+	fprintf(stderr, "keybrokerctl: %s\n",
+		as_so ? "init-pin needs --so-pin-file FILE" :
+			"set-pin needs --new-pin-file FILE");
+	return 2;
+}
+
+static int cmd_set_pin(const struct kb_config *cfg, int argc, char **argv)
+{
+	return cmd_pin(cfg, argc, argv, false);
+}
+
+static int cmd_init_pin(const struct kb_config *cfg, int argc, char **argv)
+{
+	return cmd_pin(cfg, argc, argv, true);
+}
+
 /* keybrokerctl key ...: through the broker's socket (ctl_keys.h). */
 static int cmd_key(const struct kb_config *cfg, int argc, char **argv)
 {
@@ -649,6 +831,9 @@ static const struct {
 	{ "jwks", cmd_jwks },
 	{ "reload", cmd_reload },
 	{ "key", cmd_key },
+	{ "slots", cmd_slots },
+	{ "set-pin", cmd_set_pin },
+	{ "init-pin", cmd_init_pin },
 	{ NULL, NULL },
 };
 

@@ -398,8 +398,8 @@ static int read_so_pin(const char *path, unsigned char *pin, size_t *len,
 	return r;
 }
 
-int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
-			 char *err, size_t errlen)
+int p11_token_initialise(struct p11_token *tok, CK_SLOT_ID slot,
+			 const char *so_pin_file, char *err, size_t errlen)
 {
 	CK_TOKEN_INFO info, *want = p11_kit_uri_get_token_info(tok->uri);
 	unsigned char *so_pin, label[32];
@@ -435,11 +435,19 @@ int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
 		goto out_pin;
 	}
 	for (i = 0; i < count; i++)
-		if (tok->fn->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
+		if ((slot == P11_ANY_SLOT || slots[i] == slot) &&
+		    tok->fn->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
 		    !(info.flags & CKF_TOKEN_INITIALIZED))
 			break;
 	if (i == count) {
-		snprintf(err, errlen, "no uninitialised token slot available");
+		if (slot == P11_ANY_SLOT)
+			snprintf(err, errlen,
+				 "no uninitialised token slot available");
+		else
+			snprintf(err, errlen,
+				 "slot %lu has no uninitialised token "
+				 "(keybrokerctl slots lists them)",
+				 (unsigned long)slot);
 		r = KB_ERR_HSM;
 		goto out_slots;
 	}
@@ -470,6 +478,158 @@ out_session:
 out_slots:
 	free(slots);
 out_pin:
+	kb_secure_free(so_pin, PIN_MAX + 1);
+	return r;
+}
+
+/* A blank-padded PKCS#11 string of len bytes as a C string in out. */
+static void padded(char *out, const unsigned char *in, size_t len)
+{
+	memcpy(out, in, len);
+	while (len > 0 && (out[len - 1] == ' ' || out[len - 1] == '\0'))
+		len--;
+	out[len] = '\0';
+}
+
+static long long memory(CK_ULONG v)
+{
+	return v == CK_UNAVAILABLE_INFORMATION || v == CK_EFFECTIVELY_INFINITE ?
+		       -1 :
+		       (long long)v;
+}
+
+int p11_token_slots(struct p11_token *tok, struct p11_slot **out, size_t *n,
+		    char *err, size_t errlen)
+{
+	CK_SLOT_ID *ids = NULL;
+	CK_SLOT_INFO si;
+	CK_TOKEN_INFO ti;
+	CK_ULONG count = 0, i;
+	struct p11_slot *s;
+
+	*out = NULL;
+	*n = 0;
+	if (tok->fn->C_GetSlotList(CK_FALSE, NULL, &count) != CKR_OK ||
+	    (ids = calloc(count + 1, sizeof(*ids))) == NULL ||
+	    tok->fn->C_GetSlotList(CK_FALSE, ids, &count) != CKR_OK ||
+	    (*out = calloc(count + 1, sizeof(**out))) == NULL) {
+		snprintf(err, errlen, "cannot list the module's slots");
+		free(ids);
+		return KB_ERR_HSM;
+	}
+	for (i = 0; i < count; i++) {
+		s = &(*out)[*n];
+		s->id = ids[i];
+		if (tok->fn->C_GetSlotInfo(ids[i], &si) != CKR_OK)
+			continue;
+		padded(s->description, si.slotDescription,
+		       sizeof(si.slotDescription));
+		s->free_private = s->free_public = -1;
+		s->has_token = (si.flags & CKF_TOKEN_PRESENT) &&
+			       tok->fn->C_GetTokenInfo(ids[i], &ti) == CKR_OK;
+		if (s->has_token) {
+			padded(s->label, ti.label, sizeof(ti.label));
+			padded(s->serial, ti.serialNumber,
+			       sizeof(ti.serialNumber));
+			padded(s->manufacturer, ti.manufacturerID,
+			       sizeof(ti.manufacturerID));
+			padded(s->model, ti.model, sizeof(ti.model));
+			s->flags = ti.flags;
+			s->free_private = memory(ti.ulFreePrivateMemory);
+			s->free_public = memory(ti.ulFreePublicMemory);
+			s->selected = (ti.flags & CKF_TOKEN_INITIALIZED) &&
+				      p11_kit_uri_match_token_info(tok->uri,
+								   &ti) == 1;
+		}
+		(*n)++;
+	}
+	free(ids);
+	return KB_STATUS_OK;
+}
+
+/* A session on the selected token, not logged in. */
+static int plain_session(struct p11_token *tok, CK_SESSION_HANDLE *h, char *err,
+			 size_t errlen)
+{
+	CK_RV rv;
+
+	if (!tok->selected) {
+		snprintf(err, errlen, "no token selected");
+		return KB_ERR_HSM;
+	}
+	rv = tok->fn->C_OpenSession(
+		tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, h);
+	if (rv == CKR_OK)
+		return KB_STATUS_OK;
+	snprintf(err, errlen, "C_OpenSession on token '%s': %s", tok->label,
+		 p11_rv_name(rv));
+	return KB_ERR_HSM;
+}
+
+int p11_token_set_pin(struct p11_token *tok, const char *new_pin_file,
+		      char *err, size_t errlen)
+{
+	unsigned char *pin = kb_secure_alloc(PIN_MAX + 1);
+	CK_SESSION_HANDLE h;
+	size_t len = 0;
+	CK_RV rv;
+	int r;
+
+	if (pin == NULL)
+		return KB_ERR_NOMEM;
+	if ((r = read_so_pin(new_pin_file, pin, &len, err, errlen)) != 0 ||
+	    (r = plain_session(tok, &h, err, errlen)) != 0)
+		goto out;
+	rv = tok->fn->C_Login(h, CKU_USER, tok->pin, tok->pinlen);
+	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
+		rv = tok->fn->C_SetPIN(h, tok->pin, tok->pinlen, pin, len);
+	if (rv != CKR_OK) {
+		snprintf(err, errlen,
+			 "changing the user PIN of token '%s': %s%s",
+			 tok->label, p11_rv_name(rv),
+			 rv == CKR_PIN_INCORRECT ? " (the PIN file's PIN is "
+						   "not the current one)" :
+						   "");
+		r = rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ?
+			    KB_ERR_PIN :
+			    KB_ERR_HSM;
+	}
+	tok->fn->C_Logout(h);
+	tok->fn->C_CloseSession(h);
+out:
+	kb_secure_free(pin, PIN_MAX + 1);
+	return r;
+}
+
+int p11_token_init_pin(struct p11_token *tok, const char *so_pin_file,
+		       char *err, size_t errlen)
+{
+	unsigned char *so_pin = kb_secure_alloc(PIN_MAX + 1);
+	CK_SESSION_HANDLE h;
+	size_t so_len = 0;
+	CK_RV rv;
+	int r;
+
+	if (so_pin == NULL)
+		return KB_ERR_NOMEM;
+	if ((r = read_so_pin(so_pin_file, so_pin, &so_len, err, errlen)) != 0 ||
+	    (r = plain_session(tok, &h, err, errlen)) != 0)
+		goto out;
+	if ((rv = tok->fn->C_Login(h, CKU_SO, so_pin, so_len)) == CKR_OK)
+		rv = tok->fn->C_InitPIN(h, tok->pin, tok->pinlen);
+	if (rv != CKR_OK) {
+		snprintf(err, errlen,
+			 "setting the user PIN of token '%s' as "
+			 "the SO: %s%s",
+			 tok->label, p11_rv_name(rv),
+			 rv == CKR_PIN_INCORRECT ? " (wrong SO PIN)" : "");
+		r = rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ?
+			    KB_ERR_PIN :
+			    KB_ERR_HSM;
+	}
+	tok->fn->C_Logout(h);
+	tok->fn->C_CloseSession(h);
+out:
 	kb_secure_free(so_pin, PIN_MAX + 1);
 	return r;
 }

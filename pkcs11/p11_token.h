@@ -43,12 +43,43 @@ int p11_token_open_session(struct p11_token *tok, bool rw,
 void p11_token_close_session(struct p11_token *tok, CK_SESSION_HANDLE h);
 
 /*
- * Provisions a fresh token: takes the first uninitialised slot, labels the
- * token with the URI's token= attribute, sets the SO PIN from so_pin_file
- * and the user PIN from the PIN already read.
+ * Provisions a fresh token: in slot (or, with P11_ANY_SLOT, the first
+ * slot whose token is not initialised), labels the token with the URI's
+ * token= attribute, sets the SO PIN from so_pin_file and the user PIN
+ * from the PIN already read.
  */
-int p11_token_initialise(struct p11_token *tok, const char *so_pin_file,
-			 char *err, size_t errlen);
+#define P11_ANY_SLOT ((CK_SLOT_ID)-1)
+int p11_token_initialise(struct p11_token *tok, CK_SLOT_ID slot,
+			 const char *so_pin_file, char *err, size_t errlen);
+
+/* One slot of the module, as an admin provisioning it sees it. */
+struct p11_slot {
+	CK_SLOT_ID id;
+	char description[65];
+	bool has_token;
+	char label[33], serial[17], manufacturer[33], model[17];
+	CK_FLAGS flags; /* the token's (CKF_TOKEN_INITIALIZED, ...) */
+	long long free_private, free_public; /* bytes; -1: not known */
+	bool selected; /* an initialised token the URI matches */
+};
+
+/* Every slot of the module, with or without a token; *out malloc'ed. */
+int p11_token_slots(struct p11_token *tok, struct p11_slot **out, size_t *n,
+		    char *err, size_t errlen);
+
+/*
+ * Changes the user PIN of the selected token from the one read (the
+ * broker's PIN file) to the one in new_pin_file (C_SetPIN, as the user).
+ */
+int p11_token_set_pin(struct p11_token *tok, const char *new_pin_file,
+		      char *err, size_t errlen);
+
+/*
+ * Sets the user PIN of the selected token to the one read, as the SO
+ * whose PIN is in so_pin_file (C_InitPIN): for a user PIN locked or lost.
+ */
+int p11_token_init_pin(struct p11_token *tok, const char *so_pin_file,
+		       char *err, size_t errlen);
 
 /*
  * Finalises and initialises the module again, for tokens that come back

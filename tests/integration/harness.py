@@ -133,9 +133,10 @@ class Broker:
                 f.write("issuers = (\n  %s\n);\n" % ",\n  ".join(issuers))
         self.proc = None
 
-    def start(self, wait=True, nofile_soft=None):
+    def start(self, wait=True, nofile_soft=None, timeout=30):
         """Starts keybrokerd; nofile_soft sets its soft open-file limit
-        (as systemd's default of 1024), the hard one left as it is."""
+        (as systemd's default of 1024), the hard one left as it is;
+        timeout is how long it may take to listen."""
         def limits():
             hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile_soft, hard))
@@ -149,7 +150,7 @@ class Broker:
         if not wait:
             return self
         # The socket exists before the token is open: wait for the loop.
-        deadline = time.time() + 30
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("keybrokerd exited: " + self.read_log())

@@ -318,6 +318,14 @@ class FairPipelining(unittest.TestCase):
             wrapped = c.wrap("cmk", os.urandom(32), alg="RSA-OAEP")["value"]
             line = ('{"id":9,"op":"unwrapKey","key":"cmk","alg":"RSA-OAEP","value":"%s"}\n'
                     % wrapped).encode()
+            # What one unwrap costs here and now (the sanitizers, a
+            # busy machine): the bound below is in these units.
+            alone = []
+            for _ in range(30):
+                s = time.monotonic()
+                c.ok("unwrapKey", key="cmk", alg="RSA-OAEP", value=wrapped)
+                alone.append(time.monotonic() - s)
+            unwrap = sorted(alone)[len(alone) // 2]
             pid = pipeline_flood(b.socket, line, 5)
             time.sleep(1)
             lat = []
@@ -333,13 +341,19 @@ class FairPipelining(unittest.TestCase):
             finish(b, None)
         lat.sort()
         p99 = lat[int(len(lat) * 0.99)]
-        print("\n  getKey beside a pipelining client: p50 %.2f ms, p99 %.2f ms, %d calls, "
-              "broker RSS %.1f MiB" % (lat[len(lat) // 2] * 1000, p99 * 1000, len(lat),
-                                      rss / 1024), file=sys.stderr)
-        # The goal is 5 ms (make bench prints the figure); a queue that
-        # served the flood first gave 20-30 ms. Twice the goal here, so
-        # that a noisy machine does not fail the suite.
-        self.assertLess(p99, 0.010, "getKey p99 %.1f ms over %d calls" % (p99 * 1000, len(lat)))
+        print("\n  getKey beside a pipelining client: p50 %.2f ms, p99 %.2f ms, %d calls "
+              "(one unwrap alone: %.2f ms), broker RSS %.1f MiB"
+              % (lat[len(lat) // 2] * 1000, p99 * 1000, len(lat), unwrap * 1000, rss / 1024),
+              file=sys.stderr)
+        # The goal is 5 ms (make bench prints the figure). A queue that
+        # served the flood first made getKey wait for dozens of unwraps
+        # (20-30 ms on a quiet machine); fair, it waits for a few. The
+        # bound is 6 unwrap round trips as measured in this run, at
+        # least 10 ms, so that the sanitizers or a noisy machine do not
+        # fail the suite while an unfair queue still would.
+        bound = max(0.010, 6 * unwrap)
+        self.assertLess(p99, bound, "getKey p99 %.1f ms over %d calls, bound %.1f ms"
+                        % (p99 * 1000, len(lat), bound * 1000))
         if "-fsanitize" not in os.environ.get("KB_CLIENT_CFLAGS", ""):
             self.assertLess(rss, 64 * 1024)  # the sanitizers' quarantines are not
 

@@ -9,6 +9,7 @@ its outcome."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -768,6 +769,77 @@ class Import(unittest.TestCase):
                           "(keys.allow_import); refused", broker.read_log())
         finally:
             finish(broker, token)
+
+
+class Provisioning(unittest.TestCase):
+    """keybrokerctl slots, init-token --slot, set-pin, init-pin: directly
+    on the token, PINs only from files."""
+
+    def setUp(self):
+        self.token = Token([("prov", 2048)])
+
+    def tearDown(self):
+        self.token.remove()
+
+    def ctl(self, *args, config=None):
+        return self.token.ctl(*(("-c", config) if config else ()), *args, check=False)
+
+    def pin_file(self, name, pin):
+        path = os.path.join(self.token.dir, name)
+        with open(path, "w") as f:
+            f.write(pin + "\n")
+        os.chmod(path, 0o600)
+        return path
+
+    def test_slots_and_a_second_token_in_a_chosen_slot(self):
+        r = self.ctl("slots")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"slot \d+  \(the config's token\)  .*\n  token 'keybroker'  "
+                                   r"serial \S+  SoftHSM project SoftHSM v2\n  initialized, "
+                                   r"user PIN set")
+        empty = re.search(r"slot (\d+)  .*\n  token ''.*\n  not initialized", r.stdout).group(1)
+        conf = os.path.join(self.token.dir, "second.conf")
+        with open(os.path.join(self.token.dir, "keybroker.conf")) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write(text.replace("pkcs11:token=keybroker", "pkcs11:token=second"))
+        so = os.path.join(self.token.dir, "so.pin")
+        r = self.ctl("init-token", "--so-pin-file", so, "--slot", "999999", config=conf)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("slot 999999 has no uninitialised token", r.stderr)
+        r = self.ctl("init-token", "--so-pin-file", so, "--slot", "x1", config=conf)
+        self.assertIn("--slot 'x1' is not a slot id", r.stderr)
+        r = self.ctl("init-token", "--so-pin-file", so, "--slot", empty, config=conf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.ctl("slots", config=conf)
+        # SoftHSMv2 numbers an initialised token's slot anew.
+        self.assertRegex(r.stdout, r"slot \d+  \(the config's token\)  .*\n  token 'second'")
+        self.assertRegex(r.stdout, r"slot \d+  SoftHSM.*\n  token 'keybroker'")
+
+    def test_pin_change_and_reset(self):
+        new = self.pin_file("new.pin", "87654321")
+        r = self.ctl("set-pin", "--new-pin-file", new)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("the user PIN is now the one in %s" % new, r.stdout)
+        # The config's PIN file is the old PIN now.
+        r = self.ctl("list-keys")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("CKR_PIN_INCORRECT (wrong PIN in the PIN file)", r.stderr)
+        r = self.ctl("init-pin", "--so-pin-file", new)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("as the SO: CKR_PIN_INCORRECT (wrong SO PIN)", r.stderr)
+        r = self.ctl("init-pin", "--so-pin-file", os.path.join(self.token.dir, "so.pin"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("/prov/", self.ctl("list-keys").stdout)
+        loose = self.pin_file("loose.pin", "11112222")
+        os.chmod(loose, 0o644)
+        r = self.ctl("set-pin", "--new-pin-file", loose)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(loose, r.stderr)
+        for args in (("set-pin",), ("set-pin", "--so-pin-file", new), ("init-pin",),
+                     ("set-pin", "1234")):
+            r = self.ctl(*args)
+            self.assertEqual(r.returncode, 2, args)
 
 
 class TwoBrokers(unittest.TestCase):
