@@ -28,8 +28,8 @@ TOKEN = BROKER = None
 
 # One identity per management permission, each on "perm-*" only, and a
 # service that uses keys ("life-*") without managing them.
-PERMS = ("create", "update", "rotate", "delete", "recover", "purge", "list",
-         "get", "wrapKey", "unwrapKey")
+PERMS = ("create", "import", "update", "rotate", "delete", "recover", "purge",
+         "list", "get", "wrapKey", "unwrapKey")
 IDENTITIES = ['{ name = "p-%s"; assigned = "user"; }' % p for p in PERMS] + [
     '{ name = "svc"; assigned = "user"; }',
 ]
@@ -44,6 +44,8 @@ POLICY = {"lifetimeActions": [{"trigger": {"timeAfterCreate": "P90D"},
           "attributes": {"expiryTime": "P1Y"}}
 OPS = [
     ("createKey", ["create"], {}),
+    # Imports are off on this broker: with the permission, NotSupported.
+    ("importKey", ["import"], {"pem": "x"}),
     ("updateKey", ["update"], {"attributes": {"enabled": True}}),
     ("rotateKey", ["rotate"], {}),
     ("getKeyVersions", ["list"], {}),
