@@ -360,6 +360,9 @@ int kb_identity_revoke(struct kb_keystore *ks, const char *jti, char *err,
 		r = kb_keyadmin_create_confirmed(ks, REVOKED_APPLICATION, jti,
 						 text, true, "the revocation",
 						 &obj, err, errlen);
+	/* Every broker on the token re-reads its revocations within 1 s. */
+	if (r == KB_STATUS_OK)
+		kb_keystate_bump_generation(ks);
 	kb_keyadmin_leave(ks);
 	free(text);
 	return r;

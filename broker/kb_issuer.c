@@ -44,6 +44,8 @@ int kb_issuer_create(struct kb_keystore *ks, char *err, size_t errlen)
 		r = KB_ERR_HSM;
 	} else if ((r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK) {
 		snprintf(err, errlen, "re-reading the key catalogue failed");
+	} else {
+		kb_keystate_bump_generation(ks);
 	}
 out:
 	kb_keyadmin_leave(ks);

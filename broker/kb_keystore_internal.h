@@ -9,10 +9,10 @@
  *   kb_key.c        algorithms, unwrap paths, public-key encryption
  *   kb_keyadmin.c   the admin session: its lock, the protection check,
  *                   confirmed writes, what a load refused
- *   kb_identity.c   identity-token objects as a load reads them (the
- *                   issuer key pair, revocations) and the revoked ids
  *   kb_keystate.c   state of keys as a whole (deletion, rotation policy)
  *                   and of the token (generation, purge protection)
+ *   kb_identity.c   identity-token objects as a load reads them (the
+ *                   issuer key pair, revocations) and the revoked ids
  *   kb_catalog.c    the metadata schema; reads the token into snapshots
  *                   in one pass and publishes them
  *   kb_keystore.c   opening, sessions and recovery; operations on keys

@@ -443,11 +443,57 @@ static int new_version_locked(struct kb_keystore *ks, const char *name,
 	return KB_STATUS_OK;
 }
 
+/*
+ * Whether obj may be a key version (an ID of KB_VERSION_BYTES, or one
+ * that does not read: it cannot be told apart). KB_ERR_HSM if the token
+ * is gone. Needs admin_lock.
+ */
+static int maybe_version(struct kb_keystore *ks, CK_OBJECT_HANDLE obj,
+			 bool *maybe)
+{
+	struct p11_object o;
+	int r;
+
+	if ((r = p11_read(ks->tok, ks->admin, obj, P11_A_ID, &o)) !=
+	    KB_STATUS_OK)
+		return r;
+	*maybe = !(o.have & P11_A_ID) || o.id_len == KB_VERSION_BYTES;
+	return KB_STATUS_OK;
+}
+
+/*
+ * How many private keys in the token may be versions of name, whether
+ * this broker's catalogue has them or not (imported keys where imports
+ * are off, keys it refused). Needs admin_lock.
+ */
+static int versions_in_token(struct kb_keystore *ks, const char *name,
+			     size_t *count)
+{
+	struct p11_match m = { .cls = P11_CLASS_PRIVATE_KEY,
+			       .type = P11_TYPE_RSA,
+			       .label = name };
+	CK_OBJECT_HANDLE *objs;
+	size_t n, i;
+	bool maybe;
+	int r;
+
+	*count = 0;
+	if ((r = p11_find(ks->tok, ks->admin, &m, &objs, &n)) != KB_STATUS_OK)
+		return r;
+	for (i = 0; i < n && r == KB_STATUS_OK; i++)
+		if ((r = maybe_version(ks, objs[i], &maybe)) == KB_STATUS_OK &&
+		    maybe)
+			(*count)++;
+	free(objs);
+	return r;
+}
+
 int kb_lifecycle_create(struct kb_keystore *ks, const char *name,
 			const struct kb_version_spec *spec,
 			struct kb_key_info *info, char *err, size_t errlen)
 {
 	struct kb_key_info cur;
+	size_t n;
 	int r;
 
 	if ((r = check_spec(name, spec, err, errlen)) != KB_STATUS_OK)
@@ -468,9 +514,24 @@ int kb_lifecycle_create(struct kb_keystore *ks, const char *name,
 		}
 		goto out;
 	}
-	/* A state object left by an interrupted purge is not this key's. */
-	if ((r = kb_keystate_remove(ks, name, err, errlen)) == KB_STATUS_OK)
+	/*
+	 * A state object left by an interrupted purge is not this key's;
+	 * but one of a key whose versions this broker does not use is.
+	 */
+	if ((r = versions_in_token(ks, name, &n)) != KB_STATUS_OK) {
+		snprintf(err, errlen, "reading the token failed");
+	} else if (n > 0) {
+		snprintf(err, errlen,
+			 "the token holds %zu private keys of a key named '%s' "
+			 "that this broker does not use (imported keys where "
+			 "keys.allow_import is off, or keys it refused: its "
+			 "log says why)",
+			 n, name);
+		r = KB_ERR_CONFLICT;
+	} else if ((r = kb_keystate_remove(ks, name, err, errlen)) ==
+		   KB_STATUS_OK) {
 		r = new_version_locked(ks, name, spec, NULL, info, err, errlen);
+	}
 out:
 	kb_keyadmin_leave(ks);
 	return r;
@@ -486,8 +547,9 @@ int kb_lifecycle_add_version(struct kb_keystore *ks, const char *name,
 	if ((r = check_spec(name, spec, err, errlen)) != KB_STATUS_OK)
 		return r;
 	kb_keyadmin_enter(ks);
-	if ((r = find_locked(ks, name, "", &cur)) != KB_ERR_NOT_FOUND &&
-	    cur.deleted != 0) {
+	if ((r = find_locked(ks, name, "", &cur)) == KB_ERR_HSM) {
+		snprintf(err, errlen, "no key catalogue");
+	} else if (r != KB_ERR_NOT_FOUND && cur.deleted != 0) {
 		snprintf(err, errlen,
 			 "key '%s' is deleted: recover or purge it first",
 			 name);
@@ -577,8 +639,9 @@ int kb_lifecycle_import(struct kb_keystore *ks, const char *name,
 		return KB_ERR_UNSUPPORTED;
 	}
 	kb_keyadmin_enter(ks);
-	if ((r = find_locked(ks, name, "", &cur)) != KB_ERR_NOT_FOUND &&
-	    cur.deleted != 0) {
+	if ((r = find_locked(ks, name, "", &cur)) == KB_ERR_HSM) {
+		snprintf(err, errlen, "no key catalogue");
+	} else if (r != KB_ERR_NOT_FOUND && cur.deleted != 0) {
 		snprintf(err, errlen,
 			 "key '%s' is deleted: recover or purge it first",
 			 name);
@@ -822,15 +885,45 @@ static int64_t repaired_created_us(const struct catalog *c, const char *name,
 	return oldest > 1 ? oldest - 1 : now;
 }
 
+/*
+ * What the token says a private key is for and where it came from, as
+ * far as it can say: unwrap-only is a key-exchange key, anything else a
+ * data key (a narrower key_ops that lived in lost metadata is not
+ * known); not generated in the token is an import (whether once in
+ * plain is not known: plain, the cautious answer). Needs admin_lock.
+ */
+static int token_usage(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
+		       unsigned int *key_ops, enum kb_origin *origin, char *err,
+		       size_t errlen)
+{
+	struct p11_object o;
+
+	if (p11_read(ks->tok, ks->admin, priv,
+		     P11_A_DECRYPT | P11_A_UNWRAP | P11_A_LOCAL,
+		     &o) != KB_STATUS_OK ||
+	    !(o.have & P11_A_DECRYPT) || !(o.have & P11_A_UNWRAP) ||
+	    !(o.have & P11_A_LOCAL)) {
+		snprintf(err, errlen,
+			 "the private key's usage does not read back");
+		return KB_ERR_HSM;
+	}
+	*key_ops = (o.set & P11_A_UNWRAP) && !(o.set & P11_A_DECRYPT) ?
+			   KB_KEYOP_IMPORT :
+			   KB_KEYOPS_ALL;
+	*origin = (o.set & P11_A_LOCAL) ? KB_ORIGIN_TOKEN : KB_ORIGIN_PLAIN;
+	return KB_STATUS_OK;
+}
+
 int kb_lifecycle_repair(struct kb_keystore *ks, const char *name,
 			const char *version, bool enabled, bool make_current,
 			char *err, size_t errlen)
 {
 	struct kb_version_spec spec = { .enabled = enabled,
 					.key_ops = KB_KEYOPS_ALL };
+	enum kb_origin origin = KB_ORIGIN_TOKEN;
 	const struct key_version *v;
 	struct catalog *c;
-	CK_OBJECT_HANDLE obj;
+	CK_OBJECT_HANDLE obj, priv = CK_INVALID_HANDLE;
 	int64_t created_us = 0;
 	char *text;
 	int r = KB_STATUS_OK;
@@ -851,14 +944,16 @@ int kb_lifecycle_repair(struct kb_keystore *ks, const char *name,
 		r = KB_ERR_CONFLICT;
 	} else {
 		created_us = repaired_created_us(c, name, make_current);
+		priv = v->priv;
 	}
 	kb_catalog_put(ks, c);
 	if (r != KB_STATUS_OK ||
+	    (r = token_usage(ks, priv, &spec.key_ops, &origin, err, errlen)) !=
+		    KB_STATUS_OK ||
 	    (r = p11_token_check_space(ks->tok, err, errlen)) != KB_STATUS_OK)
 		goto out_unlock;
 	if ((text = metadata_text(name, version, created_us, time(NULL), &spec,
-				  KB_ORIGIN_TOKEN, (int64_t)time(NULL))) ==
-	    NULL) {
+				  origin, (int64_t)time(NULL))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		r = KB_ERR_NOMEM;
 		goto out_unlock;
@@ -949,26 +1044,25 @@ int kb_lifecycle_recover(struct kb_keystore *ks, const char *name,
 }
 
 /*
- * Destroys the objects of m that are key versions of name (an ID of
- * KB_VERSION_BYTES; any if !keys_only); *left counts those that stay.
- * Needs admin_lock.
+ * Destroys the objects of m that are (or may be) key versions of name
+ * (any object if !keys_only); *left counts those that stay. Needs
+ * admin_lock.
  */
 static int destroy_matching(struct kb_keystore *ks, const struct p11_match *m,
 			    bool keys_only, size_t *left, CK_RV *failed)
 {
 	CK_OBJECT_HANDLE *objs;
-	struct p11_object o;
 	size_t n, i;
+	bool maybe = true;
 	CK_RV rv;
 	int r;
 
 	if ((r = p11_find(ks->tok, ks->admin, m, &objs, &n)) != KB_STATUS_OK)
 		return r;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && r == KB_STATUS_OK; i++) {
 		if (keys_only &&
-		    ((r = p11_read(ks->tok, ks->admin, objs[i], P11_A_ID,
-				   &o)) != KB_STATUS_OK ||
-		     !(o.have & P11_A_ID) || o.id_len != KB_VERSION_BYTES))
+		    ((r = maybe_version(ks, objs[i], &maybe)) != KB_STATUS_OK ||
+		     !maybe))
 			continue;
 		if ((rv = p11_destroy(ks->tok, ks->admin, objs[i])) != CKR_OK) {
 			(*left)++;
@@ -976,7 +1070,7 @@ static int destroy_matching(struct kb_keystore *ks, const struct p11_match *m,
 		}
 	}
 	free(objs);
-	return r == KB_ERR_HSM ? r : KB_STATUS_OK;
+	return r;
 }
 
 /* Destroys every object of a deleted key. Needs admin_lock. */

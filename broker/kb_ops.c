@@ -682,6 +682,19 @@ static json_t *do_import_key(struct kb_call *call, struct kb_error *err)
 			     "of the token)");
 		return NULL;
 	}
+	/*
+	 * A blob is safe to hand around only because its KEK is guarded:
+	 * the caller needs import on the KEK as well as on the key.
+	 */
+	if (m->kek.name[0] != '\0' &&
+	    !kb_acl_allows(call->pol->acl, call->caller->identity, m->kek.name,
+			   KB_PERM_IMPORT)) {
+		kb_error_set(err, KB_FORBIDDEN,
+			     "identity '%s' lacks import on key-exchange key "
+			     "'%s'",
+			     call->caller->identity, m->kek.name);
+		return NULL;
+	}
 	memcpy(spec.tags, m->attrs.tags, sizeof(spec.tags));
 	if ((m->jwk != NULL &&
 	     kb_rsa_import_jwk(m->jwk, &parts, msg, sizeof(msg)) != 0) ||

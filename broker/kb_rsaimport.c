@@ -50,9 +50,32 @@ const struct p11_rsa_parts *kb_rsa_import_parts(const struct kb_rsa_import *k)
 	return &k->parts;
 }
 
+/* Whether n = p * q, the parts in k->buf (n first, p and q 4th, 5th). */
+static bool two_primes(const struct kb_rsa_import *k)
+{
+	BN_CTX *ctx = BN_CTX_secure_new();
+	BIGNUM *n, *p, *q, *pq;
+	bool ok = false;
+
+	if (ctx == NULL)
+		return false;
+	BN_CTX_start(ctx);
+	n = BN_CTX_get(ctx);
+	p = BN_CTX_get(ctx);
+	q = BN_CTX_get(ctx);
+	pq = BN_CTX_get(ctx);
+	ok = pq != NULL && BN_bin2bn(k->buf[0], (int)k->len[0], n) != NULL &&
+	     BN_bin2bn(k->buf[3], (int)k->len[3], p) != NULL &&
+	     BN_bin2bn(k->buf[4], (int)k->len[4], q) != NULL &&
+	     BN_mul(pq, p, q, ctx) == 1 && BN_cmp(pq, n) == 0;
+	BN_CTX_end(ctx);
+	BN_CTX_free(ctx);
+	return ok;
+}
+
 /*
- * Checks pkey (one consistent RSA key of an accepted size) and copies
- * its parts into k. 0 or -1 with why.
+ * Checks pkey (one consistent two-prime RSA key of an accepted size) and
+ * copies its parts into k. 0 or -1 with why.
  */
 static int take_apart(EVP_PKEY *pkey, struct kb_rsa_import *k, char *why,
 		      size_t whylen)
@@ -70,6 +93,13 @@ static int take_apart(EVP_PKEY *pkey, struct kb_rsa_import *k, char *why,
 		snprintf(why, whylen,
 			 "the key is %d bits: 2048, 3072 or 4096 only", bits);
 		return -1;
+	}
+	/* Tokens take two primes: a third would be dropped, not refused. */
+	if (EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_FACTOR3, &bn) ==
+	    1) {
+		snprintf(why, whylen,
+			 "the key has more than two primes: not imported");
+		goto out;
 	}
 	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) == NULL ||
 	    EVP_PKEY_pairwise_check(ctx) != 1 ||
@@ -92,6 +122,11 @@ static int take_apart(EVP_PKEY *pkey, struct kb_rsa_import *k, char *why,
 		k->len[i] = (size_t)BN_bn2bin(bn, k->buf[i]);
 		BN_clear_free(bn);
 		bn = NULL;
+	}
+	if (!two_primes(k)) {
+		snprintf(why, whylen,
+			 "the key's primes do not make its modulus");
+		goto out;
 	}
 	k->parts = (struct p11_rsa_parts){
 		.n = k->buf[0],

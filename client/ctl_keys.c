@@ -120,6 +120,8 @@ static int read_line_file(const char *path, char *buf, size_t size)
 			strerror(errno));
 		return -1;
 	}
+	/* Unbuffered: no copy of a private key or token in stdio's buffer. */
+	setvbuf(f, NULL, _IONBF, 0);
 	n = fread(buf, 1, size - 1, f);
 	if (f != stdin)
 		fclose(f);

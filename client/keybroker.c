@@ -220,6 +220,8 @@ static int read_input(const struct opts *o, enum fmt fmt, uint8_t *buf,
 		fprintf(stderr, "keybroker: %s: %s\n", o->in, strerror(errno));
 		return -1;
 	}
+	/* Unbuffered: no copy of a DEK in stdio's buffer. */
+	setvbuf(f, NULL, _IONBF, 0);
 	n = fread(text, 1, sizeof(text), f);
 	if (ferror(f) || n == sizeof(text) ||
 	    (fmt == FMT_RAW && n > INPUT_MAX)) {
@@ -342,10 +344,15 @@ static int check_envelope_key(const struct opts *o, const char *kid)
 	name = keys + 6;
 	ver = strchr(name, '/');
 	nlen = ver != NULL ? (size_t)(ver - name) : strlen(name);
-	if (strncmp(o->key, KB_KID_PREFIX, sizeof(KB_KID_PREFIX) - 1) == 0 ?
-		    strncmp(o->key, kid, strlen(o->key)) != 0 :
-		    strlen(o->key) != nlen || strncmp(o->key, name, nlen) != 0)
+	/* A kid given: the envelope's, with or without its version. */
+	if (strncmp(o->key, KB_KID_PREFIX, sizeof(KB_KID_PREFIX) - 1) == 0) {
+		if (strcmp(o->key, kid) != 0 &&
+		    (ver == NULL || strlen(o->key) != (size_t)(ver - kid) ||
+		     strncmp(o->key, kid, strlen(o->key)) != 0))
+			return -1;
+	} else if (strlen(o->key) != nlen || strncmp(o->key, name, nlen) != 0) {
 		return -1;
+	}
 	if (o->version != NULL && (ver == NULL || strcmp(ver + 1, o->version)))
 		return -1;
 	return 0;
@@ -408,6 +415,8 @@ static int slurp(const char *path, char *buf, size_t size, size_t *len)
 		fprintf(stderr, "keybroker: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
+	/* Unbuffered: no copy of a private key in stdio's buffer. */
+	setvbuf(f, NULL, _IONBF, 0);
 	*len = fread(buf, 1, size, f);
 	if (ferror(f) || *len == size) {
 		fprintf(stderr,

@@ -602,7 +602,10 @@ class Import(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.token = Token([])
-        cls.broker = Broker(cls.token, name="importing", keys="{ allow_import = true; }").start()
+        cls.broker = Broker(cls.token, name="importing", keys="{ allow_import = true; }",
+                            identities=['{ name = "imp-b"; assigned = "user"; }'],
+                            access=['{ identity = "imp-b"; keys = [ "tenant-b*" ]; '
+                                    'permissions = [ "import", "get" ]; }']).start()
         cls.workstation = tempfile.mkdtemp(prefix="kb-admin-workstation-")
 
     @classmethod
@@ -692,8 +695,46 @@ class Import(unittest.TestCase):
         self.assertEqual(r["error"]["code"], "Forbidden")
         r = c.request("importKey", key="tenant", kek="tenant", blob=blob)
         self.assertIn("is not a key-exchange key", r["error"]["message"])
+        # Whoever may import into their own keys may not use another's
+        # KEK: a copied blob would otherwise become their key.
+        b = client_as(self.broker, "imp-b")
+        r = b.request("importKey", key="tenant-b1", kek="kek-a", blob=blob)
+        self.assertEqual(r["error"], {"code": "Forbidden", "message":
+                                      "identity 'imp-b' lacks import on key-exchange key "
+                                      "'kek-a'"})
+        b.close()
         r = c.request("updateKey", key="kek-a", key_ops=["wrapKey"])
         self.assertIn("cannot be given to a data key nor taken", r["error"]["message"])
+        c.close()
+
+    def test_repair_keeps_what_the_token_says_a_key_is(self):
+        # A key-exchange key whose metadata is lost is repaired as one
+        # (the token says it only unwraps), not widened to a data key.
+        import PyKCS11
+        c = self.broker.connect()
+        version = c.ok("createKey", key="kek-r", key_ops=["import"])["key"]["kid"].rsplit("/", 1)[1]
+        lib, session = pkcs11_session(self.token)
+        try:
+            for o in session.findObjects([(PyKCS11.CKA_CLASS, PyKCS11.CKO_DATA),
+                                          (PyKCS11.CKA_LABEL, "kek-r"),
+                                          (PyKCS11.CKA_APPLICATION, "keybroker:key-version")]):
+                session.destroyObject(o)
+        finally:
+            session.logout()
+            session.closeSession()
+        self.broker.reload()
+        deadline = time.time() + 10
+        while not c.ok("getKeyVersions", key="kek-r")["value"][0]["attributes"].get("damaged"):
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.1)
+        r = self.token.ctl("-c", self.broker.config, "repair-key", "kek-r", version, "--enabled",
+                           check=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        deadline = time.time() + 5
+        while "error" in c.request("getKey", key="kek-r"):
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.1)
+        self.assertEqual(c.ok("getKey", key="kek-r")["key"]["key_ops"], ["import"])
         c.close()
 
     def test_plain_pem_and_jwk(self):
@@ -719,6 +760,13 @@ class Import(unittest.TestCase):
         self.assertNotIn(jwk["d"][:16], json.dumps(r))
         r = c.request("importKey", key="mig-bad", jwk={k: v for k, v in jwk.items() if k != "qi"})
         self.assertIn("'jwk' member 'qi' must be base64url", r["error"]["message"])
+        three = os.path.join(self.workstation, "three-primes.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                        "rsa_keygen_bits:2048", "-pkeyopt", "rsa_keygen_primes:3",
+                        "-out", three], check=True, capture_output=True)
+        with open(three) as f:
+            r = c.request("importKey", key="mig-bad", pem=f.read())
+        self.assertEqual(r["error"]["message"], "the key has more than two primes: not imported")
         small = openssl_key(self.workstation, "small", bits=1024)
         with open(small) as f:
             r = c.request("importKey", key="mig-bad", pem=f.read())
@@ -766,6 +814,11 @@ class Import(unittest.TestCase):
             c = broker.connect()
             self.assertEqual(c.request("getKey", key="imp")["error"]["code"], "KeyNotFound")
             self.assertIn("result", c.request("getKey", key="gen"))
+            # The name is not free: its versions are in the token.
+            r = c.request("createKey", key="imp")
+            self.assertEqual(r["error"]["code"], "Conflict")
+            self.assertIn("the token holds 1 private keys of a key named 'imp' that this "
+                          "broker does not use", r["error"]["message"])
             c.close()
             self.assertIn("imported, and this broker does not allow imported keys "
                           "(keys.allow_import); refused", broker.read_log())
@@ -887,6 +940,20 @@ class TwoBrokers(unittest.TestCase):
         finally:
             ca.close()
             cb.close()
+
+    def test_a_revocation_reaches_the_other_broker(self):
+        # Revoked on the token and told to broker a only: broker b, which
+        # nobody tells, refuses the token within about a second.
+        tok = self.token.ctl("-c", self.a.config, "identity", "token", "it-admin").stdout.strip()
+        jti = json.loads(b64d(tok.split(".")[1]))["jti"]
+        cb = Client(self.b.socket, authenticate=False)
+        self.assertIn("result", cb.request("authenticate", token=tok))
+        r = self.token.ctl("-c", self.a.config, "identity", "revoke", jti)
+        self.assertIn("revoked token", r.stdout)
+        took = self.seen_within(
+            lambda: error_code(cb.request("getKeys")) == "Unauthorized")
+        sys.stderr.write("\n  revocation seen by the other broker after %.2f s\n" % took)
+        cb.close()
 
     def test_concurrent_writes_corrupt_nothing(self):
         errors = []
