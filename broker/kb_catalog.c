@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kb_keystore_internal.h"
+#include "kb_keystore_parts.h"
 #include "kb_log.h"
 #include "kb_pkey.h"
 #include "kb_secret.h"

@@ -11,7 +11,7 @@
 
 #include "kb_identity.h"
 #include "kb_json.h"
-#include "kb_keystore_internal.h"
+#include "kb_keystore_parts.h"
 #include "kb_log.h"
 #include "kb_pkey.h"
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "kb_issuer.h"
-#include "kb_keystore_internal.h"
+#include "kb_keystore_parts.h"
 
 int kb_issuer_create(struct kb_keystore *ks, char *err, size_t errlen)
 {

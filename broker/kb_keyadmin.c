@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kb_keystore_internal.h"
+#include "kb_keystore_parts.h"
 #include "kb_log.h"
 #include "p11_store.h"
 

@@ -24,7 +24,7 @@
 #include <time.h>
 
 #include "kb_json.h"
-#include "kb_keystore_internal.h"
+#include "kb_keystore_parts.h"
 #include "kb_log.h"
 
 /* ---- the key object ---- */
@@ -378,7 +378,9 @@ int kb_keystate_write(struct kb_keystore *ks, struct key_state *st, char *err,
 
 	if ((r = read_states(ks, st->name, &cur, &n, &objs, &nobjs, NULL)) !=
 	    KB_STATUS_OK) {
-		snprintf(err, errlen, "reading the key's state failed");
+		snprintf(err, errlen,
+			 "reading the key's state from the token failed; retry "
+			 "once the token answers again");
 		return r;
 	}
 	/* "updatedUs" orders the objects: the new one must pass the old. */
@@ -414,7 +416,9 @@ int kb_keystate_remove(struct kb_keystore *ks, const char *name, char *err,
 
 	if ((r = read_states(ks, name, &cur, &n, &objs, &nobjs, NULL)) !=
 	    KB_STATUS_OK) {
-		snprintf(err, errlen, "reading the key's state failed");
+		snprintf(err, errlen,
+			 "reading the key's state from the token failed; retry "
+			 "once the token answers again");
 		return r;
 	}
 	free(cur);
@@ -438,7 +442,9 @@ int kb_keystate_enable_purge_protection(struct kb_keystore *ks, char *err,
 	int r;
 
 	if ((r = read_purge_protection(ks, &on)) != KB_STATUS_OK) {
-		snprintf(err, errlen, "reading the token failed");
+		snprintf(err, errlen,
+			 "the token failed while it was read; retry once it "
+			 "answers again");
 		return r;
 	}
 	if (on)

@@ -10,7 +10,7 @@
 
 #include "kb_json.h"
 #include "kb_keystore.h"
-#include "kb_keystore_internal.h"
+#include "kb_keystore_parts.h"
 #include "kb_log.h"
 #include "kb_oaep.h"
 #include "kb_pkcs1.h"

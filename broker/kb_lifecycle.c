@@ -8,9 +8,15 @@
 #include <time.h>
 
 #include "kb_json.h"
-#include "kb_keystore_internal.h"
+#include "kb_keystore_parts.h"
 #include "kb_lifecycle.h"
 #include "kb_log.h"
+
+/* What an admin write says when the token is in the way. */
+#define TOKEN_RETRY "retry once the token answers again"
+#define NO_CATALOGUE \
+	"the key catalogue is not loaded: the token is unavailable; " TOKEN_RETRY
+#define TOKEN_FAILED "the token failed while it was read; " TOKEN_RETRY
 
 /* After a failed scheduled rotation, the next try waits this long. */
 #define ROTATE_RETRY_S 60
@@ -510,7 +516,7 @@ int kb_lifecycle_create(struct kb_keystore *ks, const char *name,
 				 name);
 			r = KB_ERR_CONFLICT;
 		} else {
-			snprintf(err, errlen, "no key catalogue");
+			snprintf(err, errlen, NO_CATALOGUE);
 		}
 		goto out;
 	}
@@ -519,7 +525,7 @@ int kb_lifecycle_create(struct kb_keystore *ks, const char *name,
 	 * but one of a key whose versions this broker does not use is.
 	 */
 	if ((r = versions_in_token(ks, name, &n)) != KB_STATUS_OK) {
-		snprintf(err, errlen, "reading the token failed");
+		snprintf(err, errlen, TOKEN_FAILED);
 	} else if (n > 0) {
 		snprintf(err, errlen,
 			 "the token holds %zu private keys of a key named '%s' "
@@ -537,28 +543,51 @@ out:
 	return r;
 }
 
-int kb_lifecycle_add_version(struct kb_keystore *ks, const char *name,
-			     const struct kb_version_spec *spec,
-			     struct kb_key_info *info, char *err, size_t errlen)
+/*
+ * A new version of name, generated (src NULL) or imported: not while the
+ * key is deleted, and of the key's kind (a data key or a key-exchange
+ * key: the token made each for its one use).
+ */
+static int add_version(struct kb_keystore *ks, const char *name,
+		       const struct kb_version_spec *spec,
+		       const struct kb_import_src *src,
+		       struct kb_key_info *info, char *err, size_t errlen)
 {
+	bool kek = spec->key_ops == KB_KEYOP_IMPORT;
 	struct kb_key_info cur;
 	int r;
 
-	if ((r = check_spec(name, spec, err, errlen)) != KB_STATUS_OK)
-		return r;
 	kb_keyadmin_enter(ks);
 	if ((r = find_locked(ks, name, "", &cur)) == KB_ERR_HSM) {
-		snprintf(err, errlen, "no key catalogue");
+		snprintf(err, errlen, NO_CATALOGUE);
 	} else if (r != KB_ERR_NOT_FOUND && cur.deleted != 0) {
 		snprintf(err, errlen,
 			 "key '%s' is deleted: recover or purge it first",
 			 name);
 		r = KB_ERR_CONFLICT;
+	} else if (r != KB_ERR_NOT_FOUND &&
+		   (cur.key_ops == KB_KEYOP_IMPORT) != kek) {
+		snprintf(err, errlen,
+			 "key '%s' is a %s: a %s cannot be a version of it",
+			 name, kek ? "data key" : "key-exchange key",
+			 kek ? "key-exchange key" : "data key");
+		r = KB_ERR_CONFLICT;
 	} else {
-		r = new_version_locked(ks, name, spec, NULL, info, err, errlen);
+		r = new_version_locked(ks, name, spec, src, info, err, errlen);
 	}
 	kb_keyadmin_leave(ks);
 	return r;
+}
+
+int kb_lifecycle_add_version(struct kb_keystore *ks, const char *name,
+			     const struct kb_version_spec *spec,
+			     struct kb_key_info *info, char *err, size_t errlen)
+{
+	int r = check_spec(name, spec, err, errlen);
+
+	return r != KB_STATUS_OK ?
+		       r :
+		       add_version(ks, name, spec, NULL, info, err, errlen);
 }
 
 /* Rotates name. Needs admin_lock. */
@@ -584,7 +613,7 @@ static int rotate_locked(struct kb_keystore *ks, const char *name,
 		return r;
 	}
 	if (r != KB_STATUS_OK) {
-		snprintf(err, errlen, "no key catalogue");
+		snprintf(err, errlen, NO_CATALOGUE);
 		return r;
 	}
 	spec_of(&cur, &spec);
@@ -608,9 +637,15 @@ int kb_lifecycle_rotate(struct kb_keystore *ks, const char *name,
 	return r;
 }
 
-bool kb_lifecycle_imports_allowed(const struct kb_keystore *ks)
+int kb_lifecycle_imports_allowed(const struct kb_keystore *ks, char *err,
+				 size_t errlen)
 {
-	return ks->allow_import;
+	if (ks->allow_import)
+		return KB_STATUS_OK;
+	snprintf(err, errlen,
+		 "importKey is off: keys.allow_import = true in the "
+		 "configuration turns it on (for every broker of the token)");
+	return KB_ERR_UNSUPPORTED;
 }
 
 int kb_lifecycle_import(struct kb_keystore *ks, const char *name,
@@ -619,7 +654,6 @@ int kb_lifecycle_import(struct kb_keystore *ks, const char *name,
 			struct kb_key_info *info, char *err, size_t errlen)
 {
 	struct kb_version_spec checked = *spec;
-	struct kb_key_info cur;
 	int r;
 
 	checked.bits = 2048; /* the key's own: checked where it is read */
@@ -631,32 +665,9 @@ int kb_lifecycle_import(struct kb_keystore *ks, const char *name,
 			 "unwrapKey");
 		return KB_ERR_PARAM;
 	}
-	if (!ks->allow_import) {
-		snprintf(err, errlen,
-			 "importKey is off: keys.allow_import = true in the "
-			 "configuration turns it on (for every broker of the "
-			 "token)");
-		return KB_ERR_UNSUPPORTED;
-	}
-	kb_keyadmin_enter(ks);
-	if ((r = find_locked(ks, name, "", &cur)) == KB_ERR_HSM) {
-		snprintf(err, errlen, "no key catalogue");
-	} else if (r != KB_ERR_NOT_FOUND && cur.deleted != 0) {
-		snprintf(err, errlen,
-			 "key '%s' is deleted: recover or purge it first",
-			 name);
-		r = KB_ERR_CONFLICT;
-	} else if (r != KB_ERR_NOT_FOUND && cur.key_ops == KB_KEYOP_IMPORT) {
-		snprintf(err, errlen,
-			 "key '%s' is a key-exchange key: a data key cannot be "
-			 "a version of it",
-			 name);
-		r = KB_ERR_CONFLICT;
-	} else {
-		r = new_version_locked(ks, name, spec, src, info, err, errlen);
-	}
-	kb_keyadmin_leave(ks);
-	return r;
+	if ((r = kb_lifecycle_imports_allowed(ks, err, errlen)) != KB_STATUS_OK)
+		return r;
+	return add_version(ks, name, spec, src, info, err, errlen);
 }
 
 /*
@@ -828,7 +839,7 @@ int kb_lifecycle_update(struct kb_keystore *ks, const char *name,
 		goto out_unlock;
 	}
 	if (r != KB_STATUS_OK) {
-		snprintf(err, errlen, "no key catalogue");
+		snprintf(err, errlen, NO_CATALOGUE);
 		goto out_unlock;
 	}
 	memcpy(ver, info->version, sizeof(ver));
@@ -852,7 +863,8 @@ int kb_lifecycle_update(struct kb_keystore *ks, const char *name,
 	else if (r == KB_ERR_NOMEM)
 		snprintf(err, errlen, "out of memory");
 	else if (r == KB_ERR_HSM && err[0] == '\0')
-		snprintf(err, errlen, "reading the key metadata failed");
+		snprintf(err, errlen,
+			 "reading the key metadata failed; " TOKEN_RETRY);
 	if (r == KB_STATUS_OK && (r = written(ks, err, errlen)) == KB_STATUS_OK)
 		r = find_locked(ks, name, ver, info);
 out_unlock:
@@ -903,8 +915,9 @@ static int token_usage(struct kb_keystore *ks, CK_OBJECT_HANDLE priv,
 		     &o) != KB_STATUS_OK ||
 	    !(o.have & P11_A_DECRYPT) || !(o.have & P11_A_UNWRAP) ||
 	    !(o.have & P11_A_LOCAL)) {
-		snprintf(err, errlen,
-			 "the private key's usage does not read back");
+		snprintf(
+			err, errlen,
+			"the private key's usage does not read back; " TOKEN_RETRY);
 		return KB_ERR_HSM;
 	}
 	*key_ops = (o.set & P11_A_UNWRAP) && !(o.set & P11_A_DECRYPT) ?
@@ -930,7 +943,7 @@ int kb_lifecycle_repair(struct kb_keystore *ks, const char *name,
 
 	kb_keyadmin_enter(ks);
 	if ((c = kb_catalog_get(ks)) == NULL) {
-		snprintf(err, errlen, "no key catalogue");
+		snprintf(err, errlen, NO_CATALOGUE);
 		r = KB_ERR_HSM;
 	} else if ((v = kb_catalog_find(c, name, version)) == NULL) {
 		snprintf(err, errlen, "key '%s' has no version '%s'", name,
@@ -992,7 +1005,7 @@ static int find_key_locked(struct kb_keystore *ks, const char *name,
 		return KB_ERR_NOT_FOUND;
 	}
 	if (r == KB_ERR_HSM)
-		snprintf(err, errlen, "no key catalogue");
+		snprintf(err, errlen, NO_CATALOGUE);
 	/* A damaged version does not stop a key being deleted or back. */
 	return r == KB_ERR_DAMAGED ? KB_STATUS_OK : r;
 }

@@ -91,7 +91,9 @@ struct kb_import_src {
  * that does not unwrap (another KEK, another hash, altered) or a key of
  * another size than 2048, 3072 or 4096 bits.
  */
-bool kb_lifecycle_imports_allowed(const struct kb_keystore *ks);
+/* KB_STATUS_OK, or KB_ERR_UNSUPPORTED with err saying how to allow them. */
+int kb_lifecycle_imports_allowed(const struct kb_keystore *ks, char *err,
+				 size_t errlen);
 int kb_lifecycle_import(struct kb_keystore *ks, const char *name,
 			const struct kb_import_src *src,
 			const struct kb_version_spec *spec,

@@ -625,10 +625,33 @@ static bool whole_key(struct kb_call *call, struct kb_error *err)
 	return false;
 }
 
-static json_t *do_create_key(struct kb_call *call, struct kb_error *err)
+/*
+ * An op on a key as a whole whose result is the key's bundle: rotate,
+ * delete, recover.
+ */
+static json_t *on_whole_key(struct kb_call *call, struct kb_error *err,
+			    int (*op)(struct kb_keystore *ks, const char *name,
+				      struct kb_key_info *info, char *err,
+				      size_t errlen))
 {
-	const struct kb_manage_params *m = &call->req->manage;
-	struct kb_version_spec spec = {
+	char msg[512] = "";
+
+	if (!whole_key(call, err))
+		return NULL;
+	return managed(call,
+		       op(call->ops->ks, call->req->key.name, &call->info, msg,
+			  sizeof(msg)),
+		       msg, err);
+}
+
+/*
+ * What a new version is made with: the request's attributes, tags and
+ * key_ops, enabled and good for wrap and unwrap where it says nothing.
+ */
+static void version_spec(const struct kb_manage_params *m,
+			 struct kb_version_spec *spec)
+{
+	*spec = (struct kb_version_spec){
 		.bits = m->bits,
 		.enabled = (m->attrs.set & KB_SET_ENABLED) ? m->attrs.enabled :
 							     true,
@@ -637,11 +660,17 @@ static json_t *do_create_key(struct kb_call *call, struct kb_error *err)
 		.key_ops = (m->attrs.set & KB_SET_KEY_OPS) ? m->attrs.key_ops :
 							     KB_KEYOPS_ALL,
 	};
+	memcpy(spec->tags, m->attrs.tags, sizeof(spec->tags));
+}
+
+static json_t *do_create_key(struct kb_call *call, struct kb_error *err)
+{
+	struct kb_version_spec spec;
 	char msg[512] = "";
 
 	if (!whole_key(call, err))
 		return NULL;
-	memcpy(spec.tags, m->attrs.tags, sizeof(spec.tags));
+	version_spec(&call->req->manage, &spec);
 	return managed(call,
 		       kb_lifecycle_create(call->ops->ks, call->req->key.name,
 					   &spec, &call->info, msg,
@@ -656,14 +685,7 @@ static json_t *do_create_key(struct kb_call *call, struct kb_error *err)
 static json_t *do_import_key(struct kb_call *call, struct kb_error *err)
 {
 	const struct kb_manage_params *m = &call->req->manage;
-	struct kb_version_spec spec = {
-		.enabled = (m->attrs.set & KB_SET_ENABLED) ? m->attrs.enabled :
-							     true,
-		.nbf = m->attrs.nbf,
-		.exp = m->attrs.exp,
-		.key_ops = (m->attrs.set & KB_SET_KEY_OPS) ? m->attrs.key_ops :
-							     KB_KEYOPS_ALL,
-	};
+	struct kb_version_spec spec;
 	struct kb_import_src src = { .kek = m->kek.name,
 				     .kek_version = m->kek.version,
 				     .kek_alg = m->kek_alg };
@@ -671,15 +693,14 @@ static json_t *do_import_key(struct kb_call *call, struct kb_error *err)
 	unsigned char *blob = NULL;
 	char msg[512] = "";
 	json_t *res = NULL;
+	int r;
 
 	if (!whole_key(call, err))
 		return NULL;
 	/* Said before anything of the key is looked at. */
-	if (!kb_lifecycle_imports_allowed(call->ops->ks)) {
-		kb_error_set(err, KB_NOT_SUPPORTED,
-			     "importKey is off: keys.allow_import = true in "
-			     "the configuration turns it on (for every broker "
-			     "of the token)");
+	if ((r = kb_lifecycle_imports_allowed(call->ops->ks, msg,
+					      sizeof(msg))) != KB_STATUS_OK) {
+		kb_error_set(err, kb_status_code(r), "%s", msg);
 		return NULL;
 	}
 	/*
@@ -695,7 +716,7 @@ static json_t *do_import_key(struct kb_call *call, struct kb_error *err)
 			     call->caller->identity, m->kek.name);
 		return NULL;
 	}
-	memcpy(spec.tags, m->attrs.tags, sizeof(spec.tags));
+	version_spec(m, &spec);
 	if ((m->jwk != NULL &&
 	     kb_rsa_import_jwk(m->jwk, &parts, msg, sizeof(msg)) != 0) ||
 	    (m->pem != NULL && kb_rsa_import_pem(m->pem, m->pem_len, &parts,
@@ -727,14 +748,7 @@ out:
 
 static json_t *do_rotate_key(struct kb_call *call, struct kb_error *err)
 {
-	char msg[512] = "";
-
-	if (!whole_key(call, err))
-		return NULL;
-	return managed(call,
-		       kb_lifecycle_rotate(call->ops->ks, call->req->key.name,
-					   &call->info, msg, sizeof(msg)),
-		       msg, err);
+	return on_whole_key(call, err, kb_lifecycle_rotate);
 }
 
 static json_t *do_update_key(struct kb_call *call, struct kb_error *err)
@@ -757,14 +771,7 @@ static json_t *do_update_key(struct kb_call *call, struct kb_error *err)
 
 static json_t *do_delete_key(struct kb_call *call, struct kb_error *err)
 {
-	char msg[512] = "";
-
-	if (!whole_key(call, err))
-		return NULL;
-	return managed(call,
-		       kb_lifecycle_delete(call->ops->ks, call->req->key.name,
-					   &call->info, msg, sizeof(msg)),
-		       msg, err);
+	return on_whole_key(call, err, kb_lifecycle_delete);
 }
 
 static json_t *do_get_deleted_key(struct kb_call *call, struct kb_error *err)
@@ -783,14 +790,7 @@ static json_t *do_get_deleted_key(struct kb_call *call, struct kb_error *err)
 
 static json_t *do_recover_key(struct kb_call *call, struct kb_error *err)
 {
-	char msg[512] = "";
-
-	if (!whole_key(call, err))
-		return NULL;
-	return managed(call,
-		       kb_lifecycle_recover(call->ops->ks, call->req->key.name,
-					    &call->info, msg, sizeof(msg)),
-		       msg, err);
+	return on_whole_key(call, err, kb_lifecycle_recover);
 }
 
 static json_t *do_purge_key(struct kb_call *call, struct kb_error *err)

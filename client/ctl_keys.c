@@ -611,6 +611,7 @@ int ctl_keys(const char *socket_path, int argc, char **argv)
 out:
 	if (s.fd >= 0)
 		close(s.fd);
-	free(s.reply);
+	/* It held the identity token getToken gave. */
+	kb_wipe_free(s.reply, REPLY_MAX);
 	return r;
 }

@@ -387,8 +387,8 @@ void p11_token_close_session(struct p11_token *tok, CK_SESSION_HANDLE h)
 	tok->fn->C_CloseSession(h);
 }
 
-static int read_so_pin(const char *path, unsigned char *pin, size_t *len,
-		       char *err, size_t errlen)
+static int read_pin_file(const char *path, unsigned char *pin, size_t *len,
+			 char *err, size_t errlen)
 {
 	struct p11_token tmp = { .pin = pin };
 	int r;
@@ -428,7 +428,7 @@ int p11_token_initialise(struct p11_token *tok, CK_SLOT_ID slot,
 	}
 	if ((so_pin = kb_secure_alloc(PIN_MAX + 1)) == NULL)
 		return KB_ERR_NOMEM;
-	if ((r = read_so_pin(so_pin_file, so_pin, &so_len, err, errlen)) != 0)
+	if ((r = read_pin_file(so_pin_file, so_pin, &so_len, err, errlen)) != 0)
 		goto out_pin;
 	if ((r = list_slots(tok, &slots, &count)) != KB_STATUS_OK) {
 		snprintf(err, errlen, "cannot list PKCS#11 slots");
@@ -566,7 +566,12 @@ static int plain_session(struct p11_token *tok, CK_SESSION_HANDLE *h, char *err,
 	return KB_ERR_HSM;
 }
 
-int p11_token_set_pin(struct p11_token *tok, const char *new_pin_file,
+/*
+ * Changes the user PIN of the selected token: as the user, from the PIN
+ * read to the one in file (C_SetPIN); or, with as_so, as the SO whose PIN
+ * is in file, to the PIN read (C_InitPIN).
+ */
+static int change_pin(struct p11_token *tok, const char *file, bool as_so,
 		      char *err, size_t errlen)
 {
 	unsigned char *pin = kb_secure_alloc(PIN_MAX + 1);
@@ -577,19 +582,26 @@ int p11_token_set_pin(struct p11_token *tok, const char *new_pin_file,
 
 	if (pin == NULL)
 		return KB_ERR_NOMEM;
-	if ((r = read_so_pin(new_pin_file, pin, &len, err, errlen)) != 0 ||
+	if ((r = read_pin_file(file, pin, &len, err, errlen)) != 0 ||
 	    (r = plain_session(tok, &h, err, errlen)) != 0)
 		goto out;
-	rv = tok->fn->C_Login(h, CKU_USER, tok->pin, tok->pinlen);
-	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
-		rv = tok->fn->C_SetPIN(h, tok->pin, tok->pinlen, pin, len);
+	if (as_so) {
+		if ((rv = tok->fn->C_Login(h, CKU_SO, pin, len)) == CKR_OK)
+			rv = tok->fn->C_InitPIN(h, tok->pin, tok->pinlen);
+	} else {
+		rv = tok->fn->C_Login(h, CKU_USER, tok->pin, tok->pinlen);
+		if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
+			rv = tok->fn->C_SetPIN(h, tok->pin, tok->pinlen, pin,
+					       len);
+	}
 	if (rv != CKR_OK) {
-		snprintf(err, errlen,
-			 "changing the user PIN of token '%s': %s%s",
-			 tok->label, p11_rv_name(rv),
-			 rv == CKR_PIN_INCORRECT ? " (the PIN file's PIN is "
-						   "not the current one)" :
-						   "");
+		snprintf(err, errlen, "%s the user PIN of token '%s'%s: %s%s",
+			 as_so ? "setting" : "changing", tok->label,
+			 as_so ? " as the SO" : "", p11_rv_name(rv),
+			 rv != CKR_PIN_INCORRECT ? "" :
+			 as_so			 ? " (wrong SO PIN)" :
+						   " (the PIN file's PIN is not "
+						   "the current one)");
 		r = rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ?
 			    KB_ERR_PIN :
 			    KB_ERR_HSM;
@@ -601,37 +613,16 @@ out:
 	return r;
 }
 
+int p11_token_set_pin(struct p11_token *tok, const char *new_pin_file,
+		      char *err, size_t errlen)
+{
+	return change_pin(tok, new_pin_file, false, err, errlen);
+}
+
 int p11_token_init_pin(struct p11_token *tok, const char *so_pin_file,
 		       char *err, size_t errlen)
 {
-	unsigned char *so_pin = kb_secure_alloc(PIN_MAX + 1);
-	CK_SESSION_HANDLE h;
-	size_t so_len = 0;
-	CK_RV rv;
-	int r;
-
-	if (so_pin == NULL)
-		return KB_ERR_NOMEM;
-	if ((r = read_so_pin(so_pin_file, so_pin, &so_len, err, errlen)) != 0 ||
-	    (r = plain_session(tok, &h, err, errlen)) != 0)
-		goto out;
-	if ((rv = tok->fn->C_Login(h, CKU_SO, so_pin, so_len)) == CKR_OK)
-		rv = tok->fn->C_InitPIN(h, tok->pin, tok->pinlen);
-	if (rv != CKR_OK) {
-		snprintf(err, errlen,
-			 "setting the user PIN of token '%s' as "
-			 "the SO: %s%s",
-			 tok->label, p11_rv_name(rv),
-			 rv == CKR_PIN_INCORRECT ? " (wrong SO PIN)" : "");
-		r = rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ?
-			    KB_ERR_PIN :
-			    KB_ERR_HSM;
-	}
-	tok->fn->C_Logout(h);
-	tok->fn->C_CloseSession(h);
-out:
-	kb_secure_free(so_pin, PIN_MAX + 1);
-	return r;
+	return change_pin(tok, so_pin_file, true, err, errlen);
 }
 
 int p11_token_reinitialise(struct p11_token *tok, char *err, size_t errlen)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kb_keystore_internal.h"
+#include "kb_keystore_parts.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

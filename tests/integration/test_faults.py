@@ -284,6 +284,28 @@ class TokenQuirks(unittest.TestCase):
                 broker.stop()
 
 
+def populate(token, prefix, keys, versions):
+    """Fills token with keys of versions each (p11_populate copies one
+    key pair); their (name, version) pairs."""
+    out = subprocess.run(
+        [os.path.join(BUILD, "tests", "p11_populate"), SOFTHSM_LIB, "keybroker",
+         os.path.join(token.dir, "user.pin"), prefix, str(keys), str(versions)],
+        env=token.env, check=True, capture_output=True, text=True).stdout
+    return [tuple(line.split()) for line in out.splitlines()]
+
+
+def listed_keys(c):
+    """Every key name getKeys lists, page after page, and the pages."""
+    names, link, pages = [], None, 0
+    while True:
+        r = c.ok("getKeys", **({"nextLink": link} if link else {}))
+        names += [i["kid"].rsplit("/", 1)[1] for i in r["value"]]
+        pages += 1
+        link = r.get("nextLink")
+        if link is None:
+            return names, pages
+
+
 class BigCatalogue(unittest.TestCase):
     """1,000 keys of 3 versions each: the catalogue is read in one pass
     (each object's attributes once, joined by label and ID), so loading
@@ -296,12 +318,7 @@ class BigCatalogue(unittest.TestCase):
         cls.token = Token([], module=FAULT_MODULE)
         try:
             start = time.monotonic()
-            out = subprocess.run(
-                [os.path.join(BUILD, "tests", "p11_populate"), SOFTHSM_LIB, "keybroker",
-                 os.path.join(cls.token.dir, "user.pin"), "k", str(cls.KEYS),
-                 str(cls.VERSIONS)],
-                env=cls.token.env, check=True, capture_output=True, text=True).stdout
-            cls.made = [tuple(line.split()) for line in out.splitlines()]
+            cls.made = populate(cls.token, "k", cls.KEYS, cls.VERSIONS)
             print("\n  populated %d versions in %.1f s"
                   % (len(cls.made), time.monotonic() - start))
         except BaseException:
@@ -350,14 +367,7 @@ class BigCatalogue(unittest.TestCase):
         try:
             broker.start()
             c = broker.connect()
-            names, link, pages = [], None, 0
-            while True:
-                r = c.ok("getKeys", **({"nextLink": link} if link else {}))
-                names += [i["kid"].rsplit("/", 1)[1] for i in r["value"]]
-                pages += 1
-                link = r.get("nextLink")
-                if link is None:
-                    break
+            names, pages = listed_keys(c)
             c.close()
             self.assertEqual(names, sorted({n for n, _ in self.made}))
             self.assertEqual(pages, self.KEYS // 25)
@@ -375,11 +385,7 @@ class TenThousandKeys(unittest.TestCase):
         broker = None
         try:
             start = time.monotonic()
-            out = subprocess.run(
-                [os.path.join(BUILD, "tests", "p11_populate"), SOFTHSM_LIB, "keybroker",
-                 os.path.join(token.dir, "user.pin"), "t", "10000", "1"],
-                env=token.env, check=True, capture_output=True, text=True).stdout
-            made = sorted(line.split()[0] for line in out.splitlines())
+            made = sorted(name for name, _ in populate(token, "t", 10000, 1))
             populated = time.monotonic() - start
             broker = Broker(token, name="tenk")
             start = time.monotonic()
@@ -392,14 +398,7 @@ class TenThousandKeys(unittest.TestCase):
             c.ok("deleteKey", key=made[5000])
             deleted = time.monotonic() - start
             start = time.monotonic()
-            names, link, pages = [], None, 0
-            while True:
-                r = c.ok("getKeys", **({"nextLink": link} if link else {}))
-                names += [i["kid"].rsplit("/", 1)[1] for i in r["value"]]
-                pages += 1
-                link = r.get("nextLink")
-                if link is None:
-                    break
+            names, pages = listed_keys(c)
             listed = time.monotonic() - start
             rss = broker.rss_kib()
             c.close()

@@ -19,8 +19,8 @@
  *   kb_lifecycle.c  admin writes: versions, attributes, deletion
  *   kb_issuer.c     making and using the token-signing key
  */
-#ifndef KB_KEYSTORE_INTERNAL_H
-#define KB_KEYSTORE_INTERNAL_H
+#ifndef KB_KEYSTORE_PARTS_H
+#define KB_KEYSTORE_PARTS_H
 
 #include <jansson.h>
 #include <openssl/evp.h>
