@@ -13,14 +13,7 @@
 /* How long admin work waits for another process on the token's storage. */
 #define STORAGE_WAIT_MS 30000
 
-/*
- * Has the module look at what other processes wrote. SoftHSMv2 re-reads
- * its token directory only when the token's generation file moved since
- * it last looked or wrote; a process that writes without looking first
- * counts the other processes' writes as its own and never sees their
- * objects. A search makes it look.
- */
-static void look(struct kb_keystore *ks)
+void kb_keyadmin_look(struct kb_keystore *ks)
 {
 	struct p11_match m = { .cls = P11_CLASS_DATA,
 			       .label = GENERATION_LABEL,
@@ -55,7 +48,7 @@ void kb_keyadmin_enter(struct kb_keystore *ks)
 	    ks->storage_lock == P11_STORE_FAILED)
 		kb_warn("%s; going on without it", err);
 	pthread_rwlock_rdlock(&ks->module_lock);
-	look(ks);
+	kb_keyadmin_look(ks);
 }
 
 bool kb_keyadmin_try_enter(struct kb_keystore *ks)
@@ -70,7 +63,6 @@ bool kb_keyadmin_try_enter(struct kb_keystore *ks)
 		return false;
 	}
 	pthread_rwlock_rdlock(&ks->module_lock);
-	look(ks);
 	return true;
 }
 

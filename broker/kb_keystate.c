@@ -208,30 +208,23 @@ static int text_cmp(const void *a, const void *b)
 }
 
 /*
- * The digest of every generation object's value (sorted), and the
- * highest counter among them; their handles into *objs if not NULL.
- * Needs admin_lock.
+ * The digest of the values of objs[0..n) (sorted), and the highest
+ * counter among them; *complete is false if a value did not read (the
+ * object is gone, say). Needs admin_lock.
  */
-static int read_generation(struct kb_keystore *ks, unsigned char *digest,
-			   uint64_t *counter, CK_OBJECT_HANDLE **objs_out,
-			   size_t *nobjs)
+static int digest_values(struct kb_keystore *ks, const CK_OBJECT_HANDLE *objs,
+			 size_t n, unsigned char *digest, uint64_t *counter,
+			 bool *complete)
 {
-	struct p11_match m = { .cls = P11_CLASS_DATA,
-			       .label = GENERATION_LABEL,
-			       .application = GENERATION_APPLICATION,
-			       .private_only = true };
-	CK_OBJECT_HANDLE *objs = NULL;
 	char(*vals)[GENERATION_TEXT_MAX + 1] = NULL, **sorted = NULL;
 	struct p11_object o;
 	unsigned long long c;
 	EVP_MD_CTX *md = NULL;
-	size_t n, i, k = 0;
-	int r;
+	size_t i, k = 0;
+	int r = KB_ERR_NOMEM;
 
 	*counter = 0;
-	if ((r = p11_find(ks->tok, ks->admin, &m, &objs, &n)) != KB_STATUS_OK)
-		return r;
-	r = KB_ERR_NOMEM;
+	*complete = true;
 	if ((vals = calloc(n + 1, sizeof(*vals))) == NULL ||
 	    (sorted = calloc(n + 1, sizeof(*sorted))) == NULL ||
 	    (md = EVP_MD_CTX_new()) == NULL)
@@ -242,8 +235,10 @@ static int read_generation(struct kb_keystore *ks, unsigned char *digest,
 		if ((r = p11_read(ks->tok, ks->admin, objs[i], P11_A_VALUE,
 				  &o)) != KB_STATUS_OK)
 			goto out;
-		if (!(o.have & P11_A_VALUE))
+		if (!(o.have & P11_A_VALUE)) {
+			*complete = false;
 			continue;
+		}
 		vals[k][o.value_len] = '\0';
 		if (sscanf(vals[k], "%llu", &c) == 1 && c > *counter)
 			*counter = c;
@@ -257,18 +252,49 @@ static int read_generation(struct kb_keystore *ks, unsigned char *digest,
 	for (i = 0; i < k; i++)
 		if (EVP_DigestUpdate(md, sorted[i], strlen(sorted[i]) + 1) != 1)
 			goto out;
-	if (EVP_DigestFinal_ex(md, digest, NULL) != 1)
-		goto out;
-	r = KB_STATUS_OK;
-	if (objs_out != NULL) {
-		*objs_out = objs;
-		*nobjs = n;
-		objs = NULL;
-	}
+	if (EVP_DigestFinal_ex(md, digest, NULL) == 1)
+		r = KB_STATUS_OK;
 out:
 	EVP_MD_CTX_free(md);
 	free(sorted);
 	free(vals);
+	return r;
+}
+
+/*
+ * Searches the generation objects: the digest of their values and the
+ * highest counter; their handles into *objs if not NULL. Remembers what
+ * it found for kb_keystate_generation_moved. Needs admin_lock.
+ */
+static int read_generation(struct kb_keystore *ks, unsigned char *digest,
+			   uint64_t *counter, CK_OBJECT_HANDLE **objs_out,
+			   size_t *nobjs)
+{
+	struct p11_match m = { .cls = P11_CLASS_DATA,
+			       .label = GENERATION_LABEL,
+			       .application = GENERATION_APPLICATION,
+			       .private_only = true };
+	CK_OBJECT_HANDLE *objs = NULL;
+	bool complete;
+	size_t n;
+	int r;
+
+	ks->n_seen_gen = 0;
+	if ((r = p11_find(ks->tok, ks->admin, &m, &objs, &n)) != KB_STATUS_OK)
+		return r;
+	if ((r = digest_values(ks, objs, n, digest, counter, &complete)) ==
+		    KB_STATUS_OK &&
+	    complete && n > 0 && n <= KEYSTATE_SEEN_GEN_MAX) {
+		memcpy(ks->seen_gen, objs, n * sizeof(*objs));
+		ks->n_seen_gen = n;
+		memcpy(ks->seen_gen_digest, digest, KEYSTATE_GENERATION_LEN);
+		ks->seen_gen_searched = time(NULL);
+	}
+	if (r == KB_STATUS_OK && objs_out != NULL) {
+		*objs_out = objs;
+		*nobjs = n;
+		objs = NULL;
+	}
 	free(objs);
 	return r;
 }
@@ -278,6 +304,29 @@ int kb_keystate_generation(struct kb_keystore *ks, unsigned char *digest)
 	uint64_t counter;
 
 	return read_generation(ks, digest, &counter, NULL, NULL);
+}
+
+int kb_keystate_generation_moved(struct kb_keystore *ks,
+				 const unsigned char *loaded, bool *moved)
+{
+	unsigned char digest[KEYSTATE_GENERATION_LEN];
+	uint64_t counter;
+	bool complete;
+	int r;
+
+	if (ks->n_seen_gen > 0 &&
+	    time(NULL) - ks->seen_gen_searched < KEYSTATE_SEARCH_S &&
+	    digest_values(ks, ks->seen_gen, ks->n_seen_gen, digest, &counter,
+			  &complete) == KB_STATUS_OK &&
+	    complete &&
+	    memcmp(digest, ks->seen_gen_digest, sizeof(digest)) == 0) {
+		*moved = memcmp(digest, loaded, sizeof(digest)) != 0;
+		return KB_STATUS_OK;
+	}
+	if ((r = read_generation(ks, digest, &counter, NULL, NULL)) ==
+	    KB_STATUS_OK)
+		*moved = memcmp(digest, loaded, sizeof(digest)) != 0;
+	return r;
 }
 
 void kb_keystate_bump_generation(struct kb_keystore *ks)

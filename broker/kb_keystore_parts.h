@@ -41,6 +41,7 @@
 #define TOKEN_APPLICATION "keybroker:token"
 #define PURGE_PROTECTION_LABEL "keybroker-purge-protection"
 #define KEYSTATE_GENERATION_LEN 32 /* a SHA-256 */
+#define KEYSTATE_SEEN_GEN_MAX 4 /* generation objects remembered */
 #define META_MAX 4096
 #define RECOVER_INTERVAL_S 1
 #define MISS_RELOAD_INTERVAL_S 2
@@ -116,6 +117,15 @@ struct kb_keystore {
 	char *findings; /* under admin_lock */
 	/* Periodic admin work (kb_lifecycle_tick), under admin_lock. */
 	time_t tick_retry_after; /* no purge or rotation before */
+	/*
+	 * The generation objects the last search found (kb_keystate.c), so
+	 * that the check once a second reads them by handle instead of
+	 * searching a token of thousands of objects; n_seen_gen 0: unknown.
+	 */
+	CK_OBJECT_HANDLE seen_gen[KEYSTATE_SEEN_GEN_MAX];
+	size_t n_seen_gen;
+	unsigned char seen_gen_digest[KEYSTATE_GENERATION_LEN];
+	time_t seen_gen_searched;
 	char (*notified)[KB_VERSION_LEN + 1]; /* versions warned of expiry */
 	size_t n_notified;
 
@@ -141,10 +151,25 @@ struct kb_keyworker {
 
 /* ---- kb_keyadmin.c ---- */
 
-/* Serialises admin work and keeps recovery out of the module meanwhile. */
+/*
+ * Serialises admin work and keeps recovery out of the module meanwhile;
+ * then has the module look at the token (kb_keyadmin_look), as writes
+ * need.
+ */
 void kb_keyadmin_enter(struct kb_keystore *ks);
-/* The same, unless another thread is doing admin work: then false. */
+/*
+ * The same, unless another thread or process is doing admin work: then
+ * false. It does not look: for reads, and loads, which search first.
+ */
 bool kb_keyadmin_try_enter(struct kb_keystore *ks);
+/*
+ * Has the module look at what other processes wrote. SoftHSMv2 re-reads
+ * its token directory only when the token's generation file moved since
+ * it last looked or wrote; a process that writes without looking first
+ * counts the other processes' writes as its own and never sees their
+ * objects. A search makes it look. Needs admin_lock.
+ */
+void kb_keyadmin_look(struct kb_keystore *ks);
 void kb_keyadmin_leave(struct kb_keystore *ks);
 
 /*
@@ -230,6 +255,17 @@ int kb_keystate_load(struct kb_keystore *ks, struct catalog *c,
 		     struct kb_findings *f);
 /* The digest of the token's generation objects. Needs admin_lock. */
 int kb_keystate_generation(struct kb_keystore *ks, unsigned char *digest);
+/*
+ * Whether the token's generation differs from loaded (a catalogue's).
+ * Cheap: it reads the generation objects the last search found, and
+ * searches again only if one of them changed or is gone, or every
+ * KEYSTATE_SEARCH_S. A writer that bumps the generation destroys the
+ * objects it replaces, so a change through any broker or keybrokerctl
+ * is seen at the next check. Needs admin_lock.
+ */
+#define KEYSTATE_SEARCH_S 60
+int kb_keystate_generation_moved(struct kb_keystore *ks,
+				 const unsigned char *loaded, bool *moved);
 /* Tells other brokers that the token changed. Needs admin_lock. */
 void kb_keystate_bump_generation(struct kb_keystore *ks);
 /*

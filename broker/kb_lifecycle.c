@@ -1256,14 +1256,12 @@ bool kb_lifecycle_purges_protected(struct kb_keystore *ks)
 /* Re-reads the catalogue if the token's generation moved. admin_lock. */
 static void follow_generation(struct kb_keystore *ks)
 {
-	unsigned char gen[KEYSTATE_GENERATION_LEN];
-	struct catalog *c;
-	bool moved;
+	struct catalog *c = kb_catalog_get(ks);
+	bool moved = true;
 
-	if (kb_keystate_generation(ks, gen) != KB_STATUS_OK)
-		return;
-	c = kb_catalog_get(ks);
-	moved = c == NULL || memcmp(gen, c->generation, sizeof(gen)) != 0;
+	if (c != NULL && kb_keystate_generation_moved(ks, c->generation,
+						      &moved) != KB_STATUS_OK)
+		moved = false; /* the token failed: recovery's to notice */
 	kb_catalog_put(ks, c);
 	if (moved && kb_catalog_reload_locked(ks) != KB_STATUS_OK)
 		kb_warn("the token changed, but re-reading the key catalogue "
@@ -1345,6 +1343,7 @@ static void apply_policy(struct kb_keystore *ks, const char *name, time_t now)
 		  now >= cur->exp - p->rotate_before_expiry);
 	if (!rotate)
 		goto out;
+	kb_keyadmin_look(ks); /* the tick entered without it */
 	if (rotate_locked(ks, name, info, err, sizeof(err)) == KB_STATUS_OK) {
 		kb_info("key %s rotated by its policy: version %s is current",
 			name, info->version);
