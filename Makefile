@@ -40,7 +40,7 @@ LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
 	common/kb_oaep.c common/kb_pkcs1.c common/kb_json.c common/kb_grant.c \
 	common/kb_jws.c common/kb_error.c common/kb_pkey.c common/kb_buf.c \
-	common/kb_duration.c
+	common/kb_duration.c common/kb_trail.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_store.c pkcs11/p11_confirm.c \
 	pkcs11/p11_object.c
@@ -51,7 +51,8 @@ BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_key.c broker/kb_keyadmin.c broker/kb_identity.c \
 	broker/kb_catalog.c broker/kb_keystore.c broker/kb_issuer.c \
 	broker/kb_keystate.c broker/kb_lifecycle.c broker/kb_keyattr.c \
-	broker/kb_rsaimport.c
+	broker/kb_rsaimport.c broker/kb_auditkey.c broker/kb_audit.c \
+	broker/kb_record.c
 CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 	common/kb_kid.c common/kb_buf.c
 
@@ -66,7 +67,7 @@ A_PKCS11 = $(B)/pkcs11/libpkcs11.a
 A_BROKER = $(B)/broker/libbroker.a
 CLIENT_OBJS = $(call obj,$(CLIENTLIB))
 
-PROGS = $(B)/keybrokerd $(B)/keybroker $(B)/keybrokerctl
+PROGS = $(B)/keybrokerd $(B)/keybroker $(B)/keybrokerctl $(B)/keybroker-audit
 LIBKB = $(B)/libkeybroker.so.0 $(B)/libkeybroker.a
 
 all: $(PROGS) $(LIBKB)
@@ -90,7 +91,8 @@ $(B)/keybrokerd: $(B)/broker/keybrokerd.o $(A_BROKER) $(A_PKCS11) \
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(B)/keybrokerctl: $(B)/client/keybrokerctl.o $(B)/client/kb_output.o \
-		$(B)/client/ctl_socket.o $(B)/client/ctl_keys.o \
+		$(B)/client/ctl_socket.o $(B)/client/ctl_session.o \
+		$(B)/client/ctl_keys.o \
 		$(A_BROKER) $(A_PKCS11) $(A_CONFIG) $(A_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -98,6 +100,16 @@ $(B)/keybroker: $(B)/client/keybroker.o $(B)/client/kb_output.o \
 		$(B)/client/kb_byok.o $(B)/common/kb_pkey.o \
 		$(B)/common/kb_secret.o $(B)/libkeybroker.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcrypto) -lpthread
+
+# The auditor's tool: reads trails on any machine, needs no token.
+AUDIT_TOOL = client/keybroker-audit.c client/audit_verify.c \
+	client/audit_status.c client/audit_records.c client/audit_query.c \
+	client/audit_report.c client/ctl_session.c client/ctl_socket.c \
+	client/kb_output.c
+$(B)/keybroker-audit: $(call obj,$(AUDIT_TOOL)) $(B)/libkeybroker.a \
+		$(A_COMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcrypto jansson) \
+		-lpthread
 
 $(B)/libkeybroker.a: $(CLIENT_OBJS)
 	rm -f $@
@@ -260,6 +272,7 @@ install: all
 	install -m 0755 $(B)/keybrokerd $(DESTDIR)$(SBINDIR)/keybrokerd
 	install -m 0755 $(B)/keybrokerctl $(DESTDIR)$(SBINDIR)/keybrokerctl
 	install -m 0755 $(B)/keybroker $(DESTDIR)$(BINDIR)/keybroker
+	install -m 0755 $(B)/keybroker-audit $(DESTDIR)$(BINDIR)/keybroker-audit
 	install -m 0644 $(B)/libkeybroker.a $(DESTDIR)$(LIBDIR)/
 	install -m 0755 $(B)/libkeybroker.so.0 $(DESTDIR)$(LIBDIR)/
 	ln -sf libkeybroker.so.0 $(DESTDIR)$(LIBDIR)/libkeybroker.so

@@ -62,20 +62,32 @@ int kb_acl_grant(struct kb_acl *acl, const char *identity, const char *pattern,
 	return 0;
 }
 
-bool kb_acl_allows(const struct kb_acl *acl, const char *identity,
-		   const char *key, unsigned int perm)
+const char *kb_acl_match(const struct kb_acl *acl, const char *identity,
+			 const char *key, unsigned int perm)
 {
 	const struct grant *g;
 	size_t i;
 
 	if (perm == 0)
-		return false;
+		return NULL;
 	for (i = 0; i < acl->n; i++) {
 		g = &acl->grants[i];
 		if ((g->perms & perm) == perm &&
 		    strcmp(g->identity, identity) == 0 &&
-		    kb_pattern_match(g->pattern, key))
-			return true;
+		    (key == NULL || kb_pattern_match(g->pattern, key)))
+			return g->pattern;
 	}
-	return false;
+	return NULL;
+}
+
+bool kb_acl_allows(const struct kb_acl *acl, const char *identity,
+		   const char *key, unsigned int perm)
+{
+	return kb_acl_match(acl, identity, key, perm) != NULL;
+}
+
+const char *kb_acl_holds(const struct kb_acl *acl, const char *identity,
+			 unsigned int perm)
+{
+	return kb_acl_match(acl, identity, NULL, perm);
 }

@@ -25,5 +25,11 @@ int kb_acl_grant(struct kb_acl *acl, const char *identity, const char *pattern,
 /* True if some grant gives identity every bit of perm on key. */
 bool kb_acl_allows(const struct kb_acl *acl, const char *identity,
 		   const char *key, unsigned int perm);
+/* The same, naming the key pattern of the first grant that does; or NULL. */
+const char *kb_acl_match(const struct kb_acl *acl, const char *identity,
+			 const char *key, unsigned int perm);
+/* The key pattern of the first grant giving identity perm on any key. */
+const char *kb_acl_holds(const struct kb_acl *acl, const char *identity,
+			 unsigned int perm);
 
 #endif

@@ -24,6 +24,7 @@ void kb_catalog_free(struct catalog *c)
 	for (i = 0; i < c->n; i++)
 		EVP_PKEY_free(c->v[i].pub);
 	EVP_PKEY_free(c->issuer_pub);
+	EVP_PKEY_free(c->audit_pub);
 	for (i = 0; i < c->n_revoked; i++)
 		free(c->revoked[i]);
 	free(c->revoked);
@@ -513,12 +514,11 @@ static int probe_native_oaep(struct kb_keystore *ks,
 							  KB_STATUS_OK;
 }
 
-/* The RSA1_5 key-derivation secret, or CK_INVALID_HANDLE. Needs admin_lock. */
-static CK_OBJECT_HANDLE find_kdk_secret(struct kb_keystore *ks,
+CK_OBJECT_HANDLE kb_catalog_find_secret(struct kb_keystore *ks,
+					const char *label, const char *what,
 					struct kb_findings *f)
 {
-	struct p11_match m = { .cls = P11_CLASS_SECRET_KEY,
-			       .label = KDK_LABEL };
+	struct p11_match m = { .cls = P11_CLASS_SECRET_KEY, .label = label };
 	CK_OBJECT_HANDLE *objs, h = CK_INVALID_HANDLE;
 	size_t n;
 
@@ -526,11 +526,10 @@ static CK_OBJECT_HANDLE find_kdk_secret(struct kb_keystore *ks,
 	if (p11_find(ks->tok, ks->admin, &m, &objs, &n) != KB_STATUS_OK)
 		return CK_INVALID_HANDLE;
 	if (n > 1)
-		kb_keyadmin_note(
-			f, "%zu secret keys are labelled '%s'; RSA1_5 is off",
-			n, KDK_LABEL);
-	else if (n == 1 &&
-		 kb_keyadmin_key_protected(ks, objs[0], "the RSA1_5 secret", f))
+		kb_keyadmin_note(f,
+				 "%zu secret keys are labelled '%s'; %s is off",
+				 n, label, what);
+	else if (n == 1 && kb_keyadmin_key_protected(ks, objs[0], what, f))
 		h = objs[0];
 	free(objs);
 	return h;
@@ -550,8 +549,10 @@ static int probe_paths(struct kb_keystore *ks, struct catalog *c,
 
 	for (alg = 0; alg < KB_ALG_COUNT; alg++)
 		c->path[alg] = KB_PATH_NONE;
-	c->kdk_secret = ks->allow_rsa1_5 ? find_kdk_secret(ks, f) :
-					   CK_INVALID_HANDLE;
+	c->kdk_secret = ks->allow_rsa1_5 ?
+				kb_catalog_find_secret(ks, KDK_LABEL,
+						       "the RSA1_5 secret", f) :
+				CK_INVALID_HANDLE;
 	/* A version that decrypts: not damaged, not a key-exchange key. */
 	for (i = 0; i < c->n && (c->v[i].info.damaged ||
 				 c->v[i].info.key_ops == KB_KEYOP_IMPORT);
@@ -775,7 +776,8 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 		qsort(c->v, c->n, sizeof(*c->v), version_cmp);
 	if ((r = probe_paths(ks, c, &f)) != KB_STATUS_OK)
 		goto out_free;
-	if ((r = kb_identity_load(ks, c, &f)) != KB_STATUS_OK)
+	if ((r = kb_identity_load(ks, c, &f)) != KB_STATUS_OK ||
+	    (r = kb_auditkey_load(ks, c, &f)) != KB_STATUS_OK)
 		goto out_free;
 	log_findings(ks, &f);
 	for (i = 0; i < c->n; i++) {

@@ -90,25 +90,23 @@ static bool signs_only(struct kb_keystore *ks, CK_OBJECT_HANDLE key)
 	return (o.have & uses) == uses && (o.set & uses) == 0;
 }
 
-/*
- * Finds the issuer key pair (label ISSUER_LABEL, EC P-256) and caches its
- * handle and public key in c. Needs admin_lock.
- */
-static int load_issuer(struct kb_keystore *ks, struct catalog *c,
-		       struct kb_findings *f)
+int kb_identity_load_signer(struct kb_keystore *ks, const char *label,
+			    const char *what, CK_OBJECT_HANDLE *priv,
+			    EVP_PKEY **pub, char *idhex, struct kb_findings *f)
 {
 	/* Every object of the label: planted ones are refused by name. */
 	struct p11_match mpriv = { .cls = P11_CLASS_PRIVATE_KEY,
 				   .type = P11_TYPE_EC,
-				   .label = ISSUER_LABEL };
+				   .label = label };
 	struct p11_match mpub = { .cls = P11_CLASS_PUBLIC_KEY,
 				  .type = P11_TYPE_EC,
-				  .label = ISSUER_LABEL };
+				  .label = label };
 	CK_OBJECT_HANDLE *privs = NULL, *pubs = NULL;
 	struct p11_object *po = NULL, *pp = NULL;
 	size_t nprivs, npubs;
 	int r;
 
+	*pub = NULL;
 	if ((r = p11_find(ks->tok, ks->admin, &mpriv, &privs, &nprivs)) !=
 		    KB_STATUS_OK ||
 	    (r = p11_find(ks->tok, ks->admin, &mpub, &pubs, &npubs)) !=
@@ -116,24 +114,24 @@ static int load_issuer(struct kb_keystore *ks, struct catalog *c,
 		goto out;
 	r = KB_ERR_NOT_FOUND;
 	if (nprivs > 1 || npubs > 1)
-		kb_keyadmin_note(
-			f,
-			"%zu private and %zu public keys are labelled '%s'; "
-			"identity tokens are off until one pair is left",
-			nprivs, npubs, ISSUER_LABEL);
+		kb_keyadmin_note(f,
+				 "%zu private and %zu public keys are labelled "
+				 "'%s'; %s is off until one pair is left",
+				 nprivs, npubs, label, what);
 	if (nprivs != 1 || npubs != 1)
 		goto out;
-	/* A planted signing key would let its holder mint any identity. */
-	if (!kb_keyadmin_key_protected(ks, privs[0], "the token-signing key",
-				       f)) {
+	/* A planted signing key would let its holder forge what it signs. */
+	if (!kb_keyadmin_key_protected(ks, privs[0], what, f)) {
 		r = KB_ERR_PARAM;
 		goto out;
 	}
 	if (!signs_only(ks, privs[0]))
 		kb_keyadmin_note(
-			f, "the token-signing key also allows decrypt, unwrap "
-			   "or derive (made by an older keybroker); the "
-			   "broker only signs with it");
+			f,
+			"%s also allows decrypt, unwrap or derive "
+			"(made by an older keybroker); the broker only "
+			"signs with it",
+			what);
 	if ((po = malloc(sizeof(*po))) == NULL ||
 	    (pp = malloc(sizeof(*pp))) == NULL) {
 		r = KB_ERR_NOMEM;
@@ -148,25 +146,26 @@ static int load_issuer(struct kb_keystore *ks, struct catalog *c,
 	    !(pp->have & P11_A_ID) || pp->id_len != po->id_len ||
 	    memcmp(po->id, pp->id, po->id_len) != 0 ||
 	    !(pp->have & P11_A_EC_POINT) ||
-	    (c->issuer_pub = ec_public_key(pp->ec_point, pp->ec_point_len)) ==
-		    NULL) {
+	    (*pub = ec_public_key(pp->ec_point, pp->ec_point_len)) == NULL) {
 		kb_keyadmin_note(f,
-				 "the token-signing key's public object is not "
-				 "its own (ID or point); refused");
+				 "%s's public object is not its own (ID or "
+				 "point); refused",
+				 what);
 		r = KB_ERR_PARAM;
 		goto out;
 	}
-	if (!pair_matches(ks, privs[0], c->issuer_pub)) {
-		kb_keyadmin_note(
-			f, "the token-signing key's public object does not "
-			   "verify what the private key signs; refused");
-		EVP_PKEY_free(c->issuer_pub);
-		c->issuer_pub = NULL;
+	if (!pair_matches(ks, privs[0], *pub)) {
+		kb_keyadmin_note(f,
+				 "%s's public object does not verify what the "
+				 "private key signs; refused",
+				 what);
+		EVP_PKEY_free(*pub);
+		*pub = NULL;
 		r = KB_ERR_PARAM;
 		goto out;
 	}
-	c->issuer_priv = privs[0];
-	kb_hex_encode(c->issuer_kid, po->id, KB_VERSION_BYTES);
+	*priv = privs[0];
+	kb_hex_encode(idhex, po->id, KB_VERSION_BYTES);
 	r = KB_STATUS_OK;
 out:
 	free(po);
@@ -371,7 +370,10 @@ int kb_identity_revoke(struct kb_keystore *ks, const char *jti, char *err,
 int kb_identity_load(struct kb_keystore *ks, struct catalog *c,
 		     struct kb_findings *f)
 {
-	int r = load_issuer(ks, c, f);
+	int r = kb_identity_load_signer(ks, ISSUER_LABEL,
+					"the token-signing key",
+					&c->issuer_priv, &c->issuer_pub,
+					c->issuer_kid, f);
 
 	if (r != KB_STATUS_OK && r != KB_ERR_NOT_FOUND && r != KB_ERR_PARAM)
 		return r;

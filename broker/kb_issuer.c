@@ -66,38 +66,14 @@ EVP_PKEY *kb_issuer_key(struct kb_keystore *ks, char *kid)
 	return pub;
 }
 
+static CK_OBJECT_HANDLE pick_issuer(const struct catalog *c)
+{
+	return c->issuer_pub != NULL ? c->issuer_priv : CK_INVALID_HANDLE;
+}
+
 int kb_issuer_sign(struct kb_keystore *ks, struct kb_keyworker *w,
 		   const unsigned char *digest, unsigned char *sig)
 {
-	CK_OBJECT_HANDLE key;
-	struct catalog *c;
-	int attempt, r;
-
-	for (attempt = 0; attempt < 2; attempt++) {
-		/* The key of the catalogue in force: recovery re-reads it. */
-		key = CK_INVALID_HANDLE;
-		if ((c = kb_catalog_get(ks)) != NULL && c->issuer_pub != NULL)
-			key = c->issuer_priv;
-		kb_catalog_put(ks, c);
-		if (key == CK_INVALID_HANDLE)
-			return KB_ERR_NOT_FOUND;
-		if (w == NULL) {
-			kb_keyadmin_enter(ks);
-			r = kb_identity_es256_sign(ks->tok, ks->admin, key,
-						   digest, sig);
-			kb_keyadmin_leave(ks);
-			return r;
-		}
-		if ((r = kb_keystore_ensure_available(ks)) != KB_STATUS_OK)
-			return r;
-		pthread_rwlock_rdlock(&ks->module_lock);
-		if ((r = kb_keyworker_session(w)) == KB_STATUS_OK)
-			r = kb_identity_es256_sign(ks->tok, w->h, key, digest,
-						   sig);
-		pthread_rwlock_unlock(&ks->module_lock);
-		if (r != KB_ERR_HSM ||
-		    kb_keystore_recover(ks, w->gen) != KB_STATUS_OK)
-			break;
-	}
-	return r;
+	return kb_keystore_token_sign(ks, w, pick_issuer, P11_MECH_ECDSA,
+				      digest, 32, sig, 64);
 }

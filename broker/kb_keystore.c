@@ -17,8 +17,23 @@
 #include "kb_secret.h"
 #include "p11_store.h"
 
+void kb_keystore_observe(struct kb_keystore *ks,
+			 void (*fn)(void *arg, const struct kb_notice *n),
+			 void *arg)
+{
+	ks->observer = fn;
+	ks->observer_arg = arg;
+}
+
+void kb_keystore_notify(struct kb_keystore *ks, const struct kb_notice *n)
+{
+	if (ks->observer != NULL)
+		ks->observer(ks->observer_arg, n);
+}
+
 int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen)
 {
+	struct kb_notice notice = { .event = "token", .message = "" };
 	char err[256];
 	time_t now = time(NULL);
 	bool ok;
@@ -58,16 +73,23 @@ int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen)
 	pthread_rwlock_unlock(&ks->module_lock);
 
 	pthread_mutex_lock(&ks->lock);
-	if (r == KB_STATUS_OK && !ks->available)
+	if (r == KB_STATUS_OK && !ks->available) {
 		kb_info("token '%s' is back", p11_token_label(ks->tok));
-	else if (r != KB_STATUS_OK && ks->available)
+		notice.state = "back";
+	} else if (r != KB_STATUS_OK && ks->available) {
 		kb_err("token unavailable: %s; requests get HsmUnavailable "
 		       "until it returns",
 		       err);
+		notice.state = "lost";
+		notice.status = KB_ERR_HSM;
+		notice.message = err;
+	}
 	ks->available = r == KB_STATUS_OK;
 	ks->gen++;
 	pthread_mutex_unlock(&ks->lock);
 	pthread_mutex_unlock(&ks->admin_lock);
+	if (notice.state != NULL)
+		kb_keystore_notify(ks, &notice);
 	return r == KB_STATUS_OK ? KB_STATUS_OK : KB_ERR_HSM;
 }
 
@@ -368,6 +390,60 @@ int kb_keyworker_session(struct kb_keyworker *w)
 		return KB_ERR_HSM;
 	w->open = true;
 	return KB_STATUS_OK;
+}
+
+/* One signature on session h; KB_ERR_HSM if the token failed. */
+static int sign_once(struct kb_keystore *ks, CK_SESSION_HANDLE h,
+		     CK_OBJECT_HANDLE key, enum p11_mech mech,
+		     const unsigned char *in, size_t inlen, unsigned char *out,
+		     size_t outlen)
+{
+	size_t n;
+	CK_RV rv;
+
+	if ((rv = p11_sign(ks->tok, h, key, mech, in, inlen, out, outlen,
+			   &n)) != CKR_OK)
+		return p11_rv_is_token_lost(rv) ? KB_ERR_HSM :
+						  KB_ERR_UNSUPPORTED;
+	return n == outlen ? KB_STATUS_OK : KB_ERR_UNSUPPORTED;
+}
+
+int kb_keystore_token_sign(struct kb_keystore *ks, struct kb_keyworker *w,
+			   kb_key_pick pick, enum p11_mech mech,
+			   const unsigned char *in, size_t inlen,
+			   unsigned char *out, size_t outlen)
+{
+	CK_OBJECT_HANDLE key;
+	struct catalog *c;
+	int attempt, r;
+
+	for (attempt = 0; attempt < 2; attempt++) {
+		/* The key of the catalogue in force: recovery re-reads it. */
+		key = CK_INVALID_HANDLE;
+		if ((c = kb_catalog_get(ks)) != NULL)
+			key = pick(c);
+		kb_catalog_put(ks, c);
+		if (key == CK_INVALID_HANDLE)
+			return KB_ERR_NOT_FOUND;
+		if (w == NULL) {
+			kb_keyadmin_enter(ks);
+			r = sign_once(ks, ks->admin, key, mech, in, inlen, out,
+				      outlen);
+			kb_keyadmin_leave(ks);
+			return r;
+		}
+		if ((r = kb_keystore_ensure_available(ks)) != KB_STATUS_OK)
+			return r;
+		pthread_rwlock_rdlock(&ks->module_lock);
+		if ((r = kb_keyworker_session(w)) == KB_STATUS_OK)
+			r = sign_once(ks, w->h, key, mech, in, inlen, out,
+				      outlen);
+		pthread_rwlock_unlock(&ks->module_lock);
+		if (r != KB_ERR_HSM ||
+		    kb_keystore_recover(ks, w->gen) != KB_STATUS_OK)
+			break;
+	}
+	return r;
 }
 
 /*

@@ -109,6 +109,25 @@ int kb_keystore_ensure_rsa15_secret(struct kb_keystore *ks);
 /* Re-reads the catalogue from the token now; the old one stays on failure. */
 int kb_keystore_reload(struct kb_keystore *ks);
 
+/* What the key store did or saw by itself: for the audit trail. */
+struct kb_notice {
+	const char *event; /* "token" (lost or back) or "lifecycle" */
+	const char *op; /* lifecycle: "rotate", "purge" or "notify" */
+	const char *state; /* token: "lost" or "back" */
+	const char *key, *version; /* lifecycle; version may be "" */
+	int status; /* KB_STATUS_OK or the KB_ERR_* it failed with */
+	const char *message; /* "" or what went wrong */
+};
+
+/*
+ * Calls fn(arg, notice) for each notice, on whichever thread sees it,
+ * possibly holding the key store's admin lock: fn must not call into the
+ * key store. Set before threads start.
+ */
+void kb_keystore_observe(struct kb_keystore *ks,
+			 void (*fn)(void *arg, const struct kb_notice *n),
+			 void *arg);
+
 /* Calls fn for each key version, in name then creation order. */
 int kb_keystore_foreach(struct kb_keystore *ks,
 			void (*fn)(const struct kb_key_info *, void *),

@@ -18,6 +18,7 @@
  *   kb_keystore.c   opening, sessions and recovery; operations on keys
  *   kb_lifecycle.c  admin writes: versions, attributes, deletion
  *   kb_issuer.c     making and using the token-signing key
+ *   kb_auditkey.c   making and using the audit trail's keys
  */
 #ifndef KB_KEYSTORE_PARTS_H
 #define KB_KEYSTORE_PARTS_H
@@ -28,6 +29,7 @@
 #include <time.h>
 
 #include "kb_key.h"
+#include "kb_keystore.h"
 #include "p11_confirm.h"
 #include "p11_object.h"
 #include "p11_token.h"
@@ -35,6 +37,8 @@
 #define META_APPLICATION "keybroker:key-version"
 #define KDK_LABEL "keybroker-rsa1_5-kdk"
 #define ISSUER_LABEL "keybroker-issuer"
+#define AUDIT_LABEL "keybroker-audit"
+#define AUDIT_HMAC_LABEL "keybroker-audit-hmac"
 #define KEYSTATE_APPLICATION "keybroker:key"
 #define GENERATION_APPLICATION "keybroker:generation"
 #define GENERATION_LABEL "keybroker-generation"
@@ -78,6 +82,11 @@ struct catalog {
 	CK_OBJECT_HANDLE issuer_priv;
 	EVP_PKEY *issuer_pub;
 	char issuer_kid[KB_VERSION_LEN + 1];
+	/* The audit trail's checkpoint key and HMAC secret, if there. */
+	CK_OBJECT_HANDLE audit_priv;
+	EVP_PKEY *audit_pub;
+	char audit_id[KB_VERSION_LEN + 1];
+	CK_OBJECT_HANDLE audit_hmac; /* CK_INVALID_HANDLE if none */
 	/* Keys that have a state object, sorted by name. */
 	struct key_state *states;
 	size_t n_states;
@@ -94,6 +103,9 @@ struct kb_keystore {
 	int recoverable_days; /* a deleted key's retention */
 	bool allow_import; /* believe keys marked imported */
 	char *module, *uri, *pin_file, *confirm_exe; /* its strings */
+	/* kb_keystore_observe's: told of notices */
+	void (*observer)(void *arg, const struct kb_notice *n);
+	void *observer_arg;
 
 	pthread_mutex_t lock; /* guards cat, revoked, gen, available, times */
 	struct catalog *cat;
@@ -234,6 +246,17 @@ int kb_keyadmin_create_confirmed(struct kb_keystore *ks,
 int kb_identity_es256_sign(struct p11_token *tok, CK_SESSION_HANDLE h,
 			   CK_OBJECT_HANDLE key, const unsigned char *digest,
 			   unsigned char *sig);
+/*
+ * Finds the EC P-256 signing pair of label (an issuer or audit key; what
+ * names it in notes): one private key, protected (kb_keyadmin_key_protected),
+ * and its public object, shown to verify what the private key signs.
+ * Sets *priv, *pub (the caller's) and idhex (its CKA_ID, KB_VERSION_LEN + 1
+ * bytes). KB_ERR_NOT_FOUND if there is none, KB_ERR_PARAM if refused (a
+ * note says why). Needs admin_lock.
+ */
+int kb_identity_load_signer(struct kb_keystore *ks, const char *label,
+			    const char *what, CK_OBJECT_HANDLE *priv,
+			    EVP_PKEY **pub, char *idhex, struct kb_findings *f);
 /* Finds the issuer key and the revoked jtis for c. Needs admin_lock. */
 int kb_identity_load(struct kb_keystore *ks, struct catalog *c,
 		     struct kb_findings *f);
@@ -321,5 +344,35 @@ int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen);
 int kb_keystore_ensure_available(struct kb_keystore *ks);
 /* A live session of the current generation. Needs module_lock shared. */
 int kb_keyworker_session(struct kb_keyworker *w);
+
+/* Tells the observer, if any, of n. Hold no lock but admin_lock. */
+void kb_keystore_notify(struct kb_keystore *ks, const struct kb_notice *n);
+
+/* A key of the catalogue in force, or CK_INVALID_HANDLE. */
+typedef CK_OBJECT_HANDLE (*kb_key_pick)(const struct catalog *c);
+/*
+ * Signs in[0..inlen) with the key pick chooses, by mech, into out, which
+ * must come out exactly outlen bytes long; on w's session (recovering
+ * the token once if it was lost) or, with w NULL, the admin session.
+ * KB_ERR_NOT_FOUND if there is no such key.
+ */
+int kb_keystore_token_sign(struct kb_keystore *ks, struct kb_keyworker *w,
+			   kb_key_pick pick, enum p11_mech mech,
+			   const unsigned char *in, size_t inlen,
+			   unsigned char *out, size_t outlen);
+
+/*
+ * The one protected secret key of label (what names it in notes), or
+ * CK_INVALID_HANDLE. Needs admin_lock.
+ */
+CK_OBJECT_HANDLE kb_catalog_find_secret(struct kb_keystore *ks,
+					const char *label, const char *what,
+					struct kb_findings *f);
+
+/* ---- kb_auditkey.c ---- */
+
+/* Finds the audit keys for c. Needs admin_lock. */
+int kb_auditkey_load(struct kb_keystore *ks, struct catalog *c,
+		     struct kb_findings *f);
 
 #endif

@@ -1318,6 +1318,22 @@ static bool notified(struct kb_keystore *ks, const struct kb_key_info *info)
 	return false;
 }
 
+/* Tells the trail what the broker did to a key by itself. */
+static void tell(struct kb_keystore *ks, const char *op, const char *key,
+		 const char *version, int status, const char *message)
+{
+	struct kb_notice n = {
+		.event = "lifecycle",
+		.op = op,
+		.key = key,
+		.version = version,
+		.status = status,
+		.message = message,
+	};
+
+	kb_keystore_notify(ks, &n);
+}
+
 /* What name's rotation policy says to do now. Needs admin_lock. */
 static void apply_policy(struct kb_keystore *ks, const char *name, time_t now)
 {
@@ -1326,6 +1342,7 @@ static void apply_policy(struct kb_keystore *ks, const char *name, time_t now)
 	const struct kb_rotation_policy *p = &st.policy;
 	char err[512];
 	bool rotate;
+	int r;
 
 	if ((cur = malloc(sizeof(*cur))) == NULL ||
 	    (info = malloc(sizeof(*info))) == NULL ||
@@ -1333,10 +1350,12 @@ static void apply_policy(struct kb_keystore *ks, const char *name, time_t now)
 		goto out;
 	state_locked(ks, name, &st);
 	if (p->notify_before_expiry != 0 && cur->exp != 0 &&
-	    now >= cur->exp - p->notify_before_expiry && !notified(ks, cur))
+	    now >= cur->exp - p->notify_before_expiry && !notified(ks, cur)) {
 		kb_warn("key %s: version %s expires in %lld s (rotation policy "
 			"notify)",
 			name, cur->version, (long long)(cur->exp - now));
+		tell(ks, "notify", name, cur->version, KB_STATUS_OK, "");
+	}
 	rotate = (p->rotate_after_create != 0 &&
 		  now >= cur->created + p->rotate_after_create) ||
 		 (p->rotate_before_expiry != 0 && cur->exp != 0 &&
@@ -1344,13 +1363,16 @@ static void apply_policy(struct kb_keystore *ks, const char *name, time_t now)
 	if (!rotate)
 		goto out;
 	kb_keyadmin_look(ks); /* the tick entered without it */
-	if (rotate_locked(ks, name, info, err, sizeof(err)) == KB_STATUS_OK) {
+	if ((r = rotate_locked(ks, name, info, err, sizeof(err))) ==
+	    KB_STATUS_OK) {
 		kb_info("key %s rotated by its policy: version %s is current",
 			name, info->version);
+		tell(ks, "rotate", name, info->version, r, "");
 	} else {
 		kb_warn("key %s: scheduled rotation failed: %s; next try in "
 			"%d s",
 			name, err, ROTATE_RETRY_S);
+		tell(ks, "rotate", name, "", r, err);
 		ks->tick_retry_after = now + ROTATE_RETRY_S;
 	}
 out:
@@ -1363,6 +1385,7 @@ void kb_lifecycle_tick(struct kb_keystore *ks, time_t now)
 	char(*names)[KB_NAME_MAX + 1], err[512];
 	bool available;
 	size_t i, n;
+	int r;
 
 	if (!kb_keyadmin_try_enter(ks))
 		return;
@@ -1376,14 +1399,16 @@ void kb_lifecycle_tick(struct kb_keystore *ks, time_t now)
 		goto out;
 	n = due_keys(ks, retention_over, now, &names);
 	for (i = 0; i < n; i++) {
-		if (purge_locked(ks, names[i], err, sizeof(err)) ==
+		if ((r = purge_locked(ks, names[i], err, sizeof(err))) ==
 		    KB_STATUS_OK) {
 			kb_info("key %s purged: its retention ended", names[i]);
+			tell(ks, "purge", names[i], "", r, "");
 			continue;
 		}
 		kb_warn("key %s: purge after retention failed: %s; next try "
 			"in %d s",
 			names[i], err, ROTATE_RETRY_S);
+		tell(ks, "purge", names[i], "", r, err);
 		ks->tick_retry_after = now + ROTATE_RETRY_S;
 		break;
 	}

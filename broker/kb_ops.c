@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: MIT
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "kb_audit.h"
+#include "kb_auditkey.h"
 #include "kb_b64.h"
 #include "kb_identity.h"
 #include "kb_issuer.h"
@@ -15,6 +19,7 @@
 #include "kb_log.h"
 #include "kb_ops.h"
 #include "kb_proto.h"
+#include "kb_record.h"
 #include "kb_secret.h"
 
 /* revokeToken's ids fit the keystore's list: only memory can fail there. */
@@ -477,12 +482,13 @@ static json_t *do_authenticate(struct kb_call *call, struct kb_error *err)
 	const struct kb_request *req = call->req;
 	struct kb_caller *caller = call->caller;
 	const struct kb_identity_cfg *id;
-	char why[256], peer[240], jti[sizeof(caller->jti)];
+	char why[256], peer[240];
+	struct kb_token_ids ids;
 	int64_t expires;
 
 	if (kb_policy_authenticate(call->pol, ops->ks, req->auth.token,
 				   req->auth.token_len, now_us() / 1000000, &id,
-				   &expires, jti, why, sizeof(why)) != 0) {
+				   &expires, &ids, why, sizeof(why)) != 0) {
 		kb_error_set(err, KB_UNAUTHORIZED, "%s", why);
 		return NULL;
 	}
@@ -495,7 +501,7 @@ static json_t *do_authenticate(struct kb_call *call, struct kb_error *err)
 	}
 	snprintf(caller->identity, sizeof(caller->identity), "%s", id->name);
 	caller->expires = expires;
-	memcpy(caller->jti, jti, sizeof(caller->jti));
+	caller->token = ids;
 	return json_pack("{s:s, s:I}", "identity", id->name, "expires",
 			 (json_int_t)expires);
 }
@@ -557,6 +563,7 @@ static json_t *do_get_token(struct kb_call *call, struct kb_error *err)
 			     "the token could not sign; retry later");
 		return NULL;
 	}
+	memcpy(call->minted_jti, jti, sizeof(call->minted_jti));
 	kb_info("getToken: issued token %s for identity '%s' to %s", jti,
 		id->name,
 		(describe_peer(&caller->peer, peer, sizeof(peer)), peer));
@@ -897,16 +904,102 @@ static json_t *do_rewrap(struct kb_call *call, struct kb_error *err)
 	return res;
 }
 
+/* The audit public key as a JWK and a PEM, into res. */
+static int add_public_key(json_t *res, EVP_PKEY *pub)
+{
+	unsigned char point[65];
+	char x[44], y[44], *pem = NULL;
+	BIO *bio = BIO_new(BIO_s_mem());
+	long n;
+	size_t len;
+	int r = -1;
+
+	if (bio == NULL ||
+	    EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_PUB_KEY, point,
+					    sizeof(point), &len) != 1 ||
+	    len != sizeof(point) || PEM_write_bio_PUBKEY(bio, pub) != 1 ||
+	    (n = BIO_get_mem_data(bio, &pem)) <= 0)
+		goto out;
+	kb_b64_encode(x, point + 1, 32);
+	kb_b64_encode(y, point + 33, 32);
+	json_object_set_new(res, "publicKey",
+			    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kty",
+				      "EC", "crv", "P-256", "x", x, "y", y,
+				      "alg", "ES256", "use", "sig"));
+	json_object_set_new(res, "publicKeyPem", json_stringn(pem, (size_t)n));
+	r = 0;
+out:
+	BIO_free(bio);
+	return r;
+}
+
+/*
+ * getAuditStatus [readAudit]: the trail's head, its last checkpoint,
+ * what went unrecorded, and the public key its checkpoints verify with.
+ */
+static json_t *do_get_audit_status(struct kb_call *call, struct kb_error *err)
+{
+	struct kb_audit_status st;
+	char keyid[KB_TRAIL_KEYID_LEN + 1];
+	EVP_PKEY *pub;
+	json_t *res;
+
+	if (call->ops->audit == NULL) {
+		kb_error_set(err, KB_NOT_SUPPORTED,
+			     "this broker keeps no audit trail (audit.enabled "
+			     "is false)");
+		return NULL;
+	}
+	kb_audit_status(call->ops->audit, &st);
+	res = json_pack("{s:s, s:b, s:I, s:s, s:{s:I, s:I}}", "origin",
+			st.origin, "available", st.available, "records",
+			(json_int_t)st.next_seq, "head", st.head, "unrecorded",
+			"served", (json_int_t)st.unrecorded_served, "refused",
+			(json_int_t)st.unrecorded_refused);
+	if (res == NULL)
+		return NULL;
+	if (!st.available)
+		json_object_set_new(res, "reason", json_string(st.reason));
+	json_object_set_new(res, "lastCheckpoint",
+			    st.checkpoint_size == 0 ?
+				    json_null() :
+				    json_pack("{s:I, s:s}", "size",
+					      (json_int_t)st.checkpoint_size,
+					      "time", st.checkpoint_time));
+	if ((pub = kb_auditkey_public(call->ops->ks, keyid)) != NULL) {
+		json_object_set_new(res, "keyid", json_string(keyid));
+		add_public_key(res, pub);
+		EVP_PKEY_free(pub);
+	}
+	return res;
+}
+
 /*
  * Who may do this: an identity that has not expired, within its rate,
  * holding the op's permission on the key. Never reveals whether a key the
  * caller may not use exists.
  */
-static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
-		     const struct kb_caller *caller,
-		     const struct kb_request *req, struct kb_error *err)
+/* Names the access entry (identity, key pattern) that allowed call. */
+static void add_grant(struct kb_call *call, const char *pattern)
 {
+	size_t n = strlen(call->grant);
+	char one[sizeof(call->grant)];
+
+	snprintf(one, sizeof(one), "%s on %s", call->caller->identity, pattern);
+	/* Several permissions may come from one entry or several. */
+	if (strstr(call->grant, one) == NULL)
+		snprintf(call->grant + n, sizeof(call->grant) - n, "%s%s",
+			 n > 0 ? "; " : "", one);
+}
+
+static int authorise(struct kb_call *call, struct kb_error *err)
+{
+	const struct kb_ops *ops = call->ops;
+	const struct kb_policy *pol = call->pol;
+	const struct kb_caller *caller = call->caller;
+	const struct kb_request *req = call->req;
 	unsigned int perm = req->def->perm, bit;
+	const char *pattern;
 
 	if (caller->identity[0] == '\0')
 		return kb_error_set(
@@ -918,7 +1011,8 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 		return kb_error_set(err, KB_UNAUTHORIZED,
 				    "token expired: authenticate again");
 	/* A revocation stops connections that already authenticated. */
-	if (caller->jti[0] != '\0' && kb_identity_revoked(ops->ks, caller->jti))
+	if (caller->token.jti[0] != '\0' &&
+	    kb_identity_revoked(ops->ks, caller->token.jti))
 		return kb_error_set(err, KB_UNAUTHORIZED,
 				    "token has been revoked: authenticate "
 				    "again with another token");
@@ -929,16 +1023,33 @@ static int authorise(const struct kb_ops *ops, const struct kb_policy *pol,
 	 * op needing several permissions (rewrapKey) may hold them by
 	 * several grants.
 	 */
+	if (perm == KB_PERM_READ_AUDIT) {
+		if ((pattern = kb_acl_holds(pol->acl, caller->identity,
+					    perm)) == NULL) {
+			call->missing = kb_perm_name(perm);
+			return kb_error_set(err, KB_FORBIDDEN,
+					    "identity '%s' lacks readAudit",
+					    caller->identity);
+		}
+		add_grant(call, pattern);
+		return 0;
+	}
 	if (!(req->def->fields & KB_F_KEY))
 		return 0;
-	for (bit = 1; bit <= perm; bit <<= 1)
-		if ((perm & bit) && !kb_acl_allows(pol->acl, caller->identity,
-						   req->key.name, bit))
+	for (bit = 1; bit <= perm; bit <<= 1) {
+		if (!(perm & bit))
+			continue;
+		if ((pattern = kb_acl_match(pol->acl, caller->identity,
+					    req->key.name, bit)) == NULL) {
+			call->missing = kb_perm_name(bit);
 			return kb_error_set(
 				err, KB_FORBIDDEN,
 				"identity '%s' lacks %s on key '%s'",
 				caller->identity, kb_perm_name(bit),
 				req->key.name);
+		}
+		add_grant(call, pattern);
+	}
 	return 0;
 }
 
@@ -964,42 +1075,46 @@ static void log_refusal(const struct kb_ops *ops,
 
 /* The op table: every op of protocol v1. */
 static const struct kb_op_def op_rows[] = {
-	{ "authenticate", KB_F_TOKEN, 0, KB_OPF_BARRIER, do_authenticate },
+	{ "authenticate", KB_F_TOKEN, 0, KB_OPF_BARRIER | KB_OPF_UNRECORDED,
+	  do_authenticate },
 	{ "getToken", 0, 0, KB_OPF_TOKEN, do_get_token },
-	{ "getKey", KB_F_KEY, KB_PERM_GET, KB_OPF_IDENTITY, do_get_key },
+	{ "getKey", KB_F_KEY, KB_PERM_GET, KB_OPF_IDENTITY | KB_OPF_UNRECORDED,
+	  do_get_key },
 	{ "wrapKey", KB_F_KEY | KB_F_ALG | KB_F_VALUE, KB_PERM_WRAP_KEY,
-	  KB_OPF_IDENTITY, do_wrap },
+	  KB_OPF_IDENTITY | KB_OPF_UNRECORDED, do_wrap },
 	{ "unwrapKey", KB_F_KEY | KB_F_ALG | KB_F_VALUE, KB_PERM_UNWRAP_KEY,
 	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_unwrap },
-	{ "revokeToken", KB_F_JTI, 0, 0, do_revoke_token },
+	{ "revokeToken", KB_F_JTI, 0, KB_OPF_CHANGES, do_revoke_token },
 	{ "createKey", KB_F_KEY | KB_F_KTY | KB_F_ATTRS, KB_PERM_CREATE,
-	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_create_key },
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN | KB_OPF_CHANGES, do_create_key },
 	{ "importKey", KB_F_KEY | KB_F_ATTRS | KB_F_IMPORT, KB_PERM_IMPORT,
-	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_import_key },
-	{ "rotateKey", KB_F_KEY, KB_PERM_ROTATE, KB_OPF_IDENTITY | KB_OPF_TOKEN,
-	  do_rotate_key },
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN | KB_OPF_CHANGES, do_import_key },
+	{ "rotateKey", KB_F_KEY, KB_PERM_ROTATE,
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN | KB_OPF_CHANGES, do_rotate_key },
 	{ "updateKey", KB_F_KEY | KB_F_ATTRS, KB_PERM_UPDATE,
-	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_update_key },
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN | KB_OPF_CHANGES, do_update_key },
 	{ "getKeys", KB_F_PAGE, KB_PERM_LIST, KB_OPF_IDENTITY, do_get_keys },
 	{ "getKeyVersions", KB_F_KEY | KB_F_PAGE, KB_PERM_LIST, KB_OPF_IDENTITY,
 	  do_get_key_versions },
-	{ "deleteKey", KB_F_KEY, KB_PERM_DELETE, KB_OPF_IDENTITY | KB_OPF_TOKEN,
-	  do_delete_key },
+	{ "deleteKey", KB_F_KEY, KB_PERM_DELETE,
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN | KB_OPF_CHANGES, do_delete_key },
 	{ "getDeletedKey", KB_F_KEY, KB_PERM_LIST, KB_OPF_IDENTITY,
 	  do_get_deleted_key },
 	{ "getDeletedKeys", KB_F_PAGE, KB_PERM_LIST, KB_OPF_IDENTITY,
 	  do_get_deleted_keys },
 	{ "recoverDeletedKey", KB_F_KEY, KB_PERM_RECOVER,
-	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_recover_key },
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN | KB_OPF_CHANGES, do_recover_key },
 	{ "purgeDeletedKey", KB_F_KEY, KB_PERM_PURGE,
-	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_purge_key },
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN | KB_OPF_CHANGES, do_purge_key },
 	{ "getKeyRotationPolicy", KB_F_KEY, KB_PERM_GET, KB_OPF_IDENTITY,
 	  do_get_policy },
 	{ "updateKeyRotationPolicy", KB_F_KEY | KB_F_POLICY, KB_PERM_UPDATE,
-	  KB_OPF_IDENTITY | KB_OPF_TOKEN, do_update_policy },
+	  KB_OPF_IDENTITY | KB_OPF_TOKEN | KB_OPF_CHANGES, do_update_policy },
 	{ "rewrapKey", KB_F_KEY | KB_F_ALG | KB_F_VALUE,
 	  KB_PERM_UNWRAP_KEY | KB_PERM_WRAP_KEY, KB_OPF_IDENTITY | KB_OPF_TOKEN,
 	  do_rewrap },
+	{ "getAuditStatus", 0, KB_PERM_READ_AUDIT,
+	  KB_OPF_IDENTITY | KB_OPF_UNRECORDED, do_get_audit_status },
 };
 
 static const struct kb_op_table op_table = {
@@ -1010,6 +1125,38 @@ static const struct kb_op_table op_table = {
 const struct kb_op_table *kb_ops_table(void)
 {
 	return &op_table;
+}
+
+/*
+ * Appends the request's record to the trail before its reply can go. An
+ * op that must not go unrecorded is then refused, its result (a DEK, a
+ * token) dropped: AuditUnavailable.
+ */
+static void record(struct kb_call *call, struct kb_error *err, json_t **result,
+		   int64_t start_us)
+{
+	const struct kb_request *req = call->req;
+	json_t *rec;
+	int r = -1;
+
+	if (call->ops->audit == NULL)
+		return;
+	if ((rec = kb_record_request(call, err, *result,
+				     now_us() - start_us)) != NULL)
+		r = kb_audit_append(call->ops->audit, rec, err->code == KB_OK);
+	json_decref(rec);
+	if (r == 0 || err->code != KB_OK ||
+	    (req->def->flags & KB_OPF_UNRECORDED))
+		return;
+	json_decref(*result);
+	*result = NULL;
+	kb_error_set(err, KB_AUDIT_UNAVAILABLE,
+		     "%s could not be recorded in the audit trail, so its "
+		     "result is withheld%s",
+		     req->opname,
+		     req->def->flags & KB_OPF_CHANGES ?
+			     " (the change itself was made)" :
+			     "");
 }
 
 char *kb_ops_handle(const struct kb_ops *ops, struct kb_keyworker *w,
@@ -1028,14 +1175,22 @@ char *kb_ops_handle(const struct kb_ops *ops, struct kb_keyworker *w,
 		.status = KB_STATUS_OK,
 		.note = "",
 	};
+	int64_t start_us = now_us();
 	json_t *result = NULL;
 	char *resp;
 
 	if (kb_proto_parse(line, len, ops->instance, &op_table, &req, &err) !=
 	    0)
 		goto reply;
-	if ((req.def->flags & KB_OPF_IDENTITY) &&
-	    authorise(ops, pol, caller, &req, &err) != 0)
+	if (!(req.def->flags & KB_OPF_UNRECORDED) &&
+	    !kb_audit_available(ops->audit)) {
+		kb_error_set(&err, KB_AUDIT_UNAVAILABLE,
+			     "the audit trail cannot be written, so %s is "
+			     "refused until it can (the broker's log says why)",
+			     req.opname);
+		goto reply;
+	}
+	if ((req.def->flags & KB_OPF_IDENTITY) && authorise(&call, &err) != 0)
 		goto reply;
 	if ((req.def->fields & KB_F_ALG) && req.crypt.alg == KB_ALG_RSA1_5 &&
 	    !ops->allow_rsa1_5) {
@@ -1051,6 +1206,7 @@ char *kb_ops_handle(const struct kb_ops *ops, struct kb_keyworker *w,
 reply:
 	if (err.code == KB_OK && result == NULL)
 		kb_error_set(&err, KB_INTERNAL, "internal error");
+	record(&call, &err, &result, start_us);
 	if (err.code == KB_OK) {
 		kb_debug("%s %s %s%s%s: ok%s%s",
 			 caller->identity[0] ? caller->identity : "-",

@@ -17,8 +17,11 @@
 #include "kb_proto.h"
 #include "kb_rate.h"
 
+struct kb_audit;
+
 struct kb_ops {
 	struct kb_keystore *ks;
+	struct kb_audit *audit; /* the trail; NULL: none (tests) */
 	struct kb_policy_holder *policy;
 	struct kb_rate *rate;
 	struct kb_lograte *lograte; /* failed requests, per uid */
@@ -37,6 +40,10 @@ struct kb_call {
 	int status; /* KB_STATUS_OK or KB_ERR_* */
 	struct kb_key_info info;
 	const char *note; /* said when it succeeds (debug), or "" */
+	/* For the trail: what allowed it, or the permission it lacked. */
+	char grant[2 * (KB_IDENTITY_MAX + 128 + 8)];
+	const char *missing;
+	char minted_jti[33]; /* getToken: the id of the token it made */
 };
 
 /* The op table: every op of protocol v1, offered or not. */

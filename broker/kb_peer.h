@@ -33,12 +33,20 @@ struct kb_peer {
 	char user_unit[KB_UNIT_MAX]; /* unit under the uid's own manager */
 };
 
+/* The identity token a caller authenticated with, as the trail names it. */
+struct kb_token_ids {
+	char iss[256];
+	char sub[256];
+	char jti[256]; /* may be "" */
+};
+
 /* Who a request comes from: the peer and the identity it authenticated. */
 struct kb_caller {
 	struct kb_peer peer;
+	uint64_t conn; /* the connection, numbered from 1 at each start */
 	char identity[65]; /* "" before authenticate */
 	int64_t expires; /* Unix seconds; the identity holds until then */
-	char jti[256]; /* of the token it authenticated with; may be "" */
+	struct kb_token_ids token; /* "" before authenticate */
 };
 
 /* Fills peer from a connected Unix socket. Returns 0 or -1. */

@@ -7,9 +7,11 @@
 #include "kb_issuer.h"
 #include "kb_policy.h"
 
-_Static_assert(sizeof(((struct kb_caller *)0)->jti) ==
-		       sizeof(((struct kb_jwt_claims *)0)->jti),
-	       "a caller keeps its token's jti whole");
+_Static_assert(sizeof(((struct kb_token_ids *)0)->jti) ==
+			       sizeof(((struct kb_jwt_claims *)0)->jti) &&
+		       sizeof(((struct kb_token_ids *)0)->sub) ==
+			       sizeof(((struct kb_jwt_claims *)0)->subject),
+	       "a caller keeps its token's jti and sub whole");
 
 const struct kb_identity_cfg *
 kb_policy_system_identity(const struct kb_policy *pol,
@@ -141,7 +143,7 @@ static bool revoked(const char *jti, void *arg)
 int kb_policy_authenticate(const struct kb_policy *pol, struct kb_keystore *ks,
 			   const char *token, size_t len, int64_t now,
 			   const struct kb_identity_cfg **id, int64_t *expires,
-			   char *jti, char *err, size_t errlen)
+			   struct kb_token_ids *ids, char *err, size_t errlen)
 {
 	const struct kb_issuer_cfg *is;
 	struct kb_jwt_claims c;
@@ -174,7 +176,9 @@ int kb_policy_authenticate(const struct kb_policy *pol, struct kb_keystore *ks,
 		return -1;
 	}
 	*expires = c.exp;
-	memcpy(jti, c.jti, sizeof(c.jti));
+	snprintf(ids->iss, sizeof(ids->iss), "%s", c.issuer->issuer);
+	snprintf(ids->sub, sizeof(ids->sub), "%s", c.subject);
+	snprintf(ids->jti, sizeof(ids->jti), "%s", c.jti);
 	return 0;
 }
 

@@ -50,13 +50,13 @@ kb_policy_system_identity(const struct kb_policy *pol,
 /*
  * Verifies token and maps it to an identity: tokens of this broker name
  * the identity in "sub"; an external issuer's subject goes through its
- * subjects list. Returns 0 with *id, *expires and the token's jti (256
- * bytes; "" if it has none), or -1 with err.
+ * subjects list. Returns 0 with *id, *expires and the token's iss, sub
+ * and jti ("" if it has none), or -1 with err.
  */
 int kb_policy_authenticate(const struct kb_policy *pol, struct kb_keystore *ks,
 			   const char *token, size_t len, int64_t now,
 			   const struct kb_identity_cfg **id, int64_t *expires,
-			   char *jti, char *err, size_t errlen);
+			   struct kb_token_ids *ids, char *err, size_t errlen);
 
 /* A holder that hands out references to the current policy. */
 struct kb_policy_holder {

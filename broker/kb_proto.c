@@ -97,6 +97,33 @@ static int parse_id(struct kb_request *req, struct kb_error *err)
 	return 0;
 }
 
+/* correlationId: optional, 1-64 printable ASCII characters. */
+static int parse_correlation(struct kb_request *req, struct kb_error *err)
+{
+	json_t *v = json_object_get(req->root, "correlationId");
+	const char *s;
+	size_t i, n;
+
+	if (v == NULL)
+		return 0;
+	if (!json_is_string(v))
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'correlationId' must be a string");
+	s = json_string_value(v);
+	n = json_string_length(v);
+	if (n == 0 || n > KB_CORRELATION_MAX)
+		return kb_error_set(err, KB_BAD_PARAMETER,
+				    "'correlationId' must be 1-%d characters",
+				    KB_CORRELATION_MAX);
+	for (i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return kb_error_set(err, KB_BAD_PARAMETER,
+					    "'correlationId' must be printable "
+					    "ASCII");
+	memcpy(req->correlation, s, n + 1);
+	return 0;
+}
+
 static int check_fields(struct kb_request *req, unsigned int allowed,
 			struct kb_error *err)
 {
@@ -105,7 +132,8 @@ static int check_fields(struct kb_request *req, unsigned int allowed,
 	json_t *v;
 
 	json_object_foreach(req->root, k, v) {
-		if (strcmp(k, "id") == 0 || strcmp(k, "op") == 0)
+		if (strcmp(k, "id") == 0 || strcmp(k, "op") == 0 ||
+		    strcmp(k, "correlationId") == 0)
 			continue;
 		if ((allowed & KB_F_KEY) &&
 		    (strcmp(k, "key") == 0 || strcmp(k, "version") == 0 ||
@@ -569,7 +597,8 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 	}
 	req->def = def;
 	snprintf(req->opname, sizeof(req->opname), "%s", def->name);
-	if (check_fields(req, def->fields, err) != 0)
+	if (check_fields(req, def->fields, err) != 0 ||
+	    parse_correlation(req, err) != 0)
 		return -1;
 	if ((def->fields & KB_F_TOKEN) && parse_token(req, err) != 0)
 		return -1;

@@ -54,6 +54,16 @@ struct kb_error {
 #define KB_OPF_BARRIER 0x01u
 #define KB_OPF_TOKEN 0x02u
 #define KB_OPF_IDENTITY 0x04u
+/*
+ * UNRECORDED: served even while the audit trail cannot be written
+ * (nothing secret is at stake); every other op is then refused with
+ * AuditUnavailable.
+ */
+#define KB_OPF_UNRECORDED 0x08u
+/* CHANGES: it changes what the token or the broker holds. */
+#define KB_OPF_CHANGES 0x10u
+
+#define KB_CORRELATION_MAX 64 /* bytes of a request's correlationId */
 
 struct kb_call; /* what a handler works with: kb_ops.h */
 
@@ -121,6 +131,7 @@ struct kb_request {
 	json_t *id; /* borrowed from root; NULL until parsed */
 	const struct kb_op_def *def; /* NULL until the op is known */
 	char opname[32];
+	char correlation[KB_CORRELATION_MAX + 1]; /* "" if none */
 	struct kb_keyref key; /* KB_F_KEY: what the ACL is checked on */
 	union { /* which one: by def's fields */
 		struct kb_crypt_params crypt;

@@ -20,6 +20,7 @@
 #include "kb_log.h"
 #include "kb_ops.h"
 #include "kb_proto.h"
+#include "kb_record.h"
 #include "kb_server.h"
 
 #define MAX_EVENTS 64
@@ -60,6 +61,7 @@ struct kb_server {
 	int nevents, next_event;
 
 	struct kb_conn *conns; /* live and dead-but-busy connections */
+	uint64_t last_conn; /* the number of the last one accepted */
 	struct kb_admit *admit; /* counts the live ones, per uid */
 	int max_conns; /* max_connections, lowered to fit the fd limit */
 	bool draining;
@@ -382,6 +384,7 @@ static void accept_all(struct kb_server *srv, int64_t now)
 			continue;
 		}
 		c->events = EPOLLIN;
+		c->caller.conn = ++srv->last_conn;
 		c->next = srv->conns;
 		if (srv->conns != NULL)
 			srv->conns->prev = c;
@@ -521,6 +524,17 @@ static void start_draining(struct kb_server *srv, int64_t now)
 	}
 }
 
+/* The trail's record of a reload: the policy installed (cfg), or why not. */
+static void record_reload(struct kb_server *srv, const struct kb_config *cfg,
+			  const char *why)
+{
+	json_t *rec = kb_record_policy("reload", cfg, why);
+
+	if (rec != NULL)
+		kb_audit_append(srv->ops.audit, rec, cfg != NULL);
+	json_decref(rec);
+}
+
 /*
  * SIGHUP: a new configuration and policy, published whole or not at all,
  * and a fresh look at the token's keys and revocations. Runs on the admin
@@ -540,11 +554,13 @@ static void reload(void *arg)
 	if (kb_config_load(srv->cfg->path, &cfg, err, sizeof(err)) != 0) {
 		kb_err("reload refused, the running configuration stays: %s",
 		       err);
+		record_reload(srv, NULL, err);
 		return;
 	}
 	if ((pol = kb_policy_new(cfg, srv->ops.ks, err, sizeof(err))) == NULL) {
 		kb_err("reload refused, the running configuration stays: %s",
 		       err);
+		record_reload(srv, NULL, err);
 		kb_config_free(cfg);
 		return;
 	}
@@ -556,6 +572,7 @@ static void reload(void *arg)
 		kb_warn("reload: instance, socket, workers, pkcs11 and "
 			"algorithms take effect only at restart");
 	kb_log_set_level(cfg->log_level);
+	record_reload(srv, cfg, "");
 	kb_policy_replace(srv->ops.policy, pol);
 	kb_info("reload: %zu identities, %zu issuers, %zu access entries in "
 		"force",
@@ -755,11 +772,13 @@ static bool server_teardown(struct kb_server *srv)
 }
 
 int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
-		  struct kb_policy_holder *policy, struct kb_listener *listener)
+		  struct kb_policy_holder *policy, struct kb_listener *listener,
+		  struct kb_audit *audit)
 {
 	struct kb_server srv = {
 		.cfg = cfg,
 		.ops = { .ks = ks,
+			 .audit = audit,
 			 .policy = policy,
 			 .rate = kb_rate_new(),
 			 .instance = cfg->instance,

@@ -7,6 +7,7 @@
 #ifndef KB_SERVER_H
 #define KB_SERVER_H
 
+#include "kb_audit.h"
 #include "kb_config.h"
 #include "kb_keystore.h"
 #include "kb_listen.h"
@@ -20,13 +21,15 @@
  * SIGINT, then stops accepting, finishes in-flight requests (for at most
  * cfg->shutdown_grace_ms) and returns 0. SIGHUP reloads the configuration
  * into policy (atomically, or not at all) and re-reads the key catalogue
- * from the token, on the admin lane (kb_admin.h). Returns -1 if it cannot
+ * from the token, on the admin lane (kb_admin.h). Every request and
+ * reload is recorded in audit (NULL: none) before its reply goes.
+ * Returns -1 if it cannot
  * start, and KB_SERVER_STUCK if a thread's call into the token had not
  * returned a second after the grace period: then nothing was freed, and
  * the caller must exit at once without touching the token or ks.
  */
 int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
-		  struct kb_policy_holder *policy,
-		  struct kb_listener *listener);
+		  struct kb_policy_holder *policy, struct kb_listener *listener,
+		  struct kb_audit *audit);
 
 #endif

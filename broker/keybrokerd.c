@@ -10,6 +10,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "kb_audit.h"
+#include "kb_auditkey.h"
 #include "kb_config.h"
 #include "kb_issuer.h"
 #include "kb_jwk.h"
@@ -21,6 +23,7 @@
 #include "kb_policy.h"
 #include "kb_proto.h"
 #include "kb_secret.h"
+#include "kb_record.h"
 #include "kb_server.h"
 #include "p11_confirm.h"
 
@@ -200,6 +203,69 @@ static int protect_purges(struct kb_keystore *ks, const struct kb_config *cfg)
 	return 0;
 }
 
+/* What the key store saw by itself, into the trail. */
+static void record_notice(void *arg, const struct kb_notice *n)
+{
+	json_t *rec = kb_record_notice(n);
+
+	if (rec != NULL)
+		kb_audit_append(arg, rec, true);
+	json_decref(rec);
+}
+
+/*
+ * The trail, with its keys made in the token if need be: NULL with
+ * *failed false when the config turns it off.
+ */
+static struct kb_audit *open_trail(const struct kb_config *cfg,
+				   struct kb_keystore *ks, bool *failed)
+{
+	struct kb_audit *audit;
+	char err[512];
+
+	*failed = false;
+	if (!cfg->audit.enabled) {
+		kb_warn("audit.enabled is false: this broker keeps no audit "
+			"trail");
+		return NULL;
+	}
+	if (kb_auditkey_ensure(ks, err, sizeof(err)) != 0)
+		kb_err("cannot make the audit keys in the token: %s", err);
+	if ((audit = kb_audit_open(&cfg->audit, cfg->instance, ks, err,
+				   sizeof(err))) == NULL) {
+		kb_err("audit trail: %s", err);
+		*failed = true;
+		return NULL;
+	}
+	kb_keystore_observe(ks, record_notice, audit);
+	return audit;
+}
+
+/* The first record of this run: the version, policy and audit key. */
+static void record_start(struct kb_audit *audit, const struct kb_config *cfg)
+{
+	struct kb_audit_status st;
+	json_t *rec;
+
+	if (audit == NULL || (rec = kb_record_policy("start", cfg, "")) == NULL)
+		return;
+	kb_audit_status(audit, &st);
+	json_object_set_new(rec, "release", json_string(KB_VERSION));
+	if (st.keyid[0] != '\0')
+		json_object_set_new(rec, "keyid", json_string(st.keyid));
+	kb_audit_append(audit, rec, true);
+	json_decref(rec);
+}
+
+static void record_stop(struct kb_audit *audit)
+{
+	json_t *rec = json_pack("{s:s}", "event", "stop");
+
+	if (rec != NULL)
+		kb_audit_append(audit, rec, true);
+	json_decref(rec);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -216,7 +282,8 @@ int main(int argc, char **argv)
 	struct kb_listener listener = { .fd = -1, .lock_fd = -1 };
 	struct kb_policy_holder holder;
 	struct kb_policy *pol;
-	bool check_only = false;
+	struct kb_audit *audit = NULL;
+	bool check_only = false, audit_failed;
 	char err[512];
 	int c, nkeys = 0, status = 1;
 
@@ -293,6 +360,9 @@ int main(int argc, char **argv)
 		kb_keystore_ensure_rsa15_secret(ks); /* says why if it fails */
 	if (protect_purges(ks, cfg) != 0)
 		goto out;
+	audit = open_trail(cfg, ks, &audit_failed);
+	if (audit_failed)
+		goto out;
 	kb_keystore_foreach(ks, log_key, &nkeys);
 	if (nkeys == 0)
 		kb_warn("the token holds no keys yet (keybrokerctl create-key)");
@@ -306,7 +376,8 @@ int main(int argc, char **argv)
 		policy_cfg->n_identities, policy_cfg->n_issuers,
 		policy_cfg->n_grants);
 	kb_policy_holder_init(&holder, pol);
-	switch (kb_server_run(cfg, ks, &holder, &listener)) {
+	record_start(audit, policy_cfg);
+	switch (kb_server_run(cfg, ks, &holder, &listener, audit)) {
 	case 0:
 		status = 0;
 		break;
@@ -315,7 +386,9 @@ int main(int argc, char **argv)
 		_exit(1);
 	}
 	kb_policy_holder_uninit(&holder);
+	record_stop(audit);
 out:
+	kb_audit_close(audit);
 	kb_listener_uninit(&listener);
 	kb_keystore_free(ks);
 	kb_config_free(cfg);

@@ -11,15 +11,11 @@
 #include <unistd.h>
 
 #include "ctl_keys.h"
-#include "ctl_socket.h"
+#include "ctl_session.h"
 #include "kb_json.h"
 #include "kb_kid.h"
 #include "kb_secret.h"
 
-#define REPLY_MAX (1024 * 1024)
-/* Generating a 4096-bit key in a token may take a while. */
-#define KEY_OP_TIMEOUT_S 300
-#define TOKEN_FILE_MAX 8192
 #define POLICY_FILE_MAX 4096
 
 void ctl_keys_usage(FILE *f)
@@ -51,122 +47,11 @@ void ctl_keys_usage(FILE *f)
 		"        prints the broker's results as JSON\n");
 }
 
-struct session {
-	int fd;
-	long long next_id;
-	bool json;
-	char *reply; /* REPLY_MAX bytes */
-};
-
 /* A usage error: says what and returns 2. */
 static int usage_error(const char *what)
 {
 	fprintf(stderr, "keybrokerctl: key: %s (see --help)\n", what);
 	return 2;
-}
-
-/*
- * Sends req (taking it) and returns the result (a new reference), or
- * NULL with the broker's code and message (or why there is none) on
- * stderr.
- */
-static json_t *call(struct session *s, const char *verb, json_t *req)
-{
-	json_t *reply = NULL, *res = NULL, *e;
-	char why[256], *line = NULL;
-
-	if (req == NULL ||
-	    json_object_set_new(req, "id", json_integer(s->next_id++)) != 0 ||
-	    (line = kb_json_text(req, JSON_COMPACT, NULL)) == NULL) {
-		fprintf(stderr, "keybrokerctl: key %s: out of memory\n", verb);
-		goto out;
-	}
-	if (ctl_request(s->fd, line, s->reply, REPLY_MAX, KEY_OP_TIMEOUT_S, why,
-			sizeof(why)) != 0) {
-		fprintf(stderr, "keybrokerctl: key %s: the broker: %s\n", verb,
-			why);
-		goto out;
-	}
-	if ((reply = json_loads(s->reply, JSON_DISABLE_EOF_CHECK, NULL)) ==
-	    NULL) {
-		fprintf(stderr, "keybrokerctl: key %s: the reply is not JSON\n",
-			verb);
-		goto out;
-	}
-	if ((res = json_object_get(reply, "result")) != NULL) {
-		json_incref(res);
-		goto out;
-	}
-	e = json_object_get(reply, "error");
-	fprintf(stderr, "keybrokerctl: key %s: %s: %s\n", verb,
-		json_string_value(json_object_get(e, "code")) ?: "?",
-		json_string_value(json_object_get(e, "message")) ?: "?");
-out:
-	if (line != NULL)
-		kb_wipe_free(line, strlen(line) + 1);
-	json_decref(req);
-	json_decref(reply);
-	return res;
-}
-
-/* Reads the first line of path into buf (size bytes). 0 or -1. */
-static int read_line_file(const char *path, char *buf, size_t size)
-{
-	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
-	size_t n;
-
-	if (f == NULL) {
-		fprintf(stderr, "keybrokerctl: %s: %s\n", path,
-			strerror(errno));
-		return -1;
-	}
-	/* Unbuffered: no copy of a private key or token in stdio's buffer. */
-	setvbuf(f, NULL, _IONBF, 0);
-	n = fread(buf, 1, size - 1, f);
-	if (f != stdin)
-		fclose(f);
-	if (n == size - 1) {
-		fprintf(stderr, "keybrokerctl: %s: longer than %zu bytes\n",
-			path, size - 2);
-		return -1;
-	}
-	while (n > 0 &&
-	       (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-		n--;
-	buf[n] = '\0';
-	return 0;
-}
-
-/* Binds the session to an identity: the token in token_file, or getToken. */
-static int authenticate(struct session *s, const char *token_file)
-{
-	char *token = kb_secure_alloc(TOKEN_FILE_MAX);
-	json_t *res = NULL;
-	int r = -1;
-
-	if (token == NULL)
-		return -1;
-	if (token_file != NULL) {
-		if (read_line_file(token_file, token, TOKEN_FILE_MAX) != 0)
-			goto out;
-	} else {
-		res = call(s, "getToken", json_pack("{s:s}", "op", "getToken"));
-		if (res == NULL ||
-		    !json_is_string(json_object_get(res, "access_token")) ||
-		    snprintf(token, TOKEN_FILE_MAX, "%s",
-			     json_string_value(json_object_get(
-				     res, "access_token"))) >= TOKEN_FILE_MAX)
-			goto out;
-		json_decref(res);
-	}
-	res = call(s, "authenticate",
-		   json_pack("{s:s, s:s}", "op", "authenticate", "token",
-			     token));
-	r = res != NULL ? 0 : -1;
-out:
-	json_decref(res);
-	kb_secure_free(token, TOKEN_FILE_MAX);
-	return r;
 }
 
 /* A time option: Unix seconds, YYYY-MM-DDTHH:MM:SSZ, or "none" (0). */
@@ -202,7 +87,8 @@ static json_t *read_field(const char *path, bool as_json)
 	char *text = kb_secure_alloc(FIELD_MAX);
 	json_t *v = NULL;
 
-	if (text != NULL && read_line_file(path, text, FIELD_MAX) == 0) {
+	if (text != NULL &&
+	    ctl_read_line_file("keybrokerctl", path, text, FIELD_MAX) == 0) {
 		v = as_json ? json_loads(text, 0, NULL) : json_string(text);
 		if (v == NULL)
 			fprintf(stderr, "keybrokerctl: %s: not %s\n", path,
@@ -285,7 +171,7 @@ static void print_item(const json_t *item)
 }
 
 /* Prints a result: as JSON, or as lines. */
-static void print_result(const struct session *s, const json_t *res)
+static void print_result(const struct ctl_session *s, const json_t *res)
 {
 	char *text;
 	size_t i;
@@ -308,7 +194,7 @@ static void print_result(const struct session *s, const json_t *res)
 }
 
 /* A list, page after page. */
-static int list(struct session *s, const char *verb, const char *op,
+static int list(struct ctl_session *s, const char *verb, const char *op,
 		const char *key)
 {
 	json_t *req, *res, *link = NULL, *all = json_array();
@@ -322,7 +208,7 @@ static int list(struct session *s, const char *verb, const char *op,
 			json_object_set(req, "nextLink", link);
 		json_decref(link);
 		link = NULL;
-		if ((res = call(s, verb, req)) == NULL)
+		if ((res = ctl_call(s, verb, req)) == NULL)
 			goto out;
 		json_array_extend(all, json_object_get(res, "value"));
 		link = json_incref(json_object_get(res, "nextLink"));
@@ -340,7 +226,7 @@ out:
 }
 
 /* Sends op on key with the fields of extra (taken); prints the result. */
-static int simple(struct session *s, const char *verb, const char *op,
+static int simple(struct ctl_session *s, const char *verb, const char *op,
 		  const char *key, json_t *extra)
 {
 	json_t *req = json_pack("{s:s, s:s}", "op", op, "key", key), *res;
@@ -348,7 +234,7 @@ static int simple(struct session *s, const char *verb, const char *op,
 	if (req != NULL && extra != NULL)
 		json_object_update(req, extra);
 	json_decref(extra);
-	if ((res = call(s, verb, req)) == NULL)
+	if ((res = ctl_call(s, verb, req)) == NULL)
 		return 1;
 	if (strcmp(op, "purgeDeletedKey") == 0 && !s->json)
 		printf("key %s purged\n", key);
@@ -497,7 +383,7 @@ bad:
 	return -1;
 }
 
-static int policy(struct session *s, int argc, char **argv)
+static int policy(struct ctl_session *s, int argc, char **argv)
 {
 	char text[POLICY_FILE_MAX];
 	json_t *p;
@@ -507,7 +393,8 @@ static int policy(struct session *s, int argc, char **argv)
 			      NULL);
 	if (argc != 4 || strcmp(argv[1], "set") != 0)
 		return usage_error("policy get NAME | policy set NAME FILE|-");
-	if (read_line_file(argv[3], text, sizeof(text)) != 0)
+	if (ctl_read_line_file("keybrokerctl", argv[3], text, sizeof(text)) !=
+	    0)
 		return 1;
 	if ((p = json_loads(text, 0, NULL)) == NULL) {
 		fprintf(stderr, "keybrokerctl: %s: not a JSON policy\n",
@@ -519,7 +406,7 @@ static int policy(struct session *s, int argc, char **argv)
 }
 
 /* Runs one verb on an authenticated session. */
-static int run(struct session *s, int argc, char **argv)
+static int run(struct ctl_session *s, int argc, char **argv)
 {
 	const char *verb = argv[0];
 	json_t *fields;
@@ -579,17 +466,16 @@ int ctl_keys(const char *socket_path, int argc, char **argv)
 		{ "json", no_argument, NULL, O_JSON },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct session s = { .fd = -1, .next_id = 1 };
+	struct ctl_session s;
 	const char *token_file = NULL;
-	struct ucred cred;
-	char why[256];
+	bool json = false;
 	int c, r = 1;
 
 	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
 		if (c == O_TOKEN)
 			token_file = optarg;
 		else if (c == O_JSON)
-			s.json = true;
+			json = true;
 		else
 			return usage_error(
 				"key [--token-file F] [--json] VERB");
@@ -598,20 +484,11 @@ int ctl_keys(const char *socket_path, int argc, char **argv)
 		return usage_error("a verb is needed");
 	argc -= optind;
 	argv += optind;
-	if ((s.reply = malloc(REPLY_MAX)) == NULL)
-		return 1;
-	if (ctl_connect(socket_path, &s.fd, &cred, why, sizeof(why)) != 0) {
-		fprintf(stderr,
-			"keybrokerctl: cannot reach the broker on %s: %s\n",
-			socket_path, why);
-		goto out;
-	}
-	if (authenticate(&s, token_file) == 0)
+	if (ctl_session_open(&s, "keybrokerctl: key", socket_path,
+			     token_file) == 0) {
+		s.json = json;
 		r = run(&s, argc, argv);
-out:
-	if (s.fd >= 0)
-		close(s.fd);
-	/* It held the identity token getToken gave. */
-	kb_wipe_free(s.reply, REPLY_MAX);
+	}
+	ctl_session_close(&s);
 	return r;
 }

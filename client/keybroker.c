@@ -27,10 +27,12 @@ static const struct {
 	const char *code;
 	int status;
 } exit_codes[] = {
-	{ "BadRequest", 4 },	  { "BadParameter", 5 }, { "Unauthorized", 6 },
-	{ "Forbidden", 7 },	  { "KeyNotFound", 8 },	 { "KeyDisabled", 9 },
-	{ "NotSupported", 10 },	  { "Conflict", 11 },	 { "Throttled", 12 },
-	{ "HsmUnavailable", 13 }, { "Internal", 14 },
+	{ "BadRequest", 4 },	{ "BadParameter", 5 },
+	{ "Unauthorized", 6 },	{ "Forbidden", 7 },
+	{ "KeyNotFound", 8 },	{ "KeyDisabled", 9 },
+	{ "NotSupported", 10 }, { "Conflict", 11 },
+	{ "Throttled", 12 },	{ "HsmUnavailable", 13 },
+	{ "Internal", 14 },	{ "AuditUnavailable", 15 },
 };
 #define EXIT_OTHER_BROKER_ERROR 14
 
@@ -100,7 +102,7 @@ static void usage(FILE *f)
 		"5 BadParameter, 6 Unauthorized, 7 Forbidden, 8 KeyNotFound,\n"
 		"9 KeyDisabled, 10 NotSupported, 11 Conflict, 12 Throttled,\n"
 		"13 HsmUnavailable, 14 Internal (or an error code this version\n"
-		"does not know)\n",
+		"does not know), 15 AuditUnavailable\n",
 		DEFAULT_SOCKET);
 }
 

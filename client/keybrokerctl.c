@@ -23,6 +23,7 @@
 
 #include "ctl_keys.h"
 #include "ctl_socket.h"
+#include "kb_audit.h"
 #include "kb_config.h"
 #include "kb_identity.h"
 #include "kb_issuer.h"
@@ -817,25 +818,89 @@ static int cmd_identity(const struct kb_config *cfg, int argc, char **argv)
 
 typedef int (*command_fn)(const struct kb_config *, int, char **);
 
+/*
+ * The commands; "direct" ones work on the token with the PIN and are
+ * recorded in the broker's audit trail by this process (the broker
+ * records what goes through its socket, and its reloads).
+ */
 static const struct {
 	const char *name;
 	command_fn fn;
+	bool direct;
 } commands[] = {
-	{ "init-token", cmd_init_token },
-	{ "create-key", cmd_create_key },
-	{ "list-keys", cmd_list_keys },
-	{ "enable-key", cmd_enable_key },
-	{ "disable-key", cmd_disable_key },
-	{ "repair-key", cmd_repair_key },
-	{ "identity", cmd_identity },
-	{ "jwks", cmd_jwks },
-	{ "reload", cmd_reload },
-	{ "key", cmd_key },
-	{ "slots", cmd_slots },
-	{ "set-pin", cmd_set_pin },
-	{ "init-pin", cmd_init_pin },
-	{ NULL, NULL },
+	{ "init-token", cmd_init_token, true },
+	{ "create-key", cmd_create_key, true },
+	{ "list-keys", cmd_list_keys, true },
+	{ "enable-key", cmd_enable_key, true },
+	{ "disable-key", cmd_disable_key, true },
+	{ "repair-key", cmd_repair_key, true },
+	{ "identity", cmd_identity, true },
+	{ "jwks", cmd_jwks, true },
+	{ "reload", cmd_reload, false },
+	{ "key", cmd_key, false },
+	{ "slots", cmd_slots, true },
+	{ "set-pin", cmd_set_pin, true },
+	{ "init-pin", cmd_init_pin, true },
+	{ NULL, NULL, false },
 };
+
+/*
+ * The record of a direct command: what was run (its arguments, never a
+ * secret: PINs and keys come from files), by whom, and how it ended.
+ */
+static json_t *admin_record(int argc, char **argv, int status)
+{
+	json_t *args = json_array(), *rec;
+	int i;
+
+	for (i = 1; i < argc; i++)
+		json_array_append_new(args, json_string(argv[i]));
+	rec = json_pack("{s:s, s:s, s:o, s:s, s:i, s:{s:I, s:I, s:I}}", "event",
+			"admin", "op", argv[0], "args", args, "result",
+			status == 0 ? "ok" : "failed", "exit", status, "peer",
+			"uid", (json_int_t)getuid(), "gid",
+			(json_int_t)getgid(), "pid", (json_int_t)getpid());
+	return rec;
+}
+
+/*
+ * Runs a direct command with the trail open: refused if the trail cannot
+ * be written (as the broker refuses management then), and recorded.
+ */
+static int run_recorded(const struct kb_config *cfg, command_fn fn, int argc,
+			char **argv)
+{
+	struct kb_audit *audit = NULL;
+	char err[512];
+	json_t *rec;
+	int r;
+
+	if (!cfg->audit.enabled)
+		return fn(cfg, argc, argv);
+	audit = kb_audit_open(&cfg->audit, "keybrokerctl", NULL, err,
+			      sizeof(err));
+	if (audit == NULL || !kb_audit_available(audit)) {
+		fprintf(stderr,
+			"keybrokerctl: %s: the audit trail cannot be written "
+			"(%s); refused, as the broker refuses management then\n",
+			argv[0], audit == NULL ? err : "see the message above");
+		kb_audit_close(audit);
+		return 1;
+	}
+	r = fn(cfg, argc, argv);
+	if ((rec = admin_record(argc, argv, r)) == NULL ||
+	    kb_audit_append(audit, rec, true) != 0) {
+		fprintf(stderr,
+			"keybrokerctl: %s: done, but its audit record could "
+			"not be written\n",
+			argv[0]);
+		if (r == 0)
+			r = 1;
+	}
+	json_decref(rec);
+	kb_audit_close(audit);
+	return r;
+}
 
 int main(int argc, char **argv)
 {
@@ -896,7 +961,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "keybrokerctl: %s\n", err);
 		return 1;
 	}
-	r = commands[c].fn(cfg, argc, argv);
+	r = commands[c].direct ? run_recorded(cfg, commands[c].fn, argc, argv) :
+				 commands[c].fn(cfg, argc, argv);
 	kb_config_free(cfg);
 	return r;
 }

@@ -18,6 +18,7 @@ static const char *const code_names[] = {
 	[KB_CONFLICT] = "Conflict",
 	[KB_THROTTLED] = "Throttled",
 	[KB_HSM_UNAVAILABLE] = "HsmUnavailable",
+	[KB_AUDIT_UNAVAILABLE] = "AuditUnavailable",
 	[KB_INTERNAL] = "Internal",
 };
 

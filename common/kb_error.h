@@ -55,6 +55,7 @@ enum kb_code {
 	KB_CONFLICT,
 	KB_THROTTLED,
 	KB_HSM_UNAVAILABLE,
+	KB_AUDIT_UNAVAILABLE, /* the trail cannot be written */
 	KB_INTERNAL,
 };
 

@@ -18,6 +18,7 @@ static const struct {
 	{ "delete", KB_PERM_DELETE },
 	{ "recover", KB_PERM_RECOVER },
 	{ "purge", KB_PERM_PURGE },
+	{ "readAudit", KB_PERM_READ_AUDIT },
 };
 
 #define PERM_DATA (KB_PERM_GET | KB_PERM_WRAP_KEY | KB_PERM_UNWRAP_KEY)
@@ -36,8 +37,8 @@ static const struct {
 	{ "Crypto User", PERM_DATA | KB_PERM_LIST },
 	/* Manages keys: every permission. */
 	{ "Crypto Officer", PERM_DATA | PERM_MANAGE },
-	/* Reads key metadata, never uses a key. */
-	{ "Auditor", KB_PERM_GET | KB_PERM_LIST },
+	/* Reads key metadata and the trail's status, never uses a key. */
+	{ "Auditor", KB_PERM_GET | KB_PERM_LIST | KB_PERM_READ_AUDIT },
 };
 
 int kb_perm_parse(const char *name, unsigned int *perm)

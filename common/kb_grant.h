@@ -24,6 +24,8 @@ enum kb_perm {
 	KB_PERM_DELETE = 1u << 8,
 	KB_PERM_RECOVER = 1u << 9,
 	KB_PERM_PURGE = 1u << 10,
+	/* The audit trail's status (getAuditStatus): on no key in particular. */
+	KB_PERM_READ_AUDIT = 1u << 11,
 };
 
 #define KB_PATTERN_MAX 128 /* bytes of one key pattern */

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Logging for the daemon and tools: one line per event on stderr (journald
- * or a terminal picks it up). Never pass a PIN, token, DEK or ciphertext.
+ * or a terminal picks it up). On journald's stream ($JOURNAL_STREAM names
+ * stderr) a line starts with its syslog priority, "<3>" (error) to "<7>"
+ * (debug), so that journalctl -p err works; elsewhere with the time and
+ * the program. Never pass a PIN, token, DEK or ciphertext.
  */
 #ifndef KB_LOG_H
 #define KB_LOG_H

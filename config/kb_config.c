@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <libconfig.h>
+#include <openssl/evp.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdarg.h>
@@ -68,6 +69,21 @@ static const char *const top_keys[] = {
 	"access",
 	"rate_limit",
 	"keys",
+	"audit",
+	NULL,
+};
+static const char *const audit_keys[] = {
+	"enabled",
+	"directory",
+	"origin",
+	"forward",
+	"fsync_interval_ms",
+	"checkpoint_records",
+	"checkpoint_interval",
+	"rotate_size_mb",
+	"rotate_interval",
+	"reserve_mb",
+	"min_free_mb",
 	NULL,
 };
 static const char *const lifecycle_keys[] = { "recoverable_days",
@@ -739,6 +755,90 @@ static int load_lifecycle(struct cfg_loader *ld, const config_setting_t *root,
 	return 0;
 }
 
+/* An ISO 8601 duration at group.name into seconds, within [min, max]. */
+static int get_duration(struct cfg_loader *ld, const config_setting_t *group,
+			const char *name, const char *def, int64_t min,
+			int64_t max, int64_t *out)
+{
+	const char *text = def;
+
+	if (get_string(ld, group, name, false, def, &text) != 0)
+		return -1;
+	if (kb_duration_parse(text, strlen(text), out) != 0 || *out < min ||
+	    *out > max)
+		return cfg_fail(ld, config_setting_get_member(group, name),
+				"must be an ISO 8601 duration such as \"P1D\" "
+				"or \"PT1H\", from %lld to %lld seconds",
+				(long long)min, (long long)max);
+	return 0;
+}
+
+static int load_audit(struct cfg_loader *ld, const config_setting_t *root,
+		      struct kb_config *cfg)
+{
+	struct kb_audit_cfg *a = &cfg->audit;
+	const char *dir = "audit", *origin = NULL, *forward = "journal";
+	int rotate_mb, reserve_mb, free_mb;
+	char host[256];
+	config_setting_t *g;
+
+	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	if (get_group(ld, root, "audit", false, &g) != 0)
+		return -1;
+	/* The defaults, as the settings below have them. */
+	a->enabled = true;
+	a->fsync_interval_ms = 50;
+	a->checkpoint_records = 1000;
+	a->checkpoint_interval_s = 60;
+	rotate_mb = 64;
+	a->rotate_interval_s = 86400;
+	reserve_mb = 4;
+	free_mb = 64;
+	if (g != NULL &&
+	    (check_known(ld, g, audit_keys) != 0 ||
+	     get_bool(ld, g, "enabled", true, &a->enabled) != 0 ||
+	     get_string(ld, g, "directory", false, "audit", &dir) != 0 ||
+	     get_string(ld, g, "origin", false, host, &origin) != 0 ||
+	     get_string(ld, g, "forward", false, "journal", &forward) != 0 ||
+	     get_int(ld, g, "fsync_interval_ms", 50, 0, 10000,
+		     &a->fsync_interval_ms) != 0 ||
+	     get_int(ld, g, "checkpoint_records", 1000, 1, 1000000,
+		     &a->checkpoint_records) != 0 ||
+	     get_int(ld, g, "checkpoint_interval", 60, 1, 86400,
+		     &a->checkpoint_interval_s) != 0 ||
+	     get_int(ld, g, "rotate_size_mb", 64, 1, 65536, &rotate_mb) != 0 ||
+	     get_duration(ld, g, "rotate_interval", "P1D", 60, 366 * 86400,
+			  &a->rotate_interval_s) != 0 ||
+	     get_int(ld, g, "reserve_mb", 4, 1, 1024, &reserve_mb) != 0 ||
+	     get_int(ld, g, "min_free_mb", 64, 0, 1048576, &free_mb) != 0))
+		return -1;
+	if (origin == NULL)
+		origin = host;
+	if (strlen(origin) > 255 || strpbrk(origin, "\n\r") != NULL)
+		return cfg_fail(
+			ld, g ? config_setting_get_member(g, "origin") : NULL,
+			"must be one line of at most 255 bytes");
+	if (strcmp(forward, "journal") == 0)
+		a->forward = KB_AUDIT_FORWARD_JOURNAL;
+	else if (strcmp(forward, "syslog") == 0)
+		a->forward = KB_AUDIT_FORWARD_SYSLOG;
+	else if (strcmp(forward, "none") == 0)
+		a->forward = KB_AUDIT_FORWARD_NONE;
+	else
+		return cfg_fail(ld, config_setting_get_member(g, "forward"),
+				"must be one of journal, syslog, none");
+	a->rotate_size = (int64_t)rotate_mb << 20;
+	a->reserve = (int64_t)reserve_mb << 20;
+	a->min_free = (int64_t)free_mb << 20;
+	a->directory = resolve_path(ld, dir);
+	a->origin = strdup(origin);
+	if (a->directory == NULL || a->origin == NULL)
+		return cfg_fail(ld, NULL, "out of memory");
+	return 0;
+}
+
 static int load_pkcs11(struct cfg_loader *ld, const config_setting_t *root,
 		       struct kb_config *cfg)
 {
@@ -831,7 +931,8 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	    load_issuers(ld, root, cfg) != 0 ||
 	    load_access(ld, root, cfg) != 0 ||
 	    load_rate_limit(ld, root, cfg) != 0 ||
-	    load_lifecycle(ld, root, cfg) != 0)
+	    load_lifecycle(ld, root, cfg) != 0 ||
+	    load_audit(ld, root, cfg) != 0)
 		return -1;
 	return 0;
 }
@@ -873,6 +974,47 @@ out:
 	return r;
 }
 
+/* The SHA-256 of text[0..len) in hex: the policy's digest in the trail. */
+static void digest_text(const char *text, size_t len, char hex[65])
+{
+	unsigned char md[32];
+
+	EVP_Digest(text, len, md, NULL, EVP_sha256(), NULL);
+	kb_hex_encode(hex, md, sizeof(md));
+}
+
+/*
+ * The digest of the file at path as it is now (read once more: a file
+ * replaced between the two reads gets the digest of what was read here,
+ * which the next reload corrects). -1 if it cannot be read.
+ */
+static int digest_file(const char *path, char hex[65], char *err, size_t errlen)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char buf[8192], md[32];
+	FILE *f = fopen(path, "re");
+	size_t n;
+	int r = -1;
+
+	if (f == NULL || ctx == NULL ||
+	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		goto out;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		if (EVP_DigestUpdate(ctx, buf, n) != 1)
+			goto out;
+	if (ferror(f) || EVP_DigestFinal_ex(ctx, md, NULL) != 1)
+		goto out;
+	kb_hex_encode(hex, md, sizeof(md));
+	r = 0;
+out:
+	if (r != 0)
+		snprintf(err, errlen, "%s: cannot read file", path);
+	EVP_MD_CTX_free(ctx);
+	if (f != NULL)
+		fclose(f);
+	return r;
+}
+
 static void syntax_error(const char *path, const config_t *lc, char *err,
 			 size_t errlen)
 {
@@ -893,8 +1035,10 @@ int kb_config_load(const char *path, struct kb_config **out, char *err,
 			snprintf(err, errlen, "%s: cannot read file", path);
 		else
 			syntax_error(path, &lc, err, errlen);
-	} else {
-		r = load_parsed(path, &lc, out, err, errlen);
+	} else if ((r = load_parsed(path, &lc, out, err, errlen)) == 0 &&
+		   (r = digest_file(path, (*out)->digest, err, errlen)) != 0) {
+		kb_config_free(*out);
+		*out = NULL;
 	}
 	config_destroy(&lc);
 	return r;
@@ -910,8 +1054,8 @@ int kb_config_load_text(const char *path, const char *text,
 	config_init(&lc);
 	if (config_read_string(&lc, text) != CONFIG_TRUE)
 		syntax_error(path, &lc, err, errlen);
-	else
-		r = load_parsed(path, &lc, out, err, errlen);
+	else if ((r = load_parsed(path, &lc, out, err, errlen)) == 0)
+		digest_text(text, strlen(text), (*out)->digest);
 	config_destroy(&lc);
 	return r;
 }
@@ -959,6 +1103,8 @@ void kb_config_free(struct kb_config *cfg)
 		free_strings(cfg->grants[i].keys, cfg->grants[i].n_keys);
 	}
 	free(cfg->grants);
+	free(cfg->audit.directory);
+	free(cfg->audit.origin);
 	free(cfg);
 }
 

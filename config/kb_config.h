@@ -57,8 +57,30 @@ struct kb_grant_cfg {
 	unsigned int perms; /* kb_perm bits, roles expanded */
 };
 
+enum kb_audit_forward {
+	KB_AUDIT_FORWARD_NONE,
+	KB_AUDIT_FORWARD_JOURNAL, /* native journald fields */
+	KB_AUDIT_FORWARD_SYSLOG, /* LOG_AUTHPRIV */
+};
+
+/* audit { ... }: the trail (docs/audit.md) */
+struct kb_audit_cfg {
+	bool enabled;
+	char *directory;
+	char *origin; /* the chain's name; default: the host name */
+	enum kb_audit_forward forward;
+	int fsync_interval_ms; /* 0: each record synced before its reply */
+	int checkpoint_records; /* sign after this many records */
+	int checkpoint_interval_s; /* or this long, whichever is first */
+	int64_t rotate_size; /* bytes */
+	int64_t rotate_interval_s;
+	int64_t reserve; /* bytes preallocated ahead of the records */
+	int64_t min_free; /* warn below this much free space */
+};
+
 struct kb_config {
 	char *path;
+	char digest[65]; /* SHA-256 of the file's text, hex */
 	char *instance;
 	char *socket_path;
 	enum kb_log_level log_level;
@@ -103,6 +125,8 @@ struct kb_config {
 	bool purge_protection; /* turn it on for the token (for good) */
 	int64_t min_rotation_s; /* the shortest rotation a policy may ask */
 	bool allow_import; /* importKey, and believing imported keys */
+
+	struct kb_audit_cfg audit;
 };
 
 /*

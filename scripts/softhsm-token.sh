@@ -39,6 +39,8 @@ identities = (
 	{ name = "local-admin"; assigned = "system"; uids = [ $(id -u) ]; }
 );
 access = (
-	{ identity = "local-admin"; keys = [ "*" ]; roles = [ "Crypto Officer" ]; }
+	{ identity = "local-admin"; keys = [ "*" ]; roles = [ "Crypto Officer" ]; },
+	{ identity = "local-admin"; keys = [ "*" ]; roles = [ "Auditor" ]; }
 );
+# The audit trail: audit/ beside this file (docs/audit.md).
 CONF

@@ -338,8 +338,8 @@ out:
 
 int main(int argc, char **argv)
 {
-	const char *config = NULL, *sock = NULL, *key = NULL;
-	struct result d1, d2, b1, b2, b8, w8, g1, gf;
+	const char *config = NULL, *sock = NULL, *key = NULL, *plain = NULL;
+	struct result d1, d2, b1, b2, b8, w8, g1, gf, on[2], off[2];
 	struct flood flood = { 0 };
 	pthread_t flooder;
 	unsigned char ct[P11_MODULUS_MAX];
@@ -349,10 +349,13 @@ int main(int argc, char **argv)
 	double seconds = 3;
 	char err[512];
 	size_t ct_len;
-	int c, bad = 0;
+	int c, i, bad = 0;
 
-	while ((c = getopt(argc, argv, "c:s:k:t:h")) != -1) {
+	while ((c = getopt(argc, argv, "c:s:S:k:t:h")) != -1) {
 		switch (c) {
+		case 'S':
+			plain = optarg;
+			break;
 		case 'c':
 			config = optarg;
 			break;
@@ -367,7 +370,8 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr, "usage: kb_bench -c CONFIG -s SOCKET "
-					"-k KEY [-t SECONDS]\n");
+					"[-S SOCKET_WITHOUT_TRAIL] -k KEY "
+					"[-t SECONDS]\n");
 			return 2;
 		}
 	}
@@ -425,6 +429,26 @@ int main(int argc, char **argv)
 	run.threads = 1;
 	bad |= measure(&run, broker_worker, &g1);
 
+	/* The audit trail's cost: the same broker build with it and without. */
+	if (plain != NULL) {
+		run.op = OP_UNWRAP;
+		run.threads = 2;
+		for (i = 0; i < 2; i++) {
+			run.what = "broker unwrapKey, audit trail on";
+			run.socket = sock;
+			broker = broker_pid(sock);
+			bad |= measure(&run, broker_worker, &on[i]);
+			run.what = "broker unwrapKey, audit trail off";
+			run.socket = plain;
+			broker = broker_pid(plain);
+			bad |= measure(&run, broker_worker, &off[i]);
+		}
+		run.socket = sock;
+		broker = broker_pid(sock);
+		run.op = OP_GET;
+		run.threads = 1;
+	}
+
 	run.what = "getKey while 1 client pipelines unwraps";
 	flood = (struct flood){
 		.socket = sock, .key = key, .ct = ct, .ct_len = ct_len
@@ -443,6 +467,11 @@ int main(int argc, char **argv)
 	       b8.ops_per_s / d2.ops_per_s);
 	printf("p99 2 clients / direct p99 2 threads:    %.2f  (goal <= 2.00)\n",
 	       b2.p99_us / d2.p99_us);
+	if (plain != NULL)
+		printf("unwrapKey 2 clients, trail on / off:     %.2f  (goal >= "
+		       "0.95)\n",
+		       (on[0].ops_per_s + on[1].ops_per_s) /
+			       (off[0].ops_per_s + off[1].ops_per_s));
 	printf("wrapKey 8 clients:                       %.0f ops/s  (goal >= "
 	       "20000)\n",
 	       w8.ops_per_s);

@@ -8,8 +8,10 @@ B=${1:-build}
 secs=${2:-3}
 dir=$(mktemp -d /tmp/kb-bench-XXXXXX)
 pid=
+pid2=
 cleanup() {
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	[ -n "$pid2" ] && kill "$pid2" 2>/dev/null && wait "$pid2" 2>/dev/null
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -25,8 +27,16 @@ export SOFTHSM2_CONF="$dir/softhsm2.conf"
 "$B/keybrokerctl" -c "$dir/keybroker.conf" init-token --so-pin-file "$dir/so.pin" >/dev/null
 "$B/keybrokerctl" -c "$dir/keybroker.conf" create-key bench --size 2048 >/dev/null
 ulimit -n 4096
+# A second broker on the same token without the audit trail: its cost.
+sed 's|^socket = .*|socket = "run/plain.sock";|' "$dir/keybroker.conf" \
+	> "$dir/plain.conf"
+echo 'audit = { enabled = false; };' >> "$dir/plain.conf"
 "$B/keybrokerd" -c "$dir/keybroker.conf" &
 pid=$!
-while [ ! -S "$dir/run/keybroker.sock" ]; do sleep 0.05; done
+"$B/keybrokerd" -c "$dir/plain.conf" 2>/dev/null &
+pid2=$!
+while [ ! -S "$dir/run/keybroker.sock" ] || [ ! -S "$dir/run/plain.sock" ]; do
+	sleep 0.05
+done
 "$B/tests/kb_bench" -c "$dir/keybroker.conf" -s "$dir/run/keybroker.sock" \
-	-k bench -t "$secs"
+	-S "$dir/run/plain.sock" -k bench -t "$secs"

@@ -133,17 +133,19 @@ class Broker:
                 f.write("issuers = (\n  %s\n);\n" % ",\n  ".join(issuers))
         self.proc = None
 
-    def start(self, wait=True, nofile_soft=None, timeout=30):
+    def start(self, wait=True, nofile_soft=None, timeout=30, prefix=(), env=None):
         """Starts keybrokerd; nofile_soft sets its soft open-file limit
         (as systemd's default of 1024), the hard one left as it is;
-        timeout is how long it may take to listen."""
+        timeout is how long it may take to listen; prefix is a command
+        that runs it (its last argument, then keybrokerd's, follow);
+        env adds to its environment."""
         def limits():
             hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile_soft, hard))
         logf = open(self.log, "ab")
         since = logf.tell()
-        self.proc = subprocess.Popen([os.path.join(BUILD, "keybrokerd"), "-c",
-                                      self.config], env=self.env,
+        self.proc = subprocess.Popen([*prefix, os.path.join(BUILD, "keybrokerd"), "-c",
+                                      self.config], env=dict(self.env, **(env or {})),
                                      stdout=logf, stderr=logf,
                                      preexec_fn=limits if nofile_soft else None)
         logf.close()
