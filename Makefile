@@ -52,7 +52,7 @@ BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_catalog.c broker/kb_keystore.c broker/kb_issuer.c \
 	broker/kb_keystate.c broker/kb_lifecycle.c broker/kb_keyattr.c \
 	broker/kb_rsaimport.c broker/kb_auditkey.c broker/kb_audit.c \
-	broker/kb_record.c
+	broker/kb_record.c broker/kb_forward.c
 CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 	common/kb_kid.c common/kb_buf.c
 
@@ -122,7 +122,7 @@ $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 # ---- tests ----
 UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl \
 	test_jwt test_peer test_jread test_pkcs1 test_ct test_output test_conn \
-	test_ops test_buf test_duration
+	test_ops test_buf test_duration test_trail
 UNIT_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 UNIT_RUN = $(UNIT_BINS) $(if $(SANITIZE),,$(B)/tests/test_ct_clang)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
@@ -132,6 +132,8 @@ $(B)/tests/test_kid: $(B)/tests/unit/test_kid.o $(call obj,common/kb_kid.c)
 $(B)/tests/test_buf: $(B)/tests/unit/test_buf.o $(call obj,common/kb_buf.c)
 $(B)/tests/test_duration: $(B)/tests/unit/test_duration.o \
 	$(call obj,common/kb_duration.c)
+$(B)/tests/test_trail: $(B)/tests/unit/test_trail.o \
+	$(call obj,common/kb_trail.c common/kb_b64.c common/kb_kid.c)
 $(B)/tests/test_config: $(B)/tests/unit/test_config.o \
 	$(call obj,$(CONFIG) common/kb_kid.c common/kb_log.c common/kb_grant.c \
 	common/kb_jws.c common/kb_duration.c)
@@ -183,7 +185,7 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	$(shell pkg-config --cflags $(PKGS))
 FUZZ_BINS = $(FZ)/fuzz_proto $(FZ)/fuzz_kid $(FZ)/fuzz_b64 $(FZ)/fuzz_oaep \
 	$(FZ)/fuzz_acl $(FZ)/fuzz_jwt $(FZ)/fuzz_config $(FZ)/fuzz_jwks \
-	$(FZ)/fuzz_meta $(FZ)/fuzz_reply
+	$(FZ)/fuzz_meta $(FZ)/fuzz_reply $(FZ)/fuzz_audit
 
 $(FZ)/fuzz_proto: tests/fuzz/fuzz_proto.c $(BROKER) $(PKCS11) $(CONFIG) $(COMMON)
 $(FZ)/fuzz_kid: tests/fuzz/fuzz_kid.c common/kb_kid.c
@@ -200,6 +202,11 @@ $(FZ)/fuzz_jwks: tests/fuzz/fuzz_jwks.c broker/kb_jwk.c common/kb_b64.c \
 	common/kb_json.c common/kb_pkey.c
 $(FZ)/fuzz_meta: tests/fuzz/fuzz_meta.c $(BROKER) $(PKCS11) $(CONFIG) $(COMMON)
 $(FZ)/fuzz_reply: tests/fuzz/fuzz_reply.c $(CLIENTLIB)
+$(FZ)/fuzz_audit: tests/fuzz/fuzz_audit.c client/audit_verify.c \
+	client/audit_records.c client/audit_query.c client/audit_report.c \
+	client/audit_status.c client/ctl_session.c client/ctl_socket.c \
+	client/kb_output.c common/kb_trail.c common/kb_b64.c common/kb_kid.c \
+	common/kb_json.c common/kb_secret.c common/kb_grant.c
 
 $(FUZZ_BINS):
 	@mkdir -p $(FZ)

@@ -12,9 +12,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/uio.h>
-#include <syslog.h>
-#include <systemd/sd-journal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +19,7 @@
 #include "kb_auditkey.h"
 #include "kb_b64.h"
 #include "kb_error.h"
+#include "kb_forward.h"
 #include "kb_json.h"
 #include "kb_keystore.h"
 #include "kb_log.h"
@@ -31,14 +29,9 @@
 #define LOCKFILE "audit.lock"
 #define ZERO_HASH \
 	"0000000000000000000000000000000000000000000000000000000000000000"
-/* journald's MESSAGE_ID of every audit record. */
-#define AUDIT_MESSAGE_ID "MESSAGE_ID=6f1d2c4a9b8e4f7d8a3c5e2b1d0f9a7c"
 #define RECOVER_MS 1000 /* how often an unavailable trail is retried */
 #define FREE_CHECK_MS 10000
 #define FREE_WARN_MS (10 * 60 * 1000)
-#define FORWARD_RETRY_MS (60 * 1000)
-/* Where journald takes native entries (sd_journal_sendv sends there). */
-#define JOURNAL_SOCKET "/run/systemd/journal/socket"
 /* What the token's HMAC secret signs to give valueHmac's key. */
 #define VALUE_KEY_LABEL "keybroker audit valueHmac key v1"
 
@@ -80,9 +73,7 @@ struct kb_audit {
 	bool sign_failed; /* said once until a checkpoint succeeds */
 
 	int64_t free_checked_ms, free_warned_ms;
-	atomic_bool forward_warned; /* set without the lock */
-	_Atomic int64_t journal_checked_ms; /* look for journald after */
-	atomic_bool journal_there;
+	struct kb_forward fwd; /* its own locking */
 
 	/* valueHmac's key, derived in the token (32 bytes, locked), or NULL. */
 	_Atomic(unsigned char *) value_key;
@@ -148,11 +139,14 @@ static void read_first(struct kb_audit *a, int fd, off_t size)
 		a->file_started = line_time(buf, (size_t)(nl - buf));
 }
 
+/* What adopt_end and open_current return when the file ends in no record. */
+#define NOT_A_CHAIN (-2)
+
 /*
  * Takes the chain's end from the file fd (name, size bytes): the seq and
  * hash of its last record. A torn last line (no newline) is cut off when
- * cut is set, else left for its writer. -1 with err if the last line is
- * not a record.
+ * cut is set, else left for its writer. -1 with err if the file cannot be
+ * read or cut, NOT_A_CHAIN if its last line is not a record.
  */
 static int adopt_end(struct kb_audit *a, int fd, const char *name, off_t size,
 		     bool cut, char *err, size_t errlen)
@@ -175,6 +169,8 @@ static int adopt_end(struct kb_audit *a, int fd, const char *name, off_t size,
 			 name, n < 0 ? strerror(errno) : "short read");
 		goto out;
 	}
+	/* From here, a failure is about what the file holds. */
+	r = NOT_A_CHAIN;
 	/* Where the last whole line ends (after its newline). */
 	for (end = (off_t)want; end > 0 && buf[end - 1] != '\n'; end--)
 		;
@@ -183,6 +179,7 @@ static int adopt_end(struct kb_audit *a, int fd, const char *name, off_t size,
 			snprintf(err, errlen,
 				 "%s/%s: cannot cut a torn line: %s",
 				 a->dir_path, name, strerror(errno));
+			r = -1;
 			goto out;
 		}
 		a->torn = want - (size_t)end;
@@ -285,7 +282,7 @@ static int adopt_rotated(struct kb_audit *a, char *err, size_t errlen)
 static int open_current(struct kb_audit *a, char *err, size_t errlen)
 {
 	struct stat st;
-	int fd;
+	int fd, r;
 
 	fd = openat(a->dirfd, CURRENT,
 		    O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -304,18 +301,17 @@ static int open_current(struct kb_audit *a, char *err, size_t errlen)
 	a->reserved = 0;
 	a->next_seq = 0;
 	memcpy(a->head, ZERO_HASH, sizeof(a->head));
-	if ((st.st_size > 0 ?
-		     adopt_end(a, fd, CURRENT, st.st_size, true, err, errlen) :
-		     0) != 0)
-		return -1;
+	if (st.st_size > 0 &&
+	    (r = adopt_end(a, fd, CURRENT, st.st_size, true, err, errlen)) != 0)
+		return r;
 	if (fstat(fd, &st) != 0) {
 		snprintf(err, errlen, "%s/%s: %s", a->dir_path, CURRENT,
 			 strerror(errno));
 		return -1;
 	}
 	/* Empty (or only a torn line): the chain is in the file before. */
-	if (st.st_size == 0 && adopt_rotated(a, err, errlen) != 0)
-		return -1;
+	if (st.st_size == 0 && (r = adopt_rotated(a, err, errlen)) != 0)
+		return r;
 	a->size = st.st_size;
 	read_first(a, fd, st.st_size);
 	return 0;
@@ -512,111 +508,6 @@ static int sync_to(struct kb_audit *a, uint64_t seq)
 	return 0;
 }
 
-/* ---- forwarding ---- */
-
-static const char *member(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-
-	return s != NULL ? s : "";
-}
-
-struct fields {
-	struct iovec iov[12];
-	char buf[10][320];
-	int n, used;
-};
-
-static void field(struct fields *f, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void field(struct fields *f, const char *fmt, ...)
-{
-	char *b = f->buf[f->used++];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(b, sizeof(f->buf[0]), fmt, ap);
-	va_end(ap);
-	f->iov[f->n++] = (struct iovec){ b, strlen(b) };
-}
-
-/* Sends the record to journald, with fields to filter on. */
-static int to_journal(json_t *body, const char *line, size_t len, uint64_t seq,
-		      const char *origin)
-{
-	json_t *uid = json_object_get(json_object_get(body, "peer"), "uid");
-	const char *result = member(body, "result");
-	struct fields f = { .n = 0 };
-	char *msg;
-	int r;
-
-	if ((msg = malloc(len + 9)) == NULL)
-		return -ENOMEM;
-	memcpy(msg, "MESSAGE=", 8);
-	memcpy(msg + 8, line, len);
-	f.iov[f.n++] = (struct iovec){ msg, len + 8 };
-	f.iov[f.n++] = (struct iovec){ AUDIT_MESSAGE_ID,
-				       sizeof(AUDIT_MESSAGE_ID) - 1 };
-	field(&f, "PRIORITY=%d",
-	      result[0] == '\0' || strcmp(result, "ok") == 0 ? LOG_INFO :
-							       LOG_NOTICE);
-	field(&f, "SYSLOG_IDENTIFIER=keybrokerd-audit");
-	field(&f, "KEYBROKER_SEQ=%llu", (unsigned long long)seq);
-	field(&f, "KEYBROKER_ORIGIN=%.255s", origin);
-	field(&f, "KEYBROKER_EVENT=%.64s", member(body, "event"));
-	field(&f, "KEYBROKER_OP=%.64s", member(body, "op"));
-	field(&f, "KEYBROKER_RESULT=%.64s", result);
-	field(&f, "KEYBROKER_KEY=%.128s", member(body, "key"));
-	field(&f, "KEYBROKER_IDENTITY=%.64s",
-	      member(json_object_get(body, "identity"), "name"));
-	if (json_is_integer(uid))
-		field(&f, "KEYBROKER_UID=%lld",
-		      (long long)json_integer_value(uid));
-	r = sd_journal_sendv(f.iov, f.n);
-	free(msg);
-	return r;
-}
-
-static void forward(struct kb_audit *a, json_t *body, const char *line,
-		    size_t len, uint64_t seq)
-{
-	int64_t now = now_ms();
-	struct stat st;
-	int r = 0;
-
-	switch (a->cfg.forward) {
-	case KB_AUDIT_FORWARD_NONE:
-		return;
-	case KB_AUDIT_FORWARD_JOURNAL:
-		/*
-		 * libsystemd drops entries quietly where there is no
-		 * journal: whether there is one is looked at each minute.
-		 */
-		if (now >= atomic_load(&a->journal_checked_ms)) {
-			atomic_store(&a->journal_checked_ms,
-				     now + FORWARD_RETRY_MS);
-			atomic_store(&a->journal_there,
-				     stat(JOURNAL_SOCKET, &st) == 0 &&
-					     S_ISSOCK(st.st_mode));
-		}
-		r = atomic_load(&a->journal_there) ?
-			    to_journal(body, line, len, seq, a->origin) :
-			    -ENOENT;
-		if (r < 0)
-			atomic_store(&a->journal_there, false);
-		break;
-	case KB_AUDIT_FORWARD_SYSLOG:
-		syslog(LOG_AUTHPRIV | LOG_INFO, "%.*s", (int)len, line);
-		break;
-	}
-	if (r < 0 && !atomic_exchange(&a->forward_warned, true))
-		kb_warn("audit: cannot forward records to journald (%s); the "
-			"trail in %s has them all; looking for it again each "
-			"minute (said once)",
-			strerror(-r), a->dir_path);
-}
-
 /*
  * Appends body's text as a record and forwards it. Needs a->lock; drops
  * it while forwarding. -1 if not written.
@@ -646,7 +537,7 @@ static int append_locked(struct kb_audit *a, json_t *body)
 	    a->since_checkpoint >= (uint64_t)a->cfg.checkpoint_records)
 		pthread_cond_signal(&a->wake);
 	pthread_mutex_unlock(&a->lock);
-	forward(a, body, line, len, seq);
+	kb_forward_record(&a->fwd, body, line, len, seq);
 	free(line);
 	pthread_mutex_lock(&a->lock);
 	return 0;
@@ -837,11 +728,21 @@ out:
 }
 
 /* Tries to bring an unavailable trail back. Needs a->lock. */
+static int open_dir(struct kb_audit *a, char *err, size_t errlen);
+
 static void recover(struct kb_audit *a)
 {
 	char err[256];
 	int r;
 
+	/* The directory itself may be what could not be opened. */
+	if (a->lockfd < 0) {
+		if (a->dirfd >= 0)
+			close(a->dirfd);
+		a->dirfd = -1;
+		if (open_dir(a, err, sizeof(err)) != 0)
+			return;
+	}
 	if (flock(a->lockfd, LOCK_EX) != 0)
 		return;
 	r = catch_up(a, err, sizeof(err));
@@ -917,7 +818,7 @@ static void *audit_thread(void *arg)
 			check_free_space(a, now);
 		/* The next thing due: a sync, or a second at most. */
 		next = now + RECOVER_MS;
-		if (a->synced_seq < a->next_seq &&
+		if (a->available && a->synced_seq < a->next_seq &&
 		    a->last_sync_ms + a->cfg.fsync_interval_ms < next)
 			next = a->last_sync_ms + a->cfg.fsync_interval_ms;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1017,6 +918,7 @@ struct kb_audit *kb_audit_open(const struct kb_audit_cfg *cfg,
 			       char *err, size_t errlen)
 {
 	struct kb_audit *a = calloc(1, sizeof(*a));
+	pthread_condattr_t ca;
 	char why[256];
 	int r;
 
@@ -1025,7 +927,11 @@ struct kb_audit *kb_audit_open(const struct kb_audit_cfg *cfg,
 		return NULL;
 	}
 	pthread_mutex_init(&a->lock, NULL);
-	pthread_cond_init(&a->wake, NULL);
+	/* The thread's deadlines are CLOCK_MONOTONIC times. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->wake, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&a->synced, NULL);
 	a->dirfd = a->lockfd = a->fd = -1;
 	a->cfg = *cfg;
@@ -1042,8 +948,7 @@ struct kb_audit *kb_audit_open(const struct kb_audit_cfg *cfg,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	if (cfg->forward == KB_AUDIT_FORWARD_SYSLOG)
-		openlog("keybrokerd-audit", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
+	kb_forward_init(&a->fwd, cfg->forward, a->origin, a->dir_path);
 	if (ks != NULL && take_key(a, err, errlen) != 0)
 		goto fail;
 	if (ks != NULL)
@@ -1067,18 +972,16 @@ struct kb_audit *kb_audit_open(const struct kb_audit_cfg *cfg,
 					(long long)(cfg->reserve >> 20),
 					strerror(errno));
 		flock(a->lockfd, LOCK_UN);
-		if (r != 0) {
-			/* A chain that cannot be continued is not guessed. */
-			if (a->fd >= 0 || strstr(why, "not an audit") ||
-			    strstr(why, "not a record")) {
-				snprintf(err, errlen, "%s", why);
-				goto fail;
-			}
-			set_unavailable(a, "%s", why);
+		/* A chain that cannot be continued is not guessed. */
+		if (r == NOT_A_CHAIN) {
+			snprintf(err, errlen, "%s", why);
+			goto fail;
 		}
+		if (r != 0)
+			set_unavailable(a, "%s", why);
 	}
 	a->synced_seq = a->next_seq;
-	if (ks != NULL && a->dirfd >= 0) {
+	if (ks != NULL) {
 		if (pthread_create(&a->thread, NULL, audit_thread, a) != 0) {
 			snprintf(err, errlen, "audit: cannot start its thread");
 			goto fail;
@@ -1109,8 +1012,7 @@ void kb_audit_close(struct kb_audit *a)
 	if (a->available)
 		sync_to(a, a->next_seq);
 	pthread_mutex_unlock(&a->lock);
-	if (a->cfg.forward == KB_AUDIT_FORWARD_SYSLOG)
-		closelog();
+	kb_forward_close(&a->fwd);
 	audit_free(a);
 }
 

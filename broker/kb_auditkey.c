@@ -79,22 +79,36 @@ static int make_secret(struct kb_keystore *ks, bool *made, char *err,
 	return KB_STATUS_OK;
 }
 
+/* Whether the catalogue in force has both keys (no search then). */
+static bool both_there(struct kb_keystore *ks)
+{
+	struct catalog *c = kb_catalog_get(ks);
+	bool there = c != NULL && c->audit_pub != NULL &&
+		     c->audit_hmac != CK_INVALID_HANDLE;
+
+	kb_catalog_put(ks, c);
+	return there;
+}
+
 int kb_auditkey_ensure(struct kb_keystore *ks, char *err, size_t errlen)
 {
 	bool made = false;
 	int r;
 
+	if (both_there(ks))
+		return KB_STATUS_OK;
 	kb_keyadmin_enter(ks);
 	if ((r = make_pair(ks, &made, err, errlen)) == KB_STATUS_OK)
 		r = make_secret(ks, &made, err, errlen);
+	/* Told before the re-read, which then holds the new generation. */
 	if (made) {
 		kb_info("made the audit trail's keys in the token");
+		kb_keystate_bump_generation(ks);
 		if (kb_catalog_reload_locked(ks) != KB_STATUS_OK && r == 0) {
 			snprintf(err, errlen,
 				 "re-reading the key catalogue failed");
 			r = KB_ERR_HSM;
 		}
-		kb_keystate_bump_generation(ks);
 	}
 	kb_keyadmin_leave(ks);
 	return r;

@@ -42,10 +42,12 @@ int kb_issuer_create(struct kb_keystore *ks, char *err, size_t errlen)
 		snprintf(err, errlen, "C_GenerateKeyPair (EC P-256): %s",
 			 p11_rv_name(rv));
 		r = KB_ERR_HSM;
-	} else if ((r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK) {
-		snprintf(err, errlen, "re-reading the key catalogue failed");
 	} else {
+		/* Told before the re-read, which then holds it. */
 		kb_keystate_bump_generation(ks);
+		if ((r = kb_catalog_reload_locked(ks)) != KB_STATUS_OK)
+			snprintf(err, errlen,
+				 "re-reading the key catalogue failed");
 	}
 out:
 	kb_keyadmin_leave(ks);

@@ -93,22 +93,6 @@ static void usage(FILE *f)
 		"bad usage\n");
 }
 
-static int usage_error(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-	char msg[AUDIT_ERR_MAX];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	audit_say("query", msg);
-	fprintf(stderr, "(see keybroker-audit query --help)\n");
-	return AUDIT_EXIT_UNREADABLE;
-}
-
 /* ---- matching ---- */
 
 static bool str_matches(const char *want, const char *have)
@@ -358,12 +342,13 @@ static int parse_time_opt(const char *name, const char *s, bool *has,
 			  int64_t *t)
 {
 	if (*has)
-		return usage_error("--%s given twice", name);
+		return audit_usage_error("query", "--%s given twice", name);
 	if (audit_time_parse(s, t) != 0)
-		return usage_error("--%s '%.64s': not an RFC 3339 time "
-				   "(2026-11-30T05:18:38Z) or a date "
-				   "(2026-11-30)",
-				   name, s);
+		return audit_usage_error("query",
+					 "--%s '%.64s': not an RFC 3339 time "
+					 "(2026-11-30T05:18:38Z) or a date "
+					 "(2026-11-30)",
+					 name, s);
 	*has = true;
 	return 0;
 }
@@ -374,12 +359,13 @@ static int parse_uid(const char *s, struct query *q)
 	unsigned long long v;
 
 	if (q->has_uid)
-		return usage_error("--uid given twice");
+		return audit_usage_error("query", "--uid given twice");
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 ||
 	    v > INT64_MAX)
-		return usage_error("--uid '%.32s': not a number", s);
+		return audit_usage_error("query", "--uid '%.32s': not a number",
+					 s);
 	q->uid = (json_int_t)v;
 	q->has_uid = true;
 	return 0;
@@ -388,7 +374,7 @@ static int parse_uid(const char *s, struct query *q)
 static int set_string(const char *name, const char **slot, const char *s)
 {
 	if (*slot != NULL)
-		return usage_error("--%s given twice", name);
+		return audit_usage_error("query", "--%s given twice", name);
 	*slot = s;
 	return 0;
 }
@@ -425,7 +411,8 @@ static int parse_opt(int c, const char *name, struct query *q)
 		q->follow = true;
 		return 0;
 	default:
-		return usage_error("unknown option or missing argument");
+		return audit_usage_error("query",
+					 "unknown option or missing argument");
 	}
 }
 
@@ -461,14 +448,16 @@ int audit_query_main(int argc, char **argv)
 			return AUDIT_EXIT_OK;
 		}
 		if (c == '?')
-			return usage_error("'%.64s': unknown option, or it "
-					   "needs an argument",
-					   argv[optind - 1]);
+			return audit_usage_error(
+				"query",
+				"'%.64s': unknown option, or it "
+				"needs an argument",
+				argv[optind - 1]);
 		if (parse_opt(c, c >= O_SINCE ? opts[idx].name : "", &q) != 0)
 			return AUDIT_EXIT_UNREADABLE;
 	}
 	if (optind >= argc)
-		return usage_error("no FILE or DIR to read");
+		return audit_usage_error("query", "no FILE or DIR to read");
 	if (audit_files_expand(argv + optind, (size_t)(argc - optind), &files,
 			       err, sizeof(err)) != 0) {
 		audit_say("query", err);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "audit_records.h"
+#include "audit_tool.h"
 #include "kb_cursor.h"
 
 #define READ_CHUNK 65536
@@ -776,4 +777,17 @@ int audit_read_files(const struct audit_files *f, audit_rec_fn fn, void *arg,
 			return -1;
 	}
 	return 0;
+}
+
+int audit_usage_error(const char *cmd, const char *fmt, ...)
+{
+	char msg[AUDIT_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	audit_say(cmd, msg);
+	fprintf(stderr, "(see keybroker-audit %s --help)\n", cmd);
+	return AUDIT_EXIT_UNREADABLE;
 }

@@ -135,4 +135,11 @@ size_t audit_put_clean(FILE *f, const char *s, size_t maxcols, bool html);
  */
 void audit_say(const char *cmd, const char *msg);
 
+/*
+ * A usage error of command cmd: says fmt's message (made safe) and where
+ * the help is, and returns AUDIT_EXIT_UNREADABLE.
+ */
+int audit_usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 #endif

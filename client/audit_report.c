@@ -1541,35 +1541,21 @@ static void usage(FILE *f)
 		"that is not a record (FILE:LINE says which), or bad usage\n");
 }
 
-static int usage_error(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-	char msg[AUDIT_ERR_MAX];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	audit_say("report", msg);
-	fprintf(stderr, "(see keybroker-audit report --help)\n");
-	return AUDIT_EXIT_UNREADABLE;
-}
-
 enum { O_SINCE = 256, O_UNTIL, O_UNUSED, O_HTML, O_FORCE };
 
 /* 0, or -1 having said what is wrong. */
 static int time_opt(const char *name, const char *s, bool *has, int64_t *t)
 {
 	if (*has) {
-		usage_error("--%s given twice", name);
+		audit_usage_error("report", "--%s given twice", name);
 		return -1;
 	}
 	if (audit_time_parse(s, t) != 0) {
-		usage_error("--%s '%.64s': not an RFC 3339 time "
-			    "(2026-11-30T05:18:38Z) or a date (2026-11-30)",
-			    name, s);
+		audit_usage_error(
+			"report",
+			"--%s '%.64s': not an RFC 3339 time "
+			"(2026-11-30T05:18:38Z) or a date (2026-11-30)",
+			name, s);
 		return -1;
 	}
 	*has = true;
@@ -1611,7 +1597,8 @@ static int parse_args(int argc, char **argv, struct report *rp)
 			break;
 		case O_HTML:
 			if (rp->html != NULL) {
-				usage_error("--html given twice");
+				audit_usage_error("report",
+						  "--html given twice");
 				return -1;
 			}
 			rp->html = optarg;
@@ -1620,24 +1607,28 @@ static int parse_args(int argc, char **argv, struct report *rp)
 			rp->force = true;
 			break;
 		default:
-			usage_error("'%.64s': unknown option, or it needs an "
-				    "argument",
-				    argv[optind - 1]);
+			audit_usage_error(
+				"report",
+				"'%.64s': unknown option, or it needs an "
+				"argument",
+				argv[optind - 1]);
 			return -1;
 		}
 	}
 	if (r != 0)
 		return r;
 	if (rp->force && rp->html == NULL) {
-		usage_error("--force goes with --html FILE");
+		audit_usage_error("report", "--force goes with --html FILE");
 		return -1;
 	}
 	if (rp->has_since && rp->has_until && rp->until <= rp->since) {
-		usage_error("--until is not after --since: an empty range");
+		audit_usage_error(
+			"report",
+			"--until is not after --since: an empty range");
 		return -1;
 	}
 	if (optind >= argc) {
-		usage_error("no FILE or DIR to read");
+		audit_usage_error("report", "no FILE or DIR to read");
 		return -1;
 	}
 	return 0;

@@ -22,10 +22,14 @@ void kb_trail_hash_hex(const char *line, size_t len,
 size_t kb_trail_signed_text(char *buf, const char *origin, uint64_t size,
 			    const char *head)
 {
-	int n = snprintf(buf, KB_TRAIL_SIGNED_MAX,
-			 "keybroker audit checkpoint v1\norigin %s\nsize "
-			 "%llu\nhead %s\n",
-			 origin, (unsigned long long)size, head);
+	int n;
+
+	if (strlen(origin) > KB_TRAIL_ORIGIN_MAX)
+		return 0;
+	n = snprintf(buf, KB_TRAIL_SIGNED_MAX,
+		     "keybroker audit checkpoint v1\norigin %s\nsize "
+		     "%llu\nhead %s\n",
+		     origin, (unsigned long long)size, head);
 
 	return n > 0 && n < KB_TRAIL_SIGNED_MAX ? (size_t)n : 0;
 }

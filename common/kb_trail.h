@@ -20,7 +20,8 @@
 #define KB_TRAIL_SIG_LEN 64 /* ES256: r || s */
 #define KB_TRAIL_LINE_MAX \
 	(1u << 20) /* the longest record line a reader takes */
-/* What a checkpoint's signed text holds at most (origin <= 255 bytes). */
+#define KB_TRAIL_ORIGIN_MAX 255 /* bytes of a chain's name */
+/* What a checkpoint's signed text holds at most. */
 #define KB_TRAIL_SIGNED_MAX 512
 
 /* The hash of the record line[0..len) (without its newline), in hex. */
@@ -30,7 +31,8 @@ void kb_trail_hash_hex(const char *line, size_t len,
 /*
  * The text a checkpoint signs for the chain of origin whose first size
  * records end in head (hex): four lines, see docs/audit.md. Returns its
- * length, or 0 if it does not fit in KB_TRAIL_SIGNED_MAX bytes.
+ * length, or 0 if origin is longer than KB_TRAIL_ORIGIN_MAX or the text
+ * does not fit in KB_TRAIL_SIGNED_MAX bytes.
  */
 size_t kb_trail_signed_text(char *buf, const char *origin, uint64_t size,
 			    const char *head);

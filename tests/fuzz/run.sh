@@ -7,7 +7,7 @@ set -eu
 dir=$1
 secs=${2:-15}
 here=$(dirname "$0")
-for h in proto kid b64 oaep acl jwt config jwks meta reply; do
+for h in proto kid b64 oaep acl jwt config jwks meta reply audit; do
 	work=$(mktemp -d)
 	mkdir "$work/corpus"
 	if [ -d "$here/corpus/$h" ]; then

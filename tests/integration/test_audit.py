@@ -159,6 +159,68 @@ class Records(unittest.TestCase):
         svc.close()
         nobody.close()
 
+    def test_every_op_of_the_table_allowed_and_refused_has_one_record(self):
+        admin = BROKER.connect()
+        nobody, _ = client_as(BROKER, "nobody")
+        svc, _ = client_as(BROKER, "svc")
+        wrapped = svc.wrap("cmk", DEK)["value"]
+        version = TOKEN.versions["cmk"][0]
+        policy = {"lifetimeActions": [{"trigger": {"timeAfterCreate": "P90D"},
+                                       "action": {"type": "Rotate"}}],
+                  "attributes": {"expiryTime": "P1Y"}}
+        k = {"key": "matrix"}
+        steps = [
+            # (op, fields, client allowed, whether it should succeed)
+            ("authenticate", {"token": "x.y.z"}, None, False),
+            ("getToken", {}, admin, True),
+            ("getKey", {"key": "cmk"}, svc, True),
+            ("wrapKey", {"key": "cmk", "value": b64e(DEK)}, svc, True),
+            ("unwrapKey", {"key": "cmk", "value": wrapped}, svc, True),
+            ("rewrapKey", {"key": "cmk", "version": version, "value": wrapped}, svc, True),
+            ("createKey", k, admin, True),
+            ("importKey", dict(k, pem="x"), admin, False),
+            ("rotateKey", k, admin, True),
+            ("updateKey", dict(k, attributes={"enabled": True}), admin, True),
+            ("getKeys", {}, admin, True),
+            ("getKeyVersions", k, admin, True),
+            ("getKeyRotationPolicy", k, admin, True),
+            ("updateKeyRotationPolicy", dict(k, policy=policy), admin, True),
+            ("deleteKey", k, admin, True),
+            ("getDeletedKey", k, admin, True),
+            ("getDeletedKeys", {}, admin, True),
+            ("recoverDeletedKey", k, admin, True),
+            ("revokeToken", {"jti": "0" * 32}, admin, True),
+            ("getAuditStatus", {}, admin, True),
+        ]
+        for op, fields, allowed_client, succeeds in steps:
+            for who, c in (("allowed", allowed_client), ("refused", nobody)):
+                if c is None:
+                    c = nobody
+                cid = "matrix-%s-%s" % (op, who)
+                reply = c.request(op, correlationId=cid, **fields)
+                recs = by_correlation(BROKER, cid)
+                self.assertEqual(len(recs), 1, (op, who, reply, recs))
+                r = recs[0]
+                self.assertEqual(r["op"], op)
+                self.assertEqual(r["event"], "request")
+                if "error" in reply:
+                    self.assertEqual(r["result"], reply["error"]["code"], (op, who))
+                else:
+                    self.assertEqual(r["result"], "ok", (op, who))
+                if who == "allowed":
+                    self.assertEqual("error" not in reply, succeeds, (op, reply))
+                for field in ("time", "seq", "prev", "conn", "peer", "policy", "id"):
+                    self.assertIn(field, r, (op, who))
+                if "key" in fields:
+                    self.assertEqual(r["key"], fields["key"])
+        # The refusals an identity without grants gets, by permission.
+        for op in ("createKey", "rotateKey", "deleteKey", "unwrapKey", "getAuditStatus"):
+            r = by_correlation(BROKER, "matrix-%s-refused" % op)[0]
+            self.assertEqual(r["result"], "Forbidden", op)
+            self.assertIn("missing", r)
+        for c in (admin, nobody, svc):
+            c.close()
+
     def test_requests_without_identity_and_bad_tokens_are_recorded(self):
         c = Client(BROKER.socket, authenticate=False)
         c.request("getKey", key="cmk", correlationId="no-identity")
@@ -443,6 +505,42 @@ class Chain(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
 
 
+class AnotherMachine(unittest.TestCase):
+    """An auditor with the files and the public key, and nothing else."""
+
+    def test_verify_query_report_from_copies_alone(self):
+        b = Broker(TOKEN, name="elsewhere", identities=IDENTITIES, access=ACCESS,
+                   audit='{ forward = "none"; }').start()
+        c = b.connect()
+        for i in range(30):
+            c.ok("wrapKey", key="cmk", value=b64e(DEK))
+        c.close()
+        b.stop()
+        where = tempfile.mkdtemp(prefix="kb-auditor-", dir=TOKEN.dir)
+        shutil.copytree(trail_dir(b), os.path.join(where, "trail"))
+        shutil.copy(PUBKEY, os.path.join(where, "audit.pem"))
+        tool = os.path.join(where, "keybroker-audit")
+        shutil.copy(AUDIT, tool)
+        # It needs no token, module, config or broker library.
+        libs = subprocess.run(["ldd", tool], capture_output=True, text=True).stdout
+        for lib in ("p11-kit", "softhsm", "libconfig", "libsystemd"):
+            self.assertNotIn(lib, libs)
+        env = {}  # not even PATH, SOFTHSM2_CONF or a socket
+
+        def run(*args):
+            return subprocess.run([tool, *args], cwd=where, env=env,
+                                  capture_output=True, text=True)
+        r = run("verify", "--pubkey", "audit.pem", "trail")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = run("query", "--op", "wrapKey", "--json", "trail")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.stdout.splitlines()), 30)
+        r = run("report", "--html", "report.html", "trail")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(where, "report.html")) as f:
+            self.assertIn("<svg", f.read())
+
+
 class Rotation(unittest.TestCase):
     def test_the_chain_runs_across_rotation_and_restarts(self):
         b = Broker(TOKEN, name="rotation", identities=IDENTITIES, access=ACCESS,
@@ -513,6 +611,62 @@ class Crash(unittest.TestCase):
         b.stop()
         r = audit_tool("verify", "--pubkey", PUBKEY, trail_dir(b), check=False)
         self.assertEqual(r.returncode, 0, r.stdout)
+
+
+class Restart(unittest.TestCase):
+    """What a start finds at the end of the trail."""
+
+    def test_a_torn_last_line_is_cut_and_said(self):
+        b = Broker(TOKEN, name="torn", identities=IDENTITIES, access=ACCESS,
+                   audit='{ forward = "none"; }').start()
+        b.stop()
+        path = os.path.join(trail_dir(b), "audit.jsonl")
+        with open(path, "ab") as f:
+            f.write(b'{"seq":99,"time":"2026-')
+        b.start()
+        b.stop()
+        self.assertIn("ended in a torn record of 23 bytes", b.read_log())
+        recs = records(b)
+        self.assertEqual([r.get("tornBytes") for r in recs if r["event"] == "start"],
+                         [None, 23])
+        r = audit_tool("verify", "--pubkey", PUBKEY, trail_dir(b), check=False)
+        self.assertEqual(r.returncode, 0, r.stdout)
+
+    def test_a_last_line_that_is_no_record_stops_the_start(self):
+        b = Broker(TOKEN, name="junk", identities=IDENTITIES, access=ACCESS,
+                   audit='{ forward = "none"; }').start()
+        b.stop()
+        path = os.path.join(trail_dir(b), "audit.jsonl")
+        with open(path, "ab") as f:
+            f.write(b"this is not a record\n")
+        with self.assertRaises(RuntimeError):
+            b.start()
+        self.assertIn("audit.jsonl: its last line is not an audit record; move the "
+                      "file aside to start a new chain", b.read_log())
+        # Moved aside, the chain goes on from the last rotated file, or anew.
+        os.rename(path, path + ".bad")
+        b.start()
+        b.stop()
+        self.assertEqual(records(b)[0]["seq"], 0)
+
+    def test_an_unwritable_directory_is_unavailable_until_it_is_not(self):
+        d = os.path.join(TOKEN.dir, "late-audit")
+        b = Broker(TOKEN, name="late", identities=IDENTITIES, access=ACCESS,
+                   audit='{ directory = "%s/sub"; forward = "none"; }' % d)
+        os.makedirs(d)
+        os.chmod(d, 0o500)
+        # Root passes permission checks: a file where the directory goes.
+        with open(os.path.join(d, "sub"), "w"):
+            pass
+        os.chmod(d, 0o700)
+        b.start()
+        c = b.connect(authenticate=False)
+        self.assertEqual(c.request("getToken")["error"]["code"], "AuditUnavailable")
+        os.unlink(os.path.join(d, "sub"))
+        self.assertTrue(wait_for(lambda: "result" in c.request("getToken"), 10))
+        c.close()
+        b.stop()
+        self.assertIn("resumed", [r["event"] for r in records_in(os.path.join(d, "sub"))])
 
 
 class DiskFull(unittest.TestCase):

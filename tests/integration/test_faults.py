@@ -6,6 +6,7 @@ broker runs through the file KB_FAULT_FILE names; the big token is filled
 by tests/integration/p11_populate.c, which copies one key pair in the
 token instead of generating thousands."""
 
+import json
 import os
 import select
 import subprocess
@@ -170,6 +171,14 @@ class TokenFaults(unittest.TestCase):
             self.wait_log("is back", since)
         finally:
             c.close()
+        # The audit trail has both, in order.
+        with open(os.path.join(self.broker.dir, "audit", "audit.jsonl")) as f:
+            events = [json.loads(l) for l in f]
+        token = [(r["state"], r.get("result")) for r in events
+                 if r["event"] == "token"]
+        self.assertEqual(token[-2:], [("lost", None), ("back", None)])
+        lost = [r for r in events if r["event"] == "token"][-2]
+        self.assertTrue(lost["message"])
 
     def test_slow_token_still_answers(self):
         set_rules(self.rules, "C_Decrypt sleep=400")

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "kb_acl.h"
 #include "kb_config.h"
+#include "kb_kid.h"
 #include "kb_jwt.h"
 
 static char dir[] = "/tmp/kb-config-test-XXXXXX";
@@ -348,6 +350,76 @@ static void test_issuer_and_token_errors(void **state)
 		     "must be a number");
 }
 
+static void test_audit_defaults_and_settings(void **state)
+{
+	struct kb_config *cfg;
+	char err[512], want[128], hex[65];
+	unsigned char buf[4096], md[32];
+	FILE *f;
+	size_t n;
+
+	assert_int_equal(load(MINIMAL, &cfg, err, sizeof(err)), 0);
+	assert_true(cfg->audit.enabled);
+	snprintf(want, sizeof(want), "%s/audit", dir);
+	assert_string_equal(cfg->audit.directory, want);
+	assert_int_equal(cfg->audit.forward, KB_AUDIT_FORWARD_JOURNAL);
+	assert_int_equal(cfg->audit.fsync_interval_ms, 50);
+	assert_int_equal(cfg->audit.checkpoint_records, 1000);
+	assert_int_equal(cfg->audit.checkpoint_interval_s, 60);
+	assert_int_equal(cfg->audit.rotate_size, 64 << 20);
+	assert_int_equal(cfg->audit.rotate_interval_s, 86400);
+	assert_int_equal(cfg->audit.reserve, 4 << 20);
+	assert_true(cfg->audit.origin[0] != '\0');
+	/* The policy digest is the SHA-256 of the file as read. */
+	f = fopen(path, "r");
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	EVP_Digest(buf, n, md, NULL, EVP_sha256(), NULL);
+	kb_hex_encode(hex, md, sizeof(md));
+	assert_string_equal(cfg->digest, hex);
+	kb_config_free(cfg);
+	assert_int_equal(load(MINIMAL
+			      "audit = { enabled = false; directory = "
+			      "\"/var/t\"; origin = \"h7\"; forward = "
+			      "\"syslog\"; fsync_interval_ms = 0; "
+			      "checkpoint_records = 5; checkpoint_interval = "
+			      "2; rotate_size_mb = 1; rotate_interval = "
+			      "\"PT1H\"; reserve_mb = 2; min_free_mb = 0; };\n",
+			      &cfg, err, sizeof(err)),
+			 0);
+	assert_false(cfg->audit.enabled);
+	assert_string_equal(cfg->audit.directory, "/var/t");
+	assert_string_equal(cfg->audit.origin, "h7");
+	assert_int_equal(cfg->audit.forward, KB_AUDIT_FORWARD_SYSLOG);
+	assert_int_equal(cfg->audit.fsync_interval_ms, 0);
+	assert_int_equal(cfg->audit.checkpoint_records, 5);
+	assert_int_equal(cfg->audit.rotate_interval_s, 3600);
+	assert_int_equal(cfg->audit.reserve, 2 << 20);
+	assert_int_equal(cfg->audit.min_free, 0);
+	kb_config_free(cfg);
+}
+
+static void test_audit_errors(void **state)
+{
+	expect_error(
+		MINIMAL "audit = { forward = \"kafka\"; };\n",
+		":5: setting 'forward': must be one of journal, syslog, none");
+	expect_error(MINIMAL "audit = { rotate_interval = \"daily\"; };\n",
+		     ":5: setting 'rotate_interval': must be an ISO 8601");
+	expect_error(MINIMAL "audit = { rotate_interval = \"PT1S\"; };\n",
+		     "from 60 to");
+	expect_error(
+		MINIMAL "audit = { fsync_interval_ms = -1; };\n",
+		"setting 'fsync_interval_ms': must be between 0 and 10000");
+	expect_error(MINIMAL "audit = { origin = \"a\\nb\"; };\n",
+		     "setting 'origin': must be one line");
+	expect_error(MINIMAL "audit = { fsync = 1; };\n",
+		     ":5: setting 'fsync': unknown setting");
+	expect_error(MINIMAL "audit = { enabled = 1; };\n",
+		     "setting 'enabled': must be true or false");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -363,6 +435,8 @@ int main(void)
 		cmocka_unit_test(test_unit_bindings),
 		cmocka_unit_test(test_access_errors),
 		cmocka_unit_test(test_issuer_and_token_errors),
+		cmocka_unit_test(test_audit_defaults_and_settings),
+		cmocka_unit_test(test_audit_errors),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);
