@@ -32,6 +32,11 @@
 #define RECOVER_MS 1000 /* how often an unavailable trail is retried */
 #define FREE_CHECK_MS 10000
 #define FREE_WARN_MS (10 * 60 * 1000)
+#define ROTATE_RETRY_MS (60 * 1000)
+/* How long an append waits for another process's hold of the lock file. */
+#define LOCK_WAIT_MS 1000
+/* How long closing waits for the thread (it may be in the token). */
+#define CLOSE_WAIT_S 10
 /* What the token's HMAC secret signs to give valueHmac's key. */
 #define VALUE_KEY_LABEL "keybroker audit valueHmac key v1"
 
@@ -73,6 +78,7 @@ struct kb_audit {
 	bool sign_failed; /* said once until a checkpoint succeeds */
 
 	int64_t free_checked_ms, free_warned_ms;
+	int64_t rotate_after_ms; /* a failed rotation is tried after then */
 	struct kb_forward fwd; /* its own locking */
 
 	/* valueHmac's key, derived in the token (32 bytes, locked), or NULL. */
@@ -139,6 +145,9 @@ static void read_first(struct kb_audit *a, int fd, off_t size)
 		a->file_started = line_time(buf, (size_t)(nl - buf));
 }
 
+/* The most adopt_end reads from the end: a torn line and a whole one. */
+#define TAIL_MAX (2 * (KB_TRAIL_LINE_MAX + 1))
+
 /* What adopt_end and open_current return when the file ends in no record. */
 #define NOT_A_CHAIN (-2)
 
@@ -151,10 +160,10 @@ static void read_first(struct kb_audit *a, int fd, off_t size)
 static int adopt_end(struct kb_audit *a, int fd, const char *name, off_t size,
 		     bool cut, char *err, size_t errlen)
 {
-	size_t want = size < (off_t)KB_TRAIL_LINE_MAX + 1 ?
-			      (size_t)size :
-			      KB_TRAIL_LINE_MAX + 1;
-	off_t from = size - (off_t)want, end;
+	/* The last whole line (and its newline) after a torn one. */
+	size_t want = size < (off_t)TAIL_MAX ? (size_t)size : TAIL_MAX;
+	off_t from = size - (off_t)want;
+	size_t end;
 	char *buf = malloc(want + 1), *p;
 	ssize_t n;
 	int64_t seq;
@@ -172,17 +181,17 @@ static int adopt_end(struct kb_audit *a, int fd, const char *name, off_t size,
 	/* From here, a failure is about what the file holds. */
 	r = NOT_A_CHAIN;
 	/* Where the last whole line ends (after its newline). */
-	for (end = (off_t)want; end > 0 && buf[end - 1] != '\n'; end--)
+	for (end = want; end > 0 && buf[end - 1] != '\n'; end--)
 		;
-	if (end < (off_t)want && cut) {
-		if (ftruncate(fd, from + end) != 0) {
+	if (end < want && cut && (end > 0 || from == 0)) {
+		if (ftruncate(fd, from + (off_t)end) != 0) {
 			snprintf(err, errlen,
 				 "%s/%s: cannot cut a torn line: %s",
 				 a->dir_path, name, strerror(errno));
 			r = -1;
 			goto out;
 		}
-		a->torn = want - (size_t)end;
+		a->torn = want - end;
 		kb_warn("audit: %s/%s ended in a torn record of %zu bytes "
 			"(a crash while writing it); cut off",
 			a->dir_path, name, a->torn);
@@ -200,7 +209,7 @@ static int adopt_end(struct kb_audit *a, int fd, const char *name, off_t size,
 		goto out;
 	}
 	buf[end - 1] = '\0';
-	p = memrchr(buf, '\n', (size_t)(end - 1));
+	p = memrchr(buf, '\n', end - 1);
 	p = p != NULL ? p + 1 : buf;
 	if (p == buf && from != 0) {
 		snprintf(err, errlen,
@@ -224,7 +233,11 @@ out:
 	return r;
 }
 
-/* The newest rotated file's name into name (NAME_MAX + 1); 0 if none. */
+/*
+ * The rotated file with the highest first seq (their names begin with it,
+ * zero-padded) into name (NAME_MAX + 1): 1, 0 if there is none, -1 if the
+ * directory cannot be listed.
+ */
 static int newest_rotated(struct kb_audit *a, char *name)
 {
 	/* Its own open directory: a dup would share (and move) the offset. */
@@ -260,8 +273,13 @@ static int adopt_rotated(struct kb_audit *a, char *err, size_t errlen)
 	struct stat st;
 	int fd, r;
 
-	if (newest_rotated(a, name) <= 0)
+	if ((r = newest_rotated(a, name)) == 0)
 		return 0;
+	if (r < 0) {
+		snprintf(err, errlen, "%s: cannot list it: %s", a->dir_path,
+			 strerror(errno));
+		return -1;
+	}
 	if ((fd = openat(a->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0 ||
 	    fstat(fd, &st) != 0) {
 		snprintf(err, errlen, "%s/%s: %s", a->dir_path, name,
@@ -347,6 +365,25 @@ static int catch_up(struct kb_audit *a, char *err, size_t errlen)
 
 /* ---- writing ---- */
 
+/*
+ * Takes the lock file, waiting at most LOCK_WAIT_MS for another process
+ * (keybrokerctl) that holds it: one stopped while holding it must not
+ * stop every request. 0, or -1 with errno (EWOULDBLOCK: it waited).
+ */
+static int lock_file(struct kb_audit *a)
+{
+	const struct timespec pause = { 0, 1000000 };
+	int64_t deadline = now_ms() + LOCK_WAIT_MS;
+
+	while (flock(a->lockfd, LOCK_EX | LOCK_NB) != 0) {
+		if ((errno != EWOULDBLOCK && errno != EINTR) ||
+		    now_ms() >= deadline)
+			return -1;
+		nanosleep(&pause, NULL);
+	}
+	return 0;
+}
+
 static void set_unavailable(struct kb_audit *a, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -396,8 +433,9 @@ static int reserve_space(struct kb_audit *a)
 
 /*
  * Writes body (a JSON object's text) as the next record, under the file
- * lock. Returns the line (malloc'ed, for forwarding) or NULL (errno
- * set, the trail unavailable). Needs a->lock.
+ * lock. Returns the line (malloc'ed, for forwarding), or NULL with errno:
+ * EMSGSIZE for a record too long to be one, else the trail is now
+ * unavailable. Needs a->lock.
  */
 static char *write_record(struct kb_audit *a, const char *body, size_t blen,
 			  size_t *linelen)
@@ -408,9 +446,12 @@ static char *write_record(struct kb_audit *a, const char *body, size_t blen,
 	ssize_t n;
 	int len, e = EIO;
 
-	if (flock(a->lockfd, LOCK_EX) != 0) {
-		set_unavailable(a, "%s/%s: lock: %s", a->dir_path, LOCKFILE,
-				strerror(errno));
+	if (lock_file(a) != 0) {
+		set_unavailable(a, "%s/%s: %s", a->dir_path, LOCKFILE,
+				errno == EWOULDBLOCK ?
+					"another process holds it for more "
+					"than a second" :
+					strerror(errno));
 		return NULL;
 	}
 	if (catch_up(a, err, sizeof(err)) != 0) {
@@ -432,6 +473,14 @@ static char *write_record(struct kb_audit *a, const char *body, size_t blen,
 		       a->instance_json, (int)(blen - 2), body + 1, a->head);
 	if (len <= 0 || (size_t)len >= cap) {
 		e = EINVAL;
+		goto out;
+	}
+	/* No reader takes a longer line: it is not written. */
+	if ((size_t)len - 1 > KB_TRAIL_LINE_MAX) {
+		kb_err("audit: a record of %d bytes (%.40s...) is longer than a "
+		       "record may be (%u); not written",
+		       len - 1, body, KB_TRAIL_LINE_MAX);
+		e = EMSGSIZE;
 		goto out;
 	}
 	if (reserve_space(a) != 0)
@@ -524,11 +573,12 @@ static int append_locked(struct kb_audit *a, json_t *body)
 		free(text);
 		return -1;
 	}
-	seq = a->next_seq;
 	line = write_record(a, text, strlen(text), &len);
 	free(text);
 	if (line == NULL)
 		return -1;
+	/* Its seq: another process may have appended before it. */
+	seq = a->next_seq - 1;
 	if (a->strict && sync_to(a, seq + 1) != 0) {
 		free(line);
 		return -1;
@@ -546,25 +596,33 @@ static int append_locked(struct kb_audit *a, json_t *body)
 /* The record saying the trail is back, and what it missed. */
 static int append_resumed(struct kb_audit *a)
 {
-	json_t *b = json_pack("{s:s, s:{s:I, s:I}, s:s, s:s}", "event",
-			      "resumed", "unrecorded", "served",
-			      (json_int_t)a->unrec_served, "refused",
-			      (json_int_t)a->unrec_refused, "since",
-			      a->unrec_since, "message", a->reason);
+	uint64_t served = a->unrec_served, refused = a->unrec_refused;
+	char since[KB_TRAIL_TIME_LEN], reason[sizeof(a->reason)];
+	json_t *b;
 	int r;
 
+	memcpy(since, a->unrec_since, sizeof(since));
+	memcpy(reason, a->reason, sizeof(reason));
+	b = json_pack("{s:s, s:{s:I, s:I}, s:s, s:s}", "event", "resumed",
+		      "unrecorded", "served", (json_int_t)served, "refused",
+		      (json_int_t)refused, "since", since, "message", reason);
 	if (b == NULL)
 		return -1;
 	a->available = true;
 	if ((r = append_locked(a, b)) == 0) {
 		kb_info("audit: the trail can be written again; %llu served "
 			"and %llu refused requests went unrecorded since %s",
-			(unsigned long long)a->unrec_served,
-			(unsigned long long)a->unrec_refused, a->unrec_since);
-		a->unrec_served = a->unrec_refused = 0;
-		a->reason[0] = '\0';
+			(unsigned long long)served, (unsigned long long)refused,
+			since);
+		/* Those counted while the lock was down are the next ones'. */
+		a->unrec_served -= served;
+		a->unrec_refused -= refused;
+		if (a->available)
+			a->reason[0] = '\0';
 	} else {
+		/* Still down, as since then. */
 		a->available = false;
+		memcpy(a->unrec_since, since, sizeof(since));
 	}
 	json_decref(b);
 	return r;
@@ -652,21 +710,26 @@ static void checkpoint(struct kb_audit *a, const char *reason)
 {
 	unsigned char sig[KB_TRAIL_SIG_LEN];
 	char head[KB_TRAIL_HEX_LEN + 1], text[KB_TRAIL_SIGNED_MAX];
-	char sig64[96];
+	char sig64[96], keyid[KB_TRAIL_KEYID_LEN + 1];
 	uint64_t size = a->next_seq;
+	EVP_PKEY *pub;
 	size_t len;
 	json_t *b;
-	int r;
+	int r = KB_ERR_NOT_FOUND;
 
 	/* After a failure, the next try is an interval later. */
 	a->last_checkpoint_ms = now_ms();
-	if (a->keyid[0] == '\0' || size == 0)
+	if (size == 0)
 		return;
 	memcpy(head, a->head, sizeof(head));
-	if ((len = kb_trail_signed_text(text, a->origin, size, head)) == 0)
+	if ((len = kb_trail_signed_text(text, a->origin, size, head, reason)) ==
+	    0)
 		return;
 	pthread_mutex_unlock(&a->lock);
-	r = kb_auditkey_sign(a->ks, a->w, text, len, sig);
+	/* The key of the catalogue now: it may have come, or changed. */
+	if ((pub = kb_auditkey_public(a->ks, keyid)) != NULL)
+		r = kb_auditkey_sign(a->ks, a->w, text, len, sig);
+	EVP_PKEY_free(pub);
 	pthread_mutex_lock(&a->lock);
 	if (r != 0) {
 		if (!a->sign_failed)
@@ -678,6 +741,7 @@ static void checkpoint(struct kb_audit *a, const char *reason)
 		return;
 	}
 	a->sign_failed = false;
+	memcpy(a->keyid, keyid, sizeof(keyid));
 	kb_b64_encode(sig64, sig, sizeof(sig));
 	b = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "event", "checkpoint",
 		      "reason", reason, "size", (json_int_t)size, "head", head,
@@ -691,43 +755,59 @@ static void checkpoint(struct kb_audit *a, const char *reason)
 	json_decref(b);
 }
 
-/* Renames audit.jsonl aside and starts a new one. Needs a->lock. */
+/*
+ * Renames audit.jsonl aside and starts a new one; the chain goes on from
+ * what this process holds. A rotation that fails is tried again a minute
+ * later. Needs a->lock.
+ */
 static void rotate(struct kb_audit *a)
 {
-	char name[NAME_MAX + 1], stamp[32], err[256];
+	char name[NAME_MAX + 1], stamp[32], err[256] = "";
+	char head[KB_TRAIL_HEX_LEN + 1];
 	time_t now = time(NULL);
+	uint64_t next;
 	struct tm tm;
 
+	a->rotate_after_ms = now_ms() + ROTATE_RETRY_MS;
 	while (a->syncing)
 		pthread_cond_wait(&a->synced, &a->lock);
-	if (flock(a->lockfd, LOCK_EX) != 0)
+	if (lock_file(a) != 0)
 		return;
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-	snprintf(name, sizeof(name), "audit-%s-%020llu.jsonl", stamp,
-		 (unsigned long long)a->file_first_seq);
+	/* The first seq leads, so that names sort as the chain runs. */
+	snprintf(name, sizeof(name), "audit-%020llu-%s.jsonl",
+		 (unsigned long long)a->file_first_seq, stamp);
 	if (catch_up(a, err, sizeof(err)) != 0 || fdatasync(a->fd) != 0 ||
 	    renameat(a->dirfd, CURRENT, a->dirfd, name) != 0) {
-		kb_err("audit: cannot rotate %s/%s: %s", a->dir_path, CURRENT,
-		       strerror(errno));
-		/* Tried again at the next interval, not at every record. */
-		a->file_started = now;
+		kb_err("audit: cannot rotate %s/%s: %s; trying again in a "
+		       "minute",
+		       a->dir_path, CURRENT, err[0] ? err : strerror(errno));
 		goto out;
 	}
 	a->synced_seq = a->next_seq;
-	if (open_current(a, err, sizeof(err)) != 0 || fsync(a->dirfd) != 0)
+	next = a->next_seq;
+	memcpy(head, a->head, sizeof(head));
+	/* Nothing more goes into the file now rotated. */
+	close(a->fd);
+	a->fd = -1;
+	if (open_current(a, err, sizeof(err)) != 0 || fsync(a->dirfd) != 0) {
 		set_unavailable(a, "after rotating to %s: %s", name,
 				err[0] ? err : strerror(errno));
-	else
-		kb_info("audit: rotated %s/%s to %s", a->dir_path, CURRENT,
-			name);
+		goto out;
+	}
+	if (a->size == 0) {
+		a->next_seq = next;
+		memcpy(a->head, head, sizeof(head));
+	}
+	kb_info("audit: rotated %s/%s to %s", a->dir_path, CURRENT, name);
 	a->file_first_seq = a->next_seq;
 	a->file_started = now;
+	a->rotate_after_ms = 0;
 out:
 	flock(a->lockfd, LOCK_UN);
 }
 
-/* Tries to bring an unavailable trail back. Needs a->lock. */
 static int open_dir(struct kb_audit *a, char *err, size_t errlen);
 
 static void recover(struct kb_audit *a)
@@ -743,7 +823,7 @@ static void recover(struct kb_audit *a)
 		if (open_dir(a, err, sizeof(err)) != 0)
 			return;
 	}
-	if (flock(a->lockfd, LOCK_EX) != 0)
+	if (lock_file(a) != 0)
 		return;
 	r = catch_up(a, err, sizeof(err));
 	if (r == 0) {
@@ -777,6 +857,7 @@ static void check_free_space(struct kb_audit *a, int64_t now)
 static bool rotation_due(const struct kb_audit *a)
 {
 	return a->next_seq > a->file_first_seq &&
+	       now_ms() >= a->rotate_after_ms &&
 	       (a->size >= a->cfg.rotate_size ||
 		time(NULL) - a->file_started >= a->cfg.rotate_interval_s);
 }
@@ -811,7 +892,8 @@ static void *audit_thread(void *arg)
 		    (by_count || now - a->last_checkpoint_ms >= ckpt_ms))
 			checkpoint(a, by_count ? "count" : "interval");
 		if (a->available && rotation_due(a)) {
-			checkpoint(a, "rotation");
+			if (a->since_checkpoint > 0)
+				checkpoint(a, "rotation");
 			rotate(a);
 		}
 		if (now - a->free_checked_ms >= FREE_CHECK_MS)
@@ -961,9 +1043,11 @@ struct kb_audit *kb_audit_open(const struct kb_audit_cfg *cfg,
 			goto fail;
 		}
 		set_unavailable(a, "%s", why);
-	} else if (flock(a->lockfd, LOCK_EX) != 0) {
+	} else if (lock_file(a) != 0) {
 		set_unavailable(a, "%s/%s: lock: %s", a->dir_path, LOCKFILE,
-				strerror(errno));
+				errno == EWOULDBLOCK ?
+					"another process holds it" :
+					strerror(errno));
 	} else {
 		r = open_current(a, why, sizeof(why));
 		if (r == 0 && reserve_space(a) != 0)
@@ -994,19 +1078,29 @@ fail:
 	return NULL;
 }
 
-void kb_audit_close(struct kb_audit *a)
+int kb_audit_close(struct kb_audit *a)
 {
+	struct timespec deadline;
+
 	if (a == NULL)
-		return;
+		return 0;
 	pthread_mutex_lock(&a->lock);
 	if (a->running) {
 		a->stop = true;
 		pthread_cond_signal(&a->wake);
 		pthread_mutex_unlock(&a->lock);
-		pthread_join(a->thread, NULL);
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += CLOSE_WAIT_S;
+		if (pthread_timedjoin_np(a->thread, NULL, &deadline) != 0) {
+			kb_err("audit: its thread has been in the token for %d "
+			       "s; stopping without the shutdown checkpoint",
+			       CLOSE_WAIT_S);
+			return -1;
+		}
 		pthread_mutex_lock(&a->lock);
 		a->running = false;
-		if (a->available && a->since_checkpoint > 0)
+		/* The last record: what seals the trail. */
+		if (a->available && a->next_seq > 0)
 			checkpoint(a, "shutdown");
 	}
 	if (a->available)
@@ -1014,6 +1108,7 @@ void kb_audit_close(struct kb_audit *a)
 	pthread_mutex_unlock(&a->lock);
 	kb_forward_close(&a->fwd);
 	audit_free(a);
+	return 0;
 }
 
 void kb_audit_status(struct kb_audit *a, struct kb_audit_status *st)

@@ -45,10 +45,12 @@ struct kb_audit *kb_audit_open(const struct kb_audit_cfg *cfg,
 			       const char *instance, struct kb_keystore *ks,
 			       char *err, size_t errlen);
 /*
- * With ks: a last checkpoint (reason "shutdown") before the thread stops.
- * Then syncs and closes. NULL is a no-op.
+ * With ks: stops the thread, then signs the last record, a checkpoint of
+ * reason "shutdown". Syncs and closes. 0; or -1 if the thread was still
+ * in the token after 10 s: then nothing was freed, and the caller must
+ * exit at once without touching the key store. NULL is a no-op.
  */
-void kb_audit_close(struct kb_audit *a);
+int kb_audit_close(struct kb_audit *a);
 
 /* False while the trail cannot be written; NULL (no trail) is true. */
 bool kb_audit_available(struct kb_audit *a);

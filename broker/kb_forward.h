@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Where audit records go besides the trail's files: journald, as native
- * entries with a fixed MESSAGE_ID and fields to filter on, or syslog
- * (LOG_AUTHPRIV), for pipelines that take them off the host. Best
- * effort: the files are the record of truth, and a journal that is not
- * there is said once and looked for again each minute.
+ * entries (its datagram protocol) with a fixed MESSAGE_ID and fields to
+ * filter on, or syslog (LOG_AUTHPRIV datagrams to /dev/log), for
+ * pipelines that take them off the host. Never waits: a daemon that is
+ * not there or not reading loses the entry (counted, said once); the
+ * files are the record of truth.
  */
 #ifndef KB_FORWARD_H
 #define KB_FORWARD_H
@@ -19,12 +20,14 @@
 struct kb_forward {
 	enum kb_audit_forward to;
 	const char *origin, *dir; /* the trail's, for fields and messages */
+	int fd; /* a non-blocking datagram socket */
 	atomic_bool warned;
-	_Atomic int64_t journal_checked_ms; /* look for journald after */
-	atomic_bool journal_there;
+	_Atomic int64_t look_after_ms; /* look for the daemon again then */
+	atomic_bool there;
+	atomic_ulong dropped; /* entries not sent */
 };
 
-/* origin and dir must outlive f. */
+/* origin and dir must outlive f. Safe from many threads. */
 void kb_forward_init(struct kb_forward *f, enum kb_audit_forward to,
 		     const char *origin, const char *dir);
 void kb_forward_close(struct kb_forward *f);

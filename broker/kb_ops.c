@@ -1136,14 +1136,28 @@ static void record(struct kb_call *call, struct kb_error *err, json_t **result,
 		   int64_t start_us)
 {
 	const struct kb_request *req = call->req;
+	unsigned long held = 0;
+	bool served;
 	json_t *rec;
 	int r = -1;
 
 	if (call->ops->audit == NULL)
 		return;
+	/* Anonymous refusals: as many as their uid's share allows. */
+	if (err->code != KB_OK && call->caller->identity[0] == '\0' &&
+	    call->ops->auditrate != NULL &&
+	    !kb_lograte_take(call->ops->auditrate, call->caller->peer.uid,
+			     now_us() / 1000, &held))
+		return;
+	/* Unrecorded, only these are served; the others are withheld. */
+	served = err->code == KB_OK && (req->def->flags & KB_OPF_UNRECORDED);
 	if ((rec = kb_record_request(call, err, *result,
-				     now_us() - start_us)) != NULL)
-		r = kb_audit_append(call->ops->audit, rec, err->code == KB_OK);
+				     now_us() - start_us)) != NULL) {
+		if (held > 0)
+			json_object_set_new(rec, "heldBack",
+					    json_integer((json_int_t)held));
+		r = kb_audit_append(call->ops->audit, rec, served);
+	}
 	json_decref(rec);
 	if (r == 0 || err->code != KB_OK ||
 	    (req->def->flags & KB_OPF_UNRECORDED))

@@ -19,12 +19,23 @@
 
 struct kb_audit;
 
+/*
+ * The records of refusals without an identity (garbage, no authenticate,
+ * bad tokens), per uid: a burst, then a trickle; the next record let
+ * through says how many were held back (heldBack). Anyone can send such
+ * lines: they must not fill the trail's disk.
+ */
+#define KB_AUDITRATE_BURST 100
+#define KB_AUDITRATE_PER_S 10
+
 struct kb_ops {
 	struct kb_keystore *ks;
 	struct kb_audit *audit; /* the trail; NULL: none (tests) */
 	struct kb_policy_holder *policy;
 	struct kb_rate *rate;
 	struct kb_lograte *lograte; /* failed requests, per uid */
+	/* Records of refusals without an identity, per uid (NULL: all). */
+	struct kb_lograte *auditrate;
 	const char *instance; /* fixed for the broker's life */
 	bool allow_rsa1_5;
 };

@@ -524,6 +524,21 @@ static void start_draining(struct kb_server *srv, int64_t now)
 	}
 }
 
+/* Whether the audit settings differ (they take effect at a restart). */
+static bool audit_changed(const struct kb_audit_cfg *a,
+			  const struct kb_audit_cfg *b)
+{
+	return a->enabled != b->enabled ||
+	       strcmp(a->directory, b->directory) != 0 ||
+	       strcmp(a->origin, b->origin) != 0 || a->forward != b->forward ||
+	       a->fsync_interval_ms != b->fsync_interval_ms ||
+	       a->checkpoint_records != b->checkpoint_records ||
+	       a->checkpoint_interval_s != b->checkpoint_interval_s ||
+	       a->rotate_size != b->rotate_size ||
+	       a->rotate_interval_s != b->rotate_interval_s ||
+	       a->reserve != b->reserve || a->min_free != b->min_free;
+}
+
 /* The trail's record of a reload: the policy installed (cfg), or why not. */
 static void record_reload(struct kb_server *srv, const struct kb_config *cfg,
 			  const char *why)
@@ -568,9 +583,10 @@ static void reload(void *arg)
 	    strcmp(cfg->instance, srv->cfg->instance) != 0 ||
 	    strcmp(cfg->pkcs11_token, srv->cfg->pkcs11_token) != 0 ||
 	    cfg->workers != srv->cfg->workers ||
-	    cfg->allow_rsa1_5 != srv->cfg->allow_rsa1_5)
-		kb_warn("reload: instance, socket, workers, pkcs11 and "
-			"algorithms take effect only at restart");
+	    cfg->allow_rsa1_5 != srv->cfg->allow_rsa1_5 ||
+	    audit_changed(&cfg->audit, &srv->cfg->audit))
+		kb_warn("reload: instance, socket, workers, pkcs11, "
+			"algorithms and audit take effect only at restart");
 	kb_log_set_level(cfg->log_level);
 	record_reload(srv, cfg, "");
 	kb_policy_replace(srv->ops.policy, pol);
@@ -665,7 +681,10 @@ static int server_setup(struct kb_server *srv, sigset_t *mask)
 		.unauth_per_uid = srv->cfg->max_unauthenticated_per_uid,
 	};
 	if ((srv->admit = kb_admit_new(&limits)) == NULL ||
-	    (srv->ops.lograte = kb_lograte_new()) == NULL)
+	    (srv->ops.lograte = kb_lograte_new(KB_LOGRATE_BURST,
+					       KB_LOGRATE_PER_S)) == NULL ||
+	    (srv->ops.auditrate = kb_lograte_new(KB_AUDITRATE_BURST,
+						 KB_AUDITRATE_PER_S)) == NULL)
 		goto out_errno;
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	srv->signal_fd = signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -760,6 +779,7 @@ static bool server_teardown(struct kb_server *srv)
 	kb_listener_close(srv->listener);
 	kb_admit_free(srv->admit);
 	kb_lograte_free(srv->ops.lograte);
+	kb_lograte_free(srv->ops.auditrate);
 	if (srv->epfd >= 0)
 		close(srv->epfd);
 	if (srv->signal_fd >= 0)

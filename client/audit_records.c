@@ -582,9 +582,18 @@ static int rec_parse(struct audit_rec *rec, char *err, size_t errlen)
 	json_t *seq, *tm, *ev;
 	json_error_t je;
 	char q[QUOTE_MAX + 8];
+	size_t i;
 
 	if (rec->len == 0)
 		return rec_bad(rec, err, errlen, "empty line");
+	/* The broker writes records in ASCII without controls (\u escapes). */
+	for (i = 0; i < rec->len; i++)
+		if ((unsigned char)rec->text[i] < 0x20 ||
+		    (unsigned char)rec->text[i] > 0x7f)
+			return rec_bad(rec, err, errlen,
+				       "byte 0x%02x at column %zu: a record is "
+				       "ASCII without control characters",
+				       (unsigned char)rec->text[i], i + 1);
 	rec->obj = json_loadb(rec->text, rec->len, JSON_REJECT_DUPLICATES, &je);
 	if (rec->obj == NULL)
 		return rec_bad(rec, err, errlen, "not JSON: %s (column %d)",

@@ -880,7 +880,9 @@ static int usage_table(struct report *rp, struct table *t)
 		   "Usage: requests per identity, key version "
 		   "and op",
 		   cols, sizeof(cols) / sizeof(cols[0]));
-	qsort(rp->usage.item, rp->usage.n, sizeof(*rp->usage.item), usage_cmp);
+	if (rp->usage.n > 1)
+		qsort(rp->usage.item, rp->usage.n, sizeof(*rp->usage.item),
+		      usage_cmp);
 	for (i = 0; i < rp->usage.n; i++) {
 		u = rp->usage.item[i]->val;
 		snprintf(ok, sizeof(ok), "%lu", u->n[OUT_OK]);
@@ -966,8 +968,9 @@ static int version_table(struct report *rp, struct table *t)
 		return -1;
 	}
 	/* By key, then first seen: each key's newest version comes last. */
-	qsort(rp->versions.item, rp->versions.n, sizeof(*rp->versions.item),
-	      version_cmp);
+	if (rp->versions.n > 1)
+		qsort(rp->versions.item, rp->versions.n,
+		      sizeof(*rp->versions.item), version_cmp);
 	for (i = 0; i < rp->versions.n; i++) {
 		v = rp->versions.item[i]->val;
 		next = i + 1 < rp->versions.n ? rp->versions.item[i + 1]->val :

@@ -21,7 +21,11 @@
 
 #define MAX_KEYS 16
 #define MAX_CHAINS 64
-/* Hashes remembered per chain, for the records a checkpoint names. */
+/*
+ * Hashes remembered per chain, for the records a checkpoint names. A
+ * broker's checkpoint lags its own place only by the records appended
+ * while the token signed: one further back is not one of its.
+ */
 #define RING 65536
 
 static const char zero_hash[] =
@@ -38,6 +42,7 @@ struct chain {
 	char head[KB_TRAIL_HEX_LEN + 1];
 	char (*ring)[KB_TRAIL_HEX_LEN + 1]; /* hash of seq s at s % RING */
 	uint64_t records, checkpoints, signatures;
+	uint64_t before_files; /* checkpoints naming records not given */
 	/* The last checkpoint: how many records it covers, and why. */
 	uint64_t covered, checkpoint_seq;
 	char reason[16];
@@ -50,9 +55,14 @@ struct verify {
 	size_t nkeys;
 	struct chain *chains[MAX_CHAINS];
 	size_t nchains;
+	bool from_given; /* --from: where the retained files begin */
+	uint64_t from;
+	bool records_given; /* --records: how long the chain must be */
+	uint64_t records;
 	const char *file;
 	unsigned long line;
 	char why[1024]; /* the first tampering */
+	char torn_at[512]; /* a torn last line: FILE:LINE, or "" */
 };
 
 static int tampered(struct verify *v, const char *fmt, ...)
@@ -131,9 +141,25 @@ static int check_checkpoint(struct verify *v, struct chain *c, json_t *o,
 				"checkpoint's: modified",
 				(unsigned long long)seq);
 	size = (uint64_t)json_integer_value(jsize);
+	if (strlen(reason) > 16)
+		return tampered(v,
+				"checkpoint seq %llu: its reason is not a "
+				"checkpoint's: modified",
+				(unsigned long long)seq);
+	/* Before the files given: it vouches for none of what is here. */
+	if (size - 1 < c->first_seq) {
+		c->before_files++;
+		return 0;
+	}
+	if (seq - (size - 1) >= RING)
+		return tampered(v,
+				"checkpoint seq %llu names record seq %llu, "
+				"further back than a broker's checkpoint ever "
+				"is: moved or forged",
+				(unsigned long long)seq,
+				(unsigned long long)(size - 1));
 	/* The record it names must be the one this chain has. */
-	if (size - 1 >= c->first_seq && seq - (size - 1) < RING &&
-	    strcmp(c->ring[(size - 1) % RING], head) != 0)
+	if (strcmp(c->ring[(size - 1) % RING], head) != 0)
 		return tampered(
 			v,
 			"checkpoint seq %llu signs head %.16s... for "
@@ -154,7 +180,7 @@ static int check_checkpoint(struct verify *v, struct chain *c, json_t *o,
 					"%.43s, which is none of the --pubkey "
 					"keys",
 					(unsigned long long)seq, keyid);
-		len = kb_trail_signed_text(text, c->origin, size, head);
+		len = kb_trail_signed_text(text, c->origin, size, head, reason);
 		if (len == 0 || !kb_trail_verify(k->pkey, text, len, sig))
 			return tampered(v,
 					"checkpoint seq %llu: its signature "
@@ -180,6 +206,18 @@ static int check_line(struct verify *v, const char *line, size_t len)
 	struct chain *c;
 	uint64_t seq;
 	int r = -1;
+	size_t i;
+
+	/* The broker writes ASCII without controls (\u escapes) only. */
+	for (i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 0x20 ||
+		    (unsigned char)line[i] > 0x7f) {
+			tampered(v,
+				 "byte 0x%02x at column %zu: not a record "
+				 "(records are ASCII without controls)",
+				 (unsigned char)line[i], i + 1);
+			goto out;
+		}
 
 	if (!json_is_integer(jseq) || json_integer_value(jseq) < 0 ||
 	    origin == NULL || event == NULL || str(o, "time") == NULL ||
@@ -235,37 +273,46 @@ out:
 	return r;
 }
 
-/* Reads file line by line. 0, -1 tampered (v->why), -2 unreadable. */
-static int verify_file(struct verify *v, const char *path)
+/*
+ * Reads file line by line, each at most KB_TRAIL_LINE_MAX bytes. 0, -1
+ * tampered (v->why), -2 unreadable. A last line without its newline at
+ * the end of the last file is what a crash leaves: noted, not tampered.
+ */
+static int verify_file(struct verify *v, const char *path, bool last)
 {
 	FILE *f = fopen(path, "re");
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
+	char *line = malloc(KB_TRAIL_LINE_MAX + 2);
+	size_t n;
 	int r = 0;
 
-	if (f == NULL) {
+	if (f == NULL || line == NULL) {
 		fprintf(stderr, "keybroker-audit verify: %s: %s\n", path,
-			strerror(errno));
+			strerror(f == NULL ? errno : ENOMEM));
+		free(line);
+		if (f != NULL)
+			fclose(f);
 		return -2;
 	}
 	v->file = path;
 	v->line = 0;
-	while (r == 0 && (n = getline(&line, &cap, f)) > 0) {
+	while (r == 0 && fgets(line, KB_TRAIL_LINE_MAX + 2, f) != NULL) {
 		v->line++;
-		if (line[n - 1] != '\n') {
-			r = tampered(v, "the last line is torn (no newline): "
-					"a crash while it was written, or the "
-					"file was cut");
-			break;
+		n = strlen(line);
+		if (n > 0 && line[n - 1] == '\n') {
+			r = check_line(v, line, n - 1);
+			continue;
 		}
-		if ((size_t)n - 1 > KB_TRAIL_LINE_MAX)
+		if (n > KB_TRAIL_LINE_MAX)
 			r = tampered(v,
 				     "a line longer than %u bytes: not a "
 				     "record",
 				     KB_TRAIL_LINE_MAX);
+		else if (last && feof(f))
+			snprintf(v->torn_at, sizeof(v->torn_at), "%s:%lu", path,
+				 v->line);
 		else
-			r = check_line(v, line, (size_t)n - 1);
+			r = tampered(v, "a line without its newline, before "
+					"the end of the trail: modified");
 	}
 	if (r == 0 && ferror(f)) {
 		fprintf(stderr, "keybroker-audit verify: %s: %s\n", path,
@@ -275,6 +322,46 @@ static int verify_file(struct verify *v, const char *path)
 	free(line);
 	fclose(f);
 	return r;
+}
+
+/*
+ * What the auditor knows from elsewhere: where the retained files begin
+ * (--from), and how many records the broker said it had (--records,
+ * from getAuditStatus or a shipped copy). 0, or -1 tampered.
+ */
+static int check_ends(struct verify *v)
+{
+	const struct chain *c;
+	size_t i;
+
+	v->file = "(end)";
+	v->line = 0;
+	if (v->records_given && v->nchains != 1)
+		return tampered(v,
+				"--records needs exactly one chain, and the "
+				"files hold %zu",
+				v->nchains);
+	for (i = 0; i < v->nchains; i++) {
+		c = v->chains[i];
+		if (v->from_given && c->first_seq != v->from)
+			return tampered(v,
+					"'%s' begins at seq %llu, not at "
+					"--from %llu: records were removed at "
+					"its start",
+					c->origin,
+					(unsigned long long)c->first_seq,
+					(unsigned long long)v->from);
+		if (v->records_given && c->next_seq < v->records)
+			return tampered(
+				v,
+				"'%s' ends at seq %llu, but the broker "
+				"had %llu records (--records): the tail "
+				"was cut off",
+				c->origin,
+				(unsigned long long)(c->next_seq - 1),
+				(unsigned long long)v->records);
+	}
+	return 0;
 }
 
 /* Says how each chain ends; AUDIT_EXIT_UNSEALED if one is not sealed. */
@@ -293,10 +380,18 @@ static int report(const struct verify *v)
 		       (unsigned long long)c->records,
 		       (unsigned long long)c->checkpoints,
 		       (unsigned long long)c->signatures);
-		if (c->first_seq > 0)
-			printf("%s: begins at seq %llu: the records before "
-			       "are in files not given\n",
-			       c->origin, (unsigned long long)c->first_seq);
+		if (c->before_files > 0)
+			printf("%s: %llu checkpoints name records before the "
+			       "files given and vouch for none of them\n",
+			       c->origin, (unsigned long long)c->before_files);
+		if (c->first_seq > 0 && !v->from_given) {
+			printf("%s: NOT SEALED: begins at seq %llu, and the "
+			       "records before are not given (if the retained "
+			       "files start there, say so with --from %llu)\n",
+			       c->origin, (unsigned long long)c->first_seq,
+			       (unsigned long long)c->first_seq);
+			rc = AUDIT_EXIT_UNSEALED;
+		}
 		if (c->last_is_checkpoint && c->covered == c->next_seq - 1 &&
 		    strcmp(c->reason, "shutdown") == 0) {
 			printf("%s: sealed: ends in the shutdown checkpoint at "
@@ -319,6 +414,13 @@ static int report(const struct verify *v)
 			       c->origin, (unsigned long long)c->covered,
 			       (unsigned long long)(c->next_seq - 1),
 			       c->last_at);
+	}
+	if (v->torn_at[0] != '\0') {
+		printf("NOT SEALED: the last line, %s, is torn (no newline): "
+		       "the broker crashed while writing it, or the file was "
+		       "cut there\n",
+		       v->torn_at);
+		rc = AUDIT_EXIT_UNSEALED;
 	}
 	/* Anyone can rebuild a chain: only the signatures tie it to the key. */
 	if (v->nkeys == 0) {
@@ -362,26 +464,55 @@ static void verify_free(struct verify *v)
 	}
 }
 
+/* A decimal count, 0 to 2^63. */
+static int parse_count(const char *text, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 ||
+	    v > (1ull << 63))
+		return -1;
+	*out = v;
+	return 0;
+}
+
 static void verify_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: keybroker-audit verify [--pubkey PEM]... FILE|DIR...\n"
+		"usage: keybroker-audit verify [--pubkey PEM]... [--from SEQ]\n"
+		"                              [--records N] FILE|DIR...\n"
 		"\n"
 		"Checks that each chain (one per origin) is whole: every\n"
 		"record's seq follows the one before and its prev is that\n"
 		"record's SHA-256, every checkpoint names the right head and,\n"
 		"with --pubkey, is signed by one of those keys. Stops at the\n"
 		"first record that breaks the chain and names it. Give the\n"
-		"files in order, or a directory. Exit: 0 intact and sealed by\n"
-		"a shutdown checkpoint whose signature verified; 1 tampered;\n"
-		"2 unreadable; 3 intact but not sealed (records after the last\n"
-		"checkpoint, or no --pubkey to check signatures with).\n");
+		"files in order, or a directory.\n"
+		"\n"
+		"  --pubkey PEM  the audit key (keybroker-audit pubkey); several\n"
+		"                for several brokers' trails\n"
+		"  --from SEQ    the retained files begin at record SEQ (else a\n"
+		"                chain must begin at 0 to be sealed)\n"
+		"  --records N   the broker said it had N records (status, or a\n"
+		"                shipped copy): fewer means the tail was cut\n"
+		"\n"
+		"exit status: 0 intact, and sealed by a shutdown checkpoint\n"
+		"whose signature verified; 1 tampered; 2 unreadable or bad\n"
+		"usage; 3 intact but not sealed (records after the last\n"
+		"checkpoint, a torn last line, a chain that begins later than\n"
+		"--from says, or no --pubkey): the broker is running or\n"
+		"crashed, or the tail was cut off.\n");
 }
 
 int audit_verify_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "pubkey", required_argument, NULL, 'k' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "records", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -396,6 +527,17 @@ int audit_verify_main(int argc, char **argv)
 			verify_usage(stdout);
 			rc = AUDIT_EXIT_OK;
 			goto out;
+		}
+		if (c == 'f' || c == 'r') {
+			if (parse_count(optarg,
+					c == 'f' ? &v.from : &v.records) != 0) {
+				audit_usage_error(
+					"verify", "--%s needs a number",
+					c == 'f' ? "from" : "records");
+				goto out;
+			}
+			*(c == 'f' ? &v.from_given : &v.records_given) = true;
+			continue;
 		}
 		if (c != 'k' || load_key(&v, optarg) != 0) {
 			if (c != 'k')
@@ -413,7 +555,9 @@ int audit_verify_main(int argc, char **argv)
 		goto out;
 	}
 	for (i = 0; i < files.n && r == 0; i++)
-		r = verify_file(&v, files.path[i]);
+		r = verify_file(&v, files.path[i], i + 1 == files.n);
+	if (r == 0)
+		r = check_ends(&v);
 	if (r == -2)
 		goto out;
 	if (r == -1) {

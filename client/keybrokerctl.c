@@ -846,58 +846,77 @@ static const struct {
 
 /*
  * The record of a direct command: what was run (its arguments, never a
- * secret: PINs and keys come from files), by whom, and how it ended.
+ * secret: PINs and keys come from files), by whom, and how it ended
+ * ("started" before it runs, then "ok" or "failed" with its exit status).
  */
-static json_t *admin_record(int argc, char **argv, int status)
+static json_t *admin_record(int argc, char **argv, const char *result,
+			    int status)
 {
 	json_t *args = json_array(), *rec;
 	int i;
 
 	for (i = 1; i < argc; i++)
 		json_array_append_new(args, json_string(argv[i]));
-	rec = json_pack("{s:s, s:s, s:o, s:s, s:i, s:{s:I, s:I, s:I}}", "event",
-			"admin", "op", argv[0], "args", args, "result",
-			status == 0 ? "ok" : "failed", "exit", status, "peer",
-			"uid", (json_int_t)getuid(), "gid",
+	rec = json_pack("{s:s, s:s, s:o, s:s, s:{s:I, s:I, s:I}}", "event",
+			"admin", "op", argv[0], "args", args, "result", result,
+			"peer", "uid", (json_int_t)getuid(), "gid",
 			(json_int_t)getgid(), "pid", (json_int_t)getpid());
+	if (rec != NULL && strcmp(result, "started") != 0)
+		json_object_set_new(rec, "exit", json_integer(status));
 	return rec;
 }
 
+/* Appends a record of the command; 0, or -1 (said) if not written. */
+static int record(struct kb_audit *audit, int argc, char **argv,
+		  const char *result, int status)
+{
+	json_t *rec = admin_record(argc, argv, result, status);
+	int r = rec != NULL ? kb_audit_append(audit, rec, true) : -1;
+
+	json_decref(rec);
+	if (r != 0)
+		fprintf(stderr,
+			"keybrokerctl: %s: the audit trail cannot be written "
+			"(see the message above)\n",
+			argv[0]);
+	return r;
+}
+
 /*
- * Runs a direct command with the trail open: refused if the trail cannot
- * be written (as the broker refuses management then), and recorded.
+ * Runs a direct command recorded in the broker's trail: its start before
+ * it runs (refused if that cannot be written, as the broker refuses
+ * management then), and its end.
  */
 static int run_recorded(const struct kb_config *cfg, command_fn fn, int argc,
 			char **argv)
 {
-	struct kb_audit *audit = NULL;
+	struct kb_audit *audit;
 	char err[512];
-	json_t *rec;
 	int r;
 
 	if (!cfg->audit.enabled)
 		return fn(cfg, argc, argv);
 	audit = kb_audit_open(&cfg->audit, "keybrokerctl", NULL, err,
 			      sizeof(err));
-	if (audit == NULL || !kb_audit_available(audit)) {
+	if (audit == NULL)
+		fprintf(stderr, "keybrokerctl: %s: audit trail: %s\n", argv[0],
+			err);
+	if (audit == NULL || record(audit, argc, argv, "started", 0) != 0) {
 		fprintf(stderr,
-			"keybrokerctl: %s: the audit trail cannot be written "
-			"(%s); refused, as the broker refuses management then\n",
-			argv[0], audit == NULL ? err : "see the message above");
+			"keybrokerctl: %s: refused, as the broker "
+			"refuses management while its trail cannot be "
+			"written\n",
+			argv[0]);
 		kb_audit_close(audit);
 		return 1;
 	}
 	r = fn(cfg, argc, argv);
-	if ((rec = admin_record(argc, argv, r)) == NULL ||
-	    kb_audit_append(audit, rec, true) != 0) {
-		fprintf(stderr,
-			"keybrokerctl: %s: done, but its audit record could "
-			"not be written\n",
+	if (record(audit, argc, argv, r == 0 ? "ok" : "failed", r) != 0) {
+		fprintf(stderr, "keybrokerctl: %s: done, but not its record\n",
 			argv[0]);
 		if (r == 0)
 			r = 1;
 	}
-	json_decref(rec);
 	kb_audit_close(audit);
 	return r;
 }

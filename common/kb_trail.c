@@ -20,17 +20,16 @@ void kb_trail_hash_hex(const char *line, size_t len,
 }
 
 size_t kb_trail_signed_text(char *buf, const char *origin, uint64_t size,
-			    const char *head)
+			    const char *head, const char *reason)
 {
 	int n;
 
-	if (strlen(origin) > KB_TRAIL_ORIGIN_MAX)
+	if (strlen(origin) > KB_TRAIL_ORIGIN_MAX || strlen(reason) > 16)
 		return 0;
 	n = snprintf(buf, KB_TRAIL_SIGNED_MAX,
-		     "keybroker audit checkpoint v1\norigin %s\nsize "
-		     "%llu\nhead %s\n",
-		     origin, (unsigned long long)size, head);
-
+		     "keybroker audit checkpoint v1\norigin %s\nsize %llu\n"
+		     "head %s\nreason %s\n",
+		     origin, (unsigned long long)size, head, reason);
 	return n > 0 && n < KB_TRAIL_SIGNED_MAX ? (size_t)n : 0;
 }
 

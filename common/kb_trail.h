@@ -29,13 +29,16 @@ void kb_trail_hash_hex(const char *line, size_t len,
 		       char hex[KB_TRAIL_HEX_LEN + 1]);
 
 /*
- * The text a checkpoint signs for the chain of origin whose first size
- * records end in head (hex): four lines, see docs/audit.md. Returns its
- * length, or 0 if origin is longer than KB_TRAIL_ORIGIN_MAX or the text
- * does not fit in KB_TRAIL_SIGNED_MAX bytes.
+ * The text a checkpoint of reason ("count", "interval", "rotation",
+ * "shutdown") signs for the chain of origin whose first size records end
+ * in head (hex): five lines, see docs/audit.md. The reason is signed so
+ * that no checkpoint can be made to look like the one a broker writes
+ * last, at shutdown. Returns the text's length, or 0 if origin is longer
+ * than KB_TRAIL_ORIGIN_MAX, reason than 16 bytes, or the text does not
+ * fit in KB_TRAIL_SIGNED_MAX bytes.
  */
 size_t kb_trail_signed_text(char *buf, const char *origin, uint64_t size,
-			    const char *head);
+			    const char *head, const char *reason);
 
 /*
  * The audit key's id: the RFC 7638 thumbprint of pub (a P-256 key) as

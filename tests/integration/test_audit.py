@@ -237,6 +237,31 @@ class Records(unittest.TestCase):
         self.assertTrue(bad)
         c.close()
 
+    def test_refusals_without_identity_are_limited_per_uid_and_counted(self):
+        b = Broker(TOKEN, name="garbage", identities=IDENTITIES, access=ACCESS,
+                   audit='{ forward = "none"; }').start()
+        sent = 0
+        for i in range(25):
+            c = Client(b.socket, authenticate=False)
+            c.send_raw(b"garbage\n" * 8)
+            for j in range(8):
+                c.read_line()
+            c.close()
+            sent += 8
+        time.sleep(1.2)
+        c = Client(b.socket, authenticate=False)
+        c.send_raw(b"garbage\n")
+        c.read_line()
+        c.close()
+        sent += 1
+        b.stop()
+        bad = [r for r in records(b) if r.get("result") == "BadRequest"]
+        self.assertLess(len(bad), 150)
+        self.assertGreaterEqual(len(bad), 100)
+        self.assertGreater(bad[-1].get("heldBack", 0), 0)
+        # Each refusal is a record or counted in the next one.
+        self.assertEqual(len(bad) + sum(r.get("heldBack", 0) for r in bad), sent)
+
     def test_same_wrapped_value_gives_the_same_hmac(self):
         svc, _ = client_as(BROKER, "svc")
         wrapped = svc.wrap("cmk", DEK, correlationId="hmac-wrap")["value"]
@@ -299,17 +324,19 @@ class Records(unittest.TestCase):
         BROKER.token.ctl("-c", BROKER.config, "list-keys")
         recs = records(BROKER)
         mine = [r for r in recs[n:] if r["event"] == "admin"]
-        self.assertEqual(len(mine), 1)
-        self.assertEqual(mine[0]["op"], "list-keys")
-        self.assertEqual(mine[0]["instance"], "keybrokerctl")
-        self.assertEqual(mine[0]["result"], "ok")
+        # Its start, before it ran, and its end.
+        self.assertEqual([(r["op"], r["result"]) for r in mine],
+                         [("list-keys", "started"), ("list-keys", "ok")])
+        self.assertEqual(mine[1]["exit"], 0)
+        self.assertEqual(mine[1]["instance"], "keybrokerctl")
+        self.assertEqual(mine[1]["peer"]["pid"], mine[0]["peer"]["pid"])
         # The broker's next record continues after it.
         c = BROKER.connect()
         c.close()
-        after = [r for r in records(BROKER) if r["seq"] == mine[0]["seq"] + 1][0]
+        after = [r for r in records(BROKER) if r["seq"] == mine[1]["seq"] + 1][0]
         self.assertEqual(after["instance"], "it")
         line = [l for l in open(os.path.join(trail_dir(BROKER), "audit.jsonl"))
-                if json.loads(l)["seq"] == mine[0]["seq"]][0]
+                if json.loads(l)["seq"] == mine[1]["seq"]][0]
         self.assertEqual(after["prev"], hashlib.sha256(line.rstrip("\n").encode()).hexdigest())
 
     def test_audit_status_needs_read_audit(self):
@@ -382,7 +409,8 @@ class Chain(unittest.TestCase):
                 continue
             self.assertEqual(rec["head"], hashes_by_seq[rec["size"] - 1])
             text = ("keybroker audit checkpoint v1\norigin %s\nsize %d\nhead %s\n"
-                    % (rec["origin"], rec["size"], rec["head"])).encode()
+                    "reason %s\n"
+                    % (rec["origin"], rec["size"], rec["head"], rec["reason"])).encode()
             sig = b64d(rec["sig"])
             der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"),
                                              int.from_bytes(sig[32:], "big"))
@@ -467,6 +495,82 @@ class Chain(unittest.TestCase):
         self.assertRegex(r.stdout, "checkpoint seq \\d+: its signature does not verify"
                          "|checkpoint seq \\d+ signs head")
 
+    def test_a_checkpoint_made_to_look_like_the_last_one_is_caught(self):
+        # Cut after a checkpoint and call it the shutdown one: its reason
+        # is signed.
+        i = next(i for i, l in enumerate(self.lines)
+                 if '"event":"checkpoint"' in l and '"reason":"shutdown"' not in l)
+        lines = self.lines[:i + 1]
+        rec = json.loads(lines[i])
+        lines[i] = lines[i].replace('"reason":"%s"' % rec["reason"], '"reason":"shutdown"')
+        r = self.verify(self.tampered_copy(lines))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("checkpoint seq %d: its signature does not verify" % rec["seq"],
+                      r.stdout)
+
+    def test_a_tail_cut_at_an_old_seal_is_caught_with_the_live_count(self):
+        b = Broker(TOKEN, name="reseal", identities=IDENTITIES, access=ACCESS,
+                   audit='{ forward = "none"; }')
+        b.start()
+        b.connect().ok("getKey", key="cmk")
+        b.stop()
+        first = tempfile.mkdtemp(prefix="kb-audit-", dir=TOKEN.dir)
+        shutil.copy(os.path.join(trail_dir(b), "audit.jsonl"), first)
+        # A later run, whose records are then cut off: what is left ends
+        # in the earlier run's genuine shutdown checkpoint.
+        b.start()
+        b.connect().ok("getKey", key="cmk")
+        st = b.connect().ok("getAuditStatus")
+        b.stop()
+        r = self.verify(first)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        r = self.verify(first, "--records", str(st["records"]))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("the tail was cut off", r.stdout)
+        r = self.verify(trail_dir(b), "--records", str(st["records"]))
+        self.assertEqual(r.returncode, 0, r.stdout)
+
+    def test_a_chain_that_begins_later_is_not_sealed_unless_told(self):
+        lines = self.lines[10:]
+        start = json.loads(lines[0])["seq"]
+        d = self.tampered_copy(lines)
+        r = self.verify(d)
+        self.assertEqual(r.returncode, 3, r.stdout)
+        self.assertIn("begins at seq %d" % start, r.stdout)
+        r = self.verify(d, "--from", str(start))
+        self.assertEqual(r.returncode, 0, r.stdout)
+        r = self.verify(d, "--from", "0")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("records were removed at its start", r.stdout)
+
+    def test_renumbered_records_vouch_for_nothing(self):
+        out, prev = [], "0" * 64
+        for l in self.lines:
+            rec = json.loads(l)
+            rec["seq"] += 1000000
+            rec["prev"] = prev
+            text = json.dumps(rec, separators=(",", ":"))
+            prev = hashlib.sha256(text.encode()).hexdigest()
+            out.append(text + "\n")
+        r = self.verify(self.tampered_copy(out))
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("vouch for none of them", r.stdout)
+        self.assertIn("0 signatures verified", r.stdout)
+
+    def test_a_torn_last_line_is_not_sealed(self):
+        lines = self.lines + ['{"seq":99999,"time":"2026']
+        r = self.verify(self.tampered_copy(lines))
+        self.assertEqual(r.returncode, 3, r.stdout)
+        self.assertIn("is torn", r.stdout)
+
+    def test_bytes_a_broker_never_writes_are_caught(self):
+        lines = list(self.lines)
+        i = next(i for i, l in enumerate(lines) if '"cmk"' in l)
+        lines[i] = lines[i].replace('"cmk"', '"cm\u202ek"', 1)
+        r = self.verify(self.tampered_copy(lines))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("audit.jsonl:%d: byte 0xe2" % (i + 1), r.stdout)
+
     def test_another_key_is_refused(self):
         k = ec.generate_private_key(ec.SECP256R1()).public_key()
         other = os.path.join(TOKEN.dir, "other.pem")
@@ -539,6 +643,20 @@ class AnotherMachine(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(os.path.join(where, "report.html")) as f:
             self.assertIn("<svg", f.read())
+
+
+    def test_two_hosts_verify_together_one_chain_each(self):
+        dirs = []
+        for origin in ("host-a", "host-b"):
+            b = Broker(TOKEN, name=origin, identities=IDENTITIES, access=ACCESS,
+                       audit='{ forward = "none"; origin = "%s"; }' % origin).start()
+            b.connect().ok("getKey", key="cmk")
+            b.stop()
+            dirs.append(trail_dir(b))
+        r = audit_tool("verify", "--pubkey", PUBKEY, *dirs, check=False)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("host-a: sealed", r.stdout)
+        self.assertIn("host-b: sealed", r.stdout)
 
 
 class Rotation(unittest.TestCase):
@@ -648,6 +766,13 @@ class Restart(unittest.TestCase):
         b.start()
         b.stop()
         self.assertEqual(records(b)[0]["seq"], 0)
+
+    def test_low_free_space_is_warned_of(self):
+        b = Broker(TOKEN, name="lowspace", identities=IDENTITIES, access=ACCESS,
+                   audit='{ forward = "none"; min_free_mb = 1048576; }').start()
+        self.assertTrue(wait_for(lambda: "audit.min_free_mb is 1048576" in b.read_log()))
+        b.stop()
+        self.assertIn("warning: audit: only ", b.read_log())
 
     def test_an_unwritable_directory_is_unavailable_until_it_is_not(self):
         d = os.path.join(TOKEN.dir, "late-audit")

@@ -63,7 +63,7 @@ class Trail:
         rec = {"seq": self.seq, "time": at(when), "origin": self.origin,
                "instance": "it", "event": event, "prev": self.prev}
         rec.update(fields)
-        text = json.dumps(rec, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(rec, separators=(",", ":"), ensure_ascii=True)
         self.prev = hashlib.sha256(text.encode()).hexdigest()
         self.seq += 1
         self.records.append((text, rec))

@@ -56,7 +56,7 @@ static int setup(void **state)
 	f->ops = (struct kb_ops){
 		.policy = &f->holder,
 		.rate = kb_rate_new(),
-		.lograte = kb_lograte_new(),
+		.lograte = kb_lograte_new(KB_LOGRATE_BURST, KB_LOGRATE_PER_S),
 		.instance = "t",
 		.allow_rsa1_5 = false,
 	};

@@ -70,17 +70,22 @@ static void test_hash_is_sha256_hex(void **state)
 				 "b00361a396177a9cb410ff61f20015ad");
 }
 
-static void test_signed_text_has_four_lines(void **state)
+static void test_signed_text_has_five_lines(void **state)
 {
 	char buf[KB_TRAIL_SIGNED_MAX], origin[300];
-	size_t n = kb_trail_signed_text(buf, "host-1", 42, "ab12");
+	size_t n = kb_trail_signed_text(buf, "host-1", 42, "ab12", "shutdown");
 
 	assert_string_equal(buf, "keybroker audit checkpoint v1\norigin "
-				 "host-1\nsize 42\nhead ab12\n");
+				 "host-1\nsize 42\nhead ab12\nreason "
+				 "shutdown\n");
 	assert_int_equal(n, strlen(buf));
 	memset(origin, 'o', sizeof(origin) - 1);
 	origin[sizeof(origin) - 1] = '\0';
-	assert_int_equal(kb_trail_signed_text(buf, origin, 1, "ab"), 0);
+	assert_int_equal(kb_trail_signed_text(buf, origin, 1, "ab", "count"),
+			 0);
+	assert_int_equal(kb_trail_signed_text(buf, "h", 1, "ab",
+					      "a-reason-far-too-long"),
+			 0);
 }
 
 static void test_keyid_is_the_rfc7638_thumbprint(void **state)
@@ -100,12 +105,12 @@ static void test_signatures_verify_and_nothing_else(void **state)
 	unsigned char sig[KB_TRAIL_SIG_LEN];
 	char text[KB_TRAIL_SIGNED_MAX];
 	EVP_PKEY *k = load_key(), *other = EVP_EC_gen("P-256");
-	size_t n = kb_trail_signed_text(text, "h", 7, "00ff");
+	size_t n = kb_trail_signed_text(text, "h", 7, "00ff", "interval");
 
 	sign(k, text, n, sig);
 	assert_true(kb_trail_verify(k, text, n, sig));
 	assert_false(kb_trail_verify(other, text, n, sig));
-	text[n - 2] ^= 1; /* another head */
+	text[n - 2] ^= 1; /* another reason */
 	assert_false(kb_trail_verify(k, text, n, sig));
 	text[n - 2] ^= 1;
 	sig[10] ^= 0x80;
@@ -137,7 +142,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hash_is_sha256_hex),
-		cmocka_unit_test(test_signed_text_has_four_lines),
+		cmocka_unit_test(test_signed_text_has_five_lines),
 		cmocka_unit_test(test_keyid_is_the_rfc7638_thumbprint),
 		cmocka_unit_test(test_signatures_verify_and_nothing_else),
 		cmocka_unit_test(test_time_is_rfc3339_utc_microseconds),
