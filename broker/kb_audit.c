@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <dirent.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -83,6 +84,7 @@ struct kb_audit {
 
 	/* valueHmac's key, derived in the token (32 bytes, locked), or NULL. */
 	_Atomic(unsigned char *) value_key;
+	EVP_MAC *hmac; /* HMAC, fetched once */
 	struct kb_keystore *ks;
 	struct kb_keyworker *w;
 	pthread_t thread;
@@ -689,15 +691,26 @@ static void derive_value_key(struct kb_audit *a)
 int kb_audit_value_hmac(struct kb_audit *a, const unsigned char *v, size_t len,
 			unsigned char mac[32])
 {
+	static char digest[] = "SHA256";
+	const OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest,
+						 0),
+		OSSL_PARAM_construct_end(),
+	};
 	unsigned char *k = a != NULL ? atomic_load(&a->value_key) : NULL;
+	EVP_MAC_CTX *ctx;
 	size_t n = 0;
+	int ok;
 
-	if (k == NULL ||
-	    EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, k, 32, v, len, mac,
-		      32, &n) == NULL ||
-	    n != 32)
+	/* The MAC fetched once: looking it up per record costs more. */
+	if (k == NULL || a->hmac == NULL ||
+	    (ctx = EVP_MAC_CTX_new(a->hmac)) == NULL)
 		return -1;
-	return 0;
+	ok = EVP_MAC_init(ctx, k, 32, params) == 1 &&
+	     EVP_MAC_update(ctx, v, len) == 1 &&
+	     EVP_MAC_final(ctx, mac, &n, 32) == 1 && n == 32;
+	EVP_MAC_CTX_free(ctx);
+	return ok ? 0 : -1;
 }
 
 /* ---- the broker's thread: sync, checkpoints, rotation, recovery ---- */
@@ -968,6 +981,7 @@ static void audit_free(struct kb_audit *a)
 	if (a->w != NULL)
 		kb_keyworker_free(a->w);
 	kb_secure_free(atomic_load(&a->value_key), 32);
+	EVP_MAC_free(a->hmac);
 	free(a->dir_path);
 	free(a->origin_json);
 	free(a->instance_json);
@@ -1033,8 +1047,10 @@ struct kb_audit *kb_audit_open(const struct kb_audit_cfg *cfg,
 	kb_forward_init(&a->fwd, cfg->forward, a->origin, a->dir_path);
 	if (ks != NULL && take_key(a, err, errlen) != 0)
 		goto fail;
-	if (ks != NULL)
+	if (ks != NULL) {
+		a->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 		derive_value_key(a); /* else the thread tries each second */
+	}
 	a->last_sync_ms = a->last_checkpoint_ms = now_ms();
 	/* A directory that cannot be written: unavailable until it can. */
 	if (open_dir(a, why, sizeof(why)) != 0) {
