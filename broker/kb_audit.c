@@ -1044,7 +1044,8 @@ struct kb_audit *kb_audit_open(const struct kb_audit_cfg *cfg,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	kb_forward_init(&a->fwd, cfg->forward, a->origin, a->dir_path);
+	kb_forward_init(&a->fwd, cfg->forward, a->origin, a->dir_path,
+			ks == NULL);
 	if (ks != NULL && take_key(a, err, errlen) != 0)
 		goto fail;
 	if (ks != NULL) {

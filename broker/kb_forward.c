@@ -33,9 +33,10 @@ static int64_t now_ms(void)
 }
 
 void kb_forward_init(struct kb_forward *f, enum kb_audit_forward to,
-		     const char *origin, const char *dir)
+		     const char *origin, const char *dir, bool quiet)
 {
 	f->to = to;
+	f->quiet = quiet;
 	f->origin = origin;
 	f->dir = dir;
 	f->fd = -1;
@@ -52,7 +53,7 @@ void kb_forward_close(struct kb_forward *f)
 {
 	unsigned long n = atomic_load(&f->dropped);
 
-	if (n > 0)
+	if (n > 0 && !f->quiet)
 		kb_warn("audit: %lu records were not forwarded (the trail in "
 			"%s has them all)",
 			n, f->dir);
@@ -184,7 +185,7 @@ void kb_forward_record(struct kb_forward *f, json_t *body, const char *line,
 		if (r == -ENOENT || r == -ECONNREFUSED)
 			atomic_store(&f->there, false);
 	}
-	if (r != 0 && !atomic_exchange(&f->warned, true))
+	if (r != 0 && !f->quiet && !atomic_exchange(&f->warned, true))
 		kb_warn("audit: cannot forward records to %s (%s); the trail in "
 			"%s has them all, and forwarding goes on when it can "
 			"(said once)",

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,15 +22,19 @@ struct kb_forward {
 	enum kb_audit_forward to;
 	const char *origin, *dir; /* the trail's, for fields and messages */
 	int fd; /* a non-blocking datagram socket */
+	bool quiet; /* a tool's: losses are not said */
 	atomic_bool warned;
 	_Atomic int64_t look_after_ms; /* look for the daemon again then */
 	atomic_bool there;
 	atomic_ulong dropped; /* entries not sent */
 };
 
-/* origin and dir must outlive f. Safe from many threads. */
+/*
+ * origin and dir must outlive f; quiet (a tool's) says nothing of
+ * entries lost. Safe from many threads.
+ */
 void kb_forward_init(struct kb_forward *f, enum kb_audit_forward to,
-		     const char *origin, const char *dir);
+		     const char *origin, const char *dir, bool quiet);
 void kb_forward_close(struct kb_forward *f);
 
 /* Sends one record (its body, and its line[0..len) as written). */
