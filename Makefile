@@ -52,7 +52,7 @@ BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_catalog.c broker/kb_keystore.c broker/kb_issuer.c \
 	broker/kb_keystate.c broker/kb_lifecycle.c broker/kb_keyattr.c \
 	broker/kb_rsaimport.c broker/kb_auditkey.c broker/kb_audit.c \
-	broker/kb_record.c broker/kb_forward.c
+	broker/kb_record.c broker/kb_forward.c broker/kb_notify.c
 CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 	common/kb_kid.c common/kb_buf.c
 

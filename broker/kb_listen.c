@@ -9,6 +9,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "kb_listen.h"
 
 #define BACKLOG 128
@@ -187,6 +189,42 @@ out_close:
 	close(l->fd);
 	l->fd = -1;
 	return -1;
+}
+
+int kb_listener_adopt(struct kb_listener *l, const char *path, char *err,
+		      size_t errlen)
+{
+	int n = sd_listen_fds(1), flags;
+
+	l->fd = -1;
+	l->lock_fd = -1;
+	if (n == 0)
+		return 0;
+	if (n < 0) {
+		snprintf(err, errlen, "socket activation: %s", strerror(-n));
+		return -1;
+	}
+	if (n != 1 || sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1,
+					path, 0) <= 0) {
+		snprintf(err, errlen,
+			 "socket activation: systemd passed %d sockets, and "
+			 "needs to pass one, listening, a Unix stream socket "
+			 "bound to %s (the config's socket)",
+			 n, path);
+		return -1;
+	}
+	l->fd = SD_LISTEN_FDS_START;
+	flags = fcntl(l->fd, F_GETFL);
+	if (flags < 0 || fcntl(l->fd, F_SETFL, flags | O_NONBLOCK) != 0 ||
+	    fcntl(l->fd, F_SETFD, FD_CLOEXEC) != 0) {
+		snprintf(err, errlen, "socket activation: %s", strerror(errno));
+		return -1;
+	}
+	/* systemd's socket: this broker never removes it (no inode of its). */
+	snprintf(l->path, sizeof(l->path), "%s", path);
+	l->dev = 0;
+	l->ino = 0;
+	return 1;
 }
 
 void kb_listener_close(struct kb_listener *l)

@@ -36,6 +36,15 @@ int kb_listener_check_dir(const char *path, char *err, size_t errlen);
 int kb_listener_open(struct kb_listener *l, const char *path, unsigned int mode,
 		     char *err, size_t errlen);
 
+/*
+ * Takes the listening socket systemd passed (socket activation), if it
+ * passed any: 1 then, 0 if it passed none, -1 with err if it passed
+ * something else than one listening Unix stream socket bound to path.
+ * Such a socket is systemd's: no lock file, and it is never removed.
+ */
+int kb_listener_adopt(struct kb_listener *l, const char *path, char *err,
+		      size_t errlen);
+
 /* Stops listening and removes the socket if it is still ours. */
 void kb_listener_close(struct kb_listener *l);
 

@@ -20,6 +20,7 @@
 #include "kb_log.h"
 #include "kb_ops.h"
 #include "kb_proto.h"
+#include "kb_notify.h"
 #include "kb_record.h"
 #include "kb_server.h"
 
@@ -512,6 +513,7 @@ static void start_draining(struct kb_server *srv, int64_t now)
 
 	kb_info("shutting down: no new connections; finishing requests in "
 		"flight");
+	kb_notify_stopping("draining: finishing requests in flight");
 	srv->draining = true;
 	srv->drain_deadline_ms = now + srv->cfg->shutdown_grace_ms;
 	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, srv->listener->fd, NULL);
@@ -563,6 +565,7 @@ static void reload(void *arg)
 	char err[512];
 
 	kb_info("SIGHUP: reloading %s and the key catalogue", srv->cfg->path);
+	kb_notify_reloading();
 	if (kb_keystore_reload(srv->ops.ks) != KB_STATUS_OK)
 		kb_warn("re-reading the key catalogue failed; the previous "
 			"one stays");
@@ -570,12 +573,16 @@ static void reload(void *arg)
 		kb_err("reload refused, the running configuration stays: %s",
 		       err);
 		record_reload(srv, NULL, err);
+		kb_notify_ready("reload refused: the running configuration "
+				"stays");
 		return;
 	}
 	if ((pol = kb_policy_new(cfg, srv->ops.ks, err, sizeof(err))) == NULL) {
 		kb_err("reload refused, the running configuration stays: %s",
 		       err);
 		record_reload(srv, NULL, err);
+		kb_notify_ready("reload refused: the running configuration "
+				"stays");
 		kb_config_free(cfg);
 		return;
 	}
@@ -593,6 +600,7 @@ static void reload(void *arg)
 	kb_info("reload: %zu identities, %zu issuers, %zu access entries in "
 		"force",
 		cfg->n_identities, cfg->n_issuers, cfg->n_grants);
+	kb_notify_ready("reloaded: the new configuration is in force");
 }
 
 /* The admin lane's periodic work: the key lifecycle's (kb_lifecycle.h). */
@@ -809,6 +817,7 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 		.done_fd = -1,
 	};
 	int64_t now, left, last_tick = 0;
+	char status[192];
 	struct kb_watch *w;
 	sigset_t mask;
 	int r = -1, wait_ms;
@@ -832,6 +841,9 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 		"per uid)",
 		cfg->socket_path, cfg->workers, srv.max_conns,
 		cfg->max_connections_per_uid);
+	snprintf(status, sizeof(status), "serving on %s, token %s",
+		 cfg->socket_path, kb_keystore_token_label(ks));
+	kb_notify_ready(status);
 	for (;;) {
 		/* While accepting is paused, wake when the pause ends. */
 		wait_ms = TICK_MS;

@@ -285,7 +285,7 @@ int main(int argc, char **argv)
 	struct kb_audit *audit = NULL;
 	bool check_only = false, audit_failed;
 	char err[512];
-	int c, nkeys = 0, status = 1;
+	int c, r, nkeys = 0, status = 1;
 
 	kb_log_init("keybrokerd", KB_LOG_INFO);
 	/* This program run again to confirm its own token writes. */
@@ -333,12 +333,22 @@ int main(int argc, char **argv)
 	}
 	kb_log_set_level(cfg->log_level);
 	raise_fd_limit();
-	/* The socket and its lock first: a second broker stops here. */
-	if (kb_listener_open(&listener, cfg->socket_path, cfg->socket_mode, err,
-			     sizeof(err)) != 0) {
+	/*
+	 * The socket systemd passed (socket activation), else one of its
+	 * own with its lock: a second broker stops here.
+	 */
+	if ((r = kb_listener_adopt(&listener, cfg->socket_path, err,
+				   sizeof(err))) < 0 ||
+	    (r == 0 &&
+	     kb_listener_open(&listener, cfg->socket_path, cfg->socket_mode,
+			      err, sizeof(err)) != 0)) {
 		kb_err("%s", err);
 		goto out;
 	}
+	if (r > 0)
+		kb_info("socket activation: serving on the socket systemd "
+			"passed, %s",
+			cfg->socket_path);
 	params = (struct kb_keystore_params){
 		.module = cfg->pkcs11_module,
 		.token_uri = cfg->pkcs11_token,
