@@ -8,20 +8,6 @@
 #include "kb_keystore_parts.h"
 #include "kb_log.h"
 
-int kb_auditkey_load(struct kb_keystore *ks, struct catalog *c,
-		     struct kb_findings *f)
-{
-	int r = kb_identity_load_signer(ks, AUDIT_LABEL, "the audit key",
-					&c->audit_priv, &c->audit_pub,
-					c->audit_id, f);
-
-	if (r != KB_STATUS_OK && r != KB_ERR_NOT_FOUND && r != KB_ERR_PARAM)
-		return r;
-	c->audit_hmac = kb_catalog_find_secret(ks, AUDIT_HMAC_LABEL,
-					       "the audit HMAC secret", f);
-	return KB_STATUS_OK;
-}
-
 /* Makes the pair unless its label is taken. Needs admin_lock. */
 static int make_pair(struct kb_keystore *ks, bool *made, char *err,
 		     size_t errlen)

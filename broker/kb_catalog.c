@@ -514,9 +514,12 @@ static int probe_native_oaep(struct kb_keystore *ks,
 							  KB_STATUS_OK;
 }
 
-CK_OBJECT_HANDLE kb_catalog_find_secret(struct kb_keystore *ks,
-					const char *label, const char *what,
-					struct kb_findings *f)
+/*
+ * The one protected secret key of label (what names it in notes), or
+ * CK_INVALID_HANDLE. Needs admin_lock.
+ */
+static CK_OBJECT_HANDLE find_secret(struct kb_keystore *ks, const char *label,
+				    const char *what, struct kb_findings *f)
 {
 	struct p11_match m = { .cls = P11_CLASS_SECRET_KEY, .label = label };
 	CK_OBJECT_HANDLE *objs, h = CK_INVALID_HANDLE;
@@ -536,6 +539,24 @@ CK_OBJECT_HANDLE kb_catalog_find_secret(struct kb_keystore *ks,
 }
 
 /*
+ * The audit trail's keys (kb_auditkey.h): its signing pair and HMAC
+ * secret, where the token has them. Needs admin_lock.
+ */
+static int load_audit_keys(struct kb_keystore *ks, struct catalog *c,
+			   struct kb_findings *f)
+{
+	int r = kb_identity_load_signer(ks, AUDIT_LABEL, "the audit key",
+					&c->audit_priv, &c->audit_pub,
+					c->audit_id, f);
+
+	if (r != KB_STATUS_OK && r != KB_ERR_NOT_FOUND && r != KB_ERR_PARAM)
+		return r;
+	c->audit_hmac =
+		find_secret(ks, AUDIT_HMAC_LABEL, "the audit HMAC secret", f);
+	return KB_STATUS_OK;
+}
+
+/*
  * How each alg is unwrapped; KB_ERR_HSM if the token failed while asked.
  * Needs admin_lock.
  */
@@ -549,10 +570,9 @@ static int probe_paths(struct kb_keystore *ks, struct catalog *c,
 
 	for (alg = 0; alg < KB_ALG_COUNT; alg++)
 		c->path[alg] = KB_PATH_NONE;
-	c->kdk_secret = ks->allow_rsa1_5 ?
-				kb_catalog_find_secret(ks, KDK_LABEL,
+	c->kdk_secret = ks->allow_rsa1_5 ? find_secret(ks, KDK_LABEL,
 						       "the RSA1_5 secret", f) :
-				CK_INVALID_HANDLE;
+					   CK_INVALID_HANDLE;
 	/* A version that decrypts: not damaged, not a key-exchange key. */
 	for (i = 0; i < c->n && (c->v[i].info.damaged ||
 				 c->v[i].info.key_ops == KB_KEYOP_IMPORT);
@@ -777,7 +797,7 @@ static int catalog_load(struct kb_keystore *ks, struct catalog **out)
 	if ((r = probe_paths(ks, c, &f)) != KB_STATUS_OK)
 		goto out_free;
 	if ((r = kb_identity_load(ks, c, &f)) != KB_STATUS_OK ||
-	    (r = kb_auditkey_load(ks, c, &f)) != KB_STATUS_OK)
+	    (r = load_audit_keys(ks, c, &f)) != KB_STATUS_OK)
 		goto out_free;
 	log_findings(ks, &f);
 	for (i = 0; i < c->n; i++) {

@@ -361,18 +361,4 @@ int kb_keystore_token_sign(struct kb_keystore *ks, struct kb_keyworker *w,
 			   const unsigned char *in, size_t inlen,
 			   unsigned char *out, size_t outlen);
 
-/*
- * The one protected secret key of label (what names it in notes), or
- * CK_INVALID_HANDLE. Needs admin_lock.
- */
-CK_OBJECT_HANDLE kb_catalog_find_secret(struct kb_keystore *ks,
-					const char *label, const char *what,
-					struct kb_findings *f);
-
-/* ---- kb_auditkey.c ---- */
-
-/* Finds the audit keys for c. Needs admin_lock. */
-int kb_auditkey_load(struct kb_keystore *ks, struct catalog *c,
-		     struct kb_findings *f);
-
 #endif
