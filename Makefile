@@ -6,6 +6,15 @@ SBINDIR = $(PREFIX)/sbin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR = $(PREFIX)/include
 PKGCONFIGDIR = $(LIBDIR)/pkgconfig
+MANDIR = $(PREFIX)/share/man
+# Example configurations and unit drop-ins, for the admin to copy.
+EXAMPLESDIR = $(PREFIX)/share/keybroker/examples
+# Where systemd looks for units, users and directories to make (as its
+# pkg-config file says, whatever PREFIX is).
+SYSTEMD_PC = $(shell pkg-config --exists systemd && echo systemd)
+SYSTEMDUNITDIR ?= $(if $(SYSTEMD_PC),$(shell pkg-config --variable=systemdsystemunitdir systemd),/lib/systemd/system)
+SYSUSERSDIR ?= $(if $(SYSTEMD_PC),$(shell pkg-config --variable=sysusersdir systemd),/usr/lib/sysusers.d)
+TMPFILESDIR ?= $(if $(SYSTEMD_PC),$(shell pkg-config --variable=tmpfilesdir systemd),/usr/lib/tmpfiles.d)
 VERSION = 0.1.0
 
 B ?= build
@@ -52,7 +61,8 @@ BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_catalog.c broker/kb_keystore.c broker/kb_issuer.c \
 	broker/kb_keystate.c broker/kb_lifecycle.c broker/kb_keyattr.c \
 	broker/kb_rsaimport.c broker/kb_auditkey.c broker/kb_audit.c \
-	broker/kb_record.c broker/kb_forward.c broker/kb_notify.c
+	broker/kb_record.c broker/kb_forward.c broker/kb_notify.c \
+	broker/kb_user.c
 CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 	common/kb_kid.c common/kb_buf.c
 
@@ -272,21 +282,48 @@ format:
 	clang-format -i $(SOURCES)
 
 # ---- install ----
-install: all
+MAN1 = docs/man/keybroker.1 docs/man/keybroker-audit.1
+MAN3 = docs/man/libkeybroker.3
+MAN5 = docs/man/keybroker.conf.5
+MAN8 = docs/man/keybrokerd.8 docs/man/keybrokerctl.8
+MANPAGES = $(MAN1) $(MAN3) $(MAN5) $(MAN8)
+
+$(B)/keybrokerd.service: systemd/keybrokerd.service.in
+	@mkdir -p $(dir $@)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' $< > $@
+
+install: all $(B)/keybrokerd.service
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
-		$(DESTDIR)$(PKGCONFIGDIR)
+		$(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(DESTDIR)$(EXAMPLESDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(B)/keybrokerd $(DESTDIR)$(SBINDIR)/keybrokerd
 	install -m 0755 $(B)/keybrokerctl $(DESTDIR)$(SBINDIR)/keybrokerctl
 	install -m 0755 $(B)/keybroker $(DESTDIR)$(BINDIR)/keybroker
 	install -m 0755 $(B)/keybroker-audit $(DESTDIR)$(BINDIR)/keybroker-audit
 	install -m 0644 $(B)/libkeybroker.a $(DESTDIR)$(LIBDIR)/
-	install -m 0755 $(B)/libkeybroker.so.0 $(DESTDIR)$(LIBDIR)/
+	install -m 0644 $(B)/libkeybroker.so.0 $(DESTDIR)$(LIBDIR)/
 	ln -sf libkeybroker.so.0 $(DESTDIR)$(LIBDIR)/libkeybroker.so
 	install -m 0644 client/keybroker.h $(DESTDIR)$(INCLUDEDIR)/keybroker.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    client/keybroker.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/keybroker.pc
+	install -m 0644 $(B)/keybrokerd.service systemd/keybrokerd.socket \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/
+	install -m 0644 systemd/sysusers.d/keybroker.conf \
+		$(DESTDIR)$(SYSUSERSDIR)/keybroker.conf
+	install -m 0644 systemd/tmpfiles.d/keybroker.conf \
+		$(DESTDIR)$(TMPFILESDIR)/keybroker.conf
+	install -m 0644 config/system/keybroker.conf \
+		config/system/softhsm2.conf systemd/examples/device-hsm.conf \
+		systemd/examples/network-hsm.conf $(DESTDIR)$(EXAMPLESDIR)/
+	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/
+	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
@@ -15,7 +16,16 @@ struct kb_admin {
 	void (*reload)(void *arg);
 	void (*tick)(void *arg);
 	void *arg;
+	atomic_llong busy_since_ms; /* CLOCK_MONOTONIC; 0 between runs */
 };
+
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void *admin_main(void *arg)
 {
@@ -36,6 +46,7 @@ static void *admin_main(void *arg)
 		reload = a->pending;
 		a->pending = false;
 		pthread_mutex_unlock(&a->lock);
+		atomic_store(&a->busy_since_ms, monotonic_ms());
 		if (reload) {
 			a->reload(a->arg);
 		} else {
@@ -43,6 +54,7 @@ static void *admin_main(void *arg)
 			/* A tick that ran long is not made up for. */
 			clock_gettime(CLOCK_REALTIME, &next);
 		}
+		atomic_store(&a->busy_since_ms, 0);
 		pthread_mutex_lock(&a->lock);
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -78,6 +90,11 @@ void kb_admin_reload(struct kb_admin *a)
 	a->pending = true;
 	pthread_cond_signal(&a->wake);
 	pthread_mutex_unlock(&a->lock);
+}
+
+long long kb_admin_busy_since(struct kb_admin *a)
+{
+	return atomic_load(&a->busy_since_ms);
 }
 
 bool kb_admin_stop(struct kb_admin *a, const struct timespec *deadline)

@@ -39,6 +39,12 @@ int kb_admin_start(void (*reload)(void *arg), void (*tick)(void *arg),
 void kb_admin_reload(struct kb_admin *a);
 
 /*
+ * When the reload or tick that runs now began, in CLOCK_MONOTONIC
+ * milliseconds; 0 while none runs. For the watchdog: any thread.
+ */
+long long kb_admin_busy_since(struct kb_admin *a);
+
+/*
  * Waits until deadline (CLOCK_REALTIME) for the reload that runs, if any
  * (a pending one is dropped), and frees the lane: true. False if the
  * reload is still running then (stuck in the token): the lane is left

@@ -225,17 +225,15 @@ static int keep_confirm_target(struct kb_keystore *ks,
 {
 	ks->module = strdup(params->module);
 	ks->uri = strdup(params->token_uri);
-	ks->pin_file = strdup(params->pin_file);
 	if (params->confirm_exe != NULL)
 		ks->confirm_exe = strdup(params->confirm_exe);
-	if (ks->module == NULL || ks->uri == NULL || ks->pin_file == NULL ||
+	if (ks->module == NULL || ks->uri == NULL ||
 	    (params->confirm_exe != NULL && ks->confirm_exe == NULL))
 		return KB_ERR_NOMEM;
 	ks->confirm = (struct p11_confirm_target){
 		.exe = ks->confirm_exe,
 		.module = ks->module,
 		.uri = ks->uri,
-		.pin_file = ks->pin_file,
 	};
 	return KB_STATUS_OK;
 }
@@ -264,6 +262,7 @@ int kb_keystore_open(const struct kb_keystore_params *params,
 	if ((r = p11_token_load(params->module, params->token_uri, &ks->tok,
 				err, errlen)) != KB_STATUS_OK)
 		goto out_free;
+	ks->confirm.tok = ks->tok; /* its PIN, once read */
 	if ((r = p11_token_read_pin(ks->tok, params->pin_file, err, errlen)) !=
 	    KB_STATUS_OK)
 		goto out_free;
@@ -308,7 +307,6 @@ void kb_keystore_free(struct kb_keystore *ks)
 	free(ks->notified);
 	free(ks->module);
 	free(ks->uri);
-	free(ks->pin_file);
 	free(ks->confirm_exe);
 	p11_token_free(ks->tok); /* C_Finalize closes every session */
 	pthread_mutex_destroy(&ks->lock);
@@ -622,6 +620,25 @@ int kb_keystore_reload(struct kb_keystore *ks)
 	r = kb_catalog_reload_locked(ks);
 	kb_keyadmin_leave(ks);
 	return r;
+}
+
+void kb_keystore_summary(struct kb_keystore *ks, size_t *keys, size_t *versions,
+			 bool *available)
+{
+	struct catalog *c = kb_catalog_get(ks);
+	size_t i;
+
+	*keys = *versions = 0;
+	for (i = 0; c != NULL && i < c->n; i++)
+		if (i == 0 ||
+		    strcmp(c->v[i].info.name, c->v[i - 1].info.name) != 0)
+			++*keys;
+	if (c != NULL)
+		*versions = c->n;
+	kb_catalog_put(ks, c);
+	pthread_mutex_lock(&ks->lock);
+	*available = ks->available;
+	pthread_mutex_unlock(&ks->lock);
 }
 
 int kb_keystore_foreach(struct kb_keystore *ks,

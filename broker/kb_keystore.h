@@ -128,6 +128,13 @@ void kb_keystore_observe(struct kb_keystore *ks,
 			 void (*fn)(void *arg, const struct kb_notice *n),
 			 void *arg);
 
+/*
+ * For a status line: how many keys (names) and versions the catalogue
+ * holds, and whether the token answered at its last use.
+ */
+void kb_keystore_summary(struct kb_keystore *ks, size_t *keys, size_t *versions,
+			 bool *available);
+
 /* Calls fn for each key version, in name then creation order. */
 int kb_keystore_foreach(struct kb_keystore *ks,
 			void (*fn)(const struct kb_key_info *, void *),

@@ -102,7 +102,7 @@ struct kb_keystore {
 	struct p11_confirm_target confirm; /* .exe NULL: they cannot be */
 	int recoverable_days; /* a deleted key's retention */
 	bool allow_import; /* believe keys marked imported */
-	char *module, *uri, *pin_file, *confirm_exe; /* its strings */
+	char *module, *uri, *confirm_exe; /* its strings */
 	/* kb_keystore_observe's: told of notices */
 	void (*observer)(void *arg, const struct kb_notice *n);
 	void *observer_arg;

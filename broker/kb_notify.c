@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <stdint.h>
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -23,4 +24,23 @@ void kb_notify_reloading(void)
 void kb_notify_stopping(const char *status)
 {
 	sd_notifyf(0, "STOPPING=1\nSTATUS=%s", status);
+}
+
+void kb_notify_status(const char *status)
+{
+	sd_notifyf(0, "STATUS=%s", status);
+}
+
+long long kb_notify_watchdog_ms(void)
+{
+	uint64_t usec = 0;
+
+	if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+		return 0;
+	return usec / 2000 > 0 ? (long long)(usec / 2000) : 1;
+}
+
+void kb_notify_watchdog(void)
+{
+	sd_notify(0, "WATCHDOG=1");
 }

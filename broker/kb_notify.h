@@ -14,5 +14,16 @@ void kb_notify_ready(const char *status);
 void kb_notify_reloading(void);
 /* STOPPING=1 and STATUS=status. */
 void kb_notify_stopping(const char *status);
+/* STATUS=status alone. */
+void kb_notify_status(const char *status);
+
+/*
+ * The watchdog the manager asked for (WatchdogSec=, as $WATCHDOG_USEC
+ * for this pid): how often to ping, half its interval, in milliseconds;
+ * 0 when there is none.
+ */
+long long kb_notify_watchdog_ms(void);
+/* WATCHDOG=1: the broker is making progress. */
+void kb_notify_watchdog(void);
 
 #endif

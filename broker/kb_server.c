@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -27,6 +28,7 @@
 #define MAX_EVENTS 64
 #define OUT_HIGH_WATER (256 * 1024) /* stop reading while this is owed */
 #define TICK_MS 500
+#define STATUS_MS 1000 /* STATUS= at most this often, when it changed */
 /* After the grace period, how long threads in the token get to return. */
 #define JOIN_SLACK_MS 1000
 #define BAD_RUN_MAX 8 /* malformed or unauthenticated requests in a row */
@@ -39,6 +41,8 @@ struct kb_server;
 
 struct kb_worker {
 	struct kb_server *srv;
+	/* When the request it handles began (now_ms); 0 while it waits. */
+	atomic_llong busy_since_ms;
 	pthread_t thread;
 	struct kb_keyworker *p11;
 	struct kb_waiter waiter;
@@ -71,6 +75,15 @@ struct kb_server {
 	/* Out of fds: accepting is paused until then (0: not paused). */
 	int64_t accept_paused_until_ms, accept_logged_ms;
 	unsigned long accept_failures; /* since the last message */
+
+	/*
+	 * The service manager's watchdog (0: none): pinged every
+	 * watchdog_ms while no thread has been in one call longer.
+	 */
+	long long watchdog_ms;
+	int64_t next_ping_ms, next_status_ms;
+	bool pings_held; /* said once per hold */
+	char status[160]; /* the last STATUS= sent */
 
 	/* A connection holds lines back until the workers' queue drains. */
 	atomic_bool backlogged; /* set by the loop, cleared by a worker */
@@ -108,9 +121,11 @@ static void *worker_main(void *arg)
 		/* Room in the queue again: wake connections holding lines. */
 		if (atomic_exchange(&srv->backlogged, false))
 			signal_loop(srv);
+		atomic_store(&w->busy_since_ms, now_ms());
 		job->resp = kb_ops_handle(&srv->ops, w->p11, &job->caller,
 					  job->line, job->line_len,
 					  &job->resp_len, &code);
+		atomic_store(&w->busy_since_ms, 0);
 		if (job->resp == NULL) { /* out of memory: drop the client */
 			job->close_after = true;
 			job->resp_len = 0;
@@ -611,6 +626,79 @@ static void tick(void *arg)
 	kb_lifecycle_tick(srv->ops.ks, time(NULL));
 }
 
+/*
+ * The thread that has been in one call (a request, a reload, a tick)
+ * the longest, and since when; 0 if all wait for work.
+ */
+static int64_t oldest_call(struct kb_server *srv, char *who, size_t wholen)
+{
+	int64_t since, oldest = kb_admin_busy_since(srv->admin);
+	int i;
+
+	snprintf(who, wholen, "the admin lane");
+	for (i = 0; i < srv->nworkers; i++) {
+		since = atomic_load(&srv->workers[i].busy_since_ms);
+		if (since != 0 && (oldest == 0 || since < oldest)) {
+			oldest = since;
+			snprintf(who, wholen, "worker %d", i + 1);
+		}
+	}
+	return oldest;
+}
+
+/*
+ * WATCHDOG=1 only while the broker makes progress: the loop turns (it
+ * pings) and no thread has spent a whole ping interval in one call, so
+ * a call that hangs in the token stops the pings and the manager
+ * restarts the broker. And STATUS= when what it says has changed.
+ */
+static void tell_manager(struct kb_server *srv, int64_t now)
+{
+	size_t keys, versions;
+	bool available;
+	char who[32], status[sizeof(srv->status)];
+	int64_t since;
+
+	if (srv->watchdog_ms > 0 && now >= srv->next_ping_ms) {
+		srv->next_ping_ms = now + srv->watchdog_ms;
+		since = oldest_call(srv, who, sizeof(who));
+		if (since == 0 || now - since < srv->watchdog_ms) {
+			kb_notify_watchdog();
+			if (srv->pings_held)
+				kb_info("watchdog: progress again; pinging");
+			srv->pings_held = false;
+		} else if (!srv->pings_held) {
+			kb_err("watchdog: %s has been in one call for %lld ms; "
+			       "no more pings, so that the service manager "
+			       "restarts the broker",
+			       who, (long long)(now - since));
+			srv->pings_held = true;
+		}
+	}
+	if (now < srv->next_status_ms || srv->draining)
+		return;
+	srv->next_status_ms = now + STATUS_MS;
+	kb_keystore_summary(srv->ops.ks, &keys, &versions, &available);
+	if (!available)
+		snprintf(status, sizeof(status),
+			 "token %s unavailable, retrying; %d connections",
+			 kb_keystore_token_label(srv->ops.ks),
+			 kb_admit_total(srv->admit));
+	else
+		snprintf(status, sizeof(status),
+			 "serving %zu key%s (%zu version%s), token %s, %d "
+			 "connection%s",
+			 keys, keys == 1 ? "" : "s", versions,
+			 versions == 1 ? "" : "s",
+			 kb_keystore_token_label(srv->ops.ks),
+			 kb_admit_total(srv->admit),
+			 kb_admit_total(srv->admit) == 1 ? "" : "s");
+	if (strcmp(status, srv->status) != 0) {
+		kb_notify_status(status);
+		memcpy(srv->status, status, sizeof(status));
+	}
+}
+
 static void handle_signal(struct kb_server *srv, int64_t now)
 {
 	struct signalfd_siginfo si;
@@ -844,15 +932,24 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 	snprintf(status, sizeof(status), "serving on %s, token %s",
 		 cfg->socket_path, kb_keystore_token_label(ks));
 	kb_notify_ready(status);
+	if ((srv.watchdog_ms = kb_notify_watchdog_ms()) > 0)
+		kb_info("watchdog: pinging every %lld ms while requests make "
+			"progress",
+			srv.watchdog_ms);
+	srv.next_status_ms = now_ms() + STATUS_MS;
 	for (;;) {
-		/* While accepting is paused, wake when the pause ends. */
-		wait_ms = TICK_MS;
-		if (srv.accept_paused_until_ms != 0) {
-			left = srv.accept_paused_until_ms - now_ms();
-			wait_ms = left <= 0	 ? 0 :
-				  left < TICK_MS ? (int)left :
-						   TICK_MS;
-		}
+		/*
+		 * Wake for the next tick, the watchdog's next ping and the
+		 * end of a pause in accepting, whichever is first.
+		 */
+		now = now_ms();
+		left = TICK_MS;
+		if (srv.watchdog_ms > 0 && srv.next_ping_ms - now < left)
+			left = srv.next_ping_ms - now;
+		if (srv.accept_paused_until_ms != 0 &&
+		    srv.accept_paused_until_ms - now < left)
+			left = srv.accept_paused_until_ms - now;
+		wait_ms = left < 0 ? 0 : (int)left;
 		srv.nevents =
 			epoll_wait(srv.epfd, srv.events, MAX_EVENTS, wait_ms);
 		if (srv.nevents < 0 && errno != EINTR) {
@@ -885,6 +982,7 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 			check_timeouts(&srv, now);
 			last_tick = now;
 		}
+		tell_manager(&srv, now);
 		if (drained(&srv, now))
 			break;
 	}

@@ -25,6 +25,7 @@
 #include "kb_secret.h"
 #include "kb_record.h"
 #include "kb_server.h"
+#include "kb_user.h"
 #include "p11_confirm.h"
 
 #define DEFAULT_CONFIG "/etc/keybroker/keybroker.conf"
@@ -42,7 +43,8 @@ static void usage(FILE *f)
 		"  -t, --check-config  check the configuration and everything\n"
 		"                      start-up checks short of logging in to\n"
 		"                      the token (module, PIN file, socket\n"
-		"                      directory, JWKS files, unit bindings),\n"
+		"                      directory, JWKS files, unit bindings,\n"
+		"                      the user to run as),\n"
 		"                      then exit\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       print the version and exit\n"
@@ -82,10 +84,17 @@ static void log_key(const struct kb_key_info *info, void *arg)
 static int preflight(const struct kb_config *cfg, char *err, size_t errlen)
 {
 	struct kb_jwks *jwks;
+	const char *warn;
 	char why[384];
 	size_t i;
 	int fd;
 
+	if (kb_user_check(cfg->user, &warn, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "%s: user: %s", cfg->path, why);
+		return -1;
+	}
+	if (warn != NULL)
+		kb_warn("%s", warn);
 	if (kb_peer_check_bindings(cfg, err, errlen) != 0)
 		return -1;
 	if (p11_token_check_module(cfg->pkcs11_module, why, sizeof(why)) !=
@@ -364,6 +373,17 @@ int main(int argc, char **argv)
 	}
 	kb_info("token '%s' open (module %s)", kb_keystore_token_label(ks),
 		cfg->pkcs11_module);
+	/* Root's part is done: the socket and the token are open. */
+	if (cfg->user != NULL && geteuid() == 0) {
+		if (kb_user_drop(cfg->user, err, sizeof(err)) != 0) {
+			kb_err("%s", err);
+			goto out;
+		}
+		kb_info("now running as user '%s' (uid %u, gid %u), without "
+			"capabilities",
+			cfg->user, (unsigned int)getuid(),
+			(unsigned int)getgid());
+	}
 	if (ensure_issuer_key(ks) != 0)
 		goto out;
 	if (cfg->allow_rsa1_5)

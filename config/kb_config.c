@@ -70,6 +70,7 @@ static const char *const top_keys[] = {
 	"rate_limit",
 	"keys",
 	"audit",
+	"user",
 	NULL,
 };
 static const char *const audit_keys[] = {
@@ -104,7 +105,7 @@ static const char *const access_keys[] = { "identity", "keys", "permissions",
 					   "roles", NULL };
 static const char *const rate_keys[] = { "rate", "burst", NULL };
 static const char *const pkcs11_keys[] = { "module", "token", "pin_file",
-					   NULL };
+					   "pin_credential", NULL };
 static const char *const alg_keys[] = { "rsa1_5", NULL };
 
 static int check_known(struct cfg_loader *ld, const config_setting_t *group,
@@ -839,17 +840,55 @@ static int load_audit(struct cfg_loader *ld, const config_setting_t *root,
 	return 0;
 }
 
+/*
+ * The PIN's file: the credential systemd passed when pin_credential names
+ * one and $CREDENTIALS_DIRECTORY is set (a unit's LoadCredential=), else
+ * pin_file (the tools, and a broker started by hand). One is required.
+ */
+static int pin_path(struct cfg_loader *ld, const config_setting_t *g,
+		    const char *file, const char *cred, char **out)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	size_t n;
+
+	*out = NULL;
+	if (file == NULL && cred == NULL)
+		return cfg_fail(ld, g, "needs pin_file or pin_credential");
+	if (cred != NULL && (strlen(cred) > 255 || strchr(cred, '/') != NULL ||
+			     strcmp(cred, ".") == 0 || strcmp(cred, "..") == 0))
+		return cfg_fail(ld,
+				config_setting_get_member(g, "pin_credential"),
+				"must be a credential name: 1-255 bytes, no "
+				"'/'");
+	if (cred != NULL && dir != NULL && dir[0] == '/') {
+		n = strlen(dir) + 1 + strlen(cred) + 1;
+		if ((*out = malloc(n)) != NULL)
+			snprintf(*out, n, "%s/%s", dir, cred);
+	} else if (file != NULL) {
+		*out = resolve_path(ld, file);
+	} else {
+		return cfg_fail(ld,
+				config_setting_get_member(g, "pin_credential"),
+				"$CREDENTIALS_DIRECTORY is not set (the "
+				"credential comes from a unit's "
+				"LoadCredential=); outside the unit, pin_file "
+				"names the PIN");
+	}
+	return *out == NULL ? cfg_fail(ld, NULL, "out of memory") : 0;
+}
+
 static int load_pkcs11(struct cfg_loader *ld, const config_setting_t *root,
 		       struct kb_config *cfg)
 {
 	config_setting_t *g;
-	const char *module, *token, *pin;
+	const char *module, *token, *pin, *cred;
 
 	if (get_group(ld, root, "pkcs11", true, &g) != 0 ||
 	    check_known(ld, g, pkcs11_keys) != 0 ||
 	    get_string(ld, g, "module", true, NULL, &module) != 0 ||
 	    get_string(ld, g, "token", true, NULL, &token) != 0 ||
-	    get_string(ld, g, "pin_file", true, NULL, &pin) != 0)
+	    get_string(ld, g, "pin_file", false, NULL, &pin) != 0 ||
+	    get_string(ld, g, "pin_credential", false, NULL, &cred) != 0)
 		return -1;
 	if (strncmp(token, "pkcs11:", 7) != 0)
 		return cfg_fail(ld, config_setting_get_member(g, "token"),
@@ -859,10 +898,11 @@ static int load_pkcs11(struct cfg_loader *ld, const config_setting_t *root,
 		return cfg_fail(ld, config_setting_get_member(g, "module"),
 				"must be a registered p11-kit module name or "
 				"an absolute path");
+	if (pin_path(ld, g, pin, cred, &cfg->pkcs11_pin_file) != 0)
+		return -1;
 	cfg->pkcs11_module = strdup(module);
 	cfg->pkcs11_token = strdup(token);
-	cfg->pkcs11_pin_file = resolve_path(ld, pin);
-	if (!cfg->pkcs11_module || !cfg->pkcs11_token || !cfg->pkcs11_pin_file)
+	if (!cfg->pkcs11_module || !cfg->pkcs11_token)
 		return cfg_fail(ld, NULL, "out of memory");
 	return 0;
 }
@@ -870,7 +910,7 @@ static int load_pkcs11(struct cfg_loader *ld, const config_setting_t *root,
 static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 			 struct kb_config *cfg)
 {
-	const char *instance, *sock, *level;
+	const char *instance, *sock, *level, *user;
 	config_setting_t *algs;
 	int idle, req, grace, auth;
 
@@ -878,6 +918,7 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	    get_string(ld, root, "instance", true, NULL, &instance) != 0 ||
 	    get_string(ld, root, "socket", true, NULL, &sock) != 0 ||
 	    get_string(ld, root, "log_level", false, "info", &level) != 0 ||
+	    get_string(ld, root, "user", false, NULL, &user) != 0 ||
 	    get_int(ld, root, "workers", 0, 1, 64, &cfg->workers) != 0 ||
 	    get_int(ld, root, "max_connections", 4096, 1, 65536,
 		    &cfg->max_connections) != 0 ||
@@ -921,6 +962,8 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	cfg->shutdown_grace_ms = grace * 1000;
 	cfg->instance = strdup(instance);
 	cfg->socket_path = resolve_path(ld, sock);
+	if (user != NULL && (cfg->user = strdup(user)) == NULL)
+		return cfg_fail(ld, NULL, "out of memory");
 	if (!cfg->instance || !cfg->socket_path)
 		return cfg_fail(ld, NULL, "out of memory");
 	if (strlen(cfg->socket_path) >= 108)
@@ -1069,6 +1112,7 @@ void kb_config_free(struct kb_config *cfg)
 	free(cfg->path);
 	free(cfg->instance);
 	free(cfg->socket_path);
+	free(cfg->user);
 	free(cfg->pkcs11_module);
 	free(cfg->pkcs11_token);
 	free(cfg->pkcs11_pin_file);

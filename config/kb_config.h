@@ -97,6 +97,7 @@ struct kb_config {
 	int shutdown_grace_ms; /* in-flight work allowed after SIGTERM */
 
 	unsigned int socket_mode;
+	char *user; /* started as root, the broker changes to it; or NULL */
 
 	/* Identity tokens this broker issues. */
 	char *token_issuer;
@@ -116,6 +117,7 @@ struct kb_config {
 
 	char *pkcs11_module; /* registered p11-kit name or absolute path */
 	char *pkcs11_token; /* RFC 7512 URI selecting the token */
+	/* pin_file, or $CREDENTIALS_DIRECTORY/pin_credential under a unit */
 	char *pkcs11_pin_file;
 
 	bool allow_rsa1_5;

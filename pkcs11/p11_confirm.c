@@ -20,8 +20,8 @@
 
 extern char **environ;
 
-/* argv of the check: command, module, uri, PIN file, then per object: */
-#define ARGS_HEAD 4
+/* argv of the check: command, module, uri, then per object: */
+#define ARGS_HEAD 3
 #define ARGS_PER_OBJECT 7 /* class label id app value-type digest what */
 #define DIGEST_HEX (2 * 32 + 1)
 #define OUTPUT_MAX 512 /* of the check's stderr, kept for messages */
@@ -73,27 +73,43 @@ static bool collect(int fd, char *out, size_t size)
 	}
 }
 
-/* Starts the check with its stderr on a pipe; stdin, stdout /dev/null. */
-static int spawn(const char *exe, char **argv, pid_t *pid, int *fd)
+/*
+ * Starts the check with its stderr on a pipe, the PIN on another (fd
+ * P11_CONFIRM_PIN_FD, written whole and closed before the check runs),
+ * stdin and stdout /dev/null.
+ */
+static int spawn(const struct p11_confirm_target *t, char **argv, pid_t *pid,
+		 int *fd)
 {
 	posix_spawn_file_actions_t fa;
-	int p[2], r;
+	int p[2], pin[2], r;
 
 	if (pipe2(p, O_CLOEXEC) != 0)
 		return errno;
-	if ((r = posix_spawn_file_actions_init(&fa)) != 0) {
-		close(p[0]);
-		close(p[1]);
-		return r;
+	if (pipe2(pin, O_CLOEXEC) != 0) {
+		r = errno;
+		goto out_pipe;
 	}
+	r = p11_token_send_pin(t->tok, pin[1]);
+	close(pin[1]);
+	if (r != 0)
+		goto out_pin;
+	if ((r = posix_spawn_file_actions_init(&fa)) != 0)
+		goto out_pin;
 	if ((r = posix_spawn_file_actions_adddup2(&fa, p[1], 2)) == 0 &&
+	    (r = posix_spawn_file_actions_adddup2(&fa, pin[0],
+						  P11_CONFIRM_PIN_FD)) == 0 &&
 	    (r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
 						  0)) == 0 &&
 	    (r = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY,
 						  0)) == 0 &&
-	    (r = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) == 0)
-		r = posix_spawn(pid, exe, &fa, NULL, argv, environ);
+	    (r = posix_spawn_file_actions_addclosefrom_np(
+		     &fa, P11_CONFIRM_PIN_FD + 1)) == 0)
+		r = posix_spawn(pid, t->exe, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
+out_pin:
+	close(pin[0]);
+out_pipe:
 	close(p[1]);
 	if (r != 0) {
 		close(p[0]);
@@ -103,16 +119,16 @@ static int spawn(const char *exe, char **argv, pid_t *pid, int *fd)
 	return 0;
 }
 
-/* Runs exe with argv and returns its exit status, or -1 (why in err). */
-static int run_check(const char *exe, char **argv, char *out, size_t size,
-		     char *err, size_t errlen)
+/* Runs the check with argv and returns its exit status, or -1 (why in err). */
+static int run_check(const struct p11_confirm_target *t, char **argv, char *out,
+		     size_t size, char *err, size_t errlen)
 {
 	int fd = -1, r, status;
 	bool finished;
 	pid_t pid;
 
-	if ((r = spawn(exe, argv, &pid, &fd)) != 0) {
-		snprintf(err, errlen, "cannot run %s: %s", exe, strerror(r));
+	if ((r = spawn(t, argv, &pid, &fd)) != 0) {
+		snprintf(err, errlen, "cannot run %s: %s", t->exe, strerror(r));
 		return -1;
 	}
 	finished = collect(fd, out, size);
@@ -156,7 +172,6 @@ int p11_confirm(const struct p11_confirm_target *t,
 	argv[a++] = P11_CONFIRM_COMMAND;
 	argv[a++] = (char *)t->module;
 	argv[a++] = (char *)t->uri;
-	argv[a++] = (char *)t->pin_file;
 	for (i = 0; i < n; i++) {
 		if (want[i].id_len > P11_CONFIRM_ID_MAX)
 			return KB_ERR_PARAM;
@@ -181,7 +196,7 @@ int p11_confirm(const struct p11_confirm_target *t,
 		argv[a++] = (char *)want[i].what;
 	}
 	argv[a] = NULL;
-	status = run_check(t->exe, argv, out, sizeof(out), err, errlen);
+	status = run_check(t, argv, out, sizeof(out), err, errlen);
 	if (status == P11_CONFIRM_FOUND)
 		return KB_STATUS_OK;
 	if (status == P11_CONFIRM_MISSING) {
@@ -323,8 +338,8 @@ static int open_fresh(char **argv, struct p11_token **tok, CK_SESSION_HANDLE *s,
 
 	if ((r = p11_token_load(argv[1], argv[2], tok, err, errlen)) !=
 		    KB_STATUS_OK ||
-	    (r = p11_token_read_pin(*tok, argv[3], err, errlen)) !=
-		    KB_STATUS_OK ||
+	    (r = p11_token_receive_pin(*tok, P11_CONFIRM_PIN_FD, err,
+				       errlen)) != KB_STATUS_OK ||
 	    (r = p11_token_select(*tok, err, errlen)) != KB_STATUS_OK)
 		return r;
 	return p11_token_open_session(*tok, false, s, err, errlen);
@@ -345,9 +360,10 @@ int p11_confirm_main(int argc, char **argv)
 	    (n = (size_t)(argc - ARGS_HEAD) / ARGS_PER_OBJECT) >
 		    P11_CONFIRM_MAX) {
 		fprintf(stderr,
-			"%s: internal use only: MODULE URI PIN-FILE "
-			"then 1-%d objects\n",
-			P11_CONFIRM_COMMAND, P11_CONFIRM_MAX);
+			"%s: internal use only: MODULE URI then 1-%d "
+			"objects, the PIN on fd %d\n",
+			P11_CONFIRM_COMMAND, P11_CONFIRM_MAX,
+			P11_CONFIRM_PIN_FD);
 		return P11_CONFIRM_ERROR;
 	}
 	for (i = 0; i < n; i++)

@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "p11_object.h"
+#include "p11_token.h"
 
 #define P11_CONFIRM_COMMAND "__confirm-token-write"
 #define P11_CONFIRM_MAX 4 /* objects in one check */
@@ -51,13 +52,20 @@ struct p11_expect {
 	const char *what; /* for messages: "the new metadata object" */
 };
 
-/* The token to look in, as the writer opened it. */
+/*
+ * The token to look in, as the writer opened it. The check logs in with
+ * the writer's PIN, passed on a pipe (fd P11_CONFIRM_PIN_FD): it need
+ * not be able to read the PIN file, which a broker that dropped root
+ * cannot.
+ */
 struct p11_confirm_target {
 	const char *exe; /* the program to run, e.g. "/proc/self/exe" */
 	const char *module;
 	const char *uri;
-	const char *pin_file;
+	const struct p11_token *tok; /* the writer's, with its PIN read */
 };
+
+#define P11_CONFIRM_PIN_FD 3
 
 /*
  * Runs the check for want[0..n) and waits for it (at most

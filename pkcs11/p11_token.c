@@ -244,41 +244,74 @@ void p11_token_free(struct p11_token *tok)
 	free(tok);
 }
 
-int p11_token_read_pin(struct p11_token *tok, const char *path, char *err,
-		       size_t errlen)
+/* Reads a PIN from fd until end of file; what names it in messages. */
+static int read_pin_from(struct p11_token *tok, int fd, const char *what,
+			 char *err, size_t errlen)
 {
-	char why[384];
 	ssize_t n;
 	size_t len = 0;
-	int fd, r = KB_ERR_PIN;
 
-	if ((fd = kb_secret_file_open(path, why, sizeof(why))) < 0) {
-		snprintf(err, errlen, "PIN file %s", why);
-		return KB_ERR_PIN;
-	}
-	while ((n = read(fd, tok->pin + len, PIN_MAX + 1 - len)) > 0)
+	while ((n = read(fd, tok->pin + len, PIN_MAX + 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "%s: %s", what, strerror(errno));
+			goto out_wipe;
+		}
 		len += (size_t)n;
-	if (n < 0) {
-		snprintf(err, errlen, "PIN file %s: %s", path, strerror(errno));
-		goto out_wipe;
+		if (len == PIN_MAX + 1)
+			break;
 	}
 	while (len > 0 &&
 	       (tok->pin[len - 1] == '\n' || tok->pin[len - 1] == '\r'))
 		len--;
 	if (len == 0 || len > PIN_MAX) {
-		snprintf(err, errlen, "PIN file %s: PIN must be 1-%d bytes",
-			 path, PIN_MAX);
+		snprintf(err, errlen, "%s: PIN must be 1-%d bytes", what,
+			 PIN_MAX);
 		goto out_wipe;
 	}
 	tok->pinlen = len;
-	r = KB_STATUS_OK;
-	goto out_close;
+	return KB_STATUS_OK;
 out_wipe:
 	kb_wipe(tok->pin, PIN_MAX + 1);
 	tok->pinlen = 0;
-out_close:
+	return KB_ERR_PIN;
+}
+
+int p11_token_read_pin(struct p11_token *tok, const char *path, char *err,
+		       size_t errlen)
+{
+	char why[384], what[320];
+	int fd, r;
+
+	if ((fd = kb_secret_file_open(path, why, sizeof(why))) < 0) {
+		snprintf(err, errlen, "PIN file %s", why);
+		return KB_ERR_PIN;
+	}
+	snprintf(what, sizeof(what), "PIN file %s", path);
+	r = read_pin_from(tok, fd, what, err, errlen);
 	close(fd);
 	return r;
+}
+
+int p11_token_send_pin(const struct p11_token *tok, int fd)
+{
+	ssize_t n;
+
+	if (tok->pinlen == 0)
+		return EINVAL;
+	do
+		n = write(fd, tok->pin, tok->pinlen);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno;
+	return (size_t)n == tok->pinlen ? 0 : EIO;
+}
+
+int p11_token_receive_pin(struct p11_token *tok, int fd, char *err,
+			  size_t errlen)
+{
+	return read_pin_from(tok, fd, "the PIN from the writer", err, errlen);
 }
 
 /* Lists slots that have a token; *slots is malloc'ed. */

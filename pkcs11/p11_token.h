@@ -34,6 +34,16 @@ int p11_token_check_module(const char *module, char *err, size_t errlen);
 int p11_token_read_pin(struct p11_token *tok, const char *path, char *err,
 		       size_t errlen);
 
+/*
+ * The PIN handed to a process this one starts, on a pipe: send writes
+ * tok's PIN to fd (a pipe's write end, which holds it whole) and returns
+ * 0 or an errno; receive reads it from fd until end of file, as
+ * p11_token_read_pin reads a file.
+ */
+int p11_token_send_pin(const struct p11_token *tok, int fd);
+int p11_token_receive_pin(struct p11_token *tok, int fd, char *err,
+			  size_t errlen);
+
 /* Selects the initialised token that matches the URI (exactly one). */
 int p11_token_select(struct p11_token *tok, char *err, size_t errlen);
 

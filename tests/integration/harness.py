@@ -302,11 +302,11 @@ def systemd_cgroup_root():
 
 
 class Cgroup:
-    """A cgroup path made under the hierarchy libsystemd reads, removed
-    (with the parents it had to make) afterwards."""
+    """A cgroup path made under the hierarchy libsystemd reads (or under
+    root), removed (with the parents it had to make) afterwards."""
 
-    def __init__(self, rel):
-        self.root = systemd_cgroup_root()
+    def __init__(self, rel, root=None):
+        self.root = root or systemd_cgroup_root()
         self.rel = rel
         self.made = []
 

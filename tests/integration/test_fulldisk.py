@@ -469,12 +469,21 @@ class ConfirmCheck(FaultCase):
     """The check that confirms a write, run on its own: it finds what is
     there and nothing else, and refuses malformed requests."""
 
-    def check(self, *objects):
-        args = [FAULT_MODULE, "pkcs11:token=keybroker", os.path.join(self.token.dir, "user.pin")]
+    def check(self, *objects, pin=None):
+        """Runs the check with the PIN on fd 3, as the writer passes it."""
+        args = [FAULT_MODULE, "pkcs11:token=keybroker"]
         for o in objects:
             args += o
-        return subprocess.run([os.path.join(BUILD, "keybrokerctl"), "__confirm-token-write",
-                               *args], env=self.token.env, capture_output=True, text=True)
+        r, w = os.pipe()
+        os.write(w, (self.token.pin if pin is None else pin).encode())
+        os.close(w)
+        try:
+            return subprocess.run([os.path.join(BUILD, "keybrokerctl"),
+                                   "__confirm-token-write", *args],
+                                  env=self.token.env, capture_output=True, text=True,
+                                  pass_fds=(r,), preexec_fn=lambda: os.dup2(r, 3))
+        finally:
+            os.close(r)
 
     def test_finds_a_private_key_by_label_and_id(self):
         v = self.token.versions["cmk"][0]
@@ -489,6 +498,12 @@ class ConfirmCheck(FaultCase):
     def test_different_value(self):
         r = self.check(["0", "cmk", "", META, "17", "0" * 64, "the metadata"])
         self.assertEqual(r.returncode, 1)
+
+    def test_no_pin_on_its_pipe(self):
+        r = self.check(["3", "cmk", self.token.versions["cmk"][0], "", "", "", "the key"],
+                       pin="")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("the PIN from the writer: PIN must be 1-256 bytes", r.stderr)
 
     def test_malformed(self):
         r = self.check(["3", "cmk", "abc", "", "", "", "the key"])

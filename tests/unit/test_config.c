@@ -179,6 +179,70 @@ static void test_missing_and_bad_values(void **state)
 		     "setting 'module': must not be empty");
 }
 
+#define PKCS11_CRED(rest)                                                      \
+	"instance = \"i\"; socket = \"s\";\n"                                  \
+	"pkcs11 = { module = \"softhsm2\"; token = \"pkcs11:token=t\";\n" rest \
+	" };\n"
+
+/* The PIN from a systemd credential, else from pin_file. */
+static void test_pin_credential(void **state)
+{
+	struct kb_config *cfg;
+	char err[512], want[128];
+
+	unsetenv("CREDENTIALS_DIRECTORY");
+	expect_error(PKCS11_CRED(""), "needs pin_file or pin_credential");
+	expect_error(PKCS11_CRED("pin_credential = \"pin\";"),
+		     "setting 'pin_credential': $CREDENTIALS_DIRECTORY is not "
+		     "set");
+	expect_error(PKCS11_CRED("pin_credential = \"a/pin\";"),
+		     "setting 'pin_credential': must be a credential name");
+	expect_error(PKCS11_CRED("pin_credential = \"..\";"),
+		     "must be a credential name");
+	expect_error(PKCS11_CRED("pin_credential = 1;"), "must be a string");
+	/* Outside the unit, pin_file serves the tools. */
+	assert_int_equal(load(PKCS11_CRED("pin_credential = \"pin\"; "
+					  "pin_file = \"user.pin\";"),
+			      &cfg, err, sizeof(err)),
+			 0);
+	snprintf(want, sizeof(want), "%s/user.pin", dir);
+	assert_string_equal(cfg->pkcs11_pin_file, want);
+	kb_config_free(cfg);
+	/* Under the unit, the credential wins. */
+	setenv("CREDENTIALS_DIRECTORY", "/run/credentials/kb.service", 1);
+	assert_int_equal(load(PKCS11_CRED("pin_credential = \"pin\"; "
+					  "pin_file = \"user.pin\";"),
+			      &cfg, err, sizeof(err)),
+			 0);
+	assert_string_equal(cfg->pkcs11_pin_file,
+			    "/run/credentials/kb.service/pin");
+	kb_config_free(cfg);
+	/* Without a credential named, the directory changes nothing. */
+	assert_int_equal(load(MINIMAL, &cfg, err, sizeof(err)), 0);
+	snprintf(want, sizeof(want), "%s/pin", dir);
+	assert_string_equal(cfg->pkcs11_pin_file, want);
+	kb_config_free(cfg);
+	unsetenv("CREDENTIALS_DIRECTORY");
+}
+
+static void test_user(void **state)
+{
+	struct kb_config *cfg;
+	char err[512];
+
+	assert_int_equal(load(MINIMAL, &cfg, err, sizeof(err)), 0);
+	assert_null(cfg->user);
+	kb_config_free(cfg);
+	assert_int_equal(load("user = \"keybroker\";\n" MINIMAL, &cfg, err,
+			      sizeof(err)),
+			 0);
+	assert_string_equal(cfg->user, "keybroker");
+	kb_config_free(cfg);
+	expect_error("user = \"\";\n" MINIMAL,
+		     "setting 'user': must not be empty");
+	expect_error("user = 0;\n" MINIMAL, "setting 'user': must be a string");
+}
+
 static void test_missing_file(void **state)
 {
 	struct kb_config *cfg;
@@ -430,6 +494,8 @@ int main(void)
 		cmocka_unit_test(test_wrong_types_and_ranges),
 		cmocka_unit_test(test_missing_and_bad_values),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_pin_credential),
+		cmocka_unit_test(test_user),
 		cmocka_unit_test(test_identities_issuers_access),
 		cmocka_unit_test(test_identity_errors),
 		cmocka_unit_test(test_unit_bindings),

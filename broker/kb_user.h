@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The broker's own user (the config's `user`). Started as root, the
+ * broker opens what only root may open (the socket, the token, the PIN)
+ * and then becomes that user for good: its uid, its gid and groups, no
+ * capabilities (bounding and ambient sets emptied too), no new privileges
+ * through exec, not dumpable. Each step is checked after it is taken: a
+ * broker that could not drop everything does not go on.
+ *
+ * Threads: both calls are for start-up, before any thread starts (the
+ * bounding set and no_new_privs are per thread).
+ */
+#ifndef KB_USER_H
+#define KB_USER_H
+
+#include <stddef.h>
+
+/*
+ * Whether the broker can run as user from where it stands: the user
+ * exists and is not root, and either the process is root (it will drop)
+ * or it already runs as that user. NULL user: true while not root; as
+ * root, true with *warn set to say that it keeps root's privileges.
+ * 0, or -1 with a message naming the user in err.
+ */
+int kb_user_check(const char *user, const char **warn, char *err,
+		  size_t errlen);
+
+/*
+ * Becomes user if the process is root; nothing if it already runs as
+ * user (or user is NULL). 0, or -1 with what failed in err: the caller
+ * must exit.
+ */
+int kb_user_drop(const char *user, char *err, size_t errlen);
+
+#endif
