@@ -288,11 +288,7 @@ MAN5 = docs/man/keybroker.conf.5
 MAN8 = docs/man/keybrokerd.8 docs/man/keybrokerctl.8
 MANPAGES = $(MAN1) $(MAN3) $(MAN5) $(MAN8)
 
-$(B)/keybrokerd.service: systemd/keybrokerd.service.in
-	@mkdir -p $(dir $@)
-	sed -e 's|@SBINDIR@|$(SBINDIR)|g' $< > $@
-
-install: all $(B)/keybrokerd.service
+install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
 		$(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
@@ -311,8 +307,10 @@ install: all $(B)/keybrokerd.service
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    client/keybroker.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/keybroker.pc
-	install -m 0644 $(B)/keybrokerd.service systemd/keybrokerd.socket \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' systemd/keybrokerd.service.in \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service
+	install -m 0644 systemd/keybrokerd.socket $(DESTDIR)$(SYSTEMDUNITDIR)/
 	install -m 0644 systemd/sysusers.d/keybroker.conf \
 		$(DESTDIR)$(SYSUSERSDIR)/keybroker.conf
 	install -m 0644 systemd/tmpfiles.d/keybroker.conf \

@@ -75,6 +75,8 @@ int kb_listener_check_dir(const char *path, char *err, size_t errlen)
 	char dir[sizeof(((struct kb_listener *)0)->path)], *slash;
 	struct stat st;
 
+	if (sd_listen_fds(0) > 0)
+		return 0;
 	snprintf(dir, sizeof(dir), "%s", path);
 	if ((slash = strrchr(dir, '/')) == NULL)
 		snprintf(dir, sizeof(dir), ".");

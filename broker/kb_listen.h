@@ -25,7 +25,9 @@ struct kb_listener {
 /*
  * Whether the directory of path can hold the socket: it exists, this
  * process may create entries in it, and others may write there only with
- * the sticky bit. 0, or -1 with a message naming the directory.
+ * the sticky bit. 0, or -1 with a message naming the directory. Nothing
+ * to check when systemd passes the socket (kb_listener_adopt): the
+ * broker makes nothing there then, and under its unit it may not.
  */
 int kb_listener_check_dir(const char *path, char *err, size_t errlen);
 

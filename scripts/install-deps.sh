@@ -5,7 +5,8 @@ set -eu
 
 PKGS="build-essential pkg-config git p11-kit libp11-kit-dev softhsm2 \
 libssl-dev openssl libconfig-dev libjansson-dev libsystemd-dev libcmocka-dev opensc socat \
-python3 python3-jwt python3-cryptography python3-pykcs11 clang clang-format libclang-rt-14-dev cppcheck valgrind procps"
+python3 python3-jwt python3-cryptography python3-pykcs11 clang clang-format libclang-rt-14-dev cppcheck valgrind procps \
+systemd mandoc groff-base man-db"
 
 missing=""
 for p in $PKGS; do

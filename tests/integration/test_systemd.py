@@ -270,6 +270,22 @@ class Units(unittest.TestCase):
             self.assertIn("ExecStart=%s/usr/sbin/keybrokerd -c /etc/keybroker/keybroker.conf"
                           % self.dir, f.read())
 
+    def test_man_pages_render_without_warnings(self):
+        """Each page, as installed: mandoc's lint and groff's warnings say
+        nothing, and man renders it."""
+        pages = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(self.dir, "usr/share/man"))
+                 for f in fs]
+        self.assertEqual(len(pages), 6, pages)
+        for page in pages:
+            for cmd in (["mandoc", "-Tlint", "-Wwarning", page],
+                        ["groff", "-ww", "-mandoc", "-z", page]):
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                self.assertEqual((r.returncode, r.stdout + r.stderr), (0, ""), cmd)
+            r = subprocess.run(["man", "-l", page], capture_output=True, text=True,
+                               env=dict(os.environ, MANWIDTH="80"))
+            self.assertEqual((r.returncode, r.stderr), (0, ""), page)
+            self.assertIn("NAME", r.stdout)
+
     def test_systemd_analyze_verify(self):
         r = subprocess.run(["systemd-analyze", "verify",
                             os.path.join(self.units, "keybrokerd.service"),
@@ -293,6 +309,8 @@ class Units(unittest.TestCase):
             unit = os.path.join(self.dir, "dropin", "keybrokerd.service")
             os.makedirs(unit + ".d", exist_ok=True)
             shutil.copy(os.path.join(self.units, "keybrokerd.service"), unit)
+            shutil.copy(os.path.join(self.units, "keybrokerd.socket"),
+                        os.path.dirname(unit))
             for old in os.listdir(unit + ".d"):
                 os.unlink(os.path.join(unit + ".d", old))
             shutil.copy(os.path.join(self.dir, "usr/share/keybroker/examples", name),
@@ -426,6 +444,56 @@ class PrivilegeDrop(unittest.TestCase):
             self.assertIn("running as root: set 'user'", r.stderr)
         finally:
             token.remove()
+
+
+@ROOT_ONLY
+class UnderTheUnit(unittest.TestCase):
+    """As keybrokerd.service runs it: its own user from the start, the
+    socket from systemd in a directory the broker cannot write, the PIN
+    as a credential it reads and the PIN file it cannot."""
+
+    def test_serves_as_its_user_on_systemds_socket(self):
+        pw = the_user()
+        token = Token([("cmk", 2048)])
+        b = None
+        try:
+            run = os.path.join(token.dir, "run")  # root's, 0755
+            os.makedirs(run, 0o755, exist_ok=True)
+            os.chmod(run, 0o755)
+            sock = os.path.join(run, "keybroker.sock")
+            creds = os.path.join(token.dir, "credentials")
+            os.mkdir(creds, 0o700)
+            shutil.copy(os.path.join(token.dir, "user.pin"), os.path.join(creds, "pin"))
+            pkcs11 = ('{ module = "softhsm2"; token = "pkcs11:token=keybroker"; '
+                      'pin_credential = "pin"; pin_file = "%s"; }'
+                      % os.path.join(token.dir, "user.pin"))
+            b = Broker(token, name="unit", socket='"%s"' % sock, pkcs11=pkcs11)
+            b.socket = sock
+            os.chmod(token.dir, 0o711)
+            for d in (token.tokens_dir(), b.dir, creds):
+                for dirpath, _, files in os.walk(d):
+                    os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+                    for f in files:
+                        os.chown(os.path.join(dirpath, f), pw.pw_uid, pw.pw_gid)
+            # The first connection starts it, as systemd would.
+            b.start(wait=False, env={"CREDENTIALS_DIRECTORY": creds}, prefix=(
+                "systemd-socket-activate", "-E", "SOFTHSM2_CONF", "-E",
+                "CREDENTIALS_DIRECTORY", "-l", sock, "setpriv", "--reuid=keybroker",
+                "--regid=keybroker", "--init-groups"))
+            wait_for(lambda: os.path.exists(sock), what="the socket")
+            c = Client(sock, timeout=60)
+            st = proc_status(b.proc.pid)
+            self.assertEqual(st["Uid"].split(), [str(pw.pw_uid)] * 4)
+            dek = os.urandom(32)
+            self.assertEqual(b64d(c.unwrap("cmk", b64d(c.wrap("cmk", dek)["value"]))
+                                  ["value"]), dek)
+            c.ok("createKey", key="made-under-unit", kty="RSA-HSM", key_size=2048)
+            c.close()
+            log = b.read_log()
+            self.assertIn("socket activation: serving on the socket systemd passed", log)
+            self.assertNotIn("running as root", log)
+        finally:
+            finish(b, token)
 
 
 class Credential(unittest.TestCase):
