@@ -49,7 +49,7 @@ LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
 	common/kb_oaep.c common/kb_pkcs1.c common/kb_json.c common/kb_grant.c \
 	common/kb_jws.c common/kb_error.c common/kb_pkey.c common/kb_buf.c \
-	common/kb_duration.c common/kb_trail.c
+	common/kb_duration.c common/kb_trail.c common/kb_user.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_store.c pkcs11/p11_confirm.c \
 	pkcs11/p11_object.c
@@ -61,8 +61,7 @@ BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
 	broker/kb_catalog.c broker/kb_keystore.c broker/kb_issuer.c \
 	broker/kb_keystate.c broker/kb_lifecycle.c broker/kb_keyattr.c \
 	broker/kb_rsaimport.c broker/kb_auditkey.c broker/kb_audit.c \
-	broker/kb_record.c broker/kb_forward.c broker/kb_notify.c \
-	broker/kb_user.c
+	broker/kb_record.c broker/kb_forward.c broker/kb_notify.c
 CLIENTLIB = client/libkeybroker.c client/kb_jread.c common/kb_b64.c \
 	common/kb_kid.c common/kb_buf.c
 

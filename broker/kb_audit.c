@@ -296,6 +296,29 @@ static int adopt_rotated(struct kb_audit *a, char *err, size_t errlen)
 }
 
 /*
+ * The trail's files belong to the directory's owner: root (keybrokerctl
+ * run by an admin, a broker before it drops root) must not leave a file
+ * that the broker's own user cannot append to.
+ */
+static int own_like_dir(const struct kb_audit *a, int fd, const char *name,
+			char *err, size_t errlen)
+{
+	struct stat dir, st;
+
+	if (geteuid() != 0 || fstat(a->dirfd, &dir) != 0 ||
+	    fstat(fd, &st) != 0 ||
+	    (st.st_uid == dir.st_uid && st.st_gid == dir.st_gid))
+		return 0;
+	if (fchown(fd, dir.st_uid, dir.st_gid) != 0) {
+		snprintf(err, errlen, "%s/%s: cannot give it to uid %u: %s",
+			 a->dir_path, name, (unsigned int)dir.st_uid,
+			 strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Opens audit.jsonl (creating it) and takes the chain's end from it, or
  * from the rotated file before it. Needs the file lock.
  */
@@ -311,6 +334,10 @@ static int open_current(struct kb_audit *a, char *err, size_t errlen)
 			 strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		return -1;
+	}
+	if (own_like_dir(a, fd, CURRENT, err, errlen) != 0) {
+		close(fd);
 		return -1;
 	}
 	if (a->fd >= 0)
@@ -967,7 +994,7 @@ static int open_dir(struct kb_audit *a, char *err, size_t errlen)
 			 strerror(errno));
 		return -1;
 	}
-	return 0;
+	return own_like_dir(a, a->lockfd, LOCKFILE, err, errlen);
 }
 
 static void audit_free(struct kb_audit *a)

@@ -37,6 +37,7 @@
 #include "kb_output.h"
 #include "kb_proto.h"
 #include "kb_secret.h"
+#include "kb_user.h"
 #include "p11_token.h"
 #include "p11_confirm.h"
 
@@ -149,6 +150,30 @@ static void print_version(const struct kb_key_info *info, void *arg)
 	       info->repaired != 0 ? repaired : "");
 }
 
+/*
+ * Run as root with the config's `user` set, the token is that user's: its
+ * files must stay readable by the broker, so this program becomes that
+ * user before it touches the token, once it has opened the PIN files it
+ * needs (the config's if pin, and other_pin if any) as root.
+ */
+static int become_broker_user(const struct kb_config *cfg, bool pin,
+			      const char *other_pin)
+{
+	char err[512];
+
+	if (cfg->user == NULL || geteuid() != 0)
+		return 0;
+	if ((pin && kb_secret_file_keep(cfg->pkcs11_pin_file, err,
+					sizeof(err)) != 0) ||
+	    (other_pin != NULL &&
+	     kb_secret_file_keep(other_pin, err, sizeof(err)) != 0) ||
+	    kb_user_drop(cfg->user, err, sizeof(err)) != 0) {
+		fprintf(stderr, "keybrokerctl: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
 static int open_keystore_in(const struct kb_config *cfg, const char *so_pin,
 			    const char *slot, struct kb_keystore **ks)
 {
@@ -176,6 +201,8 @@ static int open_keystore_in(const struct kb_config *cfg, const char *so_pin,
 			return -1;
 		}
 	}
+	if (become_broker_user(cfg, true, so_pin) != 0)
+		return -1;
 	if (kb_keystore_open(&p, so_pin, ks, err, sizeof(err)) !=
 	    KB_STATUS_OK) {
 		fprintf(stderr, "keybrokerctl: %s\n", err);
@@ -651,12 +678,18 @@ static int cmd_disable_key(const struct kb_config *cfg, int argc, char **argv)
 	return cmd_set_enabled(cfg, argc, argv, false);
 }
 
-/* The module and URI of the config, not yet on a token. */
-static struct p11_token *load_module_of(const struct kb_config *cfg)
+/*
+ * The module and URI of the config, not yet on a token; pin_file: a PIN
+ * file the command reads besides the config's, or NULL if it reads none.
+ */
+static struct p11_token *load_module_of(const struct kb_config *cfg,
+					const char *pin_file)
 {
 	struct p11_token *tok;
 	char err[512];
 
+	if (become_broker_user(cfg, pin_file != NULL, pin_file) != 0)
+		return NULL;
 	if (p11_token_load(cfg->pkcs11_module, cfg->pkcs11_token, &tok, err,
 			   sizeof(err)) == KB_STATUS_OK)
 		return tok;
@@ -691,7 +724,7 @@ static int cmd_slots(const struct kb_config *cfg, int argc, char **argv)
 		fprintf(stderr, "keybrokerctl: slots takes no arguments\n");
 		return 2;
 	}
-	if ((tok = load_module_of(cfg)) == NULL)
+	if ((tok = load_module_of(cfg, NULL)) == NULL)
 		return 1;
 	if (p11_token_slots(tok, &slots, &n, err, sizeof(err)) !=
 	    KB_STATUS_OK) {
@@ -762,7 +795,7 @@ static int cmd_pin(const struct kb_config *cfg, int argc, char **argv,
 	}
 	if (file == NULL || optind != argc)
 		goto usage;
-	if ((tok = load_module_of(cfg)) == NULL)
+	if ((tok = load_module_of(cfg, file)) == NULL)
 		return 1;
 	if ((r = p11_token_read_pin(tok, cfg->pkcs11_pin_file, err,
 				    sizeof(err))) == KB_STATUS_OK &&

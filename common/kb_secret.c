@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,11 +60,46 @@ void kb_wipe(void *p, size_t n)
 	OPENSSL_cleanse(p, n);
 }
 
+/* Files kept open by kb_secret_file_keep, for after a drop of root. */
+static struct {
+	char path[PATH_MAX];
+	int fd;
+} kept[KB_SECRET_KEEP_MAX];
+static size_t n_kept;
+
+int kb_secret_file_keep(const char *path, char *err, size_t errlen)
+{
+	int fd;
+
+	if (n_kept == KB_SECRET_KEEP_MAX || strlen(path) >= PATH_MAX) {
+		snprintf(err, errlen, "%s: cannot keep it open", path);
+		return -1;
+	}
+	if ((fd = kb_secret_file_open(path, err, errlen)) < 0)
+		return -1;
+	snprintf(kept[n_kept].path, sizeof(kept[n_kept].path), "%s", path);
+	kept[n_kept++].fd = fd;
+	return 0;
+}
+
 int kb_secret_file_open(const char *path, char *err, size_t errlen)
 {
 	struct stat st;
+	size_t i;
 	int fd;
 
+	for (i = 0; i < n_kept; i++) {
+		if (strcmp(kept[i].path, path) != 0)
+			continue;
+		if ((fd = fcntl(kept[i].fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+		    lseek(fd, 0, SEEK_SET) != 0) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+		return fd;
+	}
 	/* O_NONBLOCK: a FIFO planted at path must not hang the caller. */
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {

@@ -27,6 +27,17 @@ void kb_wipe(void *p, size_t n);
 int kb_secret_file_open(const char *path, char *err, size_t errlen);
 
 /*
+ * Opens path now, as kb_secret_file_open does, and keeps it open for the
+ * life of the process: a later kb_secret_file_open of the same path
+ * returns a new descriptor of it, read from the start, even after the
+ * process lost the right to open it (kb_user_drop). For a tool that
+ * drops root before it reads the PINs it was given. 0, or -1 with err.
+ * Not thread-safe: before any thread starts.
+ */
+#define KB_SECRET_KEEP_MAX 4
+int kb_secret_file_keep(const char *path, char *err, size_t errlen);
+
+/*
  * Makes the process unable to leave a core dump or be ptrace'd by peers of
  * the same uid. Returns 0 or -1.
  */

@@ -372,11 +372,25 @@ class PrivilegeDrop(unittest.TestCase):
             # The user's: the token and the broker's directory (socket,
             # trail). Root's: the PIN file, read before the drop.
             os.chmod(token.dir, 0o711)
+            os.mkdir(os.path.join(b.dir, "audit"), 0o750)  # as tmpfiles.d makes it
             for d in (token.tokens_dir(), b.dir):
                 for dirpath, _, files in os.walk(d):
                     os.chown(dirpath, pw.pw_uid, pw.pw_gid)
                     for f in files:
                         os.chown(os.path.join(dirpath, f), pw.pw_uid, pw.pw_gid)
+            # An admin's keybrokerctl, as root, starts the trail: its files
+            # are still the broker's user's.
+            r = subprocess.run([os.path.join(BUILD, "keybrokerctl"), "-c", b.config,
+                                "enable-key", "cmk", token.versions["cmk"][0]],
+                               env=b.env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            for f in ("audit.jsonl", "audit.lock"):
+                self.assertEqual(os.stat(os.path.join(b.dir, "audit", f)).st_uid, pw.pw_uid)
+            # It became the user to write the token: every object file is
+            # the broker's to read.
+            for dirpath, _, files in os.walk(token.tokens_dir()):
+                for f in files:
+                    self.assertEqual(os.stat(os.path.join(dirpath, f)).st_uid, pw.pw_uid, f)
             b.start()
             self.assertIn("now running as user 'keybroker' (uid %d, gid %d), without "
                           "capabilities" % (pw.pw_uid, pw.pw_gid), b.read_log())
