@@ -167,7 +167,10 @@ class Watchdog(unittest.TestCase):
 
             def pings(since=0.0):
                 return [t for t, m in got if "WATCHDOG=1" in m and t >= since]
-            wait_for(lambda: len(pings()) >= 4, what="4 pings")
+            wait_for(lambda: len(pings()) >= 5, what="5 pings")
+            # At half the interval (the median gap, against a noisy host).
+            gaps = sorted(b2 - a2 for a2, b2 in zip(pings(), pings()[1:]))
+            self.assertTrue(0.3 <= gaps[len(gaps) // 2] <= 0.9, gaps)
             # STATUS= says what the broker serves.
             wait_for(lambda: any("STATUS=serving 1 key (1 version), token keybroker"
                                  in m for _, m in got), what="a status line")

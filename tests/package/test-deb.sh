@@ -298,6 +298,12 @@ say "token made by the keybroker user, key demo in it"
 # token, then runs as keybroker without capabilities, and serves. Run as
 # root, it reads the PIN only from a file of root's.
 chown root:root "$tok/user.pin"
+# The socket's directory is root's too: the broker listens as root, and
+# keybroker-audit trusts a socket only in a directory of root's or of
+# the listener's. (So the broker, by then keybroker, cannot remove the
+# socket when it stops; the next start replaces it.)
+chown root:root "$tok/run"
+chmod 755 "$tok/run"
 /usr/sbin/keybrokerd -c "$tok/keybroker.conf" > "$tmp/broker.log" 2>&1 &
 pid=$!
 i=0
