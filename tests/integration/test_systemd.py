@@ -199,6 +199,19 @@ class Watchdog(unittest.TestCase):
             back = time.monotonic()
             wait_for(lambda: len(pings(back)) >= 2, what="pings again")
             self.assertIn("watchdog: progress again", b.read_log())
+            # The token goes away: the status says so, and the pings go
+            # on (requests are answered, with HsmUnavailable).
+            set_rules(rules, "C_Decrypt rv=CKR_TOKEN_NOT_PRESENT",
+                      "C_OpenSession rv=CKR_TOKEN_NOT_PRESENT",
+                      "C_GetTokenInfo rv=CKR_TOKEN_NOT_PRESENT")
+            c = b.connect()
+            r = c.request("unwrapKey", key="cmk", value=wrapped)
+            self.assertEqual(r["error"]["code"], "HsmUnavailable", r)
+            c.close()
+            lost = time.monotonic()
+            wait_for(lambda: any("STATUS=token keybroker unavailable, retrying" in m
+                                 for _, m in got), what="the status of a lost token")
+            wait_for(lambda: len(pings(lost)) >= 2, what="pings while the token is away")
         finally:
             set_rules(rules)
             if stuck:
