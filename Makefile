@@ -322,10 +322,15 @@ install: all
 	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
 
+# The Debian packages, built, checked with lintian, installed on this
+# machine, run and purged (root; tests/package/test-deb.sh).
+deb-test:
+	@sh tests/package/test-deb.sh
+
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-deb
 
 .PHONY: all unit integration check check-asan check-tsan test bench fuzz lint \
-	format install clean
+	format install clean deb-test
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -355,7 +355,8 @@ class Units(unittest.TestCase):
         for path, mode, owner, group in (("etc/keybroker", 0o750, 0, gid),
                                          ("var/lib/keybroker", 0o750, uid, gid),
                                          ("var/lib/keybroker/tokens", 0o700, uid, gid),
-                                         ("var/lib/keybroker/audit", 0o750, uid, gid)):
+                                         ("var/lib/keybroker/audit", 0o750, uid, gid),
+                                         ("run/keybroker", 0o755, 0, 0)):
             st = os.stat(os.path.join(root, path))
             self.assertEqual((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid),
                              (mode, owner, group), path)
