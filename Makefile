@@ -22,6 +22,7 @@ CC ?= cc
 PKGS = p11-kit-1 openssl libconfig jansson libsystemd
 CPPFLAGS += -D_GNU_SOURCE -DOPENSSL_API_COMPAT=30000 -DOPENSSL_NO_DEPRECATED \
 	-DKB_VERSION='"$(VERSION)"' \
+	-DKB_P11_MODULE_CONFIGS='"$(shell pkg-config --variable=p11_module_configs p11-kit-1)"' \
 	-Icommon -Iconfig -Ipkcs11 -Ibroker -Iclient
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes \
@@ -49,7 +50,8 @@ LIBS = $(shell pkg-config --libs $(PKGS)) -lpthread
 COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
 	common/kb_oaep.c common/kb_pkcs1.c common/kb_json.c common/kb_grant.c \
 	common/kb_jws.c common/kb_error.c common/kb_pkey.c common/kb_buf.c \
-	common/kb_duration.c common/kb_trail.c common/kb_user.c
+	common/kb_duration.c common/kb_trail.c common/kb_user.c \
+	common/kb_progress.c
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_store.c pkcs11/p11_confirm.c \
 	pkcs11/p11_object.c

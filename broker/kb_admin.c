@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "kb_admin.h"
+#include "kb_progress.h"
 
 struct kb_admin {
 	pthread_t thread;
@@ -19,13 +20,6 @@ struct kb_admin {
 	atomic_llong busy_since_ms; /* CLOCK_MONOTONIC; 0 between runs */
 };
 
-static long long monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void *admin_main(void *arg)
 {
@@ -33,6 +27,7 @@ static void *admin_main(void *arg)
 	struct timespec next;
 	bool reload;
 
+	kb_progress_bind(&a->busy_since_ms);
 	clock_gettime(CLOCK_REALTIME, &next);
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
@@ -46,7 +41,7 @@ static void *admin_main(void *arg)
 		reload = a->pending;
 		a->pending = false;
 		pthread_mutex_unlock(&a->lock);
-		atomic_store(&a->busy_since_ms, monotonic_ms());
+		atomic_store(&a->busy_since_ms, kb_progress_now_ms());
 		if (reload) {
 			a->reload(a->arg);
 		} else {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kb_keystore_parts.h"
+#include "kb_progress.h"
 #include "kb_log.h"
 #include "p11_store.h"
 
@@ -48,6 +49,8 @@ void kb_keyadmin_enter(struct kb_keystore *ks)
 	    ks->storage_lock == P11_STORE_FAILED)
 		kb_warn("%s; going on without it", err);
 	pthread_rwlock_rdlock(&ks->module_lock);
+	/* Waiting for other threads' admin work was not this one's. */
+	kb_progress_restart();
 	kb_keyadmin_look(ks);
 }
 

@@ -22,6 +22,7 @@
 #include "kb_ops.h"
 #include "kb_proto.h"
 #include "kb_notify.h"
+#include "kb_progress.h"
 #include "kb_record.h"
 #include "kb_server.h"
 
@@ -117,11 +118,12 @@ static void *worker_main(void *arg)
 	struct kb_job *job;
 	bool sent;
 
+	kb_progress_bind(&w->busy_since_ms);
 	while ((job = kb_queue_pop(&srv->jobs, &w->waiter)) != NULL) {
 		/* Room in the queue again: wake connections holding lines. */
 		if (atomic_exchange(&srv->backlogged, false))
 			signal_loop(srv);
-		atomic_store(&w->busy_since_ms, now_ms());
+		atomic_store(&w->busy_since_ms, kb_progress_now_ms());
 		job->resp = kb_ops_handle(&srv->ops, w->p11, &job->caller,
 					  job->line, job->line_len,
 					  &job->resp_len, &code);

@@ -296,7 +296,7 @@ int main(int argc, char **argv)
 	struct kb_policy_holder holder;
 	struct kb_policy *pol;
 	struct kb_audit *audit = NULL;
-	bool check_only = false, audit_failed;
+	bool check_only = false, audit_failed, was_root;
 	char err[512];
 	int c, r, nkeys = 0, status = 1;
 
@@ -377,17 +377,24 @@ int main(int argc, char **argv)
 	}
 	kb_info("token '%s' open (module %s)", kb_keystore_token_label(ks),
 		cfg->pkcs11_module);
-	/* Root's part is done: the socket and the token are open. */
-	if (cfg->user != NULL && geteuid() == 0) {
-		if (kb_user_drop(cfg->user, err, sizeof(err)) != 0) {
-			kb_err("%s", err);
-			goto out;
-		}
+	/*
+	 * Root's part is done: the socket and the token are open. As the
+	 * user already, what the manager may have left goes too.
+	 */
+	was_root = geteuid() == 0;
+	if (cfg->user != NULL)
+		r = kb_user_drop(cfg->user, err, sizeof(err));
+	else
+		r = was_root ? 0 : kb_user_shed(err, sizeof(err));
+	if (r != 0) {
+		kb_err("%s", err);
+		goto out;
+	}
+	if (cfg->user != NULL && was_root)
 		kb_info("now running as user '%s' (uid %u, gid %u), without "
 			"capabilities",
 			cfg->user, (unsigned int)getuid(),
 			(unsigned int)getgid());
-	}
 	if (ensure_issuer_key(ks) != 0)
 		goto out;
 	if (cfg->allow_rsa1_5)

@@ -71,10 +71,11 @@ int kb_user_check(const char *user, const char **warn, char *err, size_t errlen)
 /* Empties the bounding set (needs CAP_SETPCAP, so before the uid goes). */
 static int drop_bounding_set(char *err, size_t errlen)
 {
-	int cap;
+	int cap, in;
 
-	for (cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++) {
-		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+	for (cap = 0; (in = prctl(PR_CAPBSET_READ, cap, 0, 0, 0)) >= 0;
+	     cap++) {
+		if (in == 1 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
 			snprintf(err, errlen,
 				 "cannot drop capability %d from the "
 				 "bounding set: %s",
@@ -85,8 +86,21 @@ static int drop_bounding_set(char *err, size_t errlen)
 	return 0;
 }
 
-/* True if the thread holds no capability in any set. */
-static bool holds_no_capability(void)
+static bool bounding_set_empty(void)
+{
+	int cap, in;
+
+	for (cap = 0; (in = prctl(PR_CAPBSET_READ, cap, 0, 0, 0)) >= 0; cap++)
+		if (in != 0)
+			return false;
+	return true;
+}
+
+/*
+ * Whether the thread holds a capability it could use: in its effective
+ * or permitted set (the inheritable set too, with inheritable).
+ */
+static bool holds_capability(bool inheritable)
 {
 	struct __user_cap_header_struct hdr = {
 		.version = _LINUX_CAPABILITY_VERSION_3,
@@ -96,39 +110,124 @@ static bool holds_no_capability(void)
 
 	memset(data, 0, sizeof(data));
 	if (syscall(SYS_capget, &hdr, data) != 0)
-		return false;
+		return true;
 	for (i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
 		if (data[i].effective != 0 || data[i].permitted != 0 ||
-		    data[i].inheritable != 0)
-			return false;
-	return prctl(PR_CAPBSET_READ, 0, 0, 0, 0) == 0;
+		    (inheritable && data[i].inheritable != 0))
+			return true;
+	return false;
+}
+
+/* Empties the effective, permitted and inheritable sets. */
+static int drop_capabilities(char *err, size_t errlen)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capset, &hdr, data) != 0) {
+		snprintf(err, errlen, "cannot drop capabilities: %s",
+			 strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The process's threads, from /proc/self/status; -1 if unknown. */
+static int thread_count(void)
+{
+	char line[128];
+	int n = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/*
+ * What no user of this process may keep, whoever it runs as: ambient
+ * capabilities for what it runs, the right to gain privileges through
+ * exec, a core dump or a ptrace by a peer.
+ */
+static int shed_privileges(char *err, size_t errlen)
+{
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 &&
+	    errno != EINVAL) {
+		snprintf(err, errlen, "cannot clear ambient capabilities: %s",
+			 strerror(errno));
+		return -1;
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		snprintf(err, errlen,
+			 "cannot set no_new_privs and non-dumpable: %s",
+			 strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Already the user: only what the manager may have left it (ambient or
+ * other capabilities) goes. Under a unit without capabilities nothing
+ * is left, and nothing is called that its system-call filter refuses.
+ */
+int kb_user_shed(char *err, size_t errlen)
+{
+	if (shed_privileges(err, errlen) != 0 ||
+	    (holds_capability(true) && drop_capabilities(err, errlen) != 0))
+		return -1;
+	if (holds_capability(true) ||
+	    prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) {
+		snprintf(err, errlen, "capabilities or the right to gain "
+				      "privileges remain");
+		return -1;
+	}
+	return 0;
+}
+
+static int stay_as(const struct passwd *pw, char *err, size_t errlen)
+{
+	if (!runs_as(pw->pw_uid, pw->pw_gid)) {
+		snprintf(err, errlen, "cannot become user '%s': not root",
+			 pw->pw_name);
+		return -1;
+	}
+	return kb_user_shed(err, errlen);
 }
 
 int kb_user_drop(const char *user, char *err, size_t errlen)
 {
 	struct passwd pw;
 	char buf[4096];
+	int threads;
 
 	if (user == NULL)
 		return 0;
 	if (lookup(user, &pw, buf, sizeof(buf), err, errlen) != 0)
 		return -1;
-	if (geteuid() != 0) {
-		if (runs_as(pw.pw_uid, pw.pw_gid))
-			return 0;
-		snprintf(err, errlen, "cannot become user '%s': not root",
-			 user);
+	if (geteuid() != 0)
+		return stay_as(&pw, err, errlen);
+	/* The bounding set and no_new_privs are each thread's own. */
+	if ((threads = thread_count()) != 1) {
+		snprintf(err, errlen,
+			 "cannot drop root for user '%s': the process has %d "
+			 "threads (started by the PKCS#11 module?), and only "
+			 "this one would lose its capabilities; start the "
+			 "broker as '%s' instead (as keybrokerd.service does)",
+			 user, threads, user);
 		return -1;
 	}
 	if (initgroups(pw.pw_name, pw.pw_gid) != 0) {
 		snprintf(err, errlen, "user '%s': cannot set its groups: %s",
 			 user, strerror(errno));
-		return -1;
-	}
-	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 &&
-	    errno != EINVAL) {
-		snprintf(err, errlen, "cannot clear ambient capabilities: %s",
-			 strerror(errno));
 		return -1;
 	}
 	if (drop_bounding_set(err, errlen) != 0)
@@ -139,19 +238,13 @@ int kb_user_drop(const char *user, char *err, size_t errlen)
 			 strerror(errno));
 		return -1;
 	}
-	/* Changing uid resets dumpability: set it again. */
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-		snprintf(err, errlen,
-			 "cannot set no_new_privs and "
-			 "non-dumpable: %s",
-			 strerror(errno));
+	/* Changing uid resets dumpability: it is set again here. */
+	if (shed_privileges(err, errlen) != 0)
 		return -1;
-	}
 	/* Check what was done, rather than trust it. */
 	if (!runs_as(pw.pw_uid, pw.pw_gid) || setuid(0) == 0 ||
-	    setgid(0) == 0 || !holds_no_capability() ||
-	    prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0 ||
+	    setgid(0) == 0 || holds_capability(true) ||
+	    !bounding_set_empty() || prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0 ||
 	    prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) {
 		snprintf(err, errlen,
 			 "became user '%s' but privileges remain (uid, gid, "

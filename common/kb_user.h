@@ -26,10 +26,19 @@ int kb_user_check(const char *user, const char **warn, char *err,
 		  size_t errlen);
 
 /*
- * Becomes user if the process is root; nothing if it already runs as
- * user (or user is NULL). 0, or -1 with what failed in err: the caller
- * must exit.
+ * Becomes user if the process is root (refused unless it has one thread:
+ * the others would keep root's capabilities). Already user: keeps no
+ * capability (those the manager left go), no new privileges, not
+ * dumpable. Nothing if user is NULL. 0, or -1 with what failed in err:
+ * the caller must exit.
  */
 int kb_user_drop(const char *user, char *err, size_t errlen);
+
+/*
+ * For a process that is not root, whoever it runs as: no capability
+ * (those the manager left go; nothing is called when there are none),
+ * no ambient ones, no new privileges, not dumpable. 0, or -1 with err.
+ */
+int kb_user_shed(char *err, size_t errlen);
 
 #endif

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "kb_kid.h"
+#include "kb_progress.h"
 #include "p11_confirm.h"
 #include "p11_token.h"
 
@@ -196,6 +197,8 @@ int p11_confirm(const struct p11_confirm_target *t,
 		argv[a++] = (char *)want[i].what;
 	}
 	argv[a] = NULL;
+	/* The check is a piece of work of its own, with its own deadline. */
+	kb_progress_restart();
 	status = run_check(t, argv, out, sizeof(out), err, errlen);
 	if (status == P11_CONFIRM_FOUND)
 		return KB_STATUS_OK;

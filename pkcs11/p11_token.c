@@ -131,26 +131,64 @@ bool p11_rv_is_token_lost(CK_RV rv)
 	}
 }
 
-/* Finds a registered module by its p11-kit name; unloads the others. */
+/*
+ * Where p11-kit registers modules: the system's configuration, which
+ * overrides the packages'. Only these, not a user's: the broker must not
+ * load what its user's home says.
+ */
+static const char *const module_config_dirs[] = { "/etc/pkcs11/modules",
+						  KB_P11_MODULE_CONFIGS };
+
+/*
+ * The library a registered module's NAME.module names ("module: PATH",
+ * relative paths being p11-kit's module directory's), into path; false
+ * if no configuration names one. Read here so that only that module is
+ * loaded: loading every registered one (p11_kit_modules_load) would
+ * bring their code, and the threads some start, into the broker.
+ */
+static bool registered_path(const char *name, char *path, size_t pathlen)
+{
+	char file[512], line[1024], *v, *end;
+	bool found = false;
+	size_t i;
+	FILE *f;
+
+	for (i = 0; i < sizeof(module_config_dirs) / sizeof(*module_config_dirs);
+	     i++) {
+		snprintf(file, sizeof(file), "%s/%s.module",
+			 module_config_dirs[i], name);
+		if ((f = fopen(file, "re")) == NULL)
+			continue;
+		while (!found && fgets(line, sizeof(line), f) != NULL) {
+			if (strncmp(line, "module:", 7) != 0)
+				continue;
+			for (v = line + 7; *v == ' ' || *v == '\t'; v++)
+				;
+			end = v + strcspn(v, "\r\n");
+			while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+				end--;
+			*end = '\0';
+			if (*v != '\0' && (size_t)(end - v) < pathlen) {
+				memcpy(path, v, (size_t)(end - v) + 1);
+				found = true;
+			}
+		}
+		fclose(f);
+		if (found)
+			return true;
+	}
+	return false;
+}
+
+/* Loads a registered module by its p11-kit name, and no other. */
 static CK_FUNCTION_LIST *load_registered(const char *name)
 {
-	CK_FUNCTION_LIST **mods, *found = NULL;
-	char *mname;
-	size_t i;
+	char path[512];
 
-	mods = p11_kit_modules_load(NULL, P11_KIT_MODULE_UNMANAGED);
-	if (mods == NULL)
+	if (strchr(name, '/') != NULL ||
+	    !registered_path(name, path, sizeof(path)))
 		return NULL;
-	for (i = 0; mods[i] != NULL; i++) {
-		mname = p11_kit_module_get_name(mods[i]);
-		if (found == NULL && mname != NULL && strcmp(mname, name) == 0)
-			found = mods[i];
-		else
-			p11_kit_module_release(mods[i]);
-		free(mname);
-	}
-	free(mods);
-	return found;
+	return p11_kit_module_load(path, P11_KIT_MODULE_UNMANAGED);
 }
 
 /* Loads module (a path or a registered name), not yet initialised. */
@@ -168,8 +206,10 @@ static CK_FUNCTION_LIST *load_module(const char *module, char *err,
 			 module,
 			 module[0] == '/' ?
 				 p11_kit_message() :
-				 "no p11-kit registered module of that name "
-				 "(p11-kit list-modules shows them)");
+				 "no p11-kit module of that name is registered "
+				 "in /etc/pkcs11/modules or " KB_P11_MODULE_CONFIGS
+				 " (p11-kit list-modules shows them), or its "
+				 "library does not load");
 	return fn;
 }
 

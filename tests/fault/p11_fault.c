@@ -38,6 +38,9 @@
  * matching calls through; times=N acts on N calls (default: all). Counts
  * are per process, and start again when the rules change.
  *
+ * If KB_FAULT_THREAD is set, C_Initialize starts a thread that waits for
+ * good, as vendor modules start threads of their own.
+ *
  * If KB_FAULT_COUNT names a file, the number of calls of each wrapped
  * function is written there, one "FUNCTION N" line each, when the module
  * is finalised and when the process exits.
@@ -561,6 +564,23 @@ static CK_RV fault_C_GetAttributeValue(CK_SESSION_HANDLE h,
 	return zeropad(t, n, size, rv);
 }
 
+static void *idle_thread(void *arg)
+{
+	for (;;)
+		pause();
+	return arg;
+}
+
+static CK_RV fault_C_Initialize(CK_VOID_PTR args)
+{
+	pthread_t t;
+
+	if (getenv("KB_FAULT_THREAD") != NULL &&
+	    pthread_create(&t, NULL, idle_thread, NULL) == 0)
+		pthread_detach(t);
+	return fault.real->C_Initialize(args);
+}
+
 static CK_RV fault_C_Finalize(CK_VOID_PTR reserved)
 {
 	write_counts();
@@ -596,6 +616,7 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out)
 			fault.list.C_CreateObject = fault_create_object;
 			fault.list.C_DestroyObject = fault_destroy_object;
 			fault.list.C_GenerateKeyPair = fault_generate_key_pair;
+			fault.list.C_Initialize = fault_C_Initialize;
 			fault.list.C_Finalize = fault_C_Finalize;
 			fault.list.C_GetSlotList = fault_C_GetSlotList;
 			fault.list.C_GetTokenInfo = fault_C_GetTokenInfo;

@@ -228,7 +228,8 @@ class CheckConfig(unittest.TestCase):
     def test_unknown_module_name(self):
         b = Broker(TOKEN, name="t-mod", pkcs11=self.pkcs11(module="no-such-module"))
         self.refused(b, "kb.conf: pkcs11.module: cannot load PKCS#11 module "
-                        "'no-such-module': no p11-kit registered module of that name")
+                        "'no-such-module': no p11-kit module of that name is registered "
+                        "in /etc/pkcs11/modules or /usr/share/p11-kit/modules")
 
     def test_missing_pin_file(self):
         pin = os.path.join(TOKEN.dir, "absent.pin")

@@ -219,6 +219,43 @@ class Watchdog(unittest.TestCase):
             close()
             finish(b, token)
 
+    def test_admin_writes_waiting_in_turn_are_not_a_hang(self):
+        """Key generations are serialised: one that waits for the others
+        is not stuck, and the pings go on while each makes progress."""
+        token = Token([("cmk", 2048)], module=FAULT_MODULE)
+        rules = os.path.join(token.dir, "fault-rules")
+        set_rules(rules, "C_GenerateKeyPair sleep=1500")
+        path, got, close = notify_socket(token.dir)
+        b = Broker(token, name="queued", audit='{ forward = "none"; }',
+                   env={"KB_FAULT_FILE": rules})
+        try:
+            # Pings every 3 s; a call over 3 s would stop them.
+            b.start(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "6000000"})
+            errors = []
+
+            def create(i):
+                try:
+                    c = b.connect()
+                    c.ok("createKey", key="queued-%d" % i, kty="RSA-HSM", key_size=2048)
+                    c.close()
+                except Exception as e:  # noqa: BLE001 - reported below
+                    errors.append(e)
+            threads = [threading.Thread(target=create, args=(i,)) for i in range(4)]
+            started = time.monotonic()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(errors, [])
+            # The last one waited for three others: longer than 3 s.
+            self.assertGreater(time.monotonic() - started, 6)
+            self.assertNotIn("has been in one call", b.read_log())
+            self.assertTrue([t for t, m in got if "WATCHDOG=1" in m and t > started + 3])
+        finally:
+            set_rules(rules)
+            close()
+            finish(b, token)
+
     def test_no_watchdog_no_pings(self):
         token = Token([("cmk", 2048)])
         path, got, close = notify_socket(token.dir)
@@ -419,6 +456,13 @@ class PrivilegeDrop(unittest.TestCase):
             self.assertEqual(st["NoNewPrivs"], "1")
             # Not dumpable: its /proc files stay root's.
             self.assertEqual(os.stat("/proc/%d/status" % b.proc.pid).st_uid, 0)
+            # The module it names and no other registered one (opensc's
+            # would bring GLib's thread along, which would keep root).
+            with open("/proc/%d/maps" % b.proc.pid) as f:
+                maps = f.read()
+            self.assertIn("libsofthsm2.so", maps)
+            self.assertNotIn("opensc-pkcs11", maps)
+            self.assertNotIn("p11-kit-trust", maps)
             c = b.connect()
             dek = os.urandom(32)
             self.assertEqual(b64d(c.unwrap("cmk", b64d(c.wrap("cmk", dek)["value"]))
@@ -434,6 +478,21 @@ class PrivilegeDrop(unittest.TestCase):
                     self.assertEqual(os.stat(os.path.join(dirpath, f)).st_uid, pw.pw_uid, f)
         finally:
             finish(b, token)
+
+    def test_refuses_to_drop_when_the_module_started_threads(self):
+        """The bounding set and no_new_privs are per thread: a thread the
+        module started would keep root's, so the broker does not start."""
+        the_user()
+        token = Token([("cmk", 2048)], module=FAULT_MODULE)
+        b = Broker(token, name="threaded", user='"keybroker"', env={"KB_FAULT_THREAD": "1"})
+        try:
+            b.start(wait=False)
+            self.assertEqual(b.proc.wait(60), 1)
+            self.assertIn("cannot drop root for user 'keybroker': the process has 2 threads "
+                          "(started by the PKCS#11 module?)", b.read_log())
+            self.assertNotIn("listening on", b.read_log())
+        finally:
+            token.remove()
 
     def check(self, user, want, as_user=None):
         token = Token([])
@@ -498,7 +557,8 @@ class UnderTheUnit(unittest.TestCase):
             pkcs11 = ('{ module = "softhsm2"; token = "pkcs11:token=keybroker"; '
                       'pin_credential = "pin"; pin_file = "%s"; }'
                       % os.path.join(token.dir, "user.pin"))
-            b = Broker(token, name="unit", socket='"%s"' % sock, pkcs11=pkcs11)
+            b = Broker(token, name="unit", socket='"%s"' % sock, pkcs11=pkcs11,
+                       user='"keybroker"')
             b.socket = sock
             os.chmod(token.dir, 0o711)
             for d in (token.tokens_dir(), b.dir, creds):
@@ -507,14 +567,20 @@ class UnderTheUnit(unittest.TestCase):
                     for f in files:
                         os.chown(os.path.join(dirpath, f), pw.pw_uid, pw.pw_gid)
             # The first connection starts it, as systemd would.
+            # A manager that leaves it a capability (an AmbientCapabilities=
+            # in a drop-in): the broker does not keep it.
             b.start(wait=False, env={"CREDENTIALS_DIRECTORY": creds}, prefix=(
                 "systemd-socket-activate", "-E", "SOFTHSM2_CONF", "-E",
                 "CREDENTIALS_DIRECTORY", "-l", sock, "setpriv", "--reuid=keybroker",
-                "--regid=keybroker", "--init-groups"))
+                "--regid=keybroker", "--init-groups", "--inh-caps=+net_bind_service",
+                "--ambient-caps=+net_bind_service"))
             wait_for(lambda: os.path.exists(sock), what="the socket")
             c = Client(sock, timeout=60)
             st = proc_status(b.proc.pid)
             self.assertEqual(st["Uid"].split(), [str(pw.pw_uid)] * 4)
+            for cap in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+                self.assertEqual(int(st[cap], 16), 0, cap)
+            self.assertEqual(st["NoNewPrivs"], "1")
             dek = os.urandom(32)
             self.assertEqual(b64d(c.unwrap("cmk", b64d(c.wrap("cmk", dek)["value"]))
                                   ["value"]), dek)
@@ -522,7 +588,7 @@ class UnderTheUnit(unittest.TestCase):
             c.close()
             log = b.read_log()
             self.assertIn("socket activation: serving on the socket systemd passed", log)
-            self.assertNotIn("running as root", log)
+            self.assertNotIn("now running as user", log)  # it was that user from the start
         finally:
             finish(b, token)
 
