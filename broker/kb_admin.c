@@ -20,7 +20,6 @@ struct kb_admin {
 	atomic_llong busy_since_ms; /* CLOCK_MONOTONIC; 0 between runs */
 };
 
-
 static void *admin_main(void *arg)
 {
 	struct kb_admin *a = arg;

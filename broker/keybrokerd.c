@@ -2,6 +2,7 @@
 /* keybrokerd: the key broker daemon. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -82,10 +83,36 @@ static void log_key(const struct kb_key_info *info, void *arg)
 }
 
 /*
+ * The PIN's file: the credential systemd passed when the config names
+ * one and the broker runs under a unit that has credentials, else
+ * pin_file. Into buf; NULL with a message when there is neither.
+ */
+static const char *pin_path(const struct kb_config *cfg, char *buf,
+			    size_t buflen, char *err, size_t errlen)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+	if (cfg->pkcs11_pin_credential != NULL && dir != NULL &&
+	    dir[0] == '/') {
+		snprintf(buf, buflen, "%s/%s", dir, cfg->pkcs11_pin_credential);
+		return buf;
+	}
+	if (cfg->pkcs11_pin_file != NULL)
+		return cfg->pkcs11_pin_file;
+	snprintf(err, errlen,
+		 "%s: pkcs11.pin_credential '%s': $CREDENTIALS_DIRECTORY is "
+		 "not set (it comes from a unit's LoadCredential=); outside "
+		 "the unit, pkcs11.pin_file names the PIN",
+		 cfg->path, cfg->pkcs11_pin_credential);
+	return NULL;
+}
+
+/*
  * Everything start-up checks before it logs in to the token, so that -t
  * passes only configurations that can start. Names the failed check.
  */
-static int preflight(const struct kb_config *cfg, char *err, size_t errlen)
+static int preflight(const struct kb_config *cfg, const char *pin, char *err,
+		     size_t errlen)
 {
 	struct kb_jwks *jwks;
 	const char *warn;
@@ -106,9 +133,10 @@ static int preflight(const struct kb_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: pkcs11.module: %s", cfg->path, why);
 		return -1;
 	}
-	if ((fd = kb_secret_file_open(cfg->pkcs11_pin_file, why, sizeof(why))) <
-	    0) {
-		snprintf(err, errlen, "%s: pkcs11.pin_file: %s", cfg->path,
+	if ((fd = kb_secret_file_open(pin, why, sizeof(why))) < 0) {
+		snprintf(err, errlen, "%s: pkcs11.%s: %s", cfg->path,
+			 pin == cfg->pkcs11_pin_file ? "pin_file" :
+						       "pin_credential",
 			 why);
 		return -1;
 	}
@@ -288,7 +316,8 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = DEFAULT_CONFIG;
+	const char *path = DEFAULT_CONFIG, *pin;
+	char pin_buf[PATH_MAX];
 	struct kb_keystore_params params;
 	struct kb_keystore *ks = NULL;
 	struct kb_config *cfg = NULL, *policy_cfg = NULL;
@@ -334,7 +363,9 @@ int main(int argc, char **argv)
 	block_signals();
 	kb_proto_init();
 	if (kb_config_load(path, &cfg, err, sizeof(err)) != 0 ||
-	    preflight(cfg, err, sizeof(err)) != 0) {
+	    (pin = pin_path(cfg, pin_buf, sizeof(pin_buf), err, sizeof(err))) ==
+		    NULL ||
+	    preflight(cfg, pin, err, sizeof(err)) != 0) {
 		kb_err("%s", err);
 		kb_config_free(cfg);
 		return 1;
@@ -365,7 +396,7 @@ int main(int argc, char **argv)
 	params = (struct kb_keystore_params){
 		.module = cfg->pkcs11_module,
 		.token_uri = cfg->pkcs11_token,
-		.pin_file = cfg->pkcs11_pin_file,
+		.pin_file = pin,
 		.allow_rsa1_5 = cfg->allow_rsa1_5,
 		.confirm_exe = "/proc/self/exe",
 		.recoverable_days = cfg->recoverable_days,

@@ -156,6 +156,21 @@ static void print_version(const struct kb_key_info *info, void *arg)
  * user before it touches the token, once it has opened the PIN files it
  * needs (the config's if pin, and other_pin if any) as root.
  */
+/*
+ * The PIN file this program reads: pin_file (pin_credential is the
+ * broker's, under its unit). NULL with a message if the config has none.
+ */
+static const char *pin_file_of(const struct kb_config *cfg)
+{
+	if (cfg->pkcs11_pin_file == NULL)
+		fprintf(stderr,
+			"keybrokerctl: %s: pkcs11.pin_file is not set: this "
+			"program reads the PIN from a file (pin_credential "
+			"is the broker's, under its unit)\n",
+			cfg->path);
+	return cfg->pkcs11_pin_file;
+}
+
 static int become_broker_user(const struct kb_config *cfg, bool pin,
 			      const char *other_pin)
 {
@@ -174,8 +189,13 @@ static int become_broker_user(const struct kb_config *cfg, bool pin,
 	return 0;
 }
 
+/*
+ * Opens the token of the config; as_user: as the broker's user (see
+ * become_broker_user), for commands that write to it.
+ */
 static int open_keystore_in(const struct kb_config *cfg, const char *so_pin,
-			    const char *slot, struct kb_keystore **ks)
+			    const char *slot, bool as_user,
+			    struct kb_keystore **ks)
 {
 	struct kb_keystore_params p = {
 		.module = cfg->pkcs11_module,
@@ -201,7 +221,8 @@ static int open_keystore_in(const struct kb_config *cfg, const char *so_pin,
 			return -1;
 		}
 	}
-	if (become_broker_user(cfg, true, so_pin) != 0)
+	if (pin_file_of(cfg) == NULL ||
+	    (as_user && become_broker_user(cfg, true, so_pin) != 0))
 		return -1;
 	if (kb_keystore_open(&p, so_pin, ks, err, sizeof(err)) !=
 	    KB_STATUS_OK) {
@@ -213,7 +234,7 @@ static int open_keystore_in(const struct kb_config *cfg, const char *so_pin,
 
 static int open_keystore(const struct kb_config *cfg, struct kb_keystore **ks)
 {
-	return open_keystore_in(cfg, NULL, NULL, ks);
+	return open_keystore_in(cfg, NULL, NULL, true, ks);
 }
 
 static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
@@ -243,7 +264,7 @@ static int cmd_init_token(const struct kb_config *cfg, int argc, char **argv)
 				"the slot)\n");
 		return 2;
 	}
-	if (open_keystore_in(cfg, so_pin, slot, &ks) != 0)
+	if (open_keystore_in(cfg, so_pin, slot, true, &ks) != 0)
 		return 1;
 	printf("initialised token '%s'\n", kb_keystore_token_label(ks));
 	if (kb_issuer_create(ks, err, sizeof(err)) != KB_STATUS_OK) {
@@ -470,7 +491,11 @@ static int cmd_token(const struct kb_config *cfg, int argc, char **argv)
 			argv[optind], cfg->path);
 		return 2;
 	}
-	if (open_keystore(cfg, &ks) != 0)
+	/*
+	 * Only a signature, nothing written to the token: as the caller,
+	 * whose the output file is.
+	 */
+	if (open_keystore_in(cfg, NULL, NULL, false, &ks) != 0)
 		return 1;
 	if ((pub = kb_issuer_key(ks, kid)) == NULL) {
 		fprintf(stderr, "keybrokerctl: the token has no token-signing "
@@ -795,7 +820,8 @@ static int cmd_pin(const struct kb_config *cfg, int argc, char **argv,
 	}
 	if (file == NULL || optind != argc)
 		goto usage;
-	if ((tok = load_module_of(cfg, file)) == NULL)
+	if (pin_file_of(cfg) == NULL ||
+	    (tok = load_module_of(cfg, file)) == NULL)
 		return 1;
 	if ((r = p11_token_read_pin(tok, cfg->pkcs11_pin_file, err,
 				    sizeof(err))) == KB_STATUS_OK &&

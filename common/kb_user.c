@@ -73,8 +73,7 @@ static int drop_bounding_set(char *err, size_t errlen)
 {
 	int cap, in;
 
-	for (cap = 0; (in = prctl(PR_CAPBSET_READ, cap, 0, 0, 0)) >= 0;
-	     cap++) {
+	for (cap = 0; (in = prctl(PR_CAPBSET_READ, cap, 0, 0, 0)) >= 0; cap++) {
 		if (in == 1 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
 			snprintf(err, errlen,
 				 "cannot drop capability %d from the "
@@ -186,8 +185,9 @@ int kb_user_shed(char *err, size_t errlen)
 		return -1;
 	if (holds_capability(true) ||
 	    prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) {
-		snprintf(err, errlen, "capabilities or the right to gain "
-				      "privileges remain");
+		snprintf(err, errlen,
+			 "capabilities or the right to gain "
+			 "privileges remain");
 		return -1;
 	}
 	return 0;
@@ -243,8 +243,8 @@ int kb_user_drop(const char *user, char *err, size_t errlen)
 		return -1;
 	/* Check what was done, rather than trust it. */
 	if (!runs_as(pw.pw_uid, pw.pw_gid) || setuid(0) == 0 ||
-	    setgid(0) == 0 || holds_capability(true) ||
-	    !bounding_set_empty() || prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0 ||
+	    setgid(0) == 0 || holds_capability(true) || !bounding_set_empty() ||
+	    prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0 ||
 	    prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) {
 		snprintf(err, errlen,
 			 "became user '%s' but privileges remain (uid, gid, "

@@ -840,18 +840,11 @@ static int load_audit(struct cfg_loader *ld, const config_setting_t *root,
 	return 0;
 }
 
-/*
- * The PIN's file: the credential systemd passed when pin_credential names
- * one and $CREDENTIALS_DIRECTORY is set (a unit's LoadCredential=), else
- * pin_file (the tools, and a broker started by hand). One is required.
- */
-static int pin_path(struct cfg_loader *ld, const config_setting_t *g,
-		    const char *file, const char *cred, char **out)
+/* The PIN's sources: pin_file, pin_credential, or both. */
+static int pin_sources(struct cfg_loader *ld, const config_setting_t *g,
+		       const char *file, const char *cred,
+		       struct kb_config *cfg)
 {
-	const char *dir = getenv("CREDENTIALS_DIRECTORY");
-	size_t n;
-
-	*out = NULL;
 	if (file == NULL && cred == NULL)
 		return cfg_fail(ld, g, "needs pin_file or pin_credential");
 	if (cred != NULL && (strlen(cred) > 255 || strchr(cred, '/') != NULL ||
@@ -860,21 +853,12 @@ static int pin_path(struct cfg_loader *ld, const config_setting_t *g,
 				config_setting_get_member(g, "pin_credential"),
 				"must be a credential name: 1-255 bytes, no "
 				"'/'");
-	if (cred != NULL && dir != NULL && dir[0] == '/') {
-		n = strlen(dir) + 1 + strlen(cred) + 1;
-		if ((*out = malloc(n)) != NULL)
-			snprintf(*out, n, "%s/%s", dir, cred);
-	} else if (file != NULL) {
-		*out = resolve_path(ld, file);
-	} else {
-		return cfg_fail(ld,
-				config_setting_get_member(g, "pin_credential"),
-				"$CREDENTIALS_DIRECTORY is not set (the "
-				"credential comes from a unit's "
-				"LoadCredential=); outside the unit, pin_file "
-				"names the PIN");
-	}
-	return *out == NULL ? cfg_fail(ld, NULL, "out of memory") : 0;
+	if ((file != NULL &&
+	     (cfg->pkcs11_pin_file = resolve_path(ld, file)) == NULL) ||
+	    (cred != NULL &&
+	     (cfg->pkcs11_pin_credential = strdup(cred)) == NULL))
+		return cfg_fail(ld, NULL, "out of memory");
+	return 0;
 }
 
 static int load_pkcs11(struct cfg_loader *ld, const config_setting_t *root,
@@ -898,7 +882,7 @@ static int load_pkcs11(struct cfg_loader *ld, const config_setting_t *root,
 		return cfg_fail(ld, config_setting_get_member(g, "module"),
 				"must be a registered p11-kit module name or "
 				"an absolute path");
-	if (pin_path(ld, g, pin, cred, &cfg->pkcs11_pin_file) != 0)
+	if (pin_sources(ld, g, pin, cred, cfg) != 0)
 		return -1;
 	cfg->pkcs11_module = strdup(module);
 	cfg->pkcs11_token = strdup(token);
@@ -1116,6 +1100,7 @@ void kb_config_free(struct kb_config *cfg)
 	free(cfg->pkcs11_module);
 	free(cfg->pkcs11_token);
 	free(cfg->pkcs11_pin_file);
+	free(cfg->pkcs11_pin_credential);
 	free(cfg->token_issuer);
 	free(cfg->token_audience);
 	for (i = 0; i < cfg->n_identities; i++) {

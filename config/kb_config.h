@@ -117,8 +117,12 @@ struct kb_config {
 
 	char *pkcs11_module; /* registered p11-kit name or absolute path */
 	char *pkcs11_token; /* RFC 7512 URI selecting the token */
-	/* pin_file, or $CREDENTIALS_DIRECTORY/pin_credential under a unit */
+	/*
+	 * At least one: the PIN's file (the tools read it), and the name of
+	 * the systemd credential the broker reads instead under its unit.
+	 */
 	char *pkcs11_pin_file;
+	char *pkcs11_pin_credential;
 
 	bool allow_rsa1_5;
 

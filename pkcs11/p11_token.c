@@ -153,7 +153,8 @@ static bool registered_path(const char *name, char *path, size_t pathlen)
 	size_t i;
 	FILE *f;
 
-	for (i = 0; i < sizeof(module_config_dirs) / sizeof(*module_config_dirs);
+	for (i = 0;
+	     i < sizeof(module_config_dirs) / sizeof(*module_config_dirs);
 	     i++) {
 		snprintf(file, sizeof(file), "%s/%s.module",
 			 module_config_dirs[i], name);
@@ -202,14 +203,15 @@ static CK_FUNCTION_LIST *load_module(const char *module, char *err,
 	else
 		fn = load_registered(module);
 	if (fn == NULL)
-		snprintf(err, errlen, "cannot load PKCS#11 module '%s': %s",
-			 module,
-			 module[0] == '/' ?
-				 p11_kit_message() :
-				 "no p11-kit module of that name is registered "
-				 "in /etc/pkcs11/modules or " KB_P11_MODULE_CONFIGS
-				 " (p11-kit list-modules shows them), or its "
-				 "library does not load");
+		snprintf(
+			err, errlen, "cannot load PKCS#11 module '%s': %s",
+			module,
+			module[0] == '/' ?
+				p11_kit_message() :
+				"no p11-kit module of that name is registered "
+				"in /etc/pkcs11/modules or " KB_P11_MODULE_CONFIGS
+				" (p11-kit list-modules shows them), or its "
+				"library does not load");
 	return fn;
 }
 

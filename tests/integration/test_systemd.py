@@ -440,6 +440,13 @@ class PrivilegeDrop(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             for f in ("audit.jsonl", "audit.lock"):
                 self.assertEqual(os.stat(os.path.join(b.dir, "audit", f)).st_uid, pw.pw_uid)
+            # A command that only signs stays root, whose its output is.
+            out = os.path.join(token.dir, "admin.token")  # root's directory
+            r = subprocess.run([os.path.join(BUILD, "keybrokerctl"), "-c", b.config,
+                                "identity", "token", "it-admin", "--out", out],
+                               env=b.env, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(os.stat(out).st_uid, 0)
             # It became the user to write the token: every object file is
             # the broker's to read.
             for dirpath, _, files in os.walk(token.tokens_dir()):
@@ -611,7 +618,14 @@ class Credential(unittest.TestCase):
             r = subprocess.run([os.path.join(BUILD, "keybrokerd"), "-c", b.config],
                                env=b.env, capture_output=True, text=True, timeout=30)
             self.assertEqual(r.returncode, 1)
-            self.assertIn("setting 'pin_credential': $CREDENTIALS_DIRECTORY is not set",
+            self.assertIn("kb.conf: pkcs11.pin_credential 'pin': $CREDENTIALS_DIRECTORY is "
+                          "not set", r.stderr)
+            # keybrokerctl reads pin_file only, and says so.
+            r = subprocess.run([os.path.join(BUILD, "keybrokerctl"), "-c", b.config,
+                                "list-keys"], env=dict(b.env, CREDENTIALS_DIRECTORY=creds),
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("pkcs11.pin_file is not set: this program reads the PIN from a file",
                           r.stderr)
             b.start(env={"CREDENTIALS_DIRECTORY": creds})
             c = b.connect()

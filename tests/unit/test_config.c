@@ -184,45 +184,36 @@ static void test_missing_and_bad_values(void **state)
 	"pkcs11 = { module = \"softhsm2\"; token = \"pkcs11:token=t\";\n" rest \
 	" };\n"
 
-/* The PIN from a systemd credential, else from pin_file. */
+/* The PIN's sources: pin_file, a systemd credential's name, or both. */
 static void test_pin_credential(void **state)
 {
 	struct kb_config *cfg;
 	char err[512], want[128];
 
-	unsetenv("CREDENTIALS_DIRECTORY");
 	expect_error(PKCS11_CRED(""), "needs pin_file or pin_credential");
-	expect_error(PKCS11_CRED("pin_credential = \"pin\";"),
-		     "setting 'pin_credential': $CREDENTIALS_DIRECTORY is not "
-		     "set");
 	expect_error(PKCS11_CRED("pin_credential = \"a/pin\";"),
 		     "setting 'pin_credential': must be a credential name");
 	expect_error(PKCS11_CRED("pin_credential = \"..\";"),
 		     "must be a credential name");
 	expect_error(PKCS11_CRED("pin_credential = 1;"), "must be a string");
-	/* Outside the unit, pin_file serves the tools. */
 	assert_int_equal(load(PKCS11_CRED("pin_credential = \"pin\"; "
 					  "pin_file = \"user.pin\";"),
 			      &cfg, err, sizeof(err)),
 			 0);
 	snprintf(want, sizeof(want), "%s/user.pin", dir);
 	assert_string_equal(cfg->pkcs11_pin_file, want);
+	assert_string_equal(cfg->pkcs11_pin_credential, "pin");
 	kb_config_free(cfg);
-	/* Under the unit, the credential wins. */
-	setenv("CREDENTIALS_DIRECTORY", "/run/credentials/kb.service", 1);
-	assert_int_equal(load(PKCS11_CRED("pin_credential = \"pin\"; "
-					  "pin_file = \"user.pin\";"),
-			      &cfg, err, sizeof(err)),
+	/* The credential alone: the broker resolves it, under its unit. */
+	assert_int_equal(load(PKCS11_CRED("pin_credential = \"pin\";"), &cfg,
+			      err, sizeof(err)),
 			 0);
-	assert_string_equal(cfg->pkcs11_pin_file,
-			    "/run/credentials/kb.service/pin");
+	assert_null(cfg->pkcs11_pin_file);
+	assert_string_equal(cfg->pkcs11_pin_credential, "pin");
 	kb_config_free(cfg);
-	/* Without a credential named, the directory changes nothing. */
 	assert_int_equal(load(MINIMAL, &cfg, err, sizeof(err)), 0);
-	snprintf(want, sizeof(want), "%s/pin", dir);
-	assert_string_equal(cfg->pkcs11_pin_file, want);
+	assert_null(cfg->pkcs11_pin_credential);
 	kb_config_free(cfg);
-	unsetenv("CREDENTIALS_DIRECTORY");
 }
 
 static void test_user(void **state)
