@@ -297,8 +297,10 @@ static int adopt_rotated(struct kb_audit *a, char *err, size_t errlen)
 
 /*
  * The trail's files belong to the directory's owner: root (keybrokerctl
- * run by an admin, a broker before it drops root) must not leave a file
- * that the broker's own user cannot append to.
+ * run by an admin) must not leave a file that the broker's own user
+ * cannot append to. Only a file root made here is given away: a regular
+ * file with one link, root's, in a directory that is not root's; never
+ * what that directory's owner may have put in its place.
  */
 static int own_like_dir(const struct kb_audit *a, int fd, const char *name,
 			char *err, size_t errlen)
@@ -306,8 +308,8 @@ static int own_like_dir(const struct kb_audit *a, int fd, const char *name,
 	struct stat dir, st;
 
 	if (geteuid() != 0 || fstat(a->dirfd, &dir) != 0 ||
-	    fstat(fd, &st) != 0 ||
-	    (st.st_uid == dir.st_uid && st.st_gid == dir.st_gid))
+	    fstat(fd, &st) != 0 || dir.st_uid == 0 || st.st_uid != 0 ||
+	    !S_ISREG(st.st_mode) || st.st_nlink != 1)
 		return 0;
 	if (fchown(fd, dir.st_uid, dir.st_gid) != 0) {
 		snprintf(err, errlen, "%s/%s: cannot give it to uid %u: %s",
@@ -977,14 +979,25 @@ static char *json_quote(const char *s)
 /* The directory, made 0700 if missing. */
 static int open_dir(struct kb_audit *a, char *err, size_t errlen)
 {
+	struct stat st;
+	int e;
+
 	if (mkdir(a->dir_path, 0700) != 0 && errno != EEXIST) {
 		snprintf(err, errlen, "%s: cannot create: %s", a->dir_path,
 			 strerror(errno));
 		return -1;
 	}
-	a->dirfd = open(a->dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* Not through a symlink its owner could point anywhere. */
+	a->dirfd = open(a->dir_path,
+			O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (a->dirfd < 0) {
-		snprintf(err, errlen, "%s: %s", a->dir_path, strerror(errno));
+		/* O_DIRECTORY may say ENOTDIR of a symlink first. */
+		e = errno;
+		snprintf(err, errlen, "%s: %s", a->dir_path,
+			 e == ELOOP || (lstat(a->dir_path, &st) == 0 &&
+					S_ISLNK(st.st_mode)) ?
+				 "is a symlink" :
+				 strerror(e));
 		return -1;
 	}
 	a->lockfd = openat(a->dirfd, LOCKFILE,

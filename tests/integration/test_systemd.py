@@ -390,7 +390,7 @@ class Units(unittest.TestCase):
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         for path, mode, owner, group in (("etc/keybroker", 0o750, 0, gid),
-                                         ("var/lib/keybroker", 0o750, uid, gid),
+                                         ("var/lib/keybroker", 0o750, 0, gid),
                                          ("var/lib/keybroker/tokens", 0o700, uid, gid),
                                          ("var/lib/keybroker/audit", 0o750, uid, gid),
                                          ("run/keybroker", 0o755, 0, 0)):
@@ -485,6 +485,37 @@ class PrivilegeDrop(unittest.TestCase):
                     self.assertEqual(os.stat(os.path.join(dirpath, f)).st_uid, pw.pw_uid, f)
         finally:
             finish(b, token)
+
+    def test_the_trail_gives_away_only_files_root_made_there(self):
+        """Root's tools give the trail's new files to the directory's
+        owner; a file that owner linked in from elsewhere stays as it is,
+        and an audit directory that is a symlink is refused."""
+        pw = the_user()
+        token = Token([("cmk", 2048)])
+        try:
+            b = Broker(token, name="owned")
+            audit = os.path.join(b.dir, "audit")
+            os.mkdir(audit, 0o750)
+            os.chown(audit, pw.pw_uid, pw.pw_gid)
+            elsewhere = os.path.join(token.dir, "roots-file")
+            open(elsewhere, "w").close()
+            os.link(elsewhere, os.path.join(audit, "audit.jsonl"))
+
+            def ctl():
+                return subprocess.run([os.path.join(BUILD, "keybrokerctl"), "-c", b.config,
+                                       "enable-key", "cmk", token.versions["cmk"][0]],
+                                      env=b.env, capture_output=True, text=True)
+            r = ctl()
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(os.stat(elsewhere).st_uid, 0)
+            self.assertEqual(os.stat(os.path.join(audit, "audit.lock")).st_uid, pw.pw_uid)
+            shutil.rmtree(audit)
+            os.symlink(token.dir, audit)
+            r = ctl()
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("%s: is a symlink" % audit, r.stderr)
+        finally:
+            token.remove()
 
     def test_refuses_to_drop_when_the_module_started_threads(self):
         """The bounding set and no_new_privs are per thread: a thread the
