@@ -108,6 +108,39 @@ static const char *pin_path(const struct kb_config *cfg, char *buf,
 }
 
 /*
+ * Started as root with a user: what the broker reads or writes once it
+ * is that user (the configuration, at each reload too; the JWKS files;
+ * the trail's directory) must be that user's to use.
+ */
+static int check_user_access(const struct kb_config *cfg, char *err,
+			     size_t errlen)
+{
+	struct kb_user_access *want;
+	char why[384];
+	size_t i, n = 0;
+	int r;
+
+	if (cfg->user == NULL || geteuid() != 0)
+		return 0;
+	if ((want = calloc(cfg->n_issuers + 2, sizeof(*want))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	want[n++] = (struct kb_user_access){ cfg->path, false };
+	for (i = 0; i < cfg->n_issuers; i++)
+		want[n++] = (struct kb_user_access){ cfg->issuers[i].jwks_path,
+						     false };
+	if (cfg->audit.enabled)
+		want[n++] =
+			(struct kb_user_access){ cfg->audit.directory, true };
+	r = kb_user_check_access(cfg->user, want, n, why, sizeof(why));
+	free(want);
+	if (r != 0)
+		snprintf(err, errlen, "%s: user: %s", cfg->path, why);
+	return r;
+}
+
+/*
  * Everything start-up checks before it logs in to the token, so that -t
  * passes only configurations that can start. Names the failed check.
  */
@@ -126,6 +159,8 @@ static int preflight(const struct kb_config *cfg, const char *pin, char *err,
 	}
 	if (warn != NULL)
 		kb_warn("%s", warn);
+	if (check_user_access(cfg, err, errlen) != 0)
+		return -1;
 	if (kb_peer_check_bindings(cfg, err, errlen) != 0)
 		return -1;
 	if (p11_token_check_module(cfg->pkcs11_module, why, sizeof(why)) !=

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <pwd.h>
 #include <stdbool.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kb_user.h"
@@ -253,4 +256,78 @@ int kb_user_drop(const char *user, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+/* In a child that became user: the first path it cannot use, or 0. */
+static int probe(const char *user, const struct kb_user_access *want, size_t n,
+		 int fd)
+{
+	char err[512], parent[PATH_MAX], *slash;
+	size_t i;
+	int mode;
+
+	if (kb_user_drop(user, err, sizeof(err)) != 0) {
+		dprintf(fd, "%s", err);
+		return 1;
+	}
+	for (i = 0; i < n; i++) {
+		mode = want[i].write ? W_OK | X_OK : R_OK;
+		if (access(want[i].path, mode) == 0)
+			continue;
+		/* A directory not made yet: the broker makes it there. */
+		if (want[i].write && errno == ENOENT &&
+		    strlen(want[i].path) < sizeof(parent)) {
+			strcpy(parent, want[i].path);
+			if ((slash = strrchr(parent, '/')) != NULL) {
+				slash[slash == parent ? 1 : 0] = '\0';
+				if (access(parent, W_OK | X_OK) == 0)
+					continue;
+			}
+		}
+		dprintf(fd, "user '%s' cannot %s %s: %s", user,
+			want[i].write ? "write in" : "read", want[i].path,
+			strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+int kb_user_check_access(const char *user, const struct kb_user_access *want,
+			 size_t n, char *err, size_t errlen)
+{
+	int p[2], status;
+	ssize_t got;
+	pid_t pid;
+
+	if (user == NULL || geteuid() != 0)
+		return 0;
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	if ((pid = fork()) < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		_exit(probe(user, want, n, p[1]));
+	}
+	close(p[1]);
+	got = read(p[0], err, errlen > 0 ? errlen - 1 : 0);
+	close(p[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (got <= 0)
+		snprintf(err, errlen,
+			 "user '%s': the check of its access "
+			 "failed",
+			 user);
+	else
+		err[got] = '\0';
+	return -1;
 }

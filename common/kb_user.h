@@ -13,6 +13,7 @@
 #ifndef KB_USER_H
 #define KB_USER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -40,5 +41,20 @@ int kb_user_drop(const char *user, char *err, size_t errlen);
  * no ambient ones, no new privileges, not dumpable. 0, or -1 with err.
  */
 int kb_user_shed(char *err, size_t errlen);
+
+/* A path the broker's user must be able to read, or write in. */
+struct kb_user_access {
+	const char *path;
+	bool write; /* a directory it makes files in (or, missing, makes) */
+};
+
+/*
+ * For a start as root with user set: whether that user can use each of
+ * want[0..n) (tried in a child that became the user), so that a start
+ * that would fail once root is given up is refused before. Nothing to
+ * check otherwise. 0, or -1 with the first it cannot use in err.
+ */
+int kb_user_check_access(const char *user, const struct kb_user_access *want,
+			 size_t n, char *err, size_t errlen);
 
 #endif

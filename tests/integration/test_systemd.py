@@ -517,6 +517,36 @@ class PrivilegeDrop(unittest.TestCase):
         finally:
             token.remove()
 
+    def test_checks_what_its_user_will_read_and_write(self):
+        """-t (and every start) refuses a configuration its user could
+        not read at the next reload, or a trail it could not write."""
+        pw = the_user()
+        token = Token([])
+        try:
+            b = Broker(token, name="access", user='"keybroker"')
+            os.chmod(token.dir, 0o711)
+            os.chmod(b.dir, 0o755)
+            os.chmod(b.config, 0o600)  # root's only
+
+            def check():
+                return subprocess.run([os.path.join(BUILD, "keybrokerd"), "-t", "-c",
+                                       b.config], env=b.env, capture_output=True, text=True)
+            r = check()
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("%s: user: user 'keybroker' cannot read %s: Permission denied"
+                          % (b.config, b.config), r.stderr)
+            os.chmod(b.config, 0o644)
+            r = check()
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("user 'keybroker' cannot write in %s: Permission denied"
+                          % os.path.join(b.dir, "audit"), r.stderr)
+            os.mkdir(os.path.join(b.dir, "audit"), 0o700)
+            os.chown(os.path.join(b.dir, "audit"), pw.pw_uid, pw.pw_gid)
+            r = check()
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            token.remove()
+
     def test_refuses_to_drop_when_the_module_started_threads(self):
         """The bounding set and no_new_privs are per thread: a thread the
         module started would keep root's, so the broker does not start."""
