@@ -550,10 +550,12 @@ class PrivilegeDrop(unittest.TestCase):
     def test_refuses_to_drop_when_the_module_started_threads(self):
         """The bounding set and no_new_privs are per thread: a thread the
         module started would keep root's, so the broker does not start."""
-        the_user()
+        pw = the_user()
         token = Token([("cmk", 2048)], module=FAULT_MODULE)
         b = Broker(token, name="threaded", user='"keybroker"', env={"KB_FAULT_THREAD": "1"})
         try:
+            os.chmod(token.dir, 0o711)
+            os.chown(b.dir, pw.pw_uid, pw.pw_gid)
             b.start(wait=False)
             self.assertEqual(b.proc.wait(60), 1)
             self.assertIn("cannot drop root for user 'keybroker': the process has 2 threads "
