@@ -37,6 +37,8 @@ void kb_keyadmin_enter(struct kb_keystore *ks)
 {
 	char err[256];
 
+	/* Waiting for other threads' (and processes') admin work. */
+	kb_progress_wait();
 	pthread_mutex_lock(&ks->admin_lock);
 	ks->storage_lock = p11_token_lock_storage(ks->tok, STORAGE_WAIT_MS, err,
 						  sizeof(err));
@@ -49,7 +51,6 @@ void kb_keyadmin_enter(struct kb_keystore *ks)
 	    ks->storage_lock == P11_STORE_FAILED)
 		kb_warn("%s; going on without it", err);
 	pthread_rwlock_rdlock(&ks->module_lock);
-	/* Waiting for other threads' admin work was not this one's. */
 	kb_progress_restart();
 	kb_keyadmin_look(ks);
 }

@@ -11,6 +11,7 @@
 #include "kb_json.h"
 #include "kb_keystore.h"
 #include "kb_keystore_parts.h"
+#include "kb_progress.h"
 #include "kb_log.h"
 #include "kb_oaep.h"
 #include "kb_pkcs1.h"
@@ -39,7 +40,9 @@ int kb_keystore_recover(struct kb_keystore *ks, unsigned int seen_gen)
 	bool ok;
 	int r;
 
+	kb_progress_wait(); /* for admin work, then maybe recovery */
 	pthread_mutex_lock(&ks->admin_lock);
+	kb_progress_restart();
 	pthread_mutex_lock(&ks->lock);
 	if (ks->gen != seen_gen ||
 	    (!ks->available && now - ks->last_recover < RECOVER_INTERVAL_S)) {

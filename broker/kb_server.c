@@ -85,6 +85,8 @@ struct kb_server {
 	int64_t next_ping_ms, next_status_ms;
 	bool pings_held; /* said once per hold */
 	char status[160]; /* the last STATUS= sent */
+	/* The token's label, read at start: recovery rewrites the token's. */
+	char label[40];
 
 	/* A connection holds lines back until the workers' queue drains. */
 	atomic_bool backlogged; /* set by the loop, cleared by a worker */
@@ -684,15 +686,13 @@ static void tell_manager(struct kb_server *srv, int64_t now)
 	if (!available)
 		snprintf(status, sizeof(status),
 			 "token %s unavailable, retrying; %d connections",
-			 kb_keystore_token_label(srv->ops.ks),
-			 kb_admit_total(srv->admit));
+			 srv->label, kb_admit_total(srv->admit));
 	else
 		snprintf(status, sizeof(status),
 			 "serving %zu key%s (%zu version%s), token %s, %d "
 			 "connection%s",
 			 keys, keys == 1 ? "" : "s", versions,
-			 versions == 1 ? "" : "s",
-			 kb_keystore_token_label(srv->ops.ks),
+			 versions == 1 ? "" : "s", srv->label,
 			 kb_admit_total(srv->admit),
 			 kb_admit_total(srv->admit) == 1 ? "" : "s");
 	if (strcmp(status, srv->status) != 0) {
@@ -925,6 +925,8 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 		kb_err("cannot start the server: out of memory");
 		goto out;
 	}
+	snprintf(srv.label, sizeof(srv.label), "%s",
+		 kb_keystore_token_label(ks));
 	if (server_setup(&srv, &mask) != 0)
 		goto out;
 	kb_info("listening on %s with %d workers, at most %d connections (%d "
@@ -932,7 +934,7 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 		cfg->socket_path, cfg->workers, srv.max_conns,
 		cfg->max_connections_per_uid);
 	snprintf(status, sizeof(status), "serving on %s, token %s",
-		 cfg->socket_path, kb_keystore_token_label(ks));
+		 cfg->socket_path, srv.label);
 	kb_notify_ready(status);
 	if ((srv.watchdog_ms = kb_notify_watchdog_ms()) > 0)
 		kb_info("watchdog: pinging every %lld ms while requests make "
