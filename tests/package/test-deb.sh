@@ -37,6 +37,8 @@ done
 	fail "/usr/sbin/keybrokerd exists; the test would replace and remove it"
 
 export DEBIAN_FRONTEND=noninteractive
+# Wait for another apt or dpkg run on this machine rather than fail.
+apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 tmp=$(mktemp -d /tmp/kb-deb.XXXXXX)
 pid=""
 # What was here before, so that the cleanup removes only what the test
@@ -56,7 +58,7 @@ cleanup() {
 		wait "$pid" 2>/dev/null
 	fi
 	for p in keybroker libkeybroker-dev libkeybroker0; do
-		present "$p" && apt-get purge -y -qq "$p" >/dev/null 2>&1
+		present "$p" && apt_get purge -y -qq "$p" >/dev/null 2>&1
 	done
 	[ "$had_varlib" = yes ] || rm -rf /var/lib/keybroker
 	[ "$had_etc" = yes ] || rm -rf /etc/keybroker
@@ -83,9 +85,9 @@ for p in $PKGS; do
 done
 if [ -n "$missing" ]; then
 	say "installing$missing"
-	apt-get update -qq
+	apt_get update -qq
 	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	apt_get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 # 2. Build from a copy: the files git knows of and the new ones it does
@@ -118,7 +120,7 @@ fi
 
 # 3. Install them as a user would, with their dependencies.
 say "apt-get install the three packages"
-if ! (cd "$tmp" && apt-get install -y -q ./keybroker_*.deb \
+if ! (cd "$tmp" && apt_get install -y -q ./keybroker_*.deb \
 	./libkeybroker0_*.deb ./libkeybroker-dev_*.deb) > "$tmp/install.log" 2>&1; then
 	cat "$tmp/install.log" >&2
 	fail "apt-get install"
@@ -359,7 +361,7 @@ out=$(systemd-analyze verify /lib/systemd/system/keybrokerd.service \
 say "systemd-analyze verify: the installed units pass, without a word"
 
 # 8. Purge: the programs go; the tokens stay (README.Debian).
-apt-get purge -y -q keybroker libkeybroker0 libkeybroker-dev > "$tmp/purge.log" 2>&1 ||
+apt_get purge -y -q keybroker libkeybroker0 libkeybroker-dev > "$tmp/purge.log" 2>&1 ||
 	{ cat "$tmp/purge.log" >&2; fail "apt-get purge"; }
 [ ! -e /usr/sbin/keybrokerd ] || fail "/usr/sbin/keybrokerd is still there after the purge"
 for p in keybroker libkeybroker0 libkeybroker-dev; do
