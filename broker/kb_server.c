@@ -42,7 +42,7 @@ struct kb_server;
 
 struct kb_worker {
 	struct kb_server *srv;
-	/* When the request it handles began (now_ms); 0 while it waits. */
+	/* When the request it handles began (kb_progress.h); 0 while idle. */
 	atomic_llong busy_since_ms;
 	pthread_t thread;
 	struct kb_keyworker *p11;
@@ -92,14 +92,6 @@ struct kb_server {
 	atomic_bool backlogged; /* set by the loop, cleared by a worker */
 	bool any_waiting; /* some connection waits_for_queue */
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Wakes the event loop (done_fd). */
 static void signal_loop(struct kb_server *srv)
@@ -152,7 +144,7 @@ static void *worker_main(void *arg)
 		sent = job->resp != NULL &&
 		       kb_conn_send_direct(c, job,
 					   (unsigned int)srv->cfg->max_pipeline,
-					   now_ms());
+					   kb_progress_now_ms());
 		pthread_mutex_unlock(&c->lock);
 		/* c may be gone now: the event loop frees idle dead ones. */
 		if (sent)
@@ -247,7 +239,7 @@ static bool conn_close(struct kb_server *srv, struct kb_conn *c,
 	if (!c->dead) {
 		if (kb_log_enabled(KB_LOG_DEBUG) &&
 		    kb_lograte_allow(srv->ops.lograte, c->caller.peer.uid,
-				     now_ms(), note, sizeof(note)))
+				     kb_progress_now_ms(), note, sizeof(note)))
 			kb_debug("closing connection of uid %u pid %d: %s%s",
 				 (unsigned int)c->caller.peer.uid,
 				 (int)c->caller.peer.pid, why, note);
@@ -571,6 +563,14 @@ static void record_reload(struct kb_server *srv, const struct kb_config *cfg,
 	json_decref(rec);
 }
 
+/* A reload that failed: said, recorded, and told to the manager. */
+static void refuse_reload(struct kb_server *srv, const char *err)
+{
+	kb_err("reload refused, the running configuration stays: %s", err);
+	record_reload(srv, NULL, err);
+	kb_notify_ready("reload refused: the running configuration stays");
+}
+
 /*
  * SIGHUP: a new configuration and policy, published whole or not at all,
  * and a fresh look at the token's keys and revocations. Runs on the admin
@@ -589,19 +589,11 @@ static void reload(void *arg)
 		kb_warn("re-reading the key catalogue failed; the previous "
 			"one stays");
 	if (kb_config_load(srv->cfg->path, &cfg, err, sizeof(err)) != 0) {
-		kb_err("reload refused, the running configuration stays: %s",
-		       err);
-		record_reload(srv, NULL, err);
-		kb_notify_ready("reload refused: the running configuration "
-				"stays");
+		refuse_reload(srv, err);
 		return;
 	}
 	if ((pol = kb_policy_new(cfg, srv->ops.ks, err, sizeof(err))) == NULL) {
-		kb_err("reload refused, the running configuration stays: %s",
-		       err);
-		record_reload(srv, NULL, err);
-		kb_notify_ready("reload refused: the running configuration "
-				"stays");
+		refuse_reload(srv, err);
 		kb_config_free(cfg);
 		return;
 	}
@@ -822,8 +814,9 @@ out_errno:
  */
 static struct timespec join_deadline(const struct kb_server *srv)
 {
-	int64_t left = srv->draining ? srv->drain_deadline_ms - now_ms() :
-				       srv->cfg->shutdown_grace_ms;
+	int64_t left = srv->draining ?
+			       srv->drain_deadline_ms - kb_progress_now_ms() :
+			       srv->cfg->shutdown_grace_ms;
 	struct timespec ts;
 
 	if (left < 0)
@@ -940,13 +933,13 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 		kb_info("watchdog: pinging every %lld ms while requests make "
 			"progress",
 			srv.watchdog_ms);
-	srv.next_status_ms = now_ms() + STATUS_MS;
+	srv.next_status_ms = kb_progress_now_ms() + STATUS_MS;
 	for (;;) {
 		/*
 		 * Wake for the next tick, the watchdog's next ping and the
 		 * end of a pause in accepting, whichever is first.
 		 */
-		now = now_ms();
+		now = kb_progress_now_ms();
 		left = TICK_MS;
 		if (srv.watchdog_ms > 0 && srv.next_ping_ms - now < left)
 			left = srv.next_ping_ms - now;
@@ -960,7 +953,7 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 			kb_err("epoll_wait: %s", strerror(errno));
 			goto out;
 		}
-		now = now_ms();
+		now = kb_progress_now_ms();
 		for (srv.next_event = 0; srv.next_event < srv.nevents;) {
 			struct epoll_event *ev = &srv.events[srv.next_event++];
 

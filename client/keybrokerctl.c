@@ -151,12 +151,6 @@ static void print_version(const struct kb_key_info *info, void *arg)
 }
 
 /*
- * Run as root with the config's `user` set, the token is that user's: its
- * files must stay readable by the broker, so this program becomes that
- * user before it touches the token, once it has opened the PIN files it
- * needs (the config's if pin, and other_pin if any) as root.
- */
-/*
  * The PIN file this program reads: pin_file (pin_credential is the
  * broker's, under its unit). NULL with a message if the config has none.
  */
@@ -166,11 +160,17 @@ static const char *pin_file_of(const struct kb_config *cfg)
 		fprintf(stderr,
 			"keybrokerctl: %s: pkcs11.pin_file is not set: this "
 			"program reads the PIN from a file (pin_credential "
-			"is the broker's, under its unit)\n",
+			"is the broker's, under its unit); set it too\n",
 			cfg->path);
 	return cfg->pkcs11_pin_file;
 }
 
+/*
+ * Run as root with the config's `user` set, the token is that user's: its
+ * files must stay readable by the broker, so this program becomes that
+ * user before it touches the token, once it has opened the PIN files it
+ * needs (the config's if pin, and other_pin if any) as root.
+ */
 static int become_broker_user(const struct kb_config *cfg, bool pin,
 			      const char *other_pin)
 {

@@ -311,9 +311,9 @@ static int probe(const char *user, const struct kb_user_access *want, size_t n,
 int kb_user_check_access(const char *user, const struct kb_user_access *want,
 			 size_t n, char *err, size_t errlen)
 {
-	int p[2], status;
+	int p[2], status = 0;
 	ssize_t got;
-	pid_t pid;
+	pid_t pid, r;
 
 	if (user == NULL || geteuid() != 0)
 		return 0;
@@ -334,9 +334,9 @@ int kb_user_check_access(const char *user, const struct kb_user_access *want,
 	close(p[1]);
 	got = read(p[0], err, errlen > 0 ? errlen - 1 : 0);
 	close(p[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+	while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
 		;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	if (r == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (got <= 0)
 		snprintf(err, errlen,

@@ -7,8 +7,8 @@
  * through exec, not dumpable. Each step is checked after it is taken: a
  * broker that could not drop everything does not go on.
  *
- * Threads: both calls are for start-up, before any thread starts (the
- * bounding set and no_new_privs are per thread).
+ * Threads: each call is for start-up, before any thread starts (the
+ * bounding set and no_new_privs are per thread; the access check forks).
  */
 #ifndef KB_USER_H
 #define KB_USER_H

@@ -250,16 +250,7 @@ say "a program built with pkg-config keybroker runs on the installed library"
 # names the user the broker drops to.
 chmod 711 "$tmp"
 tok="$tmp/token"
-mkdir -p "$tok/tokens" "$tok/run"
-cat > "$tok/softhsm2.conf" <<EOF
-directories.tokendir = $tok/tokens
-objectstore.backend = file
-log.level = ERROR
-slots.removable = false
-EOF
-for f in user.pin so.pin; do
-	od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > "$tok/$f"
-done
+mkdir -p "$tok"
 cat > "$tok/keybroker.conf" <<EOF
 # Written by tests/package/test-deb.sh.
 instance = "debtest";
@@ -279,9 +270,10 @@ access = (
 	{ identity = "root-admin"; keys = [ "*" ]; roles = [ "Auditor" ]; }
 );
 EOF
+# The SoftHSMv2 config, its token directory and random PINs, as the quick
+# start makes them (it keeps the broker config written above).
+sh scripts/softhsm-token.sh "$tok"
 chown -R keybroker:keybroker "$tok"
-chmod 700 "$tok" "$tok/tokens" "$tok/run"
-chmod 600 "$tok/user.pin" "$tok/so.pin"
 export SOFTHSM2_CONF="$tok/softhsm2.conf"
 as_kb() { setpriv --reuid=keybroker --regid=keybroker --init-groups "$@"; }
 as_kb /usr/sbin/keybrokerctl -c "$tok/keybroker.conf" init-token \
