@@ -55,7 +55,7 @@ COMMON = common/kb_log.c common/kb_b64.c common/kb_kid.c common/kb_secret.c \
 CONFIG = config/kb_config.c
 PKCS11 = pkcs11/p11_token.c pkcs11/p11_store.c pkcs11/p11_confirm.c \
 	pkcs11/p11_object.c
-BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_queue.c \
+BROKER = broker/kb_proto.c broker/kb_ops.c broker/kb_sessions.c \
 	broker/kb_conn.c broker/kb_server.c broker/kb_acl.c broker/kb_jwk.c \
 	broker/kb_jwt.c broker/kb_peer.c broker/kb_policy.c broker/kb_rate.c \
 	broker/kb_listen.c broker/kb_admit.c broker/kb_lograte.c broker/kb_admin.c \
@@ -133,7 +133,7 @@ $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 # ---- tests ----
 UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl \
 	test_jwt test_peer test_jread test_pkcs1 test_ct test_output test_conn \
-	test_ops test_buf test_duration test_trail
+	test_ops test_buf test_duration test_trail test_sessions
 UNIT_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 UNIT_RUN = $(UNIT_BINS) $(if $(SANITIZE),,$(B)/tests/test_ct_clang)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
@@ -153,6 +153,8 @@ $(B)/tests/test_proto: $(B)/tests/unit/test_proto.o $(A_BROKER) $(A_PKCS11) \
 $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o \
 	$(call obj,broker/kb_acl.c common/kb_grant.c)
 $(B)/tests/test_peer: $(B)/tests/unit/test_peer.o $(call obj,broker/kb_peer.c)
+$(B)/tests/test_sessions: $(B)/tests/unit/test_sessions.o \
+	$(call obj,broker/kb_sessions.c)
 $(B)/tests/test_conn: $(B)/tests/unit/test_conn.o $(A_BROKER) $(A_PKCS11) \
 	$(A_CONFIG) $(A_COMMON)
 $(B)/tests/test_ops: $(B)/tests/unit/test_ops.o $(A_BROKER) $(A_PKCS11) \

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@ struct uid_count {
 };
 
 struct kb_admit {
+	pthread_mutex_t lock;
 	struct kb_admit_limits limits;
 	int total;
 	struct uid_count *bucket[BUCKETS];
@@ -23,8 +25,10 @@ struct kb_admit *kb_admit_new(const struct kb_admit_limits *limits)
 {
 	struct kb_admit *a = calloc(1, sizeof(*a));
 
-	if (a != NULL)
+	if (a != NULL) {
+		pthread_mutex_init(&a->lock, NULL);
 		a->limits = *limits;
+	}
 	return a;
 }
 
@@ -40,6 +44,7 @@ void kb_admit_free(struct kb_admit *a)
 			next = u->next;
 			free(u);
 		}
+	pthread_mutex_destroy(&a->lock);
 	free(a);
 }
 
@@ -73,7 +78,7 @@ static void drop_if_unused(struct kb_admit *a, struct uid_count *gone)
 		}
 }
 
-bool kb_admit_take(struct kb_admit *a, uid_t uid, char *why, size_t whylen)
+static bool take_locked(struct kb_admit *a, uid_t uid, char *why, size_t whylen)
 {
 	struct uid_count *u;
 
@@ -109,28 +114,48 @@ bool kb_admit_take(struct kb_admit *a, uid_t uid, char *why, size_t whylen)
 	return true;
 }
 
+bool kb_admit_take(struct kb_admit *a, uid_t uid, char *why, size_t whylen)
+{
+	bool ok;
+
+	pthread_mutex_lock(&a->lock);
+	ok = take_locked(a, uid, why, whylen);
+	pthread_mutex_unlock(&a->lock);
+	return ok;
+}
+
 void kb_admit_authenticated(struct kb_admit *a, uid_t uid)
 {
-	struct uid_count *u = find(a, uid, false);
+	struct uid_count *u;
 
+	pthread_mutex_lock(&a->lock);
+	u = find(a, uid, false);
 	if (u != NULL && u->unauth > 0)
 		u->unauth--;
+	pthread_mutex_unlock(&a->lock);
 }
 
 void kb_admit_release(struct kb_admit *a, uid_t uid, bool unauth)
 {
-	struct uid_count *u = find(a, uid, false);
+	struct uid_count *u;
 
-	if (u == NULL)
-		return;
-	u->conns--;
-	if (unauth && u->unauth > 0)
-		u->unauth--;
-	a->total--;
-	drop_if_unused(a, u);
+	pthread_mutex_lock(&a->lock);
+	if ((u = find(a, uid, false)) != NULL) {
+		u->conns--;
+		if (unauth && u->unauth > 0)
+			u->unauth--;
+		a->total--;
+		drop_if_unused(a, u);
+	}
+	pthread_mutex_unlock(&a->lock);
 }
 
-int kb_admit_total(const struct kb_admit *a)
+int kb_admit_total(struct kb_admit *a)
 {
-	return a->total;
+	int n;
+
+	pthread_mutex_lock(&a->lock);
+	n = a->total;
+	pthread_mutex_unlock(&a->lock);
+	return n;
 }

@@ -5,7 +5,8 @@
  * max_connections_per_user and max_incomplete_connections, after
  * CVE-2014-3639, and systemd's varlink server do). Counts connections in
  * all and per uid, and per uid those that have not authenticated yet.
- * The event loop's alone: not thread-safe.
+ * Thread-safe: connections are accepted by the event loop and closed by
+ * the threads that serve them.
  */
 #ifndef KB_ADMIT_H
 #define KB_ADMIT_H
@@ -35,6 +36,6 @@ bool kb_admit_take(struct kb_admit *a, uid_t uid, char *why, size_t whylen);
 void kb_admit_authenticated(struct kb_admit *a, uid_t uid);
 /* A connection of uid closed; unauth if it never authenticated. */
 void kb_admit_release(struct kb_admit *a, uid_t uid, bool unauth);
-int kb_admit_total(const struct kb_admit *a);
+int kb_admit_total(struct kb_admit *a);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "kb_audit.h"
+#include "kb_buf.h"
 #include "kb_auditkey.h"
 #include "kb_b64.h"
 #include "kb_error.h"
@@ -463,19 +464,65 @@ static int reserve_space(struct kb_audit *a)
 }
 
 /*
- * Writes body (a JSON object's text) as the next record, under the file
- * lock. Returns the line (malloc'ed, for forwarding), or NULL with errno:
- * EMSGSIZE for a record too long to be one, else the trail is now
- * unavailable. Needs a->lock.
+ * Formats the records of b[0..n) as the chain's next lines into out:
+ * seq, time, origin and instance, the body's members, prev. A record too
+ * long for any reader is left out (said in the log; its written stays
+ * false). Needs a->lock and the file lock.
  */
-static char *write_record(struct kb_audit *a, const char *body, size_t blen,
-			  size_t *linelen)
+static int format_records(struct kb_audit *a, struct kb_audit_staged *r,
+			  size_t n, struct kb_buf *out, uint64_t *seq,
+			  char head[KB_TRAIL_HEX_LEN + 1])
 {
-	char t[KB_TRAIL_TIME_LEN], err[256], *line = NULL;
-	size_t cap, done = 0;
-	bool ok = false;
-	ssize_t n;
-	int len, e = EIO;
+	char t[KB_TRAIL_TIME_LEN];
+	size_t i, cap, fixed;
+	int len;
+
+	kb_trail_time(t);
+	fixed = 2 * sizeof(a->origin) + 256 + strlen(a->instance_json) +
+		strlen(a->origin_json);
+	for (i = 0; i < n; i++) {
+		cap = r[i].tlen + fixed;
+		if (kb_buf_reserve(out, cap, 4096, SIZE_MAX) != 0)
+			return -1;
+		len = snprintf(out->p + out->len, cap,
+			       "{\"seq\":%llu,\"time\":\"%s\",\"origin\":%s,"
+			       "\"instance\":%s,%.*s,\"prev\":\"%s\"}\n",
+			       (unsigned long long)*seq, t, a->origin_json,
+			       a->instance_json, (int)(r[i].tlen - 2),
+			       r[i].text + 1, head);
+		if (len <= 0 || (size_t)len >= cap)
+			return -1;
+		/* No reader takes a longer line: it is not written. */
+		if ((size_t)len - 1 > KB_TRAIL_LINE_MAX) {
+			kb_err("audit: a record of %d bytes (%.40s...) is "
+			       "longer than a record may be (%u); not written",
+			       len - 1, r[i].text, KB_TRAIL_LINE_MAX);
+			explicit_bzero(out->p + out->len, (size_t)len);
+			continue;
+		}
+		r[i].seq = (*seq)++;
+		r[i].off = out->len;
+		r[i].llen = (size_t)len - 1;
+		r[i].written = true;
+		kb_trail_hash_hex(out->p + out->len, (size_t)len - 1, head);
+		out->len += (size_t)len;
+	}
+	return 0;
+}
+
+/*
+ * Writes the records of r[0..n) as the chain's next lines, with one
+ * write under the file lock; their lines stay in out, for forwarding.
+ * Each one's written says whether it is in the trail; on a failed write
+ * none is, and the trail is now unavailable. Needs a->lock.
+ */
+static void write_records(struct kb_audit *a, struct kb_audit_staged *r,
+			  size_t n, struct kb_buf *out)
+{
+	char err[256], head[KB_TRAIL_HEX_LEN + 1];
+	uint64_t seq;
+	size_t i, done = 0;
+	ssize_t w;
 
 	if (lock_file(a) != 0) {
 		set_unavailable(a, "%s/%s: %s", a->dir_path, LOCKFILE,
@@ -483,47 +530,31 @@ static char *write_record(struct kb_audit *a, const char *body, size_t blen,
 					"another process holds it for more "
 					"than a second" :
 					strerror(errno));
-		return NULL;
+		return;
 	}
 	if (catch_up(a, err, sizeof(err)) != 0) {
 		set_unavailable(a, "%s", err);
 		goto out;
 	}
-	cap = blen + 2 * sizeof(a->origin) + 256 + strlen(a->instance_json) +
-	      strlen(a->origin_json);
-	if ((line = malloc(cap)) == NULL) {
-		e = ENOMEM;
-		goto out;
+	seq = a->next_seq;
+	memcpy(head, a->head, sizeof(head));
+	if (format_records(a, r, n, out, &seq, head) != 0) {
+		kb_err("audit: out of memory; %zu records not written", n);
+		goto none;
 	}
-	kb_trail_time(t);
-	/* seq, time, origin, instance; body's members; prev. */
-	len = snprintf(line, cap,
-		       "{\"seq\":%llu,\"time\":\"%s\",\"origin\":%s,"
-		       "\"instance\":%s,%.*s,\"prev\":\"%s\"}\n",
-		       (unsigned long long)a->next_seq, t, a->origin_json,
-		       a->instance_json, (int)(blen - 2), body + 1, a->head);
-	if (len <= 0 || (size_t)len >= cap) {
-		e = EINVAL;
+	if (out->len == 0)
 		goto out;
-	}
-	/* No reader takes a longer line: it is not written. */
-	if ((size_t)len - 1 > KB_TRAIL_LINE_MAX) {
-		kb_err("audit: a record of %d bytes (%.40s...) is longer than a "
-		       "record may be (%u); not written",
-		       len - 1, body, KB_TRAIL_LINE_MAX);
-		e = EMSGSIZE;
-		goto out;
-	}
 	if (reserve_space(a) != 0)
 		set_unavailable(a, "%s/%s: cannot reserve %lld MiB: %s",
 				a->dir_path, CURRENT,
 				(long long)(a->cfg.reserve >> 20),
 				strerror(errno));
-	while (done < (size_t)len) {
-		if ((n = write(a->fd, line + done, (size_t)len - done)) < 0) {
-			if (errno == EINTR)
+	while (done < out->len) {
+		if ((w = write(a->fd, out->p + done, out->len - done)) < 0) {
+			int e = errno;
+
+			if (e == EINTR)
 				continue;
-			e = errno;
 			/* Nothing half-written stays: the chain ends whole. */
 			if (ftruncate(a->fd, a->size) != 0)
 				kb_err("audit: cannot cut a failed write from "
@@ -532,24 +563,20 @@ static char *write_record(struct kb_audit *a, const char *body, size_t blen,
 			a->available = true; /* so that the reason is this */
 			set_unavailable(a, "%s/%s: write: %s", a->dir_path,
 					CURRENT, strerror(e));
-			goto out;
+			goto none;
 		}
-		done += (size_t)n;
+		done += (size_t)w;
 	}
-	a->size += len;
-	a->next_seq++;
-	kb_trail_hash_hex(line, (size_t)len - 1, a->head);
-	a->since_checkpoint++;
-	*linelen = (size_t)len - 1;
-	ok = true;
+	a->size += (off_t)out->len;
+	a->since_checkpoint += seq - a->next_seq;
+	a->next_seq = seq;
+	memcpy(a->head, head, sizeof(head));
+	goto out;
+none:
+	for (i = 0; i < n; i++)
+		r[i].written = false;
 out:
 	flock(a->lockfd, LOCK_UN);
-	if (!ok) {
-		free(line);
-		errno = e;
-		return NULL;
-	}
-	return line;
 }
 
 /*
@@ -589,39 +616,62 @@ static int sync_to(struct kb_audit *a, uint64_t seq)
 }
 
 /*
- * Appends body's text as a record and forwards it. Needs a->lock; drops
- * it while forwarding. -1 if not written.
+ * Writes the records of r[0..n) and forwards those written. Needs
+ * a->lock; drops it while forwarding. Returns how many were not written.
  */
-static int append_locked(struct kb_audit *a, json_t *body)
+static size_t write_locked(struct kb_audit *a, struct kb_audit_staged *r,
+			   size_t n)
 {
-	char *text, *line;
-	size_t len;
-	uint64_t seq;
+	struct kb_buf lines = { 0 };
+	size_t i, failed = 0;
 
-	if ((text = kb_json_text(body, JSON_COMPACT | JSON_ENSURE_ASCII,
-				 NULL)) == NULL ||
-	    strncmp(text, "{\"event\":", 9) != 0) {
-		free(text);
-		return -1;
-	}
-	line = write_record(a, text, strlen(text), &len);
-	free(text);
-	if (line == NULL)
-		return -1;
-	/* Its seq: another process may have appended before it. */
-	seq = a->next_seq - 1;
-	if (a->strict && sync_to(a, seq + 1) != 0) {
-		free(line);
-		return -1;
-	}
-	if (a->running &&
+	for (i = 0; i < n; i++)
+		r[i].written = false;
+	write_records(a, r, n, &lines);
+	if (lines.len > 0 && a->strict && sync_to(a, a->next_seq) != 0)
+		for (i = 0; i < n; i++)
+			r[i].written = false;
+	for (i = 0; i < n; i++)
+		failed += !r[i].written;
+	if (failed < n && a->running &&
 	    a->since_checkpoint >= (uint64_t)a->cfg.checkpoint_records)
 		pthread_cond_signal(&a->wake);
-	pthread_mutex_unlock(&a->lock);
-	kb_forward_record(&a->fwd, body, line, len, seq);
-	free(line);
-	pthread_mutex_lock(&a->lock);
-	return 0;
+	if (failed < n) {
+		pthread_mutex_unlock(&a->lock);
+		for (i = 0; i < n; i++)
+			if (r[i].written)
+				kb_forward_record(&a->fwd, r[i].body,
+						  lines.p + r[i].off, r[i].llen,
+						  r[i].seq);
+		pthread_mutex_lock(&a->lock);
+	}
+	kb_buf_free(&lines);
+	return failed;
+}
+
+/* Text for a body, as a record wants it (an object, "event" first). */
+static int body_text(struct kb_audit_staged *r)
+{
+	r->text = kb_json_text(r->body, JSON_COMPACT | JSON_ENSURE_ASCII,
+			       &r->tlen);
+	if (r->text != NULL && strncmp(r->text, "{\"event\":", 9) == 0)
+		return 0;
+	free(r->text);
+	r->text = NULL;
+	return -1;
+}
+
+/* Writes one record (the trail's own: checkpoints, resumptions). */
+static int append_locked(struct kb_audit *a, json_t *body)
+{
+	struct kb_audit_staged r = { .body = body };
+	size_t failed;
+
+	if (body_text(&r) != 0)
+		return -1;
+	failed = write_locked(a, &r, 1);
+	free(r.text);
+	return failed == 0 ? 0 : -1;
 }
 
 /* The record saying the trail is back, and what it missed. */
@@ -659,28 +709,101 @@ static int append_resumed(struct kb_audit *a)
 	return r;
 }
 
-int kb_audit_append(struct kb_audit *a, json_t *body, bool served)
+int kb_audit_stage(struct kb_audit_batch *b, json_t *body, bool served)
 {
-	int r = -1;
+	struct kb_audit_staged *r;
+	size_t cap;
 
-	if (a == NULL)
+	if (b->n == b->cap) {
+		cap = b->cap != 0 ? 2 * b->cap : 16;
+		if ((r = realloc(b->rec, cap * sizeof(*r))) == NULL)
+			return -1;
+		b->rec = r;
+		b->cap = cap;
+	}
+	r = &b->rec[b->n];
+	*r = (struct kb_audit_staged){ .body = body, .served = served };
+	if (body_text(r) != 0)
+		return -1;
+	json_incref(body);
+	b->n++;
+	return 0;
+}
+
+size_t kb_audit_commit(struct kb_audit *a, struct kb_audit_batch *b)
+{
+	size_t i, failed = b->n;
+
+	if (a == NULL || b->n == 0)
 		return 0;
 	pthread_mutex_lock(&a->lock);
 	if (a->available && a->torn > 0) {
-		json_object_set_new(body, "tornBytes",
+		/* Said in the first record after the cut. */
+		json_object_set_new(b->rec[0].body, "tornBytes",
 				    json_integer((json_int_t)a->torn));
-		a->torn = 0;
+		free(b->rec[0].text);
+		if (body_text(&b->rec[0]) == 0)
+			a->torn = 0;
 	}
 	if (a->available)
-		r = append_locked(a, body);
-	if (r != 0) {
-		if (served)
+		failed = write_locked(a, b->rec, b->n);
+	for (i = 0; i < b->n; i++) {
+		if (b->rec[i].written)
+			continue;
+		if (b->rec[i].served)
 			a->unrec_served++;
 		else
 			a->unrec_refused++;
 	}
 	pthread_mutex_unlock(&a->lock);
-	return r;
+	return failed;
+}
+
+bool kb_audit_written(const struct kb_audit_batch *b, size_t i)
+{
+	return b->rec[i].written;
+}
+
+void kb_audit_batch_clear(struct kb_audit_batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++) {
+		json_decref(b->rec[i].body);
+		free(b->rec[i].text);
+	}
+	b->n = 0;
+}
+
+void kb_audit_batch_free(struct kb_audit_batch *b)
+{
+	kb_audit_batch_clear(b);
+	free(b->rec);
+	b->rec = NULL;
+	b->cap = 0;
+}
+
+int kb_audit_append(struct kb_audit *a, json_t *body, bool served)
+{
+	struct kb_audit_staged r;
+	struct kb_audit_batch b = { .rec = &r, .cap = 1 };
+	size_t failed;
+
+	if (a == NULL)
+		return 0;
+	if (kb_audit_stage(&b, body, served) != 0) {
+		pthread_mutex_lock(&a->lock);
+		if (served)
+			a->unrec_served++;
+		else
+			a->unrec_refused++;
+		pthread_mutex_unlock(&a->lock);
+		return -1;
+	}
+	failed = kb_audit_commit(a, &b);
+	json_decref(r.body);
+	free(r.text);
+	return failed == 0 ? 0 : -1;
 }
 
 bool kb_audit_available(struct kb_audit *a)

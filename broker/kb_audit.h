@@ -66,6 +66,45 @@ bool kb_audit_available(struct kb_audit *a);
 int kb_audit_append(struct kb_audit *a, json_t *body, bool served);
 
 /*
+ * Records one thread stages and then writes together (kb_audit_commit):
+ * a turn of pipelined requests costs the trail one lock, one lock of the
+ * file and one write, not one of each per record. A record is in the
+ * trail once its commit says so, and not before: the reply of a request
+ * whose record is staged waits for the commit. The thread's own, reused.
+ */
+struct kb_audit_staged {
+	json_t *body; /* a reference */
+	char *text; /* its JSON text */
+	size_t tlen;
+	size_t off, llen; /* its line, among the lines of the commit */
+	uint64_t seq;
+	bool served; /* counted so if it cannot be written */
+	bool written;
+};
+
+struct kb_audit_batch {
+	struct kb_audit_staged *rec;
+	size_t n, cap;
+};
+
+/*
+ * Stages body (as kb_audit_append takes it) as the batch's next record,
+ * index b->n - 1. -1 if memory is short: then nothing was staged.
+ */
+int kb_audit_stage(struct kb_audit_batch *b, json_t *body, bool served);
+/*
+ * Writes the staged records in order with one write and forwards them;
+ * those that cannot be written are counted as kb_audit_append counts
+ * them. Returns how many were not written; kb_audit_written says which.
+ * The records stay staged until kb_audit_batch_clear. NULL a: a no-op
+ * returning 0 (every record "written").
+ */
+size_t kb_audit_commit(struct kb_audit *a, struct kb_audit_batch *b);
+bool kb_audit_written(const struct kb_audit_batch *b, size_t i);
+void kb_audit_batch_clear(struct kb_audit_batch *b);
+void kb_audit_batch_free(struct kb_audit_batch *b);
+
+/*
  * The keyed hash that links uses of one wrapped value (docs/audit.md,
  * valueHmac): HMAC-SHA-256 under a key the broker derives at start from
  * the audit HMAC secret in the token (which never leaves it) and keeps

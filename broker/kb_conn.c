@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "kb_conn.h"
@@ -9,7 +11,7 @@
 
 #define IN_MAX (KB_LINE_MAX + 1) /* a maximal line and its '\n' */
 #define IN_FIRST 4096
-#define OUT_FIRST 1024
+#define OUT_FIRST 4096
 
 struct kb_conn *kb_conn_new(int fd, const struct kb_peer *peer, int64_t now)
 {
@@ -18,8 +20,6 @@ struct kb_conn *kb_conn_new(int fd, const struct kb_peer *peer, int64_t now)
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
 	c->watch.kind = KB_WATCH_CONN;
-	kb_lane_init(&c->lanes[KB_LANE_QUICK], KB_LANE_QUICK);
-	kb_lane_init(&c->lanes[KB_LANE_TOKEN], KB_LANE_TOKEN);
 	pthread_mutex_init(&c->lock, NULL);
 	c->fd = fd;
 	c->caller.peer = *peer;
@@ -31,40 +31,66 @@ struct kb_conn *kb_conn_new(int fd, const struct kb_peer *peer, int64_t now)
 
 void kb_conn_free(struct kb_conn *c)
 {
-	struct kb_job *job, *next;
-
 	if (c == NULL)
 		return;
-	for (job = c->first; job != NULL; job = next) {
-		next = job->conn_next;
-		kb_job_free(job);
-	}
 	if (c->fd >= 0)
 		close(c->fd);
 	kb_buf_free(&c->in);
 	kb_buf_free(&c->out);
 	pthread_mutex_destroy(&c->lock);
+	explicit_bzero(&c->caller, sizeof(c->caller));
 	free(c);
 }
 
-enum kb_io kb_conn_read(struct kb_conn *c, int64_t now)
+void kb_scratch_free(struct kb_scratch *s)
 {
+	kb_buf_free(&s->in);
+	kb_buf_free(&s->out);
+	s->pos = 0;
+}
+
+/* Empties b, wiping what it held, but keeps its block. */
+static void wipe_keep(struct kb_buf *b)
+{
+	if (b->len > 0)
+		explicit_bzero(b->p, b->len);
+	b->len = 0;
+}
+
+int kb_conn_begin_turn(struct kb_conn *c, struct kb_scratch *s)
+{
+	s->pos = 0;
+	if (c->in.len == 0)
+		return 0;
+	if (kb_buf_append(&s->in, c->in.p, c->in.len, IN_MAX, IN_MAX) != 0)
+		return -1;
+	kb_buf_free(&c->in);
+	return 0;
+}
+
+enum kb_io kb_conn_read(struct kb_conn *c, struct kb_scratch *s, int64_t now)
+{
+	struct kb_buf *in = &s->in;
 	ssize_t n;
 
+	if (s->pos > 0) { /* lines handled: their room is reused */
+		memmove(in->p, in->p + s->pos, in->len - s->pos);
+		explicit_bzero(in->p + in->len - s->pos, s->pos);
+		in->len -= s->pos;
+		s->pos = 0;
+	}
 	for (;;) {
-		if (c->in.len == c->in.cap) {
-			if (c->in.cap == IN_MAX)
-				return KB_IO_OK;
-			if (kb_buf_reserve(&c->in, 1, IN_FIRST, IN_MAX) != 0)
-				return KB_IO_ERROR;
-		}
-		n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
+		if (in->len == IN_MAX)
+			return KB_IO_OK;
+		if (kb_buf_reserve(in, IN_MAX - in->len, IN_MAX, IN_MAX) != 0)
+			return KB_IO_ERROR;
+		n = read(c->fd, in->p + in->len, IN_MAX - in->len);
 		if (n > 0) {
-			if (c->in.len == 0)
+			if (in->len == 0)
 				c->line_started_ms = now;
-			c->in.len += (size_t)n;
+			in->len += (size_t)n;
 			/* A short read drained the socket; epoll says if not. */
-			if (c->in.len < c->in.cap)
+			if (in->len < IN_MAX)
 				return KB_IO_OK;
 			continue;
 		}
@@ -77,161 +103,133 @@ enum kb_io kb_conn_read(struct kb_conn *c, int64_t now)
 	}
 }
 
-static void append_job(struct kb_conn *c, struct kb_job *job)
+/* The line's end at or after s->pos, blank lines skipped; NULL if none. */
+static char *line_end(struct kb_conn *c, struct kb_scratch *s, int64_t now)
 {
-	if (c->last != NULL)
-		c->last->conn_next = job;
-	else
-		c->first = job;
-	c->last = job;
-	c->pending++;
-}
-
-/* Drops the first n bytes of the input. */
-static void consume_input(struct kb_conn *c, size_t n, int64_t now)
-{
-	kb_buf_consume(&c->in, n);
-	c->line_started_ms = now;
-}
-
-static struct kb_job *too_long_job(struct kb_conn *c)
-{
-	struct kb_job *job = kb_job_new(c, "", 0);
-	char msg[80];
-
-	if (job == NULL)
-		return NULL;
-	snprintf(msg, sizeof(msg), "request line longer than %d bytes",
-		 KB_LINE_MAX);
-	job->resp = kb_proto_error(NULL, KB_BAD_REQUEST, msg, &job->resp_len);
-	job->done = true;
-	job->close_after = true;
-	return job;
-}
-
-struct kb_job *kb_conn_next_line(struct kb_conn *c, int64_t now)
-{
-	struct kb_job *job;
 	char *nl;
-	size_t len;
 
-	while (!c->close_after_flush && c->in.len > 0) {
-		nl = memchr(c->in.p, '\n', c->in.len);
-		if (nl == NULL) {
-			if (c->in.len < IN_MAX)
-				return NULL;
-			/* No newline within the limit: refuse and stop. */
-			if ((job = too_long_job(c)) == NULL)
-				return NULL;
-			consume_input(c, c->in.len, now);
-			c->close_after_flush = true;
-			append_job(c, job);
-			return job;
-		}
-		len = (size_t)(nl - c->in.p);
-		if (len > 0 && c->in.p[len - 1] == '\r')
-			len--;
-		if (len == 0) { /* blank lines are ignored */
-			consume_input(c, (size_t)(nl - c->in.p) + 1, now);
-			continue;
-		}
-		job = kb_job_new(c, c->in.p, len);
-		if (job == NULL)
+	while (s->pos < s->in.len) {
+		nl = memchr(s->in.p + s->pos, '\n', s->in.len - s->pos);
+		if (nl == NULL)
 			return NULL;
-		consume_input(c, (size_t)(nl - c->in.p) + 1, now);
-		append_job(c, job);
-		c->last_activity_ms = now;
-		return job;
+		if (nl == s->in.p + s->pos ||
+		    (nl == s->in.p + s->pos + 1 && s->in.p[s->pos] == '\r')) {
+			s->pos = (size_t)(nl - s->in.p) + 1;
+			c->line_started_ms = now;
+			continue; /* blank lines are ignored */
+		}
+		return nl;
 	}
 	return NULL;
 }
 
-int kb_conn_collect(struct kb_conn *c)
+enum kb_line kb_conn_peek_line(struct kb_conn *c, struct kb_scratch *s,
+			       const char **line, size_t *len, int64_t now)
 {
-	struct kb_job *job;
+	char *nl = line_end(c, s, now);
+	size_t n;
 
-	while ((job = c->first) != NULL && job->done) {
-		if (kb_buf_append(&c->out, job->resp + job->resp_sent,
-				  job->resp_len - job->resp_sent, OUT_FIRST,
-				  SIZE_MAX) != 0)
-			return -1;
-		if (job->close_after)
-			c->close_after_flush = true;
-		c->first = job->conn_next;
-		if (c->first == NULL)
-			c->last = NULL;
-		c->pending--;
-		kb_job_free(job);
+	if (nl == NULL) {
+		if (s->in.len - s->pos < IN_MAX)
+			return KB_LINE_NONE;
+		/* No newline within the limit: refuse and stop reading. */
+		explicit_bzero(s->in.p, s->in.len);
+		s->in.len = s->pos = 0;
+		return KB_LINE_TOO_LONG;
 	}
-	return 0;
+	n = (size_t)(nl - (s->in.p + s->pos));
+	if (s->in.p[s->pos + n - 1] == '\r')
+		n--;
+	*line = s->in.p + s->pos;
+	*len = n;
+	return KB_LINE_OK;
 }
 
-bool kb_conn_send_direct(struct kb_conn *c, struct kb_job *job,
-			 unsigned int max_pipeline, int64_t now)
+void kb_conn_take_line(struct kb_conn *c, struct kb_scratch *s, int64_t now)
 {
-	ssize_t n;
+	char *nl = memchr(s->in.p + s->pos, '\n', s->in.len - s->pos);
 
-	/*
-	 * Left to the event loop: a closed or closing connection, unsent
-	 * output, a full pipeline (lines may be waiting in the input buffer
-	 * for the slot this frees), and any other reply owed on the
-	 * connection: one owed before this one must go first, and one after
-	 * it may already be finished and handed to the event loop, which
-	 * would not look at the connection again once this one is gone.
-	 */
-	if (c->dead || c->read_closed || c->close_after_flush || c->barrier ||
-	    c->first != job || job->conn_next != NULL || c->out.len != 0 ||
-	    c->pending >= max_pipeline || job->close_after || job->barrier)
-		return false;
-	while (job->resp_sent < job->resp_len) {
-		n = send(c->fd, job->resp + job->resp_sent,
-			 job->resp_len - job->resp_sent,
-			 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		job->resp_sent += (size_t)n;
-		c->write_blocked_ms = now;
-		c->last_activity_ms = now;
-	}
-	c->first = job->conn_next;
-	if (c->first == NULL)
-		c->last = NULL;
-	c->pending--;
-	c->in_workers--;
-	kb_job_free(job);
-	return true;
+	s->pos = (size_t)(nl - s->in.p) + 1;
+	c->line_started_ms = now;
+	c->last_activity_ms = now;
 }
 
-enum kb_io kb_conn_write(struct kb_conn *c, int64_t now)
+bool kb_conn_has_line(const struct kb_scratch *s)
 {
+	return s->pos < s->in.len &&
+	       memchr(s->in.p + s->pos, '\n', s->in.len - s->pos) != NULL;
+}
+
+int kb_conn_reply(struct kb_scratch *s, const char *resp, size_t len)
+{
+	return kb_buf_append(&s->out, resp, len, OUT_FIRST, SIZE_MAX);
+}
+
+enum kb_io kb_conn_flush(struct kb_conn *c, struct kb_scratch *s, int64_t now)
+{
+	struct msghdr msg = { 0 };
+	struct iovec iov[2];
+	size_t sent;
 	ssize_t n;
 
-	while (c->out.len > 0) {
-		n = send(c->fd, c->out.p, c->out.len,
-			 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0) {
-			kb_buf_consume(&c->out, (size_t)n);
-			c->write_blocked_ms = now;
-			c->last_activity_ms = now;
-			continue;
-		}
+	while (c->out.len + s->out.len > 0) {
+		msg.msg_iov = iov;
+		msg.msg_iovlen = 0;
+		if (c->out.len > 0)
+			iov[msg.msg_iovlen++] =
+				(struct iovec){ c->out.p, c->out.len };
+		if (s->out.len > 0)
+			iov[msg.msg_iovlen++] =
+				(struct iovec){ s->out.p, s->out.len };
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return KB_IO_OK;
-		return KB_IO_ERROR;
+		if (n <= 0)
+			return KB_IO_ERROR;
+		sent = (size_t)n;
+		c->write_blocked_ms = now;
+		c->last_activity_ms = now;
+		if (c->out.len > 0) {
+			n = sent < c->out.len ? (ssize_t)sent :
+						(ssize_t)c->out.len;
+			kb_buf_consume(&c->out, (size_t)n);
+			sent -= (size_t)n;
+		}
+		if (sent > 0) {
+			memmove(s->out.p, s->out.p + sent, s->out.len - sent);
+			explicit_bzero(s->out.p + s->out.len - sent, sent);
+			s->out.len -= sent;
+		}
 	}
 	return KB_IO_OK;
+}
+
+int kb_conn_end_turn(struct kb_conn *c, struct kb_scratch *s, int64_t now)
+{
+	int r = 0;
+
+	(void)now;
+	if (s->in.len > s->pos &&
+	    kb_buf_append(&c->in, s->in.p + s->pos, s->in.len - s->pos,
+			  IN_FIRST, IN_MAX) != 0)
+		r = -1;
+	if (s->out.len > 0 && kb_buf_append(&c->out, s->out.p, s->out.len,
+					    OUT_FIRST, SIZE_MAX) != 0)
+		r = -1;
+	wipe_keep(&s->in);
+	wipe_keep(&s->out);
+	s->pos = 0;
+	return r;
+}
+
+bool kb_conn_line_waiting(const struct kb_conn *c)
+{
+	return c->in.len > 0 && memchr(c->in.p, '\n', c->in.len) != NULL;
 }
 
 bool kb_conn_line_incomplete(const struct kb_conn *c)
 {
 	return c->in.len > 0 && memchr(c->in.p, '\n', c->in.len) == NULL;
-}
-
-bool kb_conn_idle(const struct kb_conn *c)
-{
-	return c->pending == 0 && c->out.len == 0;
 }

@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One client connection: its input buffer cut into request lines, the
- * requests it has in flight in arrival order, and its output buffer.
- * The event loop owns it; a worker may write its reply straight to the
- * socket when that reply is next in order (kb_conn_send_direct). Both hold
- * the connection's lock whenever they touch it; the input buffer is the
- * event loop's alone.
+ * One client connection and the bytes it keeps between turns.
+ *
+ * A connection is served in turns (kb_server.c): one thread at a time
+ * reads what the socket has, handles the complete request lines in order
+ * and writes the replies with one call. During a turn the bytes live in
+ * the serving thread's scratch buffers (struct kb_scratch), which that
+ * thread keeps from turn to turn, so a request that arrives whole and is
+ * answered whole costs the connection no allocation. Only what is left
+ * over when the turn ends (half a line, lines not yet handled, replies
+ * the socket did not take) is copied into the connection's own buffers;
+ * an idle connection holds none. Every buffer is wiped as it is emptied:
+ * request lines carry DEKs, replies carry unwrapped keys.
  */
 #ifndef KB_CONN_H
 #define KB_CONN_H
@@ -13,18 +19,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 #include <pthread.h>
 
 #include "kb_buf.h"
-#include "kb_queue.h"
+#include "kb_peer.h"
 
-/* What the event loop's epoll data points at. */
+/* What epoll data points at. */
 enum kb_watch_kind {
 	KB_WATCH_LISTEN,
 	KB_WATCH_SIGNAL,
-	KB_WATCH_DONE,
+	KB_WATCH_STOP,
 	KB_WATCH_CONN,
 };
 
@@ -34,80 +39,103 @@ struct kb_watch {
 
 struct kb_conn {
 	struct kb_watch watch; /* first: epoll data points here */
+	/*
+	 * Guards busy and expired between the thread serving a turn and the
+	 * housekeeping scan (timeouts, shutdown), which looks only at
+	 * connections that are not busy.
+	 */
 	pthread_mutex_t lock;
-	struct kb_conn *prev, *next; /* server's list */
+	bool busy; /* in a turn, or waiting for a token session */
+	const char *expired; /* set by the scan: close it, saying this */
+
+	struct kb_conn *prev, *next; /* the server's list */
+	struct kb_conn *wait_next; /* in the queue for a token session */
 	int fd;
 	struct kb_caller caller; /* peer, and the identity it authenticated */
-	uint32_t events; /* epoll interest now registered */
 
-	struct kb_buf in; /* request bytes not yet cut into lines */
+	struct kb_buf in; /* bytes read and not yet handled */
+	struct kb_buf out; /* reply bytes not yet written */
 
-	struct kb_job *first, *last; /* in request order */
-	unsigned int pending; /* jobs in the order list */
-	unsigned int in_workers; /* of those, jobs not yet done */
-	/* Its jobs waiting in the workers' queue, by kind. */
-	struct kb_lane lanes[KB_LANE_KINDS];
-	unsigned int bad_run; /* malformed requests in a row */
-
-	struct kb_buf out; /* response bytes not yet written */
-
+	unsigned int bad_run; /* malformed or anonymous refusals in a row */
 	int64_t accepted_ms; /* the authenticate deadline counts from here */
 	int64_t last_activity_ms; /* a request taken or a reply written */
-	int64_t line_started_ms; /* when in[] became non-empty */
-	int64_t write_blocked_ms; /* when out[] last made no progress */
+	int64_t line_started_ms; /* when in[] last became non-empty */
+	int64_t write_blocked_ms; /* when out[] last made progress */
 
-	bool barrier; /* an authenticate is in flight: take no lines */
-	bool read_closed; /* peer shut its side, or we stopped reading */
-	bool close_after_flush;
-	bool dead; /* fd closed; waits for in_workers == 0 to be freed */
+	bool read_closed; /* the peer shut its side */
+	bool close_after_flush; /* a reply said the connection ends */
 	bool unauthenticated; /* counted so by the connection limits */
-	bool waits_for_queue; /* lines held back: the workers' queue is full */
+};
+
+/* A serving thread's buffers for one turn at a time. */
+struct kb_scratch {
+	struct kb_buf in; /* the turn's input; lines handled up to pos */
+	size_t pos;
+	struct kb_buf out; /* replies of the turn not yet written */
 };
 
 struct kb_conn *kb_conn_new(int fd, const struct kb_peer *peer, int64_t now);
-/* Wipes and frees everything; jobs must no longer be in workers. */
+/* Closes the socket, wipes and frees everything. NULL is a no-op. */
 void kb_conn_free(struct kb_conn *c);
+
+/* Wipes and frees a thread's scratch buffers. */
+void kb_scratch_free(struct kb_scratch *s);
+
+/*
+ * Starts a turn: the input c kept from its last turn moves into s (s
+ * must be empty: every turn ends with kb_conn_end_turn).
+ */
+int kb_conn_begin_turn(struct kb_conn *c, struct kb_scratch *s);
 
 enum kb_io { KB_IO_OK, KB_IO_EOF, KB_IO_ERROR };
 
 /*
- * Reads what is available (up to a full line's worth of buffer). Reading
- * is not activity: only requests and replies keep a connection alive, so
- * blank lines do not.
+ * Reads what the socket has into s, up to one maximal line's worth of
+ * unhandled input. Reading is not activity: only requests and replies
+ * keep a connection alive, so blank lines do not.
  */
-enum kb_io kb_conn_read(struct kb_conn *c, int64_t now);
+enum kb_io kb_conn_read(struct kb_conn *c, struct kb_scratch *s, int64_t now);
+
+enum kb_line { KB_LINE_NONE, KB_LINE_OK, KB_LINE_TOO_LONG };
 
 /*
- * Cuts the next complete request line into a job and appends it to the
- * order list. A line over KB_LINE_MAX becomes a done job carrying a
- * BadRequest reply that closes the connection. Returns NULL if no line is
- * complete or the connection takes no more requests.
+ * The next complete request line in s (without its '\n' or "\r\n"),
+ * skipping blank lines; it stays valid until the turn ends. It is taken
+ * (the next call returns the one after) only by kb_conn_take_line, so a
+ * line that must wait for a token session stays for the next turn.
+ * KB_LINE_TOO_LONG: KB_LINE_MAX bytes without a newline; the input is
+ * dropped and the connection must be closed after its refusal.
  */
-struct kb_job *kb_conn_next_line(struct kb_conn *c, int64_t now);
+enum kb_line kb_conn_peek_line(struct kb_conn *c, struct kb_scratch *s,
+			       const char **line, size_t *len, int64_t now);
+void kb_conn_take_line(struct kb_conn *c, struct kb_scratch *s, int64_t now);
 
-/* Moves replies that are next in order into the output buffer. */
-int kb_conn_collect(struct kb_conn *c);
+/* Whether s holds another complete line after the one taken. */
+bool kb_conn_has_line(const struct kb_scratch *s);
+
+/* Appends a reply line to the turn's output. */
+int kb_conn_reply(struct kb_scratch *s, const char *resp, size_t len);
 
 /*
- * From a worker, with c->lock held: if job is the next reply owed, nothing
- * else is waiting to be written, and the event loop has no reason to look
- * at the connection, writes the reply to the socket and frees the job.
- * Returns false (and keeps the job, with what was sent recorded) when the
- * event loop must finish it.
+ * Writes what c kept and the turn's replies, in that order, with one
+ * call, as much as the socket takes.
  */
-bool kb_conn_send_direct(struct kb_conn *c, struct kb_job *job,
-			 unsigned int max_pipeline, int64_t now);
-
-/* Writes what it can of the output buffer. */
-enum kb_io kb_conn_write(struct kb_conn *c, int64_t now);
+enum kb_io kb_conn_flush(struct kb_conn *c, struct kb_scratch *s, int64_t now);
 
 /*
- * True when the input holds the start of a line and no complete line: the
- * client, not the broker, is the one behind.
+ * Ends a turn: keeps what is left of s (unhandled input, unwritten
+ * replies) in c and wipes s for the next turn. -1 if memory is short
+ * (then c must be closed).
+ */
+int kb_conn_end_turn(struct kb_conn *c, struct kb_scratch *s, int64_t now);
+
+/* Between turns: whether c's input holds a complete line. */
+bool kb_conn_line_waiting(const struct kb_conn *c);
+
+/*
+ * Between turns: the input holds the start of a line and no complete
+ * line, so the client, not the broker, is the one behind.
  */
 bool kb_conn_line_incomplete(const struct kb_conn *c);
-
-/* True when no reply is owed and none is waiting to be written. */
-bool kb_conn_idle(const struct kb_conn *c);
 
 #endif

@@ -96,8 +96,9 @@ const EVP_MD *kb_alg_md(enum kb_alg alg);
 EVP_PKEY_CTX *kb_encrypt_ctx_new(EVP_PKEY *pub, enum kb_alg alg);
 /*
  * Encrypts in[0..inlen) with pub and alg into out (P11_MODULUS_MAX
- * bytes). KB_STATUS_OK; KB_ERR_NOMEM; KB_ERR_PARAM if in is too long for the
- * key.
+ * bytes), with a context the calling thread keeps for the key it used
+ * last (per alg). KB_STATUS_OK; KB_ERR_NOMEM; KB_ERR_PARAM if in is too
+ * long for the key.
  */
 int kb_public_encrypt(EVP_PKEY *pub, enum kb_alg alg, const unsigned char *in,
 		      size_t inlen, unsigned char *out, size_t *outlen);

@@ -336,14 +336,8 @@ int kb_keyworker_new(struct kb_keystore *ks, struct kb_keyworker **out)
 
 void kb_keyworker_free(struct kb_keyworker *w)
 {
-	enum kb_alg a;
-
 	if (w == NULL)
 		return;
-	for (a = 0; a < KB_ALG_COUNT; a++) {
-		EVP_PKEY_CTX_free(w->wrap[a].ctx);
-		EVP_PKEY_free(w->wrap[a].key);
-	}
 	pthread_mutex_lock(&w->ks->lock);
 	if (w->open && w->gen == w->ks->gen)
 		p11_token_close_session(w->ks->tok, w->h);
@@ -557,32 +551,8 @@ int kb_keystore_describe(struct kb_keystore *ks, const char *name,
 	return info->damaged ? KB_ERR_DAMAGED : KB_STATUS_OK;
 }
 
-/* Encrypts with w's cached context for pub and alg, making it if needed. */
-static int worker_encrypt(struct kb_keyworker *w, EVP_PKEY *pub,
-			  enum kb_alg alg, const unsigned char *in,
-			  size_t inlen, unsigned char *out, size_t *outlen)
-{
-	EVP_PKEY_CTX *ctx = w->wrap[alg].ctx;
-
-	if (w->wrap[alg].key != pub) {
-		if ((ctx = kb_encrypt_ctx_new(pub, alg)) == NULL ||
-		    EVP_PKEY_up_ref(pub) != 1) {
-			EVP_PKEY_CTX_free(ctx);
-			return KB_ERR_NOMEM;
-		}
-		EVP_PKEY_CTX_free(w->wrap[alg].ctx);
-		EVP_PKEY_free(w->wrap[alg].key);
-		w->wrap[alg].ctx = ctx;
-		w->wrap[alg].key = pub;
-	}
-	*outlen = P11_MODULUS_MAX;
-	return EVP_PKEY_encrypt(ctx, out, outlen, in, inlen) == 1 ?
-		       KB_STATUS_OK :
-		       KB_ERR_PARAM;
-}
-
-int kb_keystore_wrap(struct kb_keystore *ks, struct kb_keyworker *w,
-		     const char *name, const char *version, enum kb_alg alg,
+int kb_keystore_wrap(struct kb_keystore *ks, const char *name,
+		     const char *version, enum kb_alg alg,
 		     const unsigned char *in, size_t inlen, unsigned char *out,
 		     size_t *outlen, struct kb_key_info *info)
 {
@@ -606,8 +576,6 @@ int kb_keystore_wrap(struct kb_keystore *ks, struct kb_keyworker *w,
 		r = KB_ERR_UNSUPPORTED;
 	else if (inlen == 0 || inlen > max)
 		r = KB_ERR_PARAM;
-	else if (w != NULL)
-		r = worker_encrypt(w, v->pub, alg, in, inlen, out, outlen);
 	else
 		r = kb_public_encrypt(v->pub, alg, in, inlen, out, outlen);
 out:

@@ -80,10 +80,11 @@ int kb_keystore_describe(struct kb_keystore *ks, const char *name,
 /*
  * Wraps in[0..inlen) with the public key of name/version. out needs
  * P11_MODULUS_MAX bytes. KB_ERR_PARAM if in is too long for the key.
- * With a worker, its encryption contexts are reused across calls.
+ * Needs no token session: the calling thread's encryption context for
+ * the key is reused (kb_public_encrypt).
  */
-int kb_keystore_wrap(struct kb_keystore *ks, struct kb_keyworker *w,
-		     const char *name, const char *version, enum kb_alg alg,
+int kb_keystore_wrap(struct kb_keystore *ks, const char *name,
+		     const char *version, enum kb_alg alg,
 		     const unsigned char *in, size_t inlen, unsigned char *out,
 		     size_t *outlen, struct kb_key_info *info);
 

@@ -154,11 +154,6 @@ struct kb_keyworker {
 	CK_SESSION_HANDLE h;
 	unsigned int gen;
 	bool open;
-	/* Last wrap context per alg; holds a reference on its key. */
-	struct {
-		EVP_PKEY *key;
-		EVP_PKEY_CTX *ctx;
-	} wrap[KB_ALG_COUNT];
 };
 
 /* ---- kb_keyadmin.c ---- */

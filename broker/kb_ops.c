@@ -414,7 +414,7 @@ static json_t *do_wrap(struct kb_call *call, struct kb_error *err)
 	unsigned char out[P11_MODULUS_MAX];
 	size_t outlen;
 
-	call->status = kb_keystore_wrap(call->ops->ks, call->w, req->key.name,
+	call->status = kb_keystore_wrap(call->ops->ks, req->key.name,
 					req->key.version, req->crypt.alg,
 					req->crypt.value, req->crypt.value_len,
 					out, &outlen, &call->info);
@@ -892,10 +892,9 @@ static json_t *do_rewrap(struct kb_call *call, struct kb_error *err)
 		call->w, req->key.name, req->key.version, alg, req->crypt.value,
 		req->crypt.value_len, dek, &deklen, &call->info);
 	if (call->status == KB_STATUS_OK)
-		call->status = kb_keystore_wrap(call->ops->ks, call->w,
-						req->key.name, "", alg, dek,
-						deklen, out, &outlen,
-						&call->info);
+		call->status = kb_keystore_wrap(call->ops->ks, req->key.name,
+						"", alg, dek, deklen, out,
+						&outlen, &call->info);
 	if (call->status == KB_STATUS_OK)
 		res = json_pack("{s:o, s:o}", "kid",
 				kid_string(call->ops, &call->info), "value",
@@ -1127,17 +1126,28 @@ const struct kb_op_table *kb_ops_table(void)
 	return &op_table;
 }
 
+/* What a request whose result the trail lacks is told instead. */
+static void withhold(struct kb_error *err, const char *opname, bool changes)
+{
+	kb_error_set(err, KB_AUDIT_UNAVAILABLE,
+		     "%s could not be recorded in the audit trail, so its "
+		     "result is withheld%s",
+		     opname, changes ? " (the change itself was made)" : "");
+}
+
 /*
- * Appends the request's record to the trail before its reply can go. An
- * op that must not go unrecorded is then refused, its result (a DEK, a
- * token) dropped: AuditUnavailable.
+ * The request's record, appended to the trail before its reply can go,
+ * or staged in batch (then pending says what the reply depends on). An
+ * op that must not go unrecorded is refused if its record cannot be
+ * written, its result (a DEK, a token) dropped: AuditUnavailable.
  */
 static void record(struct kb_call *call, struct kb_error *err, json_t **result,
-		   int64_t start_us)
+		   int64_t start_us, struct kb_audit_batch *batch,
+		   struct kb_pending *pending)
 {
 	const struct kb_request *req = call->req;
 	unsigned long held = 0;
-	bool served;
+	bool served, must;
 	json_t *rec;
 	int r = -1;
 
@@ -1151,30 +1161,48 @@ static void record(struct kb_call *call, struct kb_error *err, json_t **result,
 		return;
 	/* Unrecorded, only these are served; the others are withheld. */
 	served = err->code == KB_OK && (req->def->flags & KB_OPF_UNRECORDED);
+	must = err->code == KB_OK && !(req->def->flags & KB_OPF_UNRECORDED);
 	if ((rec = kb_record_request(call, err, *result,
 				     now_us() - start_us)) != NULL) {
 		if (held > 0)
 			json_object_set_new(rec, "heldBack",
 					    json_integer((json_int_t)held));
-		r = kb_audit_append(call->ops->audit, rec, served);
+		if (batch == NULL)
+			r = kb_audit_append(call->ops->audit, rec, served);
+		else if ((r = kb_audit_stage(batch, rec, served)) == 0 && must)
+			*pending = (struct kb_pending){
+				.staged = true,
+				.record = batch->n - 1,
+				.id = json_incref(req->id),
+				.opname = req->def->name,
+				.changes = req->def->flags & KB_OPF_CHANGES,
+			};
 	}
 	json_decref(rec);
-	if (r == 0 || err->code != KB_OK ||
-	    (req->def->flags & KB_OPF_UNRECORDED))
+	if (r == 0 || !must)
 		return;
 	json_decref(*result);
 	*result = NULL;
-	kb_error_set(err, KB_AUDIT_UNAVAILABLE,
-		     "%s could not be recorded in the audit trail, so its "
-		     "result is withheld%s",
-		     req->opname,
-		     req->def->flags & KB_OPF_CHANGES ?
-			     " (the change itself was made)" :
-			     "");
+	withhold(err, req->opname, req->def->flags & KB_OPF_CHANGES);
+}
+
+char *kb_ops_withheld(const struct kb_pending *p, size_t *len)
+{
+	struct kb_error err;
+
+	withhold(&err, p->opname, p->changes);
+	return kb_proto_error(p->id, err.code, err.msg, len);
+}
+
+void kb_pending_clear(struct kb_pending *p)
+{
+	json_decref(p->id);
+	*p = (struct kb_pending){ .staged = false };
 }
 
 char *kb_ops_handle(const struct kb_ops *ops, struct kb_keyworker *w,
 		    struct kb_caller *caller, const char *line, size_t len,
+		    struct kb_audit_batch *batch, struct kb_pending *pending,
 		    size_t *resplen, enum kb_code *code)
 {
 	struct kb_policy *pol = kb_policy_get(ops->policy);
@@ -1220,7 +1248,7 @@ char *kb_ops_handle(const struct kb_ops *ops, struct kb_keyworker *w,
 reply:
 	if (err.code == KB_OK && result == NULL)
 		kb_error_set(&err, KB_INTERNAL, "internal error");
-	record(&call, &err, &result, start_us);
+	record(&call, &err, &result, start_us, batch, pending);
 	if (err.code == KB_OK) {
 		kb_debug("%s %s %s%s%s: ok%s%s",
 			 caller->identity[0] ? caller->identity : "-",

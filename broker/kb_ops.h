@@ -10,14 +10,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "kb_audit.h"
 #include "kb_keystore.h"
 #include "kb_lograte.h"
 #include "kb_peer.h"
 #include "kb_policy.h"
 #include "kb_proto.h"
 #include "kb_rate.h"
-
-struct kb_audit;
 
 /*
  * The records of refusals without an identity (garbage, no authenticate,
@@ -61,13 +60,34 @@ struct kb_call {
 const struct kb_op_table *kb_ops_table(void);
 
 /*
+ * A reply that stands only if its request's record, staged in a batch
+ * (kb_audit.h), is written: otherwise the request is refused, and
+ * kb_ops_withheld gives the reply to send instead.
+ */
+struct kb_pending {
+	bool staged;
+	size_t record; /* its index in the batch */
+	json_t *id; /* the request's id (a reference) */
+	const char *opname;
+	bool changes; /* the op changed something even so */
+};
+
+/*
  * Handles line[0..len) for caller and returns the response line
  * (malloc'ed; it may carry a DEK, so the caller frees it with
  * kb_wipe_free) and its code (KB_OK or the error's), or NULL when out of
- * memory. A successful authenticate updates caller.
+ * memory. A successful authenticate updates caller. The record of the
+ * request is written before the call returns; or, with a batch, staged
+ * there, and then *pending (which must be clear) says whether the reply
+ * waits for it.
  */
 char *kb_ops_handle(const struct kb_ops *ops, struct kb_keyworker *w,
 		    struct kb_caller *caller, const char *line, size_t len,
+		    struct kb_audit_batch *batch, struct kb_pending *pending,
 		    size_t *resplen, enum kb_code *code);
+
+/* The AuditUnavailable reply of a request whose record was not written. */
+char *kb_ops_withheld(const struct kb_pending *p, size_t *len);
+void kb_pending_clear(struct kb_pending *p);
 
 #endif

@@ -655,6 +655,22 @@ static char *finish_line(json_t *o, size_t *len)
 	return line;
 }
 
+char *kb_proto_refuse(const char *line, size_t len, enum kb_code code,
+		      const char *msg, size_t *outlen)
+{
+	struct kb_request req = { 0 };
+	struct kb_error err;
+	char *out;
+
+	if (len <= KB_LINE_MAX &&
+	    (req.root = json_loadb(line, len, 0, NULL)) != NULL &&
+	    json_is_object(req.root))
+		(void)parse_id(&req, &err);
+	out = kb_proto_error(req.id, code, msg, outlen);
+	json_decref(req.root);
+	return out;
+}
+
 char *kb_proto_result(const json_t *id, json_t *result, size_t *len)
 {
 	json_t *idc = id != NULL ? json_copy((json_t *)id) : json_null();

@@ -175,6 +175,12 @@ void kb_proto_classify(const char *line, size_t len,
 char *kb_proto_result(const json_t *id, json_t *result, size_t *len);
 char *kb_proto_error(const json_t *id, enum kb_code code, const char *msg,
 		     size_t *len);
+/*
+ * The error line refusing the request line[0..len) before it is handled,
+ * with its id if it has a valid one (else null).
+ */
+char *kb_proto_refuse(const char *line, size_t len, enum kb_code code,
+		      const char *msg, size_t *outlen);
 
 /* Fills err with code and a formatted message; returns -1. */
 int kb_error_set(struct kb_error *err, enum kb_code code, const char *fmt, ...)

@@ -24,11 +24,14 @@
 #include "kb_notify.h"
 #include "kb_progress.h"
 #include "kb_record.h"
+#include "kb_secret.h"
 #include "kb_server.h"
+#include "kb_sessions.h"
 
-#define MAX_EVENTS 64
+#define MAX_EVENTS 16
 #define OUT_HIGH_WATER (256 * 1024) /* stop reading while this is owed */
 #define TICK_MS 500
+#define DRAIN_TICK_MS 50 /* while draining: how soon an empty broker ends */
 #define STATUS_MS 1000 /* STATUS= at most this often, when it changed */
 /* After the grace period, how long threads in the token get to return. */
 #define JOIN_SLACK_MS 1000
@@ -37,40 +40,61 @@
 #define ACCEPT_LOG_MS 10000 /* and say so at most this often */
 /* fds kept for the token, the log and admin work, besides one a worker */
 #define FD_RESERVE 64
+/* Serving threads besides those that can hold a token session. */
+#define QUICK_THREADS_MIN 2
+#define QUICK_THREADS_MAX 16
 
 struct kb_server;
 
+/* A reply of the turn that stands only if its record is written. */
+struct kb_staged_reply {
+	size_t off, len; /* in the scratch output */
+	struct kb_pending pending;
+};
+
+/*
+ * A serving thread. It waits on the connections' epoll set itself and
+ * serves the connection it gets a whole turn: read, handle, reply
+ * (kb_conn.h). It holds a token session (kb_sessions.h) only while it
+ * serves a connection whose requests need one.
+ */
 struct kb_worker {
 	struct kb_server *srv;
 	/* When the request it handles began (kb_progress.h); 0 while idle. */
 	atomic_llong busy_since_ms;
 	pthread_t thread;
-	struct kb_keyworker *p11;
-	struct kb_waiter waiter;
+	struct kb_keyworker *session; /* NULL unless serving token work */
+	struct kb_scratch scratch;
+	/* The turn's records, written before its replies go. */
+	struct kb_audit_batch batch;
+	struct kb_staged_reply *staged;
+	size_t nstaged, staged_cap;
 };
 
 struct kb_server {
 	const struct kb_config *cfg;
 	struct kb_ops ops;
-	int epfd, signal_fd, done_fd;
+	/*
+	 * Two epoll sets: the event loop's (listener, signals) and the
+	 * serving threads' (connections, armed one-shot so that one thread
+	 * at a time serves each, and the stop event).
+	 */
+	int epfd, conn_epfd, signal_fd, stop_fd;
 	struct kb_listener *listener;
-	struct kb_watch listen_watch, signal_watch, done_watch;
+	struct kb_watch listen_watch, signal_watch, stop_watch;
 
-	struct kb_queue jobs; /* to workers */
-	struct kb_queue done; /* back from workers, signalled on done_fd */
+	struct kb_keyworker **p11; /* the token sessions, cfg->workers */
+	struct kb_sessions sessions;
 	struct kb_worker *workers;
 	int nworkers;
 	struct kb_admin *admin; /* runs reloads */
 
-	/* The events of this turn of the loop, not yet handled. */
-	struct epoll_event events[MAX_EVENTS];
-	int nevents, next_event;
-
-	struct kb_conn *conns; /* live and dead-but-busy connections */
+	pthread_mutex_t conns_lock; /* the list; taken before a conn's lock */
+	struct kb_conn *conns; /* every open connection */
 	uint64_t last_conn; /* the number of the last one accepted */
 	struct kb_admit *admit; /* counts the live ones, per uid */
 	int max_conns; /* max_connections, lowered to fit the fd limit */
-	bool draining;
+	atomic_bool draining;
 	int64_t drain_deadline_ms;
 
 	/* Out of fds: accepting is paused until then (0: not paused). */
@@ -87,110 +111,488 @@ struct kb_server {
 	char status[160]; /* the last STATUS= sent */
 	/* The token's label, read at start: recovery rewrites the token's. */
 	char label[40];
-
-	/* A connection holds lines back until the workers' queue drains. */
-	atomic_bool backlogged; /* set by the loop, cleared by a worker */
-	bool any_waiting; /* some connection waits_for_queue */
 };
 
-/* Wakes the event loop (done_fd). */
-static void signal_loop(struct kb_server *srv)
+static bool draining(const struct kb_server *srv)
 {
-	uint64_t one = 1;
-
-	if (write(srv->done_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		kb_err("worker: cannot signal the event loop: %s",
-		       strerror(errno));
-}
-
-static void *worker_main(void *arg)
-{
-	struct kb_worker *w = arg;
-	struct kb_server *srv = w->srv;
-	enum kb_code code;
-	struct kb_conn *c;
-	struct kb_job *job;
-	bool sent;
-
-	kb_progress_bind(&w->busy_since_ms);
-	while ((job = kb_queue_pop(&srv->jobs, &w->waiter)) != NULL) {
-		/* Room in the queue again: wake connections holding lines. */
-		if (atomic_exchange(&srv->backlogged, false))
-			signal_loop(srv);
-		atomic_store(&w->busy_since_ms, kb_progress_now_ms());
-		job->resp = kb_ops_handle(&srv->ops, w->p11, &job->caller,
-					  job->line, job->line_len,
-					  &job->resp_len, &code);
-		atomic_store(&w->busy_since_ms, 0);
-		if (job->resp == NULL) { /* out of memory: drop the client */
-			job->close_after = true;
-			job->resp_len = 0;
-		}
-		c = job->conn;
-		pthread_mutex_lock(&c->lock);
-		/* A run of garbage, or of requests without an identity. */
-		if (code == KB_BAD_REQUEST ||
-		    (code == KB_UNAUTHORIZED && job->caller.identity[0] == 0))
-			c->bad_run++;
-		else
-			c->bad_run = 0;
-		if (c->bad_run >= BAD_RUN_MAX)
-			job->close_after = true;
-		if (job->barrier) {
-			/* Later lines may go now, as this caller. */
-			c->caller = job->caller;
-			c->barrier = false;
-		}
-		sent = job->resp != NULL &&
-		       kb_conn_send_direct(c, job,
-					   (unsigned int)srv->cfg->max_pipeline,
-					   kb_progress_now_ms());
-		pthread_mutex_unlock(&c->lock);
-		/* c may be gone now: the event loop frees idle dead ones. */
-		if (sent)
-			continue;
-		kb_queue_push(&srv->done, NULL, job);
-		signal_loop(srv);
-	}
-	return NULL;
+	return atomic_load_explicit(&srv->draining, memory_order_relaxed);
 }
 
 /* ---- connections ---- */
 
-static void conn_set_events(struct kb_server *srv, struct kb_conn *c)
+static void conn_link(struct kb_server *srv, struct kb_conn *c)
 {
-	struct epoll_event ev = { .data.ptr = c };
-	bool want_read = !c->read_closed && !c->close_after_flush &&
-			 !srv->draining && !c->waits_for_queue &&
-			 c->pending < (unsigned int)srv->cfg->max_pipeline &&
-			 c->out.len < OUT_HIGH_WATER;
-
-	ev.events = (want_read ? EPOLLIN : 0) | (c->out.len > 0 ? EPOLLOUT : 0);
-	if (ev.events == c->events)
-		return;
-	if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
-		c->events = ev.events;
-}
-
-/* Drops c's events not yet handled: they must not reach a closed c. */
-static void forget_events(struct kb_server *srv, const struct kb_conn *c)
-{
-	int i;
-
-	for (i = srv->next_event; i < srv->nevents; i++)
-		if (srv->events[i].data.ptr == c)
-			srv->events[i].data.ptr = NULL;
+	pthread_mutex_lock(&srv->conns_lock);
+	c->caller.conn = ++srv->last_conn;
+	c->next = srv->conns;
+	if (srv->conns != NULL)
+		srv->conns->prev = c;
+	srv->conns = c;
+	pthread_mutex_unlock(&srv->conns_lock);
 }
 
 static void conn_unlink(struct kb_server *srv, struct kb_conn *c)
 {
+	pthread_mutex_lock(&srv->conns_lock);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
 		srv->conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
+	pthread_mutex_unlock(&srv->conns_lock);
 }
+
+/* Whether c takes more request bytes now. */
+static bool wants_input(struct kb_server *srv, const struct kb_conn *c,
+			const struct kb_scratch *s)
+{
+	return !c->read_closed && !c->close_after_flush && !draining(srv) &&
+	       c->out.len + s->out.len < OUT_HIGH_WATER;
+}
+
+/*
+ * Ends c's turn and hands it back to epoll: it wants input while it takes
+ * requests, and output while replies are owed or lines wait for another
+ * turn (a writable socket reports at once, so c queues behind the
+ * connections already ready).
+ */
+static void conn_rearm(struct kb_server *srv, struct kb_conn *c)
+{
+	static const struct kb_scratch none;
+	struct epoll_event ev = { .events = EPOLLONESHOT, .data.ptr = c };
+
+	if (wants_input(srv, c, &none))
+		ev.events |= EPOLLIN;
+	if (c->out.len > 0 ||
+	    (kb_conn_line_waiting(c) && !c->close_after_flush))
+		ev.events |= EPOLLOUT;
+	pthread_mutex_lock(&c->lock);
+	c->busy = false;
+	pthread_mutex_unlock(&c->lock);
+	if (epoll_ctl(srv->conn_epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+		kb_err("epoll_ctl: %s", strerror(errno));
+}
+
+/* Closes c (its thread serves it: nobody else can reach it). */
+static void conn_close(struct kb_server *srv, struct kb_conn *c,
+		       const char *why)
+{
+	char note[KB_LOGRATE_NOTE_MAX];
+
+	if (kb_log_enabled(KB_LOG_DEBUG) &&
+	    kb_lograte_allow(srv->ops.lograte, c->caller.peer.uid,
+			     kb_progress_now_ms(), note, sizeof(note)))
+		kb_debug("closing connection of uid %u pid %d: %s%s",
+			 (unsigned int)c->caller.peer.uid,
+			 (int)c->caller.peer.pid, why, note);
+	conn_unlink(srv, c);
+	kb_admit_release(srv->admit, c->caller.peer.uid, c->unauthenticated);
+	kb_conn_free(c); /* closing the fd takes it out of the epoll set */
+}
+
+/*
+ * Gives the worker's token session back; returns the connection that
+ * waited for it, to be served next with the session, or NULL.
+ */
+static struct kb_conn *give_session(struct kb_worker *w)
+{
+	struct kb_conn *next;
+
+	if (w->session == NULL)
+		return NULL;
+	if ((next = kb_sessions_give(&w->srv->sessions, w->session)) == NULL)
+		w->session = NULL;
+	return next;
+}
+
+/* Sends an error line (best effort, never blocking). */
+static void send_refusal(int fd, enum kb_code code, const char *msg)
+{
+	size_t len;
+	char *line = kb_proto_error(NULL, code, msg, &len);
+
+	if (line != NULL)
+		(void)send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	free(line);
+}
+
+/* Appends a refusal that is not a request's own (no id) to the turn. */
+static int reply_error(struct kb_scratch *s, enum kb_code code, const char *msg)
+{
+	size_t len;
+	char *line = kb_proto_error(NULL, code, msg, &len);
+	int r;
+
+	if (line == NULL)
+		return -1;
+	r = kb_conn_reply(s, line, len);
+	free(line);
+	return r;
+}
+
+/* Remembers where a reply that waits for its record is. */
+static int stage_reply(struct kb_worker *w, size_t off, size_t len,
+		       const struct kb_pending *pending)
+{
+	struct kb_staged_reply *r;
+	size_t cap;
+
+	if (w->nstaged == w->staged_cap) {
+		cap = w->staged_cap != 0 ? 2 * w->staged_cap : 16;
+		if ((r = realloc(w->staged, cap * sizeof(*r))) == NULL)
+			return -1;
+		w->staged = r;
+		w->staged_cap = cap;
+	}
+	w->staged[w->nstaged++] =
+		(struct kb_staged_reply){ off, len, *pending };
+	return 0;
+}
+
+/*
+ * Handles one request line as c's caller and appends the reply; its
+ * record is staged in the turn's batch. -1 if memory is short.
+ */
+static int handle_line(struct kb_worker *w, struct kb_conn *c, const char *line,
+		       size_t len)
+{
+	struct kb_server *srv = w->srv;
+	struct kb_pending pending = { .staged = false };
+	size_t resp_len, off = w->scratch.out.len;
+	enum kb_code code;
+	char *resp;
+	int r;
+
+	atomic_store(&w->busy_since_ms, kb_progress_now_ms());
+	resp = kb_ops_handle(&srv->ops, w->session, &c->caller, line, len,
+			     &w->batch, &pending, &resp_len, &code);
+	atomic_store(&w->busy_since_ms, 0);
+	if (resp == NULL) {
+		kb_pending_clear(&pending);
+		return -1;
+	}
+	r = kb_conn_reply(&w->scratch, resp, resp_len);
+	kb_wipe_free(resp, resp_len);
+	if (r == 0 && pending.staged &&
+	    (r = stage_reply(w, off, resp_len, &pending)) != 0)
+		w->scratch.out.len = off; /* unsent: it cannot be unsaid */
+	if (r != 0)
+		kb_pending_clear(&pending);
+	if (c->unauthenticated && c->caller.identity[0] != '\0') {
+		kb_admit_authenticated(srv->admit, c->caller.peer.uid);
+		c->unauthenticated = false;
+	}
+	/* A run of garbage, or of requests without an identity. */
+	if (code == KB_BAD_REQUEST ||
+	    (code == KB_UNAUTHORIZED && c->caller.identity[0] == '\0'))
+		c->bad_run++;
+	else
+		c->bad_run = 0;
+	if (c->bad_run >= BAD_RUN_MAX)
+		c->close_after_flush = true;
+	return r;
+}
+
+/*
+ * Writes the turn's records to the trail. Replies whose record could
+ * not be written are replaced by their refusal (AuditUnavailable), so
+ * nothing goes out that the trail does not hold. -1 if memory is short
+ * for that (then the turn's output is dropped and c must be closed).
+ */
+static int commit_records(struct kb_worker *w)
+{
+	struct kb_scratch *s = &w->scratch;
+	struct kb_buf out = { 0 };
+	size_t i, at = 0, len;
+	char *line;
+	int r = 0;
+
+	if (kb_audit_commit(w->srv->ops.audit, &w->batch) > 0) {
+		for (i = 0; i < w->nstaged && r == 0; i++) {
+			struct kb_staged_reply *sr = &w->staged[i];
+
+			if (kb_audit_written(&w->batch, sr->pending.record))
+				continue;
+			line = kb_ops_withheld(&sr->pending, &len);
+			r = line == NULL ||
+					    kb_buf_append(&out, s->out.p + at,
+							  sr->off - at, 4096,
+							  SIZE_MAX) != 0 ||
+					    kb_buf_append(&out, line, len, 4096,
+							  SIZE_MAX) != 0 ?
+				    -1 :
+				    0;
+			free(line);
+			at = sr->off + sr->len;
+		}
+		if (r == 0 &&
+		    kb_buf_append(&out, s->out.p + at, s->out.len - at, 4096,
+				  SIZE_MAX) != 0)
+			r = -1;
+		/* The results withheld are wiped with the old output. */
+		explicit_bzero(s->out.p, s->out.len);
+		s->out.len = 0;
+		if (r == 0 && out.len > 0)
+			r = kb_conn_reply(s, out.p, out.len);
+		kb_buf_free(&out);
+	}
+	for (i = 0; i < w->nstaged; i++)
+		kb_pending_clear(&w->staged[i].pending);
+	w->nstaged = 0;
+	kb_audit_batch_clear(&w->batch);
+	return r;
+}
+
+/* Writes the turn's records, then what c is owed. */
+static enum kb_io turn_flush(struct kb_worker *w, struct kb_conn *c,
+			     int64_t now)
+{
+	if (commit_records(w) != 0)
+		return KB_IO_ERROR;
+	return kb_conn_flush(c, &w->scratch, now);
+}
+
+/*
+ * Leaves c in the queue for a token session: what the turn has is
+ * written or kept first, since whoever serves c next is another turn.
+ * Returns false (c closed) if that fails.
+ */
+static bool conn_stash(struct kb_worker *w, struct kb_conn *c, int64_t now)
+{
+	if (turn_flush(w, c, now) != KB_IO_ERROR &&
+	    kb_conn_end_turn(c, &w->scratch, now) == 0)
+		return true;
+	kb_conn_end_turn(c, &w->scratch, now);
+	conn_close(w->srv, c, "write failed");
+	return false;
+}
+
+enum step { STEP_GO, STEP_REFUSE, STEP_LEFT, STEP_CLOSED };
+
+/*
+ * A token request and no session in hand: takes a free one (STEP_GO),
+ * or leaves c waiting for one (STEP_LEFT: c is the queue's now), or,
+ * when too many wait, says to refuse the request (STEP_REFUSE).
+ */
+static enum step get_session(struct kb_worker *w, struct kb_conn *c,
+			     int64_t now)
+{
+	struct kb_server *srv = w->srv;
+	struct kb_scratch *s = &w->scratch;
+	enum kb_take r;
+
+	if (kb_sessions_try(&srv->sessions, &w->session))
+		return STEP_GO;
+	if (!conn_stash(w, c, now))
+		return STEP_CLOSED;
+	if ((r = kb_sessions_take(&srv->sessions, c, &w->session)) ==
+	    KB_TAKE_QUEUED)
+		return STEP_LEFT;
+	if (kb_conn_begin_turn(c, s) != 0) {
+		conn_close(srv, c, "out of memory");
+		return STEP_CLOSED;
+	}
+	return r == KB_TAKE_GOT ? STEP_GO : STEP_REFUSE;
+}
+
+/*
+ * Why c, at the end of its turn with nothing left to write, is done; or
+ * NULL if it stays.
+ */
+static const char *conn_done(struct kb_server *srv, const struct kb_conn *c)
+{
+	if (c->out.len > 0)
+		return NULL;
+	if (c->close_after_flush)
+		return "protocol error";
+	if (kb_conn_line_waiting(c))
+		return NULL;
+	if (draining(srv))
+		return "shutting down";
+	if (c->read_closed)
+		return "finished";
+	return NULL;
+}
+
+/*
+ * Ends c's turn by closing it. The records of the requests it had served
+ * are written all the same: those happened.
+ */
+static struct kb_conn *turn_close(struct kb_worker *w, struct kb_conn *c,
+				  const char *why, int64_t now)
+{
+	(void)commit_records(w);
+	(void)kb_conn_end_turn(c, &w->scratch, now);
+	conn_close(w->srv, c, why);
+	return give_session(w);
+}
+
+/* A token request refused because too many wait for the token. */
+static int refuse_busy(struct kb_worker *w, struct kb_conn *c, const char *line,
+		       size_t len, int64_t now)
+{
+	struct kb_server *srv = w->srv;
+	char msg[160], note[KB_LOGRATE_NOTE_MAX], *resp;
+	size_t resp_len;
+	int r;
+
+	snprintf(msg, sizeof(msg),
+		 "the token is busy: as many requests as max_queued (%d) wait "
+		 "for it; try again later",
+		 srv->cfg->max_queued);
+	if (kb_lograte_allow(srv->ops.lograte, c->caller.peer.uid, now, note,
+			     sizeof(note)))
+		kb_warn("refused a request of uid %u pid %d: %s%s",
+			(unsigned int)c->caller.peer.uid,
+			(int)c->caller.peer.pid, msg, note);
+	if ((resp = kb_proto_refuse(line, len, KB_THROTTLED, msg, &resp_len)) ==
+	    NULL)
+		return -1;
+	r = kb_conn_reply(&w->scratch, resp, resp_len);
+	free(resp);
+	return r;
+}
+
+/*
+ * One turn on c: reads what the socket has, handles the complete lines
+ * in order (at most max_pipeline, so that others get their turn), writes
+ * their records and then their replies with one call each, and hands c
+ * back to epoll, or to the queue for a token session, or closes it.
+ * Returns the connection this worker serves next: one that waited for
+ * the session it gives back.
+ */
+static struct kb_conn *turn(struct kb_worker *w, struct kb_conn *c,
+			    uint32_t events)
+{
+	struct kb_server *srv = w->srv;
+	struct kb_scratch *s = &w->scratch;
+	int64_t now = kb_progress_now_ms();
+	unsigned int handled = 0;
+	bool barrier, token_op;
+	struct kb_conn *next;
+	enum kb_line got;
+	const char *line, *why;
+	enum kb_io io;
+	size_t len;
+
+	pthread_mutex_lock(&c->lock);
+	c->busy = true;
+	why = c->expired;
+	pthread_mutex_unlock(&c->lock);
+	if (why != NULL || (events & EPOLLERR))
+		return turn_close(w, c, why != NULL ? why : "socket error",
+				  now);
+	if (kb_conn_begin_turn(c, s) != 0)
+		return turn_close(w, c, "out of memory", now);
+	if ((events & (EPOLLIN | EPOLLHUP)) && wants_input(srv, c, s)) {
+		io = kb_conn_read(c, s, now);
+		if (io == KB_IO_ERROR)
+			return turn_close(w, c, "read failed", now);
+		if (io == KB_IO_EOF)
+			c->read_closed = true;
+	}
+	/* Draining, the lines already read are still served. */
+	while (handled < (unsigned int)srv->cfg->max_pipeline &&
+	       !c->close_after_flush &&
+	       c->out.len + s->out.len < OUT_HIGH_WATER) {
+		got = kb_conn_peek_line(c, s, &line, &len, now);
+		if (got == KB_LINE_NONE)
+			break;
+		if (got == KB_LINE_TOO_LONG) {
+			char msg[80];
+
+			snprintf(msg, sizeof(msg),
+				 "request line longer than %d bytes",
+				 KB_LINE_MAX);
+			c->close_after_flush = true;
+			if (reply_error(s, KB_BAD_REQUEST, msg) != 0)
+				return turn_close(w, c, "out of memory", now);
+			break;
+		}
+		kb_proto_classify(line, len, kb_ops_table(), &barrier,
+				  &token_op);
+		if (token_op && w->session == NULL) {
+			switch (get_session(w, c, now)) {
+			case STEP_LEFT:
+				return NULL; /* the queue's now */
+			case STEP_CLOSED:
+				return give_session(w);
+			case STEP_REFUSE:
+			case STEP_GO:
+				break;
+			}
+			/* The turn began again: the line is found again. */
+			if (kb_conn_peek_line(c, s, &line, &len, now) !=
+			    KB_LINE_OK)
+				continue;
+			if (w->session == NULL) {
+				kb_conn_take_line(c, s, now);
+				handled++;
+				if (refuse_busy(w, c, line, len, now) != 0)
+					return turn_close(w, c, "out of memory",
+							  now);
+				continue;
+			}
+		}
+		kb_conn_take_line(c, s, now);
+		handled++;
+		if (handle_line(w, c, line, len) != 0)
+			return turn_close(w, c, "out of memory", now);
+		/* Others wait for the token: one operation each, in turn. */
+		if (token_op && kb_sessions_contended(&srv->sessions) &&
+		    kb_conn_has_line(s)) {
+			if (!conn_stash(w, c, now))
+				return give_session(w);
+			if ((next = kb_sessions_yield(&srv->sessions, c)) != c)
+				return next;
+			if (kb_conn_begin_turn(c, s) != 0)
+				return turn_close(w, c, "out of memory", now);
+		}
+	}
+	if (turn_flush(w, c, now) == KB_IO_ERROR)
+		return turn_close(w, c, "write failed", now);
+	if (kb_conn_end_turn(c, s, now) != 0)
+		return turn_close(w, c, "out of memory", now);
+	if ((why = conn_done(srv, c)) != NULL)
+		conn_close(srv, c, why);
+	else
+		conn_rearm(srv, c);
+	return give_session(w);
+}
+
+static void *worker_main(void *arg)
+{
+	struct kb_worker *w = arg;
+	struct kb_server *srv = w->srv;
+	struct epoll_event ev;
+	struct kb_watch *watch;
+	struct kb_conn *c;
+	uint32_t events;
+	int n;
+
+	kb_progress_bind(&w->busy_since_ms);
+	for (;;) {
+		/* One event at a time: the others are for idle workers. */
+		n = epoll_wait(srv->conn_epfd, &ev, 1, -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			kb_err("worker: epoll_wait: %s", strerror(errno));
+			break;
+		}
+		if (n == 0)
+			continue;
+		if ((watch = ev.data.ptr)->kind == KB_WATCH_STOP)
+			break;
+		c = (struct kb_conn *)watch;
+		for (events = ev.events; c != NULL; events = 0)
+			c = turn(w, c, events);
+	}
+	return NULL;
+}
+
+/* ---- the event loop: accepting, timeouts, signals ---- */
 
 static void set_listening(struct kb_server *srv, bool on)
 {
@@ -223,133 +625,8 @@ static void pause_accepting(struct kb_server *srv, int err, int64_t now)
 static void resume_accepting(struct kb_server *srv)
 {
 	srv->accept_paused_until_ms = 0;
-	if (!srv->draining)
+	if (!draining(srv))
 		set_listening(srv, true);
-}
-
-/*
- * Closes the socket; the memory goes once no worker holds a job of it.
- * Needs c->lock; returns false if c was freed (the lock with it).
- */
-static bool conn_close(struct kb_server *srv, struct kb_conn *c,
-		       const char *why)
-{
-	char note[KB_LOGRATE_NOTE_MAX];
-
-	if (!c->dead) {
-		if (kb_log_enabled(KB_LOG_DEBUG) &&
-		    kb_lograte_allow(srv->ops.lograte, c->caller.peer.uid,
-				     kb_progress_now_ms(), note, sizeof(note)))
-			kb_debug("closing connection of uid %u pid %d: %s%s",
-				 (unsigned int)c->caller.peer.uid,
-				 (int)c->caller.peer.pid, why, note);
-		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-		close(c->fd);
-		forget_events(srv, c);
-		c->fd = -1;
-		c->dead = true;
-		kb_admit_release(srv->admit, c->caller.peer.uid,
-				 c->unauthenticated);
-		/* An fd is free again: resume accepting if that was the want. */
-		if (srv->accept_paused_until_ms != 0)
-			resume_accepting(srv);
-	}
-	if (c->in_workers > 0)
-		return true;
-	conn_unlink(srv, c);
-	pthread_mutex_unlock(&c->lock);
-	kb_conn_free(c);
-	return false;
-}
-
-/*
- * Whether the workers' queue holds max_queued jobs. If so, the flag goes
- * up before a second look, so the worker that then makes room sees it
- * and wakes the loop (signal_loop).
- */
-static bool jobs_full(struct kb_server *srv)
-{
-	size_t max = (size_t)srv->cfg->max_queued;
-
-	if (kb_queue_count(&srv->jobs) < max)
-		return false;
-	atomic_store(&srv->backlogged, true);
-	return kb_queue_count(&srv->jobs) >= max;
-}
-
-/*
- * Moves one connection forward: hands complete lines to the workers,
- * queues finished replies, writes, and closes when it is done.
- * Needs c->lock; returns false if c was freed.
- */
-static bool conn_service(struct kb_server *srv, struct kb_conn *c, int64_t now)
-{
-	struct kb_job *job;
-	bool token_op;
-
-	/* Collect first: finished replies free pipeline slots for lines. */
-	if (kb_conn_collect(c) != 0)
-		return conn_close(srv, c, "out of memory");
-	if (c->unauthenticated && c->caller.identity[0] != '\0') {
-		kb_admit_authenticated(srv->admit, c->caller.peer.uid);
-		c->unauthenticated = false;
-	}
-	c->waits_for_queue = false;
-	while (!srv->draining && !c->barrier &&
-	       c->pending < (unsigned int)srv->cfg->max_pipeline) {
-		/* The queue is full: hold lines until a worker takes one. */
-		if (jobs_full(srv)) {
-			c->waits_for_queue = true;
-			srv->any_waiting = true;
-			break;
-		}
-		if ((job = kb_conn_next_line(c, now)) == NULL)
-			break;
-		if (job->done)
-			continue;
-		job->caller = c->caller;
-		kb_proto_classify(job->line, job->line_len, kb_ops_table(),
-				  &job->barrier, &token_op);
-		c->barrier = job->barrier;
-		c->in_workers++;
-		kb_queue_push(
-			&srv->jobs,
-			&c->lanes[token_op ? KB_LANE_TOKEN : KB_LANE_QUICK],
-			job);
-	}
-	if (kb_conn_collect(c) != 0 || kb_conn_write(c, now) != KB_IO_OK)
-		return conn_close(srv, c, "write failed");
-	if (kb_conn_idle(c) &&
-	    (c->close_after_flush || c->read_closed || srv->draining))
-		return conn_close(srv, c,
-				  c->close_after_flush ? "protocol error" :
-							 "finished");
-	conn_set_events(srv, c);
-	return true;
-}
-
-/* Takes c->lock for one step on c. */
-static void conn_lock(struct kb_conn *c)
-{
-	pthread_mutex_lock(&c->lock);
-}
-
-/* Drops c->lock unless the step freed c. */
-static void conn_unlock(struct kb_conn *c, bool alive)
-{
-	if (alive)
-		pthread_mutex_unlock(&c->lock);
-}
-
-/* Sends an error line (best effort, never blocking). */
-static void send_refusal(int fd, enum kb_code code, const char *msg)
-{
-	size_t len;
-	char *line = kb_proto_error(NULL, code, msg, &len);
-
-	if (line != NULL)
-		(void)send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	free(line);
 }
 
 /* A refused connection, logged within its uid's share of the log. */
@@ -368,7 +645,7 @@ static void refuse(struct kb_server *srv, int fd, const struct kb_peer *peer,
 
 static void accept_all(struct kb_server *srv, int64_t now)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT };
 	struct kb_peer peer;
 	struct kb_conn *c;
 	char why[160];
@@ -389,18 +666,14 @@ static void accept_all(struct kb_server *srv, int64_t now)
 			close(fd);
 			continue;
 		}
+		/* Listed first: a worker may serve and close it at once. */
+		conn_link(srv, c);
 		ev.data.ptr = c;
-		if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+		if (epoll_ctl(srv->conn_epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+			conn_unlink(srv, c);
 			kb_admit_release(srv->admit, peer.uid, true);
 			kb_conn_free(c);
-			continue;
 		}
-		c->events = EPOLLIN;
-		c->caller.conn = ++srv->last_conn;
-		c->next = srv->conns;
-		if (srv->conns != NULL)
-			srv->conns->prev = c;
-		srv->conns = c;
 	}
 	if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 	    errno == ENOMEM)
@@ -409,73 +682,7 @@ static void accept_all(struct kb_server *srv, int64_t now)
 		kb_warn("accept: %s", strerror(errno));
 }
 
-static void conn_event(struct kb_server *srv, struct kb_conn *c,
-		       uint32_t events, int64_t now)
-{
-	enum kb_io io;
-	bool alive;
-
-	conn_lock(c);
-	if (events & EPOLLERR) {
-		conn_unlock(c, conn_close(srv, c, "socket error"));
-		return;
-	}
-	if (events & (EPOLLIN | EPOLLHUP)) {
-		io = kb_conn_read(c, now);
-		if (io == KB_IO_ERROR) {
-			conn_unlock(c, conn_close(srv, c, "read failed"));
-			return;
-		}
-		if (io == KB_IO_EOF)
-			c->read_closed = true;
-	}
-	alive = conn_service(srv, c, now);
-	conn_unlock(c, alive);
-}
-
-/* Gives connections that held lines back for the full queue a turn. */
-static void serve_waiting(struct kb_server *srv, int64_t now)
-{
-	struct kb_conn *c, *next;
-
-	srv->any_waiting = false;
-	for (c = srv->conns; c != NULL; c = next) {
-		next = c->next;
-		conn_lock(c);
-		conn_unlock(c, !c->waits_for_queue || c->dead ||
-				       conn_service(srv, c, now));
-	}
-}
-
-/* Takes back the jobs whose replies the workers could not send. */
-static void collect_done(struct kb_server *srv, int64_t now)
-{
-	struct kb_job *job, *next;
-	struct kb_conn *c;
-	uint64_t n;
-	bool alive;
-
-	if (read(srv->done_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		kb_warn("eventfd: %s", strerror(errno));
-	for (job = kb_queue_take_all(&srv->done); job != NULL; job = next) {
-		next = job->next;
-		c = job->conn;
-		conn_lock(c);
-		job->done = true;
-		c->in_workers--;
-		if (c->dead)
-			alive = c->in_workers > 0 || conn_close(srv, c, "");
-		else if (job->resp == NULL)
-			alive = conn_close(srv, c, "out of memory");
-		else
-			alive = conn_service(srv, c, now);
-		conn_unlock(c, alive);
-	}
-	if (srv->any_waiting)
-		serve_waiting(srv, now);
-}
-
-/* Why c should be closed now, or NULL. Needs c->lock. */
+/* Why c should be closed now, or NULL. c is between turns. */
 static const char *timeout_reason(const struct kb_config *cfg,
 				  const struct kb_conn *c, int64_t now)
 {
@@ -483,10 +690,8 @@ static const char *timeout_reason(const struct kb_config *cfg,
 				     c->write_blocked_ms :
 				     c->last_activity_ms;
 
-	if (c->dead)
-		return NULL;
 	/* Blank lines and half lines do not move this deadline. */
-	if (c->unauthenticated && c->pending == 0 &&
+	if (c->unauthenticated && !kb_conn_line_waiting(c) &&
 	    now - c->accepted_ms > cfg->authenticate_timeout_ms)
 		return "no identity within authenticate_timeout";
 	if (kb_conn_line_incomplete(c) &&
@@ -494,47 +699,61 @@ static const char *timeout_reason(const struct kb_config *cfg,
 		return "request line not completed in time";
 	if (c->out.len > 0 && now - last_write > cfg->request_timeout_ms)
 		return "client not reading replies";
-	if (c->pending == 0 && c->in.len == 0 &&
+	if (c->in.len == 0 && c->out.len == 0 &&
 	    now - c->last_activity_ms > cfg->idle_timeout_ms)
 		return "idle";
 	return NULL;
 }
 
-/* Closes idle, half-sent and stalled connections. */
+/*
+ * Closes idle, half-sent and stalled connections: those between turns
+ * are marked, and their socket shut so that the worker that gets the
+ * event closes them (only a connection's worker frees it).
+ */
 static void check_timeouts(struct kb_server *srv, int64_t now)
 {
-	struct kb_conn *c, *next;
 	const char *why;
+	struct kb_conn *c;
 
-	for (c = srv->conns; c != NULL; c = next) {
-		next = c->next;
-		conn_lock(c);
-		if ((why = timeout_reason(srv->cfg, c, now)) != NULL &&
-		    c->unauthenticated && c->out.len == 0)
-			send_refusal(c->fd, KB_UNAUTHORIZED,
-				     "no authenticate within "
-				     "authenticate_timeout; closing");
-		conn_unlock(c, why == NULL || conn_close(srv, c, why));
+	pthread_mutex_lock(&srv->conns_lock);
+	for (c = srv->conns; c != NULL; c = c->next) {
+		pthread_mutex_lock(&c->lock);
+		if (!c->busy && c->expired == NULL &&
+		    (why = timeout_reason(srv->cfg, c, now)) != NULL) {
+			if (c->unauthenticated && c->out.len == 0)
+				send_refusal(c->fd, KB_UNAUTHORIZED,
+					     "no authenticate within "
+					     "authenticate_timeout; closing");
+			c->expired = why;
+			shutdown(c->fd, SHUT_RDWR);
+		}
+		pthread_mutex_unlock(&c->lock);
 	}
+	pthread_mutex_unlock(&srv->conns_lock);
 }
 
+/*
+ * SIGTERM: no new connections, and nothing more is read; the requests
+ * already read are served and each connection is closed once its
+ * replies are written. Shutting the read side wakes the worker of every
+ * connection waiting for input.
+ */
 static void start_draining(struct kb_server *srv, int64_t now)
 {
-	struct kb_conn *c, *next;
+	struct kb_conn *c;
 
 	kb_info("shutting down: no new connections; finishing requests in "
 		"flight");
 	kb_notify_stopping("draining: finishing requests in flight");
-	srv->draining = true;
+	atomic_store(&srv->draining, true);
 	srv->drain_deadline_ms = now + srv->cfg->shutdown_grace_ms;
 	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, srv->listener->fd, NULL);
 	kb_listener_close(srv->listener);
 	srv->accept_paused_until_ms = 0;
-	for (c = srv->conns; c != NULL; c = next) {
-		next = c->next;
-		conn_lock(c);
-		conn_unlock(c, c->dead || conn_service(srv, c, now));
-	}
+	pthread_mutex_lock(&srv->conns_lock);
+	for (c = srv->conns; c != NULL; c = c->next)
+		shutdown(c->fd, SHUT_RD);
+	pthread_mutex_unlock(&srv->conns_lock);
 }
 
 /* Whether the audit settings differ (they take effect at a restart). */
@@ -671,7 +890,7 @@ static void tell_manager(struct kb_server *srv, int64_t now)
 			srv->pings_held = true;
 		}
 	}
-	if (now < srv->next_status_ms || srv->draining)
+	if (now < srv->next_status_ms || draining(srv))
 		return;
 	srv->next_status_ms = now + STATUS_MS;
 	kb_keystore_summary(srv->ops.ks, &keys, &versions, &available);
@@ -700,7 +919,7 @@ static void handle_signal(struct kb_server *srv, int64_t now)
 	while (read(srv->signal_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
 			kb_admin_reload(srv->admin);
-		} else if (!srv->draining) {
+		} else if (!draining(srv)) {
 			start_draining(srv, now);
 		}
 	}
@@ -708,32 +927,26 @@ static void handle_signal(struct kb_server *srv, int64_t now)
 
 static bool drained(struct kb_server *srv, int64_t now)
 {
-	struct kb_conn *c;
-	bool busy;
+	bool empty;
 
-	if (!srv->draining)
+	if (!draining(srv))
 		return false;
 	if (now >= srv->drain_deadline_ms) {
 		kb_warn("shutdown grace period over; dropping what is left");
 		return true;
 	}
-	for (c = srv->conns; c != NULL; c = c->next) {
-		conn_lock(c);
-		busy = !c->dead || c->in_workers > 0;
-		conn_unlock(c, true);
-		if (busy)
-			return false;
-	}
-	return true;
+	pthread_mutex_lock(&srv->conns_lock);
+	empty = srv->conns == NULL;
+	pthread_mutex_unlock(&srv->conns_lock);
+	return empty;
 }
 
-static int watch(struct kb_server *srv, int fd, struct kb_watch *w,
-		 enum kb_watch_kind kind)
+static int watch(int epfd, int fd, struct kb_watch *w, enum kb_watch_kind kind)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
 
 	w->kind = kind;
-	return epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev);
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
 /*
@@ -759,10 +972,20 @@ static int connection_budget(const struct kb_config *cfg)
 	return (int)spare;
 }
 
+/* Serving threads that hold no token session: one per CPU, within bounds. */
+static int quick_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < QUICK_THREADS_MIN)
+		return QUICK_THREADS_MIN;
+	return n > QUICK_THREADS_MAX ? QUICK_THREADS_MAX : (int)n;
+}
+
 static int server_setup(struct kb_server *srv, sigset_t *mask)
 {
 	struct kb_admit_limits limits;
-	int i;
+	int i, n;
 
 	srv->max_conns = connection_budget(srv->cfg);
 	limits = (struct kb_admit_limits){
@@ -777,24 +1000,37 @@ static int server_setup(struct kb_server *srv, sigset_t *mask)
 						 KB_AUDITRATE_PER_S)) == NULL)
 		goto out_errno;
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+	srv->conn_epfd = epoll_create1(EPOLL_CLOEXEC);
 	srv->signal_fd = signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	srv->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (srv->epfd < 0 || srv->signal_fd < 0 || srv->done_fd < 0 ||
-	    watch(srv, srv->listener->fd, &srv->listen_watch,
+	srv->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (srv->epfd < 0 || srv->conn_epfd < 0 || srv->signal_fd < 0 ||
+	    srv->stop_fd < 0 ||
+	    watch(srv->epfd, srv->listener->fd, &srv->listen_watch,
 		  KB_WATCH_LISTEN) ||
-	    watch(srv, srv->signal_fd, &srv->signal_watch, KB_WATCH_SIGNAL) ||
-	    watch(srv, srv->done_fd, &srv->done_watch, KB_WATCH_DONE))
+	    watch(srv->epfd, srv->signal_fd, &srv->signal_watch,
+		  KB_WATCH_SIGNAL) ||
+	    watch(srv->conn_epfd, srv->stop_fd, &srv->stop_watch,
+		  KB_WATCH_STOP))
 		goto out_errno;
-	if ((srv->workers = calloc((size_t)srv->cfg->workers,
-				   sizeof(*srv->workers))) == NULL)
+	if ((srv->p11 = calloc((size_t)srv->cfg->workers, sizeof(*srv->p11))) ==
+	    NULL)
+		goto out_errno;
+	for (i = 0; i < srv->cfg->workers; i++)
+		if (kb_keyworker_new(srv->ops.ks, &srv->p11[i]) != 0) {
+			errno = ENOMEM;
+			goto out_errno;
+		}
+	if ((errno = kb_sessions_init(&srv->sessions, srv->p11,
+				      srv->cfg->workers,
+				      srv->cfg->max_queued)) != 0)
+		goto out_errno;
+	n = srv->cfg->workers + quick_threads();
+	if ((srv->workers = calloc((size_t)n, sizeof(*srv->workers))) == NULL)
 		goto out_errno;
 	if ((errno = kb_admin_start(reload, tick, srv, &srv->admin)) != 0)
 		goto out_errno;
-	for (i = 0; i < srv->cfg->workers; i++) {
+	for (i = 0; i < n; i++) {
 		srv->workers[i].srv = srv;
-		kb_waiter_init(&srv->workers[i].waiter);
-		if (kb_keyworker_new(srv->ops.ks, &srv->workers[i].p11) != 0)
-			goto out_errno;
 		if ((errno = pthread_create(&srv->workers[i].thread, NULL,
 					    worker_main, &srv->workers[i])) !=
 		    0)
@@ -814,7 +1050,7 @@ out_errno:
  */
 static struct timespec join_deadline(const struct kb_server *srv)
 {
-	int64_t left = srv->draining ?
+	int64_t left = draining(srv) ?
 			       srv->drain_deadline_ms - kb_progress_now_ms() :
 			       srv->cfg->shutdown_grace_ms;
 	struct timespec ts;
@@ -837,48 +1073,47 @@ static bool server_teardown(struct kb_server *srv)
 {
 	struct timespec deadline = join_deadline(srv);
 	struct kb_conn *c, *next;
-	struct kb_job *job, *jnext;
+	uint64_t one = 1;
 	int i;
 
 	if (!kb_admin_stop(srv->admin, &deadline))
 		return false;
-	kb_queue_close(&srv->jobs);
+	if (srv->stop_fd >= 0 &&
+	    write(srv->stop_fd, &one, sizeof(one)) != sizeof(one))
+		kb_err("cannot stop the workers: %s", strerror(errno));
 	for (i = 0; i < srv->nworkers; i++)
 		if (pthread_timedjoin_np(srv->workers[i].thread, NULL,
 					 &deadline) != 0)
 			return false;
-	for (i = 0; i < srv->cfg->workers && srv->workers != NULL; i++) {
-		kb_keyworker_free(srv->workers[i].p11);
-		kb_waiter_uninit(&srv->workers[i].waiter);
+	for (i = 0; i < srv->nworkers; i++) {
+		kb_scratch_free(&srv->workers[i].scratch);
+		kb_audit_batch_free(&srv->workers[i].batch);
+		free(srv->workers[i].staged);
 	}
 	free(srv->workers);
-	/* Jobs left behind after the grace period. */
-	for (job = kb_queue_take_all(&srv->done); job != NULL; job = jnext) {
-		jnext = job->next;
-		job->done = true;
-		job->conn->in_workers--;
-	}
-	for (job = kb_queue_take_all(&srv->jobs); job != NULL; job = jnext) {
-		jnext = job->next;
-		job->done = true;
-		job->conn->in_workers--;
-	}
+	/* Connections left behind after the grace period. */
+	(void)kb_sessions_take_waiting(&srv->sessions);
 	for (c = srv->conns; c != NULL; c = next) {
 		next = c->next;
 		kb_conn_free(c);
 	}
+	kb_sessions_uninit(&srv->sessions);
+	for (i = 0; srv->p11 != NULL && i < srv->cfg->workers; i++)
+		kb_keyworker_free(srv->p11[i]);
+	free(srv->p11);
 	kb_listener_close(srv->listener);
 	kb_admit_free(srv->admit);
 	kb_lograte_free(srv->ops.lograte);
 	kb_lograte_free(srv->ops.auditrate);
 	if (srv->epfd >= 0)
 		close(srv->epfd);
+	if (srv->conn_epfd >= 0)
+		close(srv->conn_epfd);
 	if (srv->signal_fd >= 0)
 		close(srv->signal_fd);
-	if (srv->done_fd >= 0)
-		close(srv->done_fd);
-	kb_queue_uninit(&srv->jobs);
-	kb_queue_uninit(&srv->done);
+	if (srv->stop_fd >= 0)
+		close(srv->stop_fd);
+	pthread_mutex_destroy(&srv->conns_lock);
 	return true;
 }
 
@@ -895,18 +1130,19 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 			 .instance = cfg->instance,
 			 .allow_rsa1_5 = cfg->allow_rsa1_5 },
 		.epfd = -1,
+		.conn_epfd = -1,
 		.listener = listener,
 		.signal_fd = -1,
-		.done_fd = -1,
+		.stop_fd = -1,
 	};
+	struct epoll_event events[MAX_EVENTS];
 	int64_t now, left, last_tick = 0;
 	char status[192];
 	struct kb_watch *w;
 	sigset_t mask;
-	int r = -1, wait_ms;
+	int i, n, r = -1, wait_ms;
 
-	kb_queue_init(&srv.jobs);
-	kb_queue_init(&srv.done);
+	pthread_mutex_init(&srv.conns_lock, NULL);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -922,9 +1158,9 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 		 kb_keystore_token_label(ks));
 	if (server_setup(&srv, &mask) != 0)
 		goto out;
-	kb_info("listening on %s with %d workers, at most %d connections (%d "
-		"per uid)",
-		cfg->socket_path, cfg->workers, srv.max_conns,
+	kb_info("listening on %s with %d workers (%d token sessions), at most "
+		"%d connections (%d per uid)",
+		cfg->socket_path, srv.nworkers, cfg->workers, srv.max_conns,
 		cfg->max_connections_per_uid);
 	snprintf(status, sizeof(status), "serving on %s, token %s",
 		 cfg->socket_path, srv.label);
@@ -940,36 +1176,26 @@ int kb_server_run(const struct kb_config *cfg, struct kb_keystore *ks,
 		 * end of a pause in accepting, whichever is first.
 		 */
 		now = kb_progress_now_ms();
-		left = TICK_MS;
+		left = draining(&srv) ? DRAIN_TICK_MS : TICK_MS;
 		if (srv.watchdog_ms > 0 && srv.next_ping_ms - now < left)
 			left = srv.next_ping_ms - now;
 		if (srv.accept_paused_until_ms != 0 &&
 		    srv.accept_paused_until_ms - now < left)
 			left = srv.accept_paused_until_ms - now;
 		wait_ms = left < 0 ? 0 : (int)left;
-		srv.nevents =
-			epoll_wait(srv.epfd, srv.events, MAX_EVENTS, wait_ms);
-		if (srv.nevents < 0 && errno != EINTR) {
+		n = epoll_wait(srv.epfd, events, MAX_EVENTS, wait_ms);
+		if (n < 0 && errno != EINTR) {
 			kb_err("epoll_wait: %s", strerror(errno));
 			goto out;
 		}
 		now = kb_progress_now_ms();
-		for (srv.next_event = 0; srv.next_event < srv.nevents;) {
-			struct epoll_event *ev = &srv.events[srv.next_event++];
-
-			if ((w = ev->data.ptr) == NULL)
-				continue; /* its connection was closed */
-			if (w->kind == KB_WATCH_LISTEN && !srv.draining)
+		for (i = 0; i < n; i++) {
+			w = events[i].data.ptr;
+			if (w->kind == KB_WATCH_LISTEN && !draining(&srv))
 				accept_all(&srv, now);
 			else if (w->kind == KB_WATCH_SIGNAL)
 				handle_signal(&srv, now);
-			else if (w->kind == KB_WATCH_DONE)
-				collect_done(&srv, now);
-			else if (w->kind == KB_WATCH_CONN)
-				conn_event(&srv, (struct kb_conn *)w,
-					   ev->events, now);
 		}
-		srv.nevents = 0;
 		if (srv.accept_paused_until_ms != 0 &&
 		    now >= srv.accept_paused_until_ms) {
 			resume_accepting(&srv);

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * keybrokerd's server: the Unix socket, one epoll event loop that owns
- * every connection, and a fixed pool of worker threads, each with its own
- * token session, that handle requests. Replies go back in request order.
+ * keybrokerd's server: the Unix socket, an event loop that accepts
+ * connections and keeps time (timeouts, signals, the service manager),
+ * and a fixed pool of worker threads that wait on the connections
+ * themselves (one-shot epoll) and serve each in turns: read, handle,
+ * record, reply, with no hand-off between threads. Workers share the
+ * token sessions (kb_sessions.h); those that hold none serve the requests
+ * that need none. Replies go back in request order.
  */
 #ifndef KB_SERVER_H
 #define KB_SERVER_H

@@ -1,17 +1,26 @@
 #!/bin/sh
-# Benchmark: makes a SoftHSMv2 token with an RSA-2048 key in a temporary
-# directory, starts keybrokerd on it and runs kb_bench (figures, no
-# pass/fail). Usage: tests/bench/run.sh BUILD_DIR [SECONDS]
+# Benchmark: makes a SoftHSMv2 token with RSA-2048, -3072 and -4096 keys
+# in a temporary directory, starts keybrokerd on it (twice: with the audit
+# trail and without), remotes the token with "p11-kit server", and runs
+# kb_bench (figures, no pass/fail).
+# Usage: tests/bench/run.sh BUILD_DIR [SECONDS]
+# KB_BENCH_BROKER=PATH runs that keybrokerd instead of BUILD_DIR's (to
+# measure another version with the same benchmark).
 set -eu
 cd "$(dirname "$0")/../.."
 B=${1:-build}
 secs=${2:-3}
+broker=${KB_BENCH_BROKER:-$B/keybrokerd}
+client=$(pkg-config --variable=p11_module_path p11-kit-1)/p11-kit-client.so
+softhsm=$(sed -n 's/^module: *//p' /usr/share/p11-kit/modules/softhsm2.module)
 dir=$(mktemp -d /tmp/kb-bench-XXXXXX)
 pid=
 pid2=
+pid3=
 cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-	[ -n "$pid2" ] && kill "$pid2" 2>/dev/null && wait "$pid2" 2>/dev/null
+	for p in $pid $pid2 $pid3; do
+		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -24,19 +33,29 @@ authenticate_timeout = 30;
 CONF
 sed -i 's/^log_level = "info";/log_level = "warning";/' "$dir/keybroker.conf"
 export SOFTHSM2_CONF="$dir/softhsm2.conf"
-"$B/keybrokerctl" -c "$dir/keybroker.conf" init-token --so-pin-file "$dir/so.pin" >/dev/null
-"$B/keybrokerctl" -c "$dir/keybroker.conf" create-key bench --size 2048 >/dev/null
+ctl() { "$B/keybrokerctl" -c "$dir/keybroker.conf" "$@" >/dev/null; }
+ctl init-token --so-pin-file "$dir/so.pin"
+ctl create-key bench --size 2048
+ctl create-key bench3072 --size 3072
+ctl create-key bench4096 --size 4096
 ulimit -n 4096
 # A second broker on the same token without the audit trail: its cost.
 sed 's|^socket = .*|socket = "run/plain.sock";|' "$dir/keybroker.conf" \
 	> "$dir/plain.conf"
 echo 'audit = { enabled = false; };' >> "$dir/plain.conf"
-"$B/keybrokerd" -c "$dir/keybroker.conf" &
+"$broker" -c "$dir/keybroker.conf" &
 pid=$!
-"$B/keybrokerd" -c "$dir/plain.conf" 2>/dev/null &
+"$broker" -c "$dir/plain.conf" 2>/dev/null &
 pid2=$!
-while [ ! -S "$dir/run/keybroker.sock" ] || [ ! -S "$dir/run/plain.sock" ]; do
+# The token remoted by p11-kit, for the comparison with a PKCS#11 proxy.
+p11-kit server -f -s --provider "$softhsm" -n "$dir/p11-kit.sock" \
+	"pkcs11:token=keybroker" >/dev/null &
+pid3=$!
+while [ ! -S "$dir/run/keybroker.sock" ] || [ ! -S "$dir/run/plain.sock" ] ||
+	[ ! -S "$dir/p11-kit.sock" ]; do
 	sleep 0.05
 done
-"$B/tests/kb_bench" -c "$dir/keybroker.conf" -s "$dir/run/keybroker.sock" \
-	-S "$dir/run/plain.sock" -k bench -t "$secs"
+P11_KIT_SERVER_ADDRESS="unix:path=$dir/p11-kit.sock" "$B/tests/kb_bench" \
+	-c "$dir/keybroker.conf" -s "$dir/run/keybroker.sock" \
+	-S "$dir/run/plain.sock" -k bench -K bench3072,bench4096 \
+	-P "$client" -t "$secs"

@@ -12,11 +12,16 @@
  *
  * accept4 out of file descriptors (EMFILE), while a file exists:
  *   KB_SHIM_EMFILE_WHILE      path of that file
+ *
+ * write(2) to the audit trail's audit.jsonl failing with EIO (a disk
+ * gone bad under the trail), while a file exists:
+ *   KB_SHIM_EIO_AUDIT_WHILE   path of that file
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -29,6 +34,7 @@
 
 typedef int (*getsockopt_fn)(int, int, int, void *, socklen_t *);
 typedef int (*accept4_fn)(int, struct sockaddr *, socklen_t *, int);
+typedef ssize_t (*write_fn)(int, const void *, size_t);
 
 static bool has_path(int fd)
 {
@@ -78,4 +84,33 @@ int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 		return -1;
 	}
 	return real(fd, addr, len, flags);
+}
+
+/* Whether fd is open on a file named audit.jsonl. */
+static bool is_trail(int fd)
+{
+	static const char name[] = "/audit.jsonl";
+	char link[64], path[4096];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	if ((n = readlink(link, path, sizeof(path) - 1)) <
+	    (ssize_t)sizeof(name) - 1)
+		return false;
+	path[n] = '\0';
+	return strcmp(path + n - (sizeof(name) - 1), name) == 0;
+}
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+	static write_fn real;
+	const char *flag = getenv("KB_SHIM_EIO_AUDIT_WHILE");
+
+	if (real == NULL)
+		real = (write_fn)dlsym(RTLD_NEXT, "write");
+	if (flag != NULL && access(flag, F_OK) == 0 && is_trail(fd)) {
+		errno = EIO;
+		return -1;
+	}
+	return real(fd, buf, n);
 }

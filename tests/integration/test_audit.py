@@ -866,6 +866,59 @@ class DiskFull(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout)
 
 
+class FailedWrite(unittest.TestCase):
+    """A write of the trail that fails (EIO, a disk gone bad) takes the
+    records of a turn of pipelined requests with it: of that turn's
+    replies, those that must not go unrecorded become AuditUnavailable,
+    the others stand, and all come in request order."""
+
+    def test_pipelined_replies_stand_only_with_their_records(self):
+        flag = os.path.join(TOKEN.dir, "eio.flag")
+        b = Broker(TOKEN, name="eio", identities=IDENTITIES, access=ACCESS,
+                   audit='{ forward = "none"; }',
+                   env={"LD_PRELOAD": os.path.join(BUILD, "tests", "syscall_shim.so"),
+                        "KB_SHIM_EIO_AUDIT_WHILE": flag,
+                        "ASAN_OPTIONS": "verify_asan_link_order=0"}).start()
+        try:
+            svc, _ = client_as(b, "svc")
+            wrapped = svc.wrap("cmk", DEK)["value"]
+            calls = [("unwrapKey", {"key": "cmk", "value": wrapped}),
+                     ("getKey", {"key": "cmk"}),
+                     ("unwrapKey", {"key": "cmk", "value": wrapped}),
+                     ("wrapKey", {"key": "cmk", "value": b64e(DEK)})]
+            batch = b"".join(json.dumps(dict(id=i, op=op, **f)).encode() + b"\n"
+                             for i, (op, f) in enumerate(calls))
+            open(flag, "w").close()
+            svc.send_raw(batch)
+            got = [svc.read_line() for _ in calls]
+            os.unlink(flag)
+            # The first unwrap is handled in the first turn, whatever the
+            # reads bring: its reply was made, then withheld.
+            self.assertEqual([g["id"] for g in got], [0, 1, 2, 3])
+            self.assertNotIn("result", got[0])
+            self.assertEqual(got[0]["error"]["code"], "AuditUnavailable")
+            self.assertIn("could not be recorded in the audit trail, so its result is "
+                          "withheld", got[0]["error"]["message"])
+            self.assertNotIn("result", got[2])
+            self.assertEqual(got[2]["error"]["code"], "AuditUnavailable")
+            # Nothing secret at stake: served, and counted.
+            self.assertIn("result", got[1])
+            self.assertIn("result", got[3])
+            # Back by itself once writes work, saying what it missed.
+            self.assertTrue(wait_for(lambda: "result" in svc.request(
+                "unwrapKey", key="cmk", value=wrapped), 10))
+            resumed = [r for r in records(b) if r["event"] == "resumed"]
+            self.assertEqual(len(resumed), 1)
+            self.assertGreaterEqual(resumed[0]["unrecorded"]["served"], 2)
+            self.assertGreaterEqual(resumed[0]["unrecorded"]["refused"], 2)
+            self.assertIn("Input/output error", resumed[0]["message"])
+            svc.close()
+        finally:
+            finish(b, None)
+        r = audit_tool("verify", "--pubkey", PUBKEY, trail_dir(b), check=False)
+        self.assertEqual(r.returncode, 0, r.stdout)
+
+
 def datagrams(sock, until):
     """The native-protocol entries (KEY=value lines) sent to sock."""
     out = []

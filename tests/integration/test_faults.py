@@ -206,6 +206,38 @@ class TokenFaults(unittest.TestCase):
             stuck.close()
             other.close()
 
+    def test_requests_waiting_for_the_token_are_bounded(self):
+        """One token session, hung; one connection may wait for it
+        (max_queued = 1): a third token request is refused at once, and
+        requests that need no token are served all along."""
+        b = Broker(self.token, name="queue", workers="1", max_queued="1",
+                   env={"KB_FAULT_FILE": self.rules}).start()
+        line = (b'{"id":1,"op":"unwrapKey","key":"cmk","value":"%s"}\n'
+                % self.wrapped.encode())
+        conns = [b.connect() for _ in range(4)]
+        try:
+            set_rules(self.rules, "C_Decrypt hang")
+            conns[0].send_raw(line)
+            conns[1].send_raw(line)
+            time.sleep(0.5)  # one in the token, one waiting for it
+            t0 = time.monotonic()
+            r = conns[2].request("unwrapKey", key="cmk", value=self.wrapped)
+            self.assertEqual(r["error"]["code"], "Throttled", r)
+            self.assertIn("the token is busy", r["error"]["message"])
+            self.assertIn("max_queued", r["error"]["message"])
+            conns[3].wrap("cmk", self.dek)
+            conns[3].ok("getKey", key="cmk")
+            self.assertLess(time.monotonic() - t0, 2)
+            set_rules(self.rules)
+            for c in conns[:2]:
+                self.assertEqual(b64d(c.read_line()["result"]["value"]), self.dek)
+            self.assertUnwraps(conns[2])
+        finally:
+            set_rules(self.rules)
+            for c in conns:
+                c.close()
+            finish(b, None)
+
     def test_reload_hung_in_the_token_does_not_stop_requests(self):
         since = len(self.broker.read_log())
         set_rules(self.rules, "C_FindObjectsInit hang")

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * The connection layer on a socketpair: request lines cut from whatever
- * the reads bring, replies written in request order whatever order they
- * finish in, an over-long line refused, and a worker's direct send only
- * when it cannot overtake anything.
+ * the reads bring, kept across turns, an over-long line refused, replies
+ * the socket did not take written before the next turn's, and the
+ * scratch buffers left empty and wiped after every turn.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +20,7 @@
 
 struct pair {
 	struct kb_conn *c;
+	struct kb_scratch s; /* a worker's */
 	int peer; /* the client's end */
 };
 
@@ -43,8 +44,9 @@ static int teardown(void **state)
 {
 	struct pair *p = *state;
 
-	/* Closes the broker's end and frees the jobs still owed. */
+	/* Closes the broker's end and frees what it kept. */
 	kb_conn_free(p->c);
+	kb_scratch_free(&p->s);
 	close(p->peer);
 	free(p);
 	return 0;
@@ -53,7 +55,7 @@ static int teardown(void **state)
 static void client_sends(struct pair *p, const char *s)
 {
 	assert_int_equal(write(p->peer, s, strlen(s)), (ssize_t)strlen(s));
-	assert_int_equal(kb_conn_read(p->c, 1), KB_IO_OK);
+	assert_int_equal(kb_conn_read(p->c, &p->s, 1), KB_IO_OK);
 }
 
 /* Everything the client can read now, NUL-terminated, in buf. */
@@ -65,122 +67,166 @@ static size_t client_reads(struct pair *p, char *buf, size_t size)
 	return n > 0 ? (size_t)n : 0;
 }
 
-static void finish(struct kb_job *job, const char *reply)
+/* The next line of the turn, taken, as a string in buf. */
+static const char *take(struct pair *p, char *buf, size_t size)
 {
-	job->resp = strdup(reply);
-	job->resp_len = strlen(reply);
-	job->done = true;
+	const char *line;
+	size_t len;
+
+	assert_int_equal(kb_conn_peek_line(p->c, &p->s, &line, &len, 1),
+			 KB_LINE_OK);
+	assert_true(len < size);
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	kb_conn_take_line(p->c, &p->s, 1);
+	return buf;
+}
+
+/*
+ * Ends the turn and checks that the scratch buffers kept nothing, and
+ * that no request or reply byte of the tests (all but the padding of
+ * the big reply are letters, digits and punctuation) is left in them.
+ */
+static void end_turn(struct pair *p)
+{
+	static const char *seen[] = { "id",   "first", "second", "thi",
+				      "next", "xxxx",  "rrrr" };
+	size_t i;
+
+	assert_int_equal(kb_conn_end_turn(p->c, &p->s, 1), 0);
+	assert_int_equal(p->s.in.len, 0);
+	assert_int_equal(p->s.out.len, 0);
+	for (i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
+		if (p->s.in.p != NULL)
+			assert_null(memmem(p->s.in.p, p->s.in.cap, seen[i],
+					   strlen(seen[i])));
+		if (p->s.out.p != NULL)
+			assert_null(memmem(p->s.out.p, p->s.out.cap, seen[i],
+					   strlen(seen[i])));
+	}
 }
 
 static void test_lines_cut_across_reads(void **state)
 {
 	struct pair *p = *state;
-	struct kb_job *a, *b;
+	const char *line;
+	char buf[64];
+	size_t len;
 
+	assert_int_equal(kb_conn_begin_turn(p->c, &p->s), 0);
 	client_sends(p, "{\"id\":1");
-	assert_null(kb_conn_next_line(p->c, 2));
+	assert_int_equal(kb_conn_peek_line(p->c, &p->s, &line, &len, 2),
+			 KB_LINE_NONE);
+	end_turn(p);
+	/* The half line waits in the connection between turns. */
 	assert_true(kb_conn_line_incomplete(p->c));
+	assert_false(kb_conn_line_waiting(p->c));
+	assert_int_equal(kb_conn_begin_turn(p->c, &p->s), 0);
+	assert_int_equal(p->c->in.len, 0);
 	client_sends(p, "}\n\r\n{\"id\":2}\r\n");
-	a = kb_conn_next_line(p->c, 3);
-	b = kb_conn_next_line(p->c, 3);
-	assert_non_null(a);
-	assert_non_null(b);
-	assert_null(kb_conn_next_line(p->c, 3));
 	/* The blank line is no request; "\r\n" ends a line like "\n". */
-	assert_int_equal(a->line_len, 8);
-	assert_memory_equal(a->line, "{\"id\":1}", 8);
-	assert_int_equal(b->line_len, 8);
-	assert_memory_equal(b->line, "{\"id\":2}", 8);
-	assert_int_equal(p->c->pending, 2);
+	assert_string_equal(take(p, buf, sizeof(buf)), "{\"id\":1}");
+	assert_true(kb_conn_has_line(&p->s));
+	assert_string_equal(take(p, buf, sizeof(buf)), "{\"id\":2}");
+	assert_false(kb_conn_has_line(&p->s));
+	assert_int_equal(kb_conn_peek_line(p->c, &p->s, &line, &len, 3),
+			 KB_LINE_NONE);
+	end_turn(p);
 	assert_false(kb_conn_line_incomplete(p->c));
-	assert_false(kb_conn_idle(p->c));
+	assert_int_equal(p->c->in.len, 0);
 }
 
-static void test_replies_in_request_order(void **state)
+static void test_line_not_taken_stays_for_the_next_turn(void **state)
 {
 	struct pair *p = *state;
-	struct kb_job *a, *b;
-	char buf[256];
+	char buf[64];
 
-	client_sends(p, "first\nsecond\n");
-	a = kb_conn_next_line(p->c, 1);
-	b = kb_conn_next_line(p->c, 1);
-	/* The second finishes first: nothing may be written yet. */
-	finish(b, "reply-2\n");
-	assert_int_equal(kb_conn_collect(p->c), 0);
+	assert_int_equal(kb_conn_begin_turn(p->c, &p->s), 0);
+	client_sends(p, "first\nsecond\nthi");
+	assert_string_equal(take(p, buf, sizeof(buf)), "first");
+	/* "second" waits (say, for a token session) with the half line. */
+	end_turn(p);
+	assert_true(kb_conn_line_waiting(p->c));
+	assert_int_equal(p->c->in.len, strlen("second\nthi"));
+	assert_int_equal(kb_conn_begin_turn(p->c, &p->s), 0);
+	client_sends(p, "rd\n");
+	assert_string_equal(take(p, buf, sizeof(buf)), "second");
+	assert_string_equal(take(p, buf, sizeof(buf)), "third");
+	end_turn(p);
+	assert_false(kb_conn_line_waiting(p->c));
+}
+
+static void test_replies_written_in_order_across_turns(void **state)
+{
+	struct pair *p = *state;
+	size_t sent = 0, got = 0, n;
+	char *big = malloc(1 << 20), buf[256];
+
+	assert_non_null(big);
+	memset(big, 'r', 1 << 20);
+	big[(1 << 20) - 1] = '\n';
+	/* More than the socket takes: the rest is kept by the connection. */
+	assert_int_equal(kb_conn_begin_turn(p->c, &p->s), 0);
+	assert_int_equal(kb_conn_reply(&p->s, big, 1 << 20), 0);
+	assert_int_equal(kb_conn_flush(p->c, &p->s, 2), KB_IO_OK);
+	end_turn(p);
+	assert_true(p->c->out.len > 0);
+	assert_true(p->c->out.len < (1 << 20));
+	/* The next turn's reply goes after what was kept. */
+	assert_int_equal(kb_conn_begin_turn(p->c, &p->s), 0);
+	assert_int_equal(kb_conn_reply(&p->s, "next\n", 5), 0);
+	while (got < (1 << 20) + 5) {
+		assert_int_equal(kb_conn_flush(p->c, &p->s, 3), KB_IO_OK);
+		while ((n = client_reads(p, buf, sizeof(buf))) > 0) {
+			if (got + n > (1 << 20))
+				assert_memory_equal(
+					buf + ((1 << 20) > got ?
+						       (1 << 20) - got :
+						       0),
+					"next\n" + (got > (1 << 20) ?
+							    got - (1 << 20) :
+							    0),
+					got + n -
+						((1 << 20) > got ? (1 << 20) :
+								   got));
+			got += n;
+		}
+		sent++;
+		assert_true(sent < 100000);
+	}
+	end_turn(p);
 	assert_int_equal(p->c->out.len, 0);
-	finish(a, "reply-1\n");
-	assert_int_equal(kb_conn_collect(p->c), 0);
-	assert_int_equal(kb_conn_write(p->c, 2), KB_IO_OK);
-	client_reads(p, buf, sizeof(buf));
-	assert_string_equal(buf, "reply-1\nreply-2\n");
-	assert_true(kb_conn_idle(p->c));
+	free(big);
 }
 
-static void test_overlong_line_refused_and_closed(void **state)
+static void test_overlong_line_refused(void **state)
 {
 	struct pair *p = *state;
-	struct kb_job *job = NULL;
-	size_t sent = 0, n = KB_LINE_MAX + 1;
-	char *big = malloc(4096), buf[512];
+	enum kb_line got = KB_LINE_NONE;
+	size_t sent = 0, n = KB_LINE_MAX + 1, len;
+	char *big = malloc(4096);
+	const char *line;
 
 	assert_non_null(big);
 	memset(big, 'x', 4096);
+	assert_int_equal(kb_conn_begin_turn(p->c, &p->s), 0);
 	/* A line with no newline within the limit, fed as it arrives. */
-	while (sent < n && job == NULL) {
+	while (sent < n && got == KB_LINE_NONE) {
 		size_t chunk = n - sent < 4096 ? n - sent : 4096;
 
 		assert_int_equal(write(p->peer, big, chunk), (ssize_t)chunk);
 		sent += chunk;
-		assert_int_equal(kb_conn_read(p->c, 1), KB_IO_OK);
-		job = kb_conn_next_line(p->c, 1);
+		assert_int_equal(kb_conn_read(p->c, &p->s, 1), KB_IO_OK);
+		got = kb_conn_peek_line(p->c, &p->s, &line, &len, 1);
 	}
 	free(big);
-	assert_non_null(job);
-	assert_true(job->done);
-	assert_true(job->close_after);
-	assert_true(p->c->close_after_flush);
-	/* No more requests are taken from this connection. */
-	assert_null(kb_conn_next_line(p->c, 2));
-	assert_int_equal(kb_conn_collect(p->c), 0);
-	assert_int_equal(kb_conn_write(p->c, 2), KB_IO_OK);
-	client_reads(p, buf, sizeof(buf));
-	assert_non_null(strstr(buf, "\"BadRequest\""));
-	assert_non_null(strstr(buf, "request line longer than 65536 bytes"));
-}
-
-static void test_direct_send_never_overtakes(void **state)
-{
-	struct pair *p = *state;
-	struct kb_job *a, *b;
-	char buf[256];
-
-	client_sends(p, "one\ntwo\n");
-	a = kb_conn_next_line(p->c, 1);
-	b = kb_conn_next_line(p->c, 1);
-	p->c->in_workers = 2;
-	/* b is not next: the event loop finishes it later. */
-	finish(b, "b\n");
-	assert_false(kb_conn_send_direct(p->c, b, 64, 2));
-	/* a is next but b waits behind it: also left to the event loop. */
-	finish(a, "a\n");
-	assert_false(kb_conn_send_direct(p->c, a, 64, 2));
-	assert_int_equal(kb_conn_collect(p->c), 0);
-	assert_int_equal(kb_conn_write(p->c, 2), KB_IO_OK);
-	client_reads(p, buf, sizeof(buf));
-	assert_string_equal(buf, "a\nb\n");
-	p->c->in_workers = 0;
-
-	/* Alone and next, with nothing queued for writing: sent at once. */
-	client_sends(p, "three\n");
-	a = kb_conn_next_line(p->c, 3);
-	p->c->in_workers = 1;
-	finish(a, "c\n");
-	assert_true(kb_conn_send_direct(p->c, a, 64, 3));
-	assert_int_equal(p->c->in_workers, 0);
-	client_reads(p, buf, sizeof(buf));
-	assert_string_equal(buf, "c\n");
-	assert_true(kb_conn_idle(p->c));
+	assert_int_equal(sent, n);
+	assert_int_equal(got, KB_LINE_TOO_LONG);
+	/* What it sent is gone: nothing is kept or handled. */
+	assert_int_equal(kb_conn_peek_line(p->c, &p->s, &line, &len, 2),
+			 KB_LINE_NONE);
+	end_turn(p);
+	assert_int_equal(p->c->in.len, 0);
 }
 
 static void test_peer_close_is_eof(void **state)
@@ -188,7 +234,7 @@ static void test_peer_close_is_eof(void **state)
 	struct pair *p = *state;
 
 	shutdown(p->peer, SHUT_WR);
-	assert_int_equal(kb_conn_read(p->c, 1), KB_IO_EOF);
+	assert_int_equal(kb_conn_read(p->c, &p->s, 1), KB_IO_EOF);
 }
 
 int main(void)
@@ -196,12 +242,14 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_lines_cut_across_reads,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_replies_in_request_order,
+		cmocka_unit_test_setup_teardown(
+			test_line_not_taken_stays_for_the_next_turn, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_replies_written_in_order_across_turns, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_overlong_line_refused,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_overlong_line_refused_and_closed, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_direct_send_never_overtakes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_close_is_eof, setup,
 						teardown),
 	};

@@ -91,7 +91,7 @@ static void expect(struct fixture *f, struct kb_caller *caller,
 	enum kb_code got;
 	size_t len;
 	char *resp = kb_ops_handle(&f->ops, NULL, caller, line, strlen(line),
-				   &len, &got);
+				   NULL, NULL, &len, &got);
 	json_t *r, *e;
 
 	assert_non_null(resp);
