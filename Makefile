@@ -267,7 +267,7 @@ check-tsan:
 
 test: check check-asan check-tsan
 
-bench: all $(B)/tests/kb_bench
+bench: all $(B)/tests/kb_bench $(B)/tests/p11_fault.so
 	@tests/bench/run.sh $(B)
 
 # ---- lint ----

@@ -739,11 +739,15 @@ size_t kb_audit_commit(struct kb_audit *a, struct kb_audit_batch *b)
 	pthread_mutex_lock(&a->lock);
 	if (a->available && a->torn > 0) {
 		/* Said in the first record after the cut. */
-		json_object_set_new(b->rec[0].body, "tornBytes",
+		struct kb_audit_staged r = b->rec[0];
+
+		json_object_set_new(r.body, "tornBytes",
 				    json_integer((json_int_t)a->torn));
-		free(b->rec[0].text);
-		if (body_text(&b->rec[0]) == 0)
+		if (body_text(&r) == 0) {
+			free(b->rec[0].text);
+			b->rec[0] = r;
 			a->torn = 0;
+		}
 	}
 	if (a->available)
 		failed = write_locked(a, b->rec, b->n);

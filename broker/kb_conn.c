@@ -65,6 +65,7 @@ int kb_conn_begin_turn(struct kb_conn *c, struct kb_scratch *s)
 	if (kb_buf_append(&s->in, c->in.p, c->in.len, IN_MAX, IN_MAX) != 0)
 		return -1;
 	kb_buf_free(&c->in);
+	c->in_has_line = false;
 	return 0;
 }
 
@@ -215,6 +216,8 @@ int kb_conn_end_turn(struct kb_conn *c, struct kb_scratch *s, int64_t now)
 	    kb_buf_append(&c->in, s->in.p + s->pos, s->in.len - s->pos,
 			  IN_FIRST, IN_MAX) != 0)
 		r = -1;
+	c->in_has_line = c->in.len > 0 &&
+			 memchr(c->in.p, '\n', c->in.len) != NULL;
 	if (s->out.len > 0 && kb_buf_append(&c->out, s->out.p, s->out.len,
 					    OUT_FIRST, SIZE_MAX) != 0)
 		r = -1;
@@ -226,10 +229,10 @@ int kb_conn_end_turn(struct kb_conn *c, struct kb_scratch *s, int64_t now)
 
 bool kb_conn_line_waiting(const struct kb_conn *c)
 {
-	return c->in.len > 0 && memchr(c->in.p, '\n', c->in.len) != NULL;
+	return c->in_has_line;
 }
 
 bool kb_conn_line_incomplete(const struct kb_conn *c)
 {
-	return c->in.len > 0 && memchr(c->in.p, '\n', c->in.len) == NULL;
+	return c->in.len > 0 && !c->in_has_line;
 }

@@ -54,6 +54,7 @@ struct kb_conn {
 	struct kb_caller caller; /* peer, and the identity it authenticated */
 
 	struct kb_buf in; /* bytes read and not yet handled */
+	bool in_has_line; /* in holds a complete line (set as a turn ends) */
 	struct kb_buf out; /* reply bytes not yet written */
 
 	unsigned int bad_run; /* malformed or anonymous refusals in a row */

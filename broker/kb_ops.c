@@ -1074,8 +1074,7 @@ static void log_refusal(const struct kb_ops *ops,
 
 /* The op table: every op of protocol v1. */
 static const struct kb_op_def op_rows[] = {
-	{ "authenticate", KB_F_TOKEN, 0, KB_OPF_BARRIER | KB_OPF_UNRECORDED,
-	  do_authenticate },
+	{ "authenticate", KB_F_TOKEN, 0, KB_OPF_UNRECORDED, do_authenticate },
 	{ "getToken", 0, 0, KB_OPF_TOKEN, do_get_token },
 	{ "getKey", KB_F_KEY, KB_PERM_GET, KB_OPF_IDENTITY | KB_OPF_UNRECORDED,
 	  do_get_key },

@@ -529,30 +529,28 @@ static int parse_import(struct kb_request *req, const char *instance,
 	return 0;
 }
 
-void kb_proto_classify(const char *line, size_t len,
-		       const struct kb_op_table *table, bool *barrier,
-		       bool *token_op)
+unsigned int kb_proto_op_flags(const char *line, size_t len,
+			       const struct kb_op_table *table)
 {
-	bool escaped = memchr(line, '\\', len) != NULL;
 	const struct kb_op_def *def;
+	unsigned int flags = 0;
 	json_t *root, *op;
 
-	*token_op = may_name(line, len, table, KB_OPF_TOKEN);
-	*barrier = false;
 	/*
 	 * Cheap test first: most lines cannot be one. A line with escapes
 	 * may spell the op in \u form, so it is always parsed.
 	 */
-	if (!may_name(line, len, table, KB_OPF_BARRIER) && !escaped)
-		return;
+	if (!may_name(line, len, table, KB_OPF_TOKEN) &&
+	    memchr(line, '\\', len) == NULL)
+		return 0;
 	if ((root = json_loadb(line, len, 0, NULL)) == NULL)
-		return;
+		return 0;
 	op = json_object_get(root, "op");
-	def = json_is_string(op) ? find_op(table, json_string_value(op)) : NULL;
-	*barrier = def != NULL && (def->flags & KB_OPF_BARRIER);
-	if (escaped)
-		*token_op = def != NULL && (def->flags & KB_OPF_TOKEN);
+	if (json_is_string(op) &&
+	    (def = find_op(table, json_string_value(op))) != NULL)
+		flags = def->flags;
 	json_decref(root);
+	return flags;
 }
 
 int kb_proto_parse(const char *line, size_t len, const char *instance,
@@ -653,22 +651,6 @@ static char *finish_line(json_t *o, size_t *len)
 	}
 	kb_wipe_free(s, n + 1);
 	return line;
-}
-
-char *kb_proto_refuse(const char *line, size_t len, enum kb_code code,
-		      const char *msg, size_t *outlen)
-{
-	struct kb_request req = { 0 };
-	struct kb_error err;
-	char *out;
-
-	if (len <= KB_LINE_MAX &&
-	    (req.root = json_loadb(line, len, 0, NULL)) != NULL &&
-	    json_is_object(req.root))
-		(void)parse_id(&req, &err);
-	out = kb_proto_error(req.id, code, msg, outlen);
-	json_decref(req.root);
-	return out;
 }
 
 char *kb_proto_result(const json_t *id, json_t *result, size_t *len)

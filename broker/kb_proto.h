@@ -45,13 +45,12 @@ struct kb_error {
 #define KB_PAGE_MAX 25 /* most items in one page of a list */
 
 /*
- * How an op is run. BARRIER: it changes who the connection is, so nothing
- * after it starts before it has finished. TOKEN: it may call the token
- * (steers scheduling only). IDENTITY: it needs an authenticated identity,
- * not expired or revoked, within its rate, and perm on the key if perm is
- * set.
+ * How an op is run. TOKEN: it calls the token, so it needs a token
+ * session. IDENTITY: it needs an authenticated identity, not expired or
+ * revoked, within its rate, and perm on the key if perm is set. (A
+ * connection's requests run one after the other, so an authenticate
+ * holds back the lines after it by itself.)
  */
-#define KB_OPF_BARRIER 0x01u
 #define KB_OPF_TOKEN 0x02u
 #define KB_OPF_IDENTITY 0x04u
 /*
@@ -161,26 +160,18 @@ int kb_proto_parse(const char *line, size_t len, const char *instance,
 void kb_request_uninit(struct kb_request *req);
 
 /*
- * What the event loop needs to know of a line before a worker parses it,
- * from the flags of its op in table: *barrier if it is a KB_OPF_BARRIER
- * op (exactly: the line is parsed if it may be one), and *token_op if it
- * may be a KB_OPF_TOKEN op (a guess from the text that only steers
- * scheduling, so a wrong guess costs only the line's own sender).
+ * The flags of the op line[0..len) names in table, before the line is
+ * handled (to know whether it needs a token session); 0 if it names none
+ * or is not a JSON object. Exact: a line is parsed if its text may name
+ * a KB_OPF_TOKEN op, so mentioning one elsewhere takes no session.
  */
-void kb_proto_classify(const char *line, size_t len,
-		       const struct kb_op_table *table, bool *barrier,
-		       bool *token_op);
+unsigned int kb_proto_op_flags(const char *line, size_t len,
+			       const struct kb_op_table *table);
 
 /* Response lines, '\n'-terminated, malloc'ed; *len excludes nothing. */
 char *kb_proto_result(const json_t *id, json_t *result, size_t *len);
 char *kb_proto_error(const json_t *id, enum kb_code code, const char *msg,
 		     size_t *len);
-/*
- * The error line refusing the request line[0..len) before it is handled,
- * with its id if it has a valid one (else null).
- */
-char *kb_proto_refuse(const char *line, size_t len, enum kb_code code,
-		      const char *msg, size_t *outlen);
 
 /* Fills err with code and a formatted message; returns -1. */
 int kb_error_set(struct kb_error *err, enum kb_code code, const char *fmt, ...)

@@ -155,9 +155,9 @@ static bool wants_input(struct kb_server *srv, const struct kb_conn *c,
  * Ends c's turn and hands it back to epoll: it wants input while it takes
  * requests, and output while replies are owed or lines wait for another
  * turn (a writable socket reports at once, so c queues behind the
- * connections already ready).
+ * connections already ready). False if it cannot be: c must be closed.
  */
-static void conn_rearm(struct kb_server *srv, struct kb_conn *c)
+static bool conn_rearm(struct kb_server *srv, struct kb_conn *c)
 {
 	static const struct kb_scratch none;
 	struct epoll_event ev = { .events = EPOLLONESHOT, .data.ptr = c };
@@ -170,8 +170,14 @@ static void conn_rearm(struct kb_server *srv, struct kb_conn *c)
 	pthread_mutex_lock(&c->lock);
 	c->busy = false;
 	pthread_mutex_unlock(&c->lock);
-	if (epoll_ctl(srv->conn_epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0)
-		kb_err("epoll_ctl: %s", strerror(errno));
+	if (epoll_ctl(srv->conn_epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		return true;
+	/* Not armed, so nobody else can reach it: closed here. */
+	kb_err("epoll_ctl: %s", strerror(errno));
+	pthread_mutex_lock(&c->lock);
+	c->busy = true;
+	pthread_mutex_unlock(&c->lock);
+	return false;
 }
 
 /* Closes c (its thread serves it: nobody else can reach it). */
@@ -275,17 +281,20 @@ static int handle_line(struct kb_worker *w, struct kb_conn *c, const char *line,
 	r = kb_conn_reply(&w->scratch, resp, resp_len);
 	kb_wipe_free(resp, resp_len);
 	if (r == 0 && pending.staged &&
-	    (r = stage_reply(w, off, resp_len, &pending)) != 0)
-		w->scratch.out.len = off; /* unsent: it cannot be unsaid */
+	    (r = stage_reply(w, off, resp_len, &pending)) != 0) {
+		/* Unsent, since it cannot be unsaid; it may hold a DEK. */
+		explicit_bzero(w->scratch.out.p + off, resp_len);
+		w->scratch.out.len = off;
+	}
 	if (r != 0)
 		kb_pending_clear(&pending);
 	if (c->unauthenticated && c->caller.identity[0] != '\0') {
 		kb_admit_authenticated(srv->admit, c->caller.peer.uid);
 		c->unauthenticated = false;
 	}
-	/* A run of garbage, or of requests without an identity. */
+	/* A run of garbage, or of refusals of a caller without identity. */
 	if (code == KB_BAD_REQUEST ||
-	    (code == KB_UNAUTHORIZED && c->caller.identity[0] == '\0'))
+	    (code != KB_OK && c->caller.identity[0] == '\0'))
 		c->bad_run++;
 	else
 		c->bad_run = 0;
@@ -304,11 +313,17 @@ static int commit_records(struct kb_worker *w)
 {
 	struct kb_scratch *s = &w->scratch;
 	struct kb_buf out = { 0 };
-	size_t i, at = 0, len;
+	size_t i, at = 0, len, failed;
 	char *line;
 	int r = 0;
 
-	if (kb_audit_commit(w->srv->ops.audit, &w->batch) > 0) {
+	if (w->batch.n == 0)
+		return 0;
+	/* A write or sync that hangs is the watchdog's business too. */
+	atomic_store(&w->busy_since_ms, kb_progress_now_ms());
+	failed = kb_audit_commit(w->srv->ops.audit, &w->batch);
+	atomic_store(&w->busy_since_ms, 0);
+	if (failed > 0) {
 		for (i = 0; i < w->nstaged && r == 0; i++) {
 			struct kb_staged_reply *sr = &w->staged[i];
 
@@ -368,32 +383,51 @@ static bool conn_stash(struct kb_worker *w, struct kb_conn *c, int64_t now)
 	return false;
 }
 
-enum step { STEP_GO, STEP_REFUSE, STEP_LEFT, STEP_CLOSED };
+enum step { STEP_GO, STEP_LEFT, STEP_CLOSED };
 
 /*
  * A token request and no session in hand: takes a free one (STEP_GO),
- * or leaves c waiting for one (STEP_LEFT: c is the queue's now), or,
- * when too many wait, says to refuse the request (STEP_REFUSE).
+ * or leaves c waiting for one (STEP_LEFT: c is the queue's now).
  */
 static enum step get_session(struct kb_worker *w, struct kb_conn *c,
 			     int64_t now)
 {
 	struct kb_server *srv = w->srv;
-	struct kb_scratch *s = &w->scratch;
-	enum kb_take r;
 
 	if (kb_sessions_try(&srv->sessions, &w->session))
 		return STEP_GO;
 	if (!conn_stash(w, c, now))
 		return STEP_CLOSED;
-	if ((r = kb_sessions_take(&srv->sessions, c, &w->session)) ==
-	    KB_TAKE_QUEUED)
+	if (!kb_sessions_take(&srv->sessions, c, &w->session))
 		return STEP_LEFT;
-	if (kb_conn_begin_turn(c, s) != 0) {
+	if (kb_conn_begin_turn(c, &w->scratch) != 0) {
 		conn_close(srv, c, "out of memory");
 		return STEP_CLOSED;
 	}
-	return r == KB_TAKE_GOT ? STEP_GO : STEP_REFUSE;
+	return STEP_GO;
+}
+
+/*
+ * Whether line needs a token session: a token op, for a caller who may
+ * run it (one without identity is refused before any token call).
+ */
+static bool needs_session(const struct kb_conn *c, const char *line, size_t len)
+{
+	unsigned int flags = kb_proto_op_flags(line, len, kb_ops_table());
+
+	return (flags & KB_OPF_TOKEN) &&
+	       (!(flags & KB_OPF_IDENTITY) || c->caller.identity[0] != '\0');
+}
+
+/* Whether the line after the one just handled needs a token session. */
+static bool next_needs_session(struct kb_conn *c, struct kb_scratch *s,
+			       int64_t now)
+{
+	const char *line;
+	size_t len;
+
+	return kb_conn_peek_line(c, s, &line, &len, now) == KB_LINE_OK &&
+	       needs_session(c, line, len);
 }
 
 /*
@@ -428,32 +462,6 @@ static struct kb_conn *turn_close(struct kb_worker *w, struct kb_conn *c,
 	return give_session(w);
 }
 
-/* A token request refused because too many wait for the token. */
-static int refuse_busy(struct kb_worker *w, struct kb_conn *c, const char *line,
-		       size_t len, int64_t now)
-{
-	struct kb_server *srv = w->srv;
-	char msg[160], note[KB_LOGRATE_NOTE_MAX], *resp;
-	size_t resp_len;
-	int r;
-
-	snprintf(msg, sizeof(msg),
-		 "the token is busy: as many requests as max_queued (%d) wait "
-		 "for it; try again later",
-		 srv->cfg->max_queued);
-	if (kb_lograte_allow(srv->ops.lograte, c->caller.peer.uid, now, note,
-			     sizeof(note)))
-		kb_warn("refused a request of uid %u pid %d: %s%s",
-			(unsigned int)c->caller.peer.uid,
-			(int)c->caller.peer.pid, msg, note);
-	if ((resp = kb_proto_refuse(line, len, KB_THROTTLED, msg, &resp_len)) ==
-	    NULL)
-		return -1;
-	r = kb_conn_reply(&w->scratch, resp, resp_len);
-	free(resp);
-	return r;
-}
-
 /*
  * One turn on c: reads what the socket has, handles the complete lines
  * in order (at most max_pipeline, so that others get their turn), writes
@@ -469,8 +477,8 @@ static struct kb_conn *turn(struct kb_worker *w, struct kb_conn *c,
 	struct kb_scratch *s = &w->scratch;
 	int64_t now = kb_progress_now_ms();
 	unsigned int handled = 0;
-	bool barrier, token_op;
 	struct kb_conn *next;
+	bool token_op;
 	enum kb_line got;
 	const char *line, *why;
 	enum kb_io io;
@@ -510,15 +518,13 @@ static struct kb_conn *turn(struct kb_worker *w, struct kb_conn *c,
 				return turn_close(w, c, "out of memory", now);
 			break;
 		}
-		kb_proto_classify(line, len, kb_ops_table(), &barrier,
-				  &token_op);
+		token_op = needs_session(c, line, len);
 		if (token_op && w->session == NULL) {
 			switch (get_session(w, c, now)) {
 			case STEP_LEFT:
 				return NULL; /* the queue's now */
 			case STEP_CLOSED:
 				return give_session(w);
-			case STEP_REFUSE:
 			case STEP_GO:
 				break;
 			}
@@ -526,22 +532,25 @@ static struct kb_conn *turn(struct kb_worker *w, struct kb_conn *c,
 			if (kb_conn_peek_line(c, s, &line, &len, now) !=
 			    KB_LINE_OK)
 				continue;
-			if (w->session == NULL) {
-				kb_conn_take_line(c, s, now);
-				handled++;
-				if (refuse_busy(w, c, line, len, now) != 0)
-					return turn_close(w, c, "out of memory",
-							  now);
-				continue;
-			}
 		}
+		/*
+		 * A token op may block, and may change keys: the records
+		 * before it, and its own, are written at once.
+		 */
+		if (token_op && commit_records(w) != 0)
+			return turn_close(w, c, "out of memory", now);
 		kb_conn_take_line(c, s, now);
 		handled++;
-		if (handle_line(w, c, line, len) != 0)
+		if (handle_line(w, c, line, len) != 0 ||
+		    (token_op && commit_records(w) != 0))
 			return turn_close(w, c, "out of memory", now);
-		/* Others wait for the token: one operation each, in turn. */
-		if (token_op && kb_sessions_contended(&srv->sessions) &&
-		    kb_conn_has_line(s)) {
+		/*
+		 * Others wait for the token and c's next request needs it
+		 * too: one operation each, in turn.
+		 */
+		if (token_op && !c->close_after_flush &&
+		    kb_sessions_contended(&srv->sessions) &&
+		    next_needs_session(c, s, now)) {
 			if (!conn_stash(w, c, now))
 				return give_session(w);
 			if ((next = kb_sessions_yield(&srv->sessions, c)) != c)
@@ -554,10 +563,8 @@ static struct kb_conn *turn(struct kb_worker *w, struct kb_conn *c,
 		return turn_close(w, c, "write failed", now);
 	if (kb_conn_end_turn(c, s, now) != 0)
 		return turn_close(w, c, "out of memory", now);
-	if ((why = conn_done(srv, c)) != NULL)
-		conn_close(srv, c, why);
-	else
-		conn_rearm(srv, c);
+	if ((why = conn_done(srv, c)) != NULL || !conn_rearm(srv, c))
+		conn_close(srv, c, why != NULL ? why : "cannot wait for it");
 	return give_session(w);
 }
 
@@ -689,16 +696,22 @@ static const char *timeout_reason(const struct kb_config *cfg,
 	int64_t last_write = c->write_blocked_ms > c->last_activity_ms ?
 				     c->write_blocked_ms :
 				     c->last_activity_ms;
+	/*
+	 * Replies owed: written and not taken, or requests read and not
+	 * served because the socket takes no more (a connection with lines
+	 * waiting is brought back when its socket is writable).
+	 */
+	bool owed = c->out.len > 0 || kb_conn_line_waiting(c);
 
+	if (owed && now - last_write > cfg->request_timeout_ms)
+		return "client not reading replies";
 	/* Blank lines and half lines do not move this deadline. */
-	if (c->unauthenticated && !kb_conn_line_waiting(c) &&
+	if (c->unauthenticated && !owed &&
 	    now - c->accepted_ms > cfg->authenticate_timeout_ms)
 		return "no identity within authenticate_timeout";
 	if (kb_conn_line_incomplete(c) &&
 	    now - c->line_started_ms > cfg->request_timeout_ms)
 		return "request line not completed in time";
-	if (c->out.len > 0 && now - last_write > cfg->request_timeout_ms)
-		return "client not reading replies";
 	if (c->in.len == 0 && c->out.len == 0 &&
 	    now - c->last_activity_ms > cfg->idle_timeout_ms)
 		return "idle";
@@ -1021,8 +1034,7 @@ static int server_setup(struct kb_server *srv, sigset_t *mask)
 			goto out_errno;
 		}
 	if ((errno = kb_sessions_init(&srv->sessions, srv->p11,
-				      srv->cfg->workers,
-				      srv->cfg->max_queued)) != 0)
+				      srv->cfg->workers)) != 0)
 		goto out_errno;
 	n = srv->cfg->workers + quick_threads();
 	if ((srv->workers = calloc((size_t)n, sizeof(*srv->workers))) == NULL)

@@ -4,12 +4,11 @@
 
 #include "kb_sessions.h"
 
-int kb_sessions_init(struct kb_sessions *s, struct kb_keyworker **all, int n,
-		     int max_waiting)
+int kb_sessions_init(struct kb_sessions *s, struct kb_keyworker **all, int n)
 {
 	int i;
 
-	*s = (struct kb_sessions){ .max_waiting = max_waiting };
+	*s = (struct kb_sessions){ .nfree = 0 };
 	pthread_mutex_init(&s->lock, NULL);
 	if ((s->free = calloc((size_t)n + 1, sizeof(*s->free))) == NULL)
 		return ENOMEM;
@@ -61,22 +60,18 @@ bool kb_sessions_try(struct kb_sessions *s, struct kb_keyworker **w)
 	return got;
 }
 
-enum kb_take kb_sessions_take(struct kb_sessions *s, struct kb_conn *c,
-			      struct kb_keyworker **w)
+bool kb_sessions_take(struct kb_sessions *s, struct kb_conn *c,
+		      struct kb_keyworker **w)
 {
-	enum kb_take r = KB_TAKE_GOT;
+	bool got;
 
 	pthread_mutex_lock(&s->lock);
-	if (s->nfree > 0)
+	if ((got = s->nfree > 0))
 		*w = s->free[--s->nfree];
-	else if (atomic_load(&s->waiting) >= s->max_waiting)
-		r = KB_TAKE_FULL;
-	else {
+	else
 		push_tail(s, c);
-		r = KB_TAKE_QUEUED;
-	}
 	pthread_mutex_unlock(&s->lock);
-	return r;
+	return got;
 }
 
 struct kb_conn *kb_sessions_give(struct kb_sessions *s, struct kb_keyworker *w)

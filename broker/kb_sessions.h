@@ -10,10 +10,9 @@
  * connection next, so no other thread is woken and nothing waits for
  * one. The queue is first in, first out; a connection that has more
  * token requests while others wait goes to its tail (kb_sessions_yield),
- * so each waiting connection gets one token operation in turn. At most
- * max_waiting connections wait; beyond that a token request is refused
- * (the caller says why), since each one waiting adds a token operation's
- * time to everyone's latency.
+ * so each waiting connection gets one token operation in turn. A
+ * connection waits with its next request only, so no more wait than
+ * there are connections.
  */
 #ifndef KB_SESSIONS_H
 #define KB_SESSIONS_H
@@ -31,27 +30,22 @@ struct kb_sessions {
 	int nfree;
 	struct kb_conn *head, *tail; /* waiting, first served first */
 	atomic_int waiting;
-	int max_waiting;
 };
 
 /* The sessions all[0..n), free to take. 0, or an errno value. */
-int kb_sessions_init(struct kb_sessions *s, struct kb_keyworker **all, int n,
-		     int max_waiting);
+int kb_sessions_init(struct kb_sessions *s, struct kb_keyworker **all, int n);
 /* Forgets the sessions (their owner frees them). */
 void kb_sessions_uninit(struct kb_sessions *s);
 
 /* A free session into *w, if there is one. */
 bool kb_sessions_try(struct kb_sessions *s, struct kb_keyworker **w);
 
-enum kb_take { KB_TAKE_GOT, KB_TAKE_QUEUED, KB_TAKE_FULL };
-
 /*
- * A free session into *w (KB_TAKE_GOT); or c joins the queue
- * (KB_TAKE_QUEUED: it belongs to whoever hands it a session); or the
- * queue is full (KB_TAKE_FULL).
+ * A free session into *w (true); or c joins the queue (false: it belongs
+ * to whoever hands it a session).
  */
-enum kb_take kb_sessions_take(struct kb_sessions *s, struct kb_conn *c,
-			      struct kb_keyworker **w);
+bool kb_sessions_take(struct kb_sessions *s, struct kb_conn *c,
+		      struct kb_keyworker **w);
 
 /*
  * Gives w back. Returns the connection at the head of the queue, which

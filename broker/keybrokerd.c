@@ -420,6 +420,8 @@ int main(int argc, char **argv)
 		kb_config_free(cfg);
 		return 1;
 	}
+	if (cfg->obsolete[0] != '\0')
+		kb_warn("%s", cfg->obsolete);
 	if (check_only) {
 		printf("%s: configuration OK\n", path);
 		kb_config_free(cfg);

@@ -43,6 +43,8 @@ int kb_buf_reserve(struct kb_buf *b, size_t n, size_t first, size_t max)
 int kb_buf_append(struct kb_buf *b, const void *p, size_t n, size_t first,
 		  size_t max)
 {
+	if (n == 0)
+		return 0;
 	if (kb_buf_reserve(b, n, first, max) != 0)
 		return -1;
 	memcpy(b->p + b->len, p, n);

@@ -895,8 +895,9 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 			 struct kb_config *cfg)
 {
 	const char *instance, *sock, *level, *user;
+	const config_setting_t *old;
 	config_setting_t *algs;
-	int idle, req, grace, auth;
+	int idle, req, grace, auth, unused;
 
 	if (check_known(ld, root, top_keys) != 0 ||
 	    get_string(ld, root, "instance", true, NULL, &instance) != 0 ||
@@ -913,8 +914,7 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	    get_int(ld, root, "authenticate_timeout", 10, 1, 30, &auth) != 0 ||
 	    get_int(ld, root, "max_pipeline", 64, 1, 4096,
 		    &cfg->max_pipeline) != 0 ||
-	    get_int(ld, root, "max_queued", 1024, 1, 65536, &cfg->max_queued) !=
-		    0 ||
+	    get_int(ld, root, "max_queued", 1024, 1, 65536, &unused) != 0 ||
 	    get_int(ld, root, "idle_timeout", 300, 1, 86400, &idle) != 0 ||
 	    get_int(ld, root, "request_timeout", 10, 1, 3600, &req) != 0 ||
 	    get_int(ld, root, "shutdown_grace", 10, 0, 600, &grace) != 0 ||
@@ -922,6 +922,13 @@ static int load_settings(struct cfg_loader *ld, const config_setting_t *root,
 	    load_pkcs11(ld, root, cfg) != 0 ||
 	    get_group(ld, root, "algorithms", false, &algs) != 0)
 		return -1;
+	/* Still taken, so that an older file loads, and said. */
+	if ((old = config_setting_get_member(root, "max_queued")) != NULL)
+		snprintf(cfg->obsolete, sizeof(cfg->obsolete),
+			 "%s:%u: setting 'max_queued' no longer has an effect "
+			 "(the requests waiting for the token are bounded by "
+			 "the connection limits); it can be removed",
+			 ld->path, config_setting_source_line(old));
 	if (algs != NULL &&
 	    (check_known(ld, algs, alg_keys) != 0 ||
 	     get_bool(ld, algs, "rsa1_5", false, &cfg->allow_rsa1_5) != 0))

@@ -90,8 +90,9 @@ struct kb_config {
 	int max_connections_per_uid;
 	int max_unauthenticated_per_uid;
 	int authenticate_timeout_ms; /* from connect to an identity */
-	int max_pipeline; /* requests in flight per connection */
-	int max_queued; /* requests waiting for a worker, in all */
+	int max_pipeline; /* requests of one connection served in a turn */
+	/* Settings that are taken but no longer act, said at start, or "". */
+	char obsolete[256];
 	int idle_timeout_ms; /* no request and no data for this long */
 	int request_timeout_ms; /* a started line must complete in this */
 	int shutdown_grace_ms; /* in-flight work allowed after SIGTERM */

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Benchmark: makes a SoftHSMv2 token with RSA-2048, -3072 and -4096 keys
-# in a temporary directory, starts keybrokerd on it (twice: with the audit
-# trail and without), remotes the token with "p11-kit server", and runs
-# kb_bench (figures, no pass/fail).
+# in a temporary directory, starts keybrokerd on it three times (with the
+# audit trail; without; and through a module that makes each decryption
+# take 5 ms more without using the CPU, as a network HSM does), remotes
+# the token with "p11-kit server", and runs kb_bench (figures, no
+# pass/fail).
 # Usage: tests/bench/run.sh BUILD_DIR [SECONDS]
 # KB_BENCH_BROKER=PATH runs that keybrokerd instead of BUILD_DIR's (to
 # measure another version with the same benchmark).
@@ -17,8 +19,9 @@ dir=$(mktemp -d /tmp/kb-bench-XXXXXX)
 pid=
 pid2=
 pid3=
+pid4=
 cleanup() {
-	for p in $pid $pid2 $pid3; do
+	for p in $pid $pid2 $pid3 $pid4; do
 		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
 	done
 	rm -rf "$dir"
@@ -47,15 +50,27 @@ echo 'audit = { enabled = false; };' >> "$dir/plain.conf"
 pid=$!
 "$broker" -c "$dir/plain.conf" 2>/dev/null &
 pid2=$!
+# A third with an HSM's latency: 5 ms per decryption, 8 sessions.
+case $B in
+/*) fault=$B/tests/p11_fault.so ;;
+*) fault=$(pwd)/$B/tests/p11_fault.so ;;
+esac
+sed -e 's|^socket = .*|socket = "run/hsm.sock";|' \
+	-e "s|module = \"softhsm2\";|module = \"$fault\";|" \
+	"$dir/plain.conf" > "$dir/hsm.conf"
+echo 'workers = 8;' >> "$dir/hsm.conf"
+KB_FAULT="C_Decrypt sleep=5" "$broker" -c "$dir/hsm.conf" &
+pid4=$!
 # The token remoted by p11-kit, for the comparison with a PKCS#11 proxy.
 p11-kit server -f -s --provider "$softhsm" -n "$dir/p11-kit.sock" \
 	"pkcs11:token=keybroker" >/dev/null &
 pid3=$!
 while [ ! -S "$dir/run/keybroker.sock" ] || [ ! -S "$dir/run/plain.sock" ] ||
-	[ ! -S "$dir/p11-kit.sock" ]; do
+	[ ! -S "$dir/run/hsm.sock" ] || [ ! -S "$dir/p11-kit.sock" ]; do
 	sleep 0.05
 done
 P11_KIT_SERVER_ADDRESS="unix:path=$dir/p11-kit.sock" "$B/tests/kb_bench" \
 	-c "$dir/keybroker.conf" -s "$dir/run/keybroker.sock" \
-	-S "$dir/run/plain.sock" -k bench -K bench3072,bench4096 \
+	-S "$dir/run/plain.sock" -H "$dir/run/hsm.sock" -k bench \
+	-K bench3072,bench4096 \
 	-P "$client" -t "$secs"

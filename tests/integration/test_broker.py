@@ -4,6 +4,7 @@ through its Unix socket, its CLI and libkeybroker."""
 
 import json
 import os
+import select
 import signal
 import socket
 import stat
@@ -32,6 +33,23 @@ def setUpModule():
 def tearDownModule():
     finish(BROKER, TOKEN)
 
+
+
+def fill_unread(c):
+    """Pipelines 200 getKey lines and reads no reply: more replies than a
+    quarter of the socket's buffer (past which the broker's side is no
+    longer writable, for epoll) and fewer than the whole of it (so the
+    broker has written each reply it made)."""
+    c.send_raw(b'{"id":1,"op":"getKey","key":"k2048"}\n' * 200)
+    time.sleep(0.3)
+
+
+def closed_while_unread(c, timeout):
+    """Whether the broker closes c within timeout, seen without reading
+    its replies or sending anything: the peer's hang-up is polled."""
+    p = select.poll()
+    p.register(c.sock, select.POLLRDHUP)
+    return bool(p.poll(timeout * 1000))
 
 class RoundTrips(unittest.TestCase):
     def test_every_alg_and_key_size(self):
@@ -406,6 +424,19 @@ class Connections(unittest.TestCase):
         other.close()
         stalled.close()
 
+    def test_client_not_reading_is_closed(self):
+        """A client that pipelines requests and reads none of the
+        replies: once its socket holds more than the broker may add to,
+        the rest wait in the broker, and after request_timeout without
+        progress the connection is closed."""
+        c = BROKER.connect()
+        fill_unread(c)
+        start = time.time()
+        self.assertTrue(closed_while_unread(c, 10))
+        waited = time.time() - start
+        self.assertGreaterEqual(waited, 1.0)
+        c.close()
+
     def test_client_half_close_still_gets_replies(self):
         c = BROKER.connect()
         c.send_raw(b'{"id":1,"op":"getKey","key":"k2048"}\n{"id":2,"op":"getKey","key":"rot"}\n')
@@ -454,6 +485,19 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(b.proc.wait(20), 0)
         self.assertFalse(os.path.exists(b.socket))
         self.assertIn("stopped", b.read_log())
+
+    def test_sigterm_with_a_client_not_reading(self):
+        """Draining does not wait the whole grace period for a client
+        that reads nothing: it is closed after request_timeout."""
+        b = Broker(TOKEN, name="term-unread", request_timeout="1",
+                   shutdown_grace="20").start()
+        c = b.connect()
+        fill_unread(c)
+        start = time.time()
+        b.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(b.proc.wait(20), 0)
+        self.assertLess(time.time() - start, 5)
+        c.close()
 
     def test_sigterm_in_one_batch_with_connection_events(self):
         """SIGTERM closes connections whose events are still in the same

@@ -77,7 +77,7 @@ static void test_minimal_and_defaults(void **state)
 	assert_int_equal(cfg->max_connections_per_uid, 128);
 	assert_int_equal(cfg->max_unauthenticated_per_uid, 16);
 	assert_int_equal(cfg->authenticate_timeout_ms, 10000);
-	assert_int_equal(cfg->max_queued, 1024);
+	assert_string_equal(cfg->obsolete, "");
 	assert_int_equal(cfg->idle_timeout_ms, 300000);
 	assert_false(cfg->allow_rsa1_5);
 	kb_config_free(cfg);
@@ -105,7 +105,10 @@ static void test_all_settings(void **state)
 	assert_int_equal(cfg->max_connections_per_uid, 2);
 	assert_int_equal(cfg->max_unauthenticated_per_uid, 3);
 	assert_int_equal(cfg->authenticate_timeout_ms, 30000);
-	assert_int_equal(cfg->max_queued, 5);
+	/* Taken, still checked, but said to have no effect. */
+	assert_non_null(strstr(cfg->obsolete,
+			       ":6: setting 'max_queued' no longer has an "
+			       "effect"));
 	assert_int_equal(cfg->request_timeout_ms, 3600000);
 	assert_int_equal(cfg->log_level, KB_LOG_DEBUG);
 	assert_true(cfg->allow_rsa1_5);

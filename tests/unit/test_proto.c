@@ -205,34 +205,14 @@ static void test_revoke_token(void **state)
 		    KB_BAD_PARAMETER, "unknown field 'jti' for op 'getKey'");
 }
 
-static bool is_barrier(const char *line)
+static unsigned int op_flags(const char *line)
 {
-	bool barrier, token;
-
-	kb_proto_classify(line, strlen(line), kb_ops_table(), &barrier, &token);
-	return barrier;
+	return kb_proto_op_flags(line, strlen(line), kb_ops_table());
 }
 
 static bool is_token_op(const char *line)
 {
-	bool barrier, token;
-
-	kb_proto_classify(line, strlen(line), kb_ops_table(), &barrier, &token);
-	return token;
-}
-
-static void test_barrier(void **state)
-{
-	const char *a = "{\"id\":1,\"op\":\"authenticate\",\"token\":\"x\"}";
-	const char *b = "{\"id\":1,\"op\":\"getKey\",\"key\":\"authenticate\"}";
-
-	assert_true(is_barrier(a));
-	assert_false(is_barrier(b));
-	assert_false(is_barrier("authenticate"));
-	/* The op spelt with an escape is still an authenticate. */
-	a = "{\"id\":1,\"op\":\"auth\\u0065nticate\",\"token\":\"x\"}";
-	assert_true(is_barrier(a));
-	assert_false(is_token_op(a));
+	return op_flags(line) & KB_OPF_TOKEN;
 }
 
 static void test_token_ops(void **state)
@@ -242,9 +222,17 @@ static void test_token_ops(void **state)
 	assert_true(is_token_op("{\"id\":1,\"op\":\"\\u0075nwrapKey\"}"));
 	assert_false(is_token_op("{\"id\":1,\"op\":\"wrapKey\"}"));
 	assert_false(is_token_op("{\"id\":1,\"op\":\"getKey\"}"));
-	/* A guess: only the sender's own scheduling depends on it. */
-	assert_true(is_token_op("{\"id\":1,\"op\":\"getKey\",\"key\":"
-				"\"unwrapKey\"}"));
+	assert_false(is_token_op("{\"id\":1,\"op\":\"authenticate\"}"));
+	/* Exact: naming a token op elsewhere takes no token session. */
+	assert_false(is_token_op("{\"id\":1,\"op\":\"getKey\",\"key\":"
+				 "\"unwrapKey\"}"));
+	assert_false(is_token_op("{\"id\":1,\"op\":\"getKey\",\"x\":"
+				 "\"unwrapKey\"}"));
+	assert_false(is_token_op("unwrapKey"));
+	assert_false(is_token_op("[\"unwrapKey\"]"));
+	/* What it needs besides the token. */
+	assert_true(op_flags("{\"op\":\"unwrapKey\"}") & KB_OPF_IDENTITY);
+	assert_false(op_flags("{\"op\":\"getToken\"}") & KB_OPF_IDENTITY);
 }
 
 static void test_key_selection(void **state)
@@ -489,7 +477,6 @@ int main(void)
 		cmocka_unit_test(test_ops),
 		cmocka_unit_test(test_identity_ops),
 		cmocka_unit_test(test_revoke_token),
-		cmocka_unit_test(test_barrier),
 		cmocka_unit_test(test_token_ops),
 		cmocka_unit_test(test_key_selection),
 		cmocka_unit_test(test_alg_and_value),

@@ -3,8 +3,8 @@
  * The token sessions and the connections waiting for one: a session is
  * taken while one is free, then connections queue, first in first out;
  * a session given back goes with the head of the queue; a holder that
- * yields puts its connection at the tail; beyond max_waiting, a token
- * request is to be refused.
+ * yields puts its connection at the tail; the teardown takes whoever
+ * still waits.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,21 +26,21 @@ static void test_free_sessions_then_the_queue(void **state)
 	struct kb_sessions s;
 
 	(void)state;
-	assert_int_equal(kb_sessions_init(&s, all, 2, 8), 0);
-	assert_int_equal(kb_sessions_take(&s, &a, &w1), KB_TAKE_GOT);
+	assert_int_equal(kb_sessions_init(&s, all, 2), 0);
+	assert_true(kb_sessions_take(&s, &a, &w1));
 	assert_true(kb_sessions_try(&s, &w2));
 	assert_true(w1 != w2);
 	assert_false(kb_sessions_contended(&s));
 	/* None free: a and b wait, in that order; try takes nothing. */
 	assert_false(kb_sessions_try(&s, &w));
-	assert_int_equal(kb_sessions_take(&s, &a, &w), KB_TAKE_QUEUED);
-	assert_int_equal(kb_sessions_take(&s, &b, &w), KB_TAKE_QUEUED);
+	assert_false(kb_sessions_take(&s, &a, &w));
+	assert_false(kb_sessions_take(&s, &b, &w));
 	assert_true(kb_sessions_contended(&s));
 	/* A session given back comes with the head of the queue. */
 	assert_ptr_equal(kb_sessions_give(&s, w1), &a);
 	/* Its holder lets the next go first: a to the tail, b served. */
 	assert_ptr_equal(kb_sessions_yield(&s, &a), &b);
-	assert_int_equal(kb_sessions_take(&s, &c, &w), KB_TAKE_QUEUED);
+	assert_false(kb_sessions_take(&s, &c, &w));
 	assert_ptr_equal(kb_sessions_give(&s, w1), &a);
 	assert_ptr_equal(kb_sessions_give(&s, w1), &c);
 	/* Nothing waits: given back, free again; yield keeps its own. */
@@ -54,22 +54,19 @@ static void test_free_sessions_then_the_queue(void **state)
 	kb_sessions_uninit(&s);
 }
 
-static void test_at_most_max_waiting(void **state)
+static void test_teardown_takes_who_waits(void **state)
 {
 	struct kb_keyworker *all[] = { S1 }, *w;
 	struct kb_conn conns[3];
 	struct kb_sessions s;
 
 	(void)state;
-	assert_int_equal(kb_sessions_init(&s, all, 1, 2), 0);
-	assert_int_equal(kb_sessions_take(&s, &conns[0], &w), KB_TAKE_GOT);
-	assert_int_equal(kb_sessions_take(&s, &conns[0], &w), KB_TAKE_QUEUED);
-	assert_int_equal(kb_sessions_take(&s, &conns[1], &w), KB_TAKE_QUEUED);
-	assert_int_equal(kb_sessions_take(&s, &conns[2], &w), KB_TAKE_FULL);
-	/* Once one is served, there is room again. */
+	assert_int_equal(kb_sessions_init(&s, all, 1), 0);
+	assert_true(kb_sessions_take(&s, &conns[0], &w));
+	assert_false(kb_sessions_take(&s, &conns[0], &w));
+	assert_false(kb_sessions_take(&s, &conns[1], &w));
 	assert_ptr_equal(kb_sessions_give(&s, S1), &conns[0]);
-	assert_int_equal(kb_sessions_take(&s, &conns[2], &w), KB_TAKE_QUEUED);
-	/* The teardown takes whoever still waits, in order. */
+	assert_false(kb_sessions_take(&s, &conns[2], &w));
 	assert_ptr_equal(kb_sessions_take_waiting(&s), &conns[1]);
 	assert_ptr_equal(conns[1].wait_next, &conns[2]);
 	assert_null(conns[2].wait_next);
@@ -81,7 +78,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_free_sessions_then_the_queue),
-		cmocka_unit_test(test_at_most_max_waiting),
+		cmocka_unit_test(test_teardown_takes_who_waits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
