@@ -133,7 +133,7 @@ $(B)/libkeybroker.so.0: $(CLIENT_OBJS)
 # ---- tests ----
 UNIT_TESTS = test_b64 test_kid test_config test_proto test_oaep test_acl \
 	test_jwt test_peer test_jread test_pkcs1 test_ct test_output test_conn \
-	test_ops test_buf test_duration test_trail test_sessions
+	test_ops test_buf test_duration test_trail test_sessions test_json
 UNIT_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 UNIT_RUN = $(UNIT_BINS) $(if $(SANITIZE),,$(B)/tests/test_ct_clang)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
@@ -155,6 +155,8 @@ $(B)/tests/test_acl: $(B)/tests/unit/test_acl.o \
 $(B)/tests/test_peer: $(B)/tests/unit/test_peer.o $(call obj,broker/kb_peer.c)
 $(B)/tests/test_sessions: $(B)/tests/unit/test_sessions.o \
 	$(call obj,broker/kb_sessions.c)
+$(B)/tests/test_json: $(B)/tests/unit/test_json.o \
+	$(call obj,common/kb_json.c common/kb_buf.c)
 $(B)/tests/test_conn: $(B)/tests/unit/test_conn.o $(A_BROKER) $(A_PKCS11) \
 	$(A_CONFIG) $(A_COMMON)
 $(B)/tests/test_ops: $(B)/tests/unit/test_ops.o $(A_BROKER) $(A_PKCS11) \
@@ -165,8 +167,8 @@ $(B)/tests/test_pkcs1: $(B)/tests/unit/test_pkcs1.o $(call obj,common/kb_pkcs1.c
 $(B)/tests/unit/test_pkcs1.o: CPPFLAGS += -DTEST_DATA='"$(CURDIR)/tests/unit/data"'
 $(B)/tests/test_jwt: $(B)/tests/unit/test_jwt.o \
 	$(call obj,broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c common/kb_kid.c \
-	common/kb_json.c common/kb_jws.c common/kb_error.c common/kb_log.c \
-	common/kb_pkey.c)
+	common/kb_json.c common/kb_buf.c common/kb_jws.c common/kb_error.c \
+	common/kb_log.c common/kb_pkey.c)
 $(B)/tests/test_oaep: $(B)/tests/unit/test_oaep.o \
 	$(call obj,common/kb_oaep.c common/kb_secret.c)
 CT_SOURCES = common/kb_b64.c common/kb_pkcs1.c common/kb_oaep.c \
@@ -205,21 +207,21 @@ $(FZ)/fuzz_kid: tests/fuzz/fuzz_kid.c common/kb_kid.c
 $(FZ)/fuzz_b64: tests/fuzz/fuzz_b64.c common/kb_b64.c
 $(FZ)/fuzz_acl: tests/fuzz/fuzz_acl.c common/kb_grant.c
 $(FZ)/fuzz_jwt: tests/fuzz/fuzz_jwt.c broker/kb_jwt.c broker/kb_jwk.c common/kb_b64.c \
-	common/kb_kid.c common/kb_json.c common/kb_jws.c common/kb_error.c \
-	common/kb_log.c common/kb_pkey.c
+	common/kb_kid.c common/kb_json.c common/kb_buf.c common/kb_jws.c \
+	common/kb_error.c common/kb_log.c common/kb_pkey.c
 $(FZ)/fuzz_oaep: tests/fuzz/fuzz_oaep.c common/kb_oaep.c common/kb_pkcs1.c \
 	common/kb_secret.c
 $(FZ)/fuzz_config: tests/fuzz/fuzz_config.c $(CONFIG) common/kb_kid.c \
 	common/kb_log.c common/kb_grant.c common/kb_jws.c common/kb_duration.c
 $(FZ)/fuzz_jwks: tests/fuzz/fuzz_jwks.c broker/kb_jwk.c common/kb_b64.c \
-	common/kb_json.c common/kb_pkey.c
+	common/kb_json.c common/kb_buf.c common/kb_pkey.c
 $(FZ)/fuzz_meta: tests/fuzz/fuzz_meta.c $(BROKER) $(PKCS11) $(CONFIG) $(COMMON)
 $(FZ)/fuzz_reply: tests/fuzz/fuzz_reply.c $(CLIENTLIB)
 $(FZ)/fuzz_audit: tests/fuzz/fuzz_audit.c client/audit_verify.c \
 	client/audit_records.c client/audit_query.c client/audit_report.c \
 	client/audit_status.c client/ctl_session.c client/ctl_socket.c \
 	client/kb_output.c common/kb_trail.c common/kb_b64.c common/kb_kid.c \
-	common/kb_json.c common/kb_secret.c common/kb_grant.c
+	common/kb_json.c common/kb_buf.c common/kb_secret.c common/kb_grant.c
 
 $(FUZZ_BINS):
 	@mkdir -p $(FZ)

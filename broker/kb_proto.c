@@ -634,22 +634,12 @@ void kb_request_uninit(struct kb_request *req)
 
 static char *finish_line(json_t *o, size_t *len)
 {
-	char *s, *line;
-	size_t n;
+	char *line;
 
 	if (o == NULL)
 		return NULL;
-	s = kb_json_text(o, JSON_COMPACT | JSON_ENSURE_ASCII, &n);
+	line = kb_json_line(o, len);
 	json_decref(o);
-	if (s == NULL)
-		return NULL;
-	if ((line = malloc(n + 2)) != NULL) {
-		memcpy(line, s, n);
-		line[n] = '\n';
-		line[n + 1] = '\0';
-		*len = n + 1;
-	}
-	kb_wipe_free(s, n + 1);
 	return line;
 }
 
