@@ -292,9 +292,15 @@ static int handle_line(struct kb_worker *w, struct kb_conn *c, const char *line,
 		kb_admit_authenticated(srv->admit, c->caller.peer.uid);
 		c->unauthenticated = false;
 	}
-	/* A run of garbage, or of refusals of a caller without identity. */
+	/*
+	 * A run of garbage, or of requests a caller without identity should
+	 * not have sent (refusals for the broker's own state, such as the
+	 * trail or the token being away, are not the caller's doing).
+	 */
 	if (code == KB_BAD_REQUEST ||
-	    (code != KB_OK && c->caller.identity[0] == '\0'))
+	    (c->caller.identity[0] == '\0' &&
+	     (code == KB_BAD_PARAMETER || code == KB_UNAUTHORIZED ||
+	      code == KB_FORBIDDEN)))
 		c->bad_run++;
 	else
 		c->bad_run = 0;
