@@ -344,15 +344,16 @@ static void record_stop(struct kb_audit *audit)
 }
 
 /*
- * Fixed allocator thresholds: glibc's own rise after the first large
- * block is freed, and then a worker's request buffers and the heap it
- * freed stay resident for good (2 MiB more after a burst of pipelined
- * requests). Fixed, blocks of 64 KiB and more are mappings of their own
- * and free memory at the top of a heap goes back past 128 KiB.
+ * Fixed allocator thresholds, at glibc's own starting values: left to
+ * themselves they rise after the first large block is freed (up to 32
+ * MiB), and then the heap that a burst of pipelined requests used stays
+ * resident for good (2 MiB more here). Fixed, blocks of 128 KiB and more
+ * are mappings of their own and free memory at the top of a heap goes
+ * back past 128 KiB.
  */
 static void tune_allocator(void)
 {
-	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 128 * 1024);
 }
 
