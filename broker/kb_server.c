@@ -167,16 +167,20 @@ static bool conn_rearm(struct kb_server *srv, struct kb_conn *c)
 	if (c->out.len > 0 ||
 	    (kb_conn_line_waiting(c) && !c->close_after_flush))
 		ev.events |= EPOLLOUT;
+	/*
+	 * Armed under the lock that the next turn takes first: whatever this
+	 * thread did to c happens before it, also for the tools that do not
+	 * see the re-arming as an ordering (ThreadSanitizer).
+	 */
 	pthread_mutex_lock(&c->lock);
-	c->busy = false;
-	pthread_mutex_unlock(&c->lock);
-	if (epoll_ctl(srv->conn_epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+	if (epoll_ctl(srv->conn_epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) {
+		c->busy = false;
+		pthread_mutex_unlock(&c->lock);
 		return true;
+	}
+	pthread_mutex_unlock(&c->lock);
 	/* Not armed, so nobody else can reach it: closed here. */
 	kb_err("epoll_ctl: %s", strerror(errno));
-	pthread_mutex_lock(&c->lock);
-	c->busy = true;
-	pthread_mutex_unlock(&c->lock);
 	return false;
 }
 
