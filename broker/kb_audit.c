@@ -709,6 +709,15 @@ static int append_resumed(struct kb_audit *a)
 	return r;
 }
 
+/* A record that could not be written, counted. Needs a->lock. */
+static void count_unrecorded(struct kb_audit *a, bool served)
+{
+	if (served)
+		a->unrec_served++;
+	else
+		a->unrec_refused++;
+}
+
 int kb_audit_stage(struct kb_audit_batch *b, json_t *body, bool served)
 {
 	struct kb_audit_staged *r;
@@ -751,14 +760,9 @@ size_t kb_audit_commit(struct kb_audit *a, struct kb_audit_batch *b)
 	}
 	if (a->available)
 		failed = write_locked(a, b->rec, b->n);
-	for (i = 0; i < b->n; i++) {
-		if (b->rec[i].written)
-			continue;
-		if (b->rec[i].served)
-			a->unrec_served++;
-		else
-			a->unrec_refused++;
-	}
+	for (i = 0; i < b->n; i++)
+		if (!b->rec[i].written)
+			count_unrecorded(a, b->rec[i].served);
 	pthread_mutex_unlock(&a->lock);
 	return failed;
 }
@@ -797,10 +801,7 @@ int kb_audit_append(struct kb_audit *a, json_t *body, bool served)
 		return 0;
 	if (kb_audit_stage(&b, body, served) != 0) {
 		pthread_mutex_lock(&a->lock);
-		if (served)
-			a->unrec_served++;
-		else
-			a->unrec_refused++;
+		count_unrecorded(a, served);
 		pthread_mutex_unlock(&a->lock);
 		return -1;
 	}

@@ -49,14 +49,6 @@ void kb_scratch_free(struct kb_scratch *s)
 	s->pos = 0;
 }
 
-/* Empties b, wiping what it held, but keeps its block. */
-static void wipe_keep(struct kb_buf *b)
-{
-	if (b->len > 0)
-		explicit_bzero(b->p, b->len);
-	b->len = 0;
-}
-
 int kb_conn_begin_turn(struct kb_conn *c, struct kb_scratch *s)
 {
 	s->pos = 0;
@@ -74,12 +66,6 @@ enum kb_io kb_conn_read(struct kb_conn *c, struct kb_scratch *s, int64_t now)
 	struct kb_buf *in = &s->in;
 	ssize_t n;
 
-	if (s->pos > 0) { /* lines handled: their room is reused */
-		memmove(in->p, in->p + s->pos, in->len - s->pos);
-		explicit_bzero(in->p + in->len - s->pos, s->pos);
-		in->len -= s->pos;
-		s->pos = 0;
-	}
 	for (;;) {
 		if (in->len == IN_MAX)
 			return KB_IO_OK;
@@ -170,7 +156,7 @@ enum kb_io kb_conn_flush(struct kb_conn *c, struct kb_scratch *s, int64_t now)
 {
 	struct msghdr msg = { 0 };
 	struct iovec iov[2];
-	size_t sent;
+	size_t sent, kept;
 	ssize_t n;
 
 	while (c->out.len + s->out.len > 0) {
@@ -192,26 +178,18 @@ enum kb_io kb_conn_flush(struct kb_conn *c, struct kb_scratch *s, int64_t now)
 		sent = (size_t)n;
 		c->write_blocked_ms = now;
 		c->last_activity_ms = now;
-		if (c->out.len > 0) {
-			n = sent < c->out.len ? (ssize_t)sent :
-						(ssize_t)c->out.len;
-			kb_buf_consume(&c->out, (size_t)n);
-			sent -= (size_t)n;
-		}
-		if (sent > 0) {
-			memmove(s->out.p, s->out.p + sent, s->out.len - sent);
-			explicit_bzero(s->out.p + s->out.len - sent, sent);
-			s->out.len -= sent;
-		}
+		/* What c kept went first. */
+		kept = sent < c->out.len ? sent : c->out.len;
+		kb_buf_consume(&c->out, kept);
+		kb_buf_shift(&s->out, sent - kept);
 	}
 	return KB_IO_OK;
 }
 
-int kb_conn_end_turn(struct kb_conn *c, struct kb_scratch *s, int64_t now)
+int kb_conn_end_turn(struct kb_conn *c, struct kb_scratch *s)
 {
 	int r = 0;
 
-	(void)now;
 	if (s->in.len > s->pos &&
 	    kb_buf_append(&c->in, s->in.p + s->pos, s->in.len - s->pos,
 			  IN_FIRST, IN_MAX) != 0)
@@ -221,8 +199,8 @@ int kb_conn_end_turn(struct kb_conn *c, struct kb_scratch *s, int64_t now)
 	if (s->out.len > 0 && kb_buf_append(&c->out, s->out.p, s->out.len,
 					    OUT_FIRST, SIZE_MAX) != 0)
 		r = -1;
-	wipe_keep(&s->in);
-	wipe_keep(&s->out);
+	kb_buf_shift(&s->in, s->in.len);
+	kb_buf_shift(&s->out, s->out.len);
 	s->pos = 0;
 	return r;
 }

@@ -91,8 +91,8 @@ int kb_conn_begin_turn(struct kb_conn *c, struct kb_scratch *s);
 enum kb_io { KB_IO_OK, KB_IO_EOF, KB_IO_ERROR };
 
 /*
- * Reads what the socket has into s, up to one maximal line's worth of
- * unhandled input. Reading is not activity: only requests and replies
+ * At the start of a turn: reads what the socket has into s, up to one
+ * maximal line's worth of unhandled input. Reading is not activity: only requests and replies
  * keep a connection alive, so blank lines do not.
  */
 enum kb_io kb_conn_read(struct kb_conn *c, struct kb_scratch *s, int64_t now);
@@ -128,7 +128,7 @@ enum kb_io kb_conn_flush(struct kb_conn *c, struct kb_scratch *s, int64_t now);
  * replies) in c and wipes s for the next turn. -1 if memory is short
  * (then c must be closed).
  */
-int kb_conn_end_turn(struct kb_conn *c, struct kb_scratch *s, int64_t now);
+int kb_conn_end_turn(struct kb_conn *c, struct kb_scratch *s);
 
 /* Between turns: whether c's input holds a complete line. */
 bool kb_conn_line_waiting(const struct kb_conn *c);

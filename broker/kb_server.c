@@ -143,12 +143,13 @@ static void conn_unlink(struct kb_server *srv, struct kb_conn *c)
 	pthread_mutex_unlock(&srv->conns_lock);
 }
 
-/* Whether c takes more request bytes now. */
+/* Whether c takes more request bytes now, with turn_out bytes of replies
+ * not yet in c's own buffer. */
 static bool wants_input(struct kb_server *srv, const struct kb_conn *c,
-			const struct kb_scratch *s)
+			size_t turn_out)
 {
 	return !c->read_closed && !c->close_after_flush && !draining(srv) &&
-	       c->out.len + s->out.len < OUT_HIGH_WATER;
+	       c->out.len + turn_out < OUT_HIGH_WATER;
 }
 
 /*
@@ -159,10 +160,9 @@ static bool wants_input(struct kb_server *srv, const struct kb_conn *c,
  */
 static bool conn_rearm(struct kb_server *srv, struct kb_conn *c)
 {
-	static const struct kb_scratch none;
 	struct epoll_event ev = { .events = EPOLLONESHOT, .data.ptr = c };
 
-	if (wants_input(srv, c, &none))
+	if (wants_input(srv, c, 0))
 		ev.events |= EPOLLIN;
 	if (c->out.len > 0 ||
 	    (kb_conn_line_waiting(c) && !c->close_after_flush))
@@ -313,6 +313,11 @@ static int handle_line(struct kb_worker *w, struct kb_conn *c, const char *line,
 	return r;
 }
 
+static int append_out(struct kb_buf *out, const char *p, size_t n)
+{
+	return kb_buf_append(out, p, n, 4096, SIZE_MAX);
+}
+
 /*
  * Writes the turn's records to the trail. Replies whose record could
  * not be written are replaced by their refusal (AuditUnavailable), so
@@ -334,33 +339,30 @@ static int commit_records(struct kb_worker *w)
 	failed = kb_audit_commit(w->srv->ops.audit, &w->batch);
 	atomic_store(&w->busy_since_ms, 0);
 	if (failed > 0) {
+		/* The output again, each reply withheld replaced. */
 		for (i = 0; i < w->nstaged && r == 0; i++) {
 			struct kb_staged_reply *sr = &w->staged[i];
 
 			if (kb_audit_written(&w->batch, sr->pending.record))
 				continue;
 			line = kb_ops_withheld(&sr->pending, &len);
-			r = line == NULL ||
-					    kb_buf_append(&out, s->out.p + at,
-							  sr->off - at, 4096,
-							  SIZE_MAX) != 0 ||
-					    kb_buf_append(&out, line, len, 4096,
-							  SIZE_MAX) != 0 ?
-				    -1 :
-				    0;
+			if (line == NULL ||
+			    append_out(&out, s->out.p + at, sr->off - at) !=
+				    0 ||
+			    append_out(&out, line, len) != 0)
+				r = -1;
 			free(line);
 			at = sr->off + sr->len;
 		}
 		if (r == 0 &&
-		    kb_buf_append(&out, s->out.p + at, s->out.len - at, 4096,
-				  SIZE_MAX) != 0)
+		    append_out(&out, s->out.p + at, s->out.len - at) != 0)
 			r = -1;
-		/* The results withheld are wiped with the old output. */
-		explicit_bzero(s->out.p, s->out.len);
-		s->out.len = 0;
-		if (r == 0 && out.len > 0)
-			r = kb_conn_reply(s, out.p, out.len);
-		kb_buf_free(&out);
+		/* The old output, results withheld and all, is wiped. */
+		kb_buf_free(&s->out);
+		if (r == 0)
+			s->out = out;
+		else
+			kb_buf_free(&out);
 	}
 	for (i = 0; i < w->nstaged; i++)
 		kb_pending_clear(&w->staged[i].pending);
@@ -386,9 +388,9 @@ static enum kb_io turn_flush(struct kb_worker *w, struct kb_conn *c,
 static bool conn_stash(struct kb_worker *w, struct kb_conn *c, int64_t now)
 {
 	if (turn_flush(w, c, now) != KB_IO_ERROR &&
-	    kb_conn_end_turn(c, &w->scratch, now) == 0)
+	    kb_conn_end_turn(c, &w->scratch) == 0)
 		return true;
-	kb_conn_end_turn(c, &w->scratch, now);
+	kb_conn_end_turn(c, &w->scratch);
 	conn_close(w->srv, c, "write failed");
 	return false;
 }
@@ -467,7 +469,7 @@ static struct kb_conn *turn_close(struct kb_worker *w, struct kb_conn *c,
 				  const char *why, int64_t now)
 {
 	(void)commit_records(w);
-	(void)kb_conn_end_turn(c, &w->scratch, now);
+	(void)kb_conn_end_turn(c, &w->scratch);
 	conn_close(w->srv, c, why);
 	return give_session(w);
 }
@@ -503,7 +505,8 @@ static struct kb_conn *turn(struct kb_worker *w, struct kb_conn *c,
 				  now);
 	if (kb_conn_begin_turn(c, s) != 0)
 		return turn_close(w, c, "out of memory", now);
-	if ((events & (EPOLLIN | EPOLLHUP)) && wants_input(srv, c, s)) {
+	if ((events & (EPOLLIN | EPOLLHUP)) &&
+	    wants_input(srv, c, s->out.len)) {
 		io = kb_conn_read(c, s, now);
 		if (io == KB_IO_ERROR)
 			return turn_close(w, c, "read failed", now);
@@ -571,10 +574,11 @@ static struct kb_conn *turn(struct kb_worker *w, struct kb_conn *c,
 	}
 	if (turn_flush(w, c, now) == KB_IO_ERROR)
 		return turn_close(w, c, "write failed", now);
-	if (kb_conn_end_turn(c, s, now) != 0)
+	if (kb_conn_end_turn(c, s) != 0)
 		return turn_close(w, c, "out of memory", now);
 	if ((why = conn_done(srv, c)) != NULL || !conn_rearm(srv, c))
-		conn_close(srv, c, why != NULL ? why : "cannot wait for it");
+		conn_close(srv, c,
+			   why != NULL ? why : "cannot re-arm its socket");
 	return give_session(w);
 }
 

@@ -52,13 +52,21 @@ int kb_buf_append(struct kb_buf *b, const void *p, size_t n, size_t first,
 	return 0;
 }
 
-void kb_buf_consume(struct kb_buf *b, size_t n)
+void kb_buf_shift(struct kb_buf *b, size_t n)
 {
-	if (n >= b->len) {
-		kb_buf_free(b);
+	if (n > b->len)
+		n = b->len;
+	if (n == 0)
 		return;
-	}
 	memmove(b->p, b->p + n, b->len - n);
 	explicit_bzero(b->p + b->len - n, n);
 	b->len -= n;
+}
+
+void kb_buf_consume(struct kb_buf *b, size_t n)
+{
+	if (n >= b->len)
+		kb_buf_free(b);
+	else
+		kb_buf_shift(b, n);
 }

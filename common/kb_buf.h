@@ -28,8 +28,10 @@ int kb_buf_reserve(struct kb_buf *b, size_t n, size_t first, size_t max);
 int kb_buf_append(struct kb_buf *b, const void *p, size_t n, size_t first,
 		  size_t max);
 
-/* Drops the first n bytes (n <= len). */
+/* Drops the first n bytes (n <= len), and the block once it is empty. */
 void kb_buf_consume(struct kb_buf *b, size_t n);
+/* Drops the first n bytes (n <= len), keeping the block (a scratch one). */
+void kb_buf_shift(struct kb_buf *b, size_t n);
 
 /* Wipes and frees the block; the buffer is empty and usable again. */
 void kb_buf_free(struct kb_buf *b);

@@ -43,8 +43,11 @@ static uint32_t utf8_next(const unsigned char *s, size_t left, size_t *n)
 /* A string as jansson escapes it with JSON_ENSURE_ASCII. */
 static int put_string(struct kb_buf *b, const char *str, size_t len)
 {
+	/* The characters with a short escape, and their letters. */
+	static const char named[] = "\"\\\b\f\n\r\t", letter[] = "\"\\bfnrt";
 	const unsigned char *s = (const unsigned char *)str;
 	size_t i = 0, run, n;
+	const char *at;
 	char esc[16];
 	uint32_t cp;
 	int m;
@@ -61,41 +64,23 @@ static int put_string(struct kb_buf *b, const char *str, size_t len)
 		if ((i = run) == len)
 			break;
 		n = 1;
-		switch (s[i]) {
-		case '"':
-			m = snprintf(esc, sizeof(esc), "\\\"");
-			break;
-		case '\\':
-			m = snprintf(esc, sizeof(esc), "\\\\");
-			break;
-		case '\b':
-			m = snprintf(esc, sizeof(esc), "\\b");
-			break;
-		case '\f':
-			m = snprintf(esc, sizeof(esc), "\\f");
-			break;
-		case '\n':
-			m = snprintf(esc, sizeof(esc), "\\n");
-			break;
-		case '\r':
-			m = snprintf(esc, sizeof(esc), "\\r");
-			break;
-		case '\t':
-			m = snprintf(esc, sizeof(esc), "\\t");
-			break;
-		default:
+		if ((at = memchr(named, s[i], sizeof(named) - 1)) != NULL) {
+			esc[0] = '\\';
+			esc[1] = letter[at - named];
+			m = 2;
+		} else {
 			cp = s[i] < 0x80 ? s[i] : utf8_next(s + i, len - i, &n);
 			if (cp < 0x10000)
 				m = snprintf(esc, sizeof(esc), "\\u%04X",
 					     (unsigned int)cp);
-			else
-				m = snprintf(
-					esc, sizeof(esc), "\\u%04X\\u%04X",
-					(unsigned int)(0xD800 |
-						       ((cp - 0x10000) >> 10)),
-					(unsigned int)(0xDC00 |
-						       ((cp - 0x10000) &
-							0x3FF)));
+			else /* a UTF-16 surrogate pair */
+				m = snprintf(esc, sizeof(esc), "\\u%04X\\u%04X",
+					     (unsigned int)(0xD800 |
+							    (cp - 0x10000) >>
+								    10),
+					     (unsigned int)(0xDC00 |
+							    ((cp - 0x10000) &
+							     0x3FF)));
 		}
 		if (put(b, esc, (size_t)m) != 0)
 			return -1;

@@ -93,7 +93,7 @@ static void end_turn(struct pair *p)
 				      "next", "xxxx",  "rrrr" };
 	size_t i;
 
-	assert_int_equal(kb_conn_end_turn(p->c, &p->s, 1), 0);
+	assert_int_equal(kb_conn_end_turn(p->c, &p->s), 0);
 	assert_int_equal(p->s.in.len, 0);
 	assert_int_equal(p->s.out.len, 0);
 	for (i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
